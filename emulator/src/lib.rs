@@ -1,0 +1,1 @@
+//! A local Customer.io-compatible server (work in progress).

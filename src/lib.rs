@@ -1,0 +1,1 @@
+//! cio-ratelimit (work in progress).
