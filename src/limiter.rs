@@ -1,0 +1,198 @@
+//! The `Limiter` trait every rate limiter in this crate implements, and `Unlimited`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::clock::{Clock, SystemClock};
+
+/// A blocking rate limiter: hands out permits, one per request.
+///
+/// Everything in this crate that sends takes any `Limiter`: a
+/// [`TokenBucket`](crate::TokenBucket) in one process, or a limiter shared
+/// between processes. A limiter is shared by reference or through an `Arc`
+/// between threads, so implementations must be `Send + Sync`.
+pub trait Limiter: Send + Sync + fmt::Debug {
+    /// Blocks until a permit is granted.
+    fn acquire(&self);
+
+    /// Takes a permit if one is available now, without blocking.
+    fn try_acquire(&self) -> bool;
+
+    /// Blocks at most `timeout` for a permit. Returns `false`, having taken
+    /// nothing, if none could be granted in time.
+    fn acquire_timeout(&self, timeout: Duration) -> bool;
+
+    /// Grants nothing to anyone for `duration` from now. Called when the
+    /// server answers 429: the whole workspace is throttled, not one caller.
+    fn pause_for(&self, duration: Duration);
+}
+
+impl<L: Limiter + ?Sized> Limiter for Arc<L> {
+    fn acquire(&self) {
+        (**self).acquire()
+    }
+    fn try_acquire(&self) -> bool {
+        (**self).try_acquire()
+    }
+    fn acquire_timeout(&self, timeout: Duration) -> bool {
+        (**self).acquire_timeout(timeout)
+    }
+    fn pause_for(&self, duration: Duration) {
+        (**self).pause_for(duration)
+    }
+}
+
+impl<L: Limiter + ?Sized> Limiter for &L {
+    fn acquire(&self) {
+        (**self).acquire()
+    }
+    fn try_acquire(&self) -> bool {
+        (**self).try_acquire()
+    }
+    fn acquire_timeout(&self, timeout: Duration) -> bool {
+        (**self).acquire_timeout(timeout)
+    }
+    fn pause_for(&self, duration: Duration) {
+        (**self).pause_for(duration)
+    }
+}
+
+/// A limiter with no rate: every permit is granted at once, except during a
+/// pause. A server's 429 still stops everyone who shares it.
+///
+/// For benchmarks, tests, and servers that limit nothing. Clones share one pause.
+///
+/// ```
+/// use cio_ratelimit::{Limiter, Unlimited};
+///
+/// let limiter = Unlimited::new();
+/// assert!((0..10_000).all(|_| limiter.try_acquire()));
+/// ```
+#[derive(Clone)]
+pub struct Unlimited {
+    clock: Arc<dyn Clock>,
+    origin: Instant,
+    paused_until_nanos: Arc<AtomicU64>,
+}
+
+impl Unlimited {
+    /// An unlimited limiter on the real clock.
+    pub fn new() -> Unlimited {
+        Unlimited::with_clock(SystemClock)
+    }
+
+    /// An unlimited limiter on the given clock.
+    pub fn with_clock(clock: impl Clock + 'static) -> Unlimited {
+        let origin = clock.now();
+        Unlimited {
+            clock: Arc::new(clock),
+            origin,
+            paused_until_nanos: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn nanos_now(&self) -> u64 {
+        nanos_since(self.origin, self.clock.now())
+    }
+
+    fn pause_left(&self) -> Duration {
+        let until = self.paused_until_nanos.load(Ordering::Acquire);
+        Duration::from_nanos(until.saturating_sub(self.nanos_now()))
+    }
+}
+
+impl Default for Unlimited {
+    fn default() -> Unlimited {
+        Unlimited::new()
+    }
+}
+
+impl fmt::Debug for Unlimited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unlimited")
+            .field("paused_for", &self.pause_left())
+            .finish()
+    }
+}
+
+impl Limiter for Unlimited {
+    fn acquire(&self) {
+        // A pause may be extended while we sleep: look again after waking.
+        loop {
+            let left = self.pause_left();
+            if left.is_zero() {
+                return;
+            }
+            self.clock.sleep(left);
+        }
+    }
+
+    fn try_acquire(&self) -> bool {
+        self.pause_left().is_zero()
+    }
+
+    fn acquire_timeout(&self, timeout: Duration) -> bool {
+        let deadline = self.nanos_now().saturating_add(duration_nanos(timeout));
+        loop {
+            let left = self.pause_left();
+            if left.is_zero() {
+                return true;
+            }
+            if self.nanos_now().saturating_add(duration_nanos(left)) > deadline {
+                return false;
+            }
+            self.clock.sleep(left);
+        }
+    }
+
+    fn pause_for(&self, duration: Duration) {
+        let until = self.nanos_now().saturating_add(duration_nanos(duration));
+        self.paused_until_nanos.fetch_max(until, Ordering::AcqRel);
+    }
+}
+
+/// Nanoseconds from `origin` to `now`, saturating (0 before the origin).
+pub(crate) fn nanos_since(origin: Instant, now: Instant) -> u64 {
+    duration_nanos(now.saturating_duration_since(origin))
+}
+
+/// A duration in nanoseconds, saturating at `u64::MAX` (584 years).
+pub(crate) fn duration_nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ManualClock;
+
+    #[test]
+    fn unlimited_grants_everything_but_honours_a_pause() {
+        let clock = ManualClock::new();
+        let limiter = Unlimited::with_clock(clock.clone());
+        assert!(limiter.try_acquire());
+        limiter.pause_for(Duration::from_secs(2));
+        assert!(!limiter.try_acquire());
+        assert!(!limiter.acquire_timeout(Duration::from_secs(1)));
+        assert_eq!(
+            clock.elapsed(),
+            Duration::ZERO,
+            "a refused timeout waits for nothing"
+        );
+        limiter.acquire();
+        assert_eq!(clock.elapsed(), Duration::from_secs(2));
+        assert!(limiter.try_acquire());
+    }
+
+    #[test]
+    fn a_shorter_pause_never_shortens_a_longer_one() {
+        let clock = ManualClock::new();
+        let limiter = Unlimited::with_clock(clock.clone());
+        limiter.pause_for(Duration::from_secs(5));
+        limiter.clone().pause_for(Duration::from_secs(1));
+        assert!(limiter.acquire_timeout(Duration::from_secs(5)));
+        assert_eq!(clock.elapsed(), Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,515 @@
+//! The blocking retry loop: backoff with jitter, Retry-After, a shared pause on 429.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
+use crate::limiter::Limiter;
+use crate::retry_budget::RetryBudget;
+
+/// How a failed attempt failed, as far as retrying is concerned.
+///
+/// The retry loop asks an attempt's error for this through [`Classify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Failure {
+    /// The server answered with an HTTP status that is not a success.
+    Status {
+        /// The status code.
+        status: u16,
+        /// The server's `Retry-After`, already parsed (see
+        /// [`parse_retry_after`](crate::parse_retry_after)).
+        retry_after: Option<Duration>,
+    },
+    /// The request timed out. It may or may not have reached the server.
+    Timeout,
+    /// The connection broke (reset, closed early) before a full answer. The
+    /// request may have reached the server.
+    ConnectionReset,
+    /// The connection was refused: the request never left.
+    ConnectionRefused,
+    /// Anything else (bad URL, TLS, invalid input): never retried.
+    Permanent,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Status { status, .. } => write!(f, "HTTP {status}"),
+            Failure::Timeout => f.write_str("timeout"),
+            Failure::ConnectionReset => f.write_str("connection reset"),
+            Failure::ConnectionRefused => f.write_str("connection refused"),
+            Failure::Permanent => f.write_str("permanent error"),
+        }
+    }
+}
+
+/// An error that the retry loop can classify.
+///
+/// The crate's [`Error`] implements it; implement it for your own error
+/// type to run your own calls through [`RetryPolicy::run`].
+pub trait Classify {
+    /// How this error failed.
+    fn failure(&self) -> Failure;
+}
+
+impl Classify for Failure {
+    fn failure(&self) -> Failure {
+        *self
+    }
+}
+
+/// Whether a call may be sent twice.
+///
+/// Customer.io deduplicates events by their `id`, and identify, delete,
+/// suppress and device calls land in the same state however often they are
+/// sent: those are [`Safe`](Idempotency::Safe). A transactional send or a
+/// broadcast trigger sent twice reaches people twice: those are
+/// [`Unsafe`](Idempotency::Unsafe), and are retried only when the server
+/// certainly did not act on them (429, connection refused) unless the policy
+/// opts in with [`RetryPolicyBuilder::retry_unsafe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotency {
+    /// Repeating the call has the same effect as sending it once.
+    Safe,
+    /// Repeating the call may repeat its effect.
+    Unsafe,
+}
+
+/// One call as the retry loop sees it: a name for the log and whether it may
+/// be repeated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call<'a> {
+    name: &'a str,
+    idempotency: Idempotency,
+}
+
+impl<'a> Call<'a> {
+    /// A call that may be repeated, named `name` in log lines.
+    pub fn safe(name: &'a str) -> Call<'a> {
+        Call {
+            name,
+            idempotency: Idempotency::Safe,
+        }
+    }
+
+    /// A call that must not be repeated unless the server certainly did not act on it.
+    pub fn unsafe_to_repeat(name: &'a str) -> Call<'a> {
+        Call {
+            name,
+            idempotency: Idempotency::Unsafe,
+        }
+    }
+
+    /// The call's name, as it appears in log lines.
+    pub fn name(&self) -> &str {
+        self.name
+    }
+
+    /// Whether the call may be repeated.
+    pub fn idempotency(&self) -> Idempotency {
+        self.idempotency
+    }
+}
+
+/// How backoff delays are randomised, so that clients don't retry in lockstep.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Jitter {
+    /// `delay + random(0 ..= share × delay)`; `share` in `0.0..=1.0`.
+    Proportional(f64),
+    /// `random(0 ..= delay)` ("full jitter").
+    Full,
+}
+
+/// What the retry loop does after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The server is throttling the workspace: pause the shared limiter for
+    /// this long, then try again. Not counted against `max_retries`.
+    Throttle(Duration),
+    /// A transient failure: wait this long, then try again.
+    Retry(Duration),
+    /// Stop and return the error.
+    GiveUp,
+}
+
+/// How calls are retried: backoff, jitter, Retry-After, safety, and budgets.
+///
+/// Every attempt, retries included, takes a permit from the limiter, so the
+/// rate holds however many retries there are.
+///
+/// - **429** pauses the shared limiter for the server's `Retry-After` (or the
+///   backoff when there is none), so every thread backs off together. These
+///   retries are bounded by a total wait (`throttle_deadline`, default
+///   5 minutes), not by `max_retries`, and do not spend the retry budget.
+/// - **408, 500, 502, 503, 504, timeouts, resets and refused connections**
+///   are retried after `min(base × 2^n, max_delay)` plus jitter, at most
+///   `max_retries` times, and only while the retry budget allows. A timeout is
+///   not a rate limit: nobody else is paused.
+/// - **Other statuses** (400, 401, 403, 404, 422, ...) are never retried.
+/// - [`Unsafe`](Idempotency::Unsafe) calls are retried only on 429 and
+///   refused connections unless [`retry_unsafe`](RetryPolicyBuilder::retry_unsafe) is set.
+///
+/// Each retry logs one `log::warn!` line: the call's name, attempt n/max,
+/// the delay and the failure; never a URL, header or key.
+///
+/// ```
+/// use cio_ratelimit::{Call, Failure, RetryPolicy, TokenBucket, ManualClock};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let policy = RetryPolicy::builder().clock(clock.clone()).build()?;
+/// let limiter = TokenBucket::with_clock(80.0, 10, clock.clone())?;
+///
+/// let mut answers = vec![Ok("sent"), Err(Failure::Status { status: 503, retry_after: None })];
+/// let result = policy.run(&limiter, Call::safe("identify"), || answers.pop().unwrap());
+/// assert_eq!(result, Ok("sent"));
+/// assert!(clock.elapsed() >= Duration::from_secs(1)); // one backoff of 1 s + jitter
+/// # Ok::<(), cio_ratelimit::Error>(())
+/// ```
+///
+/// # Threads and cloning
+///
+/// `RetryPolicy` is `Send + Sync`. Clones share one retry budget.
+#[derive(Clone)]
+pub struct RetryPolicy {
+    max_retries: u32,
+    base_delay: Duration,
+    max_delay: Duration,
+    jitter: Jitter,
+    max_retry_after: Duration,
+    throttle_deadline: Duration,
+    retry_unsafe: bool,
+    clock: Arc<dyn Clock>,
+    budget: RetryBudget,
+}
+
+/// Builds a [`RetryPolicy`]; every setting is checked by [`build`](RetryPolicyBuilder::build).
+#[derive(Debug, Clone)]
+pub struct RetryPolicyBuilder {
+    max_retries: u32,
+    base_delay: Duration,
+    max_delay: Duration,
+    jitter: Jitter,
+    max_retry_after: Duration,
+    throttle_deadline: Duration,
+    retry_unsafe: bool,
+    budget_share: f64,
+    budget_window: Duration,
+    budget_min_retries: u32,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl Default for RetryPolicyBuilder {
+    fn default() -> RetryPolicyBuilder {
+        RetryPolicyBuilder {
+            max_retries: 4,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            jitter: Jitter::Proportional(0.25),
+            max_retry_after: Duration::from_secs(60),
+            throttle_deadline: Duration::from_secs(300),
+            retry_unsafe: false,
+            budget_share: 0.2,
+            budget_window: Duration::from_secs(10),
+            budget_min_retries: 10,
+            clock: None,
+        }
+    }
+}
+
+impl RetryPolicyBuilder {
+    /// Retries after transient failures (not 429s), default 4.
+    pub fn max_retries(mut self, max_retries: u32) -> Self {
+        self.max_retries = max_retries;
+        self
+    }
+
+    /// The first backoff delay, doubled on each retry; default 1 s.
+    pub fn base_delay(mut self, base_delay: Duration) -> Self {
+        self.base_delay = base_delay;
+        self
+    }
+
+    /// The longest backoff delay before jitter, default 60 s.
+    pub fn max_delay(mut self, max_delay: Duration) -> Self {
+        self.max_delay = max_delay;
+        self
+    }
+
+    /// How delays are randomised; default `Jitter::Proportional(0.25)`.
+    pub fn jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// The longest `Retry-After` honoured; longer ones are clamped. Default 60 s.
+    pub fn max_retry_after(mut self, max_retry_after: Duration) -> Self {
+        self.max_retry_after = max_retry_after;
+        self
+    }
+
+    /// How long one call may keep waiting on 429s, counted from the first
+    /// one, before it gives up; default 5 minutes. Zero: never retry a 429
+    /// (the limiter is still paused).
+    pub fn throttle_deadline(mut self, throttle_deadline: Duration) -> Self {
+        self.throttle_deadline = throttle_deadline;
+        self
+    }
+
+    /// Retry [`Unsafe`](Idempotency::Unsafe) calls like safe ones; default
+    /// `false`. Only for callers who accept that a message may be sent twice.
+    pub fn retry_unsafe(mut self, retry_unsafe: bool) -> Self {
+        self.retry_unsafe = retry_unsafe;
+        self
+    }
+
+    /// Retries of transient failures may add at most `share` (0.0–1.0,
+    /// default 0.2) to the requests over a sliding `window` (default 10 s),
+    /// plus `min_retries` per window (default 10) so that a quiet program can
+    /// still retry.
+    pub fn retry_budget(mut self, share: f64, window: Duration, min_retries: u32) -> Self {
+        self.budget_share = share;
+        self.budget_window = window;
+        self.budget_min_retries = min_retries;
+        self
+    }
+
+    /// The clock used to wait and measure; default [`SystemClock`].
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Checks the settings and builds the policy.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the setting: a zero base delay, a
+    /// maximum delay below the base, a jitter share outside 0.0–1.0, or a
+    /// budget share outside 0.0–1.0 or a zero budget window.
+    pub fn build(self) -> Result<RetryPolicy> {
+        if self.base_delay.is_zero() {
+            return Err(Error::invalid(
+                "base_delay",
+                format_args!("{:?}", self.base_delay),
+                "more than zero",
+            ));
+        }
+        if self.max_delay < self.base_delay {
+            return Err(Error::invalid(
+                "max_delay",
+                format_args!("{:?}", self.max_delay),
+                "at least base_delay",
+            ));
+        }
+        if let Jitter::Proportional(share) = self.jitter
+            && !(0.0..=1.0).contains(&share)
+        {
+            return Err(Error::invalid(
+                "jitter",
+                share,
+                "a share between 0.0 and 1.0",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.budget_share) {
+            return Err(Error::invalid(
+                "retry_budget share",
+                self.budget_share,
+                "a share between 0.0 and 1.0",
+            ));
+        }
+        if self.budget_window.is_zero() {
+            return Err(Error::invalid(
+                "retry_budget window",
+                "0s",
+                "more than zero",
+            ));
+        }
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        Ok(RetryPolicy {
+            max_retries: self.max_retries,
+            base_delay: self.base_delay,
+            max_delay: self.max_delay,
+            jitter: self.jitter,
+            max_retry_after: self.max_retry_after,
+            throttle_deadline: self.throttle_deadline,
+            retry_unsafe: self.retry_unsafe,
+            budget: RetryBudget::new(
+                self.budget_share,
+                self.budget_window,
+                self.budget_min_retries,
+                clock.clone(),
+            ),
+            clock,
+        })
+    }
+}
+
+impl Default for RetryPolicy {
+    /// 4 retries, 1 s base doubling to 60 s, 25 % jitter, Retry-After up to
+    /// 60 s, 5 minutes of 429s, unsafe calls not retried, a 20 % retry budget.
+    fn default() -> RetryPolicy {
+        RetryPolicyBuilder::default()
+            .build()
+            .expect("the default retry policy is valid")
+    }
+}
+
+impl RetryPolicy {
+    /// Starts from the defaults (see [`RetryPolicy::default`]).
+    pub fn builder() -> RetryPolicyBuilder {
+        RetryPolicyBuilder::default()
+    }
+
+    /// A policy that never retries anything; a 429 still pauses the limiter,
+    /// so the next call waits.
+    pub fn never() -> RetryPolicy {
+        RetryPolicy::builder()
+            .max_retries(0)
+            .throttle_deadline(Duration::ZERO)
+            .build()
+            .expect("a policy without retries is valid")
+    }
+
+    /// Retries after transient failures.
+    pub fn max_retries(&self) -> u32 {
+        self.max_retries
+    }
+
+    /// The longest `Retry-After` honoured; pass it to
+    /// [`parse_retry_after`](crate::parse_retry_after) as the ceiling.
+    pub fn max_retry_after(&self) -> Duration {
+        self.max_retry_after
+    }
+
+    /// The clock this policy waits on.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The backoff before retry number `retry` (0 for the first), jitter included.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let doubled = self.base_delay.as_secs_f64() * 2f64.powi(retry.min(1_000) as i32);
+        let delay = doubled.min(self.max_delay.as_secs_f64());
+        let jittered = match self.jitter {
+            Jitter::Proportional(share) => delay + delay * share * fastrand::f64(),
+            Jitter::Full => delay * fastrand::f64(),
+        };
+        Duration::from_secs_f64(jittered)
+    }
+
+    /// What to do after a failed attempt. `retries` transient retries and
+    /// `throttles` 429s have happened in this call so far.
+    pub fn decide(
+        &self,
+        failure: Failure,
+        idempotency: Idempotency,
+        retries: u32,
+        throttles: u32,
+    ) -> Decision {
+        let repeatable = idempotency == Idempotency::Safe || self.retry_unsafe;
+        let transient = match failure {
+            Failure::Status {
+                status: 429,
+                retry_after,
+            } => {
+                return Decision::Throttle(match retry_after {
+                    Some(wait) => wait.min(self.max_retry_after),
+                    None => self.backoff(throttles),
+                });
+            }
+            Failure::Status {
+                status: 408 | 500 | 502 | 503 | 504,
+                retry_after,
+            } if repeatable => retry_after.map(|wait| wait.min(self.max_retry_after)),
+            Failure::Timeout | Failure::ConnectionReset if repeatable => None,
+            Failure::ConnectionRefused => None,
+            _ => return Decision::GiveUp,
+        };
+        if retries >= self.max_retries {
+            return Decision::GiveUp;
+        }
+        Decision::Retry(transient.unwrap_or_else(|| self.backoff(retries)))
+    }
+
+    /// Runs `attempt` until it succeeds or the policy gives up, taking a
+    /// permit from `limiter` before every attempt.
+    ///
+    /// # Errors
+    ///
+    /// The last attempt's error, when it is not retryable, when `max_retries`
+    /// or the retry budget is spent, or when 429s outlast the throttle deadline.
+    pub fn run<T, E: Classify>(
+        &self,
+        limiter: &dyn Limiter,
+        call: Call<'_>,
+        mut attempt: impl FnMut() -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        self.budget.record_request();
+        let mut retries = 0;
+        let mut throttles = 0;
+        let mut throttled_since: Option<Instant> = None;
+        loop {
+            limiter.acquire();
+            let error = match attempt() {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            let failure = error.failure();
+            match self.decide(failure, call.idempotency, retries, throttles) {
+                Decision::GiveUp => return Err(error),
+                Decision::Throttle(wait) => {
+                    // The workspace is throttled, whether or not this call goes on.
+                    limiter.pause_for(wait);
+                    let now = self.clock.now();
+                    let since = *throttled_since.get_or_insert(now);
+                    if self.throttle_deadline.is_zero()
+                        || (now + wait).saturating_duration_since(since) > self.throttle_deadline
+                    {
+                        log::warn!(
+                            "{}: still throttled (429) after {:?}; giving up",
+                            call.name,
+                            now.saturating_duration_since(since)
+                        );
+                        return Err(error);
+                    }
+                    throttles += 1;
+                    log::warn!(
+                        "{}: throttled (429), pausing every caller for {wait:?} (throttle {throttles})",
+                        call.name
+                    );
+                }
+                Decision::Retry(wait) => {
+                    if !self.budget.try_retry() {
+                        log::warn!("{}: {failure}; retry budget spent, not retrying", call.name);
+                        return Err(error);
+                    }
+                    retries += 1;
+                    log::warn!(
+                        "{}: {failure}; retry {retries}/{} in {wait:?}",
+                        call.name,
+                        self.max_retries
+                    );
+                    self.clock.sleep(wait);
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for RetryPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryPolicy")
+            .field("max_retries", &self.max_retries)
+            .field("base_delay", &self.base_delay)
+            .field("max_delay", &self.max_delay)
+            .field("jitter", &self.jitter)
+            .field("max_retry_after", &self.max_retry_after)
+            .field("throttle_deadline", &self.throttle_deadline)
+            .field("retry_unsafe", &self.retry_unsafe)
+            .finish_non_exhaustive()
+    }
+}

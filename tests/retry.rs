@@ -1,0 +1,445 @@
+//! `RetryPolicy`: classification, backoff, 429 pauses, budgets, and logging.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use cio_ratelimit::{
+    Call, Decision, Error, Failure, Idempotency, Jitter, Limiter, ManualClock, RetryPolicy,
+    TokenBucket,
+};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn status(status: u16) -> Failure {
+    Failure::Status {
+        status,
+        retry_after: None,
+    }
+}
+
+fn throttled(retry_after: Option<Duration>) -> Failure {
+    Failure::Status {
+        status: 429,
+        retry_after,
+    }
+}
+
+/// A limiter that records what the retry loop asked of it.
+#[derive(Debug, Default)]
+struct Recorder {
+    acquired: AtomicU32,
+    pauses: Mutex<Vec<Duration>>,
+}
+
+impl Limiter for Recorder {
+    fn acquire(&self) {
+        self.acquired.fetch_add(1, Ordering::SeqCst);
+    }
+    fn try_acquire(&self) -> bool {
+        self.acquire();
+        true
+    }
+    fn acquire_timeout(&self, _: Duration) -> bool {
+        self.acquire();
+        true
+    }
+    fn pause_for(&self, duration: Duration) {
+        self.pauses.lock().unwrap().push(duration);
+    }
+}
+
+/// Answers attempts from a script; the last answer repeats.
+fn script(
+    answers: &[Result<&'static str, Failure>],
+) -> impl FnMut() -> Result<&'static str, Failure> {
+    let mut answers: VecDeque<_> = answers.iter().copied().collect();
+    move || {
+        if answers.len() > 1 {
+            answers.pop_front().unwrap()
+        } else {
+            answers[0]
+        }
+    }
+}
+
+fn policy(clock: &ManualClock) -> RetryPolicy {
+    RetryPolicy::builder().clock(clock.clone()).build().unwrap()
+}
+
+#[test]
+fn backoff_doubles_to_the_cap_plus_up_to_a_quarter_of_jitter() {
+    let policy = RetryPolicy::default();
+    for retry in 0..12 {
+        let plain = (SECOND * 2u32.pow(retry)).min(Duration::from_secs(60));
+        for _ in 0..200 {
+            let delay = policy.backoff(retry);
+            assert!(
+                delay >= plain && delay <= plain.mul_f64(1.25),
+                "retry {retry}: {delay:?}"
+            );
+        }
+    }
+    assert!(
+        policy.backoff(u32::MAX) <= Duration::from_secs(75),
+        "no overflow at huge counts"
+    );
+}
+
+#[test]
+fn full_jitter_spreads_delays_between_zero_and_the_backoff() {
+    let policy = RetryPolicy::builder().jitter(Jitter::Full).build().unwrap();
+    let delays: Vec<Duration> = (0..500).map(|_| policy.backoff(3)).collect();
+    assert!(delays.iter().all(|d| *d <= 8 * SECOND));
+    assert!(delays.iter().any(|d| *d < 2 * SECOND) && delays.iter().any(|d| *d > 6 * SECOND));
+}
+
+#[test]
+fn classification_retries_transient_failures_and_nothing_else() {
+    let policy = RetryPolicy::default();
+    let safe = Idempotency::Safe;
+    for code in [408, 500, 502, 503, 504] {
+        assert!(
+            matches!(policy.decide(status(code), safe, 0, 0), Decision::Retry(_)),
+            "{code}"
+        );
+    }
+    for code in [400, 401, 403, 404, 409, 413, 422, 301, 501, 505] {
+        assert_eq!(
+            policy.decide(status(code), safe, 0, 0),
+            Decision::GiveUp,
+            "{code}"
+        );
+    }
+    for failure in [
+        Failure::Timeout,
+        Failure::ConnectionReset,
+        Failure::ConnectionRefused,
+    ] {
+        assert!(
+            matches!(policy.decide(failure, safe, 0, 0), Decision::Retry(_)),
+            "{failure}"
+        );
+    }
+    assert_eq!(
+        policy.decide(Failure::Permanent, safe, 0, 0),
+        Decision::GiveUp
+    );
+}
+
+#[test]
+fn a_429_throttles_with_retry_after_clamped_or_backoff() {
+    let policy = RetryPolicy::default();
+    let safe = Idempotency::Safe;
+    assert_eq!(
+        policy.decide(throttled(Some(7 * SECOND)), safe, 0, 0),
+        Decision::Throttle(7 * SECOND)
+    );
+    assert_eq!(
+        policy.decide(throttled(Some(3600 * SECOND)), safe, 0, 0),
+        Decision::Throttle(60 * SECOND)
+    );
+    match policy.decide(throttled(None), safe, 99, 2) {
+        Decision::Throttle(d) => assert!(d >= 4 * SECOND && d <= 5 * SECOND, "{d:?}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unsafe_calls_retry_only_when_the_server_certainly_did_nothing() {
+    let policy = RetryPolicy::default();
+    let not_safe = Idempotency::Unsafe;
+    assert!(matches!(
+        policy.decide(throttled(None), not_safe, 0, 0),
+        Decision::Throttle(_)
+    ));
+    assert!(matches!(
+        policy.decide(Failure::ConnectionRefused, not_safe, 0, 0),
+        Decision::Retry(_)
+    ));
+    for failure in [
+        status(500),
+        status(503),
+        status(408),
+        Failure::Timeout,
+        Failure::ConnectionReset,
+    ] {
+        assert_eq!(
+            policy.decide(failure, not_safe, 0, 0),
+            Decision::GiveUp,
+            "{failure}"
+        );
+    }
+    let opted_in = RetryPolicy::builder().retry_unsafe(true).build().unwrap();
+    assert!(matches!(
+        opted_in.decide(status(500), not_safe, 0, 0),
+        Decision::Retry(_)
+    ));
+    assert!(matches!(
+        opted_in.decide(Failure::Timeout, not_safe, 0, 0),
+        Decision::Retry(_)
+    ));
+}
+
+#[test]
+fn a_503_with_retry_after_waits_as_told() {
+    let policy = RetryPolicy::default();
+    let failure = Failure::Status {
+        status: 503,
+        retry_after: Some(9 * SECOND),
+    };
+    assert_eq!(
+        policy.decide(failure, Idempotency::Safe, 0, 0),
+        Decision::Retry(9 * SECOND)
+    );
+}
+
+#[test]
+fn every_attempt_takes_a_permit_and_transient_failures_back_off() {
+    let clock = ManualClock::new();
+    let limiter = Recorder::default();
+    let result = policy(&clock).run(
+        &limiter,
+        Call::safe("identify"),
+        script(&[
+            Err(status(500)),
+            Err(Failure::Timeout),
+            Err(status(502)),
+            Ok("done"),
+        ]),
+    );
+    assert_eq!(result, Ok("done"));
+    assert_eq!(limiter.acquired.load(Ordering::SeqCst), 4);
+    assert!(
+        limiter.pauses.lock().unwrap().is_empty(),
+        "errors and timeouts are not rate limits"
+    );
+    // Backoffs of 1, 2 and 4 s, each with up to 25 % jitter.
+    assert!(
+        clock.elapsed() >= 7 * SECOND && clock.elapsed() <= 7 * SECOND * 5 / 4,
+        "{:?}",
+        clock.elapsed()
+    );
+}
+
+#[test]
+fn retries_stop_after_max_retries_with_the_last_error() {
+    let clock = ManualClock::new();
+    let limiter = Recorder::default();
+    let result = policy(&clock).run(
+        &limiter,
+        Call::safe("identify"),
+        script(&[Err(status(503))]),
+    );
+    assert_eq!(result, Err(status(503)));
+    assert_eq!(
+        limiter.acquired.load(Ordering::SeqCst),
+        5,
+        "1 attempt + 4 retries"
+    );
+}
+
+#[test]
+fn a_permanent_failure_is_returned_after_one_attempt() {
+    let clock = ManualClock::new();
+    let limiter = Recorder::default();
+    let result = policy(&clock).run(
+        &limiter,
+        Call::safe("identify"),
+        script(&[Err(status(400))]),
+    );
+    assert_eq!(result, Err(status(400)));
+    assert_eq!(limiter.acquired.load(Ordering::SeqCst), 1);
+    assert_eq!(clock.elapsed(), Duration::ZERO);
+}
+
+#[test]
+fn a_429_pauses_the_shared_limiter_and_does_not_spend_max_retries() {
+    let clock = ManualClock::new();
+    let limiter = Recorder::default();
+    let policy = RetryPolicy::builder()
+        .max_retries(1)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut answers = vec![Err(throttled(Some(2 * SECOND))); 6];
+    answers.push(Err(status(500)));
+    answers.push(Ok("done"));
+    let result = policy.run(&limiter, Call::safe("identify"), script(&answers));
+    assert_eq!(result, Ok("done"));
+    assert_eq!(*limiter.pauses.lock().unwrap(), vec![2 * SECOND; 6]);
+    assert_eq!(limiter.acquired.load(Ordering::SeqCst), 8);
+}
+
+#[test]
+fn a_429_makes_the_next_attempt_wait_for_the_pause_on_a_real_bucket() {
+    let clock = ManualClock::new();
+    let bucket = TokenBucket::with_clock(80.0, 10, clock.clone()).unwrap();
+    let result = policy(&clock).run(
+        &bucket,
+        Call::safe("identify"),
+        script(&[Err(throttled(Some(3 * SECOND))), Ok("done")]),
+    );
+    assert_eq!(result, Ok("done"));
+    assert_eq!(
+        clock.elapsed(),
+        3 * SECOND,
+        "the retry waited in acquire(), for the pause"
+    );
+}
+
+#[test]
+fn endless_429s_give_up_at_the_throttle_deadline() {
+    let clock = ManualClock::new();
+    let bucket = TokenBucket::with_clock(80.0, 10, clock.clone()).unwrap();
+    let result = policy(&clock).run(
+        &bucket,
+        Call::safe("identify"),
+        script(&[Err(throttled(Some(50 * SECOND)))]),
+    );
+    assert_eq!(result, Err(throttled(Some(50 * SECOND))));
+    let waited = clock.elapsed();
+    assert!(
+        waited <= Duration::from_secs(300) && waited >= Duration::from_secs(250),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn a_zero_throttle_deadline_never_retries_a_429_but_still_pauses() {
+    let limiter = Recorder::default();
+    let result = RetryPolicy::never().run(
+        &limiter,
+        Call::safe("x"),
+        script(&[Err(throttled(Some(SECOND)))]),
+    );
+    assert_eq!(result, Err(throttled(Some(SECOND))));
+    assert_eq!(limiter.acquired.load(Ordering::SeqCst), 1);
+    assert_eq!(*limiter.pauses.lock().unwrap(), vec![SECOND]);
+}
+
+#[test]
+fn the_retry_budget_stops_a_retry_storm() {
+    let clock = ManualClock::new();
+    let limiter = Recorder::default();
+    let policy = RetryPolicy::builder()
+        .clock(clock.clone())
+        .base_delay(Duration::from_millis(1))
+        .retry_budget(0.2, Duration::from_secs(3600), 0)
+        .build()
+        .unwrap();
+    for _ in 0..100 {
+        let _ = policy.run(
+            &limiter,
+            Call::safe("identify"),
+            script(&[Err(status(500))]),
+        );
+    }
+    let attempts = limiter.acquired.load(Ordering::SeqCst);
+    assert_eq!(attempts, 100 + 20, "retries add at most 20 % to 100 calls");
+}
+
+#[test]
+fn invalid_settings_are_refused_with_the_setting_named() {
+    let setting = |result: cio_ratelimit::Result<RetryPolicy>| match result {
+        Err(Error::InvalidConfig { setting, .. }) => setting,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        setting(RetryPolicy::builder().base_delay(Duration::ZERO).build()),
+        "base_delay"
+    );
+    assert_eq!(
+        setting(
+            RetryPolicy::builder()
+                .base_delay(10 * SECOND)
+                .max_delay(SECOND)
+                .build()
+        ),
+        "max_delay"
+    );
+    assert_eq!(
+        setting(
+            RetryPolicy::builder()
+                .jitter(Jitter::Proportional(1.5))
+                .build()
+        ),
+        "jitter"
+    );
+    assert_eq!(
+        setting(
+            RetryPolicy::builder()
+                .jitter(Jitter::Proportional(f64::NAN))
+                .build()
+        ),
+        "jitter"
+    );
+    assert_eq!(
+        setting(RetryPolicy::builder().retry_budget(-0.1, SECOND, 0).build()),
+        "retry_budget share"
+    );
+    assert_eq!(
+        setting(
+            RetryPolicy::builder()
+                .retry_budget(0.2, Duration::ZERO, 0)
+                .build()
+        ),
+        "retry_budget window"
+    );
+}
+
+/// Captures this crate's log lines for one test.
+struct Capture;
+
+static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        LINES
+            .lock()
+            .unwrap()
+            .push(format!("{} {}", record.level(), record.args()));
+    }
+    fn flush(&self) {}
+}
+
+#[test]
+fn each_retry_logs_one_warning_with_attempt_delay_and_status() {
+    log::set_logger(&Capture).unwrap();
+    log::set_max_level(log::LevelFilter::Warn);
+    let clock = ManualClock::new();
+    let limiter = Recorder::default();
+    let _ = policy(&clock).run(
+        &limiter,
+        Call::safe("logged_call"),
+        script(&[Err(status(503)), Err(throttled(Some(SECOND))), Ok("done")]),
+    );
+    let lines: Vec<String> = LINES
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("logged_call"))
+        .cloned()
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with("WARN logged_call: HTTP 503; retry 1/4 in "),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("throttled (429)") && lines[1].contains("1s"),
+        "{}",
+        lines[1]
+    );
+}
+
+#[test]
+fn policies_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<RetryPolicy>();
+}
