@@ -1,12 +1,18 @@
 //! The crate's one error type.
 
 use std::fmt;
+use std::time::Duration;
+
+use crate::batch::ItemError;
+use crate::region::Region;
+use crate::retry::{Classify, Failure};
+use crate::validate::Invalid;
 
 /// What can go wrong in this crate.
 ///
 /// Each variant carries structured data rather than a string, so a program can
-/// decide what to do without parsing messages. No variant ever contains an
-/// API key.
+/// decide what to do without parsing messages. No variant, and no `Display`
+/// or `Debug` output, ever contains an API key.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Error {
@@ -27,6 +33,98 @@ pub enum Error {
         /// The most permits the bucket grants at once.
         burst: u32,
     },
+    /// The input breaks one of Customer.io's limits; nothing was sent.
+    Invalid(Invalid),
+    /// Customer.io answered with an error status (after any retries).
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// Customer.io's own message, from its error body, if it gave one.
+        message: String,
+        /// The server's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// Customer.io accepted a batch but rejected some of its items (HTTP 207).
+    ItemsRejected(Vec<ItemError>),
+    /// Customer.io refused the credentials (401 or 403). Never retried: stop
+    /// and fix the credential named here.
+    Unauthorized {
+        /// 401 or 403.
+        status: u16,
+        /// Which credential was refused.
+        credential: Credential,
+    },
+    /// The workspace lives in another region: Customer.io answered
+    /// `301 wrong datacenter`. The redirect is not followed, so that data and
+    /// keys go only where they were configured to go.
+    WrongRegion {
+        /// The region to configure instead.
+        use_region: Region,
+    },
+    /// An App API call was made on a client built without an App API key.
+    MissingAppKey,
+    /// The request timed out (after any retries).
+    Timeout(TimeoutKind),
+    /// Customer.io answered with success, but with a body this crate could
+    /// not read: a receipt or a list of rejected batch items.
+    Unreadable {
+        /// The HTTP status.
+        status: u16,
+        /// What could not be read.
+        message: String,
+    },
+    /// The connection failed (after any retries).
+    Transport {
+        /// What kind of failure.
+        kind: TransportKind,
+        /// Details, for people (never a key).
+        message: String,
+    },
+}
+
+/// Which credential Customer.io refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Credential {
+    /// The Track API site id and API key (Basic auth).
+    TrackApiKey,
+    /// The App API key (Bearer auth).
+    AppApiKey,
+}
+
+impl fmt::Display for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Credential::TrackApiKey => "Track API site id and API key",
+            Credential::AppApiKey => "App API key",
+        })
+    }
+}
+
+/// Which part of a request ran out of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimeoutKind {
+    /// Connecting (TCP and TLS).
+    Connect,
+    /// The whole request, from connecting to reading the answer.
+    Request,
+}
+
+/// How a connection failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportKind {
+    /// Refused: the request never left. Safe to retry for every call.
+    ConnectionRefused,
+    /// Reset or closed before a full answer: the request may have arrived.
+    ConnectionReset,
+    /// The host name did not resolve.
+    HostNotFound,
+    /// TLS failed.
+    Tls,
+    /// Anything else.
+    Other,
 }
 
 /// `Result<T, cio_ratelimit::Error>`.
@@ -44,6 +142,42 @@ impl Error {
             expected,
         }
     }
+
+    /// Whether retrying later may succeed: throttling, server errors,
+    /// timeouts and broken connections. `false` for bad input, refused
+    /// credentials, the wrong region and other client errors.
+    pub fn is_transient(&self) -> bool {
+        match self.failure() {
+            Failure::Status { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
+            Failure::Timeout | Failure::ConnectionReset | Failure::ConnectionRefused => true,
+            _ => false,
+        }
+    }
+}
+
+impl Classify for Error {
+    fn failure(&self) -> Failure {
+        match self {
+            Error::Status {
+                status,
+                retry_after,
+                ..
+            } => Failure::Status {
+                status: *status,
+                retry_after: *retry_after,
+            },
+            Error::Timeout(_) => Failure::Timeout,
+            Error::Transport {
+                kind: TransportKind::ConnectionRefused,
+                ..
+            } => Failure::ConnectionRefused,
+            Error::Transport {
+                kind: TransportKind::ConnectionReset,
+                ..
+            } => Failure::ConnectionReset,
+            _ => Failure::Permanent,
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -58,8 +192,61 @@ impl fmt::Display for Error {
                 f,
                 "asked for {requested} permits at once, but the burst is {burst}: it could never be granted"
             ),
+            Error::Invalid(invalid) => write!(f, "not sent: {invalid}"),
+            Error::Status {
+                status, message, ..
+            } if message.is_empty() => write!(f, "Customer.io answered HTTP {status}"),
+            Error::Status {
+                status, message, ..
+            } => write!(f, "Customer.io answered HTTP {status}: {message}"),
+            Error::ItemsRejected(items) => {
+                write!(f, "Customer.io rejected {} batch item(s)", items.len())?;
+                if let Some(first) = items.first() {
+                    write!(f, "; first: {first}")?;
+                }
+                Ok(())
+            }
+            Error::Unauthorized { status, credential } => write!(
+                f,
+                "Customer.io refused the {credential} (HTTP {status}); check that credential"
+            ),
+            Error::WrongRegion { use_region } => write!(
+                f,
+                "this workspace is not in the configured region (HTTP 301 wrong datacenter); use region {use_region}"
+            ),
+            Error::MissingAppKey => {
+                f.write_str("this call needs an App API key, and the client has none")
+            }
+            Error::Timeout(TimeoutKind::Connect) => {
+                f.write_str("timed out connecting to Customer.io")
+            }
+            Error::Timeout(TimeoutKind::Request) => {
+                f.write_str("timed out waiting for Customer.io's answer")
+            }
+            Error::Unreadable { status, message } => {
+                write!(
+                    f,
+                    "Customer.io answered HTTP {status} with an unreadable body: {message}"
+                )
+            }
+            Error::Transport { kind, message } => {
+                write!(f, "connection to Customer.io failed ({kind:?}): {message}")
+            }
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Invalid(invalid) => Some(invalid),
+            _ => None,
+        }
+    }
+}
+
+impl From<Invalid> for Error {
+    fn from(invalid: Invalid) -> Error {
+        Error::Invalid(invalid)
+    }
+}

@@ -2,23 +2,35 @@
 //! rate limits allow, never faster, and lose nothing.
 //!
 //! ```
-//! use cio_ratelimit::{Call, Failure, RateLimit, RetryPolicy, TokenBucket};
+//! use cio_ratelimit::{Client, Event, Identifier};
+//! use serde_json::json;
+//! # let emulator = cio_emulator::Emulator::start(cio_emulator::Config::default())?;
+//! # let (site_id, api_key, url) = (cio_emulator::DEFAULT_SITE_ID, cio_emulator::DEFAULT_API_KEY, emulator.url());
 //!
-//! // One bucket per workspace and API class, shared by every thread.
-//! let track = TokenBucket::from_limit(RateLimit::TRACK_API); // 80/s, burst 10
-//! let policy = RetryPolicy::default();
+//! // One client per workspace; clone it into every thread.
+//! let client = Client::builder(site_id, api_key)
+//!     .track_url(url) // a local cio-emulator here; Customer.io's US host by default
+//!     .build()?;
 //!
-//! // Every attempt, retries included, waits for a permit; a 429 pauses
-//! // everyone who shares the bucket; 5xx and timeouts back off with jitter.
-//! let delivered = policy.run(&track, Call::safe("identify"), || {
-//!     // ... send the request here ...
-//!     Ok::<_, Failure>("200 OK")
-//! });
-//! assert_eq!(delivered, Ok("200 OK"));
+//! client.identify("42", json!({"email": "ada@example.com", "plan": "pro"}))?;
+//! client.track(Identifier::email("ada@example.com"), &Event::new("upgraded").data(json!({"to": "pro"}))?)?;
+//! # assert_eq!(emulator.snapshot().people["42"].attributes["plan"], "pro");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Every call waits for a permit from its API class's limiter — before every
+//! attempt, retries included — so the workspace's budget holds however many
+//! threads send. A 429 pauses everyone who shares the limiter; 5xx, timeouts
+//! and dropped connections back off with jitter; a transactional email is
+//! never sent twice unless you opt in; every event carries an id so that a
+//! retry is counted once.
 //!
 //! # What is in the crate
 //!
+//! - [`Client`]: Track v1 (identify, track, anonymous events, suppress,
+//!   delete, devices, merge), Track v2 ([`Operation`], [`BatchPacker`],
+//!   batches with per-item rejections as data), App API (transactional email
+//!   and push, broadcast triggers), US and EU [`Region`]s.
 //! - [`TokenBucket`]: a blocking GCRA limiter guarded by a `parking_lot`
 //!   mutex. In any window of length T it grants at most `burst + rate × T`
 //!   permits, for any number of threads, in the order they asked.
@@ -29,40 +41,68 @@
 //!   budget against retry storms, and calls marked safe or unsafe to repeat.
 //! - [`Clock`], [`SystemClock`] and [`ManualClock`]: time is injected, so
 //!   tests of timing logic are instant and deterministic.
+//! - [`validate`]: Customer.io's size limits, checked before anything is sent.
 //!
 //! # Errors
 //!
-//! One [`Error`] enum with structured variants, and [`Result`]. An invalid
-//! configuration cannot be built: constructors validate and name the setting
-//! at fault.
+//! One [`Error`] enum with structured variants, and [`Result`]: bad input
+//! ([`Invalid`], nothing sent), the server's status with its message and
+//! `Retry-After`, refused credentials (never retried), the wrong region,
+//! timeouts and transport failures. [`Error::is_transient`] tells whether
+//! trying again later may help. An invalid configuration cannot be built:
+//! builders validate and name the setting at fault. No error, `Debug` output
+//! or log line ever contains an API key.
 //!
 //! # Threads
 //!
-//! Every type here is `Send + Sync`. Clones of a [`TokenBucket`] share one
-//! bucket, and clones of a [`RetryPolicy`] share one retry budget: hand a
-//! clone to each thread.
+//! Every type here is `Send + Sync`. Clones of a [`Client`] share one
+//! connection pool, its limiters and its retry budget; clones of a
+//! [`TokenBucket`] share one bucket: hand a clone to each thread.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod app;
+mod batch;
+mod client;
 mod clock;
+mod credentials;
+mod device;
 mod error;
+mod event;
+mod event_id;
+mod identifier;
 mod limiter;
+mod operation;
 mod rate_limit;
+mod region;
+mod request;
 mod retry;
 mod retry_after;
 mod retry_budget;
 mod token_bucket;
+mod track;
+pub mod validate;
 
+pub use crate::app::{BroadcastTrigger, Delivery, TransactionalMessage};
+pub use crate::batch::{Batch, BatchPacker, BatchResponse, ItemError};
+pub use crate::client::{ApiClass, Client, ClientBuilder};
 pub use crate::clock::{Clock, ManualClock, SystemClock};
-pub use crate::error::{Error, Result};
+pub use crate::device::{Device, Platform};
+pub use crate::error::{Credential, Error, Result, TimeoutKind, TransportKind};
+pub use crate::event::{Event, EventKind};
+pub use crate::event_id::EventId;
+pub use crate::identifier::Identifier;
 pub use crate::limiter::{Limiter, Unlimited};
+pub use crate::operation::Operation;
 pub use crate::rate_limit::RateLimit;
+pub use crate::region::Region;
 pub use crate::retry::{
     Call, Classify, Decision, Failure, Idempotency, Jitter, RetryPolicy, RetryPolicyBuilder,
 };
 pub use crate::retry_after::parse_retry_after;
 pub use crate::token_bucket::{NotUntil, TokenBucket};
+pub use crate::validate::Invalid;
 
 /// The README's examples compile and run as doctests.
 #[cfg(doctest)]

@@ -27,6 +27,10 @@ pub trait Limiter: Send + Sync + fmt::Debug {
     /// Grants nothing to anyone for `duration` from now. Called when the
     /// server answers 429: the whole workspace is throttled, not one caller.
     fn pause_for(&self, duration: Duration);
+
+    /// Told after each call the server accepted. A limiter that adapts its
+    /// rate to the server's answers raises it here; the default does nothing.
+    fn record_success(&self) {}
 }
 
 impl<L: Limiter + ?Sized> Limiter for Arc<L> {
@@ -42,6 +46,9 @@ impl<L: Limiter + ?Sized> Limiter for Arc<L> {
     fn pause_for(&self, duration: Duration) {
         (**self).pause_for(duration)
     }
+    fn record_success(&self) {
+        (**self).record_success()
+    }
 }
 
 impl<L: Limiter + ?Sized> Limiter for &L {
@@ -56,6 +63,9 @@ impl<L: Limiter + ?Sized> Limiter for &L {
     }
     fn pause_for(&self, duration: Duration) {
         (**self).pause_for(duration)
+    }
+    fn record_success(&self) {
+        (**self).record_success()
     }
 }
 

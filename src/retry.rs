@@ -455,7 +455,10 @@ impl RetryPolicy {
         loop {
             limiter.acquire();
             let error = match attempt() {
-                Ok(value) => return Ok(value),
+                Ok(value) => {
+                    limiter.record_success();
+                    return Ok(value);
+                }
                 Err(error) => error,
             };
             let failure = error.failure();

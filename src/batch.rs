@@ -1,0 +1,302 @@
+//! Packing v2 operations into `/api/v2/batch` requests, and what comes back.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::operation::Operation;
+use crate::validate::{self, Invalid, MAX_BATCH_BYTES, MAX_ITEM_BYTES};
+
+const OPEN: &[u8] = b"{\"batch\":[";
+const CLOSE: &[u8] = b"]}";
+
+/// One `/api/v2/batch` request body, ready to send: under 500 KB, every item
+/// at most 32 KB. Made by a [`BatchPacker`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Batch {
+    body: Vec<u8>,
+    items: usize,
+    repeatable: bool,
+}
+
+impl Batch {
+    /// How many operations it carries.
+    pub fn len(&self) -> usize {
+        self.items
+    }
+
+    /// Whether it carries none.
+    pub fn is_empty(&self) -> bool {
+        self.items == 0
+    }
+
+    /// The request body, `{"batch":[...]}`.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Whether the whole batch is safe to send twice: true unless it holds a
+    /// `merge`, which would find its secondary person gone the second time.
+    pub fn repeatable(&self) -> bool {
+        self.repeatable
+    }
+}
+
+impl fmt::Debug for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field("items", &self.items)
+            .field("bytes", &self.body.len())
+            .finish()
+    }
+}
+
+/// Packs operations, in order, into [`Batch`]es as large as Customer.io allows.
+///
+/// ```
+/// use cio_ratelimit::{BatchPacker, Operation};
+/// use serde_json::json;
+///
+/// let mut packer = BatchPacker::new();
+/// let mut batches = Vec::new();
+/// for i in 0..10_000 {
+///     let op = Operation::identify(i.to_string(), json!({"bio": "x".repeat(500)}))?;
+///     batches.extend(packer.push(&op)?); // a full batch comes out when the next item won't fit
+/// }
+/// batches.extend(packer.finish());
+/// assert!(batches.len() >= 10 && batches.iter().all(|b| b.body().len() < 500_000));
+/// assert_eq!(batches.iter().map(|b| b.len()).sum::<usize>(), 10_000);
+/// # Ok::<(), cio_ratelimit::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct BatchPacker {
+    body: Vec<u8>,
+    items: usize,
+    repeatable: bool,
+    max_batch_bytes: usize,
+    max_item_bytes: usize,
+}
+
+impl Default for BatchPacker {
+    fn default() -> BatchPacker {
+        BatchPacker::new()
+    }
+}
+
+impl BatchPacker {
+    /// A packer for Customer.io's limits: bodies under 500 KB, items up to 32 KB.
+    pub fn new() -> BatchPacker {
+        BatchPacker::with_limits(MAX_BATCH_BYTES - 1, MAX_ITEM_BYTES)
+    }
+
+    /// A packer with smaller limits (bodies at most `max_batch_bytes`),
+    /// e.g. to keep requests short on a slow link. Limits above Customer.io's
+    /// are lowered to them.
+    pub fn with_limits(max_batch_bytes: usize, max_item_bytes: usize) -> BatchPacker {
+        let max_item_bytes = max_item_bytes.min(MAX_ITEM_BYTES);
+        BatchPacker {
+            body: Vec::new(),
+            items: 0,
+            repeatable: true,
+            max_batch_bytes: max_batch_bytes
+                .min(MAX_BATCH_BYTES - 1)
+                .max(OPEN.len() + CLOSE.len() + max_item_bytes),
+            max_item_bytes,
+        }
+    }
+
+    /// Adds `operation`. When it does not fit beside what is already packed,
+    /// the full batch comes out and `operation` starts the next one.
+    ///
+    /// # Errors
+    ///
+    /// [`Invalid::ItemTooLarge`] if the operation alone is over the item
+    /// limit; nothing is added.
+    pub fn push(&mut self, operation: &Operation) -> Result<Option<Batch>, Invalid> {
+        self.push_bytes(&operation.to_bytes(), operation.action() != "merge")
+    }
+
+    /// [`push`](BatchPacker::push) for an operation already serialized;
+    /// `repeatable` says whether it is safe to send twice.
+    pub(crate) fn push_bytes(
+        &mut self,
+        item: &[u8],
+        repeatable: bool,
+    ) -> Result<Option<Batch>, Invalid> {
+        if item.len() > self.max_item_bytes {
+            return Err(Invalid::ItemTooLarge(item.len()));
+        }
+        validate::item_size(item.len())?;
+        let full = if self.items > 0
+            && self.body.len() + 1 + item.len() + CLOSE.len() > self.max_batch_bytes
+        {
+            self.finish()
+        } else {
+            None
+        };
+        if self.items == 0 {
+            self.body.extend_from_slice(OPEN);
+        } else {
+            self.body.push(b',');
+        }
+        self.body.extend_from_slice(item);
+        self.items += 1;
+        self.repeatable &= repeatable;
+        Ok(full)
+    }
+
+    /// Operations packed but not yet handed out.
+    pub fn pending(&self) -> usize {
+        self.items
+    }
+
+    /// Hands out what is packed, if anything.
+    pub fn finish(&mut self) -> Option<Batch> {
+        if self.items == 0 {
+            return None;
+        }
+        let mut body = std::mem::take(&mut self.body);
+        body.extend_from_slice(CLOSE);
+        let items = std::mem::take(&mut self.items);
+        let repeatable = std::mem::replace(&mut self.repeatable, true);
+        Some(Batch {
+            body,
+            items,
+            repeatable,
+        })
+    }
+}
+
+/// One item Customer.io rejected in a batch it otherwise accepted (HTTP 207).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ItemError {
+    /// The item's position in its batch, from 0.
+    #[serde(rename = "batch_index", default)]
+    pub index: usize,
+    /// Customer.io's short reason, e.g. `"invalid"`.
+    #[serde(default)]
+    pub reason: String,
+    /// The field at fault, if Customer.io named one.
+    #[serde(default)]
+    pub field: Option<String>,
+    /// Customer.io's message.
+    #[serde(default)]
+    pub message: String,
+}
+
+impl fmt::Display for ItemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "item {}: {}", self.index, self.reason)?;
+        if let Some(field) = &self.field {
+            write!(f, " ({field})")?;
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// What Customer.io said of a batch: every item accepted, or some rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BatchResponse {
+    /// The items rejected (from a 207); empty when all were accepted.
+    pub rejected: Vec<ItemError>,
+}
+
+impl BatchResponse {
+    /// Whether every item was accepted.
+    pub fn all_accepted(&self) -> bool {
+        self.rejected.is_empty()
+    }
+
+    /// `Ok` if every item was accepted, else [`Error::ItemsRejected`](crate::Error::ItemsRejected).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ItemsRejected`](crate::Error::ItemsRejected) with the rejected items.
+    pub fn into_result(self) -> crate::Result<()> {
+        if self.rejected.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::Error::ItemsRejected(self.rejected))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn op(i: usize, pad: usize) -> Operation {
+        Operation::identify(i.to_string(), json!({"pad": "x".repeat(pad)})).unwrap()
+    }
+
+    #[test]
+    fn batches_are_valid_json_in_order_and_under_the_limit() {
+        let mut packer = BatchPacker::with_limits(2_000, 1_000);
+        let mut batches = Vec::new();
+        for i in 0..100 {
+            batches.extend(packer.push(&op(i, 100)).unwrap());
+        }
+        batches.extend(packer.finish());
+        let mut seen = Vec::new();
+        for batch in &batches {
+            assert!(batch.body().len() <= 2_000);
+            let parsed: serde_json::Value = serde_json::from_slice(batch.body()).unwrap();
+            let items = parsed["batch"].as_array().unwrap();
+            assert_eq!(items.len(), batch.len());
+            seen.extend(
+                items
+                    .iter()
+                    .map(|item| item["identifiers"]["id"].as_str().unwrap().to_owned()),
+            );
+        }
+        assert_eq!(seen, (0..100).map(|i| i.to_string()).collect::<Vec<_>>());
+        assert!(batches.len() > 5);
+    }
+
+    #[test]
+    fn an_oversize_item_is_refused_and_nothing_is_lost() {
+        let mut packer = BatchPacker::with_limits(10_000, 500);
+        assert!(packer.push(&op(1, 10)).unwrap().is_none());
+        assert_eq!(
+            packer.push(&op(2, 600)),
+            Err(Invalid::ItemTooLarge(op(2, 600).to_bytes().len()))
+        );
+        assert_eq!(packer.pending(), 1);
+        assert_eq!(packer.finish().unwrap().len(), 1);
+        assert!(packer.finish().is_none());
+    }
+
+    #[test]
+    fn default_limits_are_customer_ios() {
+        let mut packer = BatchPacker::new();
+        let item = op(0, 990);
+        let mut batches = Vec::new();
+        for _ in 0..2_000 {
+            batches.extend(packer.push(&item).unwrap());
+        }
+        let first = &batches[0];
+        assert!(first.body().len() < MAX_BATCH_BYTES);
+        assert!(
+            first.body().len() + item.to_bytes().len() + 1 >= MAX_BATCH_BYTES,
+            "packed full"
+        );
+    }
+
+    #[test]
+    fn item_errors_parse_from_a_207_body() {
+        let body = r#"{"errors":[{"batch_index":3,"reason":"invalid","field":"identifiers","message":"no id"}]}"#;
+        #[derive(Deserialize)]
+        struct Body {
+            errors: Vec<ItemError>,
+        }
+        let parsed: Body = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            parsed.errors[0].to_string(),
+            "item 3: invalid (identifiers): no id"
+        );
+    }
+}

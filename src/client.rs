@@ -1,0 +1,337 @@
+//! `Client`: the blocking Customer.io client, and how to build one.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::credentials::Secret;
+use crate::error::{Error, Result};
+use crate::limiter::Limiter;
+use crate::rate_limit::RateLimit;
+use crate::region::{self, Region};
+use crate::retry::RetryPolicy;
+use crate::token_bucket::TokenBucket;
+
+/// The API classes Customer.io limits separately; each has its own limiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApiClass {
+    /// Track API calls: people, events, devices, v2 entity and batch.
+    /// Default limit [`RateLimit::TRACK_API`].
+    Track,
+    /// Transactional sends (`/v1/send/email`, `/v1/send/push`).
+    /// Default limit [`RateLimit::TRANSACTIONAL_API`].
+    Transactional,
+    /// Other App API calls. Default limit [`RateLimit::APP_API`].
+    App,
+    /// Broadcast triggers. Default limit [`RateLimit::BROADCAST_TRIGGERS`].
+    Broadcast,
+}
+
+impl ApiClass {
+    /// Every class, in declaration order.
+    pub const ALL: [ApiClass; 4] = [
+        ApiClass::Track,
+        ApiClass::Transactional,
+        ApiClass::App,
+        ApiClass::Broadcast,
+    ];
+
+    /// The preset limit a client uses for this class unless told otherwise.
+    pub fn default_limit(&self) -> RateLimit {
+        match self {
+            ApiClass::Track => RateLimit::TRACK_API,
+            ApiClass::Transactional => RateLimit::TRANSACTIONAL_API,
+            ApiClass::App => RateLimit::APP_API,
+            ApiClass::Broadcast => RateLimit::BROADCAST_TRIGGERS,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A blocking Customer.io client for the Track and App APIs, rate limited and
+/// retried.
+///
+/// Every call waits for a permit from its API class's limiter before every
+/// attempt, retries included, and retries as its [`RetryPolicy`] says: a 429
+/// pauses every caller that shares the limiter; 5xx, timeouts and resets back
+/// off with jitter; calls that are not safe to repeat are not repeated.
+///
+/// ```no_run
+/// use cio_ratelimit::{Client, Event, Region};
+/// use serde_json::json;
+///
+/// let client = Client::builder("site-id", "track-api-key").region(Region::Eu).build()?;
+/// client.identify("42", json!({"email": "ada@example.com", "plan": "pro"}))?;
+/// client.track("42", &Event::new("upgraded").data(json!({"to": "pro"}))?)?;
+/// # Ok::<(), cio_ratelimit::Error>(())
+/// ```
+///
+/// # Threads and cloning
+///
+/// `Client` is `Send + Sync` and cheap to clone: clones share one HTTP
+/// connection pool, the limiters, and the retry budget. Hand a clone to each
+/// thread.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) agent: ureq::Agent,
+    pub(crate) site_id: String,
+    pub(crate) track_auth: Secret,
+    pub(crate) app_auth: Option<Secret>,
+    pub(crate) region: Region,
+    pub(crate) track_url: String,
+    pub(crate) app_url: String,
+    pub(crate) limiters: [Arc<dyn Limiter>; 4],
+    pub(crate) retry: RetryPolicy,
+}
+
+impl Client {
+    /// Starts building a client for the workspace with this site id and
+    /// Track API key.
+    pub fn builder(site_id: impl Into<String>, api_key: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            site_id: site_id.into(),
+            api_key: api_key.into(),
+            app_key: None,
+            region: Region::Us,
+            track_url: None,
+            app_url: None,
+            allow_http: false,
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(10),
+            max_idle_connections: 32,
+            limiters: [None, None, None, None],
+            retry: None,
+        }
+    }
+
+    /// The limiter calls of this API class wait on.
+    pub fn limiter(&self, class: ApiClass) -> &Arc<dyn Limiter> {
+        &self.inner.limiters[class.index()]
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.retry
+    }
+
+    /// The region the client was built for.
+    pub fn region(&self) -> Region {
+        self.inner.region
+    }
+
+    /// The Track API base URL requests go to.
+    pub fn track_url(&self) -> &str {
+        &self.inner.track_url
+    }
+
+    /// The App API base URL requests go to.
+    pub fn app_url(&self) -> &str {
+        &self.inner.app_url
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("Client")
+            .field("site_id", &inner.site_id)
+            .field("api_key", &"<redacted>")
+            .field("app_key", &inner.app_auth.as_ref().map(|_| "<redacted>"))
+            .field("region", &inner.region)
+            .field("track_url", &inner.track_url)
+            .field("app_url", &inner.app_url)
+            .field("limiters", &inner.limiters)
+            .field("retry", &inner.retry)
+            .finish()
+    }
+}
+
+/// Builds a [`Client`]; [`build`](ClientBuilder::build) checks everything.
+///
+/// Defaults: region US, 10 s connect and overall timeouts, one
+/// [`TokenBucket`] per [`ApiClass`] at its preset limit, and
+/// [`RetryPolicy::default`].
+pub struct ClientBuilder {
+    site_id: String,
+    api_key: String,
+    app_key: Option<String>,
+    region: Region,
+    track_url: Option<String>,
+    app_url: Option<String>,
+    allow_http: bool,
+    connect_timeout: Duration,
+    timeout: Duration,
+    max_idle_connections: usize,
+    limiters: [Option<Arc<dyn Limiter>>; 4],
+    retry: Option<RetryPolicy>,
+}
+
+impl ClientBuilder {
+    /// The App API key, needed for transactional sends and broadcasts.
+    pub fn app_key(mut self, app_key: impl Into<String>) -> Self {
+        self.app_key = Some(app_key.into());
+        self
+    }
+
+    /// The workspace's region; default [`Region::Us`].
+    pub fn region(mut self, region: Region) -> Self {
+        self.region = region;
+        self
+    }
+
+    /// Sends Track API calls to this base URL instead of the region's, e.g.
+    /// a `cio-emulator` or a proxy.
+    pub fn track_url(mut self, url: impl Into<String>) -> Self {
+        self.track_url = Some(url.into());
+        self
+    }
+
+    /// Sends App API calls to this base URL instead of the region's.
+    pub fn app_url(mut self, url: impl Into<String>) -> Self {
+        self.app_url = Some(url.into());
+        self
+    }
+
+    /// Sends both APIs to one base URL, as a `cio-emulator` serves them.
+    pub fn base_url(self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        self.track_url(url.clone()).app_url(url)
+    }
+
+    /// Allows plain `http://` URLs to hosts other than loopback. Off by
+    /// default: keys would cross the network in clear.
+    pub fn allow_http(mut self, allow: bool) -> Self {
+        self.allow_http = allow;
+        self
+    }
+
+    /// How long connecting may take; default 10 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one attempt may take in all, connecting to reading the
+    /// answer; default 10 s. Every request is bounded by it.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Idle connections kept for reuse per host; default 32. Raise it for
+    /// more threads than that.
+    pub fn max_idle_connections(mut self, connections: usize) -> Self {
+        self.max_idle_connections = connections;
+        self
+    }
+
+    /// Uses `limiter` for one API class: share a limiter between clients, or
+    /// pass one shared between processes.
+    pub fn limiter(mut self, class: ApiClass, limiter: impl Limiter + 'static) -> Self {
+        self.limiters[class.index()] = Some(Arc::new(limiter));
+        self
+    }
+
+    /// Uses a [`TokenBucket`] at `limit` for one API class.
+    pub fn rate_limit(self, class: ApiClass, limit: RateLimit) -> Self {
+        self.limiter(class, TokenBucket::from_limit(limit))
+    }
+
+    /// The retry policy; default [`RetryPolicy::default`].
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Checks the settings and builds the client.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the setting: an empty site id or key,
+    /// a malformed URL, plain `http://` to a host other than loopback without
+    /// [`allow_http`](ClientBuilder::allow_http), or a zero timeout.
+    pub fn build(self) -> Result<Client> {
+        if self.site_id.trim().is_empty() {
+            return Err(Error::invalid("site_id", "\"\"", "the workspace's site id"));
+        }
+        if self.api_key.trim().is_empty() {
+            return Err(Error::invalid(
+                "api_key",
+                "\"\"",
+                "the workspace's Track API key",
+            ));
+        }
+        if self
+            .app_key
+            .as_deref()
+            .is_some_and(|key| key.trim().is_empty())
+        {
+            return Err(Error::invalid("app_key", "\"\"", "an App API key"));
+        }
+        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::invalid("timeout", "0s", "more than zero"));
+        }
+        let track_url = region::base_url(
+            "track_url",
+            self.track_url.as_deref().unwrap_or(self.region.track_url()),
+            self.allow_http,
+        )?;
+        let app_url = region::base_url(
+            "app_url",
+            self.app_url.as_deref().unwrap_or(self.region.app_url()),
+            self.allow_http,
+        )?;
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_connect(Some(self.connect_timeout))
+            .timeout_global(Some(self.timeout))
+            .max_idle_connections(self.max_idle_connections.max(1) * 2)
+            .max_idle_connections_per_host(self.max_idle_connections.max(1))
+            .user_agent(concat!("cio-ratelimit/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let [track, transactional, app, broadcast] = self.limiters;
+        let or_preset = |limiter: Option<Arc<dyn Limiter>>, class: ApiClass| {
+            limiter.unwrap_or_else(|| Arc::new(TokenBucket::from_limit(class.default_limit())))
+        };
+        Ok(Client {
+            inner: Arc::new(Inner {
+                agent: ureq::Agent::new_with_config(config),
+                track_auth: Secret::basic(&self.site_id, &self.api_key),
+                app_auth: self.app_key.as_deref().map(Secret::bearer),
+                site_id: self.site_id,
+                region: self.region,
+                track_url,
+                app_url,
+                limiters: [
+                    or_preset(track, ApiClass::Track),
+                    or_preset(transactional, ApiClass::Transactional),
+                    or_preset(app, ApiClass::App),
+                    or_preset(broadcast, ApiClass::Broadcast),
+                ],
+                retry: self.retry.unwrap_or_default(),
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("site_id", &self.site_id)
+            .field("api_key", &"<redacted>")
+            .field("app_key", &self.app_key.as_ref().map(|_| "<redacted>"))
+            .field("region", &self.region)
+            .field("track_url", &self.track_url)
+            .field("app_url", &self.app_url)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}

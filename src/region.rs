@@ -1,0 +1,172 @@
+//! Customer.io's regions and the base URLs requests go to.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::error::{Error, Result};
+
+/// The data center a Customer.io workspace lives in. A workspace answers only
+/// in its own region; the other one answers `301 wrong datacenter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Region {
+    /// The United States: `track.customer.io` and `api.customer.io`.
+    #[default]
+    Us,
+    /// The European Union: `track-eu.customer.io` and `api-eu.customer.io`.
+    Eu,
+}
+
+impl Region {
+    /// The Track API's base URL in this region.
+    pub fn track_url(&self) -> &'static str {
+        match self {
+            Region::Us => "https://track.customer.io",
+            Region::Eu => "https://track-eu.customer.io",
+        }
+    }
+
+    /// The App API's base URL in this region.
+    pub fn app_url(&self) -> &'static str {
+        match self {
+            Region::Us => "https://api.customer.io",
+            Region::Eu => "https://api-eu.customer.io",
+        }
+    }
+
+    /// The other region.
+    pub fn other(&self) -> Region {
+        match self {
+            Region::Us => Region::Eu,
+            Region::Eu => Region::Us,
+        }
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Region::Us => "us",
+            Region::Eu => "eu",
+        })
+    }
+}
+
+impl std::str::FromStr for Region {
+    type Err = Error;
+
+    /// `us` or `eu`, in any case.
+    fn from_str(text: &str) -> Result<Region> {
+        match text.to_ascii_lowercase().as_str() {
+            "us" => Ok(Region::Us),
+            "eu" => Ok(Region::Eu),
+            _ => Err(Error::invalid("region", text, "us or eu")),
+        }
+    }
+}
+
+/// Checks a base URL and returns it without a trailing slash.
+///
+/// `https://` is always accepted; plain `http://` only for a loopback host
+/// (an emulator or a local proxy), unless `allow_http` is set, so that keys
+/// are never sent in clear by accident.
+pub(crate) fn base_url(setting: &'static str, url: &str, allow_http: bool) -> Result<String> {
+    let url = url.trim_end_matches('/');
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| Error::invalid(setting, url, "an http:// or https:// URL"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host_of(authority);
+    if host.is_empty() || authority.contains('@') || rest.contains(['?', '#']) {
+        return Err(Error::invalid(
+            setting,
+            url,
+            "an http(s)://host[:port][/path] URL",
+        ));
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => Ok(url.to_owned()),
+        "http" if allow_http || is_loopback(host) => Ok(url.to_owned()),
+        "http" => Err(Error::invalid(
+            setting,
+            url,
+            "https://, or http:// only for a loopback host (keys would travel in clear); allow_http(true) overrides",
+        )),
+        _ => Err(Error::invalid(setting, url, "an http:// or https:// URL")),
+    }
+}
+
+/// The host of `host[:port]` or `[v6]:port`.
+fn host_of(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    authority.split(':').next().unwrap_or("")
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_have_their_own_hosts() {
+        assert_eq!(Region::Us.track_url(), "https://track.customer.io");
+        assert_eq!(Region::Eu.track_url(), "https://track-eu.customer.io");
+        assert_eq!(Region::Us.app_url(), "https://api.customer.io");
+        assert_eq!(Region::Eu.app_url(), "https://api-eu.customer.io");
+        assert_eq!("EU".parse::<Region>().unwrap(), Region::Eu);
+        assert!("mars".parse::<Region>().is_err());
+    }
+
+    #[test]
+    fn https_is_always_accepted_and_trailing_slashes_dropped() {
+        assert_eq!(
+            base_url("u", "https://proxy.example.com/cio/", false).unwrap(),
+            "https://proxy.example.com/cio"
+        );
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback_unless_allowed() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost:1",
+            "http://[::1]:9000",
+            "http://127.3.4.5",
+        ] {
+            assert!(base_url("u", ok, false).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://track.customer.io",
+            "http://10.0.0.1:80",
+            "http://localhost.evil.com",
+        ] {
+            assert!(
+                matches!(
+                    base_url("u", refused, false),
+                    Err(Error::InvalidConfig { setting: "u", .. })
+                ),
+                "{refused}"
+            );
+            assert!(base_url("u", refused, true).is_ok(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn malformed_urls_are_refused() {
+        for bad in [
+            "",
+            "track.customer.io",
+            "ftp://x",
+            "https://",
+            "https://user:pw@host",
+            "https://h?q=1",
+        ] {
+            assert!(base_url("u", bad, true).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! One HTTP exchange with Customer.io: send, classify the answer, map errors.
+
+use std::io;
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+use crate::client::{ApiClass, Client};
+use crate::error::{Credential, Error, Result, TimeoutKind, TransportKind};
+use crate::retry::Call;
+use crate::retry_after::parse_retry_after;
+
+/// The HTTP methods Customer.io's APIs use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    Put,
+    Post,
+    Delete,
+}
+
+/// A request to send, with its limiter class and retry safety.
+#[derive(Debug)]
+pub(crate) struct Request<'a> {
+    pub(crate) class: ApiClass,
+    pub(crate) call: Call<'a>,
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) body: Option<Vec<u8>>,
+}
+
+/// A successful answer: its status (200, 207, ...) and body.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: String,
+}
+
+impl Client {
+    /// Sends `request` through its class's limiter and the retry policy.
+    pub(crate) fn send(&self, request: &Request<'_>) -> Result<Answer> {
+        let limiter = self.limiter(request.class);
+        self.inner
+            .retry
+            .run(limiter, request.call, || self.attempt(request))
+    }
+
+    /// One attempt: no limiter, no retry.
+    fn attempt(&self, request: &Request<'_>) -> Result<Answer> {
+        let inner = &self.inner;
+        let (base, auth, credential) = match request.class {
+            ApiClass::Track => (&inner.track_url, &inner.track_auth, Credential::TrackApiKey),
+            _ => (
+                &inner.app_url,
+                inner.app_auth.as_ref().ok_or(Error::MissingAppKey)?,
+                Credential::AppApiKey,
+            ),
+        };
+        let url = format!("{base}{}", request.path);
+        let body = request.body.as_deref().unwrap_or_default();
+        let sent = match request.method {
+            Method::Put => with_headers(inner.agent.put(&url), auth.header_value()).send(body),
+            Method::Post => with_headers(inner.agent.post(&url), auth.header_value()).send(body),
+            Method::Delete => inner
+                .agent
+                .delete(&url)
+                .header("authorization", auth.header_value())
+                .call(),
+        };
+        let mut response = sent.map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                parse_retry_after(value, SystemTime::now(), inner.retry.max_retry_after())
+            });
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(transport_error)?;
+        match status {
+            200..=299 => Ok(Answer { status, body: text }),
+            301 | 308 => Err(Error::WrongRegion {
+                use_region: location
+                    .as_deref()
+                    .map(|to| {
+                        if to.contains("-eu.") {
+                            crate::Region::Eu
+                        } else {
+                            crate::Region::Us
+                        }
+                    })
+                    .filter(|region| *region != inner.region)
+                    .unwrap_or(inner.region.other()),
+            }),
+            401 | 403 => Err(Error::Unauthorized { status, credential }),
+            _ => Err(Error::Status {
+                status,
+                message: error_message(&text),
+                retry_after,
+            }),
+        }
+    }
+}
+
+fn with_headers(
+    builder: ureq::RequestBuilder<ureq::typestate::WithBody>,
+    auth: &str,
+) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+    builder
+        .header("authorization", auth)
+        .header("content-type", "application/json")
+}
+
+/// Customer.io's message from any of its error body shapes: Track v1
+/// `{"meta":{"errors":[..]}}` or `{"meta":{"error":..}}`, Track v2
+/// `{"errors":[{"reason","message"}]}`, App `{"errors":[{"detail"}]}`;
+/// otherwise the start of the body.
+pub(crate) fn error_message(body: &str) -> String {
+    let Ok(json) = serde_json::from_str::<Value>(body) else {
+        return body.trim().chars().take(200).collect();
+    };
+    let text = |value: &Value| match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Object(object) => ["message", "detail", "reason"]
+            .iter()
+            .find_map(|key| object.get(*key).and_then(Value::as_str).map(str::to_owned)),
+        _ => None,
+    };
+    let errors = json
+        .pointer("/meta/errors")
+        .or_else(|| json.get("errors"))
+        .and_then(Value::as_array)
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(text)
+                .collect::<Vec<_>>()
+                .join("; ")
+        });
+    errors
+        .filter(|joined| !joined.is_empty())
+        .or_else(|| json.pointer("/meta/error").and_then(text))
+        .or_else(|| json.get("error").and_then(text))
+        .unwrap_or_else(|| body.trim().chars().take(200).collect())
+}
+
+/// Maps ureq's errors to ours, keeping what the retry loop needs to know.
+pub(crate) fn transport_error(error: ureq::Error) -> Error {
+    let kind = match &error {
+        ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => {
+            return Error::Timeout(TimeoutKind::Connect);
+        }
+        ureq::Error::Timeout(_) => return Error::Timeout(TimeoutKind::Request),
+        ureq::Error::Io(io) => match io.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+                return Error::Timeout(TimeoutKind::Request);
+            }
+            io::ErrorKind::ConnectionRefused => TransportKind::ConnectionRefused,
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::NotConnected => TransportKind::ConnectionReset,
+            _ => TransportKind::Other,
+        },
+        // No connection was made: the request never left.
+        ureq::Error::ConnectionFailed => TransportKind::ConnectionRefused,
+        // The server closed or garbled the connection mid-answer.
+        ureq::Error::Protocol(_) => TransportKind::ConnectionReset,
+        ureq::Error::HostNotFound => TransportKind::HostNotFound,
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::TlsRequired => {
+            TransportKind::Tls
+        }
+        _ => TransportKind::Other,
+    };
+    Error::Transport {
+        kind,
+        message: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_come_from_every_error_shape() {
+        assert_eq!(
+            error_message(r#"{"meta":{"errors":["bad id","too long"]}}"#),
+            "bad id; too long"
+        );
+        assert_eq!(
+            error_message(r#"{"meta":{"error":"wrong datacenter"}}"#),
+            "wrong datacenter"
+        );
+        assert_eq!(
+            error_message(r#"{"errors":[{"reason":"invalid","message":"no name"}]}"#),
+            "no name"
+        );
+        assert_eq!(
+            error_message(r#"{"errors":[{"detail":"not found","status":"404"}]}"#),
+            "not found"
+        );
+        assert_eq!(
+            error_message("<html>Bad Gateway</html>"),
+            "<html>Bad Gateway</html>"
+        );
+        assert_eq!(error_message(&"x".repeat(500)).len(), 200);
+        assert_eq!(error_message(""), "");
+    }
+
+    #[test]
+    fn refused_and_reset_connections_are_told_apart() {
+        let refused = transport_error(ureq::Error::Io(io::ErrorKind::ConnectionRefused.into()));
+        assert!(matches!(
+            refused,
+            Error::Transport {
+                kind: TransportKind::ConnectionRefused,
+                ..
+            }
+        ));
+        let reset = transport_error(ureq::Error::Io(io::ErrorKind::UnexpectedEof.into()));
+        assert!(matches!(
+            reset,
+            Error::Transport {
+                kind: TransportKind::ConnectionReset,
+                ..
+            }
+        ));
+        assert_eq!(
+            transport_error(ureq::Error::Timeout(ureq::Timeout::Global)),
+            Error::Timeout(TimeoutKind::Request)
+        );
+        assert_eq!(
+            transport_error(ureq::Error::Timeout(ureq::Timeout::Connect)),
+            Error::Timeout(TimeoutKind::Connect)
+        );
+    }
+}

@@ -1,0 +1,330 @@
+//! The Track API: people, events, devices (v1), and operations and batches (v2).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::batch::{Batch, BatchPacker, BatchResponse, ItemError};
+use crate::client::{ApiClass, Client};
+use crate::device::Device;
+use crate::error::Result;
+use crate::event::{Event, to_object};
+use crate::identifier::{Identifier, percent_encode};
+use crate::operation::Operation;
+use crate::request::{Method, Request};
+use crate::retry::Call;
+use crate::validate::{self, Invalid};
+
+impl Client {
+    /// Creates or updates a person with `attributes`, a JSON object
+    /// (`PUT /api/v1/customers/{id}`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`](crate::Error::Invalid) without sending if the
+    /// identifier or an attribute breaks Customer.io's limits; otherwise what
+    /// the server answered after retries (see [`Error`](crate::Error)).
+    pub fn identify(
+        &self,
+        person: impl Into<Identifier>,
+        attributes: impl Serialize,
+    ) -> Result<()> {
+        let person = person.into();
+        person.validate()?;
+        let attributes = to_object(attributes, "attributes")?;
+        validate::attributes(&attributes)?;
+        self.track_v1(
+            Call::safe("identify"),
+            Method::Put,
+            &person,
+            "",
+            Some(&Value::Object(attributes)),
+        )
+    }
+
+    /// Records `event` for a person (`POST /api/v1/customers/{id}/events`),
+    /// with the event's id so that a retry is counted once.
+    ///
+    /// # Errors
+    ///
+    /// As [`identify`](Client::identify); [`Invalid::MissingEventName`] for an
+    /// event without a name.
+    pub fn track(&self, person: impl Into<Identifier>, event: &Event) -> Result<()> {
+        let person = person.into();
+        person.validate()?;
+        event.validate()?;
+        let body = Value::Object(event.v1_body());
+        self.track_v1(
+            Call::safe("track"),
+            Method::Post,
+            &person,
+            "/events",
+            Some(&body),
+        )
+    }
+
+    /// Records `event` for a visitor not yet identified (`POST /api/v1/events`).
+    ///
+    /// # Errors
+    ///
+    /// As [`track`](Client::track); [`Invalid::MissingAnonymousId`] for an
+    /// empty `anonymous_id`.
+    pub fn track_anonymous(&self, anonymous_id: &str, event: &Event) -> Result<()> {
+        if anonymous_id.is_empty() {
+            return Err(Invalid::MissingAnonymousId.into());
+        }
+        validate::identifier("anonymous_id", anonymous_id)?;
+        event.validate()?;
+        let mut body = event.v1_body();
+        body.insert("anonymous_id".into(), Value::String(anonymous_id.into()));
+        self.send_json(
+            Call::safe("track_anonymous"),
+            Method::Post,
+            "/api/v1/events".into(),
+            Some(&Value::Object(body)),
+        )?;
+        Ok(())
+    }
+
+    /// Stops all messages to a person (`POST /api/v1/customers/{id}/suppress`).
+    ///
+    /// # Errors
+    ///
+    /// As [`identify`](Client::identify).
+    pub fn suppress(&self, person: impl Into<Identifier>) -> Result<()> {
+        let person = person.into();
+        person.validate()?;
+        self.track_v1(
+            Call::safe("suppress"),
+            Method::Post,
+            &person,
+            "/suppress",
+            None,
+        )
+    }
+
+    /// Lets messages reach a suppressed person again
+    /// (`POST /api/v1/customers/{id}/unsuppress`).
+    ///
+    /// # Errors
+    ///
+    /// As [`identify`](Client::identify).
+    pub fn unsuppress(&self, person: impl Into<Identifier>) -> Result<()> {
+        let person = person.into();
+        person.validate()?;
+        self.track_v1(
+            Call::safe("unsuppress"),
+            Method::Post,
+            &person,
+            "/unsuppress",
+            None,
+        )
+    }
+
+    /// Deletes a person (`DELETE /api/v1/customers/{id}`).
+    ///
+    /// # Errors
+    ///
+    /// As [`identify`](Client::identify).
+    pub fn delete(&self, person: impl Into<Identifier>) -> Result<()> {
+        let person = person.into();
+        person.validate()?;
+        self.track_v1(Call::safe("delete"), Method::Delete, &person, "", None)
+    }
+
+    /// Adds or updates a person's device (`PUT /api/v1/customers/{id}/devices`).
+    ///
+    /// # Errors
+    ///
+    /// As [`identify`](Client::identify).
+    pub fn add_device(&self, person: impl Into<Identifier>, device: &Device) -> Result<()> {
+        let person = person.into();
+        person.validate()?;
+        device.validate()?;
+        self.track_v1(
+            Call::safe("add_device"),
+            Method::Put,
+            &person,
+            "/devices",
+            Some(&device.v1_body()),
+        )
+    }
+
+    /// Removes a device by its token (`DELETE /api/v1/customers/{id}/devices/{token}`).
+    ///
+    /// # Errors
+    ///
+    /// As [`identify`](Client::identify).
+    pub fn delete_device(&self, person: impl Into<Identifier>, device_id: &str) -> Result<()> {
+        let person = person.into();
+        person.validate()?;
+        validate::identifier("device id", device_id)?;
+        let suffix = format!("/devices/{}", percent_encode(device_id));
+        self.track_v1(
+            Call::safe("delete_device"),
+            Method::Delete,
+            &person,
+            &suffix,
+            None,
+        )
+    }
+
+    /// Merges `secondary` into `primary`; the secondary person is deleted
+    /// (`POST /api/v1/merge_customers`). Not repeated on 5xx or timeouts
+    /// unless the retry policy opts in: the second attempt would find the
+    /// secondary person gone.
+    ///
+    /// # Errors
+    ///
+    /// As [`identify`](Client::identify).
+    pub fn merge_customers(&self, primary: &Identifier, secondary: &Identifier) -> Result<()> {
+        primary.validate()?;
+        secondary.validate()?;
+        let body =
+            serde_json::json!({ "primary": primary.to_json(), "secondary": secondary.to_json() });
+        let call = Call::unsafe_to_repeat("merge_customers");
+        self.send_json(
+            call,
+            Method::Post,
+            "/api/v1/merge_customers".into(),
+            Some(&body),
+        )?;
+        Ok(())
+    }
+
+    /// Sends one v2 operation (`POST /api/v2/entity`).
+    ///
+    /// # Errors
+    ///
+    /// What the server answered after retries (see [`Error`](crate::Error)).
+    pub fn send_entity(&self, operation: &Operation) -> Result<()> {
+        let call = if operation.action() == "merge" {
+            Call::unsafe_to_repeat("send_entity")
+        } else {
+            Call::safe("send_entity")
+        };
+        self.send_bytes(call, "/api/v2/entity".into(), operation.to_bytes())?;
+        Ok(())
+    }
+
+    /// Sends one packed batch (`POST /api/v2/batch`). Items Customer.io
+    /// rejects (HTTP 207) come back as data in the [`BatchResponse`]; the
+    /// others were accepted.
+    ///
+    /// # Errors
+    ///
+    /// What the server answered after retries when the whole batch failed.
+    pub fn send_batch(&self, batch: &Batch) -> Result<BatchResponse> {
+        let call = if batch.repeatable() {
+            Call::safe("send_batch")
+        } else {
+            Call::unsafe_to_repeat("send_batch")
+        };
+        let answer = self.send_bytes(call, "/api/v2/batch".into(), batch.body().to_vec())?;
+        batch_response(answer.status, &answer.body)
+    }
+
+    /// Packs any number of operations into batches under Customer.io's size
+    /// limits and sends them in order. Rejected items are reported with their
+    /// index in `operations`.
+    ///
+    /// # Errors
+    ///
+    /// The first batch that failed as a whole (after retries); the batches
+    /// before it were delivered, the ones after it not sent.
+    pub fn send_operations<'a>(
+        &self,
+        operations: impl IntoIterator<Item = &'a Operation>,
+    ) -> Result<BatchResponse> {
+        let mut packer = BatchPacker::new();
+        let mut report = BatchResponse::default();
+        let mut sent = 0;
+        let mut send = |batch: Batch, report: &mut BatchResponse| -> Result<()> {
+            let response = self.send_batch(&batch)?;
+            report
+                .rejected
+                .extend(response.rejected.into_iter().map(|mut item| {
+                    item.index += sent;
+                    item
+                }));
+            sent += batch.len();
+            Ok(())
+        };
+        for operation in operations {
+            if let Some(full) = packer.push(operation)? {
+                send(full, &mut report)?;
+            }
+        }
+        if let Some(last) = packer.finish() {
+            send(last, &mut report)?;
+        }
+        Ok(report)
+    }
+
+    fn track_v1(
+        &self,
+        call: Call<'_>,
+        method: Method,
+        person: &Identifier,
+        suffix: &str,
+        body: Option<&Value>,
+    ) -> Result<()> {
+        let path = format!("/api/v1/customers/{}{suffix}", person.path_segment());
+        self.send_json(call, method, path, body)?;
+        Ok(())
+    }
+
+    fn send_json(
+        &self,
+        call: Call<'_>,
+        method: Method,
+        path: String,
+        body: Option<&Value>,
+    ) -> Result<crate::request::Answer> {
+        let body =
+            body.map(|body| serde_json::to_vec(body).expect("a JSON value always serializes"));
+        self.send(&Request {
+            class: ApiClass::Track,
+            call,
+            method,
+            path,
+            body,
+        })
+    }
+
+    fn send_bytes(
+        &self,
+        call: Call<'_>,
+        path: String,
+        body: Vec<u8>,
+    ) -> Result<crate::request::Answer> {
+        self.send(&Request {
+            class: ApiClass::Track,
+            call,
+            method: Method::Post,
+            path,
+            body: Some(body),
+        })
+    }
+}
+
+/// A 207's item errors; any other success means every item was accepted. A
+/// 207 whose body cannot be read is an error: claiming every item was
+/// accepted would hide the rejected ones.
+fn batch_response(status: u16, body: &str) -> Result<BatchResponse> {
+    #[derive(Deserialize)]
+    struct Body {
+        errors: Vec<ItemError>,
+    }
+    if status != 207 {
+        return Ok(BatchResponse::default());
+    }
+    match serde_json::from_str::<Body>(body) {
+        Ok(body) => Ok(BatchResponse {
+            rejected: body.errors,
+        }),
+        Err(err) => Err(crate::Error::Unreadable {
+            status,
+            message: format!("the list of rejected items: {err}"),
+        }),
+    }
+}

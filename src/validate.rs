@@ -1,0 +1,298 @@
+//! Customer.io's size limits, checked before anything is sent: the limits
+//! themselves, and [`Invalid`], what breaking one looks like.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+/// The most bytes in an identifier (id, email, cio_id) or an attribute name.
+pub const MAX_IDENTIFIER_BYTES: usize = 150;
+/// The most bytes in one attribute value (strings by length, other values as JSON).
+pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1_000;
+/// The most attributes in one call.
+pub const MAX_ATTRIBUTES: usize = 300;
+/// The most bytes in an event name.
+pub const MAX_EVENT_NAME_BYTES: usize = 100;
+/// The most bytes in an event's data, as JSON.
+pub const MAX_EVENT_DATA_BYTES: usize = 100_000;
+/// The most bytes in one `/api/v2/entity` body or one batch item, as JSON.
+pub const MAX_ITEM_BYTES: usize = 32 * 1024;
+/// A `/api/v2/batch` body must be smaller than this, in bytes.
+pub const MAX_BATCH_BYTES: usize = 500 * 1000;
+
+/// Why input was refused before sending. Each names what broke which limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Invalid {
+    /// An identifier (id, email, cio_id, anonymous id, device id) is empty.
+    EmptyIdentifier(&'static str),
+    /// An identifier is longer than 150 bytes.
+    IdentifierTooLong {
+        /// Which identifier.
+        kind: &'static str,
+        /// Its length in bytes.
+        bytes: usize,
+    },
+    /// More than 300 attributes in one call.
+    TooManyAttributes(usize),
+    /// An attribute name is empty or longer than 150 bytes.
+    AttributeName {
+        /// The name (cut to 150 bytes).
+        name: String,
+        /// Its length in bytes.
+        bytes: usize,
+    },
+    /// An attribute value is longer than 1000 bytes.
+    AttributeValueTooLong {
+        /// The attribute's name.
+        name: String,
+        /// The value's length in bytes.
+        bytes: usize,
+    },
+    /// Attributes or data must be a JSON object.
+    NotAnObject(&'static str),
+    /// An event has no name.
+    MissingEventName,
+    /// An event name is longer than 100 bytes.
+    EventNameTooLong(usize),
+    /// An event's data is larger than 100,000 bytes.
+    EventDataTooLarge(usize),
+    /// An anonymous event has no `anonymous_id`.
+    MissingAnonymousId,
+    /// One `/api/v2/entity` body or batch item is larger than 32 KB.
+    ItemTooLarge(usize),
+    /// A v2 operation is malformed: unknown type or action, no identifiers, ...
+    Operation(String),
+    /// The value could not be turned into JSON.
+    Json(String),
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Invalid::EmptyIdentifier(kind) => write!(f, "the {kind} is empty"),
+            Invalid::IdentifierTooLong { kind, bytes } => {
+                write!(
+                    f,
+                    "the {kind} is {bytes} bytes; the limit is {MAX_IDENTIFIER_BYTES}"
+                )
+            }
+            Invalid::TooManyAttributes(count) => {
+                write!(
+                    f,
+                    "{count} attributes in one call; the limit is {MAX_ATTRIBUTES}"
+                )
+            }
+            Invalid::AttributeName { bytes: 0, .. } => f.write_str("an attribute name is empty"),
+            Invalid::AttributeName { name, bytes } => write!(
+                f,
+                "attribute name {name:?}... is {bytes} bytes; the limit is {MAX_IDENTIFIER_BYTES}"
+            ),
+            Invalid::AttributeValueTooLong { name, bytes } => write!(
+                f,
+                "attribute {name:?} is {bytes} bytes; the limit is {MAX_ATTRIBUTE_VALUE_BYTES}"
+            ),
+            Invalid::NotAnObject(what) => write!(f, "{what} must be a JSON object"),
+            Invalid::MissingEventName => f.write_str("the event has no name"),
+            Invalid::EventNameTooLong(bytes) => {
+                write!(
+                    f,
+                    "the event name is {bytes} bytes; the limit is {MAX_EVENT_NAME_BYTES}"
+                )
+            }
+            Invalid::EventDataTooLarge(bytes) => {
+                write!(
+                    f,
+                    "the event data is {bytes} bytes; the limit is {MAX_EVENT_DATA_BYTES}"
+                )
+            }
+            Invalid::MissingAnonymousId => f.write_str("an anonymous event needs an anonymous_id"),
+            Invalid::ItemTooLarge(bytes) => {
+                write!(
+                    f,
+                    "the item is {bytes} bytes; the limit is {MAX_ITEM_BYTES}"
+                )
+            }
+            Invalid::Operation(reason) => write!(f, "invalid operation: {reason}"),
+            Invalid::Json(reason) => write!(f, "not valid JSON: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// An identifier of the given kind: not empty, at most 150 bytes.
+pub(crate) fn identifier(kind: &'static str, value: &str) -> Result<(), Invalid> {
+    if value.is_empty() {
+        return Err(Invalid::EmptyIdentifier(kind));
+    }
+    if value.len() > MAX_IDENTIFIER_BYTES {
+        return Err(Invalid::IdentifierTooLong {
+            kind,
+            bytes: value.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Attributes: at most 300, names 1..=150 bytes, values at most 1000 bytes.
+pub(crate) fn attributes(attributes: &Map<String, Value>) -> Result<(), Invalid> {
+    if attributes.len() > MAX_ATTRIBUTES {
+        return Err(Invalid::TooManyAttributes(attributes.len()));
+    }
+    for (name, value) in attributes {
+        if name.is_empty() || name.len() > MAX_IDENTIFIER_BYTES {
+            return Err(Invalid::AttributeName {
+                name: cut(name, MAX_IDENTIFIER_BYTES).to_owned(),
+                bytes: name.len(),
+            });
+        }
+        let bytes = match value {
+            Value::String(text) => text.len(),
+            other => json_len(other),
+        };
+        if bytes > MAX_ATTRIBUTE_VALUE_BYTES {
+            return Err(Invalid::AttributeValueTooLong {
+                name: name.clone(),
+                bytes,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An event name: present, at most 100 bytes.
+pub(crate) fn event_name(name: &str) -> Result<(), Invalid> {
+    if name.is_empty() {
+        return Err(Invalid::MissingEventName);
+    }
+    if name.len() > MAX_EVENT_NAME_BYTES {
+        return Err(Invalid::EventNameTooLong(name.len()));
+    }
+    Ok(())
+}
+
+/// Event data: at most 100,000 bytes as JSON.
+pub(crate) fn event_data(data: &Value) -> Result<(), Invalid> {
+    let bytes = json_len(data);
+    if bytes > MAX_EVENT_DATA_BYTES {
+        return Err(Invalid::EventDataTooLarge(bytes));
+    }
+    Ok(())
+}
+
+/// A serialized `/entity` body or batch item: at most 32 KB.
+pub(crate) fn item_size(bytes: usize) -> Result<(), Invalid> {
+    if bytes > MAX_ITEM_BYTES {
+        return Err(Invalid::ItemTooLarge(bytes));
+    }
+    Ok(())
+}
+
+/// The length of `value` as compact JSON, without building the text.
+pub(crate) fn json_len(value: &Value) -> usize {
+    let mut counter = ByteCounter(0);
+    // Writing to a counter cannot fail, and a Value always serializes.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn identifiers_must_be_present_and_short() {
+        assert_eq!(identifier("id", ""), Err(Invalid::EmptyIdentifier("id")));
+        assert!(identifier("id", &"x".repeat(150)).is_ok());
+        assert_eq!(
+            identifier("email", &"é".repeat(76)),
+            Err(Invalid::IdentifierTooLong {
+                kind: "email",
+                bytes: 152
+            })
+        );
+    }
+
+    #[test]
+    fn attribute_limits() {
+        assert!(attributes(&map(json!({"plan": "pro", "n": 1}))).is_ok());
+        let many: Map<String, Value> = (0..301).map(|i| (format!("a{i}"), json!(i))).collect();
+        assert_eq!(attributes(&many), Err(Invalid::TooManyAttributes(301)));
+        let long_name = "n".repeat(151);
+        assert!(matches!(
+            attributes(&map(json!({ long_name: 1 }))),
+            Err(Invalid::AttributeName { bytes: 151, .. })
+        ));
+        assert!(matches!(
+            attributes(&map(json!({ "": 1 }))),
+            Err(Invalid::AttributeName { bytes: 0, .. })
+        ));
+        assert!(attributes(&map(json!({ "bio": "b".repeat(1000) }))).is_ok());
+        assert_eq!(
+            attributes(&map(json!({ "bio": "b".repeat(1001) }))),
+            Err(Invalid::AttributeValueTooLong {
+                name: "bio".into(),
+                bytes: 1001
+            })
+        );
+        let list: Vec<u32> = (0..400).collect();
+        assert!(matches!(
+            attributes(&map(json!({ "list": list }))),
+            Err(Invalid::AttributeValueTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn event_limits() {
+        assert_eq!(event_name(""), Err(Invalid::MissingEventName));
+        assert!(event_name(&"e".repeat(100)).is_ok());
+        assert_eq!(
+            event_name(&"e".repeat(101)),
+            Err(Invalid::EventNameTooLong(101))
+        );
+        assert!(event_data(&json!({"x": "d".repeat(99_000)})).is_ok());
+        assert!(matches!(
+            event_data(&json!({"x": "d".repeat(100_000)})),
+            Err(Invalid::EventDataTooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn json_len_matches_serialization() {
+        let value = json!({"a": [1, 2, {"b": "ü\"q"}], "c": null});
+        assert_eq!(json_len(&value), serde_json::to_vec(&value).unwrap().len());
+    }
+
+    #[test]
+    fn cut_respects_character_boundaries() {
+        assert_eq!(cut("ééé", 3), "é");
+        assert_eq!(cut("abc", 10), "abc");
+    }
+}
