@@ -65,9 +65,12 @@
 mod app;
 mod batch;
 mod client;
+mod client_call;
 mod clock;
 mod credentials;
 mod device;
+mod dispatcher;
+mod dispatcher_stats;
 mod error;
 mod event;
 mod event_id;
@@ -80,6 +83,7 @@ mod request;
 mod retry;
 mod retry_after;
 mod retry_budget;
+mod ticket;
 mod token_bucket;
 mod track;
 pub mod validate;
@@ -87,8 +91,11 @@ pub mod validate;
 pub use crate::app::{BroadcastTrigger, Delivery, TransactionalMessage};
 pub use crate::batch::{Batch, BatchPacker, BatchResponse, ItemError};
 pub use crate::client::{ApiClass, Client, ClientBuilder};
+pub use crate::client_call::{CallTicket, ClientCall, ClientDispatcher, Reply};
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::device::{Device, Platform};
+pub use crate::dispatcher::{Dispatcher, DispatcherBuilder, SubmitError, TrySubmitError};
+pub use crate::dispatcher_stats::DispatcherStats;
 pub use crate::error::{Credential, Error, Result, TimeoutKind, TransportKind};
 pub use crate::event::{Event, EventKind};
 pub use crate::event_id::EventId;
@@ -99,8 +106,10 @@ pub use crate::rate_limit::RateLimit;
 pub use crate::region::Region;
 pub use crate::retry::{
     Call, Classify, Decision, Failure, Idempotency, Jitter, RetryPolicy, RetryPolicyBuilder,
+    RetryStats,
 };
 pub use crate::retry_after::parse_retry_after;
+pub use crate::ticket::{JobError, Outcome, Ticket};
 pub use crate::token_bucket::{NotUntil, TokenBucket};
 pub use crate::validate::Invalid;
 

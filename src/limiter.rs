@@ -109,6 +109,9 @@ impl Unlimited {
 
     fn pause_left(&self) -> Duration {
         let until = self.paused_until_nanos.load(Ordering::Acquire);
+        if until == 0 {
+            return Duration::ZERO; // never paused: no need to read the clock
+        }
         Duration::from_nanos(until.saturating_sub(self.nanos_now()))
     }
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::clock::{Clock, SystemClock};
@@ -172,7 +173,8 @@ pub enum Decision {
 ///
 /// # Threads and cloning
 ///
-/// `RetryPolicy` is `Send + Sync`. Clones share one retry budget.
+/// `RetryPolicy` is `Send + Sync`. Clones share one retry budget and one set
+/// of counters ([`stats`](RetryPolicy::stats)).
 #[derive(Clone)]
 pub struct RetryPolicy {
     max_retries: u32,
@@ -184,6 +186,25 @@ pub struct RetryPolicy {
     retry_unsafe: bool,
     clock: Arc<dyn Clock>,
     budget: RetryBudget,
+    counters: Arc<Counters>,
+}
+
+/// What the retry loop has done, summed over all calls of a policy and its clones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryStats {
+    /// Retries after transient failures (5xx, timeouts, resets).
+    pub retries: u64,
+    /// 429 answers: each paused the limiter.
+    pub throttled: u64,
+    /// Calls that failed in the end, for any reason.
+    pub gave_up: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    retries: AtomicU64,
+    throttled: AtomicU64,
+    gave_up: AtomicU64,
 }
 
 /// Builds a [`RetryPolicy`]; every setting is checked by [`build`](RetryPolicyBuilder::build).
@@ -337,6 +358,7 @@ impl RetryPolicyBuilder {
             max_retry_after: self.max_retry_after,
             throttle_deadline: self.throttle_deadline,
             retry_unsafe: self.retry_unsafe,
+            counters: Arc::default(),
             budget: RetryBudget::new(
                 self.budget_share,
                 self.budget_window,
@@ -388,6 +410,15 @@ impl RetryPolicy {
     /// The clock this policy waits on.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// What the retry loop has done so far, over all calls of this policy and its clones.
+    pub fn stats(&self) -> RetryStats {
+        RetryStats {
+            retries: self.counters.retries.load(Ordering::Relaxed),
+            throttled: self.counters.throttled.load(Ordering::Relaxed),
+            gave_up: self.counters.gave_up.load(Ordering::Relaxed),
+        }
     }
 
     /// The backoff before retry number `retry` (0 for the first), jitter included.
@@ -446,6 +477,19 @@ impl RetryPolicy {
         &self,
         limiter: &dyn Limiter,
         call: Call<'_>,
+        attempt: impl FnMut() -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let result = self.attempts(limiter, call, attempt);
+        if result.is_err() {
+            self.counters.gave_up.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn attempts<T, E: Classify>(
+        &self,
+        limiter: &dyn Limiter,
+        call: Call<'_>,
         mut attempt: impl FnMut() -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
         self.budget.record_request();
@@ -467,6 +511,7 @@ impl RetryPolicy {
                 Decision::Throttle(wait) => {
                     // The workspace is throttled, whether or not this call goes on.
                     limiter.pause_for(wait);
+                    self.counters.throttled.fetch_add(1, Ordering::Relaxed);
                     let now = self.clock.now();
                     let since = *throttled_since.get_or_insert(now);
                     if self.throttle_deadline.is_zero()
@@ -491,6 +536,7 @@ impl RetryPolicy {
                         return Err(error);
                     }
                     retries += 1;
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     log::warn!(
                         "{}: {failure}; retry {retries}/{} in {wait:?}",
                         call.name,

@@ -443,3 +443,21 @@ fn policies_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<RetryPolicy>();
 }
+
+#[test]
+fn stats_count_retries_429s_and_calls_given_up_across_clones() {
+    let clock = ManualClock::new();
+    let limiter = Recorder::default();
+    let policy = policy(&clock);
+    let clone = policy.clone();
+    let _ = policy.run(&limiter, Call::safe("a"), script(&[Err(status(500)), Err(throttled(None)), Ok("ok")]));
+    let _ = clone.run(&limiter, Call::safe("b"), script(&[Err(status(400))]));
+    assert_eq!(
+        policy.stats(),
+        cio_ratelimit::RetryStats {
+            retries: 1,
+            throttled: 1,
+            gave_up: 1
+        }
+    );
+}

@@ -1,0 +1,109 @@
+//! Side-by-side benchmark of the dispatcher's overhead per job, in one run:
+//! no-op jobs through `Dispatcher` (with an `Unlimited` limiter) against a
+//! plain crossbeam-channel worker pool written here, the same number of
+//! workers and the same queue size. Goal: a ratio ≤ 1.3.
+//!
+//! Run: `cargo run --release --example dispatcher_bench`
+
+use std::hint::black_box;
+use std::thread;
+use std::time::Instant;
+
+use cio_ratelimit::{Dispatcher, Unlimited};
+
+const JOBS: u64 = 1_000_000;
+const ROUNDS: usize = 9;
+const WORKERS: usize = 4;
+const CAPACITY: usize = 1_000;
+
+/// The baseline: a bounded channel, `WORKERS` threads, nothing else.
+fn plain_pool(with_results: bool) -> f64 {
+    let (jobs, queue) =
+        crossbeam_channel::bounded::<(u64, Option<crossbeam_channel::Sender<u64>>)>(CAPACITY);
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let queue = queue.clone();
+            thread::spawn(move || {
+                for (job, reply) in queue {
+                    let result = black_box(job);
+                    if let Some(reply) = reply {
+                        let _ = reply.send(result);
+                    }
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    if with_results {
+        let tickets: Vec<_> = (0..JOBS)
+            .map(|job| {
+                let (reply, result) = crossbeam_channel::bounded(1);
+                jobs.send((job, Some(reply))).unwrap();
+                result
+            })
+            .collect();
+        for ticket in tickets {
+            black_box(ticket.recv().unwrap());
+        }
+    } else {
+        for job in 0..JOBS {
+            jobs.send((job, None)).unwrap();
+        }
+    }
+    drop(jobs);
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    started.elapsed().as_nanos() as f64 / JOBS as f64
+}
+
+fn dispatcher(with_results: bool) -> f64 {
+    let dispatcher = Dispatcher::builder()
+        .workers(WORKERS)
+        .capacity(CAPACITY)
+        .limiter(Unlimited::new())
+        .build(|job: u64| {
+            black_box(job);
+        })
+        .unwrap();
+    let started = Instant::now();
+    if with_results {
+        let tickets: Vec<_> = (0..JOBS)
+            .map(|job| dispatcher.submit(job).unwrap())
+            .collect();
+        for ticket in tickets {
+            ticket.wait().unwrap();
+        }
+    } else {
+        for job in 0..JOBS {
+            dispatcher.execute(job).unwrap();
+        }
+    }
+    dispatcher.close();
+    started.elapsed().as_nanos() as f64 / JOBS as f64
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn main() {
+    println!(
+        "no-op jobs, {WORKERS} workers, queue {CAPACITY}, {JOBS} jobs, median of {ROUNDS} rounds"
+    );
+    println!("  mode                    Dispatcher ns/job  plain pool ns/job  ratio (goal <= 1.3)");
+    for (label, with_results) in [("fire and forget", false), ("with a ticket per job", true)] {
+        let (mut ours, mut plain) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            // Alternate, so that drift on a shared machine hits both.
+            ours.push(dispatcher(with_results));
+            plain.push(plain_pool(with_results));
+        }
+        let (ours, plain) = (median(ours), median(plain));
+        println!(
+            "  {label:<22}  {ours:>17.0}  {plain:>17.0}  {:>6.2}",
+            ours / plain
+        );
+    }
+}

@@ -1,0 +1,845 @@
+//! `Dispatcher`: a fixed pool of worker threads draining a bounded crossbeam channel.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
+use parking_lot::{Condvar, Mutex};
+
+use crate::dispatcher_stats::{DispatcherStats, LatencyHistogram};
+use crate::error::{Error, Result};
+use crate::limiter::Limiter;
+use crate::retry::{RetryPolicy, RetryStats};
+use crate::ticket::{JobError, Outcome, Ticket};
+
+/// How often an idle worker looks up from the queue to see whether it should
+/// stop, when no message told it to.
+const TICK: Duration = Duration::from_millis(50);
+
+/// One job in this many, per producer thread, has its latency measured:
+/// reading the clock twice for every job would cost more than the rest of
+/// the dispatcher's work.
+const LATENCY_SAMPLE: u64 = 64;
+
+/// Queued processing: `workers` threads run jobs from a bounded queue.
+///
+/// Jobs are plain data of type `J`; every worker runs them with the same
+/// handler, `Fn(J) -> R`, where `R` is a `Result` (an `Err` counts as failed
+/// in the stats), `()`, or any type implementing [`Outcome`]. Because jobs
+/// are data, a shutdown can hand back the ones it did not run, for the caller
+/// to keep. Submitting blocks while the
+/// queue is full (backpressure); [`try_submit`](Dispatcher::try_submit) hands
+/// the job back instead.
+///
+/// The dispatcher adds queueing and concurrency, not a rate: a dispatcher of
+/// [`Client`](crate::Client) calls ([`DispatcherBuilder::build_for_client`])
+/// is limited by the client's own limiters, so there is one budget in one
+/// place. A dispatcher of other jobs can take a [`Limiter`] of its own.
+///
+/// ```
+/// use cio_ratelimit::{Dispatcher, RateLimit, TokenBucket};
+///
+/// let dispatcher = Dispatcher::builder()
+///     .workers(4)
+///     .limiter(TokenBucket::from_limit(RateLimit::new(1_000.0, 50)?))
+///     .build(|n: u64| n.checked_mul(2).ok_or("overflow"))?;
+/// let tickets: Vec<_> = (0..100).map(|n| dispatcher.submit(n).unwrap()).collect();
+/// let total: u64 = tickets.into_iter().map(|t| t.wait().unwrap().unwrap()).sum();
+/// assert_eq!(total, 9_900);
+/// dispatcher.close(); // stops intake, runs what is queued, joins the workers
+/// # Ok::<(), cio_ratelimit::Error>(())
+/// ```
+///
+/// # Shutting down
+///
+/// [`close`](Dispatcher::close) runs everything queued first;
+/// [`shutdown_timeout`](Dispatcher::shutdown_timeout) waits at most a while and
+/// returns the jobs it did not run. Dropping a dispatcher closes it, so queued
+/// work is never dropped silently: a job submitted while `close` runs is run
+/// by `close`, or at the latest when the dispatcher is dropped. A job that
+/// panics fails its own ticket; the worker carries on.
+///
+/// # Threads and cloning
+///
+/// `Dispatcher` is `Send + Sync` when its jobs and results are `Send`: share it
+/// by reference or in an `Arc` between producer threads.
+pub struct Dispatcher<J, R> {
+    shared: Arc<Shared<J, R>>,
+    jobs: Sender<Message<J, R>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Held while sending a set of rendezvous markers, so that two sets never
+    /// interleave (each worker must take exactly one marker of a set).
+    markers: Mutex<()>,
+    health: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
+}
+
+/// What travels down the queue. Control messages queue behind every job
+/// sent before them, which is what makes them mean "all that came before".
+enum Message<J, R> {
+    Job(Envelope<J, R>),
+    /// Each worker takes one and waits there until all have: then every job
+    /// queued before the markers has finished.
+    Rendezvous(Arc<Rendezvous>),
+    /// Sent once per worker at close, behind every job: the worker leaves.
+    Leave,
+}
+
+/// A job, where its result goes and, for sampled jobs, when it was
+/// submitted (nanoseconds after the dispatcher started, plus one; 0 when not
+/// sampled). Small, because the queue copies it twice.
+struct Envelope<J, R> {
+    job: J,
+    reply: Option<Sender<std::result::Result<R, JobError>>>,
+    submitted_at: u64,
+}
+
+type Handler<J, R> = Box<dyn Fn(J) -> R + Send + Sync>;
+
+/// Keeps what each worker writes on cache lines of its own: shared lines made
+/// every job pay for the other workers' writes.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+struct Shared<J, R> {
+    /// Time zero for `Envelope::submitted_at`.
+    started: Instant,
+    handler: Handler<J, R>,
+    /// `R`'s [`Outcome::is_failure`], kept so that closing on drop needs no bound on `R`.
+    is_failure: fn(&R) -> bool,
+    limiter: Option<Arc<dyn Limiter>>,
+    queue: Receiver<Message<J, R>>,
+    /// One tally per worker, written only by that worker, plus one last for
+    /// jobs run by `close` or `drop` after the workers left.
+    tallies: Box<[Padded<Tally>]>,
+    /// No new jobs are accepted.
+    closed: AtomicBool,
+    /// Workers leave once the queue is empty.
+    stopping: AtomicBool,
+    /// Workers run nothing more: jobs they receive go to `leftovers`.
+    abandon: AtomicBool,
+    leftovers: Mutex<Leftovers<J>>,
+    paused: AtomicBool,
+    pause_lock: Mutex<()>,
+    resumed: Condvar,
+    live_workers: AtomicUsize,
+    abandoned: AtomicU64,
+    retries: Option<(RetryPolicy, RetryStats)>,
+}
+
+/// What one worker has done. Single writer: counts are bumped with a plain
+/// load and store, no locked instruction.
+struct Tally {
+    done: AtomicU64,
+    failed: AtomicU64,
+    panicked: AtomicU64,
+    busy: AtomicBool,
+    latency: LatencyHistogram,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            done: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            panicked: AtomicU64::new(0),
+            busy: AtomicBool::new(false),
+            latency: LatencyHistogram::new(),
+        }
+    }
+}
+
+/// Bumps a counter that only the calling thread writes.
+fn bump(counter: &AtomicU64) {
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Release);
+}
+
+struct Leftovers<J> {
+    jobs: Vec<J>,
+    /// Taken by a shutdown: a worker that still holds a job runs it.
+    collected: bool,
+}
+
+/// A meeting point for all workers (see [`Message::Rendezvous`]).
+struct Rendezvous {
+    expected: usize,
+    state: Mutex<(usize, bool)>,
+    changed: Condvar,
+}
+
+impl Rendezvous {
+    fn new(expected: usize) -> Rendezvous {
+        Rendezvous {
+            expected,
+            state: Mutex::new((0, false)),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// A worker arrives and waits for the others (or a release).
+    fn arrive(&self) {
+        let mut state = self.state.lock();
+        state.0 += 1;
+        self.changed.notify_all();
+        while state.0 < self.expected && !state.1 {
+            self.changed.wait(&mut state);
+        }
+    }
+
+    /// Waits until every worker has arrived: `true`; or until released or
+    /// `deadline`: `false`.
+    fn wait(&self, deadline: Instant) -> bool {
+        let mut state = self.state.lock();
+        while state.0 < self.expected {
+            if state.1 || self.changed.wait_until(&mut state, deadline).timed_out() {
+                return state.0 >= self.expected;
+            }
+        }
+        true
+    }
+
+    /// Lets waiting workers go without the others.
+    fn release(&self) {
+        self.state.lock().1 = true;
+        self.changed.notify_all();
+    }
+}
+
+/// A job handed back by [`Dispatcher::submit`]: the dispatcher is closed.
+///
+/// Its `Debug` does not require `J: Debug`.
+#[derive(PartialEq, Eq)]
+pub struct SubmitError<J>(pub J);
+
+/// A job handed back by [`Dispatcher::try_submit`].
+#[derive(PartialEq, Eq)]
+pub enum TrySubmitError<J> {
+    /// The queue is full.
+    Full(J),
+    /// The dispatcher is closed.
+    Closed(J),
+}
+
+impl<J> TrySubmitError<J> {
+    /// The job that was not queued.
+    pub fn into_inner(self) -> J {
+        match self {
+            TrySubmitError::Full(job) | TrySubmitError::Closed(job) => job,
+        }
+    }
+}
+
+impl<J> fmt::Debug for SubmitError<J> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SubmitError(..)")
+    }
+}
+
+impl<J> fmt::Display for SubmitError<J> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the dispatcher is closed; the job was handed back")
+    }
+}
+
+impl<J> std::error::Error for SubmitError<J> {}
+
+impl<J> fmt::Debug for TrySubmitError<J> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TrySubmitError::Full(_) => "Full(..)",
+            TrySubmitError::Closed(_) => "Closed(..)",
+        })
+    }
+}
+
+impl<J> fmt::Display for TrySubmitError<J> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TrySubmitError::Full(_) => "the dispatcher's queue is full; the job was handed back",
+            TrySubmitError::Closed(_) => "the dispatcher is closed; the job was handed back",
+        })
+    }
+}
+
+impl<J> std::error::Error for TrySubmitError<J> {}
+
+/// Builds a [`Dispatcher`]: workers and queue size, an optional limiter and
+/// health log. Concurrency and rate are independent knobs.
+#[derive(Debug, Clone)]
+pub struct DispatcherBuilder {
+    workers: usize,
+    capacity: usize,
+    limiter: Option<Arc<dyn Limiter>>,
+    health_every: Option<Duration>,
+    retries: Option<RetryPolicy>,
+}
+
+impl Default for DispatcherBuilder {
+    fn default() -> DispatcherBuilder {
+        DispatcherBuilder {
+            workers: 10,
+            capacity: 1_000,
+            limiter: None,
+            health_every: None,
+            retries: None,
+        }
+    }
+}
+
+impl DispatcherBuilder {
+    /// Worker threads; default 10.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+
+    /// Jobs the queue holds before `submit` blocks; default 1,000.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// A limiter every job waits on before it runs: for jobs that do not go
+    /// through a [`Client`](crate::Client) (whose calls have their own).
+    pub fn limiter(mut self, limiter: impl Limiter + 'static) -> Self {
+        self.limiter = Some(Arc::new(limiter));
+        self
+    }
+
+    /// Logs the health line ([`DispatcherStats`]'s `Display`) with
+    /// `log::info!` every `interval`.
+    pub fn health_log(mut self, interval: Duration) -> Self {
+        self.health_every = Some(interval);
+        self
+    }
+
+    /// Reports this retry policy's retries and 429s in the stats (set for you
+    /// by [`build_for_client`](DispatcherBuilder::build_for_client)).
+    pub fn retry_stats_from(mut self, policy: &RetryPolicy) -> Self {
+        self.retries = Some(policy.clone());
+        self
+    }
+
+    /// Starts the workers, each running jobs with `handler`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for zero workers, a zero capacity or a zero
+    /// health interval.
+    pub fn build<J, R>(
+        self,
+        handler: impl Fn(J) -> R + Send + Sync + 'static,
+    ) -> Result<Dispatcher<J, R>>
+    where
+        J: Send + 'static,
+        R: Outcome + Send + 'static,
+    {
+        if self.workers == 0 {
+            return Err(Error::invalid("workers", 0, "at least 1"));
+        }
+        if self.capacity == 0 {
+            return Err(Error::invalid("capacity", 0, "at least 1"));
+        }
+        if self.health_every.is_some_and(|every| every.is_zero()) {
+            return Err(Error::invalid("health_log", "0s", "an interval above zero"));
+        }
+        let (jobs, queue) = crossbeam_channel::bounded(self.capacity);
+        let shared = Arc::new(Shared {
+            started: Instant::now(),
+            handler: Box::new(handler),
+            is_failure: <R as Outcome>::is_failure,
+            limiter: self.limiter,
+            queue,
+            tallies: (0..=self.workers).map(|_| Padded(Tally::new())).collect(),
+            closed: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            abandon: AtomicBool::new(false),
+            leftovers: Mutex::new(Leftovers {
+                jobs: Vec::new(),
+                collected: false,
+            }),
+            paused: AtomicBool::new(false),
+            pause_lock: Mutex::new(()),
+            resumed: Condvar::new(),
+            live_workers: AtomicUsize::new(self.workers),
+            abandoned: AtomicU64::new(0),
+            retries: self.retries.map(|policy| {
+                let start = policy.stats();
+                (policy, start)
+            }),
+        });
+        let workers = (0..self.workers)
+            .map(|n| {
+                let shared = shared.clone();
+                thread::Builder::new()
+                    .name(format!("cio-dispatch-{n}"))
+                    .spawn(move || shared.work(n))
+                    .expect("spawning a worker thread")
+            })
+            .collect();
+        let health = self.health_every.map(|every| {
+            let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+            let shared = shared.clone();
+            let logger = thread::Builder::new()
+                .name("cio-dispatch-health".into())
+                .spawn(move || {
+                    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                        log::info!("dispatcher: {}", shared.stats());
+                    }
+                })
+                .expect("spawning the health logger");
+            (stop, logger)
+        });
+        Ok(Dispatcher {
+            shared,
+            jobs,
+            workers: Mutex::new(workers),
+            markers: Mutex::new(()),
+            health: Mutex::new(health),
+        })
+    }
+}
+
+impl<J, R> Dispatcher<J, R>
+where
+    J: Send + 'static,
+    R: Outcome + Send + 'static,
+{
+    /// Queues `job`, blocking while the queue is full, and returns its ticket.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError`] with the job, if the dispatcher is closed.
+    pub fn submit(&self, job: J) -> std::result::Result<Ticket<R>, SubmitError<J>> {
+        let (reply, result) = crossbeam_channel::bounded(1);
+        self.enqueue(job, Some(reply)).map_err(SubmitError)?;
+        Ok(Ticket::new(result))
+    }
+
+    /// Queues `job` without a ticket ("fire and forget"), blocking while the
+    /// queue is full. Its outcome shows only in [`stats`](Dispatcher::stats).
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError`] with the job, if the dispatcher is closed.
+    pub fn execute(&self, job: J) -> std::result::Result<(), SubmitError<J>> {
+        self.enqueue(job, None).map_err(SubmitError)
+    }
+
+    /// Queues `job` if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySubmitError::Full`] or [`TrySubmitError::Closed`], with the job.
+    pub fn try_submit(&self, job: J) -> std::result::Result<Ticket<R>, TrySubmitError<J>> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Err(TrySubmitError::Closed(job));
+        }
+        let (reply, result) = crossbeam_channel::bounded(1);
+        match self
+            .jobs
+            .try_send(Message::Job(self.shared.envelope(job, Some(reply))))
+        {
+            Ok(()) => Ok(Ticket::new(result)),
+            Err(TrySendError::Full(message)) => Err(TrySubmitError::Full(message.into_job())),
+            Err(TrySendError::Disconnected(message)) => {
+                Err(TrySubmitError::Closed(message.into_job()))
+            }
+        }
+    }
+
+    fn enqueue(
+        &self,
+        job: J,
+        reply: Option<Sender<std::result::Result<R, JobError>>>,
+    ) -> std::result::Result<(), J> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Err(job);
+        }
+        self.jobs
+            .send(Message::Job(self.shared.envelope(job, reply)))
+            .map_err(|err| err.into_inner().into_job())
+    }
+
+    /// Counts and latency percentiles, now.
+    pub fn stats(&self) -> DispatcherStats {
+        self.shared.stats()
+    }
+
+    /// Blocks until every job submitted before the call has finished. Returns
+    /// at once on a closed dispatcher (closing waits for the work itself), and
+    /// waits for [`resume`](Dispatcher::resume) on a paused one.
+    pub fn flush(&self) {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let rendezvous = self.send_markers(None);
+        while !rendezvous.wait(Instant::now() + TICK) {
+            if self.shared.live_workers.load(Ordering::SeqCst) == 0 {
+                return; // closed meanwhile: close ran what was queued
+            }
+        }
+    }
+
+    /// Workers take no new job until [`resume`](Dispatcher::resume); jobs
+    /// already running finish. Submitting still queues (and blocks when full).
+    pub fn pause(&self) {
+        self.shared.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets workers take jobs again.
+    pub fn resume(&self) {
+        self.shared.resume();
+    }
+
+    /// Stops intake, runs everything already queued, and joins the workers.
+    /// Submitting afterwards hands the job back. Calling it again does nothing.
+    pub fn close(&self) {
+        self.close_and_join();
+    }
+
+    /// Stops intake and waits at most `timeout` for the queue to drain. Jobs
+    /// not started by then are returned, unrun, for the caller to keep (their
+    /// tickets end with [`JobError::Abandoned`]); jobs still running are left
+    /// to finish on their threads.
+    pub fn shutdown_timeout(&self, timeout: Duration) -> Vec<J> {
+        let deadline = Instant::now() + timeout;
+        let shared = &self.shared;
+        shared.closed.store(true, Ordering::SeqCst);
+        shared.resume();
+        let rendezvous = self.send_markers(Some(deadline));
+        if rendezvous.wait(deadline) {
+            self.close_and_join();
+            return Vec::new();
+        }
+        shared.abandon.store(true, Ordering::SeqCst);
+        shared.stopping.store(true, Ordering::SeqCst);
+        rendezvous.release();
+        let mut unrun = Vec::new();
+        while let Ok(message) = shared.queue.try_recv() {
+            match message {
+                Message::Job(envelope) => unrun.push(shared.give_back(envelope)),
+                Message::Rendezvous(other) => other.release(),
+                Message::Leave => {}
+            }
+        }
+        {
+            let mut leftovers = shared.leftovers.lock();
+            leftovers.collected = true;
+            unrun.append(&mut leftovers.jobs);
+        }
+        // Idle workers are told to leave (as many as the queue holds; the
+        // rest notice within a tick); busy ones leave after their job.
+        // Neither is joined.
+        let workers = std::mem::take(&mut *self.workers.lock());
+        for _ in &workers {
+            if self.jobs.try_send(Message::Leave).is_err() {
+                break;
+            }
+        }
+        log::warn!(
+            "dispatcher shut down after {timeout:?}: {} jobs handed back unrun, {} still running",
+            unrun.len(),
+            shared.stats().in_flight
+        );
+        self.stop_health_log();
+        unrun
+    }
+
+    /// Queues one rendezvous marker per worker, behind every job queued so
+    /// far; gives up sending at `deadline`.
+    fn send_markers(&self, deadline: Option<Instant>) -> Arc<Rendezvous> {
+        let workers = self.shared.tallies.len() - 1;
+        let rendezvous = Arc::new(Rendezvous::new(workers));
+        let _one_set_at_a_time = self.markers.lock();
+        for _ in 0..workers {
+            let marker = Message::Rendezvous(rendezvous.clone());
+            let sent = match deadline {
+                None => self.jobs.send(marker).is_ok(),
+                Some(deadline) => !matches!(
+                    self.jobs.send_deadline(marker, deadline),
+                    Err(SendTimeoutError::Timeout(_) | SendTimeoutError::Disconnected(_))
+                ),
+            };
+            if !sent {
+                break;
+            }
+        }
+        rendezvous
+    }
+}
+
+impl Dispatcher<(), ()> {
+    /// Starts from the defaults: 10 workers, a queue of 1,000, no limiter.
+    /// The job and result types come from the handler given to
+    /// [`build`](DispatcherBuilder::build).
+    pub fn builder() -> DispatcherBuilder {
+        DispatcherBuilder::default()
+    }
+}
+
+impl<J, R> Dispatcher<J, R> {
+    /// Closes intake, lets the workers drain the queue, joins them, and runs
+    /// any job that slipped in while they were leaving.
+    fn close_and_join(&self) {
+        let shared = &self.shared;
+        shared.closed.store(true, Ordering::SeqCst);
+        shared.resume();
+        shared.stopping.store(true, Ordering::SeqCst);
+        let workers = std::mem::take(&mut *self.workers.lock());
+        if !workers.is_empty() && !shared.queue.is_empty() {
+            log::info!(
+                "dispatcher closing: running the {} jobs queued first",
+                shared.queue.len()
+            );
+        }
+        for _ in &workers {
+            // The receiver lives in `shared`, so the queue never disconnects.
+            let _ = self.jobs.send(Message::Leave);
+        }
+        for worker in workers {
+            // A worker never panics: jobs run under catch_unwind.
+            let _ = worker.join();
+        }
+        shared.run_stragglers();
+        self.stop_health_log();
+    }
+
+    fn stop_health_log(&self) {
+        if let Some((stop, logger)) = self.health.lock().take() {
+            drop(stop);
+            let _ = logger.join();
+        }
+    }
+}
+
+impl<J, R> Message<J, R> {
+    /// The job of a message this dispatcher sent as a job.
+    fn into_job(self) -> J {
+        match self {
+            Message::Job(envelope) => envelope.job,
+            Message::Rendezvous(_) | Message::Leave => {
+                unreachable!("a job was sent, not a control message")
+            }
+        }
+    }
+}
+
+impl<J, R> Shared<J, R> {
+    fn envelope(
+        &self,
+        job: J,
+        reply: Option<Sender<std::result::Result<R, JobError>>>,
+    ) -> Envelope<J, R> {
+        thread_local! {
+            static SUBMITTED: Cell<u64> = const { Cell::new(0) };
+        }
+        let sampled = SUBMITTED.with(|count| {
+            let n = count.get();
+            count.set(n.wrapping_add(1));
+            n % LATENCY_SAMPLE == 0
+        });
+        let submitted_at = if sampled {
+            nanos(self.started.elapsed()) + 1
+        } else {
+            0
+        };
+        Envelope {
+            job,
+            reply,
+            submitted_at,
+        }
+    }
+
+    fn resume(&self) {
+        let _lock = self.pause_lock.lock();
+        self.paused.store(false, Ordering::SeqCst);
+        self.resumed.notify_all();
+    }
+
+    fn wait_while_paused(&self) {
+        if !self.paused.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut lock = self.pause_lock.lock();
+        while self.paused.load(Ordering::SeqCst) {
+            self.resumed.wait(&mut lock);
+        }
+    }
+
+    /// Takes an unrun job back out of its envelope; its ticket ends Abandoned.
+    fn give_back(&self, envelope: Envelope<J, R>) -> J {
+        if let Some(reply) = envelope.reply {
+            let _ = reply.send(Err(JobError::Abandoned));
+        }
+        self.abandoned.fetch_add(1, Ordering::SeqCst);
+        envelope.job
+    }
+
+    /// Worker `index`'s life: take jobs until told to leave.
+    fn work(&self, index: usize) {
+        let tally = &self.tallies[index].0;
+        loop {
+            let received = match self.queue.try_recv() {
+                Ok(message) => Ok(message),
+                Err(_) => self.queue.recv_timeout(TICK),
+            };
+            match received {
+                Ok(Message::Job(envelope)) => {
+                    self.wait_while_paused();
+                    if self.abandon.load(Ordering::SeqCst) {
+                        let mut leftovers = self.leftovers.lock();
+                        if !leftovers.collected {
+                            let job = self.give_back(envelope);
+                            leftovers.jobs.push(job);
+                            continue;
+                        }
+                    }
+                    self.run(tally, envelope, bump);
+                }
+                Ok(Message::Rendezvous(rendezvous)) => rendezvous.arrive(),
+                Ok(Message::Leave) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.abandon.load(Ordering::SeqCst)
+                        || (self.stopping.load(Ordering::SeqCst) && self.queue.is_empty())
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        self.live_workers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Runs the jobs left in the queue on this thread, once the workers are
+    /// gone: they were submitted while the dispatcher was closing.
+    fn run_stragglers(&self) {
+        let tally = &self.tallies[self.tallies.len() - 1].0;
+        let count = |counter: &AtomicU64| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        };
+        while let Ok(message) = self.queue.try_recv() {
+            match message {
+                Message::Job(envelope) => self.run(tally, envelope, count),
+                Message::Rendezvous(rendezvous) => rendezvous.release(),
+                Message::Leave => {}
+            }
+        }
+    }
+
+    fn run(&self, tally: &Tally, envelope: Envelope<J, R>, count: fn(&AtomicU64)) {
+        tally.busy.store(true, Ordering::Relaxed);
+        if let Some(limiter) = &self.limiter {
+            limiter.acquire();
+        }
+        let handler = &self.handler;
+        let job = envelope.job;
+        let result = catch_unwind(AssertUnwindSafe(move || handler(job)));
+        if envelope.submitted_at > 0 {
+            let now = nanos(self.started.elapsed()) + 1;
+            tally.latency.record(Duration::from_nanos(
+                now.saturating_sub(envelope.submitted_at),
+            ));
+        }
+        let result = match result {
+            Ok(value) => {
+                count(if (self.is_failure)(&value) {
+                    &tally.failed
+                } else {
+                    &tally.done
+                });
+                Ok(value)
+            }
+            Err(panic) => {
+                count(&tally.panicked);
+                count(&tally.failed);
+                Err(JobError::Panicked(panic_message(&*panic)))
+            }
+        };
+        tally.busy.store(false, Ordering::Relaxed);
+        if let Some(reply) = envelope.reply {
+            // The ticket may have been dropped: nobody is waiting, and that is fine.
+            let _ = reply.send(result);
+        }
+    }
+
+    fn stats(&self) -> DispatcherStats {
+        let (retried, throttled) = match &self.retries {
+            Some((policy, start)) => {
+                let now = policy.stats();
+                (now.retries - start.retries, now.throttled - start.throttled)
+            }
+            None => (0, 0),
+        };
+        let sum = |counter: fn(&Tally) -> &AtomicU64| -> u64 {
+            self.tallies
+                .iter()
+                .map(|t| counter(&t.0).load(Ordering::Acquire))
+                .sum()
+        };
+        let histograms: Vec<&LatencyHistogram> =
+            self.tallies.iter().map(|t| &t.0.latency).collect();
+        let quantile = |q| LatencyHistogram::quantile_of(&histograms, q);
+        let (done, failed) = (sum(|t| &t.done), sum(|t| &t.failed));
+        let queued = self.queue.len();
+        let in_flight = self
+            .tallies
+            .iter()
+            .filter(|t| t.0.busy.load(Ordering::Relaxed))
+            .count();
+        let abandoned = self.abandoned.load(Ordering::SeqCst);
+        DispatcherStats {
+            queued,
+            in_flight,
+            submitted: done + failed + abandoned + (queued + in_flight) as u64,
+            done,
+            failed,
+            panicked: sum(|t| &t.panicked),
+            abandoned,
+            retried,
+            throttled,
+            latency_p50: quantile(0.50),
+            latency_p90: quantile(0.90),
+            latency_p99: quantile(0.99),
+        }
+    }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+impl<J, R> Drop for Dispatcher<J, R> {
+    /// Closes the dispatcher: everything queued runs before the workers are
+    /// joined, and so does anything submitted while it was closing (no
+    /// producer can be left now). Use [`Dispatcher::shutdown_timeout`] to
+    /// bound the wait.
+    fn drop(&mut self) {
+        self.close_and_join();
+    }
+}
+
+impl<J, R> fmt::Debug for Dispatcher<J, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("workers", &(self.shared.tallies.len() - 1))
+            .field("capacity", &self.jobs.capacity())
+            .field("closed", &self.shared.closed.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
+    }
+}
