@@ -89,19 +89,17 @@ impl BatchPacker {
         BatchPacker::with_limits(MAX_BATCH_BYTES - 1, MAX_ITEM_BYTES)
     }
 
-    /// A packer with smaller limits (bodies at most `max_batch_bytes`),
-    /// e.g. to keep requests short on a slow link. Limits above Customer.io's
-    /// are lowered to them.
+    /// A packer with smaller limits (bodies at most `max_batch_bytes`, items
+    /// at most `max_item_bytes`), e.g. to keep requests short on a slow link.
+    /// Limits above Customer.io's are lowered to them. A batch always takes at
+    /// least one item, even one larger than `max_batch_bytes`.
     pub fn with_limits(max_batch_bytes: usize, max_item_bytes: usize) -> BatchPacker {
-        let max_item_bytes = max_item_bytes.min(MAX_ITEM_BYTES);
         BatchPacker {
             body: Vec::new(),
             items: 0,
             repeatable: true,
-            max_batch_bytes: max_batch_bytes
-                .min(MAX_BATCH_BYTES - 1)
-                .max(OPEN.len() + CLOSE.len() + max_item_bytes),
-            max_item_bytes,
+            max_batch_bytes: max_batch_bytes.min(MAX_BATCH_BYTES - 1),
+            max_item_bytes: max_item_bytes.min(MAX_ITEM_BYTES),
         }
     }
 

@@ -1,6 +1,8 @@
 //! The crate's one error type.
 
 use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::batch::ItemError;
@@ -73,6 +75,26 @@ pub enum Error {
         /// What could not be read.
         message: String,
     },
+    /// A file could not be read or written (an import's input, checkpoint
+    /// or dead-letter file).
+    Io {
+        /// What was being done, e.g. `"write the checkpoint"`.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's kind of error.
+        kind: io::ErrorKind,
+        /// The operating system's message.
+        message: String,
+    },
+    /// A checkpoint (or the dead-letter file beside it) cannot be used to
+    /// resume: unreadable, from another import, or from another version.
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The connection failed (after any retries).
     Transport {
         /// What kind of failure.
@@ -131,6 +153,15 @@ pub enum TransportKind {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    pub(crate) fn io(action: &'static str, path: &Path, err: &io::Error) -> Error {
+        Error::Io {
+            action,
+            path: path.to_owned(),
+            kind: err.kind(),
+            message: err.to_string(),
+        }
+    }
+
     pub(crate) fn invalid(
         setting: &'static str,
         value: impl fmt::Display,
@@ -228,6 +259,15 @@ impl fmt::Display for Error {
                     f,
                     "Customer.io answered HTTP {status} with an unreadable body: {message}"
                 )
+            }
+            Error::Io {
+                action,
+                path,
+                message,
+                ..
+            } => write!(f, "could not {action} {}: {message}", path.display()),
+            Error::Checkpoint { path, reason } => {
+                write!(f, "cannot resume from {}: {reason}", path.display())
             }
             Error::Transport { kind, message } => {
                 write!(f, "connection to Customer.io failed ({kind:?}): {message}")

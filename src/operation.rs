@@ -120,6 +120,14 @@ impl Operation {
     /// `anonymous_id` instead), a missing event name,
     /// attributes that break the limits, or more than 32 KB in all.
     pub fn from_json(value: Value) -> Result<Operation, Invalid> {
+        let operation = Operation::from_json_any_size(value)?;
+        validate::item_size(operation.to_bytes().len())?;
+        Ok(operation)
+    }
+
+    /// [`from_json`](Operation::from_json) without the size check, for a
+    /// caller that checks the size of the bytes it will send itself.
+    pub(crate) fn from_json_any_size(value: Value) -> Result<Operation, Invalid> {
         let Value::Object(mut body) = value else {
             return Err(Invalid::NotAnObject("an operation"));
         };
@@ -185,9 +193,7 @@ impl Operation {
                 }
             }
         }
-        let operation = Operation { body };
-        validate::item_size(operation.to_bytes().len())?;
-        Ok(operation)
+        Ok(Operation { body })
     }
 
     /// The operation as JSON.
@@ -217,6 +223,15 @@ impl Operation {
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(&self.body).expect("a JSON map always serializes")
     }
+}
+
+/// Whether `value` is an event operation without an id, that will need one.
+pub(crate) fn lacks_event_id(value: &Value) -> bool {
+    let is_event = value
+        .get("action")
+        .and_then(Value::as_str)
+        .is_some_and(|action| EVENT_ACTIONS.contains(&action));
+    is_event && value.get("id").is_none_or(Value::is_null)
 }
 
 fn person_op(person: &Identifier, action: &str) -> Map<String, Value> {
