@@ -173,7 +173,10 @@ impl Dispatcher<ClientCall, Result<Reply>> {
         anonymous_id: impl Into<String>,
         event: Event,
     ) -> std::result::Result<CallTicket, SubmitError<ClientCall>> {
-        self.submit(ClientCall::TrackAnonymous(anonymous_id.into(), Box::new(event)))
+        self.submit(ClientCall::TrackAnonymous(
+            anonymous_id.into(),
+            Box::new(event),
+        ))
     }
 
     /// Queues [`Client::delete`].

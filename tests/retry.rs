@@ -450,7 +450,11 @@ fn stats_count_retries_429s_and_calls_given_up_across_clones() {
     let limiter = Recorder::default();
     let policy = policy(&clock);
     let clone = policy.clone();
-    let _ = policy.run(&limiter, Call::safe("a"), script(&[Err(status(500)), Err(throttled(None)), Ok("ok")]));
+    let _ = policy.run(
+        &limiter,
+        Call::safe("a"),
+        script(&[Err(status(500)), Err(throttled(None)), Ok("ok")]),
+    );
     let _ = clone.run(&limiter, Call::safe("b"), script(&[Err(status(400))]));
     assert_eq!(
         policy.stats(),
