@@ -600,6 +600,8 @@ fn retries_respect_the_rate_limit() {
             ApiClass::Track,
             cio_ratelimit::RateLimit::new(40.0, 5).unwrap(),
         )
+        // 50 % faults: a call may meet several 503s in a row.
+        .retry_policy(quick_retries().max_retries(12).build().unwrap())
         .build()
         .unwrap();
     let workers: Vec<_> = (0..4)

@@ -1,0 +1,465 @@
+//! The command line as clap parses it: the subcommands, their flags, and the
+//! connection flags every call shares. Nothing here reaches the library;
+//! [`calls`](crate::calls) and [`credentials`](crate::credentials) turn these
+//! into library values.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cio_ratelimit::{Identifier, Region};
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+
+use crate::credentials::Key;
+
+const AFTER_HELP: &str = "\
+Credentials (every call takes them the same way):
+  CUSTOMERIO_SITE_ID         Track API site id, or --site-id
+  CUSTOMERIO_TRACK_API_KEY   Track API key, or --api-key-file PATH, or --api-key
+  CUSTOMERIO_APP_API_KEY     App API key for send-email and trigger-broadcast,
+                             or --app-key-file PATH, or --app-key
+  --emulator                 needs none: runs the call against a local emulator
+
+Exit codes:
+  0  success
+  1  some lines were dead-lettered (import)
+  2  usage, credentials, bad input, or another error that trying again will not fix
+  3  Customer.io unavailable after retries (5xx, 429, timeouts, connection failures):
+     try again later";
+
+/// Send data to Customer.io from scripts and shells, as fast as the
+/// workspace's rate limits allow and never faster, with retries.
+#[derive(Debug, Parser)]
+#[command(name = "cio-ratelimit", version, after_help = AFTER_HELP)]
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One request to Customer.io (boxed: the shared flags make it large).
+    #[command(flatten)]
+    Call(Box<CallCommand>),
+    /// Run a local Customer.io emulator in the foreground, with cio-emulator's flags
+    #[command(disable_help_flag = true)]
+    Emulator(Foreground),
+}
+
+impl Command {
+    /// The subcommand as typed, for messages and JSON output.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Call(call) => call.name(),
+            Command::Emulator(_) => "emulator",
+        }
+    }
+
+    /// The shared connection and output flags, for the commands that take them.
+    pub fn global(&self) -> Option<&Global> {
+        match self {
+            Command::Call(call) => Some(call.global()),
+            Command::Emulator(_) => None,
+        }
+    }
+}
+
+/// The subcommands that send one request each.
+#[derive(Debug, Subcommand)]
+pub enum CallCommand {
+    /// Create or update a person with attributes
+    Identify(Identify),
+    /// Record an event, a page view or a screen view for a person
+    Track(Track),
+    /// Delete a person
+    Delete(PersonCall),
+    /// Stop all messages to a person
+    Suppress(PersonCall),
+    /// Let messages reach a suppressed person again
+    Unsuppress(PersonCall),
+    /// Send a transactional email (App API)
+    SendEmail(SendEmail),
+    /// Trigger an API-triggered broadcast (App API; 1 per 10 seconds)
+    TriggerBroadcast(TriggerBroadcast),
+}
+
+impl CallCommand {
+    /// The subcommand as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CallCommand::Identify(_) => "identify",
+            CallCommand::Track(_) => "track",
+            CallCommand::Delete(_) => "delete",
+            CallCommand::Suppress(_) => "suppress",
+            CallCommand::Unsuppress(_) => "unsuppress",
+            CallCommand::SendEmail(_) => "send-email",
+            CallCommand::TriggerBroadcast(_) => "trigger-broadcast",
+        }
+    }
+
+    /// The shared connection and output flags.
+    pub fn global(&self) -> &Global {
+        match self {
+            CallCommand::Identify(args) => &args.global,
+            CallCommand::Track(args) => &args.global,
+            CallCommand::Delete(args)
+            | CallCommand::Suppress(args)
+            | CallCommand::Unsuppress(args) => &args.global,
+            CallCommand::SendEmail(args) => &args.global,
+            CallCommand::TriggerBroadcast(args) => &args.global,
+        }
+    }
+}
+
+/// Where to send, with which credentials, and how to report: the same for
+/// every command that calls Customer.io.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Connection and output")]
+pub struct Global {
+    /// Track API site id [env: CUSTOMERIO_SITE_ID]
+    #[arg(long, value_name = "ID")]
+    pub site_id: Option<String>,
+    /// Track API key; CUSTOMERIO_TRACK_API_KEY or --api-key-file keep it out of `ps`
+    #[arg(long, value_name = "KEY", value_parser = Key::parse, conflicts_with = "api_key_file")]
+    pub api_key: Option<Key>,
+    /// File whose contents (white space trimmed) are the Track API key
+    #[arg(long, value_name = "PATH")]
+    pub api_key_file: Option<PathBuf>,
+    /// App API key, for send-email and trigger-broadcast [env: CUSTOMERIO_APP_API_KEY]
+    #[arg(long, value_name = "KEY", value_parser = Key::parse, conflicts_with = "app_key_file")]
+    pub app_key: Option<Key>,
+    /// File whose contents (white space trimmed) are the App API key
+    #[arg(long, value_name = "PATH")]
+    pub app_key_file: Option<PathBuf>,
+    /// The workspace's region
+    #[arg(long, value_enum, default_value_t = RegionArg::Us)]
+    pub region: RegionArg,
+    /// Track API base URL instead of the region's (a proxy, a cio-emulator)
+    #[arg(long, value_name = "URL", conflicts_with = "emulator")]
+    pub track_url: Option<String>,
+    /// App API base URL instead of the region's
+    #[arg(long, value_name = "URL", conflicts_with = "emulator")]
+    pub app_url: Option<String>,
+    /// How long one attempt may take, connecting to reading the answer [default: 10]
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    pub timeout: Option<Duration>,
+    /// Retries after 5xx, timeouts and connection failures [default: 4]; 429s wait for
+    /// Retry-After instead, up to 5 minutes
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
+    /// Start a local emulator, run the command against it, print what it received
+    #[arg(long)]
+    pub emulator: bool,
+    /// Print the result as one JSON object on standard output
+    #[arg(long)]
+    pub json: bool,
+    /// Log more: -v info, -vv debug; RUST_LOG overrides [default: warnings]
+    #[arg(short, long, action = ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// `--region`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RegionArg {
+    /// The United States (track.customer.io, api.customer.io)
+    Us,
+    /// The European Union (track-eu.customer.io, api-eu.customer.io)
+    Eu,
+}
+
+impl From<RegionArg> for Region {
+    fn from(region: RegionArg) -> Region {
+        match region {
+            RegionArg::Us => Region::Us,
+            RegionArg::Eu => Region::Eu,
+        }
+    }
+}
+
+/// The person a call is about: ID is your id for them, unless `--email` or
+/// `--cio-id` says it is something else.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Person {
+    /// The person: your id for them, or their email with --email, or
+    /// Customer.io's id with --cio-id
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// ID is the person's email address
+    #[arg(long, conflicts_with = "cio_id")]
+    pub email: bool,
+    /// ID is Customer.io's own id for the person (without the cio_ prefix)
+    #[arg(long)]
+    pub cio_id: bool,
+}
+
+impl Person {
+    /// The identifier the flags describe.
+    pub fn identifier(&self) -> Identifier {
+        if self.email {
+            Identifier::email(&self.id)
+        } else if self.cio_id {
+            Identifier::cio_id(&self.id)
+        } else {
+            Identifier::id(&self.id)
+        }
+    }
+}
+
+/// `identify ID [--email|--cio-id] [--attributes JSON]`.
+#[derive(Debug, clap::Args)]
+pub struct Identify {
+    /// Who.
+    #[command(flatten)]
+    pub person: Person,
+    /// Attributes as a JSON object, e.g. '{"plan":"pro"}'; - reads it from standard input
+    #[arg(long, value_name = "JSON")]
+    pub attributes: Option<String>,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `track ID NAME [--data JSON] [--timestamp UNIX] [--id-key KEY] [--page|--screen]`.
+#[derive(Debug, clap::Args)]
+pub struct Track {
+    /// Who.
+    #[command(flatten)]
+    pub person: Person,
+    /// The event's name (with --page the page's URL or path, with --screen the screen's name)
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// The event's data as a JSON object; - reads it from standard input
+    #[arg(long, value_name = "JSON")]
+    pub data: Option<String>,
+    /// When it happened, in Unix seconds [default: when it arrives]
+    #[arg(long, value_name = "UNIX", allow_negative_numbers = true)]
+    pub timestamp: Option<i64>,
+    /// Derive the event's id from KEY, so that running the command again
+    /// records the event once [default: a random id]
+    #[arg(long, value_name = "KEY")]
+    pub id_key: Option<String>,
+    /// A page view
+    #[arg(long, conflicts_with = "screen")]
+    pub page: bool,
+    /// A mobile screen view
+    #[arg(long)]
+    pub screen: bool,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `delete`, `suppress` and `unsuppress`: a person and nothing else.
+#[derive(Debug, clap::Args)]
+pub struct PersonCall {
+    /// Who.
+    #[command(flatten)]
+    pub person: Person,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `send-email --message-id ID --to ADDR (--person-id ID | --person-email EMAIL | --person-cio-id ID) [--data JSON]`.
+#[derive(Debug, clap::Args)]
+pub struct SendEmail {
+    /// The transactional message: its number, or its trigger name
+    #[arg(long, value_name = "ID")]
+    pub message_id: String,
+    /// The recipient's email address
+    #[arg(long, value_name = "ADDR")]
+    pub to: String,
+    /// The person the message is about.
+    #[command(flatten)]
+    pub recipient: Recipient,
+    /// Data for the message's Liquid, a JSON object; - reads it from standard input
+    #[arg(long, value_name = "JSON")]
+    pub data: Option<String>,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// Exactly one of `--person-id`, `--person-email`, `--person-cio-id`.
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct Recipient {
+    /// The person, by your id for them
+    #[arg(long, value_name = "ID")]
+    pub person_id: Option<String>,
+    /// The person, by email address
+    #[arg(long, value_name = "EMAIL")]
+    pub person_email: Option<String>,
+    /// The person, by Customer.io's id (without the cio_ prefix)
+    #[arg(long, value_name = "ID")]
+    pub person_cio_id: Option<String>,
+}
+
+impl Recipient {
+    /// The identifier the flags describe; clap guarantees exactly one.
+    pub fn identifier(&self) -> Identifier {
+        match (&self.person_id, &self.person_email, &self.person_cio_id) {
+            (Some(id), _, _) => Identifier::id(id),
+            (_, Some(email), _) => Identifier::email(email),
+            (_, _, Some(cio_id)) => Identifier::cio_id(cio_id),
+            (None, None, None) => unreachable!("clap requires one of the --person-* flags"),
+        }
+    }
+}
+
+/// `trigger-broadcast CAMPAIGN_ID [--data JSON]`.
+#[derive(Debug, clap::Args)]
+pub struct TriggerBroadcast {
+    /// The broadcast's campaign id
+    #[arg(value_name = "CAMPAIGN_ID")]
+    pub campaign_id: u64,
+    /// Data for the broadcast's Liquid, a JSON object; - reads it from standard input
+    #[arg(long, value_name = "JSON")]
+    pub data: Option<String>,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `emulator [ARGS...]`: everything after `emulator` goes to `cio-emulator`.
+#[derive(Debug, clap::Args)]
+pub struct Foreground {
+    /// cio-emulator's arguments, e.g. --port 8080 --track-limit 50
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub args: Vec<OsString>,
+}
+
+/// `--timeout`: seconds, more than zero, fractions allowed.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if seconds > 0.0 {
+        Duration::try_from_secs_f64(seconds).map_err(|error| error.to_string())
+    } else {
+        Err("must be more than zero".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("cio-ratelimit").chain(args.iter().copied()))
+    }
+
+    fn call(args: &[&str]) -> CallCommand {
+        match parse(args).unwrap().command {
+            Command::Call(call) => *call,
+            Command::Emulator(_) => panic!("not a call"),
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn positionals_and_identifier_switches() {
+        let CallCommand::Track(track) =
+            call(&["track", "ada@example.com", "/pricing", "--email", "--page"])
+        else {
+            panic!("not track");
+        };
+        assert_eq!(
+            track.person.identifier(),
+            Identifier::email("ada@example.com")
+        );
+        assert_eq!(track.name, "/pricing");
+        assert!(track.page && !track.screen);
+        assert!(parse(&["track", "1", "x", "--page", "--screen"]).is_err());
+        assert!(parse(&["delete", "1", "--email", "--cio-id"]).is_err());
+    }
+
+    #[test]
+    fn send_email_needs_exactly_one_recipient() {
+        let base = ["send-email", "--message-id", "7", "--to", "a@b.c"];
+        assert!(parse(&base).is_err());
+        let both = [&base[..], &["--person-id", "1", "--person-email", "a@b.c"]].concat();
+        assert!(parse(&both).is_err());
+        let one = [&base[..], &["--person-cio-id", "f00"]].concat();
+        let CallCommand::SendEmail(send) = call(&one) else {
+            panic!("not send-email");
+        };
+        assert_eq!(send.recipient.identifier(), Identifier::cio_id("f00"));
+    }
+
+    #[test]
+    fn a_key_flag_and_its_file_flag_conflict() {
+        assert!(parse(&["delete", "1", "--api-key", "k", "--api-key-file", "f"]).is_err());
+        assert!(parse(&["delete", "1", "--app-key", "k", "--app-key-file", "f"]).is_err());
+    }
+
+    #[test]
+    fn emulator_urls_and_explicit_urls_conflict() {
+        assert!(
+            parse(&[
+                "delete",
+                "1",
+                "--emulator",
+                "--track-url",
+                "http://127.0.0.1:1"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn emulator_arguments_pass_through_untouched() {
+        let args = [
+            "emulator",
+            "--site-id",
+            "s",
+            "--api-key",
+            "k",
+            "--help",
+            "--json",
+        ];
+        let Command::Emulator(foreground) = parse(&args).unwrap().command else {
+            panic!("not emulator");
+        };
+        assert_eq!(foreground.args, &args[1..]);
+    }
+
+    #[test]
+    fn timeouts_are_positive_seconds() {
+        assert_eq!(seconds("2.5"), Ok(Duration::from_millis(2500)));
+        assert!(seconds("0").is_err());
+        assert!(seconds("-1").is_err());
+        assert!(seconds("soon").is_err());
+        assert!(seconds("1e30").is_err());
+    }
+
+    #[test]
+    fn keys_do_not_show_in_debug() {
+        let args = parse(&[
+            "delete",
+            "1",
+            "--api-key",
+            "hunter2-key",
+            "--app-key",
+            "t0ken",
+        ])
+        .unwrap();
+        let text = format!("{args:?}");
+        assert!(
+            !text.contains("hunter2-key") && !text.contains("t0ken"),
+            "{text}"
+        );
+    }
+}

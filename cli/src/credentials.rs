@@ -1,0 +1,337 @@
+//! Which workspace a command talks to, with which keys, and how: from flags,
+//! key files and the environment to a [`ClientBuilder`].
+//!
+//! A flag wins over its environment variable; `--api-key` and
+//! `--api-key-file` exclude each other. Keys are never required on the
+//! command line (where `ps` shows them) and never printed.
+
+use std::fmt;
+use std::path::Path;
+
+use cio_ratelimit::{Client, ClientBuilder, RetryPolicy};
+
+use crate::args::Global;
+use crate::error::{Error, Missing};
+
+/// The environment variable holding the Track API site id.
+pub const SITE_ID_ENV: &str = "CUSTOMERIO_SITE_ID";
+/// The environment variable holding the Track API key.
+pub const API_KEY_ENV: &str = "CUSTOMERIO_TRACK_API_KEY";
+/// The environment variable holding the App API key.
+pub const APP_KEY_ENV: &str = "CUSTOMERIO_APP_API_KEY";
+
+/// An API key. Its `Debug` shows `<redacted>`, and it has no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key(String);
+
+impl Key {
+    /// A key given on the command line (clap's value parser).
+    pub fn parse(text: &str) -> Result<Key, std::convert::Infallible> {
+        Ok(Key(text.to_owned()))
+    }
+
+    /// The key itself, only ever handed to the library's builder.
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Which API a command calls, and so which credentials it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// The Track API: the site id and the Track API key.
+    Track,
+    /// The App API: the App API key.
+    App,
+}
+
+/// The credentials a command runs with.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    site_id: String,
+    api_key: Key,
+    app_key: Option<Key>,
+}
+
+impl Credentials {
+    /// The credentials every `cio-emulator` accepts unless told otherwise.
+    pub fn emulator() -> Credentials {
+        Credentials {
+            site_id: cio_emulator::DEFAULT_SITE_ID.into(),
+            api_key: Key(cio_emulator::DEFAULT_API_KEY.into()),
+            app_key: Some(Key(cio_emulator::DEFAULT_APP_KEY.into())),
+        }
+    }
+
+    /// The credentials `global` and the process's environment give, checked
+    /// to include what a call to `api` needs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingCredentials`] naming each missing one and where to set
+    /// it; [`Error::KeyFile`] or [`Error::EmptyKeyFile`] for a key file.
+    pub fn from_args(global: &Global, api: Api) -> Result<Credentials, Error> {
+        Credentials::resolve(global, api, |name| std::env::var(name).ok())
+    }
+
+    fn resolve(
+        global: &Global,
+        api: Api,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Credentials, Error> {
+        // An empty variable counts as unset, as `VAR= cmd` means in a shell.
+        let env = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+        let site_id = global.site_id.clone().or_else(|| env(SITE_ID_ENV));
+        let api_key = key(
+            global.api_key.as_ref(),
+            "--api-key-file",
+            global.api_key_file.as_deref(),
+            || env(API_KEY_ENV),
+        )?;
+        let app_key = key(
+            global.app_key.as_ref(),
+            "--app-key-file",
+            global.app_key_file.as_deref(),
+            || env(APP_KEY_ENV),
+        )?;
+        let missing: Vec<Missing> = match api {
+            Api::Track => [
+                (site_id.is_none(), Missing::SiteId),
+                (api_key.is_none(), Missing::ApiKey),
+            ]
+            .into_iter()
+            .filter_map(|(absent, missing)| absent.then_some(missing))
+            .collect(),
+            Api::App => app_key
+                .is_none()
+                .then_some(Missing::AppKey)
+                .into_iter()
+                .collect(),
+        };
+        if !missing.is_empty() {
+            return Err(Error::MissingCredentials(missing));
+        }
+        // `Client::builder` insists on Track credentials even for a client
+        // that only calls the App API; an App-only command does not need
+        // them, and they are never sent with App API calls (which use the
+        // Bearer App key), so a placeholder stands in.
+        Ok(Credentials {
+            site_id: site_id.unwrap_or_else(|| "unused-by-app-api-calls".into()),
+            api_key: api_key.unwrap_or_else(|| Key("unused-by-app-api-calls".into())),
+            app_key,
+        })
+    }
+
+    /// A client builder with these credentials and every other setting of
+    /// `global`: region, base URLs, timeout and retries.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Api`] if the retry policy cannot be built.
+    pub fn client_builder(self, global: &Global) -> Result<ClientBuilder, Error> {
+        let mut builder =
+            Client::builder(self.site_id, self.api_key.expose()).region(global.region.into());
+        if let Some(app_key) = &self.app_key {
+            builder = builder.app_key(app_key.expose());
+        }
+        if let Some(url) = &global.track_url {
+            builder = builder.track_url(url);
+        }
+        if let Some(url) = &global.app_url {
+            builder = builder.app_url(url);
+        }
+        if let Some(timeout) = global.timeout {
+            builder = builder.timeout(timeout);
+        }
+        if let Some(max_retries) = global.max_retries {
+            builder =
+                builder.retry_policy(RetryPolicy::builder().max_retries(max_retries).build()?);
+        }
+        Ok(builder)
+    }
+}
+
+/// A client builder for a call to `api`, from `global` and the environment.
+///
+/// # Errors
+///
+/// As [`Credentials::from_args`] and [`Credentials::client_builder`].
+pub fn client_builder(global: &Global, api: Api) -> Result<ClientBuilder, Error> {
+    Credentials::from_args(global, api)?.client_builder(global)
+}
+
+/// A key from its flag, else its file, else the environment.
+fn key(
+    flag: Option<&Key>,
+    file_flag: &'static str,
+    file: Option<&Path>,
+    env: impl FnOnce() -> Option<String>,
+) -> Result<Option<Key>, Error> {
+    if let Some(key) = flag {
+        return Ok(Some(key.clone()));
+    }
+    let Some(path) = file else {
+        return Ok(env().map(Key));
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| Error::KeyFile {
+        flag: file_flag,
+        path: path.to_owned(),
+        source,
+    })?;
+    match text.trim() {
+        "" => Err(Error::EmptyKeyFile {
+            flag: file_flag,
+            path: path.to_owned(),
+        }),
+        key => Ok(Some(Key(key.to_owned()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::args::{Args, Command};
+
+    fn global(args: &[&str]) -> Global {
+        let args =
+            Args::try_parse_from(["cio-ratelimit", "delete", "1"].iter().chain(args)).unwrap();
+        let Command::Call(call) = args.command else {
+            unreachable!()
+        };
+        call.global().clone()
+    }
+
+    fn env(vars: &[(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        let vars = vars.to_vec();
+        move |name| {
+            vars.iter()
+                .find(|(var, _)| *var == name)
+                .map(|(_, value)| (*value).to_owned())
+        }
+    }
+
+    fn missing(result: Result<Credentials, Error>) -> Vec<Missing> {
+        match result {
+            Err(Error::MissingCredentials(missing)) => missing,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_environment_supplies_what_flags_do_not() {
+        let vars = env(&[(SITE_ID_ENV, "env-site"), (API_KEY_ENV, "env-key")]);
+        let credentials = Credentials::resolve(&global(&[]), Api::Track, &vars).unwrap();
+        assert_eq!(credentials.site_id, "env-site");
+        assert_eq!(credentials.api_key.expose(), "env-key");
+        let flags = global(&["--site-id", "flag-site", "--api-key", "flag-key"]);
+        let credentials = Credentials::resolve(&flags, Api::Track, &vars).unwrap();
+        assert_eq!(credentials.site_id, "flag-site");
+        assert_eq!(credentials.api_key.expose(), "flag-key");
+    }
+
+    #[test]
+    fn each_missing_credential_is_named() {
+        let none = env(&[]);
+        assert_eq!(
+            missing(Credentials::resolve(&global(&[]), Api::Track, &none)),
+            [Missing::SiteId, Missing::ApiKey]
+        );
+        assert_eq!(
+            missing(Credentials::resolve(
+                &global(&["--site-id", "s"]),
+                Api::Track,
+                &none
+            )),
+            [Missing::ApiKey]
+        );
+        assert_eq!(
+            missing(Credentials::resolve(&global(&[]), Api::App, &none)),
+            [Missing::AppKey]
+        );
+        let blank = env(&[(SITE_ID_ENV, " "), (API_KEY_ENV, "")]);
+        assert_eq!(
+            missing(Credentials::resolve(&global(&[]), Api::Track, &blank)),
+            [Missing::SiteId, Missing::ApiKey]
+        );
+    }
+
+    #[test]
+    fn app_calls_need_only_the_app_key() {
+        let vars = env(&[(APP_KEY_ENV, "app")]);
+        let credentials = Credentials::resolve(&global(&[]), Api::App, &vars).unwrap();
+        assert_eq!(credentials.app_key.unwrap().expose(), "app");
+    }
+
+    #[test]
+    fn key_files_are_trimmed_and_win_over_the_environment() {
+        let dir = std::env::temp_dir().join(format!("cio-ratelimit-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("key");
+        std::fs::write(&file, "  file-key\n").unwrap();
+        let path = file.to_str().unwrap();
+        let vars = env(&[(SITE_ID_ENV, "s"), (API_KEY_ENV, "env-key")]);
+        let flags = global(&["--api-key-file", path]);
+        let credentials = Credentials::resolve(&flags, Api::Track, &vars).unwrap();
+        assert_eq!(credentials.api_key.expose(), "file-key");
+
+        std::fs::write(&file, "\n \n").unwrap();
+        assert!(matches!(
+            Credentials::resolve(&flags, Api::Track, &vars),
+            Err(Error::EmptyKeyFile {
+                flag: "--api-key-file",
+                ..
+            })
+        ));
+        std::fs::remove_file(&file).unwrap();
+        let error = Credentials::resolve(&flags, Api::Track, &vars).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::KeyFile {
+                    flag: "--api-key-file",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn settings_reach_the_client() {
+        let flags = global(&[
+            "--region",
+            "eu",
+            "--app-url",
+            "http://127.0.0.1:9",
+            "--timeout",
+            "1.5",
+            "--max-retries",
+            "1",
+        ]);
+        let client = Credentials::emulator()
+            .client_builder(&flags)
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(client.region(), cio_ratelimit::Region::Eu);
+        assert_eq!(client.track_url(), "https://track-eu.customer.io");
+        assert_eq!(client.app_url(), "http://127.0.0.1:9");
+        assert_eq!(client.retry_policy().max_retries(), 1);
+    }
+
+    #[test]
+    fn debug_shows_no_key() {
+        let text = format!("{:?}", Credentials::emulator());
+        assert!(!text.contains(cio_emulator::DEFAULT_API_KEY), "{text}");
+        assert!(!text.contains(cio_emulator::DEFAULT_APP_KEY), "{text}");
+    }
+}

@@ -1,0 +1,184 @@
+//! What can stop a command: the library's errors, and the command line's own.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Why a command failed. [`Exit::from`](crate::exit::Exit) turns it into the
+/// process's exit code; no variant ever holds an API key.
+#[derive(Debug)]
+pub enum Error {
+    /// The library refused the input or the settings, or Customer.io (or the
+    /// connection to it) failed, after any retries.
+    Api(cio_ratelimit::Error),
+    /// Credentials the command needs were given nowhere.
+    MissingCredentials(Vec<Missing>),
+    /// A key file could not be read.
+    KeyFile {
+        /// The flag that named the file, e.g. `--api-key-file`.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: io::Error,
+    },
+    /// A key file holds nothing but white space.
+    EmptyKeyFile {
+        /// The flag that named the file.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
+    /// A JSON argument does not parse; nothing was sent.
+    Json {
+        /// The flag, e.g. `--attributes`.
+        flag: &'static str,
+        /// Where and why parsing failed.
+        source: serde_json::Error,
+    },
+    /// A JSON argument parses, but is not an object; nothing was sent.
+    NotAnObject {
+        /// The flag.
+        flag: &'static str,
+        /// What it is instead: `an array`, `a string`, ...
+        found: &'static str,
+    },
+    /// Standard input could not be read for a flag given `-`.
+    Stdin {
+        /// The flag.
+        flag: &'static str,
+        /// Why reading failed.
+        source: io::Error,
+    },
+    /// The emulator for `--emulator` could not start.
+    Emulator(io::Error),
+    /// Standard output could not be written.
+    Output(io::Error),
+}
+
+/// A credential that was given nowhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// The Track API site id.
+    SiteId,
+    /// The Track API key.
+    ApiKey,
+    /// The App API key.
+    AppKey,
+}
+
+impl fmt::Display for Missing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Missing::SiteId => "the Track API site id (--site-id or CUSTOMERIO_SITE_ID)",
+            Missing::ApiKey => {
+                "the Track API key (CUSTOMERIO_TRACK_API_KEY, --api-key-file PATH or --api-key)"
+            }
+            Missing::AppKey => {
+                "the App API key (CUSTOMERIO_APP_API_KEY, --app-key-file PATH or --app-key)"
+            }
+        })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Api(error) => error.fmt(f),
+            Error::MissingCredentials(missing) => {
+                f.write_str("no Customer.io credentials: missing ")?;
+                for (i, credential) in missing.iter().enumerate() {
+                    match i {
+                        0 => {}
+                        i if i + 1 == missing.len() => f.write_str(" and ")?,
+                        _ => f.write_str(", ")?,
+                    }
+                    write!(f, "{credential}")?;
+                }
+                f.write_str("; or add --emulator to try the command against a local emulator")
+            }
+            Error::KeyFile { flag, path, .. } => {
+                write!(f, "cannot read {flag} {}", path.display())
+            }
+            Error::EmptyKeyFile { flag, path } => {
+                write!(f, "{flag} {} is empty", path.display())
+            }
+            Error::Json { flag, .. } => write!(f, "{flag} is not valid JSON; nothing was sent"),
+            Error::NotAnObject { flag, found } => write!(
+                f,
+                "{flag} must be a JSON object like '{{\"plan\":\"pro\"}}', not {found}; nothing was sent"
+            ),
+            Error::Stdin { flag, .. } => {
+                write!(f, "cannot read {flag} from standard input")
+            }
+            Error::Emulator(_) => f.write_str("cannot start the emulator for --emulator"),
+            Error::Output(_) => f.write_str("cannot write to standard output"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // Transparent: the library's message is this error's message.
+            Error::Api(error) => error.source(),
+            Error::KeyFile { source, .. }
+            | Error::Stdin { source, .. }
+            | Error::Emulator(source)
+            | Error::Output(source) => Some(source),
+            Error::Json { source, .. } => Some(source),
+            Error::MissingCredentials(_)
+            | Error::EmptyKeyFile { .. }
+            | Error::NotAnObject { .. } => None,
+        }
+    }
+}
+
+impl From<cio_ratelimit::Error> for Error {
+    fn from(error: cio_ratelimit::Error) -> Error {
+        Error::Api(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_credentials_say_where_to_set_them_and_mention_the_emulator() {
+        let text = Error::MissingCredentials(vec![Missing::SiteId, Missing::ApiKey]).to_string();
+        for needle in [
+            "--site-id",
+            "CUSTOMERIO_SITE_ID",
+            "CUSTOMERIO_TRACK_API_KEY",
+            "--api-key-file",
+            "--emulator",
+            "id (--site-id or CUSTOMERIO_SITE_ID) and the Track API key",
+        ] {
+            assert!(text.contains(needle), "{needle:?} not in {text:?}");
+        }
+        let three =
+            Error::MissingCredentials(vec![Missing::SiteId, Missing::ApiKey, Missing::AppKey])
+                .to_string();
+        assert!(
+            three.contains("CUSTOMERIO_SITE_ID), the Track API key"),
+            "{three}"
+        );
+        assert!(
+            three.contains("or --api-key) and the App API key"),
+            "{three}"
+        );
+    }
+
+    #[test]
+    fn json_errors_name_the_flag_and_keep_the_parser_message_as_source() {
+        let source = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        let error = Error::Json {
+            flag: "--attributes",
+            source,
+        };
+        assert!(error.to_string().contains("--attributes"));
+        let source = std::error::Error::source(&error).unwrap().to_string();
+        assert!(source.contains("line 1"), "{source}");
+    }
+}

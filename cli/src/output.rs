@@ -1,0 +1,316 @@
+//! What a command prints: a short line for people or one JSON object
+//! (`--json`) on standard output, what an `--emulator` received, and errors
+//! on standard error as `cio-ratelimit: <message>: <cause>...`.
+
+use std::io::{self, Write};
+
+use cio_emulator::Snapshot;
+use serde_json::{Map, Value, json};
+
+use crate::calls::Receipt;
+use crate::error::Error;
+use crate::exit::Exit;
+
+/// How many entries of each kind the human summary of an emulator lists.
+const SUMMARY_ENTRIES: usize = 10;
+
+/// The output of one command.
+#[derive(Debug)]
+pub struct Output {
+    command: &'static str,
+    json: bool,
+    arrived: Option<Snapshot>,
+}
+
+impl Output {
+    /// Output for `command`, as one JSON object if `json`.
+    pub fn new(command: &'static str, json: bool) -> Output {
+        Output {
+            command,
+            json,
+            arrived: None,
+        }
+    }
+
+    /// Notes what an embedded emulator received, to print with the result.
+    pub fn arrived(&mut self, snapshot: Snapshot) {
+        self.arrived = Some(snapshot);
+    }
+
+    /// Prints the result of a call that succeeded.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Output`] if standard output cannot be written (a closed pipe
+    /// is not an error: nobody is reading).
+    pub fn success(&self, receipt: &Receipt) -> Result<(), Error> {
+        let text = if self.json {
+            let mut object = self.object(true);
+            object.extend(receipt_json(receipt));
+            self.with_arrived(object)
+        } else {
+            let mut text = receipt_line(receipt);
+            text.push('\n');
+            if let Some(snapshot) = &self.arrived {
+                text.push_str(&summary(snapshot));
+            }
+            text
+        };
+        match io::stdout().lock().write_all(text.as_bytes()) {
+            Err(error) if error.kind() != io::ErrorKind::BrokenPipe => Err(Error::Output(error)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Prints why the command failed on standard error, and on standard
+    /// output the JSON object (with `--json`) or what an emulator received.
+    pub fn failure(&self, error: &Error) {
+        eprintln!("cio-ratelimit: {}", message(error));
+        let text = if self.json {
+            let mut object = self.object(false);
+            let transient = matches!(error, Error::Api(error) if error.is_transient());
+            object.insert(
+                "error".into(),
+                json!({
+                    "message": message(error),
+                    "exit_code": Exit::from(error).code(),
+                    "transient": transient,
+                }),
+            );
+            self.with_arrived(object)
+        } else {
+            self.arrived.as_ref().map(summary).unwrap_or_default()
+        };
+        // Already failing: a closed standard output changes nothing.
+        let _ = io::stdout().lock().write_all(text.as_bytes());
+    }
+
+    fn object(&self, ok: bool) -> Map<String, Value> {
+        let mut object = Map::new();
+        object.insert("ok".into(), Value::Bool(ok));
+        object.insert("command".into(), Value::from(self.command));
+        object
+    }
+
+    fn with_arrived(&self, mut object: Map<String, Value>) -> String {
+        if let Some(snapshot) = &self.arrived {
+            let snapshot = serde_json::to_value(snapshot).expect("a snapshot serializes");
+            object.insert("emulator".into(), snapshot);
+        }
+        let mut text = Value::Object(object).to_string();
+        text.push('\n');
+        text
+    }
+}
+
+/// An error and its causes on one line. A cause the message already ends
+/// with is not repeated: the library's `Invalid` errors print theirs.
+pub fn message(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn receipt_line(receipt: &Receipt) -> String {
+    match receipt {
+        Receipt::Identified(person) => format!("identified {person}"),
+        Receipt::Tracked {
+            person,
+            name,
+            kind,
+            id,
+        } => format!(
+            "tracked {} {name:?} for {person} (event id {id})",
+            kind.as_str()
+        ),
+        Receipt::Deleted(person) => format!("deleted {person}"),
+        Receipt::Suppressed(person) => format!("suppressed {person}"),
+        Receipt::Unsuppressed(person) => format!("unsuppressed {person}"),
+        Receipt::EmailSent { person, delivery } => format!(
+            "queued email for {person} (delivery id {})",
+            delivery.delivery_id
+        ),
+        Receipt::BroadcastTriggered {
+            campaign_id,
+            trigger,
+        } => format!(
+            "triggered broadcast {campaign_id} (trigger id {})",
+            trigger.id
+        ),
+    }
+}
+
+fn receipt_json(receipt: &Receipt) -> Map<String, Value> {
+    let value = match receipt {
+        Receipt::Identified(person)
+        | Receipt::Deleted(person)
+        | Receipt::Suppressed(person)
+        | Receipt::Unsuppressed(person) => json!({"person": person.to_json()}),
+        Receipt::Tracked {
+            person,
+            name,
+            kind,
+            id,
+        } => json!({
+            "person": person.to_json(),
+            "event": {"name": name, "type": kind.as_str(), "id": id.as_str()},
+        }),
+        Receipt::EmailSent { person, delivery } => json!({
+            "person": person.to_json(),
+            "delivery_id": delivery.delivery_id,
+            "queued_at": delivery.queued_at,
+        }),
+        Receipt::BroadcastTriggered {
+            campaign_id,
+            trigger,
+        } => json!({"campaign_id": campaign_id, "trigger_id": trigger.id}),
+    };
+    match value {
+        Value::Object(object) => object,
+        _ => unreachable!("json! of an object literal is an object"),
+    }
+}
+
+/// What an emulator received, for people: a count of requests by status,
+/// then the records, at most [`SUMMARY_ENTRIES`] of each kind.
+fn summary(snapshot: &Snapshot) -> String {
+    let statuses: Vec<String> = snapshot
+        .status_counts
+        .iter()
+        .map(|(status, count)| format!("{status} ×{count}"))
+        .collect();
+    let mut text = format!(
+        "emulator received {} request{}",
+        snapshot.requests,
+        if snapshot.requests == 1 { "" } else { "s" }
+    );
+    if !statuses.is_empty() {
+        text.push_str(&format!(" ({})", statuses.join(", ")));
+    }
+    if snapshot.dropped_connections > 0 {
+        text.push_str(&format!(", dropped {}", snapshot.dropped_connections));
+    }
+    text.push('\n');
+    let people = snapshot.people.iter().map(|(id, person)| {
+        let suppressed = if person.suppressed {
+            " (suppressed)"
+        } else {
+            ""
+        };
+        format!(
+            "person {id}{suppressed}: {}",
+            Value::Object(person.attributes.clone())
+        )
+    });
+    let deleted = snapshot.deleted.iter().map(|id| format!("deleted {id}"));
+    let events = snapshot.events.iter().map(|event| {
+        let who = event
+            .person
+            .as_deref()
+            .or(event.anonymous_id.as_deref())
+            .unwrap_or("?");
+        format!(
+            "{} {:?} for {who} (id {}): {}",
+            event.kind,
+            event.name,
+            event.id.as_deref().unwrap_or("none"),
+            event.data
+        )
+    });
+    let sends = snapshot
+        .sends
+        .iter()
+        .map(|send| format!("{} {}: {}", send.kind, send.delivery_id, send.body));
+    let broadcasts = snapshot
+        .broadcasts
+        .iter()
+        .map(|broadcast| format!("broadcast {}: {}", broadcast.campaign_id, broadcast.body));
+    list(&mut text, snapshot.people.len(), people);
+    list(&mut text, snapshot.deleted.len(), deleted);
+    list(&mut text, snapshot.events.len(), events);
+    list(&mut text, snapshot.sends.len(), sends);
+    list(&mut text, snapshot.broadcasts.len(), broadcasts);
+    text
+}
+
+fn list(text: &mut String, len: usize, lines: impl Iterator<Item = String>) {
+    for line in lines.take(SUMMARY_ENTRIES) {
+        text.push_str("  ");
+        text.push_str(&line);
+        text.push('\n');
+    }
+    if len > SUMMARY_ENTRIES {
+        text.push_str(&format!("  ... and {} more\n", len - SUMMARY_ENTRIES));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cio_ratelimit::{EventId, EventKind, Identifier, Invalid};
+
+    use super::*;
+
+    #[test]
+    fn messages_carry_their_causes_once() {
+        let invalid = Error::Api(cio_ratelimit::Error::Invalid(Invalid::EmptyIdentifier(
+            "id",
+        )));
+        assert_eq!(message(&invalid), "not sent: the id is empty");
+        let source = serde_json::from_str::<Value>("[").unwrap_err();
+        let json = Error::Json {
+            flag: "--data",
+            source,
+        };
+        let text = message(&json);
+        assert!(
+            text.starts_with("--data is not valid JSON; nothing was sent: ")
+                && text.contains("line 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn receipts_read_as_lines_and_as_json() {
+        let receipt = Receipt::Tracked {
+            person: Identifier::email("a@b.c"),
+            name: "signup".into(),
+            kind: EventKind::Event,
+            id: EventId::from_key("k"),
+        };
+        let id = EventId::from_key("k");
+        assert_eq!(
+            receipt_line(&receipt),
+            format!("tracked event \"signup\" for email=a@b.c (event id {id})")
+        );
+        assert_eq!(
+            Value::Object(receipt_json(&receipt)),
+            json!({"person": {"email": "a@b.c"}, "event": {"name": "signup", "type": "event", "id": id.as_str()}})
+        );
+    }
+
+    #[test]
+    fn summaries_count_requests_and_cut_long_lists() {
+        let mut snapshot = Snapshot {
+            requests: 12,
+            ..Snapshot::default()
+        };
+        snapshot.status_counts.insert(200, 11);
+        snapshot.status_counts.insert(503, 1);
+        snapshot.deleted = (0..12).map(|i| i.to_string()).collect();
+        let text = summary(&snapshot);
+        assert!(
+            text.starts_with("emulator received 12 requests (200 ×11, 503 ×1)\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("  deleted ").count(), SUMMARY_ENTRIES);
+        assert!(text.ends_with("  ... and 2 more\n"), "{text}");
+    }
+}
