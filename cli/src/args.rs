@@ -40,6 +40,8 @@ pub struct Args {
 /// Every subcommand.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Import a file of NDJSON v2 operations, batched, rate limited and resumable
+    Import(Box<Import>),
     /// One request to Customer.io (boxed: the shared flags make it large).
     #[command(flatten)]
     Call(Box<CallCommand>),
@@ -52,6 +54,7 @@ impl Command {
     /// The subcommand as typed, for messages and JSON output.
     pub fn name(&self) -> &'static str {
         match self {
+            Command::Import(_) => "import",
             Command::Call(call) => call.name(),
             Command::Emulator(_) => "emulator",
         }
@@ -60,6 +63,7 @@ impl Command {
     /// The shared connection and output flags, for the commands that take them.
     pub fn global(&self) -> Option<&Global> {
         match self {
+            Command::Import(import) => Some(&import.global),
             Command::Call(call) => Some(call.global()),
             Command::Emulator(_) => None,
         }
@@ -323,6 +327,66 @@ pub struct TriggerBroadcast {
     pub global: Global,
 }
 
+/// `import [FILE|-]`: one Customer.io v2 operation per line.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Each line is one v2 operation, the body /api/v2/entity takes, e.g.
+  {\"type\":\"person\",\"action\":\"identify\",\"identifiers\":{\"id\":\"42\"},\"attributes\":{\"plan\":\"pro\"}}
+Bad lines go to the dead-letter file with their line number and reason; the
+import goes on. Exit 0: every line delivered; 1: some dead-lettered; 2: fatal
+(credentials, region, files); 3: Customer.io unavailable, resume later with
+--checkpoint PATH --resume.")]
+pub struct Import {
+    /// The NDJSON file, or - for standard input
+    #[arg(value_name = "FILE", default_value = "-")]
+    pub input: PathBuf,
+    /// Requests per second (a batch is one request) [default: 50]
+    #[arg(long, value_name = "N", value_parser = rate)]
+    pub rate: Option<f64>,
+    /// Requests allowed at once after a quiet spell [default: a tenth of --rate, at least 1]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub burst: Option<u32>,
+    /// Requests in flight at once
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: u16,
+    /// batch: many lines per /api/v2/batch request; single: one /api/v2/entity request per line
+    #[arg(long, value_enum, default_value_t = ModeArg::Batch)]
+    pub mode: ModeArg,
+    /// Where bad lines go [default: FILE.dead-letter.ndjson, or
+    /// cio-import.dead-letter.ndjson for standard input]
+    #[arg(long, value_name = "PATH")]
+    pub dead_letter: Option<PathBuf>,
+    /// Keep a checkpoint here, to resume after a crash or an outage
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: Option<PathBuf>,
+    /// Continue after the line the checkpoint names
+    #[arg(long, requires = "checkpoint")]
+    pub resume: bool,
+    /// Without a terminal, log progress every N lines done
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub progress_every: u64,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `--mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Many lines per /api/v2/batch request (under 500 KB each)
+    Batch,
+    /// One /api/v2/entity request per line
+    Single,
+}
+
+/// `--rate`: requests per second, finite and more than zero.
+fn rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("{text:?} is not a rate above zero")),
+    }
+}
+
 /// `emulator [ARGS...]`: everything after `emulator` goes to `cio-emulator`.
 #[derive(Debug, clap::Args)]
 pub struct Foreground {
@@ -360,8 +424,39 @@ mod tests {
     fn call(args: &[&str]) -> CallCommand {
         match parse(args).unwrap().command {
             Command::Call(call) => *call,
-            Command::Emulator(_) => panic!("not a call"),
+            _ => panic!("not a call"),
         }
+    }
+
+    #[test]
+    fn import_flags_and_their_defaults() {
+        let Command::Import(import) = parse(&["import"]).unwrap().command else {
+            panic!("not import");
+        };
+        assert_eq!(import.input, PathBuf::from("-"));
+        assert_eq!(
+            (import.rate, import.burst, import.workers, import.mode),
+            (None, None, 4, ModeArg::Batch)
+        );
+        assert!(
+            parse(&["import", "f", "--resume"]).is_err(),
+            "--resume needs --checkpoint"
+        );
+        assert!(parse(&["import", "f", "--rate", "0"]).is_err());
+        assert!(parse(&["import", "f", "--rate", "NaN"]).is_err());
+        assert!(parse(&["import", "f", "--burst", "0"]).is_err());
+        assert!(
+            parse(&[
+                "import",
+                "f",
+                "--mode",
+                "single",
+                "--checkpoint",
+                "c",
+                "--resume"
+            ])
+            .is_ok()
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use std::io::Read;
 
 use cio_ratelimit::{
-    BroadcastTrigger, Client, Delivery, Event, EventId, EventKind, Identifier, TransactionalMessage,
+    BroadcastTrigger, Client, Delivery, Event, EventId, EventKind, Identifier, ImportSummary,
+    TransactionalMessage,
 };
 use serde_json::{Map, Value};
 
@@ -84,6 +85,8 @@ pub enum Receipt {
         /// Customer.io's receipt.
         delivery: Delivery,
     },
+    /// An import finished (boxed: its counts are large beside the rest).
+    Imported(Box<ImportSummary>),
     /// A broadcast was triggered.
     BroadcastTriggered {
         /// The broadcast.

@@ -54,6 +54,13 @@ pub enum Error {
     Emulator(io::Error),
     /// Standard output could not be written.
     Output(io::Error),
+    /// An import stopped before the end; how far it got is in the failure.
+    Import {
+        /// Why, and the counts when it stopped.
+        failure: Box<cio_ratelimit::ImportFailure>,
+        /// Whether a checkpoint was kept, so `--resume` can continue.
+        resumable: bool,
+    },
 }
 
 /// A credential that was given nowhere.
@@ -113,6 +120,24 @@ impl fmt::Display for Error {
             }
             Error::Emulator(_) => f.write_str("cannot start the emulator for --emulator"),
             Error::Output(_) => f.write_str("cannot write to standard output"),
+            Error::Import { failure, resumable } => {
+                let progress = &failure.summary.progress;
+                write!(
+                    f,
+                    "{failure} ({} lines delivered, {} dead-lettered",
+                    progress.delivered, progress.dead_lettered
+                )?;
+                match (failure.error.is_transient(), resumable) {
+                    (true, true) => {
+                        f.write_str("; the checkpoint is intact: run again with --resume later)")
+                    }
+                    (true, false) => f.write_str(
+                        "; try again later, with --checkpoint PATH to resume next time)",
+                    ),
+                    (false, true) => f.write_str("; fix that, then run again with --resume)"),
+                    (false, false) => f.write_str(")"),
+                }
+            }
         }
     }
 }
@@ -122,6 +147,7 @@ impl std::error::Error for Error {
         match self {
             // Transparent: the library's message is this error's message.
             Error::Api(error) => error.source(),
+            Error::Import { failure, .. } => failure.error.source(),
             Error::KeyFile { source, .. }
             | Error::Stdin { source, .. }
             | Error::Emulator(source)

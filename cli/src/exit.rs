@@ -64,6 +64,7 @@ impl From<&Error> for Exit {
     fn from(error: &Error) -> Exit {
         match error {
             Error::Api(error) => Exit::of(error),
+            Error::Import { failure, .. } => Exit::of(&failure.error),
             Error::MissingCredentials(_)
             | Error::KeyFile { .. }
             | Error::EmptyKeyFile { .. }

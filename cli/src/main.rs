@@ -16,9 +16,11 @@ mod credentials;
 mod embedded;
 mod error;
 mod exit;
+mod import;
 mod json_arg;
 mod logging;
 mod output;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -48,6 +50,10 @@ fn main() -> ExitCode {
 fn try_main(args: Args, output: &mut Output) -> Result<Exit, Error> {
     let command = match args.command {
         Command::Emulator(foreground) => return Ok(embedded::foreground(foreground.args)),
+        Command::Import(import) => {
+            logging::init(import.global.verbose);
+            return import::run(&import, output);
+        }
         Command::Call(command) => command,
     };
     let global = command.global();

@@ -68,12 +68,19 @@ impl Output {
         eprintln!("cio-ratelimit: {}", message(error));
         let text = if self.json {
             let mut object = self.object(false);
-            let transient = matches!(error, Error::Api(error) if error.is_transient());
+            let exit = Exit::from(error);
+            let transient = exit == Exit::Unavailable;
+            if let Error::Import { failure, .. } = error {
+                // How far it got: the same counts a finished import reports.
+                object.extend(receipt_json(&Receipt::Imported(Box::new(
+                    failure.summary.clone(),
+                ))));
+            }
             object.insert(
                 "error".into(),
                 json!({
                     "message": message(error),
-                    "exit_code": Exit::from(error).code(),
+                    "exit_code": exit.code(),
                     "transient": transient,
                 }),
             );
@@ -94,8 +101,7 @@ impl Output {
 
     fn with_arrived(&self, mut object: Map<String, Value>) -> String {
         if let Some(snapshot) = &self.arrived {
-            let snapshot = serde_json::to_value(snapshot).expect("a snapshot serializes");
-            object.insert("emulator".into(), snapshot);
+            object.insert("emulator".into(), arrived_json(snapshot));
         }
         let mut text = Value::Object(object).to_string();
         text.push('\n');
@@ -145,6 +151,35 @@ fn receipt_line(receipt: &Receipt) -> String {
             "triggered broadcast {campaign_id} (trigger id {})",
             trigger.id
         ),
+        Receipt::Imported(summary) => {
+            let progress = &summary.progress;
+            let mut line = format!(
+                "imported {} lines in {:.1} s ({:.0} lines/s): {} delivered, {} dead-lettered in {} requests \
+                 ({} retried, {} throttled)",
+                progress.lines_read,
+                progress.elapsed.as_secs_f64(),
+                progress.lines_per_second(),
+                progress.delivered,
+                progress.dead_lettered,
+                progress.requests,
+                progress.retried,
+                progress.throttled,
+            );
+            if progress.skipped > 0 {
+                line.push_str(&format!(
+                    "; {} lines skipped, done before the resume",
+                    progress.skipped
+                ));
+            }
+            if let Some(path) = summary
+                .dead_letter_file
+                .as_ref()
+                .filter(|_| progress.dead_lettered > 0)
+            {
+                line.push_str(&format!("\ndead letters: {}", path.display()));
+            }
+            line
+        }
     }
 }
 
@@ -172,11 +207,46 @@ fn receipt_json(receipt: &Receipt) -> Map<String, Value> {
             campaign_id,
             trigger,
         } => json!({"campaign_id": campaign_id, "trigger_id": trigger.id}),
+        Receipt::Imported(summary) => {
+            let progress = &summary.progress;
+            json!({
+                "lines_read": progress.lines_read,
+                "delivered": progress.delivered,
+                "dead_lettered": progress.dead_lettered,
+                "skipped": progress.skipped,
+                "requests": progress.requests,
+                "retried": progress.retried,
+                "throttled": progress.throttled,
+                "elapsed_seconds": progress.elapsed.as_secs_f64(),
+                "lines_per_second": progress.lines_per_second(),
+                "checkpoint_line": progress.checkpoint_line,
+                "dead_letter_file": summary.dead_letter_file,
+            })
+        }
     };
     match value {
         Value::Object(object) => object,
         _ => unreachable!("json! of an object literal is an object"),
     }
+}
+
+/// What an emulator received, as JSON: everything when it is a handful of
+/// records, counts when it is an import's worth.
+fn arrived_json(snapshot: &Snapshot) -> Value {
+    let records = snapshot.people.len() + snapshot.events.len() + snapshot.sends.len();
+    if records <= 100 {
+        return serde_json::to_value(snapshot).expect("a snapshot serializes");
+    }
+    json!({
+        "requests": snapshot.requests,
+        "status_counts": snapshot.status_counts,
+        "throttled": snapshot.throttled,
+        "people": snapshot.people.len(),
+        "events": snapshot.events.len(),
+        "duplicate_events": snapshot.duplicate_events,
+        "deleted": snapshot.deleted.len(),
+        "classes": snapshot.classes,
+    })
 }
 
 /// What an emulator received, for people: a count of requests by status,

@@ -83,6 +83,17 @@ impl Run {
         self
     }
 
+    /// Starts it with standard error piped, for a test that watches it run
+    /// (and may kill it).
+    pub fn spawn(mut self) -> std::process::Child {
+        self.command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cio-ratelimit starts")
+    }
+
     /// Runs to the end.
     pub fn run(mut self) -> Outcome {
         let start = Instant::now();

@@ -1,0 +1,332 @@
+//! `cio-ratelimit import`, run as a process against `cio-emulator`: every line
+//! arrives once or is dead-lettered, a crash or an outage loses nothing, and
+//! the exit code says which.
+
+mod command;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cio_emulator::{Config, Emulator, Snapshot};
+use serde_json::{Value, json};
+
+use command::{against, against_url, cio_ratelimit};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cio-cli-import-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `n` lines: identifies on odd lines, events (with their own ids) on even
+/// ones; with `bad`, every 50th line is broken.
+fn write_input(path: &Path, n: u64, bad: bool) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut text = String::new();
+    let (mut people, mut events) = (BTreeSet::new(), BTreeSet::new());
+    for line in 1..=n {
+        let entry = if bad && line % 50 == 0 {
+            "{broken".to_string()
+        } else if line % 2 == 1 {
+            people.insert(format!("p{line}"));
+            json!({"type": "person", "action": "identify", "identifiers": {"id": format!("p{line}")},
+                "attributes": {"line": line}})
+            .to_string()
+        } else {
+            let id = format!("event-{line:08}");
+            events.insert(id.clone());
+            json!({"type": "person", "action": "event", "identifiers": {"id": format!("p{}", line - 1)},
+                "name": "seen", "id": id})
+            .to_string()
+        };
+        text.push_str(&entry);
+        text.push('\n');
+    }
+    fs::write(path, text).unwrap();
+    (people, events)
+}
+
+fn people(snapshots: &[&Snapshot]) -> BTreeSet<String> {
+    snapshots
+        .iter()
+        .flat_map(|s| s.people.keys().cloned())
+        .collect()
+}
+
+fn event_ids(snapshots: &[&Snapshot]) -> BTreeSet<String> {
+    snapshots.iter().flat_map(|s| s.event_ids()).collect()
+}
+
+/// Reads the child's standard error until a progress line appears.
+fn wait_for_progress(child: &mut std::process::Child) -> BufReader<std::process::ChildStderr> {
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the import ended before any progress"
+        );
+        if line.contains("progress:") {
+            return stderr;
+        }
+    }
+}
+
+#[test]
+fn every_line_arrives_once_bad_lines_are_dead_lettered_and_the_exit_code_is_1() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("basic");
+    let input = dir.join("input.ndjson");
+    let (people_sent, events_sent) = write_input(&input, 2_000, true);
+    let outcome = against(&emu, &["import", input.to_str().unwrap(), "--json"]).run();
+    outcome.assert_code(1);
+    let json = outcome.json();
+    assert_eq!(
+        (json["delivered"].as_u64(), json["dead_lettered"].as_u64()),
+        (Some(1_960), Some(40))
+    );
+    let snapshot = emu.snapshot();
+    assert_eq!(people(&[&snapshot]), people_sent);
+    assert_eq!(snapshot.event_ids(), events_sent);
+    assert_eq!(
+        snapshot.events.len(),
+        events_sent.len(),
+        "none stored twice"
+    );
+    let dead = fs::read_to_string(dir.join("input.ndjson.dead-letter.ndjson")).unwrap();
+    let letters: Vec<Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 40);
+    assert_eq!(letters[0]["line"], 50);
+    assert_eq!(letters[0]["original"], "{broken");
+    assert!(
+        letters[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON")
+    );
+}
+
+#[test]
+fn a_clean_import_from_standard_input_exits_0() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("stdin");
+    let input = dir.join("input.ndjson");
+    let (people_sent, _) = write_input(&input, 300, false);
+    let text = fs::read_to_string(&input).unwrap();
+    let dead = dir.join("dead.ndjson");
+    let outcome = against(
+        &emu,
+        &[
+            "import",
+            "-",
+            "--dead-letter",
+            dead.to_str().unwrap(),
+            "--mode",
+            "single",
+        ],
+    )
+    .stdin(&text)
+    .run();
+    outcome.assert_code(0);
+    assert!(
+        outcome
+            .stdout
+            .contains("300 delivered, 0 dead-lettered in 300 requests"),
+        "{outcome:?}"
+    );
+    assert_eq!(people(&[&emu.snapshot()]), people_sent);
+    assert!(!dead.exists(), "no dead letters, no file");
+}
+
+#[test]
+fn kill_9_then_resume_loses_nothing() {
+    let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
+    let dir = scratch("kill");
+    let input = dir.join("input.ndjson");
+    let (people_sent, events_sent) = write_input(&input, 1_500, false);
+    let checkpoint = dir.join("import.checkpoint");
+    let args = |resume: bool| {
+        let mut args = vec![
+            "import",
+            input.to_str().unwrap(),
+            "--mode",
+            "single",
+            "--rate",
+            "500",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--progress-every",
+            "200",
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let first: Vec<String> = args(false);
+    let mut child = against(&emu, &first.iter().map(String::as_str).collect::<Vec<_>>()).spawn();
+    let _stderr = wait_for_progress(&mut child);
+    child.kill().unwrap(); // SIGKILL: no chance to write anything more
+    child.wait().unwrap();
+    let before = emu.snapshot();
+    assert!(
+        before.people.len() < people_sent.len(),
+        "killed before the end"
+    );
+
+    let second: Vec<String> = args(true);
+    let outcome = against(&emu, &second.iter().map(String::as_str).collect::<Vec<_>>()).run();
+    outcome.assert_code(0);
+    let after = emu.snapshot();
+    assert_eq!(people(&[&after]), people_sent);
+    assert_eq!(after.event_ids(), events_sent, "every event, by id");
+    assert_eq!(after.events.len(), events_sent.len(), "none stored twice");
+    // Only what was in flight at the kill (at most a checkpoint interval's worth) was sent again.
+    let repeated = after.requests - 1_500;
+    assert!(repeated < 300, "{repeated} requests repeated");
+}
+
+#[test]
+fn a_server_stopped_mid_import_exits_3_and_the_import_resumes_cleanly_elsewhere() {
+    let first_server = Emulator::start(Config::default().track_limit(0)).unwrap();
+    let dir = scratch("stopped");
+    let input = dir.join("input.ndjson");
+    let (people_sent, events_sent) = write_input(&input, 1_500, false);
+    let checkpoint = dir.join("import.checkpoint");
+    let args = |extra: &[&str]| {
+        let mut args = vec![
+            "import".to_owned(),
+            input.to_str().unwrap().to_owned(),
+            "--mode".into(),
+            "single".into(),
+            "--rate".into(),
+            "500".into(),
+            "--checkpoint".into(),
+            checkpoint.to_str().unwrap().to_owned(),
+            "--progress-every".into(),
+            "200".into(),
+            "--max-retries".into(),
+            "1".into(),
+        ];
+        args.extend(extra.iter().map(|&a| a.to_owned()));
+        args
+    };
+    let first = args(&["--json"]);
+    let mut child = against(
+        &first_server,
+        &first.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .spawn();
+    let mut stderr = wait_for_progress(&mut child);
+    first_server.shutdown();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+    assert_eq!(status.code(), Some(3), "{rest}");
+    assert!(
+        rest.contains("--resume"),
+        "the message says how to go on: {rest}"
+    );
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["error"]["transient"], true);
+    let before = first_server.snapshot();
+
+    let second_server = Emulator::start(Config::default().track_limit(0)).unwrap();
+    let second = args(&["--resume"]);
+    let outcome = against_url(
+        &second_server.url(),
+        &second.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .run();
+    outcome.assert_code(0);
+    let after = second_server.snapshot();
+    assert_eq!(
+        people(&[&before, &after]),
+        people_sent,
+        "every person reached one server or the other"
+    );
+    assert_eq!(event_ids(&[&before, &after]), events_sent);
+    let overlap = before.event_ids().intersection(&after.event_ids()).count();
+    assert!(
+        overlap < 50,
+        "only in-flight work was repeated: {overlap} events"
+    );
+}
+
+#[test]
+fn a_wrong_key_exits_2_within_seconds_after_a_handful_of_requests() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("401");
+    let input = dir.join("input.ndjson");
+    write_input(&input, 5_000, false);
+    let outcome = against(
+        &emu,
+        &["import", input.to_str().unwrap(), "--mode", "single"],
+    )
+    .env("CUSTOMERIO_TRACK_API_KEY", "sk-wrong-0123456789")
+    .run();
+    outcome.assert_code(2);
+    assert!(outcome.elapsed < Duration::from_secs(10), "{outcome:?}");
+    assert!(
+        outcome.stderr.contains("Track API site id and API key"),
+        "{outcome:?}"
+    );
+    command::assert_no_piece_of("sk-wrong-0123456789", &outcome.all_output());
+    assert!(
+        emu.snapshot().requests <= 10,
+        "{} requests",
+        emu.snapshot().requests
+    );
+    assert!(
+        !dir.join("input.ndjson.dead-letter.ndjson").exists(),
+        "good lines are not dead letters"
+    );
+}
+
+#[test]
+fn without_credentials_the_error_says_how_to_set_them_and_mentions_the_emulator() {
+    let outcome = cio_ratelimit(&["import", "whatever.ndjson"]).run();
+    outcome.assert_code(2);
+    for hint in [
+        "CUSTOMERIO_SITE_ID",
+        "CUSTOMERIO_TRACK_API_KEY",
+        "--api-key-file",
+        "--emulator",
+    ] {
+        assert!(outcome.stderr.contains(hint), "{hint}: {outcome:?}");
+    }
+}
+
+#[test]
+fn the_embedded_emulator_imports_the_sample_and_prints_what_arrived() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/sample.ndjson");
+    let outcome = cio_ratelimit(&["import", sample, "--emulator", "--json"]).run();
+    outcome.assert_code(0);
+    let json = outcome.json();
+    assert_eq!(json["delivered"], 10_000);
+    assert_eq!(
+        json["emulator"]["people"].as_u64().unwrap() + json["emulator"]["events"].as_u64().unwrap(),
+        10_000
+    );
+    assert_eq!(json["emulator"]["status_counts"]["200"], json["requests"]);
+}
+
+#[test]
+fn a_missing_input_file_exits_2_naming_it() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let outcome = against(&emu, &["import", "/nonexistent/input.ndjson"]).run();
+    outcome.assert_code(2);
+    assert!(
+        outcome.stderr.contains("/nonexistent/input.ndjson"),
+        "{outcome:?}"
+    );
+}
