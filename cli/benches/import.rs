@@ -1,0 +1,206 @@
+//! The import benchmark, in one run (the machine is shared and noisy: compare
+//! the rows with each other, not with another day's).
+//!
+//! 1. Batch mode: records/s and peak RSS of `cio-ratelimit import` for
+//!    100,000, 300,000 and 1,000,000 generated lines against `cio-emulator`
+//!    at the default --rate of 50 requests/s. Goals: ≥ 100,000 records/s,
+//!    RSS < 64 MB, and flat as the file grows.
+//! 2. Single mode: the achieved rate against --rate, and the 429s (goal: 0).
+//!
+//! Both programs run as processes of their own (the emulator through
+//! `cio-ratelimit emulator`), so the RSS is the importer's alone.
+//!
+//! Run: `cargo bench -p cio-ratelimit-cli --bench import`
+
+use std::fs;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_cio-ratelimit");
+const SITE_ID: &str = "emulator-site-id";
+const API_KEY: &str = "emulator-api-key";
+
+/// An emulator process; killed on drop.
+struct EmulatorProcess {
+    child: Child,
+    url: String,
+}
+
+impl EmulatorProcess {
+    fn start(track_limit: u32) -> EmulatorProcess {
+        let mut child = Command::new(BINARY)
+            .args(["emulator", "--track-limit", &track_limit.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the emulator starts");
+        let mut first_line = String::new();
+        BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut first_line)
+            .expect("the emulator prints its URL");
+        EmulatorProcess {
+            child,
+            url: first_line.trim().to_owned(),
+        }
+    }
+
+    fn snapshot(&self) -> serde_json::Value {
+        let address = self.url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).expect("the emulator answers");
+        write!(
+            stream,
+            "GET /_emulator/snapshot HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        serde_json::from_str(body).expect("a JSON snapshot")
+    }
+}
+
+impl Drop for EmulatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `lines` lines: identifies and events (without ids) in turn, ~150 bytes each.
+fn generate(dir: &Path, lines: u64) -> PathBuf {
+    let path = dir.join(format!("{lines}.ndjson"));
+    let mut out = BufWriter::new(fs::File::create(&path).unwrap());
+    for line in 0..lines {
+        let user = line / 2;
+        if line % 2 == 0 {
+            writeln!(
+                out,
+                r#"{{"type":"person","action":"identify","identifiers":{{"id":"u{user}"}},"attributes":{{"email":"u{user}@example.com","plan":"pro","n":{line}}}}}"#
+            )
+            .unwrap();
+        } else {
+            writeln!(
+                out,
+                r#"{{"type":"person","action":"event","identifiers":{{"id":"u{user}"}},"name":"seen","attributes":{{"n":{line}}}}}"#
+            )
+            .unwrap();
+        }
+    }
+    out.flush().unwrap();
+    path
+}
+
+/// Runs an import; returns its JSON summary, wall time and peak RSS in bytes.
+fn import(
+    emulator: &EmulatorProcess,
+    input: &Path,
+    extra: &[&str],
+) -> (serde_json::Value, Duration, u64) {
+    let started = Instant::now();
+    let mut child = Command::new(BINARY)
+        .args([
+            "import",
+            input.to_str().unwrap(),
+            "--json",
+            "--progress-every",
+            "100000000",
+        ])
+        .args([
+            "--site-id",
+            SITE_ID,
+            "--api-key",
+            API_KEY,
+            "--track-url",
+            &emulator.url,
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the import starts");
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        // VmHWM is the peak so far: the last reading before exit is the peak.
+        if let Some(hwm) = fs::read_to_string(&status)
+            .ok()
+            .and_then(|text| vm_hwm(&text))
+        {
+            peak = peak.max(hwm);
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let elapsed = started.elapsed();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let summary = serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("{err}: {stdout}"));
+    (summary, elapsed, peak)
+}
+
+fn vm_hwm(status: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn main() {
+    let dir = std::env::temp_dir().join(format!("cio-import-bench-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+
+    println!(
+        "batch mode, --rate 50 (default), emulator limit 100/s; each import in its own process"
+    );
+    println!("      lines  seconds   records/s  peak RSS  requests  429s");
+    let mut rows = Vec::new();
+    for lines in [100_000, 300_000, 1_000_000] {
+        let input = generate(&dir, lines);
+        let emulator = EmulatorProcess::start(100);
+        let (summary, elapsed, peak) = import(&emulator, &input, &[]);
+        assert_eq!(summary["delivered"], lines, "{summary}");
+        let snapshot = emulator.snapshot();
+        let rate = lines as f64 / elapsed.as_secs_f64();
+        println!(
+            "  {lines:>9}  {:>7.2}  {rate:>10.0}  {:>5.1} MB  {:>8}  {:>4}",
+            elapsed.as_secs_f64(),
+            peak as f64 / 1e6,
+            summary["requests"],
+            snapshot["throttled"],
+        );
+        rows.push((lines, rate, peak));
+        fs::remove_file(&input).unwrap();
+    }
+    let (small, large) = (rows[0], rows[rows.len() - 1]);
+    println!(
+        "  RSS at 1,000,000 lines / RSS at 100,000 lines: {:.2} (flat is 1.0); records/s ratio {:.2}",
+        large.2 as f64 / small.2 as f64,
+        large.1 / small.1
+    );
+
+    println!("\nsingle mode, one request per line, emulator limit 100/s");
+    println!("  --rate  lines  seconds  achieved/s  of --rate  429s");
+    for rate in [40u32, 80] {
+        let lines = u64::from(rate) * 8;
+        let input = generate(&dir, lines);
+        let emulator = EmulatorProcess::start(100);
+        let (summary, _, _) = import(
+            &emulator,
+            &input,
+            &["--mode", "single", "--rate", &rate.to_string()],
+        );
+        // The steady rate: the import's own elapsed time includes the burst at the start.
+        let seconds = summary["elapsed_seconds"].as_f64().unwrap();
+        let burst = (rate / 10).max(1);
+        let achieved = (lines - u64::from(burst)) as f64 / seconds;
+        let snapshot = emulator.snapshot();
+        println!(
+            "  {rate:>6}  {lines:>5}  {seconds:>7.2}  {achieved:>10.2}  {:>8.1} %  {:>4}",
+            100.0 * achieved / f64::from(rate),
+            snapshot["throttled"]
+        );
+        fs::remove_file(&input).unwrap();
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
