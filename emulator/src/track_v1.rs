@@ -138,22 +138,9 @@ fn add_device(person: String, body: &[u8]) -> Result<Vec<Change>, Violation> {
 }
 
 /// `POST /api/v1/merge_customers` with `{"primary": {...}, "secondary": {...}}`.
+/// The same body as a v2 `merge` operation's `primary` and `secondary`.
 fn merge(body: &[u8]) -> Result<Vec<Change>, Violation> {
-    let object = validate::json_object(body)?;
-    let primary = validate::person_key("primary", object.get("primary"))?;
-    let secondary = validate::person_key("secondary", object.get("secondary"))?;
-    if primary == secondary {
-        return Err(Violation::new(
-            "invalid",
-            "secondary",
-            "cannot merge a person into themselves".into(),
-        ));
-    }
-    Ok(vec![Change::Merge {
-        primary,
-        secondary,
-        body: json!({ "primary": object["primary"], "secondary": object["secondary"] }),
-    }])
+    crate::track_v2::merge(&validate::json_object(body)?)
 }
 
 #[cfg(test)]

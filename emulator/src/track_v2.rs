@@ -213,7 +213,8 @@ fn event(
     })])
 }
 
-fn merge(op: &Map<String, Value>) -> Result<Vec<Change>, Violation> {
+/// A merge of `secondary` into `primary`, from a v2 operation or a v1 body.
+pub(crate) fn merge(op: &Map<String, Value>) -> Result<Vec<Change>, Violation> {
     let primary = validate::person_key("primary", op.get("primary"))?;
     let secondary = validate::person_key("secondary", op.get("secondary"))?;
     if primary == secondary {
