@@ -451,6 +451,9 @@ struct Run {
     checkpoint_every: Duration,
     last_checkpoint: Instant,
     stored_line: u64,
+    /// A chunk failed: nothing after it may be settled, or the checkpoint
+    /// would pass its lines.
+    chunk_failed: bool,
 }
 
 impl Run {
@@ -538,6 +541,7 @@ impl Run {
             checkpoint_every: importer.checkpoint_every,
             last_checkpoint: now,
             stored_line: skip_to,
+            chunk_failed: false,
         })
     }
 
@@ -690,9 +694,20 @@ impl Run {
                 },
             };
             let chunk = self.pending.pop_front().expect("front exists");
-            self.settle(chunk, result?)?;
+            self.settle_or_fail(chunk, result)?;
         }
         self.report(false)
+    }
+
+    /// Settles a chunk that succeeded; remembers one that failed.
+    fn settle_or_fail(&mut self, chunk: Chunk, result: JobResult) -> Result<()> {
+        match result {
+            Ok(rejections) => self.settle(chunk, rejections),
+            Err(error) => {
+                self.chunk_failed = true;
+                Err(error)
+            }
+        }
     }
 
     /// Writes a finished chunk's dead letters in line order and moves the checkpoint.
@@ -765,7 +780,7 @@ impl Run {
                     }
                 }
             };
-            self.settle(chunk, result?)?;
+            self.settle_or_fail(chunk, result)?;
             self.report(false)?;
         }
         Ok(())
@@ -779,19 +794,16 @@ impl Run {
         if error.is_some() {
             // Queued chunks are not sent; running ones finish.
             self.dispatcher.shutdown_timeout(Duration::ZERO);
-            while let Some(mut chunk) = self.pending.pop_front() {
+            // When the error was not a chunk's (a file, say), the chunks
+            // before it may still settle; after a failed chunk, none may.
+            while let Some(mut chunk) = self.pending.pop_front().filter(|_| !self.chunk_failed) {
                 let result = match chunk.ticket.take() {
                     None => Ok(Vec::new()),
                     Some(ticket) => flatten(ticket.wait()),
                 };
-                match result {
-                    Ok(rejections) => {
-                        if let Err(err) = self.settle(chunk, rejections) {
-                            error.get_or_insert(err);
-                            break;
-                        }
-                    }
-                    Err(_) => break,
+                if let Err(err) = self.settle_or_fail(chunk, result) {
+                    error.get_or_insert(err);
+                    break;
                 }
             }
             // Chunks after the failed one are not acknowledged and the

@@ -461,3 +461,64 @@ fn progress_is_reported_and_ends_with_the_final_counts() {
     );
     assert_eq!(last.eta(), Some(Duration::ZERO));
 }
+
+/// Lets every request through but panics on the `at`-th: exactly one chunk
+/// fails, whatever the timing, while the ones after it succeed.
+#[derive(Debug)]
+struct FailsOnce {
+    at: u64,
+    seen: AtomicU64,
+}
+
+impl Limiter for FailsOnce {
+    fn acquire(&self) {
+        let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
+        assert!(n != self.at, "request {n} fails on purpose");
+    }
+    fn try_acquire(&self) -> bool {
+        self.acquire();
+        true
+    }
+    fn acquire_timeout(&self, _: Duration) -> bool {
+        self.acquire();
+        true
+    }
+    fn pause_for(&self, _: Duration) {}
+}
+
+/// Regression: after a chunk failed, chunks behind it that had succeeded were
+/// settled too, moving the checkpoint past the failed chunk's lines.
+#[test]
+fn a_failed_chunk_holds_the_checkpoint_before_it_even_when_later_chunks_succeed() {
+    let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
+    let dir = scratch("held");
+    let (text, _) = sample(3_000);
+    let failure = Importer::builder(client_with(
+        &emu,
+        DEFAULT_API_KEY,
+        FailsOnce {
+            at: 5,
+            seen: AtomicU64::new(0),
+        },
+    ))
+    .dead_letter(dir.join("dead.ndjson"))
+    .checkpoint(dir.join("import.checkpoint"))
+    .max_batch_bytes(6_000)
+    .workers(4)
+    .build()
+    .unwrap()
+    .import_reader(text.as_bytes(), None)
+    .unwrap_err();
+    let checkpoint = Checkpoint::load(&dir.join("import.checkpoint")).unwrap();
+    // Four chunks settled at most: the fifth request failed.
+    assert_eq!(
+        checkpoint.delivered + checkpoint.dead_lettered,
+        checkpoint.line,
+        "{}",
+        failure.error
+    );
+    assert!(
+        checkpoint.line < 300,
+        "the checkpoint passed the failed chunk: {checkpoint:?}"
+    );
+}
