@@ -19,6 +19,17 @@ pub trait Clock: Send + Sync + fmt::Debug {
     fn sleep(&self, duration: Duration);
 }
 
+/// A shared clock is a clock: limiters built on one `Arc<dyn Clock>` see one time.
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now(&self) -> Instant {
+        (**self).now()
+    }
+
+    fn sleep(&self, duration: Duration) {
+        (**self).sleep(duration)
+    }
+}
+
 /// The real clock: [`Instant::now`] and [`thread::sleep`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;

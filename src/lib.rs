@@ -34,6 +34,12 @@
 //! - [`TokenBucket`]: a blocking GCRA limiter guarded by a `parking_lot`
 //!   mutex. In any window of length T it grants at most `burst + rate × T`
 //!   permits, for any number of threads, in the order they asked.
+//! - [`AdaptiveLimiter`]: a token bucket that lowers its rate on each 429
+//!   (×0.7) and climbs back (CUBIC) while calls succeed, so processes that
+//!   share nothing settle under the workspace's limit.
+//! - `RedisLimiter` (feature `redis`): the same GCRA as [`TokenBucket`], kept
+//!   in Redis, so that every process and machine of a workspace shares one
+//!   budget and one pause.
 //! - [`RateLimit`]: validated rates with presets for Customer.io's limits.
 //! - [`Limiter`]: what everything that sends accepts; [`Unlimited`] for tests.
 //! - [`RetryPolicy`]: exponential backoff with jitter, `Retry-After`
@@ -42,6 +48,12 @@
 //! - [`Clock`], [`SystemClock`] and [`ManualClock`]: time is injected, so
 //!   tests of timing logic are instant and deterministic.
 //! - [`validate`]: Customer.io's size limits, checked before anything is sent.
+//!
+//! # Features
+//!
+//! - `redis` (off by default): `RedisLimiter`, `RedisLimiterBuilder` and
+//!   `WhenUnreachable`, on the blocking client of the `redis` crate (no async
+//!   runtime).
 //!
 //! # Errors
 //!
@@ -62,6 +74,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod adaptive;
 mod app;
 mod batch;
 mod checkpoint;
@@ -82,6 +95,10 @@ mod import_progress;
 mod limiter;
 mod operation;
 mod rate_limit;
+#[cfg(feature = "redis")]
+mod redis_limiter;
+#[cfg(feature = "redis")]
+mod redis_link;
 mod region;
 mod request;
 mod retry;
@@ -92,6 +109,7 @@ mod token_bucket;
 mod track;
 pub mod validate;
 
+pub use crate::adaptive::{AdaptiveLimiter, AdaptiveLimiterBuilder};
 pub use crate::app::{BroadcastTrigger, Delivery, TransactionalMessage};
 pub use crate::batch::{Batch, BatchPacker, BatchResponse, ItemError};
 pub use crate::checkpoint::Checkpoint;
@@ -111,6 +129,8 @@ pub use crate::import_progress::{ImportFailure, ImportSummary, Progress};
 pub use crate::limiter::{Limiter, Unlimited};
 pub use crate::operation::Operation;
 pub use crate::rate_limit::RateLimit;
+#[cfg(feature = "redis")]
+pub use crate::redis_limiter::{RedisLimiter, RedisLimiterBuilder, WhenUnreachable};
 pub use crate::region::Region;
 pub use crate::retry::{
     Call, Classify, Decision, Failure, Idempotency, Jitter, RetryPolicy, RetryPolicyBuilder,

@@ -1,0 +1,872 @@
+//! `RedisLimiter` against a real `redis-server` that each test starts on a
+//! free loopback port and kills at the end: the window guarantee across
+//! threads and processes, a shared pause, timeouts that take nothing, Redis
+//! going away and coming back, and the issue's figures against cio-emulator.
+//!
+//! Without `redis-server` on the PATH these tests pass after saying why they
+//! skipped, unless `CIO_REQUIRE_REDIS=1`, which makes its absence a failure.
+
+#![cfg(feature = "redis")]
+
+mod worker;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, Once};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator};
+use cio_ratelimit::{
+    ApiClass, Client, Clock, Error, Limiter, RateLimit, RedisLimiter, RedisLimiterBuilder,
+    WhenUnreachable,
+};
+
+use worker::Worker;
+
+const MS: Duration = Duration::from_millis(1);
+const PASSWORD: &str = "s3cret-redis-pw";
+
+/// A `redis-server` of this test's own, on a free loopback port, without
+/// persistence; killed when dropped.
+struct RedisServer {
+    port: u16,
+    password: Option<&'static str>,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// `None`, after saying why, when `redis-server` is not installed and
+    /// `CIO_REQUIRE_REDIS` is not `1`.
+    fn start() -> Option<RedisServer> {
+        RedisServer::on_port(free_port(), None)
+    }
+
+    fn with_password() -> Option<RedisServer> {
+        RedisServer::on_port(free_port(), Some(PASSWORD))
+    }
+
+    /// Does not start anything: a port where Redis is not (yet) listening.
+    fn not_started(password: Option<&'static str>) -> Option<RedisServer> {
+        capture_logs();
+        redis_installed().then(|| RedisServer {
+            port: free_port(),
+            password,
+            child: None,
+        })
+    }
+
+    fn on_port(port: u16, password: Option<&'static str>) -> Option<RedisServer> {
+        let mut server = RedisServer::not_started(password)?;
+        server.port = port;
+        server.restart();
+        Some(server)
+    }
+
+    fn url(&self) -> String {
+        match self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+        }
+    }
+
+    /// Starts the server (again) on its port and returns once it accepts connections.
+    fn restart(&mut self) {
+        let mut command = Command::new("redis-server");
+        command.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"]);
+        command.args(["--save", "", "--appendonly", "no"]);
+        if let Some(password) = self.password {
+            command.args(["--requirepass", password]);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let (ready, is_ready) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        thread::spawn(move || {
+            let mut told = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if !told && line.contains("Ready to accept connections") {
+                    told = ready.send(()).is_ok();
+                }
+            }
+        });
+        is_ready
+            .recv_timeout(Duration::from_secs(10))
+            .expect("redis-server says it is ready");
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A plain connection, to look at or disturb the limiter's key.
+    fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn redis_installed() -> bool {
+    let installed = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !installed {
+        assert!(
+            std::env::var("CIO_REQUIRE_REDIS").as_deref() != Ok("1"),
+            "CIO_REQUIRE_REDIS=1 but redis-server is not on the PATH"
+        );
+        eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
+    }
+    installed
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn limiter(redis: &RedisServer, workspace: &str, rate: f64, burst: u32) -> RedisLimiterBuilder {
+    RedisLimiter::builder(
+        redis.url(),
+        workspace,
+        ApiClass::Track,
+        RateLimit::new(rate, burst).unwrap(),
+    )
+}
+
+/// Every log line of this test binary, for the tests that look at them.
+struct Capture;
+static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        let line = format!("{} {}", record.level(), record.args());
+        LINES.lock().unwrap().push(line);
+    }
+    fn flush(&self) {}
+}
+
+fn capture_logs() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        log::set_logger(&Capture).unwrap();
+        log::set_max_level(log::LevelFilter::Info);
+    });
+}
+
+/// The log lines so far that mention `port` (tests run side by side).
+fn logged_about(port: u16) -> Vec<String> {
+    let port = format!(":{port}/");
+    let lines = LINES.lock().unwrap();
+    lines
+        .iter()
+        .filter(|l| l.contains(&port))
+        .cloned()
+        .collect()
+}
+
+/// The real clock, except that each sleep is first announced on a channel:
+/// a caller that sleeps has reserved its slot.
+#[derive(Debug, Clone)]
+struct AnnouncingClock(mpsc::Sender<Duration>);
+
+impl Clock for AnnouncingClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn sleep(&self, duration: Duration) {
+        let _ = self.0.send(duration);
+        thread::sleep(duration);
+    }
+}
+
+/// Starts `redis_worker` with `params`, and defaults for those not given.
+fn redis_worker_process(params: &[(&str, String)]) -> Worker {
+    let mut all = vec![
+        ("MODE", "identify".to_owned()),
+        ("WHEN", "wait".to_owned()),
+        ("PASSWORD", String::new()),
+        ("PREFIX", String::new()),
+        ("EMULATOR", String::new()),
+    ];
+    all.retain(|(name, _)| params.iter().all(|(given, _)| given != name));
+    all.extend(params.iter().cloned());
+    Worker::spawn("redis_worker", &all)
+}
+
+fn most_in_window(sorted: &[u64], window_us: u64) -> usize {
+    let mut most = 0;
+    let mut first = 0;
+    for (last, &t) in sorted.iter().enumerate() {
+        while t - sorted[first] > window_us {
+            first += 1;
+        }
+        most = most.max(last - first + 1);
+    }
+    most
+}
+
+fn micros_since_epoch() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+#[test]
+fn an_idle_key_grants_its_burst_then_one_permit_per_interval() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let limiter = limiter(&redis, "burst", 10.0, 5).build().unwrap();
+    assert_eq!(limiter.key(), "cio-ratelimit:burst:track");
+    for _ in 0..5 {
+        assert!(limiter.try_acquire());
+    }
+    assert!(!limiter.try_acquire());
+    let start = Instant::now();
+    limiter.acquire();
+    let waited = start.elapsed();
+    assert!((80 * MS..300 * MS).contains(&waited), "{waited:?}");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(limiter.key())
+        .query(&mut redis.connection())
+        .unwrap();
+    assert!(
+        (59_000..=61_000).contains(&ttl),
+        "the key expires: {ttl} ms"
+    );
+}
+
+#[test]
+fn threads_of_two_limiters_never_exceed_burst_plus_rate_in_any_second() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // Two limiters with their own connections, as two processes would have.
+    let limiters = [
+        limiter(&redis, "threads", 80.0, 10).build().unwrap(),
+        limiter(&redis, "threads", 80.0, 10).build().unwrap(),
+    ];
+    let run_for = Duration::from_millis(2_500);
+    let (tx, rx) = mpsc::channel();
+    thread::scope(|scope| {
+        for i in 0..16 {
+            let (limiter, tx) = (&limiters[i % 2], tx.clone());
+            scope.spawn(move || {
+                let start = Instant::now();
+                while start.elapsed() < run_for {
+                    limiter.acquire();
+                    tx.send(micros_since_epoch()).unwrap();
+                }
+            });
+        }
+    });
+    drop(tx);
+    let mut grants: Vec<u64> = rx.iter().collect();
+    grants.sort_unstable();
+    let most = most_in_window(&grants, 1_000_000);
+    let span = (grants[grants.len() - 1] - grants[0]) as f64 / 1e6;
+    let rate = (grants.len() - 10) as f64 / span;
+    println!("16 threads, 2 limiters: {most} permits in the busiest second; {rate:.1}/s");
+    assert!(most <= 90, "{most} permits in one second, bound 90");
+    assert!((72.0..=80.5).contains(&rate), "{rate}/s over {span} s");
+}
+
+#[test]
+fn processes_never_exceed_burst_plus_rate_in_any_second() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut workers: Vec<Worker> = (0..3)
+        .map(|_| {
+            redis_worker_process(&[
+                ("MODE", "grants".to_owned()),
+                ("REDIS", redis.url()),
+                ("WORKSPACE", "processes".to_owned()),
+                ("RATE", "40".to_owned()),
+                ("BURST", "5".to_owned()),
+                ("THREADS", "4".to_owned()),
+                ("RUN_MS", "3000".to_owned()),
+            ])
+        })
+        .collect();
+    workers.iter().for_each(Worker::ready);
+    workers.iter_mut().for_each(Worker::go);
+    let mut grants: Vec<u64> = workers
+        .into_iter()
+        .flat_map(|w| {
+            let list: String = w.finish().get("grants");
+            list.split(',')
+                .map(|t| t.parse::<u64>().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    grants.sort_unstable();
+    let most = most_in_window(&grants, 1_000_000);
+    let span = (grants[grants.len() - 1] - grants[0]) as f64 / 1e6;
+    let rate = (grants.len() - 5) as f64 / span;
+    println!("3 processes x 4 threads at 40/s burst 5: {most} in the busiest second; {rate:.1}/s");
+    assert!(most <= 45, "{most} permits in one second, bound 45");
+    assert!((36.0..=40.5).contains(&rate), "{rate}/s over {span} s");
+}
+
+/// The issue's figure: four processes share one budget of 80/s, burst 10.
+/// The emulator does not throttle, so it shows what they would have sent.
+#[test]
+fn four_processes_sharing_a_budget_stay_under_it_at_the_server_and_use_it_all() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let emulator = Emulator::start(Config::default().track_limit(0)).unwrap();
+    let run_for = Duration::from_secs(8);
+    let mut workers: Vec<Worker> = (0..4)
+        .map(|i| {
+            redis_worker_process(&[
+                ("MODE", "identify".to_owned()),
+                ("REDIS", redis.url()),
+                ("WORKSPACE", DEFAULT_SITE_ID.to_owned()),
+                ("RATE", "80".to_owned()),
+                ("BURST", "10".to_owned()),
+                ("THREADS", "2".to_owned()),
+                ("RUN_MS", run_for.as_millis().to_string()),
+                ("EMULATOR", emulator.url()),
+                ("PREFIX", format!("p{i}-")),
+            ])
+        })
+        .collect();
+    workers.iter().for_each(Worker::ready);
+    // Each worker's first requests (its warm-up) were slowed by connecting and
+    // arrived late; let them leave the server's 1 s window before the run.
+    thread::sleep(Duration::from_millis(1_100));
+    let before = emulator.snapshot().classes["track"].requests;
+    workers.iter_mut().for_each(Worker::go);
+    let start = Instant::now();
+    let sent: Vec<u64> = workers
+        .into_iter()
+        .map(|w| w.finish().get("sent"))
+        .collect();
+    let elapsed = start.elapsed().as_secs_f64();
+    let snapshot = emulator.snapshot();
+    let track = &snapshot.classes["track"];
+    let total: u64 = sent.iter().sum();
+    let combined = total as f64 / elapsed;
+    println!(
+        "4 processes sharing 80/s burst 10: busiest 1 s window at the server {}; combined {combined:.1}/s \
+         ({total} in {elapsed:.2} s, per process {sent:?})",
+        track.max_in_window
+    );
+    assert_eq!(track.requests - before, total, "one request per record");
+    assert!(track.max_in_window <= 90, "{track:?}");
+    assert!(combined >= 78.0, "{combined}/s");
+    for (i, &n) in sent.iter().enumerate() {
+        for k in 0..n {
+            assert!(
+                snapshot.people.contains_key(&format!("p{i}-{k}")),
+                "p{i}-{k} lost"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_pause_in_one_process_moves_every_waiting_caller_behind_it() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (announce, sleeps) = mpsc::channel();
+    let waiting = limiter(&redis, "pause", 10.0, 1)
+        .clock(AnnouncingClock(announce))
+        .build()
+        .unwrap();
+    let other = limiter(&redis, "pause", 10.0, 1).build().unwrap();
+    assert!(other.try_acquire());
+    let waiter = thread::spawn(move || {
+        waiting.acquire();
+        Instant::now()
+    });
+    // The waiter has reserved the slot 100 ms out and sleeps; a 429 elsewhere:
+    let first_sleep = sleeps.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(first_sleep <= 100 * MS, "{first_sleep:?}");
+    let paused_at = Instant::now();
+    other.pause_for(Duration::from_secs(1));
+    assert!(!other.try_acquire(), "nobody is granted during the pause");
+    let granted_at = waiter.join().unwrap();
+    let after = granted_at.duration_since(paused_at);
+    assert!((990 * MS..1_300 * MS).contains(&after), "{after:?}");
+    // It slept again: the first sleep did not let it through.
+    assert!(sleeps.try_iter().count() >= 1);
+    // No burst after the pause: the next permit is one interval later.
+    assert!(!other.try_acquire());
+}
+
+#[test]
+fn a_pause_that_cannot_reach_redis_still_holds_this_process() {
+    let Some(redis) = RedisServer::not_started(None) else {
+        return;
+    };
+    let limiter = limiter(&redis, "local-pause", 100.0, 10)
+        .when_unreachable(WhenUnreachable::FallBack { share: 1.0 })
+        .build()
+        .unwrap();
+    limiter.pause_for(Duration::from_millis(300));
+    assert!(!limiter.try_acquire());
+    let start = Instant::now();
+    limiter.acquire();
+    assert!(start.elapsed() >= 250 * MS, "{:?}", start.elapsed());
+}
+
+#[test]
+fn acquire_timeout_takes_nothing_when_it_cannot_be_served_in_time() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let limiter = limiter(&redis, "timeout", 2.0, 1).build().unwrap();
+    let other = limiter.clone();
+    let start = Instant::now();
+    limiter.acquire();
+    assert!(!limiter.acquire_timeout(100 * MS));
+    assert!(
+        start.elapsed() < 100 * MS,
+        "refused at once: {:?}",
+        start.elapsed()
+    );
+    // Had the refusal taken the slot at 500 ms, this would wait until 1 s.
+    assert!(other.acquire_timeout(Duration::from_secs(2)));
+    let granted = start.elapsed();
+    assert!((450 * MS..800 * MS).contains(&granted), "{granted:?}");
+}
+
+#[test]
+fn acquire_timeout_gives_its_slot_back_when_a_pause_outlasts_the_deadline() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (announce, sleeps) = mpsc::channel();
+    let waiting = limiter(&redis, "timeout-pause", 2.0, 1)
+        .clock(AnnouncingClock(announce))
+        .build()
+        .unwrap();
+    let other = limiter(&redis, "timeout-pause", 2.0, 1).build().unwrap();
+    assert!(other.try_acquire());
+    let waiter = thread::spawn(move || waiting.acquire_timeout(800 * MS));
+    sleeps.recv_timeout(Duration::from_secs(5)).unwrap(); // reserved the slot at 500 ms
+    let paused_at = Instant::now();
+    other.pause_for(Duration::from_secs(2));
+    assert!(!waiter.join().unwrap(), "its slot moved past its deadline");
+    // Its permit was given back: the next one is due right at the end of the pause.
+    other.acquire();
+    let after = paused_at.elapsed();
+    assert!((1_990 * MS..2_300 * MS).contains(&after), "{after:?}");
+}
+
+#[test]
+fn a_reservation_lost_with_redis_data_is_made_again() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (announce, sleeps) = mpsc::channel();
+    let waiting = limiter(&redis, "lost", 5.0, 1)
+        .clock(AnnouncingClock(announce))
+        .build()
+        .unwrap();
+    assert!(waiting.try_acquire());
+    let key = waiting.key().to_owned();
+    let waiter = thread::spawn(move || {
+        waiting.acquire();
+        waiting
+    });
+    sleeps.recv_timeout(Duration::from_secs(5)).unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query(&mut redis.connection())
+        .unwrap();
+    let waiting = waiter.join().unwrap();
+    let issued: i64 = redis::cmd("HGET")
+        .arg(&key)
+        .arg("issued")
+        .query(&mut redis.connection())
+        .unwrap();
+    assert_eq!(issued, 1, "it reserved again in the new hash");
+    assert!(!waiting.try_acquire(), "and took that permit");
+}
+
+#[test]
+fn waiting_for_redis_blocks_until_it_comes_back_and_says_so_once() {
+    let Some(mut redis) = RedisServer::not_started(Some(PASSWORD)) else {
+        return;
+    };
+    let limiter = limiter(&redis, "wait", 100.0, 10).build().unwrap();
+    assert!(!limiter.try_acquire(), "nothing without Redis");
+    assert!(!limiter.acquire_timeout(50 * MS));
+    assert!(limiter.is_unreachable());
+    let (granted, was_granted) = mpsc::channel();
+    let waiter = limiter.clone();
+    thread::spawn(move || {
+        waiter.acquire();
+        granted.send(()).unwrap();
+    });
+    assert!(
+        was_granted.recv_timeout(300 * MS).is_err(),
+        "granted while Redis was away"
+    );
+    redis.restart();
+    was_granted.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(!limiter.is_unreachable());
+    let logs = logged_about(redis.port);
+    let warnings: Vec<_> = logs.iter().filter(|l| l.starts_with("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "one warning per outage: {logs:?}");
+    assert!(
+        warnings[0].contains("unreachable") && warnings[0].contains("waiting"),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.starts_with("INFO") && l.contains("reachable again")),
+        "{logs:?}"
+    );
+    assert!(logs.iter().all(|l| !l.contains(PASSWORD)), "{logs:?}");
+}
+
+#[test]
+fn falling_back_grants_a_share_locally_until_redis_comes_back() {
+    let Some(mut redis) = RedisServer::not_started(None) else {
+        return;
+    };
+    let limiter = limiter(&redis, "fallback", 20.0, 4)
+        .when_unreachable(WhenUnreachable::FallBack { share: 0.5 })
+        .build()
+        .unwrap();
+    // Half the rate and half the burst: 10/s, burst 2.
+    assert!(limiter.try_acquire());
+    assert!(limiter.try_acquire());
+    assert!(!limiter.try_acquire());
+    assert!(format!("{limiter:?}").contains("unreachable: true"));
+    redis.restart();
+    // The next attempt to reach Redis is at most a second away.
+    let start = Instant::now();
+    while limiter.is_unreachable() && start.elapsed() < Duration::from_secs(5) {
+        limiter.acquire();
+    }
+    assert!(!limiter.is_unreachable());
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(limiter.key())
+        .query(&mut redis.connection())
+        .unwrap();
+    assert!(exists, "permits come from Redis again");
+    let logs = logged_about(redis.port);
+    let warnings: Vec<_> = logs.iter().filter(|l| l.starts_with("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{logs:?}");
+    assert!(warnings[0].contains("falling back"), "{logs:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("reachable again")),
+        "{logs:?}"
+    );
+}
+
+#[test]
+fn a_key_redis_refuses_to_use_counts_as_unreachable() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let waits = limiter(&redis, "wrongtype", 10.0, 1).build().unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(waits.key())
+        .arg("not a hash")
+        .query(&mut redis.connection())
+        .unwrap();
+    assert!(!waits.try_acquire());
+    let falls_back = limiter(&redis, "wrongtype", 10.0, 1)
+        .when_unreachable(WhenUnreachable::FallBack { share: 1.0 })
+        .build()
+        .unwrap();
+    assert!(falls_back.try_acquire());
+    let logs = logged_about(redis.port);
+    assert!(logs.iter().any(|l| l.contains("WRONGTYPE")), "{logs:?}");
+}
+
+#[test]
+fn the_password_never_appears_in_debug_errors_or_logs() {
+    let Some(redis) = RedisServer::with_password() else {
+        return;
+    };
+    let builder = limiter(&redis, "secret", 10.0, 1);
+    let builder_debug = format!("{builder:?}");
+    let limiter = builder.build().unwrap();
+    assert!(limiter.try_acquire());
+    let wrong = RedisLimiter::builder(
+        format!("redis://:{PASSWORD}-wrong@127.0.0.1:{}/0", redis.port),
+        "secret",
+        ApiClass::Track,
+        RateLimit::TRACK_API,
+    )
+    .when_unreachable(WhenUnreachable::FallBack { share: 0.5 })
+    .build()
+    .unwrap();
+    assert!(wrong.try_acquire(), "refused by Redis: falls back");
+    let bad_url = RedisLimiter::builder(
+        format!("redis://:{PASSWORD}@127.0.0.1:notaport"),
+        "secret",
+        ApiClass::Track,
+        RateLimit::TRACK_API,
+    )
+    .build()
+    .unwrap_err();
+    let texts = [
+        builder_debug,
+        format!("{limiter:?}"),
+        format!("{wrong:?}"),
+        format!("{bad_url:?} {bad_url}"),
+        logged_about(redis.port).join("\n"),
+    ];
+    for text in &texts {
+        assert!(!text.contains(PASSWORD), "{text}");
+    }
+    assert!(texts[1].contains("redis://127.0.0.1:"), "{}", texts[1]);
+    assert!(
+        texts[4].contains("AuthenticationFailed"),
+        "the refusal was logged: {}",
+        texts[4]
+    );
+}
+
+#[test]
+fn invalid_settings_are_refused_with_the_setting_named() {
+    let setting = |builder: RedisLimiterBuilder| match builder.build() {
+        Err(Error::InvalidConfig { setting, .. }) => setting,
+        other => panic!("{other:?}"),
+    };
+    let builder = |url: &str, workspace: &str| {
+        RedisLimiter::builder(url, workspace, ApiClass::Track, RateLimit::TRACK_API)
+    };
+    let url = "redis://127.0.0.1:6379";
+    assert_eq!(setting(builder("http://127.0.0.1", "w")), "redis_url");
+    assert_eq!(setting(builder("rediss://127.0.0.1", "w")), "redis_url");
+    assert_eq!(setting(builder(url, " ")), "workspace");
+    assert_eq!(setting(builder(url, "w").key_prefix("")), "key_prefix");
+    assert_eq!(
+        setting(builder(url, "w").timeout(Duration::ZERO)),
+        "timeout"
+    );
+    for share in [0.0, -0.5, 1.5, f64::NAN] {
+        let fallback = builder(url, "w").when_unreachable(WhenUnreachable::FallBack { share });
+        assert_eq!(setting(fallback), "share");
+    }
+    let built = builder(url, "w").key_prefix("jobs").build().unwrap();
+    assert_eq!(built.key(), "jobs:w:track");
+    assert_eq!(built.limit(), RateLimit::TRACK_API);
+}
+
+/// Compile-only: the limiter crosses threads and works where any `Limiter` does.
+#[test]
+fn redis_limiters_are_send_sync_limiters() {
+    fn assert_send_sync<T: Send + Sync + Clone + Limiter>() {}
+    assert_send_sync::<RedisLimiter>();
+}
+
+/// Redis killed and restarted mid-run: the processes that wait send nothing
+/// meanwhile, those that fall back carry on at their share, and nothing is lost.
+#[test]
+fn redis_restarted_mid_run_loses_nothing() {
+    let Some(mut redis) = RedisServer::with_password() else {
+        return;
+    };
+    let emulator = Emulator::start(Config::default().track_limit(0)).unwrap();
+    let modes = ["wait", "wait", "fallback", "fallback"];
+    let mut workers: Vec<Worker> = modes
+        .iter()
+        .enumerate()
+        .map(|(i, mode)| {
+            redis_worker_process(&[
+                ("MODE", "identify".to_owned()),
+                ("REDIS", redis.url()),
+                ("WORKSPACE", "restart".to_owned()),
+                ("RATE", "80".to_owned()),
+                ("BURST", "10".to_owned()),
+                ("THREADS", "2".to_owned()),
+                ("RUN_MS", "7000".to_owned()),
+                ("EMULATOR", emulator.url()),
+                ("PREFIX", format!("r{i}-")),
+                ("WHEN", (*mode).to_owned()),
+                ("PASSWORD", PASSWORD.to_owned()),
+            ])
+        })
+        .collect();
+    workers.iter().for_each(Worker::ready);
+    workers.iter_mut().for_each(Worker::go);
+    let start = Instant::now();
+    thread::sleep(Duration::from_secs(2));
+    redis.stop();
+    let down_at = start.elapsed();
+    thread::sleep(Duration::from_secs(2));
+    redis.restart();
+    let up_at = start.elapsed();
+    let reports: Vec<_> = workers.into_iter().map(Worker::finish).collect();
+    let snapshot = emulator.snapshot();
+    println!(
+        "Redis down from {down_at:.1?} to {up_at:.1?}; busiest 1 s at the server {}",
+        snapshot.classes["track"].max_in_window
+    );
+    for (i, (report, mode)) in reports.iter().zip(modes).enumerate() {
+        let sent: u64 = report.get("sent");
+        let during: u64 = report.get("during_outage");
+        println!("  {mode}: sent {sent}, {during} while Redis was away");
+        assert_eq!(report.get::<u64>("warnings"), 1, "{report:?}");
+        assert_eq!(report.get::<u64>("recoveries"), 1, "{report:?}");
+        assert!(!report.get::<bool>("leaked"), "{report:?}");
+        if mode == "wait" {
+            assert!(during <= 2, "only what was in flight: {report:?}");
+        } else {
+            // A quarter of 80/s for the 2 s outage, and up to 1 s more
+            // until the next attempt finds Redis back.
+            assert!((15..=90).contains(&during), "{report:?}");
+        }
+        for k in 0..sent {
+            assert!(
+                snapshot.people.contains_key(&format!("r{i}-{k}")),
+                "r{i}-{k} lost"
+            );
+        }
+    }
+}
+
+/// What a worker saw of Redis's outages, through its log.
+struct Outages {
+    password: String,
+    taken: &'static AtomicU64,
+    warnings: AtomicU64,
+    recoveries: AtomicU64,
+    taken_at_warning: AtomicU64,
+    taken_at_recovery: AtomicU64,
+    leaked: std::sync::atomic::AtomicBool,
+}
+
+impl log::Log for Outages {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        let line = record.args().to_string();
+        if !self.password.is_empty() && line.contains(&self.password) {
+            self.leaked.store(true, Ordering::SeqCst);
+        }
+        let taken = self.taken.load(Ordering::SeqCst);
+        if record.level() == log::Level::Warn && line.contains("unreachable") {
+            self.warnings.fetch_add(1, Ordering::SeqCst);
+            self.taken_at_warning.store(taken, Ordering::SeqCst);
+        }
+        if line.contains("reachable again") {
+            self.recoveries.fetch_add(1, Ordering::SeqCst);
+            self.taken_at_recovery.store(taken, Ordering::SeqCst);
+        }
+    }
+    fn flush(&self) {}
+}
+
+#[test]
+#[ignore = "a worker process of the multi-process tests above"]
+fn redis_worker() {
+    let Some(params) = worker::params("redis_worker") else {
+        return;
+    };
+    let when = match params.get::<String>("WHEN").as_str() {
+        "fallback" => WhenUnreachable::FallBack { share: 0.25 },
+        _ => WhenUnreachable::Wait,
+    };
+    let outages: &'static Outages = Box::leak(Box::new(Outages {
+        password: params.get("PASSWORD"),
+        taken: &worker::TAKEN,
+        warnings: AtomicU64::new(0),
+        recoveries: AtomicU64::new(0),
+        taken_at_warning: AtomicU64::new(0),
+        taken_at_recovery: AtomicU64::new(0),
+        leaked: Default::default(),
+    }));
+    log::set_logger(outages).unwrap();
+    log::set_max_level(log::LevelFilter::Info);
+    let limit = RateLimit::new(params.get("RATE"), params.get("BURST")).unwrap();
+    let limiter = RedisLimiter::builder(
+        params.get::<String>("REDIS"),
+        params.get::<String>("WORKSPACE"),
+        ApiClass::Track,
+        limit,
+    )
+    .when_unreachable(when)
+    .build()
+    .unwrap();
+    let threads: usize = params.get("THREADS");
+    let run_for = Duration::from_millis(params.get("RUN_MS"));
+    if params.get::<String>("MODE") == "grants" {
+        limiter.acquire(); // connect and load the script before the start
+        params.ready_and_wait();
+        let grants = Arc::new(Mutex::new(Vec::new()));
+        thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    let start = Instant::now();
+                    while start.elapsed() < run_for {
+                        limiter.acquire();
+                        grants
+                            .lock()
+                            .unwrap()
+                            .push(micros_since_epoch().to_string());
+                    }
+                });
+            }
+        });
+        worker::report("grants", grants.lock().unwrap().join(","));
+        return;
+    }
+    let prefix: String = params.get("PREFIX");
+    let client = Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
+        .base_url(params.get::<String>("EMULATOR"))
+        .limiter(ApiClass::Track, limiter)
+        .build()
+        .unwrap();
+    // Open a connection per thread to both servers before the start, so that
+    // the first requests after it are not slowed by connecting.
+    thread::scope(|scope| {
+        for t in 0..threads {
+            let (client, prefix) = (&client, &prefix);
+            scope.spawn(move || {
+                client
+                    .identify(format!("{prefix}warm-up-{t}"), serde_json::json!({}))
+                    .unwrap();
+            });
+        }
+    });
+    params.ready_and_wait();
+    let sent = worker::identify_for(&client, &prefix, threads, run_for);
+    worker::report("sent", sent);
+    worker::report("warnings", outages.warnings.load(Ordering::SeqCst));
+    worker::report("recoveries", outages.recoveries.load(Ordering::SeqCst));
+    worker::report("leaked", outages.leaked.load(Ordering::SeqCst));
+    let during = outages.taken_at_recovery.load(Ordering::SeqCst)
+        - outages
+            .taken_at_warning
+            .load(Ordering::SeqCst)
+            .min(outages.taken_at_recovery.load(Ordering::SeqCst));
+    worker::report("during_outage", during);
+}
