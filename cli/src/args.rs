@@ -362,6 +362,18 @@ pub struct Import {
     /// Continue after the line the checkpoint names
     #[arg(long, requires = "checkpoint")]
     pub resume: bool,
+    /// Share one rate with every process importing to the same workspace
+    /// through this Redis (redis://[:password@]host[:port][/db])
+    #[arg(long, value_name = "URL", conflicts_with = "adaptive")]
+    pub redis_url: Option<String>,
+    /// While Redis is unreachable, go on at this share of --rate (0-1]
+    /// instead of waiting for it [default: wait]
+    #[arg(long, value_name = "SHARE", requires = "redis_url", value_parser = share)]
+    pub redis_fallback: Option<f64>,
+    /// Find the workspace's limit without Redis: lower the rate by 30 % on
+    /// each 429 and climb back while requests succeed, never above --rate
+    #[arg(long)]
+    pub adaptive: bool,
     /// Without a terminal, log progress every N lines done
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub progress_every: u64,
@@ -377,6 +389,16 @@ pub enum ModeArg {
     Batch,
     /// One /api/v2/entity request per line
     Single,
+}
+
+/// `--redis-fallback`: a share of the rate in (0, 1].
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(share) if share > 0.0 && share <= 1.0 => Ok(share),
+        _ => Err(format!(
+            "{text:?} is not a share between 0 (excluded) and 1"
+        )),
+    }
 }
 
 /// `--rate`: requests per second, finite and more than zero.
@@ -457,6 +479,15 @@ mod tests {
             ])
             .is_ok()
         );
+        assert!(parse(&["import", "f", "--adaptive", "--redis-url", "redis://x"]).is_err());
+        assert!(
+            parse(&["import", "f", "--redis-fallback", "0.5"]).is_err(),
+            "needs --redis-url"
+        );
+        let fallback =
+            |share: &str| parse(&["import", "f", "--redis-url", "r", "--redis-fallback", share]);
+        assert!(fallback("1.5").is_err() && fallback("0").is_err());
+        assert!(fallback("0.25").is_ok());
     }
 
     #[test]

@@ -60,6 +60,11 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// The site id: the workspace, e.g. in a shared rate limit's key.
+    pub fn site_id(&self) -> &str {
+        &self.site_id
+    }
+
     /// The credentials every `cio-emulator` accepts unless told otherwise.
     pub fn emulator() -> Credentials {
         Credentials {

@@ -4,11 +4,14 @@
 use std::io::{self, IsTerminal};
 use std::sync::{Arc, Mutex};
 
-use cio_ratelimit::{ApiClass, ImportMode, Importer, RateLimit};
+use cio_ratelimit::{
+    AdaptiveLimiter, ApiClass, ClientBuilder, ImportMode, Importer, RateLimit, RedisLimiter,
+    WhenUnreachable,
+};
 
 use crate::args::{Import, ModeArg};
 use crate::calls::Receipt;
-use crate::credentials::{self, Api};
+use crate::credentials::{Api, Credentials};
 use crate::embedded::Embedded;
 use crate::error::Error;
 use crate::exit::Exit;
@@ -17,6 +20,32 @@ use crate::progress::ProgressDisplay;
 
 /// The rate imports use unless told otherwise: Customer.io's bulk-import preset.
 const DEFAULT_RATE: f64 = 50.0;
+
+/// The Track limiter the flags ask for: a Redis budget shared with other
+/// processes, an adaptive rate, or a token bucket of this process's own.
+fn with_limiter(
+    builder: ClientBuilder,
+    import: &Import,
+    limit: RateLimit,
+    site_id: &str,
+) -> Result<ClientBuilder, Error> {
+    if let Some(url) = &import.redis_url {
+        let when_unreachable = match import.redis_fallback {
+            Some(share) => WhenUnreachable::FallBack { share },
+            None => WhenUnreachable::Wait,
+        };
+        let redis = RedisLimiter::builder(url.as_str(), site_id, ApiClass::Track, limit)
+            .when_unreachable(when_unreachable)
+            .build()?;
+        log::info!("sharing {} requests/s through Redis", limit.per_second());
+        Ok(builder.limiter(ApiClass::Track, redis))
+    } else if import.adaptive {
+        let adaptive = AdaptiveLimiter::new(limit, limit.per_second() / 10.0)?;
+        Ok(builder.limiter(ApiClass::Track, adaptive))
+    } else {
+        Ok(builder.rate_limit(ApiClass::Track, limit))
+    }
+}
 
 /// Runs the import and reports it; exit 0 when every line was delivered, 1
 /// when some were dead-lettered.
@@ -28,14 +57,21 @@ const DEFAULT_RATE: f64 = 50.0;
 pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
     let global = &import.global;
     let embedded = global.emulator.then(Embedded::start).transpose()?;
-    let builder = match &embedded {
-        Some(embedded) => embedded.client_builder(global)?,
-        None => credentials::client_builder(global, Api::Track)?,
+    let (builder, site_id) = match &embedded {
+        Some(embedded) => (
+            embedded.client_builder(global)?,
+            Credentials::emulator().site_id().to_owned(),
+        ),
+        None => {
+            let credentials = Credentials::from_args(global, Api::Track)?;
+            let site_id = credentials.site_id().to_owned();
+            (credentials.client_builder(global)?, site_id)
+        }
     };
     let rate = import.rate.unwrap_or(DEFAULT_RATE);
     let burst = import.burst.unwrap_or(((rate / 10.0) as u32).max(1));
-    let client = builder
-        .rate_limit(ApiClass::Track, RateLimit::new(rate, burst)?)
+    let limit = RateLimit::new(rate, burst)?;
+    let client = with_limiter(builder, import, limit, &site_id)?
         .max_idle_connections(usize::from(import.workers))
         .build()?;
     let display = Arc::new(Mutex::new(ProgressDisplay::new(
