@@ -231,32 +231,36 @@ fn blank_lines_crlf_and_overlong_lines_are_handled() {
     );
 }
 
-/// A limiter that lets everything through, and makes the emulator fail every
-/// request from the `at`-th on: the server goes down at a known point.
-#[derive(Debug)]
-struct Tripwire {
-    emu: Arc<Emulator>,
-    at: u64,
+/// A limiter that lets everything through (pauses aside) and calls `hook`
+/// with each request's number before it goes: a test can make the server fail
+/// at a known request, or make one request fail, whatever the timing.
+struct OnRequest {
+    hook: Box<dyn Fn(u64) + Send + Sync>,
     seen: AtomicU64,
     inner: Unlimited,
 }
 
-impl Tripwire {
-    fn new(emu: Arc<Emulator>, at: u64) -> Tripwire {
-        Tripwire {
-            emu,
-            at,
+impl OnRequest {
+    fn new(hook: impl Fn(u64) + Send + Sync + 'static) -> OnRequest {
+        OnRequest {
+            hook: Box::new(hook),
             seen: AtomicU64::new(0),
             inner: Unlimited::new(),
         }
     }
 }
 
-impl Limiter for Tripwire {
+impl std::fmt::Debug for OnRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnRequest")
+            .field("seen", &self.seen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Limiter for OnRequest {
     fn acquire(&self) {
-        if self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.at {
-            self.emu.set_faults(Faults::default().unavailable(1.0));
-        }
+        (self.hook)(self.seen.fetch_add(1, Ordering::SeqCst) + 1);
         self.inner.acquire();
     }
     fn try_acquire(&self) -> bool {
@@ -289,7 +293,14 @@ fn a_server_that_goes_down_stops_the_import_with_the_checkpoint_intact_then_resu
     let failing = importer(client_with(
         &emu,
         DEFAULT_API_KEY,
-        Tripwire::new(emu.clone(), 20),
+        OnRequest::new({
+            let emu = emu.clone();
+            move |n| {
+                if n == 20 {
+                    emu.set_faults(Faults::default().unavailable(1.0));
+                }
+            }
+        }),
     ));
     let failure = failing.build().unwrap().import_file(&input).unwrap_err();
     assert!(
@@ -462,30 +473,6 @@ fn progress_is_reported_and_ends_with_the_final_counts() {
     assert_eq!(last.eta(), Some(Duration::ZERO));
 }
 
-/// Lets every request through but panics on the `at`-th: exactly one chunk
-/// fails, whatever the timing, while the ones after it succeed.
-#[derive(Debug)]
-struct FailsOnce {
-    at: u64,
-    seen: AtomicU64,
-}
-
-impl Limiter for FailsOnce {
-    fn acquire(&self) {
-        let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
-        assert!(n != self.at, "request {n} fails on purpose");
-    }
-    fn try_acquire(&self) -> bool {
-        self.acquire();
-        true
-    }
-    fn acquire_timeout(&self, _: Duration) -> bool {
-        self.acquire();
-        true
-    }
-    fn pause_for(&self, _: Duration) {}
-}
-
 /// Regression: after a chunk failed, chunks behind it that had succeeded were
 /// settled too, moving the checkpoint past the failed chunk's lines.
 #[test]
@@ -496,10 +483,8 @@ fn a_failed_chunk_holds_the_checkpoint_before_it_even_when_later_chunks_succeed(
     let failure = Importer::builder(client_with(
         &emu,
         DEFAULT_API_KEY,
-        FailsOnce {
-            at: 5,
-            seen: AtomicU64::new(0),
-        },
+        // The fifth request fails on purpose.
+        OnRequest::new(|n| assert!(n != 5, "request {n} fails on purpose")),
     ))
     .dead_letter(dir.join("dead.ndjson"))
     .checkpoint(dir.join("import.checkpoint"))
