@@ -5,10 +5,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::batch::ItemError;
-use crate::region::Region;
-use crate::retry::{Classify, Failure};
-use crate::validate::Invalid;
+use crate::client::item_error::ItemError;
+use crate::client::region::Region;
+use crate::client::validate::Invalid;
 
 /// What can go wrong in this crate.
 ///
@@ -171,42 +170,6 @@ impl Error {
             setting,
             value: value.to_string(),
             expected,
-        }
-    }
-
-    /// Whether retrying later may succeed: throttling, server errors,
-    /// timeouts and broken connections. `false` for bad input, refused
-    /// credentials, the wrong region and other client errors.
-    pub fn is_transient(&self) -> bool {
-        match self.failure() {
-            Failure::Status { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
-            Failure::Timeout | Failure::ConnectionReset | Failure::ConnectionRefused => true,
-            _ => false,
-        }
-    }
-}
-
-impl Classify for Error {
-    fn failure(&self) -> Failure {
-        match self {
-            Error::Status {
-                status,
-                retry_after,
-                ..
-            } => Failure::Status {
-                status: *status,
-                retry_after: *retry_after,
-            },
-            Error::Timeout(_) => Failure::Timeout,
-            Error::Transport {
-                kind: TransportKind::ConnectionRefused,
-                ..
-            } => Failure::ConnectionRefused,
-            Error::Transport {
-                kind: TransportKind::ConnectionReset,
-                ..
-            } => Failure::ConnectionReset,
-            _ => Failure::Permanent,
         }
     }
 }

@@ -74,72 +74,38 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod adaptive;
-mod app;
-mod batch;
-mod checkpoint;
 mod client;
-mod client_call;
-mod clock;
-mod credentials;
-mod dead_letter;
-mod device;
-mod dispatcher;
-mod dispatcher_stats;
 mod error;
-mod event;
-mod event_id;
-mod identifier;
 mod import;
-mod import_progress;
-mod limiter;
-mod operation;
-mod rate_limit;
-#[cfg(feature = "redis")]
-mod redis_limiter;
-#[cfg(feature = "redis")]
-mod redis_link;
-mod region;
-mod request;
+mod limit;
+mod queue;
 mod retry;
-mod retry_after;
-mod retry_budget;
-mod ticket;
-mod token_bucket;
-mod track;
-pub mod validate;
 
-pub use crate::adaptive::{AdaptiveLimiter, AdaptiveLimiterBuilder};
-pub use crate::app::{BroadcastTrigger, Delivery, TransactionalMessage};
-pub use crate::batch::{Batch, BatchPacker, BatchResponse, ItemError};
-pub use crate::checkpoint::Checkpoint;
-pub use crate::client::{ApiClass, Client, ClientBuilder};
-pub use crate::client_call::{CallTicket, ClientCall, ClientDispatcher, Reply};
-pub use crate::clock::{Clock, ManualClock, SystemClock};
-pub use crate::dead_letter::DeadLetter;
-pub use crate::device::{Device, Platform};
-pub use crate::dispatcher::{Dispatcher, DispatcherBuilder, SubmitError, TrySubmitError};
-pub use crate::dispatcher_stats::DispatcherStats;
+pub use crate::client::validate;
+pub use crate::client::{
+    Batch, BatchPacker, BatchResponse, BroadcastTrigger, Client, ClientBuilder, Delivery, Device,
+    Event, EventId, EventKind, Identifier, Invalid, ItemError, Operation, Platform, Region,
+    TransactionalMessage,
+};
 pub use crate::error::{Credential, Error, Result, TimeoutKind, TransportKind};
-pub use crate::event::{Event, EventKind};
-pub use crate::event_id::EventId;
-pub use crate::identifier::Identifier;
-pub use crate::import::{ImportMode, Importer, ImporterBuilder};
-pub use crate::import_progress::{ImportFailure, ImportSummary, Progress};
-pub use crate::limiter::{Limiter, Unlimited};
-pub use crate::operation::Operation;
-pub use crate::rate_limit::RateLimit;
+pub use crate::import::{
+    Checkpoint, DeadLetter, ImportFailure, ImportMode, ImportSummary, Importer, ImporterBuilder,
+    Progress,
+};
+pub use crate::limit::{
+    AdaptiveLimiter, AdaptiveLimiterBuilder, ApiClass, Clock, Limiter, ManualClock, NotUntil,
+    RateLimit, SystemClock, TokenBucket, Unlimited,
+};
 #[cfg(feature = "redis")]
-pub use crate::redis_limiter::{RedisLimiter, RedisLimiterBuilder, WhenUnreachable};
-pub use crate::region::Region;
+pub use crate::limit::{RedisLimiter, RedisLimiterBuilder, WhenUnreachable};
+pub use crate::queue::{
+    CallTicket, ClientCall, ClientDispatcher, Dispatcher, DispatcherBuilder, DispatcherStats,
+    JobError, Outcome, Reply, SubmitError, Ticket, TrySubmitError,
+};
 pub use crate::retry::{
     Call, Classify, Decision, Failure, Idempotency, Jitter, RetryPolicy, RetryPolicyBuilder,
-    RetryStats,
+    RetryStats, parse_retry_after,
 };
-pub use crate::retry_after::parse_retry_after;
-pub use crate::ticket::{JobError, Outcome, Ticket};
-pub use crate::token_bucket::{NotUntil, TokenBucket};
-pub use crate::validate::Invalid;
 
 /// The README's examples compile and run as doctests.
 #[cfg(doctest)]

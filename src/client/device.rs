@@ -3,8 +3,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::event::to_object;
-use crate::validate::{self, Invalid};
+use crate::client::event::to_object;
+use crate::client::validate::{self, Invalid};
 
 /// A device's platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,12 +3,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::client::{ApiClass, Client};
+use crate::client::client::Client;
+use crate::client::event::to_object;
+use crate::client::identifier::Identifier;
+use crate::client::request::{Method, Request};
 use crate::error::{Error, Result};
-use crate::event::to_object;
-use crate::identifier::Identifier;
-use crate::request::{Method, Request};
-use crate::retry::Call;
+use crate::limit::api_class::ApiClass;
+use crate::retry::policy::Call;
 
 /// A transactional email or push to send (`/v1/send/email`, `/v1/send/push`).
 ///

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::clock::{Clock, SystemClock};
+use crate::limit::clock::{Clock, SystemClock};
 
 /// A blocking rate limiter: hands out permits, one per request.
 ///

@@ -3,8 +3,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::event_id::EventId;
-use crate::validate::{self, Invalid};
+use crate::client::event_id::EventId;
+use crate::client::validate::{self, Invalid};
 
 /// What kind of event: a custom event, a page view, or a mobile screen view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::clock::Clock;
+use crate::limit::clock::Clock;
 
 /// Buckets in the sliding window; the window slides in steps of window/BUCKETS.
 const BUCKETS: usize = 10;

@@ -10,18 +10,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::batch::{Batch, BatchPacker};
-use crate::checkpoint::Checkpoint;
-use crate::client::Client;
-use crate::dead_letter::{DeadLetter, DeadLetters};
-use crate::dispatcher::Dispatcher;
+use crate::client::batch::{Batch, BatchPacker};
+use crate::client::client::Client;
+use crate::client::event_id::EventId;
+use crate::client::operation::{Operation, lacks_event_id};
+use crate::client::validate;
 use crate::error::{Error, Result, TransportKind};
-use crate::event_id::EventId;
-use crate::import_progress::{ImportFailure, ImportSummary, Progress};
-use crate::operation::{Operation, lacks_event_id};
-use crate::retry::RetryStats;
-use crate::ticket::{JobError, Ticket};
-use crate::validate;
+use crate::import::checkpoint::Checkpoint;
+use crate::import::dead_letter::{DeadLetter, DeadLetters};
+use crate::import::progress::{ImportFailure, ImportSummary, Progress};
+use crate::queue::dispatcher::Dispatcher;
+use crate::queue::ticket::{JobError, Ticket};
+use crate::retry::policy::RetryStats;
 
 /// How lines become requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

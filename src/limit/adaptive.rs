@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::limiter::{Limiter, duration_nanos, nanos_since};
-use crate::rate_limit::{RateLimit, check_rate};
-use crate::token_bucket::TokenBucket;
+use crate::limit::clock::{Clock, SystemClock};
+use crate::limit::limiter::{Limiter, duration_nanos, nanos_since};
+use crate::limit::rate_limit::{RateLimit, check_rate};
+use crate::limit::token_bucket::TokenBucket;
 
 /// A rate limiter that lowers its rate when the server throttles and raises
 /// it again while calls succeed, never above a ceiling nor below a floor.

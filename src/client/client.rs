@@ -4,52 +4,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::credentials::Secret;
+use crate::client::base_url;
+use crate::client::credentials::Secret;
+use crate::client::region::Region;
 use crate::error::{Error, Result};
-use crate::limiter::Limiter;
-use crate::rate_limit::RateLimit;
-use crate::region::{self, Region};
-use crate::retry::RetryPolicy;
-use crate::token_bucket::TokenBucket;
-
-/// The API classes Customer.io limits separately; each has its own limiter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ApiClass {
-    /// Track API calls: people, events, devices, v2 entity and batch.
-    /// Default limit [`RateLimit::TRACK_API`].
-    Track,
-    /// Transactional sends (`/v1/send/email`, `/v1/send/push`).
-    /// Default limit [`RateLimit::TRANSACTIONAL_API`].
-    Transactional,
-    /// Other App API calls. Default limit [`RateLimit::APP_API`].
-    App,
-    /// Broadcast triggers. Default limit [`RateLimit::BROADCAST_TRIGGERS`].
-    Broadcast,
-}
-
-impl ApiClass {
-    /// Every class, in declaration order.
-    pub const ALL: [ApiClass; 4] = [
-        ApiClass::Track,
-        ApiClass::Transactional,
-        ApiClass::App,
-        ApiClass::Broadcast,
-    ];
-
-    /// The preset limit a client uses for this class unless told otherwise.
-    pub fn default_limit(&self) -> RateLimit {
-        match self {
-            ApiClass::Track => RateLimit::TRACK_API,
-            ApiClass::Transactional => RateLimit::TRANSACTIONAL_API,
-            ApiClass::App => RateLimit::APP_API,
-            ApiClass::Broadcast => RateLimit::BROADCAST_TRIGGERS,
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
+use crate::limit::api_class::ApiClass;
+use crate::limit::limiter::Limiter;
+use crate::limit::rate_limit::RateLimit;
+use crate::limit::token_bucket::TokenBucket;
+use crate::retry::policy::RetryPolicy;
 
 /// A blocking Customer.io client for the Track and App APIs, rate limited and
 /// retried.
@@ -278,12 +241,12 @@ impl ClientBuilder {
         if self.timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(Error::invalid("timeout", "0s", "more than zero"));
         }
-        let track_url = region::base_url(
+        let track_url = base_url::base_url(
             "track_url",
             self.track_url.as_deref().unwrap_or(self.region.track_url()),
             self.allow_http,
         )?;
-        let app_url = region::base_url(
+        let app_url = base_url::base_url(
             "app_url",
             self.app_url.as_deref().unwrap_or(self.region.app_url()),
             self.allow_http,

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::validate::{self, Invalid};
+use crate::client::validate::{self, Invalid};
 
 /// A person, as Customer.io identifies them.
 ///

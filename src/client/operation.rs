@@ -3,10 +3,10 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::event::{Event, to_object};
-use crate::event_id::EventId;
-use crate::identifier::Identifier;
-use crate::validate::{self, Invalid};
+use crate::client::event::{Event, to_object};
+use crate::client::event_id::EventId;
+use crate::client::identifier::Identifier;
+use crate::client::validate::{self, Invalid};
 
 /// One validated Track v2 operation, such as identifying a person or
 /// recording an event.

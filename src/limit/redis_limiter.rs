@@ -5,13 +5,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::client::ApiClass;
-use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::limiter::{Limiter, Unlimited};
-use crate::rate_limit::RateLimit;
-use crate::redis_link::{self, RedisLink};
-use crate::token_bucket::TokenBucket;
+use crate::limit::api_class::ApiClass;
+use crate::limit::clock::{Clock, SystemClock};
+use crate::limit::limiter::{Limiter, Unlimited};
+use crate::limit::rate_limit::RateLimit;
+use crate::limit::redis_link::{self, RedisLink};
+use crate::limit::token_bucket::TokenBucket;
 
 /// How long the hash lives on after its last scheduled permit. Past that it
 /// would hold nothing but a full bucket, which is what a missing hash means.

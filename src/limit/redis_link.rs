@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::clock::Clock;
+use crate::limit::clock::Clock;
 
 /// Idle connections kept for reuse; more threads than this open their own.
 const MAX_IDLE: usize = 16;

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
 use parking_lot::{Condvar, Mutex};
 
-use crate::dispatcher_stats::{DispatcherStats, LatencyHistogram};
 use crate::error::{Error, Result};
-use crate::limiter::Limiter;
-use crate::retry::{RetryPolicy, RetryStats};
-use crate::ticket::{JobError, Outcome, Ticket};
+use crate::limit::limiter::Limiter;
+use crate::queue::stats::{DispatcherStats, LatencyHistogram};
+use crate::queue::ticket::{JobError, Outcome, Ticket};
+use crate::retry::policy::{RetryPolicy, RetryStats};
 
 /// How often an idle worker looks up from the queue to see whether it should
 /// stop, when no message told it to.

@@ -2,10 +2,9 @@
 
 use std::fmt;
 
-use serde::Deserialize;
-
-use crate::operation::Operation;
-use crate::validate::{self, Invalid, MAX_BATCH_BYTES, MAX_ITEM_BYTES};
+use crate::client::item_error::ItemError;
+use crate::client::operation::Operation;
+use crate::client::validate::{self, Invalid, MAX_BATCH_BYTES, MAX_ITEM_BYTES};
 
 const OPEN: &[u8] = b"{\"batch\":[";
 const CLOSE: &[u8] = b"]}";
@@ -165,36 +164,6 @@ impl BatchPacker {
     }
 }
 
-/// One item Customer.io rejected in a batch it otherwise accepted (HTTP 207).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ItemError {
-    /// The item's position in its batch, from 0.
-    #[serde(rename = "batch_index", default)]
-    pub index: usize,
-    /// Customer.io's short reason, e.g. `"invalid"`.
-    #[serde(default)]
-    pub reason: String,
-    /// The field at fault, if Customer.io named one.
-    #[serde(default)]
-    pub field: Option<String>,
-    /// Customer.io's message.
-    #[serde(default)]
-    pub message: String,
-}
-
-impl fmt::Display for ItemError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "item {}: {}", self.index, self.reason)?;
-        if let Some(field) = &self.field {
-            write!(f, " ({field})")?;
-        }
-        if !self.message.is_empty() {
-            write!(f, ": {}", self.message)?;
-        }
-        Ok(())
-    }
-}
-
 /// What Customer.io said of a batch: every item accepted, or some rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BatchResponse {
@@ -287,7 +256,7 @@ mod tests {
     #[test]
     fn item_errors_parse_from_a_207_body() {
         let body = r#"{"errors":[{"batch_index":3,"reason":"invalid","field":"identifiers","message":"no id"}]}"#;
-        #[derive(Deserialize)]
+        #[derive(serde::Deserialize)]
         struct Body {
             errors: Vec<ItemError>,
         }

@@ -3,16 +3,16 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::app::{BroadcastTrigger, Delivery, TransactionalMessage};
-use crate::batch::{Batch, BatchResponse};
-use crate::client::Client;
-use crate::device::Device;
-use crate::dispatcher::{Dispatcher, DispatcherBuilder, SubmitError};
+use crate::client::app::{BroadcastTrigger, Delivery, TransactionalMessage};
+use crate::client::batch::{Batch, BatchResponse};
+use crate::client::client::Client;
+use crate::client::device::Device;
+use crate::client::event::{Event, to_object};
+use crate::client::identifier::Identifier;
+use crate::client::operation::Operation;
 use crate::error::{Error, Result};
-use crate::event::{Event, to_object};
-use crate::identifier::Identifier;
-use crate::operation::Operation;
-use crate::ticket::Ticket;
+use crate::queue::dispatcher::{Dispatcher, DispatcherBuilder, SubmitError};
+use crate::queue::ticket::Ticket;
 
 /// One [`Client`] call as data, to queue on a [`Dispatcher`] built with
 /// [`DispatcherBuilder::build_for_client`]. Calls a shutdown hands back can be

@@ -5,10 +5,11 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use crate::client::{ApiClass, Client};
+use crate::client::client::Client;
 use crate::error::{Credential, Error, Result, TimeoutKind, TransportKind};
-use crate::retry::Call;
-use crate::retry_after::parse_retry_after;
+use crate::limit::api_class::ApiClass;
+use crate::retry::policy::Call;
+use crate::retry::retry_after::parse_retry_after;
 
 /// The HTTP methods Customer.io's APIs use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::limiter::{Limiter, duration_nanos, nanos_since};
-use crate::rate_limit::{RateLimit, check_rate};
+use crate::limit::clock::{Clock, SystemClock};
+use crate::limit::limiter::{Limiter, duration_nanos, nanos_since};
+use crate::limit::rate_limit::{RateLimit, check_rate};
 
 /// A thread-safe token bucket that blocks callers until their permit is due.
 ///

@@ -3,16 +3,18 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::batch::{Batch, BatchPacker, BatchResponse, ItemError};
-use crate::client::{ApiClass, Client};
-use crate::device::Device;
+use crate::client::batch::{Batch, BatchPacker, BatchResponse};
+use crate::client::client::Client;
+use crate::client::device::Device;
+use crate::client::event::{Event, to_object};
+use crate::client::identifier::{Identifier, percent_encode};
+use crate::client::item_error::ItemError;
+use crate::client::operation::Operation;
+use crate::client::request::{Method, Request};
+use crate::client::validate::{self, Invalid};
 use crate::error::Result;
-use crate::event::{Event, to_object};
-use crate::identifier::{Identifier, percent_encode};
-use crate::operation::Operation;
-use crate::request::{Method, Request};
-use crate::retry::Call;
-use crate::validate::{self, Invalid};
+use crate::limit::api_class::ApiClass;
+use crate::retry::policy::Call;
 
 impl Client {
     /// Creates or updates a person with `attributes`, a JSON object
@@ -279,7 +281,7 @@ impl Client {
         method: Method,
         path: String,
         body: Option<&Value>,
-    ) -> Result<crate::request::Answer> {
+    ) -> Result<crate::client::request::Answer> {
         let body =
             body.map(|body| serde_json::to_vec(body).expect("a JSON value always serializes"));
         self.send(&Request {
@@ -296,7 +298,7 @@ impl Client {
         call: Call<'_>,
         path: String,
         body: Vec<u8>,
-    ) -> Result<crate::request::Answer> {
+    ) -> Result<crate::client::request::Answer> {
         self.send(&Request {
             class: ApiClass::Track,
             call,

@@ -1,0 +1,39 @@
+//! The limit room: how many requests may go out, and when.
+//!
+//! # Overview
+//!
+//! - [`Limiter`]: the trait everything that sends waits on, one permit per
+//!   request; [`Unlimited`] grants everything but honours a pause.
+//! - [`TokenBucket`]: a blocking GCRA bucket, at most `burst + rate × T`
+//!   permits in any window T, served in arrival order.
+//! - [`AdaptiveLimiter`]: a bucket that lowers its rate on 429s and climbs
+//!   back while calls succeed.
+//! - `RedisLimiter` (feature `redis`): one budget shared by every process
+//!   that points at the same Redis key.
+//! - [`RateLimit`]: a validated rate, with presets for Customer.io's limits;
+//!   [`ApiClass`]: the budgets Customer.io keeps apart.
+//! - [`Clock`], [`SystemClock`], [`ManualClock`]: time is injected, so
+//!   timing logic is tested without sleeping.
+//!
+//! This room depends on nothing else in the crate but [`Error`](crate::Error).
+//! The retry loop, the client, the queue and the importer all wait here.
+
+pub(crate) mod adaptive;
+pub(crate) mod api_class;
+pub(crate) mod clock;
+pub(crate) mod limiter;
+pub(crate) mod rate_limit;
+#[cfg(feature = "redis")]
+pub(crate) mod redis_limiter;
+#[cfg(feature = "redis")]
+pub(crate) mod redis_link;
+pub(crate) mod token_bucket;
+
+pub use adaptive::{AdaptiveLimiter, AdaptiveLimiterBuilder};
+pub use api_class::ApiClass;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use limiter::{Limiter, Unlimited};
+pub use rate_limit::RateLimit;
+#[cfg(feature = "redis")]
+pub use redis_limiter::{RedisLimiter, RedisLimiterBuilder, WhenUnreachable};
+pub use token_bucket::{NotUntil, TokenBucket};
