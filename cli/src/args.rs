@@ -10,7 +10,7 @@ use std::time::Duration;
 use cio_ratelimit::{Identifier, Region};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
-use crate::credentials::Key;
+use crate::key::Key;
 
 const AFTER_HELP: &str = "\
 Credentials (every call takes them the same way):

@@ -5,13 +5,13 @@
 //! `--api-key-file` exclude each other. Keys are never required on the
 //! command line (where `ps` shows them) and never printed.
 
-use std::fmt;
 use std::path::Path;
 
 use cio_ratelimit::{Client, ClientBuilder, RetryPolicy};
 
 use crate::args::Global;
 use crate::error::{Error, Missing};
+use crate::key::Key;
 
 /// The environment variable holding the Track API site id.
 pub const SITE_ID_ENV: &str = "CUSTOMERIO_SITE_ID";
@@ -19,28 +19,6 @@ pub const SITE_ID_ENV: &str = "CUSTOMERIO_SITE_ID";
 pub const API_KEY_ENV: &str = "CUSTOMERIO_TRACK_API_KEY";
 /// The environment variable holding the App API key.
 pub const APP_KEY_ENV: &str = "CUSTOMERIO_APP_API_KEY";
-
-/// An API key. Its `Debug` shows `<redacted>`, and it has no `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Key(String);
-
-impl Key {
-    /// A key given on the command line (clap's value parser).
-    pub fn parse(text: &str) -> Result<Key, std::convert::Infallible> {
-        Ok(Key(text.to_owned()))
-    }
-
-    /// The key itself, only ever handed to the library's builder.
-    fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
 
 /// Which API a command calls, and so which credentials it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +47,8 @@ impl Credentials {
     pub fn emulator() -> Credentials {
         Credentials {
             site_id: cio_emulator::DEFAULT_SITE_ID.into(),
-            api_key: Key(cio_emulator::DEFAULT_API_KEY.into()),
-            app_key: Some(Key(cio_emulator::DEFAULT_APP_KEY.into())),
+            api_key: Key::from_text(cio_emulator::DEFAULT_API_KEY),
+            app_key: Some(Key::from_text(cio_emulator::DEFAULT_APP_KEY)),
         }
     }
 
@@ -128,7 +106,7 @@ impl Credentials {
         // Bearer App key), so a placeholder stands in.
         Ok(Credentials {
             site_id: site_id.unwrap_or_else(|| "unused-by-app-api-calls".into()),
-            api_key: api_key.unwrap_or_else(|| Key("unused-by-app-api-calls".into())),
+            api_key: api_key.unwrap_or_else(|| Key::from_text("unused-by-app-api-calls")),
             app_key,
         })
     }
@@ -182,7 +160,7 @@ fn key(
         return Ok(Some(key.clone()));
     }
     let Some(path) = file else {
-        return Ok(env().map(Key));
+        return Ok(env().map(Key::from_text));
     };
     let text = std::fs::read_to_string(path).map_err(|source| Error::KeyFile {
         flag: file_flag,
@@ -194,7 +172,7 @@ fn key(
             flag: file_flag,
             path: path.to_owned(),
         }),
-        key => Ok(Some(Key(key.to_owned()))),
+        key => Ok(Some(Key::from_text(key))),
     }
 }
 

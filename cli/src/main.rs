@@ -18,6 +18,7 @@ mod error;
 mod exit;
 mod import;
 mod json_arg;
+mod key;
 mod logging;
 mod output;
 mod progress;

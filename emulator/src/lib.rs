@@ -94,7 +94,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod admin;
 mod app_api;
 mod auth;
 mod cli;
@@ -106,6 +105,7 @@ mod records;
 mod routes;
 mod server;
 mod service;
+mod shutdown;
 mod snapshot;
 mod track_v1;
 mod track_v2;

@@ -6,16 +6,16 @@ use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Shutdown as SocketShutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use crate::config::Config;
 use crate::faults::Faults;
 use crate::http::Connection;
 use crate::service::{Reply, Service};
+use crate::shutdown::Shutdown;
 use crate::snapshot::Snapshot;
 
 /// A running Customer.io emulator on `127.0.0.1`.
@@ -229,47 +229,6 @@ fn serve(stream: TcpStream, shared: &Shared) {
     }
 }
 
-/// The stop signal: a flag for quick checks, and a condition variable so that sleeps and
-/// [`Emulator::wait`] end as soon as it fires.
-#[derive(Default)]
-pub(crate) struct Shutdown {
-    fired: AtomicBool,
-    lock: Mutex<()>,
-    changed: Condvar,
-}
-
-impl Shutdown {
-    /// Fires the signal; true the first time.
-    fn trigger(&self) -> bool {
-        let _guard = self.lock.lock();
-        let first = !self.fired.swap(true, Ordering::SeqCst);
-        self.changed.notify_all();
-        first
-    }
-
-    pub(crate) fn is_triggered(&self) -> bool {
-        self.fired.load(Ordering::SeqCst)
-    }
-
-    /// Sleeps for `duration`, or less if the signal fires.
-    pub(crate) fn sleep(&self, duration: Duration) {
-        let deadline = Instant::now() + duration;
-        let mut guard = self.lock.lock();
-        while !self.is_triggered() {
-            if self.changed.wait_until(&mut guard, deadline).timed_out() {
-                break;
-            }
-        }
-    }
-
-    fn wait(&self) {
-        let mut guard = self.lock.lock();
-        while !self.is_triggered() {
-            self.changed.wait(&mut guard);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,23 +237,5 @@ mod tests {
     fn emulator_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Emulator>();
-    }
-
-    #[test]
-    fn a_sleep_ends_when_shutdown_fires() {
-        let shutdown = Arc::new(Shutdown::default());
-        let sleeper = thread::spawn({
-            let shutdown = Arc::clone(&shutdown);
-            move || {
-                let start = Instant::now();
-                shutdown.sleep(Duration::from_secs(30));
-                start.elapsed()
-            }
-        });
-        assert!(shutdown.trigger());
-        assert!(!shutdown.trigger());
-        assert!(sleeper.join().unwrap() < Duration::from_secs(10));
-        // Already fired: no sleep at all.
-        shutdown.sleep(Duration::from_secs(30));
     }
 }

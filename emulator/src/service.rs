@@ -5,7 +5,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-use crate::admin;
+use serde_json::json;
+
 use crate::app_api;
 use crate::auth::Credentials;
 use crate::config::{Config, RetryAfterStyle};
@@ -14,7 +15,7 @@ use crate::http::{Request, Response};
 use crate::rate_window::{Class, RateWindow};
 use crate::records::Records;
 use crate::routes::{self, Api, Route};
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
 use crate::snapshot::Snapshot;
 use crate::track_v1;
 use crate::track_v2;
@@ -68,7 +69,7 @@ impl Service {
     pub(crate) fn answer(&self, request: &Request, shutdown: &Shutdown) -> Reply {
         let route = routes::route(&request.method, &request.path);
         if route.api == Api::Admin {
-            return Reply::Respond(admin::handle(self, &request.method, &request.path));
+            return Reply::Respond(self.admin(&request.method, &request.path));
         }
         self.records.arrived();
         if let Some(class) = route.class {
@@ -83,6 +84,19 @@ impl Service {
             Reply::Drop => self.records.dropped(),
         }
         reply
+    }
+
+    /// The admin routes: `GET /_emulator/snapshot` and `POST /_emulator/reset`. No auth, no
+    /// rate limit, no faults, not counted.
+    fn admin(&self, method: &str, path: &str) -> Response {
+        match (method, path) {
+            ("GET", "/_emulator/snapshot") => Response::json(200, &self.snapshot()),
+            ("POST", "/_emulator/reset") => {
+                self.reset();
+                Response::json(200, &json!({}))
+            }
+            _ => Api::Admin.not_found(method, path),
+        }
     }
 
     fn api_reply(&self, route: Route, request: &Request, shutdown: &Shutdown) -> Reply {
