@@ -62,8 +62,9 @@ pub enum Error {
         /// The region to configure instead.
         use_region: Region,
     },
-    /// An App API call was made on a client built without an App API key.
-    MissingAppKey,
+    /// The call needs a credential the client was built without, e.g. an App
+    /// API call on a client with only Track credentials. Nothing was sent.
+    MissingCredential(Credential),
     /// The request timed out (after any retries).
     Timeout(TimeoutKind),
     /// Customer.io answered with success, but with a body this crate could
@@ -208,8 +209,11 @@ impl fmt::Display for Error {
                 f,
                 "this workspace is not in the configured region (HTTP 301 wrong datacenter); use region {use_region}"
             ),
-            Error::MissingAppKey => {
-                f.write_str("this call needs an App API key, and the client has none")
+            Error::MissingCredential(credential) => {
+                write!(
+                    f,
+                    "this call needs the {credential}, and the client has none"
+                )
             }
             Error::Timeout(TimeoutKind::Connect) => {
                 f.write_str("timed out connecting to Customer.io")

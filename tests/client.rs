@@ -216,8 +216,42 @@ fn an_app_call_without_an_app_key_is_refused_before_sending() {
     let err = client
         .send_email(&TransactionalMessage::new(1, "42"))
         .unwrap_err();
-    assert_eq!(err, Error::MissingAppKey);
+    assert_eq!(err, Error::MissingCredential(Credential::AppApiKey));
     assert_eq!(emu.snapshot().requests, 0);
+}
+
+#[test]
+fn an_app_only_client_sends_app_calls_and_refuses_track_calls_before_sending() {
+    let emu = emulator(Config::default());
+    let client = Client::builder_without_credentials()
+        .app_key(DEFAULT_APP_KEY)
+        .base_url(emu.url())
+        .build()
+        .unwrap();
+    client
+        .send_email(&TransactionalMessage::new(3, "42"))
+        .unwrap();
+    let err = client.identify("42", json!({"plan": "pro"})).unwrap_err();
+    assert_eq!(err, Error::MissingCredential(Credential::TrackApiKey));
+    let snapshot = emu.snapshot();
+    assert_eq!(snapshot.requests, 1, "only the send reached the server");
+    assert_eq!(snapshot.sends.len(), 1);
+    assert!(snapshot.people.is_empty());
+}
+
+#[test]
+fn a_client_without_any_credentials_cannot_be_built() {
+    let err = Client::builder_without_credentials().build().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidConfig {
+                setting: "credentials",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -32,22 +32,23 @@ pub enum Api {
 /// The credentials a command runs with.
 #[derive(Debug, Clone)]
 pub struct Credentials {
-    site_id: String,
-    api_key: Key,
+    site_id: Option<String>,
+    api_key: Option<Key>,
     app_key: Option<Key>,
 }
 
 impl Credentials {
-    /// The site id: the workspace, e.g. in a shared rate limit's key.
-    pub fn site_id(&self) -> &str {
-        &self.site_id
+    /// The site id, when the command has Track credentials: the workspace,
+    /// e.g. in a shared rate limit's key.
+    pub fn site_id(&self) -> Option<&str> {
+        self.site_id.as_deref()
     }
 
     /// The credentials every `cio-emulator` accepts unless told otherwise.
     pub fn emulator() -> Credentials {
         Credentials {
-            site_id: cio_emulator::DEFAULT_SITE_ID.into(),
-            api_key: Key::from_text(cio_emulator::DEFAULT_API_KEY),
+            site_id: Some(cio_emulator::DEFAULT_SITE_ID.into()),
+            api_key: Some(Key::from_text(cio_emulator::DEFAULT_API_KEY)),
             app_key: Some(Key::from_text(cio_emulator::DEFAULT_APP_KEY)),
         }
     }
@@ -100,13 +101,9 @@ impl Credentials {
         if !missing.is_empty() {
             return Err(Error::MissingCredentials(missing));
         }
-        // `Client::builder` insists on Track credentials even for a client
-        // that only calls the App API; an App-only command does not need
-        // them, and they are never sent with App API calls (which use the
-        // Bearer App key), so a placeholder stands in.
         Ok(Credentials {
-            site_id: site_id.unwrap_or_else(|| "unused-by-app-api-calls".into()),
-            api_key: api_key.unwrap_or_else(|| Key::from_text("unused-by-app-api-calls")),
+            site_id,
+            api_key,
             app_key,
         })
     }
@@ -118,8 +115,10 @@ impl Credentials {
     ///
     /// [`Error::Api`] if the retry policy cannot be built.
     pub fn client_builder(self, global: &Global) -> Result<ClientBuilder, Error> {
-        let mut builder =
-            Client::builder(self.site_id, self.api_key.expose()).region(global.region.into());
+        let mut builder = Client::builder_without_credentials().region(global.region.into());
+        if let (Some(site_id), Some(api_key)) = (&self.site_id, &self.api_key) {
+            builder = builder.track_credentials(site_id, api_key.expose());
+        }
         if let Some(app_key) = &self.app_key {
             builder = builder.app_key(app_key.expose());
         }
@@ -212,12 +211,12 @@ mod tests {
     fn the_environment_supplies_what_flags_do_not() {
         let vars = env(&[(SITE_ID_ENV, "env-site"), (API_KEY_ENV, "env-key")]);
         let credentials = Credentials::resolve(&global(&[]), Api::Track, &vars).unwrap();
-        assert_eq!(credentials.site_id, "env-site");
-        assert_eq!(credentials.api_key.expose(), "env-key");
+        assert_eq!(credentials.site_id(), Some("env-site"));
+        assert_eq!(credentials.api_key.as_ref().unwrap().expose(), "env-key");
         let flags = global(&["--site-id", "flag-site", "--api-key", "flag-key"]);
         let credentials = Credentials::resolve(&flags, Api::Track, &vars).unwrap();
-        assert_eq!(credentials.site_id, "flag-site");
-        assert_eq!(credentials.api_key.expose(), "flag-key");
+        assert_eq!(credentials.site_id(), Some("flag-site"));
+        assert_eq!(credentials.api_key.as_ref().unwrap().expose(), "flag-key");
     }
 
     #[test]
@@ -263,7 +262,7 @@ mod tests {
         let vars = env(&[(SITE_ID_ENV, "s"), (API_KEY_ENV, "env-key")]);
         let flags = global(&["--api-key-file", path]);
         let credentials = Credentials::resolve(&flags, Api::Track, &vars).unwrap();
-        assert_eq!(credentials.api_key.expose(), "file-key");
+        assert_eq!(credentials.api_key.as_ref().unwrap().expose(), "file-key");
 
         std::fs::write(&file, "\n \n").unwrap();
         assert!(matches!(

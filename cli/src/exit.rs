@@ -154,7 +154,7 @@ mod tests {
             cio_ratelimit::Error::WrongRegion {
                 use_region: Region::Eu,
             },
-            cio_ratelimit::Error::MissingAppKey,
+            cio_ratelimit::Error::MissingCredential(Credential::AppApiKey),
             cio_ratelimit::Error::Invalid(Invalid::EmptyIdentifier("id")),
             cio_ratelimit::Error::InvalidConfig {
                 setting: "track_url",

@@ -60,11 +60,14 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
     let (builder, site_id) = match &embedded {
         Some(embedded) => (
             embedded.client_builder(global)?,
-            Credentials::emulator().site_id().to_owned(),
+            cio_emulator::DEFAULT_SITE_ID.to_owned(),
         ),
         None => {
             let credentials = Credentials::from_args(global, Api::Track)?;
-            let site_id = credentials.site_id().to_owned();
+            let site_id = credentials
+                .site_id()
+                .expect("Track credentials were resolved")
+                .to_owned();
             (credentials.client_builder(global)?, site_id)
         }
     };

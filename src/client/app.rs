@@ -92,7 +92,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::MissingAppKey`] without an App API key; otherwise as
+    /// [`Error::MissingCredential`] without an App API key; otherwise as
     /// [`identify`](Client::identify).
     pub fn send_email(&self, message: &TransactionalMessage) -> Result<Delivery> {
         self.send_transactional("send_email", "/v1/send/email", message)

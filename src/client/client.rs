@@ -44,8 +44,8 @@ pub struct Client {
 
 pub(crate) struct Inner {
     pub(crate) agent: ureq::Agent,
-    pub(crate) site_id: String,
-    pub(crate) track_auth: Secret,
+    pub(crate) site_id: Option<String>,
+    pub(crate) track_auth: Option<Secret>,
     pub(crate) app_auth: Option<Secret>,
     pub(crate) region: Region,
     pub(crate) track_url: String,
@@ -56,22 +56,28 @@ pub(crate) struct Inner {
 
 impl Client {
     /// Starts building a client for the workspace with this site id and
-    /// Track API key.
+    /// Track API key. Add [`app_key`](ClientBuilder::app_key) for App API
+    /// calls.
     pub fn builder(site_id: impl Into<String>, api_key: impl Into<String>) -> ClientBuilder {
-        ClientBuilder {
-            site_id: site_id.into(),
-            api_key: api_key.into(),
-            app_key: None,
-            region: Region::Us,
-            track_url: None,
-            app_url: None,
-            allow_http: false,
-            connect_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(10),
-            max_idle_connections: 32,
-            limiters: [None, None, None, None],
-            retry: None,
-        }
+        ClientBuilder::new().track_credentials(site_id, api_key)
+    }
+
+    /// Starts building a client with no credentials yet: give it those of the
+    /// APIs it calls, e.g. only an [`app_key`](ClientBuilder::app_key) for a
+    /// program that sends transactional messages. A call to an API whose
+    /// credentials the client lacks fails with
+    /// [`Error::MissingCredential`] before anything is sent.
+    ///
+    /// ```
+    /// use cio_ratelimit::{Client, Credential, Error, Event};
+    ///
+    /// let client = Client::builder_without_credentials().app_key("app-api-key").build()?;
+    /// let track = client.track("42", &Event::new("signed_up"));
+    /// assert!(matches!(track, Err(Error::MissingCredential(Credential::TrackApiKey))));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn builder_without_credentials() -> ClientBuilder {
+        ClientBuilder::new()
     }
 
     /// The limiter calls of this API class wait on.
@@ -105,7 +111,7 @@ impl fmt::Debug for Client {
         let inner = &self.inner;
         f.debug_struct("Client")
             .field("site_id", &inner.site_id)
-            .field("api_key", &"<redacted>")
+            .field("api_key", &inner.track_auth.as_ref().map(|_| "<redacted>"))
             .field("app_key", &inner.app_auth.as_ref().map(|_| "<redacted>"))
             .field("region", &inner.region)
             .field("track_url", &inner.track_url)
@@ -122,8 +128,7 @@ impl fmt::Debug for Client {
 /// [`TokenBucket`] per [`ApiClass`] at its preset limit, and
 /// [`RetryPolicy::default`].
 pub struct ClientBuilder {
-    site_id: String,
-    api_key: String,
+    track: Option<(String, String)>,
     app_key: Option<String>,
     region: Region,
     track_url: Option<String>,
@@ -136,7 +141,41 @@ pub struct ClientBuilder {
     retry: Option<RetryPolicy>,
 }
 
+impl Default for ClientBuilder {
+    fn default() -> ClientBuilder {
+        ClientBuilder::new()
+    }
+}
+
 impl ClientBuilder {
+    /// A builder with no credentials and the defaults above; the same as
+    /// [`Client::builder_without_credentials`].
+    pub fn new() -> ClientBuilder {
+        ClientBuilder {
+            track: None,
+            app_key: None,
+            region: Region::Us,
+            track_url: None,
+            app_url: None,
+            allow_http: false,
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(10),
+            max_idle_connections: 32,
+            limiters: [None, None, None, None],
+            retry: None,
+        }
+    }
+
+    /// The workspace's site id and Track API key, needed for Track API calls.
+    pub fn track_credentials(
+        mut self,
+        site_id: impl Into<String>,
+        api_key: impl Into<String>,
+    ) -> Self {
+        self.track = Some((site_id.into(), api_key.into()));
+        self
+    }
+
     /// The App API key, needed for transactional sends and broadcasts.
     pub fn app_key(mut self, app_key: impl Into<String>) -> Self {
         self.app_key = Some(app_key.into());
@@ -221,15 +260,17 @@ impl ClientBuilder {
     /// a malformed URL, plain `http://` to a host other than loopback without
     /// [`allow_http`](ClientBuilder::allow_http), or a zero timeout.
     pub fn build(self) -> Result<Client> {
-        if self.site_id.trim().is_empty() {
-            return Err(Error::invalid("site_id", "\"\"", "the workspace's site id"));
-        }
-        if self.api_key.trim().is_empty() {
-            return Err(Error::invalid(
-                "api_key",
-                "\"\"",
-                "the workspace's Track API key",
-            ));
+        if let Some((site_id, api_key)) = &self.track {
+            if site_id.trim().is_empty() {
+                return Err(Error::invalid("site_id", "\"\"", "the workspace's site id"));
+            }
+            if api_key.trim().is_empty() {
+                return Err(Error::invalid(
+                    "api_key",
+                    "\"\"",
+                    "the workspace's Track API key",
+                ));
+            }
         }
         if self
             .app_key
@@ -237,6 +278,13 @@ impl ClientBuilder {
             .is_some_and(|key| key.trim().is_empty())
         {
             return Err(Error::invalid("app_key", "\"\"", "an App API key"));
+        }
+        if self.track.is_none() && self.app_key.is_none() {
+            return Err(Error::invalid(
+                "credentials",
+                "none",
+                "Track credentials, an App API key, or both",
+            ));
         }
         if self.timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(Error::invalid("timeout", "0s", "more than zero"));
@@ -267,9 +315,12 @@ impl ClientBuilder {
         Ok(Client {
             inner: Arc::new(Inner {
                 agent: ureq::Agent::new_with_config(config),
-                track_auth: Secret::basic(&self.site_id, &self.api_key),
+                track_auth: self
+                    .track
+                    .as_ref()
+                    .map(|(site_id, api_key)| Secret::basic(site_id, api_key)),
                 app_auth: self.app_key.as_deref().map(Secret::bearer),
-                site_id: self.site_id,
+                site_id: self.track.map(|(site_id, _)| site_id),
                 region: self.region,
                 track_url,
                 app_url,
@@ -288,8 +339,8 @@ impl ClientBuilder {
 impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientBuilder")
-            .field("site_id", &self.site_id)
-            .field("api_key", &"<redacted>")
+            .field("site_id", &self.track.as_ref().map(|(site_id, _)| site_id))
+            .field("api_key", &self.track.as_ref().map(|_| "<redacted>"))
             .field("app_key", &self.app_key.as_ref().map(|_| "<redacted>"))
             .field("region", &self.region)
             .field("track_url", &self.track_url)

@@ -50,12 +50,9 @@ impl Client {
         let inner = &self.inner;
         let (base, auth, credential) = match request.class {
             ApiClass::Track => (&inner.track_url, &inner.track_auth, Credential::TrackApiKey),
-            _ => (
-                &inner.app_url,
-                inner.app_auth.as_ref().ok_or(Error::MissingAppKey)?,
-                Credential::AppApiKey,
-            ),
+            _ => (&inner.app_url, &inner.app_auth, Credential::AppApiKey),
         };
+        let auth = auth.as_ref().ok_or(Error::MissingCredential(credential))?;
         let url = format!("{base}{}", request.path);
         let body = request.body.as_deref().unwrap_or_default();
         let sent = match request.method {
