@@ -13,11 +13,16 @@
 //! and nothing uses it.
 
 pub(crate) mod checkpoint;
+pub(crate) mod compressed;
+#[cfg(feature = "csv")]
+pub(crate) mod csv_rows;
 pub(crate) mod dead_letter;
 pub(crate) mod importer;
 pub(crate) mod progress;
 
 pub use checkpoint::Checkpoint;
+#[cfg(feature = "csv")]
+pub use csv_rows::CsvOptions;
 pub use dead_letter::DeadLetter;
 pub use importer::{ImportMode, Importer, ImporterBuilder};
 pub use progress::{ImportFailure, ImportSummary, Progress};
