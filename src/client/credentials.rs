@@ -32,8 +32,9 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Standard base64 with padding (RFC 4648 §4). Eight lines here beat a dependency.
-fn base64(bytes: &[u8]) -> String {
+/// Standard base64 with padding (RFC 4648 §4). Eight lines here beat a
+/// dependency. Also keeps a dead letter's bytes that are not UTF-8.
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut text = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

@@ -1,11 +1,13 @@
 //! The dead-letter file: lines that could not be delivered, with the reason.
 
-use std::fs::{self, File, OpenOptions};
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::client::credentials::base64;
 use crate::error::{Error, Result};
 
 /// One line of the dead-letter file (NDJSON).
@@ -15,71 +17,99 @@ pub struct DeadLetter {
     pub line: u64,
     /// Why it was not delivered.
     pub reason: String,
-    /// The line as it was read (invalid UTF-8 replaced).
+    /// The line as it was read. When it is not UTF-8, invalid bytes are
+    /// replaced here and [`original_base64`](DeadLetter::original_base64)
+    /// holds the exact bytes.
     pub original: String,
+    /// The line's exact bytes in base64, present only when they are not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_base64: Option<String>,
 }
 
-/// Appends dead letters to a file, created only when the first one comes.
+impl DeadLetter {
+    /// A dead letter for `line`, keeping `original` exactly: as text when it
+    /// is UTF-8, and in base64 beside a readable copy when it is not.
+    pub fn new(line: u64, reason: impl Into<String>, original: &[u8]) -> DeadLetter {
+        let (original, original_base64) = match std::str::from_utf8(original) {
+            Ok(text) => (text.to_owned(), None),
+            Err(_) => (
+                String::from_utf8_lossy(original).into_owned(),
+                Some(base64(original)),
+            ),
+        };
+        DeadLetter {
+            line,
+            reason: reason.into(),
+            original,
+            original_base64,
+        }
+    }
+}
+
+/// Appends dead letters to a file, opened only when the first one comes.
+///
+/// Never truncates or removes: an existing file (an earlier run's letters)
+/// is appended to. A resumed import skips the letters that the interrupted
+/// run already wrote past its checkpoint, so each appears once.
 pub(crate) struct DeadLetters {
     path: PathBuf,
     file: Option<BufWriter<File>>,
     written: u64,
+    /// Letters already in the file past the checkpoint, as (line, original).
+    already_written: HashSet<(u64, String)>,
 }
 
 impl DeadLetters {
-    /// A fresh import: an old dead-letter file at `path` belongs to an earlier
-    /// run and is removed.
-    pub(crate) fn start(path: &Path) -> Result<DeadLetters> {
-        match fs::remove_file(path) {
-            Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => return Err(Error::io("remove the old dead-letter file", path, &err)),
-        }
-        Ok(DeadLetters {
+    /// A fresh import: appends after whatever the file already holds.
+    pub(crate) fn start(path: &Path) -> DeadLetters {
+        DeadLetters {
             path: path.to_owned(),
             file: None,
             written: 0,
-        })
+            already_written: HashSet::new(),
+        }
     }
 
-    /// A resumed import: keeps the dead letters up to `checkpoint_line` and
-    /// drops later ones, which the resumed run will meet again.
+    /// A resumed import: remembers the letters past `checkpoint_line` that
+    /// the interrupted run wrote, and will not write them again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the file cannot be read; [`Error::Checkpoint`] if a
+    /// line of it is not a dead letter.
     pub(crate) fn resume(path: &Path, checkpoint_line: u64) -> Result<DeadLetters> {
-        let kept = match File::open(path) {
-            Ok(file) => {
-                let mut kept = Vec::new();
-                for line in BufReader::new(file).lines() {
-                    let line =
-                        line.map_err(|err| Error::io("read the dead-letter file", path, &err))?;
-                    let letter: DeadLetter =
-                        serde_json::from_str(&line).map_err(|err| Error::Checkpoint {
-                            path: path.to_owned(),
-                            reason: format!(
-                                "the dead-letter file has a line that is not a dead letter: {err}"
-                            ),
-                        })?;
-                    if letter.line <= checkpoint_line {
-                        kept.push(line);
-                    }
-                }
-                kept
-            }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Vec::new(),
+        let mut letters = DeadLetters::start(path);
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(letters),
             Err(err) => return Err(Error::io("open the dead-letter file", path, &err)),
         };
-        let mut letters = DeadLetters::start(path)?;
-        if !kept.is_empty() {
-            let file = letters.open()?;
-            for line in &kept {
-                writeln!(file, "{line}")
-                    .map_err(|err| Error::io("write the dead-letter file", path, &err))?;
+        for line in BufReader::new(file).lines() {
+            let line = line.map_err(|err| Error::io("read the dead-letter file", path, &err))?;
+            let letter: DeadLetter =
+                serde_json::from_str(&line).map_err(|err| Error::Checkpoint {
+                    path: path.to_owned(),
+                    reason: format!(
+                        "the dead-letter file has a line that is not a dead letter: {err}"
+                    ),
+                })?;
+            if letter.line > checkpoint_line {
+                letters
+                    .already_written
+                    .insert((letter.line, letter.original));
             }
-            letters.flush()?;
         }
         Ok(letters)
     }
 
     pub(crate) fn write(&mut self, letter: &DeadLetter) -> Result<()> {
+        if self
+            .already_written
+            .remove(&(letter.line, letter.original.clone()))
+        {
+            self.written += 1; // dead-lettered in this run, written in the last
+            return Ok(());
+        }
         let path = self.path.clone();
         let file = self.open()?;
         serde_json::to_writer(&mut *file, letter)
@@ -100,7 +130,8 @@ impl DeadLetters {
         Ok(())
     }
 
-    /// Dead letters written by this run.
+    /// Lines this run dead-lettered (including those an interrupted run had
+    /// already written).
     pub(crate) fn written(&self) -> u64 {
         self.written
     }
@@ -120,6 +151,8 @@ impl DeadLetters {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
@@ -130,11 +163,7 @@ mod tests {
     }
 
     fn letter(line: u64) -> DeadLetter {
-        DeadLetter {
-            line,
-            reason: "bad".into(),
-            original: format!("line {line}"),
-        }
+        DeadLetter::new(line, "bad", format!("line {line}").as_bytes())
     }
 
     fn read(path: &Path) -> Vec<u64> {
@@ -146,31 +175,58 @@ mod tests {
     }
 
     #[test]
-    fn no_dead_letters_no_file_and_an_old_file_is_removed() {
+    fn no_dead_letters_no_file_and_an_old_file_is_appended_to_never_removed() {
         let path = scratch("lazy");
-        fs::write(&path, "old run\n").unwrap();
-        let mut letters = DeadLetters::start(&path).unwrap();
+        let mut letters = DeadLetters::start(&path);
         letters.flush().unwrap();
-        assert!(!path.exists());
+        assert!(!path.exists(), "no letter, no file");
+        let old = serde_json::to_string(&letter(1)).unwrap();
+        fs::write(&path, format!("{old}\n")).unwrap();
+        let mut letters = DeadLetters::start(&path);
+        letters.flush().unwrap();
+        assert_eq!(read(&path), vec![1], "an earlier run's letters stay");
         letters.write(&letter(3)).unwrap();
         letters.flush().unwrap();
-        assert_eq!(read(&path), vec![3]);
+        assert_eq!(read(&path), vec![1, 3]);
         assert_eq!(letters.written(), 1);
     }
 
     #[test]
-    fn resuming_keeps_letters_up_to_the_checkpoint_only() {
+    fn resuming_appends_and_writes_each_letter_once() {
         let path = scratch("resume");
-        let mut letters = DeadLetters::start(&path).unwrap();
+        let mut letters = DeadLetters::start(&path);
         for line in [2, 5, 9, 12] {
             letters.write(&letter(line)).unwrap();
         }
         letters.flush().unwrap();
         drop(letters);
+        // Interrupted at checkpoint 9: line 12 will be met again.
         let mut resumed = DeadLetters::resume(&path, 9).unwrap();
         resumed.write(&letter(12)).unwrap();
+        resumed.write(&letter(14)).unwrap();
         resumed.flush().unwrap();
-        assert_eq!(read(&path), vec![2, 5, 9, 12]);
+        assert_eq!(read(&path), vec![2, 5, 9, 12, 14]);
+        assert_eq!(
+            resumed.written(),
+            2,
+            "line 12 counts, though it was written before"
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_kept_exactly_in_base64() {
+        let raw = b"{\"id\":\"\xff\xfe\"}";
+        let letter = DeadLetter::new(7, "not UTF-8", raw);
+        assert_eq!(letter.original, "{\"id\":\"\u{fffd}\u{fffd}\"}");
+        assert_eq!(
+            letter.original_base64.as_deref(),
+            Some(base64(raw).as_str())
+        );
+        let text = DeadLetter::new(8, "bad", b"{\"ok\":1}");
+        assert_eq!(text.original, "{\"ok\":1}");
+        assert_eq!(text.original_base64, None);
+        let json = serde_json::to_string(&text).unwrap();
+        assert!(!json.contains("original_base64"), "{json}");
     }
 
     #[test]

@@ -501,7 +501,7 @@ impl Run {
                     .import_id
                     .clone()
                     .unwrap_or_else(|| EventId::new().to_string());
-                (id, 0, DeadLetters::start(&dead_letter_path)?, (0, 0))
+                (id, 0, DeadLetters::start(&dead_letter_path), (0, 0))
             }
         };
         let client = importer.client.clone();
@@ -644,13 +644,10 @@ impl Run {
     }
 
     fn dead_letter(&mut self, line: u64, reason: String, original: &[u8]) -> Result<()> {
-        let original = String::from_utf8_lossy(original).into_owned();
         self.chunk.dead_bytes += reason.len() + original.len();
-        self.chunk.dead.push(DeadLetter {
-            line,
-            reason,
-            original,
-        });
+        self.chunk
+            .dead
+            .push(DeadLetter::new(line, reason, original));
         self.chunk.last_line = line;
         if self.chunk.dead_bytes >= MAX_CHUNK_DEAD_BYTES {
             let batch = self.packer.finish().map(Job::Batch);
@@ -714,14 +711,13 @@ impl Run {
     fn settle(&mut self, chunk: Chunk, rejections: Vec<Rejection>) -> Result<()> {
         let mut rejected: Vec<DeadLetter> = rejections
             .into_iter()
-            .map(|rejection| DeadLetter {
-                line: chunk
+            .map(|rejection| {
+                let line = chunk
                     .item_lines
                     .get(rejection.index)
                     .copied()
-                    .unwrap_or(chunk.last_line),
-                reason: rejection.reason,
-                original: rejection.sent,
+                    .unwrap_or(chunk.last_line);
+                DeadLetter::new(line, rejection.reason, rejection.sent.as_bytes())
             })
             .collect();
         let delivered = chunk.item_lines.len() as u64 - rejected.len() as u64;
