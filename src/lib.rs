@@ -27,10 +27,13 @@
 //!
 //! # What is in the crate
 //!
-//! - [`Client`]: Track v1 (identify, track, anonymous events, suppress,
-//!   delete, devices, merge), Track v2 ([`Operation`], [`BatchPacker`],
-//!   batches with per-item rejections as data), App API (transactional email
-//!   and push, broadcast triggers), US and EU [`Region`]s.
+//! - [`Client`]: Track v1 (identify, track, anonymous and invite events,
+//!   suppress, delete, devices, merge, manual segments, push metrics), Track
+//!   v2 ([`Operation`], [`BatchPacker`], batches with per-item rejections as
+//!   data), App API (transactional email, push, SMS, in-app and inbox
+//!   messages, broadcast triggers; reads: people by email, a person's
+//!   attributes and segments, segments and their members, people exports),
+//!   US and EU [`Region`]s.
 //! - [`TokenBucket`]: a blocking GCRA limiter guarded by a `parking_lot`
 //!   mutex. In any window of length T it grants at most `burst + rate × T`
 //!   permits, for any number of threads, in the order they asked.
@@ -84,8 +87,9 @@ mod retry;
 pub use crate::client::validate;
 pub use crate::client::{
     Batch, BatchPacker, BatchResponse, BroadcastTrigger, Client, ClientBuilder, Delivery, Device,
-    Event, EventId, EventKind, Identifier, Invalid, ItemError, Operation, Platform, Region,
-    TransactionalMessage,
+    Event, EventId, EventKind, Export, Identifier, Invalid, ItemError, MAX_SEGMENT_IDS_PER_REQUEST,
+    Operation, PersonIdentifiers, PersonProfile, Platform, PushEvent, PushMetric, Region, Segment,
+    SegmentMembers, TransactionalMessage,
 };
 pub use crate::error::{Credential, Error, Result, TimeoutKind, TransportKind};
 pub use crate::import::{

@@ -3,9 +3,12 @@
 //! # Overview
 //!
 //! - [`Client`] and [`ClientBuilder`]: Track v1 and v2 and the App API, each
-//!   call rate limited and retried through the rooms below.
+//!   call rate limited and retried through the rooms below: sends on the
+//!   transactional limiter, reads on the App limiter.
 //! - What calls carry: [`Identifier`], [`Event`], [`Device`], [`Operation`],
-//!   [`TransactionalMessage`], [`BroadcastTrigger`].
+//!   [`TransactionalMessage`], [`BroadcastTrigger`], [`PushMetric`].
+//! - What App API reads return: [`PersonIdentifiers`], [`PersonProfile`],
+//!   [`Segment`], [`Export`]; [`SegmentMembers`] pages through a segment.
 //! - Batches: [`BatchPacker`] packs operations into [`Batch`]es under
 //!   Customer.io's size limits; [`BatchResponse`] and [`ItemError`] say what
 //!   came back.
@@ -24,11 +27,16 @@ pub(crate) mod credentials;
 pub(crate) mod device;
 pub(crate) mod event;
 pub(crate) mod event_id;
+pub(crate) mod exports;
 pub(crate) mod identifier;
 pub(crate) mod item_error;
+pub(crate) mod messages;
 pub(crate) mod operation;
+pub(crate) mod people;
+pub(crate) mod push_metric;
 pub(crate) mod region;
 pub(crate) mod request;
+pub(crate) mod segments;
 pub(crate) mod track;
 pub mod validate;
 
@@ -38,8 +46,12 @@ pub use client::{Client, ClientBuilder};
 pub use device::{Device, Platform};
 pub use event::{Event, EventKind};
 pub use event_id::EventId;
+pub use exports::Export;
 pub use identifier::Identifier;
 pub use item_error::ItemError;
 pub use operation::Operation;
+pub use people::{PersonIdentifiers, PersonProfile};
+pub use push_metric::{PushEvent, PushMetric};
 pub use region::Region;
+pub use segments::{MAX_SEGMENT_IDS_PER_REQUEST, Segment, SegmentMembers};
 pub use validate::Invalid;

@@ -3,6 +3,7 @@
 use std::io;
 use std::time::SystemTime;
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::client::client::Client;
@@ -14,6 +15,7 @@ use crate::retry::retry_after::parse_retry_after;
 /// The HTTP methods Customer.io's APIs use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Method {
+    Get,
     Put,
     Post,
     Delete,
@@ -37,6 +39,31 @@ pub(crate) struct Answer {
 }
 
 impl Client {
+    /// Reads an App API resource (`GET path`, query included) on the App
+    /// limiter; a read is always safe to repeat.
+    pub(crate) fn read<T: DeserializeOwned>(&self, name: &str, path: String) -> Result<T> {
+        self.app_json(Call::safe(name), Method::Get, path, None)
+    }
+
+    /// Sends an App API request on the App limiter and reads its JSON answer.
+    pub(crate) fn app_json<T: DeserializeOwned>(
+        &self,
+        call: Call<'_>,
+        method: Method,
+        path: String,
+        body: Option<&Value>,
+    ) -> Result<T> {
+        let answer = self.send(&Request {
+            class: ApiClass::App,
+            call,
+            method,
+            path,
+            body: body
+                .map(|body| serde_json::to_vec(body).expect("a JSON value always serializes")),
+        })?;
+        parse_answer(answer.status, &answer.body)
+    }
+
     /// Sends `request` through its class's limiter and the retry policy.
     pub(crate) fn send(&self, request: &Request<'_>) -> Result<Answer> {
         let limiter = self.limiter(request.class);
@@ -58,6 +85,11 @@ impl Client {
         let sent = match request.method {
             Method::Put => with_headers(inner.agent.put(&url), auth.header_value()).send(body),
             Method::Post => with_headers(inner.agent.post(&url), auth.header_value()).send(body),
+            Method::Get => inner
+                .agent
+                .get(&url)
+                .header("authorization", auth.header_value())
+                .call(),
             Method::Delete => inner
                 .agent
                 .delete(&url)
@@ -114,6 +146,15 @@ fn with_headers(
     builder
         .header("authorization", auth)
         .header("content-type", "application/json")
+}
+
+/// A typed answer from a 2xx body; a body that does not parse is reported
+/// with what went wrong, never taken for an empty answer.
+pub(crate) fn parse_answer<T: DeserializeOwned>(status: u16, body: &str) -> Result<T> {
+    serde_json::from_str(body).map_err(|err| Error::Unreadable {
+        status,
+        message: format!("the answer: {err}"),
+    })
 }
 
 /// Customer.io's message from any of its error body shapes: Track v1

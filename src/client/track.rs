@@ -87,6 +87,44 @@ impl Client {
         Ok(())
     }
 
+    /// Records an invite: an anonymous event without an anonymous id whose
+    /// `data.recipient` is the email address a campaign it triggers writes to
+    /// (`POST /api/v1/events`; the "invite event" form of Customer.io's
+    /// `trackAnonymous`). Nobody is created in the workspace.
+    ///
+    /// ```no_run
+    /// use cio_ratelimit::{Client, Event};
+    /// use serde_json::json;
+    ///
+    /// let client = Client::builder("site-id", "track-api-key").build()?;
+    /// let invite = Event::new("invited").data(json!({"from": "Ada"}))?;
+    /// client.track_invite("grace@example.com", &invite)?;
+    /// # Ok::<(), cio_ratelimit::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`track`](Client::track); [`Invalid::EmptyIdentifier`] for an
+    /// empty recipient.
+    pub fn track_invite(&self, recipient: &str, event: &Event) -> Result<()> {
+        validate::identifier("recipient", recipient)?;
+        event.validate()?;
+        let mut body = event.v1_body();
+        let data = body
+            .entry("data")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Value::Object(data) = data {
+            data.insert("recipient".into(), Value::String(recipient.into()));
+        }
+        self.send_json(
+            Call::safe("track_invite"),
+            Method::Post,
+            "/api/v1/events".into(),
+            Some(&Value::Object(body)),
+        )?;
+        Ok(())
+    }
+
     /// Stops all messages to a person (`POST /api/v1/customers/{id}/suppress`).
     ///
     /// # Errors
@@ -122,11 +160,13 @@ impl Client {
         )
     }
 
-    /// Deletes a person (`DELETE /api/v1/customers/{id}`).
+    /// Deletes a person (`DELETE /api/v1/customers/{id}`); `destroy` in
+    /// Customer.io's reference and customerio-node.
     ///
     /// # Errors
     ///
     /// As [`identify`](Client::identify).
+    #[doc(alias = "destroy")]
     pub fn delete(&self, person: impl Into<Identifier>) -> Result<()> {
         let person = person.into();
         person.validate()?;

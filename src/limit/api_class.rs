@@ -8,10 +8,10 @@ pub enum ApiClass {
     /// Track API calls: people, events, devices, v2 entity and batch.
     /// Default limit [`RateLimit::TRACK_API`].
     Track,
-    /// Transactional sends (`/v1/send/email`, `/v1/send/push`).
+    /// Transactional sends (`/v1/send/email`, `/v1/send/push`, `/v1/send/sms`, ...).
     /// Default limit [`RateLimit::TRANSACTIONAL_API`].
     Transactional,
-    /// Other App API calls. Default limit [`RateLimit::APP_API`].
+    /// Other App API calls: reads, exports. Default limit [`RateLimit::APP_API`].
     App,
     /// Broadcast triggers. Default limit [`RateLimit::BROADCAST_TRIGGERS`].
     Broadcast,
