@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::config::{Config, DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_SITE_ID, RetryAfterStyle};
+use crate::config::{
+    Config, DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_SITE_ID, Datacenter, RetryAfterStyle,
+};
 use crate::faults::Faults;
 use crate::server::Emulator;
 
@@ -66,6 +68,18 @@ struct Args {
     /// Fixed extra latency on every API request, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = 0)]
     latency_ms: u64,
+    /// Play a workspace that lives in this data center, asked in the other one: answer every
+    /// API request 301 "wrong datacenter" with a Location there
+    #[arg(long, value_enum, value_name = "HOME")]
+    wrong_datacenter: Option<DatacenterArg>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DatacenterArg {
+    /// The United States
+    Us,
+    /// The European Union
+    Eu,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -103,7 +117,12 @@ impl Args {
             .unavailable(self.unavailable)
             .drop_connection(self.drop_connection)
             .slow(self.slow, Duration::from_millis(self.slow_ms));
-        Config::default()
+        let config = match self.wrong_datacenter {
+            Some(DatacenterArg::Us) => Config::default().wrong_datacenter(Datacenter::Us),
+            Some(DatacenterArg::Eu) => Config::default().wrong_datacenter(Datacenter::Eu),
+            None => Config::default(),
+        };
+        config
             .port(self.port)
             .site_id(&self.site_id)
             .api_key(&self.api_key)
@@ -191,11 +210,14 @@ mod tests {
             "1",
             "--slow-ms",
             "5",
+            "--wrong-datacenter",
+            "eu",
         ])
         .unwrap();
         let config = args.config();
         assert_eq!(config.track.limit, 7);
         assert_eq!(config.retry_after, RetryAfterStyle::HttpDate);
+        assert_eq!(config.wrong_datacenter, Some(Datacenter::Eu));
         assert_eq!(
             config.faults,
             Faults::default()

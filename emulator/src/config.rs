@@ -12,6 +12,28 @@ pub const DEFAULT_API_KEY: &str = "emulator-api-key";
 /// The App API key an emulator accepts unless [`Config::app_key`] says otherwise.
 pub const DEFAULT_APP_KEY: &str = "emulator-app-key";
 
+/// A Customer.io data center, for the wrong-datacenter mode
+/// ([`Config::wrong_datacenter`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Datacenter {
+    /// The United States: `track.customer.io`, `api.customer.io`.
+    Us,
+    /// The European Union: `track-eu.customer.io`, `api-eu.customer.io`.
+    Eu,
+}
+
+impl Datacenter {
+    /// The base URL of the Track API (`track`) or the App API in this data center.
+    pub(crate) fn base_url(self, track: bool) -> &'static str {
+        match (self, track) {
+            (Datacenter::Us, true) => "https://track.customer.io",
+            (Datacenter::Us, false) => "https://api.customer.io",
+            (Datacenter::Eu, true) => "https://track-eu.customer.io",
+            (Datacenter::Eu, false) => "https://api-eu.customer.io",
+        }
+    }
+}
+
 /// How a `429 Too Many Requests` answer tells the client when to come back.
 ///
 /// Customer.io does not promise a `Retry-After` on every 429, and RFC 9110 allows two
@@ -53,6 +75,7 @@ pub(crate) struct ClassLimit {
 /// | [`retry_after`](Config::retry_after) | [`RetryAfterStyle::Seconds`] |
 /// | [`faults`](Config::faults) | none |
 /// | [`latency`](Config::latency) | none |
+/// | [`wrong_datacenter`](Config::wrong_datacenter) | off |
 ///
 /// A limit of 0 means unlimited. `Debug` never shows the keys.
 ///
@@ -80,6 +103,7 @@ pub struct Config {
     pub(crate) retry_after: RetryAfterStyle,
     pub(crate) faults: Faults,
     pub(crate) latency: Duration,
+    pub(crate) wrong_datacenter: Option<Datacenter>,
 }
 
 impl Default for Config {
@@ -109,6 +133,7 @@ impl Default for Config {
             retry_after: RetryAfterStyle::Seconds,
             faults: Faults::default(),
             latency: Duration::ZERO,
+            wrong_datacenter: None,
         }
     }
 }
@@ -207,6 +232,17 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Plays a workspace that lives in `home`, asked in the wrong data center: every Track and
+    /// App API request is answered `301 Moved Permanently`, `wrong datacenter`, with a
+    /// `Location` in `home`, as Customer.io answers a client configured for the other region.
+    /// Nothing is recorded.
+    pub fn wrong_datacenter(mut self, home: Datacenter) -> Self {
+        self.wrong_datacenter = Some(home);
+        self
+    }
+}
+
 fn nonzero_window(setting: &str, window: Duration) -> Duration {
     assert!(
         !window.is_zero(),
@@ -229,6 +265,7 @@ impl fmt::Debug for Config {
             .field("retry_after", &self.retry_after)
             .field("faults", &self.faults)
             .field("latency", &self.latency)
+            .field("wrong_datacenter", &self.wrong_datacenter)
             .finish()
     }
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::app_api;
 use crate::auth::Credentials;
-use crate::config::{Config, RetryAfterStyle};
+use crate::config::{Config, Datacenter, RetryAfterStyle};
 use crate::faults::{FaultDice, Faults};
 use crate::http::{Request, Response};
 use crate::rate_window::{Class, RateWindow};
@@ -34,6 +34,7 @@ pub(crate) struct Service {
     credentials: Credentials,
     retry_after: RetryAfterStyle,
     latency: Duration,
+    wrong_datacenter: Option<Datacenter>,
     records: Records,
     /// One per [`Class`], indexed by [`Class::index`].
     windows: [Mutex<RateWindow>; 4],
@@ -59,6 +60,7 @@ impl Service {
             },
             retry_after: config.retry_after,
             latency: config.latency,
+            wrong_datacenter: config.wrong_datacenter,
             records: Records::default(),
             windows: Class::ALL.map(window),
             faults: Mutex::new(FaultDice::new(config.faults.clone())),
@@ -91,6 +93,17 @@ impl Service {
     fn admin(&self, method: &str, path: &str) -> Response {
         match (method, path) {
             ("GET", "/_emulator/snapshot") => Response::json(200, &self.snapshot()),
+            ("GET", _) if path.starts_with("/_emulator/exports/") => {
+                let id = path.trim_start_matches("/_emulator/exports/").parse().ok();
+                match id.and_then(|id| self.records.export_file(id)) {
+                    Some(csv) => Response {
+                        status: 200,
+                        headers: Vec::new(),
+                        body: csv.into_bytes(),
+                    },
+                    None => Api::Admin.not_found(method, path),
+                }
+            }
             ("POST", "/_emulator/reset") => {
                 self.reset();
                 Response::json(200, &json!({}))
@@ -101,6 +114,14 @@ impl Service {
 
     fn api_reply(&self, route: Route, request: &Request, shutdown: &Shutdown) -> Reply {
         let (method, path) = (request.method.as_str(), request.path.as_str());
+        if let Some(home) = self.wrong_datacenter
+            && matches!(route.api, Api::TrackV1 | Api::TrackV2 | Api::App)
+        {
+            let track = route.api != Api::App;
+            let location = format!("{}{path}", home.base_url(track));
+            let response = route.api.error(301, "wrong_datacenter", "wrong datacenter");
+            return Reply::Respond(response.with_header("Location", location));
+        }
         let authorization = request.header("authorization");
         let authorized = match route.api {
             Api::TrackV1 | Api::TrackV2 => self.credentials.track_allows(authorization),
@@ -130,9 +151,9 @@ impl Service {
         }
         let body = request.body.as_slice();
         let mut response = match route.api {
-            Api::TrackV1 => track_v1::handle(method, path, body, &self.records),
+            Api::TrackV1 => track_v1::handle(request, &self.records),
             Api::TrackV2 => track_v2::handle(method, path, body, &self.records),
-            _ => app_api::handle(method, path, body, &self.records),
+            _ => app_api::handle(request, &self.records),
         };
         if roll.error_after_store && response.is_success() {
             response = internal_error(route.api, "after");

@@ -28,6 +28,19 @@ pub struct Snapshot {
     pub sends: Vec<SentMessage>,
     /// Broadcasts triggered (`POST /v1/campaigns/{id}/triggers`), in order.
     pub broadcasts: Vec<Broadcast>,
+    /// Manual segments by id, created by the first add to them
+    /// (`POST /api/v1/segments/{id}/add_customers`).
+    pub segments: BTreeMap<u64, Segment>,
+    /// Delivery metrics reported (Track v1 `POST /api/v1/push/events` and v2
+    /// `delivery` operations), in order.
+    pub delivery_metrics: Vec<DeliveryMetric>,
+    /// Objects (Track v2 `object` operations), keyed `{object_type_id}/{object_id}`.
+    pub objects: BTreeMap<String, Object>,
+    /// Relationships between people and objects (v2 `add_relationships`,
+    /// `cio_relationships` on an identify).
+    pub relationships: BTreeSet<Relationship>,
+    /// People exports created through the App API, in order.
+    pub exports: Vec<Export>,
     /// Every Customer.io API request that arrived, answered or not (admin routes excluded).
     pub requests: u64,
     /// Answers by HTTP status (dropped connections are not answers and are not counted here).
@@ -51,6 +64,56 @@ pub struct Person {
     pub devices: BTreeMap<String, Value>,
     /// How many identify calls this person received.
     pub identify_count: u64,
+    /// Customer.io's id for the person, given by the emulator when it first
+    /// recorded them (`e0000001`, `e0000002`, ...).
+    pub cio_id: String,
+}
+
+/// A manual segment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    /// Its members, each a key of [`Snapshot::people`].
+    pub members: BTreeSet<String>,
+}
+
+/// A delivery metric: what happened to a message on the device.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryMetric {
+    /// The delivery it is about (its `CIO-Delivery-ID`).
+    pub delivery_id: String,
+    /// `"delivered"`, `"opened"`, `"converted"`, ...
+    pub metric: String,
+    /// The device (its `CIO-Delivery-Token`), when reported.
+    pub device_id: Option<String>,
+    /// When it happened, in Unix seconds, when reported.
+    pub timestamp: Option<i64>,
+}
+
+/// An object (a company, an account, ...) of Track v2.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Object {
+    /// Attributes merged over all identify operations.
+    pub attributes: Map<String, Value>,
+}
+
+/// A person related to an object.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Relationship {
+    /// The person, a key of [`Snapshot::people`].
+    pub person: String,
+    /// The object, a key of [`Snapshot::objects`].
+    pub object: String,
+}
+
+/// A people export.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Export {
+    /// Its id.
+    pub id: u64,
+    /// The `filters` it was created with.
+    pub filters: Value,
+    /// The people it selected when it was created, keys of [`Snapshot::people`].
+    pub people: Vec<String>,
 }
 
 /// An event stored by the emulator.
@@ -75,7 +138,7 @@ pub struct Event {
 /// A transactional message accepted by the App API.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SentMessage {
-    /// `"email"` or `"push"`.
+    /// `"email"`, `"push"`, `"sms"`, `"in_app"` or `"inbox_message"`.
     pub kind: String,
     /// The `delivery_id` the emulator answered with.
     pub delivery_id: String,

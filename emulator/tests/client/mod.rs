@@ -14,6 +14,7 @@ use ureq::http;
 pub struct Answer {
     pub status: u16,
     pub retry_after: Option<String>,
+    pub location: Option<String>,
     pub text: String,
     /// The body parsed as JSON, or `Value::Null` when it is not JSON.
     pub json: Value,
@@ -33,6 +34,7 @@ impl Client {
     pub fn with_url(url: &str) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .max_redirects(0)
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .new_agent();
@@ -77,10 +79,15 @@ impl Client {
             .headers()
             .get("retry-after")
             .map(|value| value.to_str().unwrap().to_owned());
+        let location = response
+            .headers()
+            .get("location")
+            .map(|value| value.to_str().unwrap().to_owned());
         let text = response.body_mut().read_to_string()?;
         Ok(Answer {
             status: response.status().as_u16(),
             retry_after,
+            location,
             json: serde_json::from_str(&text).unwrap_or(Value::Null),
             text,
         })
