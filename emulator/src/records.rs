@@ -298,6 +298,12 @@ impl Inner {
 
     /// The person an App API identifier names.
     fn find(&self, id_type: &str, value: &str) -> Option<(&String, &Person)> {
+        // Most people are recorded under the identifier a lookup gives: look there first.
+        if let Some((key, person)) = self.snapshot.people.get_key_value(value)
+            && is(key, person, id_type, value)
+        {
+            return Some((key, person));
+        }
         self.snapshot
             .people
             .iter()
@@ -413,24 +419,28 @@ impl Inner {
     }
 }
 
-/// A person's `{id, email, cio_id}`: from their attributes, else from the key they were
-/// recorded under (an email if it has an `@`, an id unless it is `cio_...`).
-fn identifiers(key: &str, person: &Person) -> Value {
+/// A person's id and email: from their attributes, else from the key they were recorded under
+/// (an email if it has an `@`, an id unless it is `cio_...`).
+fn id_and_email<'a>(key: &'a str, person: &'a Person) -> (Option<&'a str>, Option<&'a str>) {
     let attribute = |name: &str| person.attributes.get(name).and_then(Value::as_str);
     let email = attribute("email").or(key.contains('@').then_some(key));
     let id = attribute("id").or((!key.contains('@') && !key.starts_with("cio_")).then_some(key));
+    (id, email)
+}
+
+/// A person's `{id, email, cio_id}`, as the App API lists people.
+fn identifiers(key: &str, person: &Person) -> Value {
+    let (id, email) = id_and_email(key, person);
     json!({ "id": id, "email": email, "cio_id": person.cio_id })
 }
 
 /// Whether the App API identifier `value` of kind `id_type` names this person.
 fn is(key: &str, person: &Person, id_type: &str, value: &str) -> bool {
-    let ids = identifiers(key, person);
+    let (id, email) = id_and_email(key, person);
     match id_type {
-        "email" => ids["email"]
-            .as_str()
-            .is_some_and(|email| email.eq_ignore_ascii_case(value)),
+        "email" => email.is_some_and(|email| email.eq_ignore_ascii_case(value)),
         "cio_id" => person.cio_id == value || key.strip_prefix("cio_") == Some(value),
-        _ => ids["id"].as_str() == Some(value),
+        _ => id == Some(value),
     }
 }
 
