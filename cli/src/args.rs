@@ -16,7 +16,8 @@ const AFTER_HELP: &str = "\
 Credentials (every call takes them the same way):
   CUSTOMERIO_SITE_ID         Track API site id, or --site-id
   CUSTOMERIO_TRACK_API_KEY   Track API key, or --api-key-file PATH, or --api-key
-  CUSTOMERIO_APP_API_KEY     App API key for send-email and trigger-broadcast,
+  CUSTOMERIO_APP_API_KEY     App API key for the App API commands (send-*,
+                             trigger-broadcast, get-person), which need no other;
                              or --app-key-file PATH, or --app-key
   --emulator                 needs none: runs the call against a local emulator
 
@@ -85,8 +86,18 @@ pub enum CallCommand {
     Unsuppress(PersonCall),
     /// Send a transactional email (App API)
     SendEmail(SendEmail),
+    /// Send a transactional SMS (App API)
+    SendSms(SendTo),
+    /// Send a transactional push notification (App API)
+    SendPush(SendTo),
+    /// Send a transactional in-app message (App API)
+    SendInApp(SendInApp),
     /// Trigger an API-triggered broadcast (App API; 1 per 10 seconds)
     TriggerBroadcast(TriggerBroadcast),
+    /// Print a person's profile as JSON (App API)
+    GetPerson(PersonCall),
+    /// Add people to a manual segment, or remove them (Track API)
+    Segment(Segment),
 }
 
 impl CallCommand {
@@ -99,7 +110,15 @@ impl CallCommand {
             CallCommand::Suppress(_) => "suppress",
             CallCommand::Unsuppress(_) => "unsuppress",
             CallCommand::SendEmail(_) => "send-email",
+            CallCommand::SendSms(_) => "send-sms",
+            CallCommand::SendPush(_) => "send-push",
+            CallCommand::SendInApp(_) => "send-in-app",
             CallCommand::TriggerBroadcast(_) => "trigger-broadcast",
+            CallCommand::GetPerson(_) => "get-person",
+            CallCommand::Segment(segment) => match segment.action {
+                SegmentAction::Add(_) => "segment add",
+                SegmentAction::Remove(_) => "segment remove",
+            },
         }
     }
 
@@ -110,9 +129,15 @@ impl CallCommand {
             CallCommand::Track(args) => &args.global,
             CallCommand::Delete(args)
             | CallCommand::Suppress(args)
-            | CallCommand::Unsuppress(args) => &args.global,
+            | CallCommand::Unsuppress(args)
+            | CallCommand::GetPerson(args) => &args.global,
             CallCommand::SendEmail(args) => &args.global,
+            CallCommand::SendSms(args) | CallCommand::SendPush(args) => &args.global,
+            CallCommand::SendInApp(args) => &args.global,
             CallCommand::TriggerBroadcast(args) => &args.global,
+            CallCommand::Segment(segment) => match &segment.action {
+                SegmentAction::Add(args) | SegmentAction::Remove(args) => &args.global,
+            },
         }
     }
 }
@@ -131,7 +156,7 @@ pub struct Global {
     /// File whose contents (white space trimmed) are the Track API key
     #[arg(long, value_name = "PATH")]
     pub api_key_file: Option<PathBuf>,
-    /// App API key, for send-email and trigger-broadcast [env: CUSTOMERIO_APP_API_KEY]
+    /// App API key, for the App API commands [env: CUSTOMERIO_APP_API_KEY]
     #[arg(long, value_name = "KEY", value_parser = Key::parse, conflicts_with = "app_key_file")]
     pub app_key: Option<Key>,
     /// File whose contents (white space trimmed) are the App API key
@@ -255,7 +280,7 @@ pub struct Track {
     pub global: Global,
 }
 
-/// `delete`, `suppress` and `unsuppress`: a person and nothing else.
+/// `delete`, `suppress`, `unsuppress` and `get-person`: a person and nothing else.
 #[derive(Debug, clap::Args)]
 pub struct PersonCall {
     /// Who.
@@ -310,6 +335,105 @@ impl Recipient {
             (_, _, Some(cio_id)) => Identifier::cio_id(cio_id),
             (None, None, None) => unreachable!("clap requires one of the --person-* flags"),
         }
+    }
+}
+
+/// A transactional message and the person it is for, as `send-sms`,
+/// `send-push` and `send-in-app` take them (`send-email` has its own, with
+/// a required `--to`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Message {
+    /// The transactional message: its number, or its trigger name
+    #[arg(long, value_name = "ID")]
+    pub message_id: String,
+    /// The person the message is for.
+    #[command(flatten)]
+    pub recipient: Recipient,
+    /// Data for the message's Liquid, a JSON object; - reads it from standard input
+    #[arg(long, value_name = "JSON")]
+    pub data: Option<String>,
+}
+
+/// `send-sms` and `send-push`: `--message-id ID (--person-id ID | --person-email EMAIL |
+/// --person-cio-id ID) [--to ADDR] [--data JSON]`.
+#[derive(Debug, clap::Args)]
+pub struct SendTo {
+    /// The message and its person.
+    #[command(flatten)]
+    pub message: Message,
+    /// Where to send it: a phone number for send-sms, a device token for
+    /// send-push [default: the person's]
+    #[arg(long, value_name = "ADDR")]
+    pub to: Option<String>,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `send-in-app --message-id ID (--person-id ID | --person-email EMAIL | --person-cio-id ID) [--data JSON]`.
+#[derive(Debug, clap::Args)]
+pub struct SendInApp {
+    /// The message and its person.
+    #[command(flatten)]
+    pub message: Message,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `segment add|remove SEGMENT_ID ID...`.
+#[derive(Debug, clap::Args)]
+pub struct Segment {
+    /// Add or remove.
+    #[command(subcommand)]
+    pub action: SegmentAction,
+}
+
+/// What to do with a manual segment.
+#[derive(Debug, Subcommand)]
+pub enum SegmentAction {
+    /// Add people to a manual segment (at most 1000 per request; more are split)
+    Add(SegmentChange),
+    /// Remove people from a manual segment
+    Remove(SegmentChange),
+}
+
+/// `SEGMENT_ID ID... [--email|--cio-id]`.
+#[derive(Debug, clap::Args)]
+pub struct SegmentChange {
+    /// The manual segment's id
+    #[arg(value_name = "SEGMENT_ID")]
+    pub segment_id: u64,
+    /// The people: your ids for them, or their emails with --email, or
+    /// Customer.io's ids with --cio-id
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<String>,
+    /// The IDs are email addresses
+    #[arg(long, conflicts_with = "cio_id")]
+    pub email: bool,
+    /// The IDs are Customer.io's ids (without the cio_ prefix)
+    #[arg(long)]
+    pub cio_id: bool,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+impl SegmentChange {
+    /// The identifiers the flags describe.
+    pub fn people(&self) -> Vec<Identifier> {
+        self.ids
+            .iter()
+            .map(|id| {
+                if self.email {
+                    Identifier::email(id)
+                } else if self.cio_id {
+                    Identifier::cio_id(id)
+                } else {
+                    Identifier::id(id)
+                }
+            })
+            .collect()
     }
 }
 
@@ -523,6 +647,69 @@ mod tests {
             panic!("not send-email");
         };
         assert_eq!(send.recipient.identifier(), Identifier::cio_id("f00"));
+    }
+
+    #[test]
+    fn the_other_sends_take_the_flags_send_email_takes() {
+        for command in ["send-sms", "send-push", "send-in-app"] {
+            let base = [command, "--message-id", "7"];
+            assert!(parse(&base).is_err(), "{command} needs a person");
+            let both = [&base[..], &["--person-id", "1", "--person-email", "a@b.c"]].concat();
+            assert!(parse(&both).is_err(), "{command}: one person");
+            let one = [&base[..], &["--person-email", "a@b.c", "--data", "{}"]].concat();
+            assert_eq!(call(&one).name(), command);
+        }
+        assert!(
+            parse(&[
+                "send-sms",
+                "--message-id",
+                "7",
+                "--person-id",
+                "1",
+                "--to",
+                "+1"
+            ])
+            .is_ok()
+        );
+        assert!(
+            parse(&[
+                "send-in-app",
+                "--message-id",
+                "7",
+                "--person-id",
+                "1",
+                "--to",
+                "x"
+            ])
+            .is_err(),
+            "an in-app message has no address"
+        );
+    }
+
+    #[test]
+    fn segment_add_and_remove_take_a_segment_and_people() {
+        let CallCommand::Segment(segment) =
+            call(&["segment", "add", "7", "a@b.c", "d@e.f", "--email"])
+        else {
+            panic!("not segment");
+        };
+        let SegmentAction::Add(change) = segment.action else {
+            panic!("not add");
+        };
+        assert_eq!(change.segment_id, 7);
+        assert_eq!(
+            change.people(),
+            [Identifier::email("a@b.c"), Identifier::email("d@e.f")]
+        );
+        assert_eq!(
+            call(&["segment", "remove", "7", "1"]).name(),
+            "segment remove"
+        );
+        assert!(parse(&["segment", "add", "7"]).is_err(), "needs people");
+        assert!(
+            parse(&["segment", "add", "x", "1"]).is_err(),
+            "a numeric id"
+        );
     }
 
     #[test]

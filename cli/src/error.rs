@@ -54,6 +54,13 @@ pub enum Error {
     Emulator(io::Error),
     /// Standard output could not be written.
     Output(io::Error),
+    /// `get-person --email` found no one with the email, or several people.
+    NotOnePerson {
+        /// The email.
+        email: String,
+        /// The Customer.io ids of the people found.
+        cio_ids: Vec<String>,
+    },
     /// An import stopped before the end; how far it got is in the failure.
     Import {
         /// Why, and the counts when it stopped.
@@ -119,6 +126,15 @@ impl fmt::Display for Error {
                 write!(f, "cannot read {flag} from standard input")
             }
             Error::Emulator(_) => f.write_str("cannot start the emulator for --emulator"),
+            Error::NotOnePerson { email, cio_ids } if cio_ids.is_empty() => {
+                write!(f, "no person has the email {email}")
+            }
+            Error::NotOnePerson { email, cio_ids } => write!(
+                f,
+                "{} people have the email {email} (cio ids {}): name one with get-person CIO_ID --cio-id",
+                cio_ids.len(),
+                cio_ids.join(", ")
+            ),
             Error::Output(_) => f.write_str("cannot write to standard output"),
             Error::Import { failure, resumable } => {
                 let progress = &failure.summary.progress;
@@ -155,7 +171,8 @@ impl std::error::Error for Error {
             Error::Json { source, .. } => Some(source),
             Error::MissingCredentials(_)
             | Error::EmptyKeyFile { .. }
-            | Error::NotAnObject { .. } => None,
+            | Error::NotAnObject { .. }
+            | Error::NotOnePerson { .. } => None,
         }
     }
 }
@@ -193,6 +210,25 @@ mod tests {
         assert!(
             three.contains("or --api-key) and the App API key"),
             "{three}"
+        );
+    }
+
+    #[test]
+    fn an_email_that_names_no_one_or_several_says_so() {
+        let none = Error::NotOnePerson {
+            email: "a@b.c".into(),
+            cio_ids: Vec::new(),
+        };
+        assert_eq!(none.to_string(), "no person has the email a@b.c");
+        let two = Error::NotOnePerson {
+            email: "a@b.c".into(),
+            cio_ids: vec!["e1".into(), "e2".into()],
+        };
+        let text = two.to_string();
+        assert!(
+            text.starts_with("2 people have the email a@b.c (cio ids e1, e2)")
+                && text.contains("--cio-id"),
+            "{text}"
         );
     }
 

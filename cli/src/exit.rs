@@ -72,6 +72,7 @@ impl From<&Error> for Exit {
             | Error::NotAnObject { .. }
             | Error::Stdin { .. }
             | Error::Emulator(_)
+            | Error::NotOnePerson { .. }
             | Error::Output(_) => Exit::Fatal,
         }
     }

@@ -65,7 +65,7 @@ fn try_main(args: Args, output: &mut Output) -> Result<Exit, Error> {
         let sent = embedded
             .client_builder(global)
             .and_then(|builder| Ok(builder.build()?))
-            .and_then(|client| Ok(call.send(&client)?));
+            .and_then(|client| call.send(&client));
         output.arrived(embedded.finish());
         sent?
     } else {

@@ -7,6 +7,8 @@ use std::io::{self, Write};
 use cio_emulator::Snapshot;
 use serde_json::{Map, Value, json};
 
+use cio_ratelimit::Identifier;
+
 use crate::calls::Receipt;
 use crate::error::Error;
 use crate::exit::Exit;
@@ -140,10 +142,34 @@ fn receipt_line(receipt: &Receipt) -> String {
         Receipt::Deleted(person) => format!("deleted {person}"),
         Receipt::Suppressed(person) => format!("suppressed {person}"),
         Receipt::Unsuppressed(person) => format!("unsuppressed {person}"),
-        Receipt::EmailSent { person, delivery } => format!(
-            "queued email for {person} (delivery id {})",
+        Receipt::Sent {
+            channel,
+            person,
+            delivery,
+        } => format!(
+            "queued {} for {person} (delivery id {})",
+            channel.as_str(),
             delivery.delivery_id
         ),
+        Receipt::Person(profile) => {
+            serde_json::to_string_pretty(profile).expect("a profile serializes")
+        }
+        Receipt::SegmentChanged {
+            segment_id,
+            people,
+            added,
+        } => {
+            let (verb, preposition) = if *added {
+                ("added", "to")
+            } else {
+                ("removed", "from")
+            };
+            let who: Vec<String> = people.iter().map(ToString::to_string).collect();
+            format!(
+                "{verb} {} {preposition} segment {segment_id}",
+                who.join(" ")
+            )
+        }
         Receipt::BroadcastTriggered {
             campaign_id,
             trigger,
@@ -198,10 +224,19 @@ fn receipt_json(receipt: &Receipt) -> Map<String, Value> {
             "person": person.to_json(),
             "event": {"name": name, "type": kind.as_str(), "id": id.as_str()},
         }),
-        Receipt::EmailSent { person, delivery } => json!({
+        Receipt::Sent {
+            person, delivery, ..
+        } => json!({
             "person": person.to_json(),
             "delivery_id": delivery.delivery_id,
             "queued_at": delivery.queued_at,
+        }),
+        Receipt::Person(profile) => json!({ "person": profile }),
+        Receipt::SegmentChanged {
+            segment_id, people, ..
+        } => json!({
+            "segment_id": segment_id,
+            "people": people.iter().map(Identifier::to_json).collect::<Vec<_>>(),
         }),
         Receipt::BroadcastTriggered {
             campaign_id,
@@ -307,7 +342,12 @@ fn summary(snapshot: &Snapshot) -> String {
     list(&mut text, snapshot.deleted.len(), deleted);
     list(&mut text, snapshot.events.len(), events);
     list(&mut text, snapshot.sends.len(), sends);
+    let segments = snapshot.segments.iter().map(|(id, segment)| {
+        let members: Vec<&str> = segment.members.iter().map(String::as_str).collect();
+        format!("segment {id}: {}", members.join(", "))
+    });
     list(&mut text, snapshot.broadcasts.len(), broadcasts);
+    list(&mut text, snapshot.segments.len(), segments);
     text
 }
 
@@ -324,7 +364,7 @@ fn list(text: &mut String, len: usize, lines: impl Iterator<Item = String>) {
 
 #[cfg(test)]
 mod tests {
-    use cio_ratelimit::{EventId, EventKind, Identifier, Invalid};
+    use cio_ratelimit::{EventId, EventKind, Invalid};
 
     use super::*;
 

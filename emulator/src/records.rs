@@ -513,14 +513,12 @@ fn selects(
             match inner["operator"].as_str() {
                 Some("exists") => Ok(value.is_some()),
                 Some("eq") => {
-                    let wanted = match &inner["value"] {
+                    // Customer.io compares as text: `"value": "true"` matches `true`.
+                    let text = |value: &Value| match value {
                         Value::String(text) => text.clone(),
                         other => other.to_string(),
                     };
-                    Ok(value.is_some_and(|value| match value {
-                        Value::String(text) => *text == wanted,
-                        other => other.to_string() == wanted,
-                    }))
+                    Ok(value.is_some_and(|value| text(value) == text(&inner["value"])))
                 }
                 _ => Err("attribute.operator must be eq or exists".into()),
             }
