@@ -2,61 +2,20 @@
 //! against `cio-emulator`: what it recorded, which limiter each call waited
 //! on, and the errors.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+mod unthrottled;
 
-use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_SITE_ID, Emulator, Faults};
+use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Faults};
 use cio_ratelimit::{
-    ApiClass, Client, ClientBuilder, Credential, Error, Event, Identifier, Invalid, Limiter,
-    PushEvent, PushMetric, RetryPolicy, TransactionalMessage,
+    ApiClass, Client, Credential, Error, Event, Identifier, Invalid, PushEvent, PushMetric,
+    TransactionalMessage,
 };
 use serde_json::json;
 
-/// Counts the permits a class's calls ask for.
-#[derive(Debug, Default, Clone)]
-struct Counting(Arc<AtomicUsize>);
-
-impl Counting {
-    fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl Limiter for Counting {
-    fn acquire(&self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-    fn try_acquire(&self) -> bool {
-        self.acquire();
-        true
-    }
-    fn acquire_timeout(&self, _: Duration) -> bool {
-        self.try_acquire()
-    }
-    fn pause_for(&self, _: Duration) {}
-}
-
-fn emulator() -> Emulator {
-    let config = Config::default().track_limit(0).transactional_limit(0);
-    Emulator::start(config).expect("emulator starts")
-}
-
-fn client_for(emulator: &Emulator) -> ClientBuilder {
-    let quick = RetryPolicy::builder()
-        .base_delay(Duration::from_millis(5))
-        .max_delay(Duration::from_millis(20))
-        .build()
-        .unwrap();
-    Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
-        .app_key(DEFAULT_APP_KEY)
-        .base_url(emulator.url())
-        .retry_policy(quick)
-}
+use unthrottled::{Counting, client_for, emulator};
 
 #[test]
 fn sms_in_app_and_inbox_messages_are_sent_on_the_transactional_limiter() {
-    let emu = emulator();
+    let emu = emulator(Config::default());
     let (transactional, app) = (Counting::default(), Counting::default());
     let client = client_for(&emu)
         .limiter(ApiClass::Transactional, transactional.clone())
@@ -99,7 +58,7 @@ fn sms_in_app_and_inbox_messages_are_sent_on_the_transactional_limiter() {
 
 #[test]
 fn an_sms_that_gets_a_500_is_not_sent_twice() {
-    let emu = emulator();
+    let emu = emulator(Config::default());
     emu.set_faults(Faults::default().error_after_store(1.0));
     let client = client_for(&emu).build().unwrap();
     let sms = TransactionalMessage::new(3, Identifier::id("42"));
@@ -113,7 +72,7 @@ fn an_sms_that_gets_a_500_is_not_sent_twice() {
 
 #[test]
 fn sends_need_an_app_key_and_a_valid_person() {
-    let emu = emulator();
+    let emu = emulator(Config::default());
     let track_only = Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
         .base_url(emu.url())
         .build()
@@ -134,7 +93,7 @@ fn sends_need_an_app_key_and_a_valid_person() {
 
 #[test]
 fn push_metrics_arrive_on_the_track_limiter() {
-    let emu = emulator();
+    let emu = emulator(Config::default());
     let track = Counting::default();
     let client = client_for(&emu)
         .limiter(ApiClass::Track, track.clone())
@@ -173,7 +132,7 @@ fn push_metrics_arrive_on_the_track_limiter() {
 
 #[test]
 fn an_invite_is_an_anonymous_event_without_an_anonymous_id() {
-    let emu = emulator();
+    let emu = emulator(Config::default());
     let client = client_for(&emu).build().unwrap();
     let invite = Event::new("invited").data(json!({"from": "Ada"})).unwrap();
     client.track_invite("grace@example.com", &invite).unwrap();

@@ -2,59 +2,13 @@
 //! and segments, segments and their members, and people exports. Each read
 //! goes through the App limiter, is retried, and fails with a typed error.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+mod unthrottled;
 
-use cio_emulator::{
-    Config, DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_SITE_ID, Datacenter, Emulator, Faults,
-};
-use cio_ratelimit::{
-    ApiClass, Client, ClientBuilder, Credential, Error, Identifier, Limiter, Region, RetryPolicy,
-    Unlimited,
-};
+use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_SITE_ID, Datacenter, Faults};
+use cio_ratelimit::{ApiClass, Client, Credential, Error, Identifier, Region};
 use serde_json::json;
 
-/// Counts the permits a class's calls ask for.
-#[derive(Debug, Default, Clone)]
-struct Counting(Arc<AtomicUsize>);
-
-impl Counting {
-    fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl Limiter for Counting {
-    fn acquire(&self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-    fn try_acquire(&self) -> bool {
-        self.acquire();
-        true
-    }
-    fn acquire_timeout(&self, _: Duration) -> bool {
-        self.try_acquire()
-    }
-    fn pause_for(&self, _: Duration) {}
-}
-
-fn emulator(config: Config) -> Emulator {
-    Emulator::start(config.track_limit(0).app_limit(0)).expect("emulator starts")
-}
-
-fn client_for(emulator: &Emulator) -> ClientBuilder {
-    let quick = RetryPolicy::builder()
-        .base_delay(Duration::from_millis(5))
-        .max_delay(Duration::from_millis(20))
-        .build()
-        .unwrap();
-    Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
-        .app_key(DEFAULT_APP_KEY)
-        .base_url(emulator.url())
-        .retry_policy(quick)
-        .limiter(ApiClass::Track, Unlimited::new())
-}
+use unthrottled::{Counting, client_for, emulator};
 
 #[test]
 fn a_person_identified_through_track_is_found_by_email_through_app() {

@@ -1,30 +1,13 @@
 //! Manual segments against `cio-emulator`: adds and removes split at
 //! Customer.io's per-request limit, and a segment's members paged on demand.
 
-use std::time::Duration;
+mod unthrottled;
 
-use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_SITE_ID, Emulator};
-use cio_ratelimit::{
-    Client, Error, Identifier, MAX_SEGMENT_IDS_PER_REQUEST, Operation, RetryPolicy,
-};
+use cio_emulator::Config;
+use cio_ratelimit::{Client, Error, Identifier, MAX_SEGMENT_IDS_PER_REQUEST, Operation};
 use serde_json::json;
 
-fn emulator() -> Emulator {
-    Emulator::start(Config::default().track_limit(0).app_limit(0)).expect("emulator starts")
-}
-
-fn client_for(emulator: &Emulator) -> Client {
-    let quick = RetryPolicy::builder()
-        .base_delay(Duration::from_millis(5))
-        .build()
-        .unwrap();
-    Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
-        .app_key(DEFAULT_APP_KEY)
-        .base_url(emulator.url())
-        .retry_policy(quick)
-        .build()
-        .unwrap()
-}
+use unthrottled::{client_for, emulator};
 
 /// Identifies `people` in a few batch requests.
 fn identify_all(client: &Client, people: &[Identifier]) {
@@ -37,8 +20,8 @@ fn identify_all(client: &Client, people: &[Identifier]) {
 
 #[test]
 fn segment_adds_are_split_at_customerios_limit_and_by_identifier_kind() {
-    let emu = emulator();
-    let client = client_for(&emu);
+    let emu = emulator(Config::default());
+    let client = client_for(&emu).build().unwrap();
     let mut people: Vec<Identifier> = (0..MAX_SEGMENT_IDS_PER_REQUEST + 1)
         .map(|id| Identifier::id(id.to_string()))
         .collect();
@@ -75,8 +58,8 @@ fn segment_adds_are_split_at_customerios_limit_and_by_identifier_kind() {
 
 #[test]
 fn segment_members_fetch_the_next_page_only_when_asked() {
-    let emu = emulator();
-    let client = client_for(&emu);
+    let emu = emulator(Config::default());
+    let client = client_for(&emu).build().unwrap();
     let people: Vec<Identifier> = (0..1500)
         .map(|id| Identifier::id(format!("p{id:04}")))
         .collect();

@@ -241,22 +241,14 @@ impl Records {
     /// An export as `GET /v1/exports/{id}` answers it.
     pub(crate) fn export(&self, id: u64) -> Option<Value> {
         let inner = self.inner.lock();
-        let export = inner
-            .snapshot
-            .exports
-            .iter()
-            .find(|export| export.id == id)?;
+        let export = inner.export(id)?;
         Some(export_json(export))
     }
 
     /// An export's file: CSV with a header, one person per line.
     pub(crate) fn export_file(&self, id: u64) -> Option<String> {
         let inner = self.inner.lock();
-        let export = inner
-            .snapshot
-            .exports
-            .iter()
-            .find(|export| export.id == id)?;
+        let export = inner.export(id)?;
         let mut csv = String::from("cio_id,id,email\n");
         for key in &export.people {
             if let Some(person) = inner.snapshot.people.get(key) {
@@ -294,6 +286,12 @@ impl Inner {
                 ..Person::default()
             }
         })
+    }
+
+    /// The export with this id (ids count from 1, in order of creation).
+    fn export(&self, id: u64) -> Option<&Export> {
+        let index = usize::try_from(id).ok()?.checked_sub(1)?;
+        self.snapshot.exports.get(index)
     }
 
     /// The person an App API identifier names.

@@ -9,10 +9,9 @@
 use serde_json::{Map, Value};
 
 use crate::client::client::Client;
-use crate::client::request::{Method, Request};
+use crate::client::request::Method;
 use crate::client::validate;
 use crate::error::Result;
-use crate::limit::api_class::ApiClass;
 use crate::retry::policy::Call;
 
 /// What happened to a push notification on the device.
@@ -103,13 +102,13 @@ impl Client {
     pub fn track_push(&self, metric: &PushMetric) -> Result<()> {
         validate::identifier("delivery_id", &metric.delivery_id)?;
         validate::identifier("device_id", &metric.device_id)?;
-        self.send(&Request {
-            class: ApiClass::Track,
-            call: Call::safe("track_push"),
-            method: Method::Post,
-            path: "/api/v1/push/events".into(),
-            body: Some(serde_json::to_vec(&metric.body()).expect("a JSON value always serializes")),
-        })?;
+        let path = "/api/v1/push/events".into();
+        self.send_json(
+            Call::safe("track_push"),
+            Method::Post,
+            path,
+            Some(&metric.body()),
+        )?;
         Ok(())
     }
 }

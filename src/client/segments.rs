@@ -14,11 +14,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::client::client::Client;
-use crate::client::identifier::Identifier;
+use crate::client::identifier::{Identifier, percent_encode};
 use crate::client::people::PersonIdentifiers;
-use crate::client::request::{Method, Request};
+use crate::client::request::Method;
 use crate::error::Result;
-use crate::limit::api_class::ApiClass;
 use crate::retry::policy::Call;
 
 /// The most people one add or remove request may name, as Customer.io
@@ -148,14 +147,12 @@ impl Client {
                 .map(Identifier::value)
                 .collect();
             for chunk in ids.chunks(MAX_SEGMENT_IDS_PER_REQUEST) {
-                let body = json!({ "ids": chunk });
-                self.send(&Request {
-                    class: ApiClass::Track,
-                    call: Call::safe(action),
-                    method: Method::Post,
-                    path: format!("/api/v1/segments/{segment_id}/{action}?id_type={kind}"),
-                    body: Some(serde_json::to_vec(&body).expect("a JSON value always serializes")),
-                })?;
+                self.send_json(
+                    Call::safe(action),
+                    Method::Post,
+                    format!("/api/v1/segments/{segment_id}/{action}?id_type={kind}"),
+                    Some(&json!({ "ids": chunk })),
+                )?;
             }
         }
         Ok(())
@@ -196,7 +193,7 @@ impl Iterator for SegmentMembers {
             );
             if !start.is_empty() {
                 path.push_str("&start=");
-                path.push_str(&crate::client::identifier::percent_encode(&start));
+                path.push_str(&percent_encode(&start));
             }
             match self.client.read::<Page>("segment_members", path) {
                 Ok(page) => {

@@ -315,7 +315,8 @@ impl Client {
         Ok(())
     }
 
-    fn send_json(
+    /// Sends a Track API request with a JSON body.
+    pub(crate) fn send_json(
         &self,
         call: Call<'_>,
         method: Method,
