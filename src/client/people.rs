@@ -1,17 +1,15 @@
-//! App API reads about people: find them by email, read a profile, list the
-//! segments a person is in.
+//! App API reads about people: find them by email, read a profile (the
+//! segments a person is in are in [`segments`](super::segments)).
 //!
 //! Endpoints, from Customer.io's App API reference (`getPeopleEmail`,
-//! `getPersonAttributes`, `getPersonSegments`): `GET /v1/customers?email=`,
-//! `GET /v1/customers/{id}/attributes?id_type=` and
-//! `GET /v1/customers/{id}/segments?id_type=`, 10 requests per second.
+//! `getPersonAttributes`): `GET /v1/customers?email=` and
+//! `GET /v1/customers/{id}/attributes?id_type=`, 10 requests per second.
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use crate::client::client::Client;
 use crate::client::identifier::{Identifier, percent_encode};
-use crate::client::segments::Segment;
 use crate::client::validate;
 use crate::error::Result;
 
@@ -133,27 +131,11 @@ impl Client {
         let path = person_path(&person.into(), "attributes")?;
         Ok(self.read::<Answer>("person_attributes", path)?.customer)
     }
-
-    /// The segments a person is in (`GET /v1/customers/{id}/segments`), on
-    /// the App limiter.
-    ///
-    /// # Errors
-    ///
-    /// As [`person_attributes`](Client::person_attributes).
-    pub fn person_segments(&self, person: impl Into<Identifier>) -> Result<Vec<Segment>> {
-        #[derive(Deserialize)]
-        struct Answer {
-            #[serde(default)]
-            segments: Vec<Segment>,
-        }
-        let path = person_path(&person.into(), "segments")?;
-        Ok(self.read::<Answer>("person_segments", path)?.segments)
-    }
 }
 
 /// `/v1/customers/{value}/{what}?id_type={kind}`: the App API names a person
 /// by the bare value and says which kind it is in the query.
-fn person_path(person: &Identifier, what: &str) -> Result<String> {
+pub(crate) fn person_path(person: &Identifier, what: &str) -> Result<String> {
     person.validate()?;
     Ok(format!(
         "/v1/customers/{}/{what}?id_type={}",

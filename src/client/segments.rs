@@ -1,8 +1,10 @@
-//! Segments: list them (App API), page through a segment's members (App
-//! API), and add people to or remove them from a manual segment (Track API).
+//! Segments: list them, the ones a person is in, and a segment's members a
+//! page at a time (App API); add people to or remove them from a manual
+//! segment (Track API).
 //!
 //! Endpoints, from Customer.io's references: `GET /v1/segments`
-//! (`listSegments`), `GET /v1/segments/{id}/membership?start=&limit=`
+//! (`listSegments`), `GET /v1/customers/{id}/segments?id_type=`
+//! (`getPersonSegments`), `GET /v1/segments/{id}/membership?start=&limit=`
 //! (`getSegmentMembership`, paged by a `next` token), and
 //! `POST /api/v1/segments/{id}/add_customers` and `…/remove_customers` with
 //! `{"ids": [...]}` and `?id_type=id|email|cio_id` (`add_to_segment`,
@@ -15,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use crate::client::client::Client;
 use crate::client::identifier::{Identifier, percent_encode};
-use crate::client::people::PersonIdentifiers;
+use crate::client::people::{PersonIdentifiers, person_path};
 use crate::client::request::Method;
 use crate::error::Result;
 use crate::retry::policy::Call;
@@ -53,6 +55,22 @@ pub struct Segment {
 }
 
 impl Client {
+    /// The segments a person is in (`GET /v1/customers/{id}/segments`), on
+    /// the App limiter.
+    ///
+    /// # Errors
+    ///
+    /// As [`person_attributes`](Client::person_attributes).
+    pub fn person_segments(&self, person: impl Into<Identifier>) -> Result<Vec<Segment>> {
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            segments: Vec<Segment>,
+        }
+        let path = person_path(&person.into(), "segments")?;
+        Ok(self.read::<Answer>("person_segments", path)?.segments)
+    }
+
     /// Every segment of the workspace (`GET /v1/segments`), on the App
     /// limiter.
     ///
