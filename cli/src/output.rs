@@ -164,11 +164,9 @@ fn receipt_line(receipt: &Receipt) -> String {
             } else {
                 ("removed", "from")
             };
-            let who: Vec<String> = people.iter().map(ToString::to_string).collect();
-            format!(
-                "{verb} {} {preposition} segment {segment_id}",
-                who.join(" ")
-            )
+            let count = people.len();
+            let noun = if count == 1 { "person" } else { "people" };
+            format!("{verb} {count} {noun} {preposition} segment {segment_id}")
         }
         Receipt::BroadcastTriggered {
             campaign_id,

@@ -441,10 +441,10 @@ fn segment_add_and_remove_change_the_membership() {
     }
     let added = against(&emulator, &["segment", "add", "7", "1", "2", "3"]).run();
     added.assert_code(0);
-    assert_eq!(added.stdout, "added id=1 id=2 id=3 to segment 7\n");
-    against(&emulator, &["segment", "remove", "7", "2", "--json"])
-        .run()
-        .assert_code(0);
+    assert_eq!(added.stdout, "added 3 people to segment 7\n");
+    let removed = against(&emulator, &["segment", "remove", "7", "2", "--json"]).run();
+    removed.assert_code(0);
+    assert_eq!(removed.json()["people"], json!([{"id": "2"}]));
     let members: Vec<String> = emulator.snapshot().segments[&7]
         .members
         .iter()

@@ -230,6 +230,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_answer_that_does_not_parse_is_unreadable_not_empty() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Answer {
+            #[allow(dead_code)]
+            results: Vec<u32>,
+        }
+        assert!(parse_answer::<Answer>(200, r#"{"results": [1]}"#).is_ok());
+        for body in ["", "<html>", r#"{"results": "none"}"#] {
+            let error = parse_answer::<Answer>(200, body).unwrap_err();
+            assert!(
+                matches!(error, Error::Unreadable { status: 200, .. }),
+                "{body}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
     fn messages_come_from_every_error_shape() {
         assert_eq!(
             error_message(r#"{"meta":{"errors":["bad id","too long"]}}"#),
