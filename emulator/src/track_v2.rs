@@ -279,22 +279,33 @@ fn object_key(identifiers: Option<&Value>) -> Result<String, Violation> {
     }
 }
 
+/// The relationships an operation's `cio_relationships` name: `pair` turns the identifiers
+/// of one of them into the person and the object it relates.
+fn relate(
+    op: &Map<String, Value>,
+    add: bool,
+    pair: impl Fn(Option<&Value>) -> Result<(String, String), Violation>,
+) -> Result<Vec<Change>, Violation> {
+    relationships(op)?
+        .iter()
+        .map(|relationship| {
+            let (person, object) = pair(relationship.get("identifiers"))?;
+            Ok(Change::Relate {
+                person,
+                object,
+                add,
+            })
+        })
+        .collect()
+}
+
 /// A person's `cio_relationships`: each names an object.
 fn related_objects(
     person: &str,
     op: &Map<String, Value>,
     add: bool,
 ) -> Result<Vec<Change>, Violation> {
-    relationships(op)?
-        .iter()
-        .map(|relationship| {
-            Ok(Change::Relate {
-                person: person.to_owned(),
-                object: object_key(relationship.get("identifiers"))?,
-                add,
-            })
-        })
-        .collect()
+    relate(op, add, |ids| Ok((person.to_owned(), object_key(ids)?)))
 }
 
 /// An object's `cio_relationships`: each names a person.
@@ -303,19 +314,10 @@ fn related_people(
     op: &Map<String, Value>,
     add: bool,
 ) -> Result<Vec<Change>, Violation> {
-    relationships(op)?
-        .iter()
-        .map(|relationship| {
-            Ok(Change::Relate {
-                person: validate::person_key(
-                    "cio_relationships.identifiers",
-                    relationship.get("identifiers"),
-                )?,
-                object: object.to_owned(),
-                add,
-            })
-        })
-        .collect()
+    relate(op, add, |ids| {
+        let person = validate::person_key("cio_relationships.identifiers", ids)?;
+        Ok((person, object.to_owned()))
+    })
 }
 
 /// A delivery metric: `{type: delivery, action: event, identifiers: {id: delivery_id}, name:
