@@ -230,9 +230,7 @@ impl Config {
         self.latency = latency;
         self
     }
-}
 
-impl Config {
     /// Plays a workspace that lives in `home`, asked in the wrong data center: every Track and
     /// App API request is answered `301 Moved Permanently`, `wrong datacenter`, with a
     /// `Location` in `home`, as Customer.io answers a client configured for the other region.
