@@ -30,7 +30,9 @@
 //! - [`Client`]: Track v1 (identify, track, anonymous events, suppress,
 //!   delete, devices, merge), Track v2 ([`Operation`], [`BatchPacker`],
 //!   batches with per-item rejections as data), App API (transactional email
-//!   and push, broadcast triggers), US and EU [`Region`]s.
+//!   and push, broadcast triggers), the Pipelines API ([`PipelinesCall`],
+//!   [`PipelinesBatchPacker`], strict mode always on, bad calls isolated from
+//!   a batch), US and EU [`Region`]s.
 //! - [`TokenBucket`]: a blocking GCRA limiter guarded by a `parking_lot`
 //!   mutex. In any window of length T it grants at most `burst + rate × T`
 //!   permits, for any number of threads, in the order they asked.
@@ -84,7 +86,8 @@ mod retry;
 pub use crate::client::validate;
 pub use crate::client::{
     Batch, BatchPacker, BatchResponse, BroadcastTrigger, Client, ClientBuilder, Delivery, Device,
-    Event, EventId, EventKind, Identifier, Invalid, ItemError, Operation, Platform, Region,
+    Event, EventId, EventKind, Identifier, Invalid, ItemError, Operation, PipelinesBatch,
+    PipelinesBatchPacker, PipelinesCall, PipelinesCallType, PipelinesUser, Platform, Region,
     TransactionalMessage,
 };
 pub use crate::error::{Credential, Error, Result, TimeoutKind, TransportKind};
