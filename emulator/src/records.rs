@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
-use crate::snapshot::{Broadcast, Event, SentMessage, Snapshot};
+use crate::snapshot::{Broadcast, Event, PipelinesCall, SentMessage, Snapshot};
 
 /// One effect of an accepted request on the records.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,12 +39,17 @@ pub(crate) enum Change {
         secondary: String,
         body: Value,
     },
+    /// Store a Pipelines call unless its messageId was seen before.
+    Pipelines(PipelinesCall),
+    /// Count Pipelines calls answered 200 but dropped (permissive mode).
+    PipelinesDropped(u64),
 }
 
 #[derive(Default)]
 struct Inner {
     snapshot: Snapshot,
     seen_event_ids: HashSet<String>,
+    seen_message_ids: HashSet<String>,
     deliveries: u64,
     triggers: u64,
 }
@@ -180,6 +185,16 @@ impl Inner {
                 }
                 self.snapshot.merges.push(body);
             }
+            Change::Pipelines(call) => {
+                if let Some(id) = &call.message_id
+                    && !self.seen_message_ids.insert(id.clone())
+                {
+                    self.snapshot.pipelines_duplicates += 1;
+                    return;
+                }
+                self.snapshot.pipelines.push(call);
+            }
+            Change::PipelinesDropped(calls) => self.snapshot.pipelines_dropped += calls,
         }
     }
 }

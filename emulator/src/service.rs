@@ -12,6 +12,7 @@ use crate::auth::Credentials;
 use crate::config::{Config, RetryAfterStyle};
 use crate::faults::{FaultDice, Faults};
 use crate::http::{Request, Response};
+use crate::pipelines;
 use crate::rate_window::{Class, RateWindow};
 use crate::records::Records;
 use crate::routes::{self, Api, Route};
@@ -36,7 +37,7 @@ pub(crate) struct Service {
     latency: Duration,
     records: Records,
     /// One per [`Class`], indexed by [`Class::index`].
-    windows: [Mutex<RateWindow>; 4],
+    windows: [Mutex<RateWindow>; 5],
     faults: Mutex<FaultDice>,
 }
 
@@ -48,6 +49,7 @@ impl Service {
                 Class::Transactional => config.transactional,
                 Class::App => config.app,
                 Class::Broadcast => config.broadcast,
+                Class::Pipelines => config.pipelines,
             };
             Mutex::new(RateWindow::new(limit))
         };
@@ -56,6 +58,7 @@ impl Service {
                 site_id: config.site_id.clone(),
                 api_key: config.api_key.clone(),
                 app_key: config.app_key.clone(),
+                pipelines_key: config.pipelines_key.clone(),
             },
             retry_after: config.retry_after,
             latency: config.latency,
@@ -105,6 +108,7 @@ impl Service {
         let authorized = match route.api {
             Api::TrackV1 | Api::TrackV2 => self.credentials.track_allows(authorization),
             Api::App => self.credentials.app_allows(authorization),
+            Api::Pipelines => self.credentials.pipelines_allows(authorization),
             Api::Admin | Api::Unknown => {
                 return Reply::Respond(route.api.not_found(method, path));
             }
@@ -132,6 +136,10 @@ impl Service {
         let mut response = match route.api {
             Api::TrackV1 => track_v1::handle(method, path, body, &self.records),
             Api::TrackV2 => track_v2::handle(method, path, body, &self.records),
+            Api::Pipelines => {
+                let strict = request.header("x-strict-mode") == Some("1");
+                pipelines::handle(method, path, body, strict, &self.records)
+            }
             _ => app_api::handle(method, path, body, &self.records),
         };
         if roll.error_after_store && response.is_success() {
