@@ -68,7 +68,7 @@
 //!
 //! A Pipelines call needs a non-empty `userId` or `anonymousId`; a track call an `event`, a
 //! group call a `groupId`, an alias call a `previousId`; `traits`, `properties` and `context`
-//! must be objects. Like Customer.io, the Pipelines API is permissive by default: a call that
+//! must be objects, and a `timestamp` an ISO 8601 date and time. Like Customer.io, the Pipelines API is permissive by default: a call that
 //! fails validation is answered 200 and dropped (counted in [`Snapshot::pipelines_dropped`]).
 //! With `X-Strict-Mode: 1` it gets a 400, and a batch holding one is refused whole. A call
 //! whose `messageId` was seen before is acknowledged and not stored again.

@@ -164,6 +164,15 @@ fn call(
     {
         return Err(required(field, &format!("a {kind} call needs {field}")));
     }
+    if let Some(timestamp) = text("timestamp")?
+        && !is_iso_8601(&timestamp)
+    {
+        return Err(Violation::new(
+            "invalid",
+            "timestamp",
+            format!("timestamp {timestamp:?} is not an ISO 8601 date and time"),
+        ));
+    }
     for field in ["traits", "properties", "context"] {
         if object.get(field).is_some_and(|value| !value.is_object()) {
             return Err(Violation::new(
@@ -181,6 +190,19 @@ fn call(
         body: Value::Object(object.clone()),
         strict,
     })
+}
+
+/// `YYYY-MM-DD`, alone or followed by `T` and a time: the shape of an ISO 8601 timestamp.
+fn is_iso_8601(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| bytes[range].iter().all(u8::is_ascii_digit);
+    bytes.len() >= 10
+        && digits(0..4)
+        && bytes[4] == b'-'
+        && digits(5..7)
+        && bytes[7] == b'-'
+        && digits(8..10)
+        && (bytes.len() == 10 || bytes[10] == b'T')
 }
 
 fn required(field: &str, message: &str) -> Violation {
@@ -237,6 +259,7 @@ mod tests {
             ("/v1/group", json!({"userId": "1"})),
             ("/v1/alias", json!({"userId": "1"})),
             ("/v1/page", json!({"userId": "1", "properties": [1]})),
+            ("/v1/page", json!({"userId": "1", "timestamp": "yesterday"})),
             ("/v1/batch", json!({"batch": [{"userId": "1"}]})),
             (
                 "/v1/batch",
@@ -254,6 +277,10 @@ mod tests {
             ("/v1/screen", json!({"userId": "1", "name": "Home"})),
             ("/v1/alias", json!({"userId": "1", "previousId": "a"})),
             ("/v1/group", json!({"userId": "1", "groupId": "g"})),
+            (
+                "/v1/track",
+                json!({"userId": "1", "event": "e", "timestamp": "2026-11-30T09:00:00Z"}),
+            ),
         ] {
             assert_eq!(answer(path, &body, true).0, 200, "{path} {body}");
         }
