@@ -11,6 +11,7 @@ use cio_ratelimit::{Identifier, Region};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 use crate::key::Key;
+use crate::pipelines::PipelinesCommand;
 
 const AFTER_HELP: &str = "\
 Credentials (every call takes them the same way):
@@ -18,6 +19,9 @@ Credentials (every call takes them the same way):
   CUSTOMERIO_TRACK_API_KEY   Track API key, or --api-key-file PATH, or --api-key
   CUSTOMERIO_APP_API_KEY     App API key for send-email and trigger-broadcast,
                              or --app-key-file PATH, or --app-key
+  CUSTOMERIO_PIPELINES_API_KEY
+                             Pipelines API key (a source's write key) for pipelines,
+                             or --pipelines-key-file PATH, or --pipelines-key
   --emulator                 needs none: runs the call against a local emulator
 
 Exit codes:
@@ -87,6 +91,9 @@ pub enum CallCommand {
     SendEmail(SendEmail),
     /// Trigger an API-triggered broadcast (App API; 1 per 10 seconds)
     TriggerBroadcast(TriggerBroadcast),
+    /// One Pipelines API call (Data Pipelines): identify, track, page, screen, group, alias
+    #[command(subcommand)]
+    Pipelines(PipelinesCommand),
 }
 
 impl CallCommand {
@@ -100,6 +107,7 @@ impl CallCommand {
             CallCommand::Unsuppress(_) => "unsuppress",
             CallCommand::SendEmail(_) => "send-email",
             CallCommand::TriggerBroadcast(_) => "trigger-broadcast",
+            CallCommand::Pipelines(_) => "pipelines",
         }
     }
 
@@ -113,6 +121,7 @@ impl CallCommand {
             | CallCommand::Unsuppress(args) => &args.global,
             CallCommand::SendEmail(args) => &args.global,
             CallCommand::TriggerBroadcast(args) => &args.global,
+            CallCommand::Pipelines(command) => command.global(),
         }
     }
 }
@@ -137,6 +146,12 @@ pub struct Global {
     /// File whose contents (white space trimmed) are the App API key
     #[arg(long, value_name = "PATH")]
     pub app_key_file: Option<PathBuf>,
+    /// Pipelines API key, for pipelines calls [env: CUSTOMERIO_PIPELINES_API_KEY]
+    #[arg(long, value_name = "KEY", value_parser = Key::parse, conflicts_with = "pipelines_key_file")]
+    pub pipelines_key: Option<Key>,
+    /// File whose contents (white space trimmed) are the Pipelines API key
+    #[arg(long, value_name = "PATH")]
+    pub pipelines_key_file: Option<PathBuf>,
     /// The workspace's region
     #[arg(long, value_enum, default_value_t = RegionArg::Us)]
     pub region: RegionArg,
@@ -146,6 +161,9 @@ pub struct Global {
     /// App API base URL instead of the region's
     #[arg(long, value_name = "URL", conflicts_with = "emulator")]
     pub app_url: Option<String>,
+    /// Pipelines API base URL instead of the region's (https, or http to loopback only)
+    #[arg(long, value_name = "URL", conflicts_with = "emulator")]
+    pub pipelines_url: Option<String>,
     /// How long one attempt may take, connecting to reading the answer [default: 10]
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub timeout: Option<Duration>,

@@ -6,7 +6,7 @@ use std::io::Read;
 
 use cio_ratelimit::{
     BroadcastTrigger, Client, Delivery, Event, EventId, EventKind, Identifier, ImportSummary,
-    TransactionalMessage,
+    PipelinesCall, TransactionalMessage,
 };
 use serde_json::{Map, Value};
 
@@ -54,6 +54,8 @@ pub enum Call {
         /// The trigger's body: `{"data": {...}}`, or `{}`.
         body: Map<String, Value>,
     },
+    /// `pipelines identify|track|page|screen|group|alias`.
+    Pipelines(PipelinesCall),
 }
 
 /// What a call that succeeded did.
@@ -94,6 +96,8 @@ pub enum Receipt {
         /// Customer.io's receipt.
         trigger: BroadcastTrigger,
     },
+    /// A Pipelines call was accepted, in strict mode.
+    PipelinesSent(PipelinesCall),
 }
 
 impl Call {
@@ -163,6 +167,7 @@ impl Call {
                     body,
                 }
             }
+            CallCommand::Pipelines(command) => Call::Pipelines(command.call(stdin)?),
         })
     }
 
@@ -170,6 +175,7 @@ impl Call {
     pub fn api(&self) -> Api {
         match self {
             Call::SendEmail { .. } | Call::TriggerBroadcast { .. } => Api::App,
+            Call::Pipelines(_) => Api::Pipelines,
             _ => Api::Track,
         }
     }
@@ -220,6 +226,10 @@ impl Call {
                 campaign_id: *campaign_id,
                 trigger: client.trigger_broadcast(*campaign_id, body)?,
             },
+            Call::Pipelines(call) => {
+                client.send_pipelines(call)?;
+                Receipt::PipelinesSent(call.clone())
+            }
         })
     }
 }
