@@ -287,11 +287,7 @@ mod tests {
     #[test]
     fn pipelines_calls_need_only_the_pipelines_key() {
         assert_eq!(
-            missing(Credentials::resolve(
-                &global(&[]),
-                Api::Pipelines,
-                &env(&[])
-            )),
+            missing(Credentials::resolve(&global(&[]), Api::Pipelines, env(&[]))),
             [Missing::PipelinesKey]
         );
         let vars = env(&[(PIPELINES_KEY_ENV, "wk")]);
@@ -310,14 +306,14 @@ mod tests {
         let file = dir.join("key");
         std::fs::write(&file, "k".repeat(5000)).unwrap();
         let flags = global(&["--pipelines-key-file", file.to_str().unwrap()]);
-        let error = Credentials::resolve(&flags, Api::Pipelines, &env(&[])).unwrap_err();
+        let error = Credentials::resolve(&flags, Api::Pipelines, env(&[])).unwrap_err();
         assert!(
             matches!(&error, Error::KeyFile { flag: "--pipelines-key-file", source, .. }
                 if source.to_string().contains("4096")),
             "{error:?}"
         );
         std::fs::write(&file, format!("{}\n", "k".repeat(4000))).unwrap();
-        assert!(Credentials::resolve(&flags, Api::Pipelines, &env(&[])).is_ok());
+        assert!(Credentials::resolve(&flags, Api::Pipelines, env(&[])).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
