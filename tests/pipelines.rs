@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use cio_emulator::{Config, DEFAULT_PIPELINES_KEY, Emulator, Faults};
 use cio_ratelimit::{
-    ApiClass, Client, ClientBuilder, Credential, Error, Event, Invalid, PipelinesBatchPacker,
-    PipelinesCall, PipelinesCallType, PipelinesUser, Region, RetryPolicy,
+    ApiClass, Client, ClientBuilder, ClientCall, Credential, Dispatcher, Error, Event, Invalid,
+    PipelinesBatchPacker, PipelinesCall, PipelinesCallType, PipelinesUser, Region, Reply,
+    RetryPolicy,
 };
 use serde_json::json;
 
@@ -208,6 +209,36 @@ fn a_packed_batch_is_sent_as_one_request() {
     assert!(client.send_pipelines_batch(&batch).unwrap().all_accepted());
     let snapshot = emu.snapshot();
     assert_eq!((snapshot.requests, snapshot.pipelines.len()), (1, 6));
+}
+
+#[test]
+fn calls_and_batches_queue_on_a_dispatcher() {
+    let emu = emulator(Config::default());
+    let client = client_for(&emu).build().unwrap();
+    let dispatcher = Dispatcher::builder()
+        .workers(2)
+        .build_for_client(client)
+        .unwrap();
+    let mut packer = PipelinesBatchPacker::new();
+    packer.push(&PipelinesCall::track("1", "a")).unwrap();
+    packer
+        .push(&PipelinesCall::track("1", "b").timestamp("never"))
+        .unwrap();
+    let batch = dispatcher
+        .submit(ClientCall::PipelinesBatch(packer.finish().unwrap()))
+        .unwrap();
+    let single = dispatcher
+        .submit(ClientCall::Pipelines(Box::new(PipelinesCall::identify(
+            "2",
+        ))))
+        .unwrap();
+    assert_eq!(single.wait().unwrap(), Ok(Reply::Done));
+    let Ok(Reply::Batch(response)) = batch.wait().unwrap() else {
+        panic!("a batch replies with its response")
+    };
+    assert_eq!(response.rejected.len(), 1);
+    assert_eq!(response.rejected[0].index, 1);
+    assert_eq!(emu.snapshot().pipelines.len(), 2);
 }
 
 #[test]
