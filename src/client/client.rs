@@ -67,8 +67,8 @@ impl Client {
     /// Starts building a client with no credentials yet: give it those of the
     /// APIs it calls, e.g. only an [`app_key`](ClientBuilder::app_key) for a
     /// program that sends transactional messages, or only a
-    /// [`pipelines_key`](ClientBuilder::pipelines_key) for Pipelines calls. A call to an API whose
-    /// credentials the client lacks fails with
+    /// [`pipelines_key`](ClientBuilder::pipelines_key) for Pipelines calls.
+    /// A call to an API whose credentials the client lacks fails with
     /// [`Error::MissingCredential`] before anything is sent.
     ///
     /// ```
