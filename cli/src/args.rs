@@ -11,7 +11,6 @@ use cio_ratelimit::{Identifier, Region};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 use crate::key::Key;
-use crate::pipelines::PipelinesCommand;
 
 const AFTER_HELP: &str = "\
 Credentials (every call takes them the same way):
@@ -343,6 +342,137 @@ pub struct TriggerBroadcast {
     /// Connection and output.
     #[command(flatten)]
     pub global: Global,
+}
+
+/// One Pipelines API call (Data Pipelines), sent with `X-Strict-Mode: 1` so
+/// that a call Customer.io finds invalid fails instead of being dropped.
+#[derive(Debug, Subcommand)]
+pub enum PipelinesCommand {
+    /// Identify a person, with their traits
+    Identify(PipelinesIdentify),
+    /// Record an event a person did, with its properties
+    Track(PipelinesTrack),
+    /// Record a page view
+    Page(PipelinesView),
+    /// Record a mobile screen view
+    Screen(PipelinesView),
+    /// Add a person to a group (an account, a company), with its traits
+    Group(PipelinesGroup),
+    /// Tell Customer.io that a person was known by another id before
+    Alias(PipelinesAlias),
+}
+
+/// What every Pipelines call takes: who, when, context, and its messageId.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PipelinesCommon {
+    /// The person: your id for them (userId), or with --anonymous a visitor's anonymousId
+    #[arg(value_name = "USER_ID")]
+    pub user: String,
+    /// USER_ID is an anonymousId, for a visitor not yet identified
+    #[arg(long)]
+    pub anonymous: bool,
+    /// When it happened, as an ISO 8601 date and time [default: when it arrives]
+    #[arg(long, value_name = "ISO8601")]
+    pub timestamp: Option<String>,
+    /// The call's context (ip, locale, ...) as a JSON object; - reads it from standard input
+    #[arg(long, value_name = "JSON")]
+    pub context: Option<String>,
+    /// Derive the call's messageId from KEY, so that running the command again
+    /// records the call once [default: a random messageId]
+    #[arg(long, value_name = "KEY")]
+    pub id_key: Option<String>,
+}
+
+/// `pipelines identify USER_ID [--traits JSON]`.
+#[derive(Debug, clap::Args)]
+pub struct PipelinesIdentify {
+    /// Who, when, how.
+    #[command(flatten)]
+    pub common: PipelinesCommon,
+    /// The person's traits as a JSON object, e.g. '{"plan":"pro"}'; - reads standard input
+    #[arg(long, value_name = "JSON")]
+    pub traits: Option<String>,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `pipelines track USER_ID EVENT [--properties JSON]`.
+#[derive(Debug, clap::Args)]
+pub struct PipelinesTrack {
+    /// Who, when, how.
+    #[command(flatten)]
+    pub common: PipelinesCommon,
+    /// The event's name
+    #[arg(value_name = "EVENT")]
+    pub event: String,
+    /// The event's properties as a JSON object; - reads standard input
+    #[arg(long, value_name = "JSON")]
+    pub properties: Option<String>,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `pipelines page|screen USER_ID [NAME] [--properties JSON]`.
+#[derive(Debug, clap::Args)]
+pub struct PipelinesView {
+    /// Who, when, how.
+    #[command(flatten)]
+    pub common: PipelinesCommon,
+    /// The page's or screen's name
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Its properties (url, path, title, ...) as a JSON object; - reads standard input
+    #[arg(long, value_name = "JSON")]
+    pub properties: Option<String>,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `pipelines group USER_ID GROUP_ID [--traits JSON]`.
+#[derive(Debug, clap::Args)]
+pub struct PipelinesGroup {
+    /// Who, when, how.
+    #[command(flatten)]
+    pub common: PipelinesCommon,
+    /// The group's id
+    #[arg(value_name = "GROUP_ID")]
+    pub group_id: String,
+    /// The group's traits as a JSON object; - reads standard input
+    #[arg(long, value_name = "JSON")]
+    pub traits: Option<String>,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `pipelines alias USER_ID PREVIOUS_ID`.
+#[derive(Debug, clap::Args)]
+pub struct PipelinesAlias {
+    /// Who, when, how.
+    #[command(flatten)]
+    pub common: PipelinesCommon,
+    /// The id the person was known by before (e.g. an anonymousId)
+    #[arg(value_name = "PREVIOUS_ID")]
+    pub previous_id: String,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+impl PipelinesCommand {
+    /// The shared connection and output flags.
+    pub fn global(&self) -> &Global {
+        match self {
+            PipelinesCommand::Identify(args) => &args.global,
+            PipelinesCommand::Track(args) => &args.global,
+            PipelinesCommand::Page(args) | PipelinesCommand::Screen(args) => &args.global,
+            PipelinesCommand::Group(args) => &args.global,
+            PipelinesCommand::Alias(args) => &args.global,
+        }
+    }
 }
 
 /// `import [FILE|-]`: one Customer.io v2 operation per line.

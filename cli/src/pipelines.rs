@@ -5,142 +5,12 @@
 use std::io::Read;
 
 use cio_ratelimit::{PipelinesCall, PipelinesUser};
-use clap::Subcommand;
 
-use crate::args::Global;
+use crate::args::{PipelinesCommand, PipelinesCommon};
 use crate::error::Error;
 use crate::json_arg;
 
-/// One Pipelines API call (Data Pipelines), sent with `X-Strict-Mode: 1` so
-/// that a call Customer.io finds invalid fails instead of being dropped.
-#[derive(Debug, Subcommand)]
-pub enum PipelinesCommand {
-    /// Identify a person, with their traits
-    Identify(Identify),
-    /// Record an event a person did, with its properties
-    Track(Track),
-    /// Record a page view
-    Page(View),
-    /// Record a mobile screen view
-    Screen(View),
-    /// Add a person to a group (an account, a company), with its traits
-    Group(Group),
-    /// Tell Customer.io that a person was known by another id before
-    Alias(Alias),
-}
-
-/// What every Pipelines call takes: who, when, context, and its messageId.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Common {
-    /// The person: your id for them (userId), or with --anonymous a visitor's anonymousId
-    #[arg(value_name = "USER_ID")]
-    pub user: String,
-    /// USER_ID is an anonymousId, for a visitor not yet identified
-    #[arg(long)]
-    pub anonymous: bool,
-    /// When it happened, as an ISO 8601 date and time [default: when it arrives]
-    #[arg(long, value_name = "ISO8601")]
-    pub timestamp: Option<String>,
-    /// The call's context (ip, locale, ...) as a JSON object; - reads it from standard input
-    #[arg(long, value_name = "JSON")]
-    pub context: Option<String>,
-    /// Derive the call's messageId from KEY, so that running the command again
-    /// records the call once [default: a random messageId]
-    #[arg(long, value_name = "KEY")]
-    pub id_key: Option<String>,
-}
-
-/// `pipelines identify USER_ID [--traits JSON]`.
-#[derive(Debug, clap::Args)]
-pub struct Identify {
-    /// Who, when, how.
-    #[command(flatten)]
-    pub common: Common,
-    /// The person's traits as a JSON object, e.g. '{"plan":"pro"}'; - reads standard input
-    #[arg(long, value_name = "JSON")]
-    pub traits: Option<String>,
-    /// Connection and output.
-    #[command(flatten)]
-    pub global: Global,
-}
-
-/// `pipelines track USER_ID EVENT [--properties JSON]`.
-#[derive(Debug, clap::Args)]
-pub struct Track {
-    /// Who, when, how.
-    #[command(flatten)]
-    pub common: Common,
-    /// The event's name
-    #[arg(value_name = "EVENT")]
-    pub event: String,
-    /// The event's properties as a JSON object; - reads standard input
-    #[arg(long, value_name = "JSON")]
-    pub properties: Option<String>,
-    /// Connection and output.
-    #[command(flatten)]
-    pub global: Global,
-}
-
-/// `pipelines page|screen USER_ID [NAME] [--properties JSON]`.
-#[derive(Debug, clap::Args)]
-pub struct View {
-    /// Who, when, how.
-    #[command(flatten)]
-    pub common: Common,
-    /// The page's or screen's name
-    #[arg(value_name = "NAME")]
-    pub name: Option<String>,
-    /// Its properties (url, path, title, ...) as a JSON object; - reads standard input
-    #[arg(long, value_name = "JSON")]
-    pub properties: Option<String>,
-    /// Connection and output.
-    #[command(flatten)]
-    pub global: Global,
-}
-
-/// `pipelines group USER_ID GROUP_ID [--traits JSON]`.
-#[derive(Debug, clap::Args)]
-pub struct Group {
-    /// Who, when, how.
-    #[command(flatten)]
-    pub common: Common,
-    /// The group's id
-    #[arg(value_name = "GROUP_ID")]
-    pub group_id: String,
-    /// The group's traits as a JSON object; - reads standard input
-    #[arg(long, value_name = "JSON")]
-    pub traits: Option<String>,
-    /// Connection and output.
-    #[command(flatten)]
-    pub global: Global,
-}
-
-/// `pipelines alias USER_ID PREVIOUS_ID`.
-#[derive(Debug, clap::Args)]
-pub struct Alias {
-    /// Who, when, how.
-    #[command(flatten)]
-    pub common: Common,
-    /// The id the person was known by before (e.g. an anonymousId)
-    #[arg(value_name = "PREVIOUS_ID")]
-    pub previous_id: String,
-    /// Connection and output.
-    #[command(flatten)]
-    pub global: Global,
-}
-
 impl PipelinesCommand {
-    /// The shared connection and output flags.
-    pub fn global(&self) -> &Global {
-        match self {
-            PipelinesCommand::Identify(args) => &args.global,
-            PipelinesCommand::Track(args) => &args.global,
-            PipelinesCommand::Page(args) | PipelinesCommand::Screen(args) => &args.global,
-            PipelinesCommand::Group(args) => &args.global,
-            PipelinesCommand::Alias(args) => &args.global,
-        }
-    }
-
     /// The call the flags describe (a `-` JSON flag reads `stdin`), checked
     /// by the library.
     ///
@@ -207,7 +77,7 @@ impl PipelinesCommand {
     }
 }
 
-impl Common {
+impl PipelinesCommon {
     fn user(&self) -> PipelinesUser {
         if self.anonymous {
             PipelinesUser::anonymous(&self.user)
