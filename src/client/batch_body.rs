@@ -139,6 +139,44 @@ mod tests {
         assert_eq!(body.slice(2..3).item(0), b"\"x,y\"");
     }
 
+    proptest::proptest! {
+        /// Whatever the items and limits: every item comes out once, in
+        /// order, byte for byte; every body is JSON under the limit unless it
+        /// holds one item; halves put back together give the body again.
+        #[test]
+        fn packing_loses_nothing_and_keeps_to_the_limit(
+            lengths in proptest::collection::vec(0usize..60, 1..40),
+            max_batch in 20usize..200,
+        ) {
+            let items: Vec<Vec<u8>> = lengths
+                .iter()
+                .enumerate()
+                .map(|(i, len)| format!("\"{i}:{}\"", "x".repeat(*len)).into_bytes())
+                .collect();
+            let mut packer = BatchBodyPacker::with_limits(max_batch, 64);
+            let mut bodies = Vec::new();
+            for item in &items {
+                bodies.extend(packer.push(item).unwrap());
+            }
+            bodies.extend(packer.finish());
+            let mut out: Vec<&[u8]> = Vec::new();
+            for body in &bodies {
+                let parsed: serde_json::Value = serde_json::from_slice(body.bytes()).unwrap();
+                proptest::prop_assert_eq!(parsed["batch"].as_array().unwrap().len(), body.len());
+                proptest::prop_assert!(body.bytes().len() <= max_batch || body.len() == 1);
+                let half = body.len() / 2;
+                let (front, back) = (body.slice(0..half), body.slice(half..body.len()));
+                let rejoined: Vec<&[u8]> = (0..front.len()).map(|i| front.item(i))
+                    .chain((0..back.len()).map(|i| back.item(i)))
+                    .collect();
+                proptest::prop_assert_eq!(&BatchBody::from_items(rejoined), body);
+                out.extend((0..body.len()).map(|i| body.item(i)));
+            }
+            let expected: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+            proptest::prop_assert_eq!(out, expected);
+        }
+    }
+
     #[test]
     fn the_packer_fills_each_body_to_its_limit() {
         let mut packer = BatchBodyPacker::with_limits(40, 20);
