@@ -45,9 +45,10 @@ impl Client {
     /// When Customer.io refuses the batch with a 400 (or a 413), the batch is
     /// split in halves and each half sent again, down to the single calls at
     /// fault: those come back as data, in [`BatchResponse::rejected`] with
-    /// their index in the batch, and every other call is delivered. A batch
-    /// with k bad calls among n costs about 2·k·log2(n) extra requests, each
-    /// through the limiter.
+    /// their index in the batch, and every other call is delivered. The
+    /// halves go one after the other, so the delivered calls arrive in the
+    /// batch's order. A batch with k bad calls among n costs about
+    /// 2·k·log2(n) extra requests, each through the limiter.
     ///
     /// # Errors
     ///
