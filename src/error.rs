@@ -112,6 +112,8 @@ pub enum Credential {
     TrackApiKey,
     /// The App API key (Bearer auth).
     AppApiKey,
+    /// The Pipelines API key: a source's write key (Basic auth, blank password).
+    PipelinesApiKey,
 }
 
 impl fmt::Display for Credential {
@@ -119,6 +121,7 @@ impl fmt::Display for Credential {
         f.write_str(match self {
             Credential::TrackApiKey => "Track API site id and API key",
             Credential::AppApiKey => "App API key",
+            Credential::PipelinesApiKey => "Pipelines API key",
         })
     }
 }

@@ -33,7 +33,8 @@
 //!   data), App API (transactional email, push, SMS, in-app and inbox
 //!   messages, broadcast triggers; reads: people by email, a person's
 //!   attributes and segments, segments and their members, people exports),
-//!   US and EU [`Region`]s.
+//!   the Pipelines API ([`PipelinesCall`], [`PipelinesBatchPacker`], strict
+//!   mode always on, bad calls isolated from a batch), US and EU [`Region`]s.
 //! - [`TokenBucket`]: a blocking GCRA limiter guarded by a `parking_lot`
 //!   mutex. In any window of length T it grants at most `burst + rate × T`
 //!   permits, for any number of threads, in the order they asked.
@@ -88,8 +89,9 @@ pub use crate::client::validate;
 pub use crate::client::{
     Batch, BatchPacker, BatchResponse, BroadcastTrigger, Client, ClientBuilder, Delivery, Device,
     Event, EventId, EventKind, Export, Identifier, Invalid, ItemError, MAX_SEGMENT_IDS_PER_REQUEST,
-    Operation, PersonIdentifiers, PersonProfile, Platform, PushEvent, PushMetric, Region, Segment,
-    SegmentMembers, TransactionalMessage,
+    Operation, PersonIdentifiers, PersonProfile, PipelinesBatch, PipelinesBatchPacker,
+    PipelinesCall, PipelinesCallType, PipelinesUser, Platform, PushEvent, PushMetric, Region,
+    Segment, SegmentMembers, TransactionalMessage,
 };
 pub use crate::error::{Credential, Error, Result, TimeoutKind, TransportKind};
 pub use crate::import::{

@@ -19,6 +19,9 @@ Credentials (every call takes them the same way):
   CUSTOMERIO_APP_API_KEY     App API key for the App API commands (send-*,
                              trigger-broadcast, get-person), which need no other;
                              or --app-key-file PATH, or --app-key
+  CUSTOMERIO_PIPELINES_API_KEY
+                             Pipelines API key (a source's write key) for pipelines,
+                             or --pipelines-key-file PATH, or --pipelines-key
   --emulator                 needs none: runs the call against a local emulator
 
 Exit codes:
@@ -98,6 +101,9 @@ pub enum CallCommand {
     GetPerson(PersonCall),
     /// Add people to a manual segment, or remove them (Track API)
     Segment(Segment),
+    /// One Pipelines API call (Data Pipelines): identify, track, page, screen, group, alias
+    #[command(subcommand)]
+    Pipelines(PipelinesCommand),
 }
 
 impl CallCommand {
@@ -119,6 +125,7 @@ impl CallCommand {
                 SegmentAction::Add(_) => "segment add",
                 SegmentAction::Remove(_) => "segment remove",
             },
+            CallCommand::Pipelines(_) => "pipelines",
         }
     }
 
@@ -138,6 +145,7 @@ impl CallCommand {
             CallCommand::Segment(segment) => match &segment.action {
                 SegmentAction::Add(args) | SegmentAction::Remove(args) => &args.global,
             },
+            CallCommand::Pipelines(command) => command.global(),
         }
     }
 }
@@ -162,6 +170,12 @@ pub struct Global {
     /// File whose contents (white space trimmed) are the App API key
     #[arg(long, value_name = "PATH")]
     pub app_key_file: Option<PathBuf>,
+    /// Pipelines API key, for pipelines calls [env: CUSTOMERIO_PIPELINES_API_KEY]
+    #[arg(long, value_name = "KEY", value_parser = Key::parse, conflicts_with = "pipelines_key_file")]
+    pub pipelines_key: Option<Key>,
+    /// File whose contents (white space trimmed) are the Pipelines API key
+    #[arg(long, value_name = "PATH")]
+    pub pipelines_key_file: Option<PathBuf>,
     /// The workspace's region
     #[arg(long, value_enum, default_value_t = RegionArg::Us)]
     pub region: RegionArg,
@@ -171,6 +185,9 @@ pub struct Global {
     /// App API base URL instead of the region's
     #[arg(long, value_name = "URL", conflicts_with = "emulator")]
     pub app_url: Option<String>,
+    /// Pipelines API base URL instead of the region's (https, or http to loopback only)
+    #[arg(long, value_name = "URL", conflicts_with = "emulator")]
+    pub pipelines_url: Option<String>,
     /// How long one attempt may take, connecting to reading the answer [default: 10]
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub timeout: Option<Duration>,
@@ -449,6 +466,137 @@ pub struct TriggerBroadcast {
     /// Connection and output.
     #[command(flatten)]
     pub global: Global,
+}
+
+/// One Pipelines API call (Data Pipelines), sent with `X-Strict-Mode: 1` so
+/// that a call Customer.io finds invalid fails instead of being dropped.
+#[derive(Debug, Subcommand)]
+pub enum PipelinesCommand {
+    /// Identify a person, with their traits
+    Identify(PipelinesIdentify),
+    /// Record an event a person did, with its properties
+    Track(PipelinesTrack),
+    /// Record a page view
+    Page(PipelinesView),
+    /// Record a mobile screen view
+    Screen(PipelinesView),
+    /// Add a person to a group (an account, a company), with its traits
+    Group(PipelinesGroup),
+    /// Tell Customer.io that a person was known by another id before
+    Alias(PipelinesAlias),
+}
+
+/// What every Pipelines call takes: who, when, context, and its messageId.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PipelinesCommon {
+    /// The person: your id for them (userId), or with --anonymous a visitor's anonymousId
+    #[arg(value_name = "USER_ID")]
+    pub user: String,
+    /// USER_ID is an anonymousId, for a visitor not yet identified
+    #[arg(long)]
+    pub anonymous: bool,
+    /// When it happened, as an ISO 8601 date and time [default: when it arrives]
+    #[arg(long, value_name = "ISO8601")]
+    pub timestamp: Option<String>,
+    /// The call's context (ip, locale, ...) as a JSON object; - reads it from standard input
+    #[arg(long, value_name = "JSON")]
+    pub context: Option<String>,
+    /// Derive the call's messageId from KEY, so that running the command again
+    /// records the call once [default: a random messageId]
+    #[arg(long, value_name = "KEY")]
+    pub id_key: Option<String>,
+}
+
+/// `pipelines identify USER_ID [--traits JSON]`.
+#[derive(Debug, clap::Args)]
+pub struct PipelinesIdentify {
+    /// Who, when, how.
+    #[command(flatten)]
+    pub common: PipelinesCommon,
+    /// The person's traits as a JSON object, e.g. '{"plan":"pro"}'; - reads standard input
+    #[arg(long, value_name = "JSON")]
+    pub traits: Option<String>,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `pipelines track USER_ID EVENT [--properties JSON]`.
+#[derive(Debug, clap::Args)]
+pub struct PipelinesTrack {
+    /// Who, when, how.
+    #[command(flatten)]
+    pub common: PipelinesCommon,
+    /// The event's name
+    #[arg(value_name = "EVENT")]
+    pub event: String,
+    /// The event's properties as a JSON object; - reads standard input
+    #[arg(long, value_name = "JSON")]
+    pub properties: Option<String>,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `pipelines page|screen USER_ID [NAME] [--properties JSON]`.
+#[derive(Debug, clap::Args)]
+pub struct PipelinesView {
+    /// Who, when, how.
+    #[command(flatten)]
+    pub common: PipelinesCommon,
+    /// The page's or screen's name
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Its properties (url, path, title, ...) as a JSON object; - reads standard input
+    #[arg(long, value_name = "JSON")]
+    pub properties: Option<String>,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `pipelines group USER_ID GROUP_ID [--traits JSON]`.
+#[derive(Debug, clap::Args)]
+pub struct PipelinesGroup {
+    /// Who, when, how.
+    #[command(flatten)]
+    pub common: PipelinesCommon,
+    /// The group's id
+    #[arg(value_name = "GROUP_ID")]
+    pub group_id: String,
+    /// The group's traits as a JSON object; - reads standard input
+    #[arg(long, value_name = "JSON")]
+    pub traits: Option<String>,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `pipelines alias USER_ID PREVIOUS_ID`.
+#[derive(Debug, clap::Args)]
+pub struct PipelinesAlias {
+    /// Who, when, how.
+    #[command(flatten)]
+    pub common: PipelinesCommon,
+    /// The id the person was known by before (e.g. an anonymousId)
+    #[arg(value_name = "PREVIOUS_ID")]
+    pub previous_id: String,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+impl PipelinesCommand {
+    /// The shared connection and output flags.
+    pub fn global(&self) -> &Global {
+        match self {
+            PipelinesCommand::Identify(args) => &args.global,
+            PipelinesCommand::Track(args) => &args.global,
+            PipelinesCommand::Page(args) | PipelinesCommand::Screen(args) => &args.global,
+            PipelinesCommand::Group(args) => &args.global,
+            PipelinesCommand::Alias(args) => &args.global,
+        }
+    }
 }
 
 /// `import [FILE|-]`: one Customer.io v2 operation per line.

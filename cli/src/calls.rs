@@ -6,7 +6,7 @@ use std::io::Read;
 
 use cio_ratelimit::{
     BroadcastTrigger, Client, Delivery, Event, EventId, EventKind, Identifier, ImportSummary,
-    PersonProfile, TransactionalMessage,
+    PersonProfile, PipelinesCall, TransactionalMessage,
 };
 use serde_json::{Map, Value};
 
@@ -67,6 +67,8 @@ pub enum Call {
         /// The trigger's body: `{"data": {...}}`, or `{}`.
         body: Map<String, Value>,
     },
+    /// `pipelines identify|track|page|screen|group|alias`.
+    Pipelines(PipelinesCall),
 }
 
 /// The kinds of transactional message.
@@ -145,6 +147,8 @@ pub enum Receipt {
         /// Customer.io's receipt.
         trigger: BroadcastTrigger,
     },
+    /// A Pipelines call was accepted, in strict mode.
+    PipelinesSent(PipelinesCall),
 }
 
 impl Call {
@@ -224,6 +228,7 @@ impl Call {
                     body,
                 }
             }
+            CallCommand::Pipelines(command) => Call::Pipelines(command.call(stdin)?),
         })
     }
 
@@ -231,6 +236,7 @@ impl Call {
     pub fn api(&self) -> Api {
         match self {
             Call::Send { .. } | Call::TriggerBroadcast { .. } | Call::GetPerson(_) => Api::App,
+            Call::Pipelines(_) => Api::Pipelines,
             _ => Api::Track,
         }
     }
@@ -309,6 +315,10 @@ impl Call {
                 campaign_id: *campaign_id,
                 trigger: client.trigger_broadcast(*campaign_id, body)?,
             },
+            Call::Pipelines(call) => {
+                client.send_pipelines(call)?;
+                Receipt::PipelinesSent(call.clone())
+            }
         })
     }
 }

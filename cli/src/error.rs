@@ -79,6 +79,8 @@ pub enum Missing {
     ApiKey,
     /// The App API key.
     AppKey,
+    /// The Pipelines API key.
+    PipelinesKey,
 }
 
 impl fmt::Display for Missing {
@@ -90,6 +92,9 @@ impl fmt::Display for Missing {
             }
             Missing::AppKey => {
                 "the App API key (CUSTOMERIO_APP_API_KEY, --app-key-file PATH or --app-key)"
+            }
+            Missing::PipelinesKey => {
+                "the Pipelines API key (CUSTOMERIO_PIPELINES_API_KEY, --pipelines-key-file PATH or --pipelines-key)"
             }
         })
     }

@@ -21,6 +21,7 @@ mod json_arg;
 mod key;
 mod logging;
 mod output;
+mod pipelines;
 mod progress;
 
 use std::process::ExitCode;
@@ -71,9 +72,10 @@ fn try_main(args: Args, output: &mut Output) -> Result<Exit, Error> {
     } else {
         let client = credentials::client_builder(global, call.api())?.build()?;
         log::info!(
-            "Track API {}, App API {}",
+            "Track API {}, App API {}, Pipelines API {}",
             client.track_url(),
-            client.app_url()
+            client.app_url(),
+            client.pipelines_url()
         );
         call.send(&client)?
     };

@@ -175,6 +175,12 @@ fn receipt_line(receipt: &Receipt) -> String {
             "triggered broadcast {campaign_id} (trigger id {})",
             trigger.id
         ),
+        Receipt::PipelinesSent(call) => format!(
+            "sent Pipelines {} for {} (messageId {})",
+            call.call_type(),
+            call.person(),
+            call.message_id()
+        ),
         Receipt::Imported(summary) => {
             let progress = &summary.progress;
             let mut line = format!(
@@ -240,6 +246,7 @@ fn receipt_json(receipt: &Receipt) -> Map<String, Value> {
             campaign_id,
             trigger,
         } => json!({"campaign_id": campaign_id, "trigger_id": trigger.id}),
+        Receipt::PipelinesSent(call) => json!({"pipelines": call.to_json()}),
         Receipt::Imported(summary) => {
             let progress = &summary.progress;
             json!({
@@ -266,7 +273,10 @@ fn receipt_json(receipt: &Receipt) -> Map<String, Value> {
 /// What an emulator received, as JSON: everything when it is a handful of
 /// records, counts when it is an import's worth.
 fn arrived_json(snapshot: &Snapshot) -> Value {
-    let records = snapshot.people.len() + snapshot.events.len() + snapshot.sends.len();
+    let records = snapshot.people.len()
+        + snapshot.events.len()
+        + snapshot.sends.len()
+        + snapshot.pipelines.len();
     if records <= 100 {
         return serde_json::to_value(snapshot).expect("a snapshot serializes");
     }
@@ -277,6 +287,8 @@ fn arrived_json(snapshot: &Snapshot) -> Value {
         "people": snapshot.people.len(),
         "events": snapshot.events.len(),
         "duplicate_events": snapshot.duplicate_events,
+        "pipelines": snapshot.pipelines.len(),
+        "pipelines_duplicates": snapshot.pipelines_duplicates,
         "deleted": snapshot.deleted.len(),
         "classes": snapshot.classes,
     })
@@ -346,6 +358,20 @@ fn summary(snapshot: &Snapshot) -> String {
     });
     list(&mut text, snapshot.broadcasts.len(), broadcasts);
     list(&mut text, snapshot.segments.len(), segments);
+    let pipelines = snapshot.pipelines.iter().map(|call| {
+        let who = call
+            .user_id
+            .as_deref()
+            .or(call.anonymous_id.as_deref())
+            .unwrap_or("?");
+        format!(
+            "pipelines {} for {who} (messageId {}): {}",
+            call.kind,
+            call.message_id.as_deref().unwrap_or("none"),
+            call.body
+        )
+    });
+    list(&mut text, snapshot.pipelines.len(), pipelines);
     text
 }
 

@@ -7,12 +7,13 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::config::{
-    Config, DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_SITE_ID, Datacenter, RetryAfterStyle,
+    Config, DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_PIPELINES_KEY, DEFAULT_SITE_ID, Datacenter,
+    RetryAfterStyle,
 };
 use crate::faults::Faults;
 use crate::server::Emulator;
 
-/// A local Customer.io-compatible server (Track API v1/v2 and App API) for tests, demos and
+/// A local Customer.io-compatible server (Track API v1/v2, App API, Pipelines API) for tests, demos and
 /// offline work. Prints its URL as the first line of standard output, then serves until killed.
 #[derive(Debug, Parser)]
 #[command(name = "cio-emulator", version)]
@@ -29,6 +30,9 @@ struct Args {
     /// App API key (Authorization: Bearer)
     #[arg(long, default_value = DEFAULT_APP_KEY)]
     app_key: String,
+    /// Pipelines API key (HTTP Basic user name, blank password)
+    #[arg(long, default_value = DEFAULT_PIPELINES_KEY)]
+    pipelines_key: String,
     /// Track API requests admitted per second (0 = unlimited)
     #[arg(long, default_value_t = 100)]
     track_limit: u32,
@@ -41,6 +45,9 @@ struct Args {
     /// Broadcast triggers admitted per 10 seconds (0 = unlimited)
     #[arg(long, default_value_t = 1)]
     broadcast_limit: u32,
+    /// Pipelines API requests admitted per second (0 = unlimited)
+    #[arg(long, default_value_t = 100)]
+    pipelines_limit: u32,
     /// How 429 answers carry Retry-After
     #[arg(long, value_enum, default_value_t = RetryAfterArg::Seconds)]
     retry_after: RetryAfterArg,
@@ -127,10 +134,12 @@ impl Args {
             .site_id(&self.site_id)
             .api_key(&self.api_key)
             .app_key(&self.app_key)
+            .pipelines_key(&self.pipelines_key)
             .track_limit(self.track_limit)
             .transactional_limit(self.transactional_limit)
             .app_limit(self.app_limit)
             .broadcast_limit(self.broadcast_limit)
+            .pipelines_limit(self.pipelines_limit)
             .retry_after(retry_after)
             .faults(faults)
             .latency(Duration::from_millis(self.latency_ms))

@@ -11,6 +11,9 @@ pub const DEFAULT_SITE_ID: &str = "emulator-site-id";
 pub const DEFAULT_API_KEY: &str = "emulator-api-key";
 /// The App API key an emulator accepts unless [`Config::app_key`] says otherwise.
 pub const DEFAULT_APP_KEY: &str = "emulator-app-key";
+/// The Pipelines API key (a source's write key) an emulator accepts unless
+/// [`Config::pipelines_key`] says otherwise.
+pub const DEFAULT_PIPELINES_KEY: &str = "emulator-pipelines-key";
 
 /// A Customer.io data center, for the wrong-datacenter mode
 /// ([`Config::wrong_datacenter`]).
@@ -68,9 +71,11 @@ pub(crate) struct ClassLimit {
 /// | [`port`](Config::port) | 0 (any free port on 127.0.0.1) |
 /// | [`site_id`](Config::site_id) / [`api_key`](Config::api_key) | [`DEFAULT_SITE_ID`] / [`DEFAULT_API_KEY`] |
 /// | [`app_key`](Config::app_key) | [`DEFAULT_APP_KEY`] |
+/// | [`pipelines_key`](Config::pipelines_key) | [`DEFAULT_PIPELINES_KEY`] |
 /// | [`track_limit`](Config::track_limit) | 100 per [`window`](Config::window) (1 s) |
 /// | [`transactional_limit`](Config::transactional_limit) | 100 per window (1 s) |
 /// | [`app_limit`](Config::app_limit) | 10 per window (1 s) |
+/// | [`pipelines_limit`](Config::pipelines_limit) | 100 per window (1 s) |
 /// | [`broadcast_limit`](Config::broadcast_limit) | 1 per [`broadcast_window`](Config::broadcast_window) (10 s) |
 /// | [`retry_after`](Config::retry_after) | [`RetryAfterStyle::Seconds`] |
 /// | [`faults`](Config::faults) | none |
@@ -96,10 +101,12 @@ pub struct Config {
     pub(crate) site_id: String,
     pub(crate) api_key: String,
     pub(crate) app_key: String,
+    pub(crate) pipelines_key: String,
     pub(crate) track: ClassLimit,
     pub(crate) transactional: ClassLimit,
     pub(crate) app: ClassLimit,
     pub(crate) broadcast: ClassLimit,
+    pub(crate) pipelines: ClassLimit,
     pub(crate) retry_after: RetryAfterStyle,
     pub(crate) faults: Faults,
     pub(crate) latency: Duration,
@@ -114,6 +121,7 @@ impl Default for Config {
             site_id: DEFAULT_SITE_ID.to_owned(),
             api_key: DEFAULT_API_KEY.to_owned(),
             app_key: DEFAULT_APP_KEY.to_owned(),
+            pipelines_key: DEFAULT_PIPELINES_KEY.to_owned(),
             track: ClassLimit {
                 limit: 100,
                 window: second,
@@ -129,6 +137,12 @@ impl Default for Config {
             broadcast: ClassLimit {
                 limit: 1,
                 window: Duration::from_secs(10),
+            },
+            // Customer.io publishes no request rate for the Pipelines API; the
+            // emulator keeps the Track API's.
+            pipelines: ClassLimit {
+                limit: 100,
+                window: second,
             },
             retry_after: RetryAfterStyle::Seconds,
             faults: Faults::default(),
@@ -161,6 +175,19 @@ impl Config {
     /// The App API key (`Authorization: Bearer <app_key>`).
     pub fn app_key(mut self, app_key: impl Into<String>) -> Self {
         self.app_key = app_key.into();
+        self
+    }
+
+    /// The Pipelines API key: the user name of HTTP Basic auth, with a blank password.
+    pub fn pipelines_key(mut self, pipelines_key: impl Into<String>) -> Self {
+        self.pipelines_key = pipelines_key.into();
+        self
+    }
+
+    /// Pipelines API requests (`/v1/identify`, ..., `/v1/batch`) admitted per
+    /// [`window`](Config::window); 0 means unlimited.
+    pub fn pipelines_limit(mut self, limit: u32) -> Self {
+        self.pipelines.limit = limit;
         self
     }
 
@@ -199,7 +226,8 @@ impl Config {
         self
     }
 
-    /// The sliding window of the Track, transactional and other App API classes (default 1 s).
+    /// The sliding window of the Track, transactional, other App API and Pipelines classes
+    /// (default 1 s).
     ///
     /// # Panics
     ///
@@ -209,6 +237,7 @@ impl Config {
         self.track.window = window;
         self.transactional.window = window;
         self.app.window = window;
+        self.pipelines.window = window;
         self
     }
 
@@ -256,10 +285,12 @@ impl fmt::Debug for Config {
             .field("site_id", &self.site_id)
             .field("api_key", &"<redacted>")
             .field("app_key", &"<redacted>")
+            .field("pipelines_key", &"<redacted>")
             .field("track", &self.track)
             .field("transactional", &self.transactional)
             .field("app", &self.app)
             .field("broadcast", &self.broadcast)
+            .field("pipelines", &self.pipelines)
             .field("retry_after", &self.retry_after)
             .field("faults", &self.faults)
             .field("latency", &self.latency)
@@ -290,6 +321,7 @@ mod tests {
         assert_eq!(config.track.window, Duration::from_millis(250));
         assert_eq!(config.transactional.window, Duration::from_millis(250));
         assert_eq!(config.app.window, Duration::from_millis(250));
+        assert_eq!(config.pipelines.window, Duration::from_millis(250));
         assert_eq!(config.broadcast.window, Duration::from_secs(10));
     }
 
@@ -301,9 +333,13 @@ mod tests {
 
     #[test]
     fn debug_hides_keys() {
-        let text = format!("{:?}", Config::default().api_key("s3cret").app_key("t0ken"));
+        let config = Config::default()
+            .api_key("s3cret")
+            .app_key("t0ken")
+            .pipelines_key("wr1te");
+        let text = format!("{config:?}");
         assert!(
-            !text.contains("s3cret") && !text.contains("t0ken"),
+            !text.contains("s3cret") && !text.contains("t0ken") && !text.contains("wr1te"),
             "{text}"
         );
     }

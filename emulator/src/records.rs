@@ -10,7 +10,8 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 
 use crate::snapshot::{
-    Broadcast, DeliveryMetric, Event, Export, Person, Relationship, SentMessage, Snapshot,
+    Broadcast, DeliveryMetric, Event, Export, Person, PipelinesCall, Relationship, SentMessage,
+    Snapshot,
 };
 
 /// One effect of an accepted request on the records.
@@ -64,12 +65,17 @@ pub(crate) enum Change {
         object: String,
         add: bool,
     },
+    /// Store a Pipelines call unless its messageId was seen before.
+    Pipelines(PipelinesCall),
+    /// Count Pipelines calls answered 200 but dropped (permissive mode).
+    PipelinesDropped(u64),
 }
 
 #[derive(Default)]
 struct Inner {
     snapshot: Snapshot,
     seen_event_ids: HashSet<String>,
+    seen_message_ids: HashSet<String>,
     deliveries: u64,
     triggers: u64,
     people_created: u64,
@@ -413,6 +419,16 @@ impl Inner {
                     self.snapshot.relationships.remove(&relationship);
                 }
             }
+            Change::Pipelines(call) => {
+                if let Some(id) = &call.message_id
+                    && !self.seen_message_ids.insert(id.clone())
+                {
+                    self.snapshot.pipelines_duplicates += 1;
+                    return;
+                }
+                self.snapshot.pipelines.push(call);
+            }
+            Change::PipelinesDropped(calls) => self.snapshot.pipelines_dropped += calls,
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::auth::Credentials;
 use crate::config::{Config, Datacenter, RetryAfterStyle};
 use crate::faults::{FaultDice, Faults};
 use crate::http::{Request, Response};
+use crate::pipelines;
 use crate::rate_window::{Class, RateWindow};
 use crate::records::Records;
 use crate::routes::{self, Api, Route};
@@ -37,7 +38,7 @@ pub(crate) struct Service {
     wrong_datacenter: Option<Datacenter>,
     records: Records,
     /// One per [`Class`], indexed by [`Class::index`].
-    windows: [Mutex<RateWindow>; 4],
+    windows: [Mutex<RateWindow>; 5],
     faults: Mutex<FaultDice>,
 }
 
@@ -49,6 +50,7 @@ impl Service {
                 Class::Transactional => config.transactional,
                 Class::App => config.app,
                 Class::Broadcast => config.broadcast,
+                Class::Pipelines => config.pipelines,
             };
             Mutex::new(RateWindow::new(limit))
         };
@@ -57,6 +59,7 @@ impl Service {
                 site_id: config.site_id.clone(),
                 api_key: config.api_key.clone(),
                 app_key: config.app_key.clone(),
+                pipelines_key: config.pipelines_key.clone(),
             },
             retry_after: config.retry_after,
             latency: config.latency,
@@ -126,6 +129,7 @@ impl Service {
         let authorized = match route.api {
             Api::TrackV1 | Api::TrackV2 => self.credentials.track_allows(authorization),
             Api::App => self.credentials.app_allows(authorization),
+            Api::Pipelines => self.credentials.pipelines_allows(authorization),
             Api::Admin | Api::Unknown => {
                 return Reply::Respond(route.api.not_found(method, path));
             }
@@ -153,6 +157,10 @@ impl Service {
         let mut response = match route.api {
             Api::TrackV1 => track_v1::handle(request, &self.records),
             Api::TrackV2 => track_v2::handle(method, path, body, &self.records),
+            Api::Pipelines => {
+                let strict = request.header("x-strict-mode") == Some("1");
+                pipelines::handle(method, path, body, strict, &self.records)
+            }
             _ => app_api::handle(request, &self.records),
         };
         if roll.error_after_store && response.is_success() {

@@ -41,6 +41,14 @@ pub struct Snapshot {
     pub relationships: BTreeSet<Relationship>,
     /// People exports created through the App API, in order.
     pub exports: Vec<Export>,
+    /// Pipelines API calls stored, single or batched, in the order they were accepted (a
+    /// repeated `messageId` is not stored twice).
+    pub pipelines: Vec<PipelinesCall>,
+    /// Pipelines calls acknowledged but not stored because their `messageId` had been seen.
+    pub pipelines_duplicates: u64,
+    /// Pipelines calls (or unreadable Pipelines requests) that failed validation without
+    /// `X-Strict-Mode: 1`: answered 200 and dropped, as Customer.io does.
+    pub pipelines_dropped: u64,
     /// Every Customer.io API request that arrived, answered or not (admin routes excluded).
     pub requests: u64,
     /// Answers by HTTP status (dropped connections are not answers and are not counted here).
@@ -49,7 +57,8 @@ pub struct Snapshot {
     pub dropped_connections: u64,
     /// `429 Too Many Requests` answers.
     pub throttled: u64,
-    /// Rate statistics per class: `"track"`, `"transactional"`, `"app"` and `"broadcast"`.
+    /// Rate statistics per class: `"track"`, `"transactional"`, `"app"`, `"broadcast"` and
+    /// `"pipelines"`.
     pub classes: BTreeMap<String, ClassStats>,
 }
 
@@ -144,6 +153,23 @@ pub struct SentMessage {
     pub delivery_id: String,
     /// The request body as sent.
     pub body: Value,
+}
+
+/// A call the Pipelines API accepted and stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PipelinesCall {
+    /// `"identify"`, `"track"`, `"page"`, `"screen"`, `"group"` or `"alias"`.
+    pub kind: String,
+    /// The call's `messageId`, if it had one.
+    pub message_id: Option<String>,
+    /// The call's `userId`, if it had one.
+    pub user_id: Option<String>,
+    /// The call's `anonymousId`, if it had one.
+    pub anonymous_id: Option<String>,
+    /// The call as sent.
+    pub body: Value,
+    /// Whether its request carried `X-Strict-Mode: 1`.
+    pub strict: bool,
 }
 
 /// A broadcast triggered through the App API.

@@ -72,6 +72,8 @@ mod tests {
         assert_eq!(Region::Eu.track_url(), "https://track-eu.customer.io");
         assert_eq!(Region::Us.app_url(), "https://api.customer.io");
         assert_eq!(Region::Eu.app_url(), "https://api-eu.customer.io");
+        assert_eq!(Region::Us.pipelines_url(), "https://cdp.customer.io");
+        assert_eq!(Region::Eu.pipelines_url(), "https://cdp-eu.customer.io");
         assert_eq!("EU".parse::<Region>().unwrap(), Region::Eu);
         assert!("mars".parse::<Region>().is_err());
     }

@@ -2,36 +2,33 @@
 
 use std::fmt;
 
+use crate::client::batch_body::{BatchBody, BatchBodyPacker};
 use crate::client::item_error::ItemError;
 use crate::client::operation::Operation;
-use crate::client::validate::{self, Invalid, MAX_BATCH_BYTES, MAX_ITEM_BYTES};
-
-const OPEN: &[u8] = b"{\"batch\":[";
-const CLOSE: &[u8] = b"]}";
+use crate::client::validate::{Invalid, MAX_BATCH_BYTES, MAX_ITEM_BYTES};
 
 /// One `/api/v2/batch` request body, ready to send: under 500 KB, every item
 /// at most 32 KB. Made by a [`BatchPacker`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct Batch {
-    body: Vec<u8>,
-    items: usize,
+    body: BatchBody,
     repeatable: bool,
 }
 
 impl Batch {
     /// How many operations it carries.
     pub fn len(&self) -> usize {
-        self.items
+        self.body.len()
     }
 
     /// Whether it carries none.
     pub fn is_empty(&self) -> bool {
-        self.items == 0
+        self.body.len() == 0
     }
 
     /// The request body, `{"batch":[...]}`.
     pub fn body(&self) -> &[u8] {
-        &self.body
+        self.body.bytes()
     }
 
     /// Whether the whole batch is safe to send twice: true unless it holds a
@@ -44,8 +41,8 @@ impl Batch {
 impl fmt::Debug for Batch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Batch")
-            .field("items", &self.items)
-            .field("bytes", &self.body.len())
+            .field("items", &self.len())
+            .field("bytes", &self.body().len())
             .finish()
     }
 }
@@ -69,11 +66,8 @@ impl fmt::Debug for Batch {
 /// ```
 #[derive(Debug, Clone)]
 pub struct BatchPacker {
-    body: Vec<u8>,
-    items: usize,
+    packer: BatchBodyPacker,
     repeatable: bool,
-    max_batch_bytes: usize,
-    max_item_bytes: usize,
 }
 
 impl Default for BatchPacker {
@@ -94,11 +88,8 @@ impl BatchPacker {
     /// least one item, even one larger than `max_batch_bytes`.
     pub fn with_limits(max_batch_bytes: usize, max_item_bytes: usize) -> BatchPacker {
         BatchPacker {
-            body: Vec::new(),
-            items: 0,
+            packer: BatchBodyPacker::with_limits(max_batch_bytes, max_item_bytes),
             repeatable: true,
-            max_batch_bytes: max_batch_bytes.min(MAX_BATCH_BYTES - 1),
-            max_item_bytes: max_item_bytes.min(MAX_ITEM_BYTES),
         }
     }
 
@@ -120,54 +111,34 @@ impl BatchPacker {
         item: &[u8],
         repeatable: bool,
     ) -> Result<Option<Batch>, Invalid> {
-        if item.len() > self.max_item_bytes {
-            return Err(Invalid::ItemTooLarge(item.len()));
-        }
-        validate::item_size(item.len())?;
-        let full = if self.items > 0
-            && self.body.len() + 1 + item.len() + CLOSE.len() > self.max_batch_bytes
-        {
-            self.finish()
-        } else {
-            None
-        };
-        if self.items == 0 {
-            self.body.extend_from_slice(OPEN);
-        } else {
-            self.body.push(b',');
-        }
-        self.body.extend_from_slice(item);
-        self.items += 1;
+        // A full batch goes out with the repeatability of what it holds, before
+        // this item counts.
+        let full = self.packer.push(item)?.map(|body| Batch {
+            body,
+            repeatable: std::mem::replace(&mut self.repeatable, true),
+        });
         self.repeatable &= repeatable;
         Ok(full)
     }
 
     /// Operations packed but not yet handed out.
     pub fn pending(&self) -> usize {
-        self.items
+        self.packer.pending()
     }
 
     /// Hands out what is packed, if anything.
     pub fn finish(&mut self) -> Option<Batch> {
-        if self.items == 0 {
-            return None;
-        }
-        let mut body = std::mem::take(&mut self.body);
-        body.extend_from_slice(CLOSE);
-        let items = std::mem::take(&mut self.items);
+        let body = self.packer.finish()?;
         let repeatable = std::mem::replace(&mut self.repeatable, true);
-        Some(Batch {
-            body,
-            items,
-            repeatable,
-        })
+        Some(Batch { body, repeatable })
     }
 }
 
 /// What Customer.io said of a batch: every item accepted, or some rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BatchResponse {
-    /// The items rejected (from a 207); empty when all were accepted.
+    /// The items rejected (from a Track 207, or narrowed down from a
+    /// Pipelines strict-mode 400); empty when all were accepted.
     pub rejected: Vec<ItemError>,
 }
 

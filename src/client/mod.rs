@@ -2,9 +2,9 @@
 //!
 //! # Overview
 //!
-//! - [`Client`] and [`ClientBuilder`]: Track v1 and v2 and the App API, each
-//!   call rate limited and retried through the rooms below: sends on the
-//!   transactional limiter, reads on the App limiter.
+//! - [`Client`] and [`ClientBuilder`]: Track v1 and v2, the App API and the
+//!   Pipelines API, each call rate limited and retried through the rooms
+//!   below: sends on the transactional limiter, reads on the App limiter.
 //! - What calls carry: [`Identifier`], [`Event`], [`Device`], [`Operation`],
 //!   [`TransactionalMessage`], [`BroadcastTrigger`], [`PushMetric`].
 //! - What App API reads return: [`PersonIdentifiers`], [`PersonProfile`],
@@ -15,12 +15,32 @@
 //! - [`validate`]: Customer.io's size limits, checked before anything is sent.
 //! - [`Region`]: which hosts a workspace answers on.
 //!
+//! # Pipelines
+//!
+//! The Pipelines API (Customer.io Data Pipelines, `cdp.customer.io`) takes
+//! Segment-style calls, authenticated by a source's write key alone
+//! ([`ClientBuilder::pipelines_key`]):
+//!
+//! - [`PipelinesCall`]: identify, track, page, screen, group and alias, each
+//!   with a `messageId` (random, or [derived from a key](PipelinesCall::message_id_from_key))
+//!   so that a retried call counts once; [`PipelinesCall::from_line`] reads
+//!   one NDJSON line and derives the `messageId` from the line's identity.
+//! - [`PipelinesBatchPacker`] packs calls into [`PipelinesBatch`]es for
+//!   `/v1/batch` (under 500 KB, each call at most 32 KB).
+//! - [`Client::send_pipelines`], [`Client::send_pipelines_batch`] and
+//!   [`Client::send_pipelines_calls`] send them on their own limiter
+//!   ([`ApiClass::Pipelines`](crate::ApiClass::Pipelines)). Every request
+//!   carries `X-Strict-Mode: 1`: by default the Pipelines API answers 200 to
+//!   an invalid call and drops it. A batch refused with a 400 is split until
+//!   only the bad calls are left; they are reported, the others delivered.
+//!
 //! This room uses the retry and limit rooms; it knows nothing of queues or
 //! imports.
 
 pub(crate) mod app;
 pub(crate) mod base_url;
 pub(crate) mod batch;
+pub(crate) mod batch_body;
 #[allow(clippy::module_inception)]
 pub(crate) mod client;
 pub(crate) mod credentials;
@@ -33,6 +53,9 @@ pub(crate) mod item_error;
 pub(crate) mod messages;
 pub(crate) mod operation;
 pub(crate) mod people;
+pub(crate) mod pipelines;
+pub(crate) mod pipelines_batch;
+pub(crate) mod pipelines_call;
 pub(crate) mod push_metric;
 pub(crate) mod region;
 pub(crate) mod request;
@@ -51,6 +74,8 @@ pub use identifier::Identifier;
 pub use item_error::ItemError;
 pub use operation::Operation;
 pub use people::{PersonIdentifiers, PersonProfile};
+pub use pipelines_batch::{PipelinesBatch, PipelinesBatchPacker};
+pub use pipelines_call::{PipelinesCall, PipelinesCallType, PipelinesUser};
 pub use push_metric::{PushEvent, PushMetric};
 pub use region::Region;
 pub use segments::{MAX_SEGMENT_IDS_PER_REQUEST, Segment, SegmentMembers};

@@ -77,14 +77,20 @@ impl Client {
         let inner = &self.inner;
         let (base, auth, credential) = match request.class {
             ApiClass::Track => (&inner.track_url, &inner.track_auth, Credential::TrackApiKey),
+            ApiClass::Pipelines => (
+                &inner.pipelines_url,
+                &inner.pipelines_auth,
+                Credential::PipelinesApiKey,
+            ),
             _ => (&inner.app_url, &inner.app_auth, Credential::AppApiKey),
         };
         let auth = auth.as_ref().ok_or(Error::MissingCredential(credential))?;
         let url = format!("{base}{}", request.path);
         let body = request.body.as_deref().unwrap_or_default();
+        let with_headers = |builder| with_headers(builder, auth.header_value(), request.class);
         let sent = match request.method {
-            Method::Put => with_headers(inner.agent.put(&url), auth.header_value()).send(body),
-            Method::Post => with_headers(inner.agent.post(&url), auth.header_value()).send(body),
+            Method::Put => with_headers(inner.agent.put(&url)).send(body),
+            Method::Post => with_headers(inner.agent.post(&url)).send(body),
             Method::Get => inner
                 .agent
                 .get(&url)
@@ -139,13 +145,22 @@ impl Client {
     }
 }
 
+/// The headers of a request with a body. Pipelines requests also carry
+/// `X-Strict-Mode: 1`: without it the Pipelines API answers 200 to a call
+/// that fails validation and drops it, so a bad call would be lost silently.
 fn with_headers(
     builder: ureq::RequestBuilder<ureq::typestate::WithBody>,
     auth: &str,
+    class: ApiClass,
 ) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
-    builder
+    let builder = builder
         .header("authorization", auth)
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    if class == ApiClass::Pipelines {
+        builder.header("x-strict-mode", "1")
+    } else {
+        builder
+    }
 }
 
 /// A typed answer from a 2xx body; a body that does not parse is reported

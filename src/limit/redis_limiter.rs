@@ -267,6 +267,7 @@ fn class_name(class: ApiClass) -> &'static str {
         ApiClass::Transactional => "transactional",
         ApiClass::App => "app",
         ApiClass::Broadcast => "broadcast",
+        ApiClass::Pipelines => "pipelines",
     }
 }
 
@@ -527,6 +528,9 @@ mod tests {
     #[test]
     fn keys_name_the_class_in_lower_case() {
         let names: Vec<&str> = ApiClass::ALL.iter().map(|c| class_name(*c)).collect();
-        assert_eq!(names, ["track", "transactional", "app", "broadcast"]);
+        assert_eq!(
+            names,
+            ["track", "transactional", "app", "broadcast", "pipelines"]
+        );
     }
 }

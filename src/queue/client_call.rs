@@ -10,6 +10,8 @@ use crate::client::device::Device;
 use crate::client::event::{Event, to_object};
 use crate::client::identifier::Identifier;
 use crate::client::operation::Operation;
+use crate::client::pipelines_batch::PipelinesBatch;
+use crate::client::pipelines_call::PipelinesCall;
 use crate::error::{Error, Result};
 use crate::queue::dispatcher::{Dispatcher, DispatcherBuilder, SubmitError};
 use crate::queue::ticket::Ticket;
@@ -46,6 +48,10 @@ pub enum ClientCall {
     SendPush(TransactionalMessage),
     /// [`Client::trigger_broadcast`].
     TriggerBroadcast(u64, Map<String, Value>),
+    /// [`Client::send_pipelines`]. (Boxed to keep calls small in the queue.)
+    Pipelines(Box<PipelinesCall>),
+    /// [`Client::send_pipelines_batch`]; replies [`Reply::Batch`].
+    PipelinesBatch(PipelinesBatch),
 }
 
 /// What a queued [`ClientCall`] returned.
@@ -90,6 +96,10 @@ impl ClientCall {
             ClientCall::TriggerBroadcast(campaign_id, body) => client
                 .trigger_broadcast(campaign_id, body)
                 .map(Reply::Broadcast),
+            ClientCall::Pipelines(call) => done(client.send_pipelines(&call)),
+            ClientCall::PipelinesBatch(batch) => {
+                client.send_pipelines_batch(&batch).map(Reply::Batch)
+            }
         }
     }
 }

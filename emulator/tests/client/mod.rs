@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use cio_emulator::{DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_SITE_ID, Emulator};
+use cio_emulator::{
+    DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_PIPELINES_KEY, DEFAULT_SITE_ID, Emulator,
+};
 use serde_json::Value;
 use ureq::http;
 
@@ -58,6 +60,17 @@ impl Client {
             .expect("transport error")
     }
 
+    /// A Pipelines API request with the default key, in strict mode or not.
+    pub fn pipelines(&self, path: &str, body: &str, strict: bool) -> Answer {
+        let auth = basic(DEFAULT_PIPELINES_KEY, "");
+        let mut headers = vec![("Authorization", auth.as_str())];
+        if strict {
+            headers.push(("X-Strict-Mode", "1"));
+        }
+        self.send_with("POST", path, &headers, body)
+            .expect("transport error")
+    }
+
     /// Any request; `Err` on a transport error (e.g. a dropped connection).
     pub fn send(
         &self,
@@ -66,12 +79,27 @@ impl Client {
         authorization: Option<&str>,
         body: &str,
     ) -> Result<Answer, ureq::Error> {
+        let headers: Vec<(&str, &str)> = authorization
+            .map(|authorization| ("Authorization", authorization))
+            .into_iter()
+            .collect();
+        self.send_with(method, path, &headers, body)
+    }
+
+    /// Any request with these headers.
+    pub fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<Answer, ureq::Error> {
         let mut request = http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
             .header("Content-Type", "application/json");
-        if let Some(authorization) = authorization {
-            request = request.header("Authorization", authorization);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let request = request.body(body.to_owned()).expect("valid request");
         let mut response = self.agent.run(request)?;
