@@ -177,8 +177,8 @@ fn redis_installed() -> bool {
 }
 
 /// A CA and a server certificate for 127.0.0.1 it signed, made once per
-/// test run with the `openssl` command (Debian's redis-server is built with
-/// TLS; no certificate crate needs to be compiled for the tests).
+/// test run by tests/tls/make-certs.sh with the `openssl` command (Debian's
+/// redis-server is built with TLS; no certificate crate is compiled for it).
 struct TlsFiles {
     ca: std::path::PathBuf,
     server_cert: std::path::PathBuf,
@@ -196,82 +196,23 @@ impl TlsFiles {
     fn make() -> Option<TlsFiles> {
         let dir = std::env::temp_dir().join(format!("cio-redis-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let openssl = |args: &[&str]| {
-            let status = Command::new("openssl")
-                .args(args)
-                .current_dir(&dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            match status {
-                Ok(status) => assert!(status.success(), "openssl {args:?} failed"),
-                Err(_) => {
-                    assert!(
-                        std::env::var("CIO_REQUIRE_REDIS").as_deref() != Ok("1"),
-                        "CIO_REQUIRE_REDIS=1 but openssl is not on the PATH"
-                    );
-                    eprintln!("skipped: openssl is not installed (apt-get install openssl)");
-                    return false;
-                }
-            }
-            true
-        };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-        let made = openssl(
-            &[
-                &["req", "-x509"][..],
-                &ec,
-                &[
-                    "-keyout",
-                    "ca.key",
-                    "-out",
-                    "ca.pem",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=cio test CA",
-                ],
-            ]
-            .concat(),
-        ) && openssl(
-            &[
-                &["req"][..],
-                &ec,
-                &[
-                    "-keyout",
-                    "server.key",
-                    "-out",
-                    "server.csr",
-                    "-subj",
-                    "/CN=127.0.0.1",
-                ],
-            ]
-            .concat(),
-        ) && openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ]);
-        made.then(|| TlsFiles {
+        let openssl = Command::new("openssl")
+            .arg("version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !openssl {
+            assert!(
+                std::env::var("CIO_REQUIRE_REDIS").as_deref() != Ok("1"),
+                "CIO_REQUIRE_REDIS=1 but openssl is not on the PATH"
+            );
+            eprintln!("skipped: openssl is not installed (apt-get install openssl)");
+            return None;
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls/make-certs.sh");
+        let made = Command::new("sh").arg(script).arg(&dir).status().unwrap();
+        assert!(made.success(), "{script} failed");
+        Some(TlsFiles {
             ca: dir.join("ca.pem"),
             server_cert: dir.join("server.crt"),
             server_key: dir.join("server.key"),

@@ -67,6 +67,7 @@ impl From<&Error> for Exit {
             Error::Import { failure, .. } => Exit::of(&failure.error),
             Error::MissingCredentials(_)
             | Error::KeyFile { .. }
+            | Error::File { .. }
             | Error::EmptyKeyFile { .. }
             | Error::Json { .. }
             | Error::NotAnObject { .. }

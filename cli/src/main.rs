@@ -21,6 +21,7 @@ mod import;
 mod json_arg;
 mod key;
 mod logging;
+mod metrics;
 mod output;
 mod progress;
 

@@ -16,7 +16,14 @@ fn completions_bash_is_a_script_bash_accepts_that_knows_every_subcommand_and_fla
         script.contains("complete -F _cio__ratelimit") && script.contains("cio-ratelimit"),
         "{script}"
     );
-    for word in ["import", "identify", "send-email", "--redis-url", "--metrics-file", "--redis-wait"] {
+    for word in [
+        "import",
+        "identify",
+        "send-email",
+        "--redis-url",
+        "--metrics-file",
+        "--redis-wait",
+    ] {
         assert!(script.contains(word), "completes {word}");
     }
     // bash -n: parses without running, so a broken script fails here.
@@ -42,8 +49,15 @@ fn completions_cover_zsh_fish_and_powershell_and_refuse_other_shells() {
     ] {
         let outcome = cio_ratelimit(&["completions", shell]).run();
         outcome.assert_code(0);
-        assert!(outcome.stdout.contains(marker), "{shell}: {}", outcome.stdout);
-        assert!(outcome.stdout.contains("redis-ca"), "{shell} knows the flags");
+        assert!(
+            outcome.stdout.contains(marker),
+            "{shell}: {}",
+            outcome.stdout
+        );
+        assert!(
+            outcome.stdout.contains("redis-ca"),
+            "{shell} knows the flags"
+        );
     }
     let outcome = cio_ratelimit(&["completions", "tcsh"]).run();
     outcome.assert_code(2);

@@ -321,7 +321,7 @@ impl RedisLimiterBuilder {
         }
         let (fallback, meanwhile) = match self.when_unreachable {
             WhenUnreachable::Wait => (None, "waiting for it"),
-            WhenUnreachable::WaitAtMost(_) => (None, "waiting for it, for a while"),
+            WhenUnreachable::WaitAtMost(_) => (None, "waiting for it, up to a set time"),
             WhenUnreachable::FallBack { share } => {
                 if !(share > 0.0 && share <= 1.0) {
                     return Err(Error::invalid(
