@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::config::{Config, DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_SITE_ID, RetryAfterStyle};
+use crate::config::{
+    Config, DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_SITE_ID, Keep, RetryAfterStyle,
+};
 use crate::faults::Faults;
 use crate::server::Emulator;
 
@@ -66,6 +68,18 @@ struct Args {
     /// Fixed extra latency on every API request, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = 0)]
     latency_ms: u64,
+    /// What to keep of what was accepted: all (payloads too, for tests) or counts (tallies
+    /// and the sets that detect repeats, without payloads, for soak tests and demos)
+    #[arg(long, value_enum, default_value_t = KeepArg::All)]
+    keep: KeepArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum KeepArg {
+    /// Everything, payloads included
+    All,
+    /// Tallies and dedup sets, no payloads
+    Counts,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -115,6 +129,10 @@ impl Args {
             .retry_after(retry_after)
             .faults(faults)
             .latency(Duration::from_millis(self.latency_ms))
+            .keep(match self.keep {
+                KeepArg::All => Keep::All,
+                KeepArg::Counts => Keep::Counts,
+            })
     }
 }
 

@@ -12,6 +12,25 @@ pub const DEFAULT_API_KEY: &str = "emulator-api-key";
 /// The App API key an emulator accepts unless [`Config::app_key`] says otherwise.
 pub const DEFAULT_APP_KEY: &str = "emulator-app-key";
 
+/// What the emulator keeps of what it accepted.
+///
+/// A long soak test or a demo sends millions of records; keeping each one's payload grows
+/// without bound (about 1 GB after a 1M-line import). [`Keep::Counts`] keeps the tallies and
+/// the sets that decide what is a repeat, and drops the payloads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Keep {
+    /// Everything: attributes, event data, devices, message bodies. The default, for tests
+    /// that look at what arrived.
+    #[default]
+    All,
+    /// Tallies only: people by identifier with their counts and flags (no attributes or
+    /// device objects), seen event ids (repeats are still detected) and
+    /// [`Snapshot::event_count`](crate::Snapshot::event_count), but an empty
+    /// [`Snapshot::events`](crate::Snapshot::events); merge, send and broadcast bodies are
+    /// kept as `null`.
+    Counts,
+}
+
 /// How a `429 Too Many Requests` answer tells the client when to come back.
 ///
 /// Customer.io does not promise a `Retry-After` on every 429, and RFC 9110 allows two
@@ -80,6 +99,7 @@ pub struct Config {
     pub(crate) retry_after: RetryAfterStyle,
     pub(crate) faults: Faults,
     pub(crate) latency: Duration,
+    pub(crate) keep: Keep,
 }
 
 impl Default for Config {
@@ -109,6 +129,7 @@ impl Default for Config {
             retry_after: RetryAfterStyle::Seconds,
             faults: Faults::default(),
             latency: Duration::ZERO,
+            keep: Keep::All,
         }
     }
 }
@@ -203,6 +224,12 @@ impl Config {
     /// A fixed extra delay before every Customer.io API request is handled (not admin routes).
     pub fn latency(mut self, latency: Duration) -> Self {
         self.latency = latency;
+        self
+    }
+
+    /// What to keep of what was accepted; default [`Keep::All`].
+    pub fn keep(mut self, keep: Keep) -> Self {
+        self.keep = keep;
         self
     }
 }

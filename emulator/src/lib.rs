@@ -112,7 +112,9 @@ mod track_v2;
 mod validate;
 
 pub use cli::run_cli;
-pub use config::{Config, DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_SITE_ID, RetryAfterStyle};
+pub use config::{
+    Config, DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_SITE_ID, Keep, RetryAfterStyle,
+};
 pub use faults::Faults;
 pub use server::Emulator;
 pub use snapshot::{Broadcast, ClassStats, Event, Person, SentMessage, Snapshot};

@@ -59,7 +59,7 @@ impl Service {
             },
             retry_after: config.retry_after,
             latency: config.latency,
-            records: Records::default(),
+            records: Records::new(config.keep),
             windows: Class::ALL.map(window),
             faults: Mutex::new(FaultDice::new(config.faults.clone())),
         }
