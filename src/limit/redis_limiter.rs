@@ -83,13 +83,25 @@ const SETTINGS_REFRESH: Duration = Duration::from_secs(10);
 /// or against a private CA given to [`trust_ca`](RedisLimiterBuilder::trust_ca).
 /// Certificate checks cannot be turned off.
 ///
+/// # Shared settings
+///
+/// Every process records the rate and burst it uses beside the shared state
+/// (key `{key}:settings`, e.g. `rate=80/s burst=10`), again every 10 s while
+/// it sends; they expire a minute after the last process stops. A process
+/// whose settings differ is refused: [`connect`](RedisLimiter::connect) and
+/// [`check`](RedisLimiter::check) return [`Error::SharedSettingsMismatch`]
+/// naming both, and it grants nothing, unless it was built to
+/// [`adopt_shared_settings`](RedisLimiterBuilder::adopt_shared_settings).
+///
 /// # When Redis cannot be reached
 ///
 /// Connecting and each command time out after 1 s
 /// ([`timeout`](RedisLimiterBuilder::timeout)); then, as configured with
 /// [`WhenUnreachable`], callers either wait for Redis, retrying with backoff
-/// (the default: the budget is never overspent), or fall back to a local
-/// bucket at a share of the rate until Redis answers again. The first failure
+/// (the default: the budget is never overspent), wait at most a set time and
+/// then fail their requests without sending them (for jobs that must end),
+/// or fall back to a local bucket at a share of the rate until Redis answers
+/// again. The first failure
 /// of an outage is logged with `log::warn!`, the recovery with `log::info!`;
 /// the Redis password never appears in logs, errors or `Debug`. A pause that
 /// cannot reach Redis still holds this process.
@@ -110,9 +122,9 @@ struct Shared {
     /// The limit and what the script is told of it; an adopted limit
     /// replaces the configured one.
     schedule: RwLock<Schedule>,
-    /// Where the settings are recorded, whether to adopt others', and
-    /// whether they were refused.
+    /// When to record the settings again, and another process's refused.
     settings: Mutex<Settings>,
+    /// Whether to take on another process's settings instead of refusing.
     adopt: bool,
     when_unreachable: WhenUnreachable,
     fallback: Option<TokenBucket>,
@@ -463,16 +475,18 @@ impl RedisLimiter {
     /// [`Error::RedisUnreachable`] when Redis cannot be reached now (the
     /// limiter still works as configured with [`WhenUnreachable`]).
     pub fn connect(&self) -> Result<()> {
-        if self.shared.link.next_try().is_none() && self.register(true).is_ok() {
-            return self.refusal().map_or(Ok(()), Err);
+        if self.shared.link.next_try().is_some() || self.register(true).is_err() {
+            let waited = self.shared.link.down_for().unwrap_or_default();
+            return Err(self.unreachable(waited));
         }
-        if let Some(refused) = self.refusal() {
-            return Err(refused);
-        }
-        Err(Error::RedisUnreachable {
+        self.refusal().map_or(Ok(()), Err)
+    }
+
+    fn unreachable(&self, waited: Duration) -> Error {
+        Error::RedisUnreachable {
             url: self.shared.link.shown().to_owned(),
-            waited: self.shared.link.down_for().unwrap_or_default(),
-        })
+            waited,
+        }
     }
 
     /// How long Redis has been unreachable, while an outage goes on.
@@ -533,13 +547,8 @@ impl RedisLimiter {
         if let Some(refused) = self.refusal() {
             return Err(refused);
         }
-        match self.waited_too_long() {
-            Some(waited) => Err(Error::RedisUnreachable {
-                url: self.shared.link.shown().to_owned(),
-                waited,
-            }),
-            None => Ok(()),
-        }
+        self.waited_too_long()
+            .map_or(Ok(()), |waited| Err(self.unreachable(waited)))
     }
 
     /// How long Redis has been away, when that is longer than the limiter may wait.

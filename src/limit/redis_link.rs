@@ -45,16 +45,17 @@ struct Outage {
 /// `rediss://` URL.
 pub(crate) fn open(url: &str, ca: Option<&[u8]>) -> Result<redis::Client, Refused> {
     let client = redis::Client::open(url).map_err(|_| Refused::Url(redact(url)))?;
-    match &client.get_connection_info().addr() {
+    let tls = match client.get_connection_info().addr() {
         redis::ConnectionAddr::TcpTls { insecure: true, .. } => {
             return Err(Refused::Insecure(redact(url)));
         }
-        redis::ConnectionAddr::TcpTls { .. } => {}
-        _ if ca.is_some() => return Err(Refused::CaWithoutTls(redact(url))),
-        _ => return Ok(client),
-    }
-    let Some(ca) = ca else {
-        return Ok(client);
+        redis::ConnectionAddr::TcpTls { .. } => true,
+        _ => false,
+    };
+    let ca = match ca {
+        None => return Ok(client),
+        Some(_) if !tls => return Err(Refused::CaWithoutTls(redact(url))),
+        Some(ca) => ca,
     };
     if !ca
         .windows(b"-----BEGIN CERTIFICATE-----".len())
