@@ -45,7 +45,7 @@ impl fmt::Display for Failure {
 /// An error that the retry loop can classify.
 ///
 /// The crate's [`Error`] implements it; implement it for your own error
-/// type to run your own calls through [`RetryPolicy::run`].
+/// type to run your own calls through [`RetryPolicy::run`](crate::RetryPolicy::run).
 pub trait Classify {
     /// How this error failed.
     fn failure(&self) -> Failure;
