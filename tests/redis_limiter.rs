@@ -842,6 +842,14 @@ fn settings_that_differ_are_refused_naming_both_unless_adopted() {
         .query(&mut redis.connection())
         .unwrap();
     assert_eq!(recorded, "rate=80/s burst=10");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{}:settings", first.key()))
+        .query(&mut redis.connection())
+        .unwrap();
+    assert!(
+        (59_000..=60_000).contains(&ttl),
+        "they expire a minute after the last process recorded them: {ttl} ms"
+    );
     let same = limiter(&redis, "settings", 80.0, 10).build().unwrap();
     same.connect().unwrap();
 
