@@ -24,8 +24,8 @@ Exit codes:
   0  success
   1  some lines were dead-lettered (import)
   2  usage, credentials, bad input, or another error that trying again will not fix
-  3  Customer.io unavailable after retries (5xx, 429, timeouts, connection failures):
-     try again later";
+  3  Customer.io unavailable after retries (5xx, 429, timeouts, connection failures),
+     or Redis unreachable for longer than --redis-wait: try again later";
 
 /// Send data to Customer.io from scripts and shells, as fast as the
 /// workspace's rate limits allow and never faster, with retries.
