@@ -200,7 +200,8 @@ pub enum WhenUnreachable {
     /// [`Error::RedisUnreachable`], so a `Client` fails its requests, as
     /// transient errors, without sending them, until Redis answers again.
     /// For jobs that must end (and be resumed) rather than hang through a
-    /// long outage.
+    /// long outage. Code that takes permits itself must call `check` after
+    /// `acquire`, as the client does, or it would send without a permit.
     WaitAtMost(Duration),
 }
 
