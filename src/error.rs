@@ -102,6 +102,27 @@ pub enum Error {
         /// Details, for people (never a key).
         message: String,
     },
+    /// A shared limiter (`RedisLimiter` with `WhenUnreachable::WaitAtMost`)
+    /// could not reach Redis for longer than it may wait, so nothing was
+    /// sent. Transient: try again once Redis is back.
+    RedisUnreachable {
+        /// The Redis URL, without its password.
+        url: String,
+        /// How long Redis had been unreachable.
+        waited: Duration,
+    },
+    /// Another process shares the limiter's Redis key with different
+    /// settings; nothing was sent. Use the same settings, or let this
+    /// process adopt the shared ones
+    /// (`RedisLimiterBuilder::adopt_shared_settings`).
+    SharedSettingsMismatch {
+        /// The Redis key of the shared state.
+        key: String,
+        /// The settings recorded beside it, e.g. `rate=80/s burst=10`.
+        shared: String,
+        /// This process's settings.
+        ours: String,
+    },
 }
 
 /// Which credential Customer.io refused.
@@ -242,6 +263,16 @@ impl fmt::Display for Error {
             Error::Transport { kind, message } => {
                 write!(f, "connection to Customer.io failed ({kind:?}): {message}")
             }
+            Error::RedisUnreachable { url, waited } => write!(
+                f,
+                "Redis at {url} has been unreachable for {:.0?}, longer than the limiter may wait; nothing was sent",
+                waited
+            ),
+            Error::SharedSettingsMismatch { key, shared, ours } => write!(
+                f,
+                "Redis key {key} is shared at {shared}, but this process is set to {ours}; \
+                 use the same settings, or adopt the shared ones"
+            ),
         }
     }
 }

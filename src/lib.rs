@@ -57,7 +57,7 @@
 //!
 //! - `redis` (off by default): `RedisLimiter`, `RedisLimiterBuilder` and
 //!   `WhenUnreachable`, on the blocking client of the `redis` crate (no async
-//!   runtime).
+//!   runtime), with `rediss://` over rustls.
 //!
 //! # Errors
 //!

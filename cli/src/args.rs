@@ -28,8 +28,8 @@ Exit codes:
   0  success
   1  some lines were dead-lettered (import)
   2  usage, credentials, bad input, or another error that trying again will not fix
-  3  Customer.io unavailable after retries (5xx, 429, timeouts, connection failures):
-     try again later";
+  3  Customer.io unavailable after retries (5xx, 429, timeouts, connection failures),
+     or Redis unreachable for longer than --redis-wait: try again later";
 
 /// Send data to Customer.io from scripts and shells, as fast as the
 /// workspace's rate limits allow and never faster, with retries.
@@ -52,6 +52,31 @@ pub enum Command {
     /// Run a local Customer.io emulator in the foreground, with cio-emulator's flags
     #[command(disable_help_flag = true)]
     Emulator(Foreground),
+    /// Print a completion script for a shell, e.g. `cio-ratelimit completions bash > /etc/bash_completion.d/cio-ratelimit`
+    Completions(Completions),
+    /// Print the man page (roff), e.g. `cio-ratelimit man | man -l -`
+    Man,
+}
+
+/// `completions SHELL`.
+#[derive(Debug, clap::Args)]
+pub struct Completions {
+    /// The shell to complete in
+    #[arg(value_enum)]
+    pub shell: ShellArg,
+}
+
+/// The shells `completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShellArg {
+    /// Bash
+    Bash,
+    /// Zsh
+    Zsh,
+    /// Fish
+    Fish,
+    /// PowerShell
+    Powershell,
 }
 
 impl Command {
@@ -61,6 +86,8 @@ impl Command {
             Command::Import(_) => "import",
             Command::Call(call) => call.name(),
             Command::Emulator(_) => "emulator",
+            Command::Completions(_) => "completions",
+            Command::Man => "man",
         }
     }
 
@@ -69,7 +96,7 @@ impl Command {
         match self {
             Command::Import(import) => Some(&import.global),
             Command::Call(call) => Some(call.global()),
-            Command::Emulator(_) => None,
+            Command::Emulator(_) | Command::Completions(_) | Command::Man => None,
         }
     }
 }
@@ -642,10 +669,28 @@ pub struct Import {
     /// instead of waiting for it [default: wait]
     #[arg(long, value_name = "SHARE", requires = "redis_url", value_parser = share)]
     pub redis_fallback: Option<f64>,
+    /// Trust the CA certificates in this PEM file, instead of the system's,
+    /// for a rediss:// --redis-url
+    #[arg(long, value_name = "PATH", requires = "redis_url")]
+    pub redis_ca: Option<PathBuf>,
+    /// While Redis is unreachable, wait at most this long, then stop with
+    /// exit 3 and the checkpoint written, to resume later [default: wait
+    /// until Redis is back: the job never overspends and carries on by itself]
+    #[arg(long, value_name = "SECS", requires = "redis_url", conflicts_with = "redis_fallback", value_parser = seconds)]
+    pub redis_wait: Option<Duration>,
+    /// When other processes share --redis-url at another --rate or --burst,
+    /// take on theirs instead of refusing to start
+    #[arg(long, requires = "redis_url")]
+    pub redis_adopt: bool,
     /// Find the workspace's limit without Redis: lower the rate by 30 % on
     /// each 429 and climb back while requests succeed, never above --rate
     #[arg(long)]
     pub adaptive: bool,
+    /// Write Prometheus metrics (node_exporter's textfile format) here, by
+    /// temporary file and rename, every few seconds and at the end; an
+    /// existing file is replaced only if an import wrote it
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
     /// Without a terminal, log progress every N lines done
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub progress_every: u64,
@@ -760,6 +805,34 @@ mod tests {
             |share: &str| parse(&["import", "f", "--redis-url", "r", "--redis-fallback", share]);
         assert!(fallback("1.5").is_err() && fallback("0").is_err());
         assert!(fallback("0.25").is_ok());
+        let redis = |flags: &[&str]| {
+            parse(&[&["import", "f", "--redis-url", "rediss://r"][..], flags].concat())
+        };
+        assert!(
+            redis(&[
+                "--redis-wait",
+                "30",
+                "--redis-ca",
+                "ca.pem",
+                "--redis-adopt"
+            ])
+            .is_ok()
+        );
+        assert!(redis(&["--redis-wait", "0"]).is_err());
+        assert!(
+            redis(&["--redis-wait", "30", "--redis-fallback", "0.5"]).is_err(),
+            "wait or fall back, not both"
+        );
+        for flag in [
+            &["--redis-wait", "30"][..],
+            &["--redis-ca", "ca.pem"],
+            &["--redis-adopt"],
+        ] {
+            assert!(
+                parse(&[&["import", "f"][..], flag].concat()).is_err(),
+                "{flag:?} needs --redis-url"
+            );
+        }
     }
 
     #[test]

@@ -22,6 +22,16 @@ pub enum Error {
         /// Why it could not be read.
         source: io::Error,
     },
+    /// A file a flag names cannot be used (a CA that cannot be read, a
+    /// metrics path that is not ours to replace).
+    File {
+        /// The flag, e.g. `--metrics-file`.
+        flag: &'static str,
+        /// The path it names.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A key file holds nothing but white space.
     EmptyKeyFile {
         /// The flag that named the file.
@@ -119,6 +129,11 @@ impl fmt::Display for Error {
             Error::KeyFile { flag, path, .. } => {
                 write!(f, "cannot read {flag} {}", path.display())
             }
+            Error::File {
+                flag,
+                path,
+                problem,
+            } => write!(f, "{flag} {}: {problem}", path.display()),
             Error::EmptyKeyFile { flag, path } => {
                 write!(f, "{flag} {} is empty", path.display())
             }
@@ -176,6 +191,7 @@ impl std::error::Error for Error {
             Error::Json { source, .. } => Some(source),
             Error::MissingCredentials(_)
             | Error::EmptyKeyFile { .. }
+            | Error::File { .. }
             | Error::NotAnObject { .. }
             | Error::NotOnePerson { .. } => None,
         }

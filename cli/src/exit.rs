@@ -6,7 +6,7 @@
 //! | 0 | success |
 //! | 1 | some lines were dead-lettered (imports only) |
 //! | 2 | usage, credentials, bad input, or another error that trying again will not fix |
-//! | 3 | Customer.io unavailable after retries (5xx, 429 past the deadline, timeouts, refused or dropped connections): resume later |
+//! | 3 | Customer.io unavailable after retries (5xx, 429 past the deadline, timeouts, refused or dropped connections), or Redis unreachable past `--redis-wait`: resume later |
 //!
 //! clap's own usage errors exit with 2 as well.
 
@@ -67,6 +67,7 @@ impl From<&Error> for Exit {
             Error::Import { failure, .. } => Exit::of(&failure.error),
             Error::MissingCredentials(_)
             | Error::KeyFile { .. }
+            | Error::File { .. }
             | Error::EmptyKeyFile { .. }
             | Error::Json { .. }
             | Error::NotAnObject { .. }

@@ -16,10 +16,12 @@ mod credentials;
 mod embedded;
 mod error;
 mod exit;
+mod generated;
 mod import;
 mod json_arg;
 mod key;
 mod logging;
+mod metrics;
 mod output;
 mod pipelines;
 mod progress;
@@ -52,6 +54,14 @@ fn main() -> ExitCode {
 fn try_main(args: Args, output: &mut Output) -> Result<Exit, Error> {
     let command = match args.command {
         Command::Emulator(foreground) => return Ok(embedded::foreground(foreground.args)),
+        Command::Completions(completions) => {
+            output::to_stdout(|out| generated::completions(completions.shell, out))?;
+            return Ok(Exit::Success);
+        }
+        Command::Man => {
+            output::to_stdout(generated::man)?;
+            return Ok(Exit::Success);
+        }
         Command::Import(import) => {
             logging::init(import.global.verbose);
             return import::run(&import, output);

@@ -58,10 +58,7 @@ impl Output {
             }
             text
         };
-        match io::stdout().lock().write_all(text.as_bytes()) {
-            Err(error) if error.kind() != io::ErrorKind::BrokenPipe => Err(Error::Output(error)),
-            _ => Ok(()),
-        }
+        to_stdout(|out| out.write_all(text.as_bytes()))
     }
 
     /// Prints why the command failed on standard error, and on standard
@@ -108,6 +105,21 @@ impl Output {
         let mut text = Value::Object(object).to_string();
         text.push('\n');
         text
+    }
+}
+
+/// Writes to standard output with `write`.
+///
+/// # Errors
+///
+/// [`Error::Output`] if standard output cannot be written (a closed pipe is
+/// not an error: nobody is reading).
+pub fn to_stdout(
+    write: impl FnOnce(&mut io::StdoutLock<'static>) -> io::Result<()>,
+) -> Result<(), Error> {
+    match write(&mut io::stdout().lock()) {
+        Err(error) if error.kind() != io::ErrorKind::BrokenPipe => Err(Error::Output(error)),
+        _ => Ok(()),
     }
 }
 

@@ -8,7 +8,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::config::{
     Config, DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_PIPELINES_KEY, DEFAULT_SITE_ID, Datacenter,
-    RetryAfterStyle,
+    Keep, RetryAfterStyle,
 };
 use crate::faults::Faults;
 use crate::server::Emulator;
@@ -79,6 +79,10 @@ struct Args {
     /// API request 301 "wrong datacenter" with a Location there
     #[arg(long, value_enum, value_name = "HOME")]
     wrong_datacenter: Option<DatacenterArg>,
+    /// What to keep of what was accepted: all (payloads too, for tests) or counts (tallies
+    /// and the sets that detect repeats, without payloads, for soak tests and demos)
+    #[arg(long, value_enum, default_value_t = KeepArg::All)]
+    keep: KeepArg,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -87,6 +91,14 @@ enum DatacenterArg {
     Us,
     /// The European Union
     Eu,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum KeepArg {
+    /// Everything, payloads included
+    All,
+    /// Tallies and dedup sets, no payloads
+    Counts,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -143,6 +155,10 @@ impl Args {
             .retry_after(retry_after)
             .faults(faults)
             .latency(Duration::from_millis(self.latency_ms))
+            .keep(match self.keep {
+                KeepArg::All => Keep::All,
+                KeepArg::Counts => Keep::Counts,
+            })
     }
 }
 

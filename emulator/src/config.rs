@@ -37,6 +37,25 @@ impl Datacenter {
     }
 }
 
+/// What the emulator keeps of what it accepted.
+///
+/// A long soak test or a demo sends millions of records; keeping each one's payload grows
+/// without bound (about 1 GB after a 1M-line import). [`Keep::Counts`] keeps the tallies and
+/// the sets that decide what is a repeat, and drops the payloads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Keep {
+    /// Everything: attributes, event data, devices, message bodies. The default, for tests
+    /// that look at what arrived.
+    #[default]
+    All,
+    /// Tallies only: people by identifier with their counts and flags (no attributes or
+    /// device objects), seen event ids (repeats are still detected) and
+    /// [`Snapshot::event_count`](crate::Snapshot::event_count), but an empty
+    /// [`Snapshot::events`](crate::Snapshot::events); merge, send and broadcast bodies are
+    /// kept as `null`.
+    Counts,
+}
+
 /// How a `429 Too Many Requests` answer tells the client when to come back.
 ///
 /// Customer.io does not promise a `Retry-After` on every 429, and RFC 9110 allows two
@@ -111,6 +130,7 @@ pub struct Config {
     pub(crate) faults: Faults,
     pub(crate) latency: Duration,
     pub(crate) wrong_datacenter: Option<Datacenter>,
+    pub(crate) keep: Keep,
 }
 
 impl Default for Config {
@@ -148,6 +168,7 @@ impl Default for Config {
             faults: Faults::default(),
             latency: Duration::ZERO,
             wrong_datacenter: None,
+            keep: Keep::All,
         }
     }
 }
@@ -266,6 +287,12 @@ impl Config {
     /// Nothing is recorded.
     pub fn wrong_datacenter(mut self, home: Datacenter) -> Self {
         self.wrong_datacenter = Some(home);
+        self
+    }
+
+    /// What to keep of what was accepted; default [`Keep::All`].
+    pub fn keep(mut self, keep: Keep) -> Self {
+        self.keep = keep;
         self
     }
 }

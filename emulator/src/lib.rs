@@ -95,6 +95,13 @@
 //! Customer.io's shapes at once), Track v2 `{"errors":[{"reason":"…","field":"…","message":"…"}]}`
 //! (207 items add `batch_index`), App API `{"errors":[{"detail":"…","status":"401"}]}`.
 //!
+//! # Memory
+//!
+//! By default ([`Keep::All`]) everything accepted is kept, payloads included: about 1 GiB
+//! after a 1M-line import. [`Config::keep`]`(`[`Keep::Counts`]`)` (`--keep counts`) keeps
+//! the tallies and the sets that detect repeats, not payloads: about 140 MiB for the same
+//! import (`emulator_bench` measures both), for long soak tests and demos.
+//!
 //! # Threads
 //!
 //! One thread accepts connections and one thread serves each keep-alive connection; the
@@ -125,7 +132,7 @@ mod validate;
 pub use cli::run_cli;
 pub use config::{
     Config, DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_PIPELINES_KEY, DEFAULT_SITE_ID, Datacenter,
-    RetryAfterStyle,
+    Keep, RetryAfterStyle,
 };
 pub use faults::Faults;
 pub use server::Emulator;

@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 
+use crate::config::Keep;
 use crate::snapshot::{
     Broadcast, DeliveryMetric, Event, Export, Person, PipelinesCall, Relationship, SentMessage,
     Snapshot,
@@ -73,6 +74,7 @@ pub(crate) enum Change {
 
 #[derive(Default)]
 struct Inner {
+    keep: Keep,
     snapshot: Snapshot,
     seen_event_ids: HashSet<String>,
     seen_message_ids: HashSet<String>,
@@ -88,6 +90,15 @@ pub(crate) struct Records {
 }
 
 impl Records {
+    pub(crate) fn new(keep: Keep) -> Records {
+        Records {
+            inner: Mutex::new(Inner {
+                keep,
+                ..Inner::default()
+            }),
+        }
+    }
+
     /// Counts a Customer.io API request that arrived.
     pub(crate) fn arrived(&self) {
         self.inner.lock().snapshot.requests += 1;
@@ -123,6 +134,7 @@ impl Records {
         let mut inner = self.inner.lock();
         inner.deliveries += 1;
         let delivery_id = format!("emulator-delivery-{}", inner.deliveries);
+        let body = inner.kept(body);
         inner.snapshot.sends.push(SentMessage {
             kind: kind.to_owned(),
             delivery_id: delivery_id.clone(),
@@ -135,6 +147,7 @@ impl Records {
     pub(crate) fn broadcast(&self, campaign_id: u64, body: Value) -> u64 {
         let mut inner = self.inner.lock();
         inner.triggers += 1;
+        let body = inner.kept(body);
         inner
             .snapshot
             .broadcasts
@@ -277,11 +290,23 @@ impl Records {
     }
 
     pub(crate) fn reset(&self) {
-        *self.inner.lock() = Inner::default();
+        let mut inner = self.inner.lock();
+        *inner = Inner {
+            keep: inner.keep,
+            ..Inner::default()
+        };
     }
 }
 
 impl Inner {
+    /// A payload as kept: itself, or `null` when keeping counts only.
+    fn kept(&self, payload: Value) -> Value {
+        match self.keep {
+            Keep::All => payload,
+            Keep::Counts => Value::Null,
+        }
+    }
+
     /// The person recorded under `key`, recorded now with a new cio_id if they were not.
     fn person(&mut self, key: String) -> &mut Person {
         let created = &mut self.people_created;
@@ -315,11 +340,14 @@ impl Inner {
     }
 
     fn apply(&mut self, change: Change) {
+        let keep_all = self.keep == Keep::All;
         match change {
             Change::Identify { person, attributes } => {
                 let person = self.person(person);
                 person.identify_count += 1;
-                person.attributes.extend(attributes);
+                if keep_all {
+                    person.attributes.extend(attributes);
+                }
             }
             Change::Delete { person } => {
                 self.snapshot.people.remove(&person);
@@ -338,7 +366,10 @@ impl Inner {
                     self.snapshot.duplicate_events += 1;
                     return;
                 }
-                self.snapshot.events.push(event);
+                self.snapshot.event_count += 1;
+                if keep_all {
+                    self.snapshot.events.push(event);
+                }
             }
             Change::Suppress { person, suppressed } => {
                 self.person(person).suppressed = suppressed;
@@ -348,6 +379,7 @@ impl Inner {
                 device_id,
                 device,
             } => {
+                let device = if keep_all { device } else { Value::Null };
                 self.person(person).devices.insert(device_id, device);
             }
             Change::DeleteDevice { person, device_id } => {
@@ -372,6 +404,7 @@ impl Inner {
                     }
                     target.identify_count += merged.identify_count;
                 }
+                let body = self.kept(body);
                 self.snapshot.merges.push(body);
             }
             Change::Segment {
@@ -588,6 +621,43 @@ mod tests {
             json!({"a": 1, "b": 2})
         );
         assert_eq!(person.identify_count, 2);
+    }
+
+    #[test]
+    fn keeping_counts_drops_payloads_but_keeps_tallies_and_repeats() {
+        let records = Records::new(Keep::Counts);
+        records.apply(vec![
+            Change::Identify {
+                person: "1".into(),
+                attributes: attributes(json!({"a": 1})),
+            },
+            Change::AddDevice {
+                person: "1".into(),
+                device_id: "tok".into(),
+                device: json!({"platform": "ios"}),
+            },
+            event(Some("e1")),
+            event(Some("e1")),
+            event(None),
+        ]);
+        records.send("email", json!({"to": "a@b.c"}));
+        let snapshot = records.snapshot();
+        let person = &snapshot.people["1"];
+        assert!(person.attributes.is_empty());
+        assert_eq!(person.identify_count, 1);
+        assert_eq!(person.devices["tok"], Value::Null, "the device is counted");
+        assert!(snapshot.events.is_empty());
+        assert_eq!((snapshot.event_count, snapshot.duplicate_events), (2, 1));
+        assert_eq!(snapshot.sends[0].body, Value::Null);
+        assert_eq!(snapshot.sends[0].delivery_id, "emulator-delivery-1");
+        records.reset();
+        records.apply(vec![event(Some("e2"))]);
+        assert!(records.snapshot().events.is_empty(), "reset keeps the mode");
+
+        let all = Records::default();
+        all.apply(vec![event(Some("e1")), event(None)]);
+        let snapshot = all.snapshot();
+        assert_eq!((snapshot.events.len() as u64, snapshot.event_count), (2, 2));
     }
 
     #[test]

@@ -64,7 +64,7 @@ impl Service {
             retry_after: config.retry_after,
             latency: config.latency,
             wrong_datacenter: config.wrong_datacenter,
-            records: Records::default(),
+            records: Records::new(config.keep),
             windows: Class::ALL.map(window),
             faults: Mutex::new(FaultDice::new(config.faults.clone())),
         }

@@ -24,6 +24,10 @@ pub struct Snapshot {
     pub events: Vec<Event>,
     /// Events acknowledged but not stored because their `id` had been seen before.
     pub duplicate_events: u64,
+    /// Events accepted, repeats excluded: `events.len()`, unless the emulator keeps only
+    /// counts ([`Keep::Counts`](crate::Keep::Counts)) and `events` stays empty.
+    #[serde(default)]
+    pub event_count: u64,
     /// Transactional messages sent (`/v1/send/email`, `/v1/send/push`), in order.
     pub sends: Vec<SentMessage>,
     /// Broadcasts triggered (`POST /v1/campaigns/{id}/triggers`), in order.

@@ -67,9 +67,11 @@ impl Client {
     /// Sends `request` through its class's limiter and the retry policy.
     pub(crate) fn send(&self, request: &Request<'_>) -> Result<Answer> {
         let limiter = self.limiter(request.class);
-        self.inner
-            .retry
-            .run(limiter, request.call, || self.attempt(request))
+        self.inner.retry.run(limiter, request.call, || {
+            // A limiter that gave up granted nothing: fail without sending.
+            limiter.check()?;
+            self.attempt(request)
+        })
     }
 
     /// One attempt: no limiter, no retry.

@@ -90,6 +90,8 @@ impl Classify for Error {
                 kind: TransportKind::ConnectionReset,
                 ..
             } => Failure::ConnectionReset,
+            // Nothing left: safe to try again, whatever the call.
+            Error::RedisUnreachable { .. } => Failure::ConnectionRefused,
             _ => Failure::Permanent,
         }
     }
