@@ -4,7 +4,8 @@
 //!
 //! - [`Client`] and [`ClientBuilder`]: Track v1 and v2, the App API and the
 //!   Pipelines API, each call rate limited and retried through the rooms
-//!   below: sends on the transactional limiter, reads on the App limiter.
+//!   below: App sends on the transactional limiter, App reads on the App
+//!   limiter, Pipelines calls on their own.
 //! - What calls carry: [`Identifier`], [`Event`], [`Device`], [`Operation`],
 //!   [`TransactionalMessage`], [`BroadcastTrigger`], [`PushMetric`].
 //! - What App API reads return: [`PersonIdentifiers`], [`PersonProfile`],
