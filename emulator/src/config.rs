@@ -40,19 +40,22 @@ impl Datacenter {
 /// What the emulator keeps of what it accepted.
 ///
 /// A long soak test or a demo sends millions of records; keeping each one's payload grows
-/// without bound (about 1 GB after a 1M-line import). [`Keep::Counts`] keeps the tallies and
+/// without bound (about 1 GiB after a 1M-line import). [`Keep::Counts`] keeps the tallies and
 /// the sets that decide what is a repeat, and drops the payloads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Keep {
-    /// Everything: attributes, event data, devices, message bodies. The default, for tests
-    /// that look at what arrived.
+    /// Everything: attributes, event data, devices, message bodies, Pipelines calls. The
+    /// default, for tests that look at what arrived.
     #[default]
     All,
-    /// Tallies only: people by identifier with their counts and flags (no attributes or
-    /// device objects), seen event ids (repeats are still detected) and
-    /// [`Snapshot::event_count`](crate::Snapshot::event_count), but an empty
-    /// [`Snapshot::events`](crate::Snapshot::events); merge, send and broadcast bodies are
-    /// kept as `null`.
+    /// Tallies only: people and objects by identifier with their counts and flags (no
+    /// attributes or device objects, so App API lookups by email find a person only under
+    /// the identifier they were recorded with), seen event and message ids (repeats are still
+    /// detected), [`Snapshot::event_count`](crate::Snapshot::event_count) and
+    /// [`Snapshot::pipelines_count`](crate::Snapshot::pipelines_count), but empty
+    /// [`Snapshot::events`](crate::Snapshot::events) and
+    /// [`Snapshot::pipelines`](crate::Snapshot::pipelines); merge, send and broadcast bodies
+    /// are kept as `null`.
     Counts,
 }
 

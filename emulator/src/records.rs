@@ -427,7 +427,9 @@ impl Inner {
             Change::DeliveryMetric(metric) => self.snapshot.delivery_metrics.push(metric),
             Change::IdentifyObject { object, attributes } => {
                 let object = self.snapshot.objects.entry(object).or_default();
-                object.attributes.extend(attributes);
+                if keep_all {
+                    object.attributes.extend(attributes);
+                }
             }
             Change::DeleteObject { object } => {
                 self.snapshot.objects.remove(&object);
@@ -459,7 +461,10 @@ impl Inner {
                     self.snapshot.pipelines_duplicates += 1;
                     return;
                 }
-                self.snapshot.pipelines.push(call);
+                self.snapshot.pipelines_count += 1;
+                if keep_all {
+                    self.snapshot.pipelines.push(call);
+                }
             }
             Change::PipelinesDropped(calls) => self.snapshot.pipelines_dropped += calls,
         }

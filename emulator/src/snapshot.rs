@@ -50,6 +50,10 @@ pub struct Snapshot {
     pub pipelines: Vec<PipelinesCall>,
     /// Pipelines calls acknowledged but not stored because their `messageId` had been seen.
     pub pipelines_duplicates: u64,
+    /// Pipelines calls accepted, repeats excluded: `pipelines.len()`, unless the emulator keeps
+    /// only counts ([`Keep::Counts`](crate::Keep::Counts)) and `pipelines` stays empty.
+    #[serde(default)]
+    pub pipelines_count: u64,
     /// Pipelines calls (or unreadable Pipelines requests) that failed validation without
     /// `X-Strict-Mode: 1`: answered 200 and dropped, as Customer.io does.
     pub pipelines_dropped: u64,
