@@ -109,8 +109,8 @@ pub use crate::queue::{
     JobError, Outcome, Reply, SubmitError, Ticket, TrySubmitError,
 };
 pub use crate::retry::{
-    Call, Classify, Decision, Failure, Idempotency, Jitter, RetryPolicy, RetryPolicyBuilder,
-    RetryStats, parse_retry_after,
+    Call, Classify, Failure, Idempotency, Jitter, RetryPolicy, RetryPolicyBuilder, RetryStats,
+    parse_retry_after,
 };
 
 /// The README's examples compile and run as doctests.

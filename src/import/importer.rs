@@ -4,24 +4,27 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use crate::client::batch::{Batch, BatchPacker};
+use crate::client::batch::BatchPacker;
 use crate::client::client::Client;
 use crate::client::event_id::EventId;
-use crate::client::operation::{Operation, lacks_event_id};
+use crate::client::item_error::ItemError;
 use crate::client::validate;
 use crate::error::{Error, Result, TransportKind};
 use crate::import::checkpoint::Checkpoint;
-use crate::import::dead_letter::{DeadLetter, DeadLetters};
+use crate::import::dead_letter::DeadLetters;
+use crate::import::ledger::{CheckpointFile, Chunk, ChunkId, Ledger, Rejected};
 use crate::import::progress::{ImportFailure, ImportSummary, Progress};
+use crate::import::reader::{Item, NdjsonReader, content_id};
+use crate::limit::clock::SystemClock;
+use crate::queue::client_call::{ClientCall, Reply};
 use crate::queue::dispatcher::Dispatcher;
-use crate::queue::ticket::{JobError, Ticket};
-use crate::retry::policy::RetryStats;
+use crate::queue::ticket::{JobError, Outcome, Ticket};
+use crate::retry::stats::RetryStats;
 
 /// How lines become requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,9 +38,6 @@ pub enum ImportMode {
     Single,
 }
 
-/// Lines longer than this are dead-lettered unread past this point: no item
-/// can be over 32 KB anyway, and memory stays bounded.
-const MAX_LINE_BYTES: usize = 1 << 20;
 /// A chunk closes once its dead letters reach this size, so that a file of
 /// bad lines does not pile them up in memory.
 const MAX_CHUNK_DEAD_BYTES: usize = 1 << 20;
@@ -45,9 +45,12 @@ const MAX_CHUNK_DEAD_BYTES: usize = 1 << 20;
 /// Imports newline-delimited JSON: one Customer.io v2 operation per line (the
 /// body `/api/v2/entity` takes), in constant memory.
 ///
-/// - Lines are validated; events without an `id` get one derived from the
-///   import and the line number, so a retried or resumed import never counts
-///   an event twice.
+/// - Lines are validated, and sent byte for byte as they were read; events
+///   without an `id` get one derived from the import and the line number, so
+///   a retried or resumed import never counts an event twice.
+/// - Requests go through a [`Dispatcher`](crate::Dispatcher) of
+///   [`ClientCall`]s, as a program's own would, and the client isolates the
+///   items the server rejects ([`Client::send_batch`]).
 /// - Bad input never stops the import: invalid JSON, invalid operations,
 ///   items over 32 KB, and items the server rejects (a 400, or a 207 item
 ///   error) go to the dead-letter file with their line number and reason.
@@ -57,6 +60,8 @@ const MAX_CHUNK_DEAD_BYTES: usize = 1 << 20;
 /// - The checkpoint advances only over a contiguous prefix of lines that are
 ///   done, so a resume after a crash (even `kill -9`) loses nothing and
 ///   repeats only what was in flight.
+/// - Retries and 429s are counted per call: two imports sharing one
+///   [`Client`] each report their own.
 ///
 /// ```
 /// use cio_ratelimit::{Client, Importer};
@@ -106,6 +111,9 @@ pub struct ImporterBuilder {
 // beats boxing them for the caller.
 #[allow(clippy::result_large_err)]
 impl Importer {
+    /// Requests in flight at once unless [`workers`](ImporterBuilder::workers) says otherwise.
+    pub const DEFAULT_WORKERS: usize = 4;
+
     /// Starts building an importer that sends through `client` (its Track
     /// limiter sets the rate; its retry policy the retries).
     pub fn builder(client: Client) -> ImporterBuilder {
@@ -113,7 +121,7 @@ impl Importer {
             importer: Importer {
                 client,
                 mode: ImportMode::Batch,
-                workers: 4,
+                workers: Importer::DEFAULT_WORKERS,
                 dead_letter: None,
                 checkpoint: None,
                 resume: false,
@@ -189,11 +197,11 @@ impl Importer {
         input: impl BufRead,
         total_bytes: Option<u64>,
     ) -> std::result::Result<ImportSummary, ImportFailure> {
-        let mut run = match Run::start(self, total_bytes) {
-            Ok(run) => run,
+        let (mut run, mut reader) = match Run::start(self, input, total_bytes) {
+            Ok(started) => started,
             Err(error) => return Err(failure_before_start(error)),
         };
-        let outcome = run.read_all(input).and_then(|()| run.finish());
+        let outcome = run.read_all(&mut reader).and_then(|()| run.finish());
         run.end(outcome)
     }
 }
@@ -205,8 +213,9 @@ impl ImporterBuilder {
         self
     }
 
-    /// Requests in flight at once; default 4. The client's limiter sets the
-    /// rate whatever this is.
+    /// Requests in flight at once; default [`Importer::DEFAULT_WORKERS`]. The
+    /// client's limiter sets the rate whatever this is; more workers keep it
+    /// up when requests are slow or back off after failures.
     pub fn workers(mut self, workers: usize) -> Self {
         self.importer.workers = workers;
         self
@@ -253,11 +262,15 @@ impl ImporterBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] for zero workers, or `resume` without a checkpoint.
+    /// [`Error::InvalidConfig`] naming the setting: zero workers, `resume`
+    /// without a checkpoint, an empty import id, or a zero `max_batch_bytes`.
     pub fn build(self) -> Result<Importer> {
         let importer = self.importer;
         if importer.workers == 0 {
             return Err(Error::invalid("workers", 0, "at least 1"));
+        }
+        if importer.max_batch_bytes == Some(0) {
+            return Err(Error::invalid("max_batch_bytes", 0, "more than zero"));
         }
         if importer.resume && importer.checkpoint.is_none() {
             return Err(Error::invalid(
@@ -291,203 +304,97 @@ impl fmt::Debug for ImporterBuilder {
     }
 }
 
-/// What a worker sends for one chunk of lines.
-enum Job {
-    Batch(Batch),
-    Single(Operation),
+/// A call the import made, handed back with what came of it and what it cost.
+struct Sent {
+    call: ClientCall,
+    result: Result<Reply>,
+    stats: RetryStats,
 }
 
-/// An item the server refused: its index in the request, why, and what was sent.
-struct Rejection {
-    index: usize,
-    reason: String,
-    sent: String,
-}
-
-type JobResult = std::result::Result<Vec<Rejection>, Error>;
-
-/// Statuses that mean "this content is wrong", not "the request failed".
-fn rejects_content(error: &Error) -> Option<String> {
-    match error {
-        Error::Status {
-            status: status @ (400 | 413 | 422),
-            message,
-            ..
-        } => Some(format!(
-            "rejected by Customer.io (HTTP {status}): {message}"
-        )),
-        _ => None,
+impl Outcome for Sent {
+    fn is_failure(&self) -> bool {
+        self.result.is_err()
     }
 }
 
-impl Job {
-    /// Sends the chunk: a batch, falling back to one request per item when
-    /// the server refuses the whole batch, so that only bad items are
-    /// dead-lettered.
-    fn send(self, client: &Client) -> JobResult {
-        match self {
-            Job::Single(operation) => match client.send_entity(&operation) {
-                Ok(()) => Ok(Vec::new()),
-                Err(error) => match rejects_content(&error) {
-                    Some(reason) => Ok(vec![Rejection {
-                        index: 0,
-                        reason,
-                        sent: String::from_utf8_lossy(&operation.to_bytes()).into_owned(),
-                    }]),
-                    None => Err(error),
-                },
+impl Sent {
+    /// The items the server rejected, for the dead-letter file; `Err` when
+    /// the call failed as a whole.
+    fn rejected(self) -> Result<Vec<Rejected>> {
+        let items = match self.result {
+            Ok(Reply::Batch(response)) => response.rejected,
+            Ok(_) => Vec::new(),
+            // One operation alone: the server refused its content.
+            Err(error) => match (&self.call, ItemError::from_error(0, &error)) {
+                (ClientCall::Entity(_), Some(item)) => vec![item],
+                _ => return Err(error),
             },
-            Job::Batch(batch) => match client.send_batch(&batch) {
-                Ok(response) if response.all_accepted() => Ok(Vec::new()),
-                Ok(response) => {
-                    let items = batch_items(&batch);
-                    Ok(response
-                        .rejected
-                        .into_iter()
-                        .map(|item| Rejection {
-                            index: item.index,
-                            sent: items
-                                .get(item.index)
-                                .map(Value::to_string)
-                                .unwrap_or_default(),
-                            reason: format!(
-                                "rejected by Customer.io: {}{}{}",
-                                item.reason,
-                                item.field
-                                    .map(|field| format!(" ({field})"))
-                                    .unwrap_or_default(),
-                                if item.message.is_empty() {
-                                    String::new()
-                                } else {
-                                    format!(": {}", item.message)
-                                }
-                            ),
-                        })
-                        .collect())
-                }
-                Err(error) if rejects_content(&error).is_some() => {
-                    let mut rejections = Vec::new();
-                    for (index, item) in batch_items(&batch).into_iter().enumerate() {
-                        let sent = item.to_string();
-                        let rejected = match Operation::from_json_any_size(item) {
-                            Ok(operation) => match client.send_entity(&operation) {
-                                Ok(()) => None,
-                                Err(error) => Some(rejects_content(&error).ok_or(error)?),
-                            },
-                            Err(invalid) => Some(invalid.to_string()),
-                        };
-                        if let Some(reason) = rejected {
-                            rejections.push(Rejection {
-                                index,
-                                reason,
-                                sent,
-                            });
-                        }
-                    }
-                    Ok(rejections)
-                }
-                Err(error) => Err(error),
-            },
-        }
-    }
-}
-
-/// The items of a batch this crate packed (only on the rare paths that need them).
-fn batch_items(batch: &Batch) -> Vec<Value> {
-    serde_json::from_slice::<Value>(batch.body())
-        .ok()
-        .and_then(|mut body| body.get_mut("batch").map(Value::take))
-        .and_then(|items| match items {
-            Value::Array(items) => Some(items),
+        };
+        let sent = |index| match &self.call {
+            ClientCall::Batch(batch) => batch.item(index),
+            ClientCall::Entity(operation) => Some(operation.as_bytes()),
             _ => None,
-        })
-        .unwrap_or_default()
-}
-
-/// Lines in input order, up to `last_line`, that travel and finish together.
-struct Chunk {
-    last_line: u64,
-    /// The line of each item in the request, in order.
-    item_lines: Vec<u64>,
-    /// Bad lines in the chunk's range, found before sending.
-    dead: Vec<DeadLetter>,
-    dead_bytes: usize,
-    ticket: Option<Ticket<JobResult>>,
-}
-
-impl Chunk {
-    fn new() -> Chunk {
-        Chunk {
-            last_line: 0,
-            item_lines: Vec::new(),
-            dead: Vec::new(),
-            dead_bytes: 0,
-            ticket: None,
-        }
+        };
+        Ok(items
+            .into_iter()
+            .map(|item| Rejected {
+                index: item.index,
+                reason: format!("rejected by Customer.io: {}", item.explanation()),
+                original: String::from_utf8_lossy(sent(item.index).unwrap_or_default())
+                    .into_owned(),
+            })
+            .collect())
     }
 }
 
-/// One import in progress.
+/// One import in progress: lines are read into chunks, each chunk's request
+/// goes through the queue, and the ledger settles the chunks in order.
 struct Run {
-    client: Client,
     mode: ImportMode,
-    import_id: String,
-    checkpoint_path: Option<PathBuf>,
-    dead_letter_path: PathBuf,
-    dead_letters: DeadLetters,
-    dispatcher: Dispatcher<Job, JobResult>,
     packer: BatchPacker,
+    /// The chunk being filled.
     chunk: Chunk,
-    pending: VecDeque<Chunk>,
+    dispatcher: Dispatcher<ClientCall, Sent>,
+    /// Requests sent and not yet settled, in input order.
+    in_flight: VecDeque<(ChunkId, Ticket<Sent>)>,
+    ledger: Ledger,
+    /// A chunk failed: nothing after it may be settled.
+    chunk_failed: bool,
     progress: Progress,
-    /// Counts from the checkpoint a resume started from.
-    resumed: (u64, u64),
-    skip_to: u64,
-    retries_at_start: RetryStats,
+    dead_letter_path: PathBuf,
     started: Instant,
     callback: Option<ProgressCallback>,
     progress_every: Duration,
     last_progress: Instant,
-    checkpoint_every: Duration,
-    last_checkpoint: Instant,
-    stored_line: u64,
-    /// A chunk failed: nothing after it may be settled, or the checkpoint
-    /// would pass its lines.
-    chunk_failed: bool,
 }
 
 impl Run {
-    fn start(importer: Importer, total_bytes: Option<u64>) -> Result<Run> {
+    fn start<R: BufRead>(
+        importer: Importer,
+        input: R,
+        total_bytes: Option<u64>,
+    ) -> Result<(Run, NdjsonReader<R>)> {
         let dead_letter_path = importer
             .dead_letter
             .clone()
             .expect("set by import_file or import_reader");
-        let (import_id, skip_to, dead_letters, resumed) = match (
-            &importer.checkpoint,
-            importer.resume,
-        ) {
+        let resumed = match (&importer.checkpoint, importer.resume) {
             (Some(path), true) => {
                 let checkpoint = Checkpoint::load(path)?;
                 if let Some(id) = importer
                     .import_id
                     .as_ref()
-                    .filter(|id| **id != checkpoint.import_id)
+                    .filter(|id| *id != checkpoint.import_id())
                 {
                     return Err(Error::Checkpoint {
                         path: path.clone(),
                         reason: format!(
                             "it belongs to import {:?}, not {id:?}: resume with the same input",
-                            checkpoint.import_id
+                            checkpoint.import_id()
                         ),
                     });
                 }
-                let letters = DeadLetters::resume(&dead_letter_path, checkpoint.line)?;
-                (
-                    checkpoint.import_id,
-                    checkpoint.line,
-                    letters,
-                    (checkpoint.delivered, checkpoint.dead_lettered),
-                )
+                Some(checkpoint)
             }
             (Some(path), false) if path.exists() => {
                 return Err(Error::Checkpoint {
@@ -496,291 +403,186 @@ impl Run {
                         .into(),
                 });
             }
-            _ => {
-                let id = importer
+            _ => None,
+        };
+        let (import_id, skip_to, before, dead_letters) = match resumed {
+            Some(checkpoint) => (
+                checkpoint.import_id().to_owned(),
+                checkpoint.line(),
+                (checkpoint.delivered(), checkpoint.dead_lettered()),
+                DeadLetters::resume(&dead_letter_path, checkpoint.line())?,
+            ),
+            None => (
+                importer
                     .import_id
                     .clone()
-                    .unwrap_or_else(|| EventId::new().to_string());
-                (id, 0, DeadLetters::start(&dead_letter_path)?, (0, 0))
-            }
+                    .unwrap_or_else(|| EventId::new().to_string()),
+                0,
+                (0, 0),
+                DeadLetters::start(&dead_letter_path)?,
+            ),
         };
-        let client = importer.client.clone();
-        let sender = importer.client;
+        let client = importer.client;
         let dispatcher = Dispatcher::builder()
             .workers(importer.workers)
             .capacity(importer.workers * 2)
-            .build(move |job: Job| job.send(&sender))?;
+            .build(move |call: ClientCall| {
+                let (result, stats) = RetryStats::during(|| call.run(&client));
+                Sent {
+                    call,
+                    result,
+                    stats,
+                }
+            })?;
         let packer = match importer.max_batch_bytes {
             Some(bytes) => BatchPacker::with_limits(bytes, validate::MAX_ITEM_BYTES),
             None => BatchPacker::new(),
         };
-        let now = Instant::now();
-        Ok(Run {
-            retries_at_start: client.retry_policy().stats(),
-            client,
-            mode: importer.mode,
-            import_id,
-            checkpoint_path: importer.checkpoint,
-            dead_letter_path,
+        let checkpoint = importer.checkpoint.map(|path| CheckpointFile {
+            path,
+            import_id: import_id.clone(),
+            before,
+        });
+        let ledger = Ledger::new(
             dead_letters,
-            dispatcher,
+            checkpoint,
+            skip_to,
+            Arc::new(SystemClock),
+            importer.checkpoint_every,
+        );
+        let now = Instant::now();
+        let run = Run {
+            mode: importer.mode,
             packer,
-            chunk: Chunk::new(),
-            pending: VecDeque::new(),
+            chunk: Chunk::default(),
+            dispatcher,
+            in_flight: VecDeque::new(),
+            ledger,
+            chunk_failed: false,
             progress: Progress {
                 total_bytes,
                 checkpoint_line: skip_to,
                 ..Progress::default()
             },
-            resumed,
-            skip_to,
+            dead_letter_path,
             started: now,
             callback: importer.progress,
             progress_every: importer.progress_every,
             last_progress: now,
-            checkpoint_every: importer.checkpoint_every,
-            last_checkpoint: now,
-            stored_line: skip_to,
-            chunk_failed: false,
-        })
+        };
+        Ok((run, NdjsonReader::new(input, import_id, skip_to)))
     }
 
-    /// Reads every line, queueing chunks and settling those that are done.
-    fn read_all(&mut self, mut input: impl BufRead) -> Result<()> {
-        let mut buffer = Vec::with_capacity(4096);
-        let mut line_number = 0u64;
-        loop {
-            buffer.clear();
-            let (read, complete) = read_line(&mut input, &mut buffer)
-                .map_err(|err| Error::io("read the input", Path::new("-"), &err))?;
-            if read == 0 {
-                return Ok(());
+    /// Reads every line, sending chunks and settling those that are done.
+    fn read_all(&mut self, reader: &mut NdjsonReader<impl BufRead>) -> Result<()> {
+        while let Some(record) = reader
+            .next_record()
+            .map_err(|err| Error::io("read the input", Path::new("-"), &err))?
+        {
+            let line = record.line;
+            if !matches!(record.item, Item::Skipped) {
+                self.progress.lines_read += 1;
+                self.progress.bytes_read += record.bytes_read;
             }
-            line_number += 1;
-            if line_number <= self.skip_to {
-                self.progress.skipped += 1;
-                continue;
+            match record.item {
+                Item::Skipped => {
+                    self.progress.skipped += 1;
+                    self.chunk.pass(line);
+                }
+                Item::Blank => self.chunk.pass(line),
+                Item::Bad { reason, original } => self.dead_letter(line, reason, &original)?,
+                Item::Operation(operation) => match self.mode {
+                    ImportMode::Single => {
+                        self.close_chunk(None)?;
+                        self.chunk.add_item(line);
+                        self.close_chunk(Some(ClientCall::Entity(operation)))?;
+                    }
+                    ImportMode::Batch => match self.packer.push(&operation) {
+                        Err(invalid) => {
+                            self.dead_letter(line, invalid.to_string(), operation.as_bytes())?
+                        }
+                        Ok(full) => {
+                            if let Some(full) = full {
+                                self.close_chunk(Some(ClientCall::Batch(full)))?;
+                            }
+                            self.chunk.add_item(line);
+                        }
+                    },
+                },
             }
-            self.progress.lines_read += 1;
-            self.progress.bytes_read += read as u64;
-            self.take_line(line_number, &buffer, complete)?;
             self.settle_done()?;
         }
-    }
-
-    /// Validates one line and adds it to the current chunk.
-    fn take_line(&mut self, line: u64, raw: &[u8], complete: bool) -> Result<()> {
-        let text = trim(raw);
-        if !complete {
-            return self.dead_letter(
-                line,
-                format!("the line is longer than {MAX_LINE_BYTES} bytes"),
-                text,
-            );
-        }
-        if text.iter().all(u8::is_ascii_whitespace) {
-            self.chunk.last_line = line;
-            return Ok(());
-        }
-        match self.prepare(line, text) {
-            Ok((operation, bytes)) => self.add_item(line, operation, bytes),
-            Err(reason) => self.dead_letter(line, reason, text),
-        }
-    }
-
-    /// A line as an operation and the bytes to send for it, or why it is bad.
-    fn prepare(
-        &self,
-        line: u64,
-        text: &[u8],
-    ) -> std::result::Result<(Operation, Option<Vec<u8>>), String> {
-        let mut value: Value =
-            serde_json::from_slice(text).map_err(|err| format!("invalid JSON: {err}"))?;
-        let add_id = lacks_event_id(&value);
-        if add_id && let Value::Object(object) = &mut value {
-            let id = EventId::from_key(&format!("{}:{line}", self.import_id));
-            object.insert("id".into(), Value::String(id.to_string()));
-        }
-        let operation =
-            Operation::from_json_any_size(value).map_err(|invalid| invalid.to_string())?;
-        // Send the line as it came unless it had to change.
-        let bytes = add_id.then(|| operation.to_bytes());
-        let size = bytes.as_ref().map_or(text.len(), Vec::len);
-        validate::item_size(size).map_err(|invalid| invalid.to_string())?;
-        Ok((operation, bytes))
-    }
-
-    fn add_item(&mut self, line: u64, operation: Operation, bytes: Option<Vec<u8>>) -> Result<()> {
-        match self.mode {
-            ImportMode::Single => {
-                self.close_chunk(line - 1, None)?;
-                self.chunk.item_lines.push(line);
-                self.close_chunk(line, Some(Job::Single(operation)))
-            }
-            ImportMode::Batch => {
-                let repeatable = operation.action() != "merge";
-                let pushed = match &bytes {
-                    Some(bytes) => self.packer.push_bytes(bytes, repeatable),
-                    None => self.packer.push_bytes(&operation.to_bytes(), repeatable),
-                };
-                match pushed {
-                    Err(invalid) => {
-                        self.dead_letter(line, invalid.to_string(), &operation.to_bytes())
-                    }
-                    Ok(Some(full)) => {
-                        self.close_chunk(line - 1, Some(Job::Batch(full)))?;
-                        self.chunk.item_lines.push(line);
-                        self.chunk.last_line = line;
-                        Ok(())
-                    }
-                    Ok(None) => {
-                        self.chunk.item_lines.push(line);
-                        self.chunk.last_line = line;
-                        Ok(())
-                    }
-                }
-            }
-        }
+        Ok(())
     }
 
     fn dead_letter(&mut self, line: u64, reason: String, original: &[u8]) -> Result<()> {
-        let original = String::from_utf8_lossy(original).into_owned();
-        self.chunk.dead_bytes += reason.len() + original.len();
-        self.chunk.dead.push(DeadLetter {
-            line,
-            reason,
-            original,
-        });
-        self.chunk.last_line = line;
-        if self.chunk.dead_bytes >= MAX_CHUNK_DEAD_BYTES {
-            let batch = self.packer.finish().map(Job::Batch);
-            self.close_chunk(line, batch)?;
+        self.chunk.add_dead(line, reason, original);
+        if self.chunk.dead_bytes() >= MAX_CHUNK_DEAD_BYTES {
+            let batch = self.packer.finish().map(ClientCall::Batch);
+            self.close_chunk(batch)?;
         }
         Ok(())
     }
 
-    /// Ends the current chunk at `last_line` and queues its request, if any.
-    fn close_chunk(&mut self, last_line: u64, job: Option<Job>) -> Result<()> {
-        let mut chunk = std::mem::replace(&mut self.chunk, Chunk::new());
-        chunk.last_line = chunk.last_line.max(last_line);
-        self.chunk.last_line = chunk.last_line;
-        if chunk.item_lines.is_empty() && chunk.dead.is_empty() && job.is_none() {
-            // Only blank lines: they are done as soon as what came before is.
-            if let Some(previous) = self.pending.back_mut() {
-                previous.last_line = chunk.last_line;
-                return Ok(());
-            }
+    /// Ends the current chunk and sends its request, if any.
+    fn close_chunk(&mut self, call: Option<ClientCall>) -> Result<()> {
+        let chunk = std::mem::take(&mut self.chunk);
+        if chunk.is_empty() && call.is_none() {
+            return Ok(());
         }
-        if let Some(job) = job {
-            self.progress.requests += 1;
+        let id = self.ledger.open(chunk, call.is_some())?;
+        if let Some(call) = call {
             let ticket = self
                 .dispatcher
-                .submit(job)
+                .submit(call)
                 .map_err(|_| transport("the import's senders stopped"))?;
-            chunk.ticket = Some(ticket);
+            self.in_flight.push_back((id, ticket));
         }
-        self.pending.push_back(chunk);
         Ok(())
     }
 
-    /// Settles the chunks at the front that are done, without waiting.
+    /// Settles the requests at the front that are done, without waiting.
     fn settle_done(&mut self) -> Result<()> {
-        while let Some(front) = self.pending.front() {
-            let result = match &front.ticket {
-                None => Ok(Vec::new()),
-                Some(ticket) => match ticket.try_wait() {
-                    None => break,
-                    Some(result) => flatten(result),
-                },
-            };
-            let chunk = self.pending.pop_front().expect("front exists");
-            self.settle_or_fail(chunk, result)?;
+        while let Some(result) = self.in_flight.front().and_then(|(_, t)| t.try_wait()) {
+            let (id, _) = self.in_flight.pop_front().expect("the front exists");
+            self.settle(id, result)?;
         }
         self.report(false)
     }
 
-    /// Settles a chunk that succeeded; remembers one that failed.
-    fn settle_or_fail(&mut self, chunk: Chunk, result: JobResult) -> Result<()> {
-        match result {
-            Ok(rejections) => self.settle(chunk, rejections),
+    /// Counts what a request cost and hands its answer to the ledger.
+    fn settle(&mut self, id: ChunkId, sent: std::result::Result<Sent, JobError>) -> Result<()> {
+        let rejected = sent
+            .map_err(|err| transport(&format!("the import's sender failed: {err}")))
+            .and_then(|sent| {
+                self.progress.requests += sent.stats.requests;
+                self.progress.retried += sent.stats.retries;
+                self.progress.throttled += sent.stats.throttled;
+                sent.rejected()
+            });
+        match rejected {
+            Ok(rejected) => self.ledger.acknowledge(id, rejected),
             Err(error) => {
+                self.ledger.fail(id);
                 self.chunk_failed = true;
                 Err(error)
             }
         }
     }
 
-    /// Writes a finished chunk's dead letters in line order and moves the checkpoint.
-    fn settle(&mut self, chunk: Chunk, rejections: Vec<Rejection>) -> Result<()> {
-        let mut rejected: Vec<DeadLetter> = rejections
-            .into_iter()
-            .map(|rejection| DeadLetter {
-                line: chunk
-                    .item_lines
-                    .get(rejection.index)
-                    .copied()
-                    .unwrap_or(chunk.last_line),
-                reason: rejection.reason,
-                original: rejection.sent,
-            })
-            .collect();
-        let delivered = chunk.item_lines.len() as u64 - rejected.len() as u64;
-        rejected.extend(chunk.dead);
-        rejected.sort_by_key(|letter| letter.line);
-        for letter in &rejected {
-            self.dead_letters.write(letter)?;
-        }
-        self.progress.delivered += delivered;
-        self.progress.dead_lettered += rejected.len() as u64;
-        self.progress.checkpoint_line = chunk.last_line;
-        if self.last_checkpoint.elapsed() >= self.checkpoint_every {
-            self.store_checkpoint()?;
-        }
-        Ok(())
-    }
-
-    fn store_checkpoint(&mut self) -> Result<()> {
-        self.last_checkpoint = Instant::now();
-        let Some(path) = &self.checkpoint_path else {
-            return Ok(());
-        };
-        if self.progress.checkpoint_line == self.stored_line {
-            return Ok(());
-        }
-        // Dead letters first: the checkpoint must never pass a line whose
-        // dead letter is not on disk.
-        self.dead_letters.flush()?;
-        Checkpoint {
-            version: 1,
-            import_id: self.import_id.clone(),
-            line: self.progress.checkpoint_line,
-            delivered: self.resumed.0 + self.progress.delivered,
-            dead_lettered: self.resumed.1 + self.progress.dead_lettered,
-        }
-        .store(path)?;
-        self.stored_line = self.progress.checkpoint_line;
-        Ok(())
-    }
-
-    /// Sends what is left and waits for every chunk.
+    /// Sends what is left and waits for every request.
     fn finish(&mut self) -> Result<()> {
-        let last = self.packer.finish().map(Job::Batch);
-        let last_line = self.chunk.last_line;
-        self.close_chunk(last_line, last)?;
-        while let Some(chunk) = self.pending.pop_front() {
-            let result = match &chunk.ticket {
-                None => Ok(Vec::new()),
-                Some(ticket) => {
-                    // Wait in slices, so that progress keeps being reported.
-                    loop {
-                        if let Some(result) = ticket.wait_timeout(self.progress_every) {
-                            break flatten(result);
-                        }
-                        self.report(false)?;
-                    }
+        let last = self.packer.finish().map(ClientCall::Batch);
+        self.close_chunk(last)?;
+        while let Some((id, ticket)) = self.in_flight.pop_front() {
+            // Wait in slices, so that progress keeps being reported.
+            let result = loop {
+                if let Some(result) = ticket.wait_timeout(self.progress_every) {
+                    break result;
                 }
+                self.report(false)?;
             };
-            self.settle_or_fail(chunk, result)?;
+            self.settle(id, result)?;
             self.report(false)?;
         }
         Ok(())
@@ -792,32 +594,26 @@ impl Run {
     fn end(mut self, outcome: Result<()>) -> std::result::Result<ImportSummary, ImportFailure> {
         let mut error = outcome.err();
         if error.is_some() {
-            // Queued chunks are not sent; running ones finish.
+            // Queued requests are not sent; running ones finish.
             self.dispatcher.shutdown_timeout(Duration::ZERO);
-            // When the error was not a chunk's (a file, say), the chunks
-            // before it may still settle; after a failed chunk, none may.
-            while let Some(mut chunk) = self.pending.pop_front().filter(|_| !self.chunk_failed) {
-                let result = match chunk.ticket.take() {
-                    None => Ok(Vec::new()),
-                    Some(ticket) => flatten(ticket.wait()),
-                };
-                if let Err(err) = self.settle_or_fail(chunk, result) {
+            // When the error was not a request's (a file, say), the requests
+            // before it may still settle; after a failed one, none may.
+            while let Some((id, ticket)) = self.in_flight.pop_front().filter(|_| !self.chunk_failed)
+            {
+                if let Err(err) = self.settle(id, ticket.wait()) {
                     error.get_or_insert(err);
-                    break;
                 }
             }
-            // Chunks after the failed one are not acknowledged and the
-            // checkpoint stays before them; any still running finish on
-            // their own threads.
-            self.pending.clear();
         }
-        if let Err(err) = self.store_checkpoint() {
+        if let Err(err) = self.ledger.store_checkpoint() {
             error.get_or_insert(err);
         }
         let _ = self.report(true);
         let summary = ImportSummary {
             progress: self.progress.clone(),
-            dead_letter_file: (self.dead_letters.written() > 0 || self.resumed.1 > 0)
+            dead_letter_file: self
+                .ledger
+                .has_dead_letters()
                 .then(|| self.dead_letter_path.clone()),
         };
         match error {
@@ -827,27 +623,19 @@ impl Run {
     }
 
     fn report(&mut self, last: bool) -> Result<()> {
+        self.progress.delivered = self.ledger.delivered();
+        self.progress.dead_lettered = self.ledger.dead_lettered();
+        self.progress.checkpoint_line = self.ledger.line();
         if !last && self.last_progress.elapsed() < self.progress_every {
             return Ok(());
         }
         self.last_progress = Instant::now();
-        let retries = self.client.retry_policy().stats();
-        self.progress.retried = retries.retries - self.retries_at_start.retries;
-        self.progress.throttled = retries.throttled - self.retries_at_start.throttled;
         self.progress.elapsed = self.started.elapsed();
         if let Some(callback) = &mut self.callback {
             callback(&self.progress);
         }
-        if self.last_checkpoint.elapsed() >= self.checkpoint_every {
-            self.store_checkpoint()?;
-        }
-        Ok(())
+        self.ledger.store_checkpoint_if_due()
     }
-}
-
-/// A job's result, with a panicked or abandoned job as an error.
-fn flatten(result: std::result::Result<JobResult, JobError>) -> JobResult {
-    result.unwrap_or_else(|err| Err(transport(&format!("the import's sender failed: {err}"))))
 }
 
 fn transport(message: &str) -> Error {
@@ -864,107 +652,5 @@ fn failure_before_start(error: Error) -> ImportFailure {
             progress: Progress::default(),
             dead_letter_file: None,
         },
-    }
-}
-
-/// Reads one line (without its end) into `buffer`, keeping at most
-/// `MAX_LINE_BYTES`: returns the bytes consumed and whether the whole line fit.
-fn read_line(input: &mut impl BufRead, buffer: &mut Vec<u8>) -> io::Result<(usize, bool)> {
-    let mut consumed = 0;
-    let mut complete = true;
-    loop {
-        let available = match input.fill_buf() {
-            Ok(available) => available,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        };
-        if available.is_empty() {
-            return Ok((consumed, complete));
-        }
-        let (part, found) = match available.iter().position(|&b| b == b'\n') {
-            Some(end) => (&available[..=end], true),
-            None => (available, false),
-        };
-        let room = MAX_LINE_BYTES.saturating_sub(buffer.len());
-        if part.len() > room {
-            complete = false;
-        }
-        buffer.extend_from_slice(&part[..part.len().min(room)]);
-        let used = part.len();
-        input.consume(used);
-        consumed += used;
-        if found {
-            return Ok((consumed, complete));
-        }
-    }
-}
-
-/// The line without its end of line (`\n` or `\r\n`).
-fn trim(raw: &[u8]) -> &[u8] {
-    let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
-    raw.strip_suffix(b"\r").unwrap_or(raw)
-}
-
-/// An import id from a file's size and first 64 KB: the same file gives the
-/// same id (so a re-import repeats event ids), a changed one another.
-fn content_id(file: &mut File, size: u64) -> io::Result<String> {
-    use std::io::{Seek, SeekFrom};
-    let mut head = Vec::with_capacity(1 << 16);
-    file.by_ref().take(1 << 16).read_to_end(&mut head)?;
-    file.seek(SeekFrom::Start(0))?;
-    let mut key = size.to_string().into_bytes();
-    key.push(b':');
-    key.extend_from_slice(&head);
-    Ok(format!(
-        "file-{}",
-        EventId::from_key(&String::from_utf8_lossy(&key))
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_are_read_whole_or_cut_at_the_limit() {
-        let long = "x".repeat(MAX_LINE_BYTES + 10);
-        let input = format!("a\r\nb\n{long}\nlast");
-        let mut reader = BufReader::with_capacity(7, input.as_bytes());
-        let mut lines = Vec::new();
-        loop {
-            let mut buffer = Vec::new();
-            let (read, complete) = read_line(&mut reader, &mut buffer).unwrap();
-            if read == 0 {
-                break;
-            }
-            lines.push((trim(&buffer).len(), complete, read));
-        }
-        assert_eq!(
-            lines,
-            vec![
-                (1, true, 3),
-                (1, true, 2),
-                (MAX_LINE_BYTES, false, MAX_LINE_BYTES + 11),
-                (4, true, 4)
-            ]
-        );
-    }
-
-    #[test]
-    fn content_ids_follow_the_content() {
-        let dir = std::env::temp_dir().join(format!("cio-import-id-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("a.ndjson");
-        std::fs::write(&path, "one\n").unwrap();
-        let id = |path: &Path| {
-            content_id(
-                &mut File::open(path).unwrap(),
-                std::fs::metadata(path).unwrap().len(),
-            )
-        };
-        let first = id(&path).unwrap();
-        assert_eq!(first, id(&path).unwrap());
-        std::fs::write(&path, "two\n").unwrap();
-        assert_ne!(first, id(&path).unwrap());
     }
 }

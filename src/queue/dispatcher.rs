@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
+use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -16,7 +17,6 @@ use crate::error::{Error, Result};
 use crate::limit::limiter::Limiter;
 use crate::queue::stats::{DispatcherStats, LatencyHistogram};
 use crate::queue::ticket::{JobError, Outcome, Ticket};
-use crate::retry::policy::{RetryPolicy, RetryStats};
 
 /// How often an idle worker looks up from the queue to see whether it should
 /// stop, when no message told it to.
@@ -129,7 +129,6 @@ struct Shared<J, R> {
     resumed: Condvar,
     live_workers: AtomicUsize,
     abandoned: AtomicU64,
-    retries: Option<(RetryPolicy, RetryStats)>,
 }
 
 /// What one worker has done. Single writer: counts are bumped with a plain
@@ -268,30 +267,58 @@ impl<J> fmt::Display for TrySubmitError<J> {
 
 impl<J> std::error::Error for TrySubmitError<J> {}
 
-/// Builds a [`Dispatcher`]: workers and queue size, an optional limiter and
-/// health log. Concurrency and rate are independent knobs.
-#[derive(Debug, Clone)]
-pub struct DispatcherBuilder {
+/// Builds a [`Dispatcher`] of jobs `J` with results `R`: workers and queue
+/// size, an optional limiter and health log. Concurrency and rate are
+/// independent knobs. `J` and `R` come from the handler given to
+/// [`build`](DispatcherBuilder::build).
+///
+/// Defaults: 10 workers, a queue of 1,000, no limiter, no health log.
+pub struct DispatcherBuilder<J, R> {
     workers: usize,
     capacity: usize,
     limiter: Option<Arc<dyn Limiter>>,
     health_every: Option<Duration>,
-    retries: Option<RetryPolicy>,
+    jobs: PhantomData<fn(J) -> R>,
 }
 
-impl Default for DispatcherBuilder {
-    fn default() -> DispatcherBuilder {
+impl<J, R> Default for DispatcherBuilder<J, R> {
+    fn default() -> DispatcherBuilder<J, R> {
+        DispatcherBuilder::new()
+    }
+}
+
+impl<J, R> Clone for DispatcherBuilder<J, R> {
+    fn clone(&self) -> Self {
+        DispatcherBuilder {
+            limiter: self.limiter.clone(),
+            ..*self
+        }
+    }
+}
+
+impl<J, R> fmt::Debug for DispatcherBuilder<J, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DispatcherBuilder")
+            .field("workers", &self.workers)
+            .field("capacity", &self.capacity)
+            .field("limiter", &self.limiter)
+            .field("health_every", &self.health_every)
+            .finish()
+    }
+}
+
+impl<J, R> DispatcherBuilder<J, R> {
+    /// The defaults above; the same as [`Dispatcher::builder`].
+    pub fn new() -> DispatcherBuilder<J, R> {
         DispatcherBuilder {
             workers: 10,
             capacity: 1_000,
             limiter: None,
             health_every: None,
-            retries: None,
+            jobs: PhantomData,
         }
     }
-}
 
-impl DispatcherBuilder {
     /// Worker threads; default 10.
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers;
@@ -318,23 +345,13 @@ impl DispatcherBuilder {
         self
     }
 
-    /// Reports this retry policy's retries and 429s in the stats (set for you
-    /// by [`build_for_client`](DispatcherBuilder::build_for_client)).
-    pub fn retry_stats_from(mut self, policy: &RetryPolicy) -> Self {
-        self.retries = Some(policy.clone());
-        self
-    }
-
     /// Starts the workers, each running jobs with `handler`.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for zero workers, a zero capacity or a zero
     /// health interval.
-    pub fn build<J, R>(
-        self,
-        handler: impl Fn(J) -> R + Send + Sync + 'static,
-    ) -> Result<Dispatcher<J, R>>
+    pub fn build(self, handler: impl Fn(J) -> R + Send + Sync + 'static) -> Result<Dispatcher<J, R>>
     where
         J: Send + 'static,
         R: Outcome + Send + 'static,
@@ -368,10 +385,6 @@ impl DispatcherBuilder {
             resumed: Condvar::new(),
             live_workers: AtomicUsize::new(self.workers),
             abandoned: AtomicU64::new(0),
-            retries: self.retries.map(|policy| {
-                let start = policy.stats();
-                (policy, start)
-            }),
         });
         let workers = (0..self.workers)
             .map(|n| {
@@ -410,6 +423,13 @@ where
     J: Send + 'static,
     R: Outcome + Send + 'static,
 {
+    /// Starts from the defaults: 10 workers, a queue of 1,000, no limiter.
+    /// The job and result types come from the handler given to
+    /// [`build`](DispatcherBuilder::build).
+    pub fn builder() -> DispatcherBuilder<J, R> {
+        DispatcherBuilder::new()
+    }
+
     /// Queues `job`, blocking while the queue is full, and returns its ticket.
     ///
     /// # Errors
@@ -571,15 +591,6 @@ where
             }
         }
         rendezvous
-    }
-}
-
-impl Dispatcher<(), ()> {
-    /// Starts from the defaults: 10 workers, a queue of 1,000, no limiter.
-    /// The job and result types come from the handler given to
-    /// [`build`](DispatcherBuilder::build).
-    pub fn builder() -> DispatcherBuilder {
-        DispatcherBuilder::default()
     }
 }
 
@@ -769,13 +780,6 @@ impl<J, R> Shared<J, R> {
     }
 
     fn stats(&self) -> DispatcherStats {
-        let (retried, throttled) = match &self.retries {
-            Some((policy, start)) => {
-                let now = policy.stats();
-                (now.retries - start.retries, now.throttled - start.throttled)
-            }
-            None => (0, 0),
-        };
         let sum = |counter: fn(&Tally) -> &AtomicU64| -> u64 {
             self.tallies
                 .iter()
@@ -801,8 +805,6 @@ impl<J, R> Shared<J, R> {
             failed,
             panicked: sum(|t| &t.panicked),
             abandoned,
-            retried,
-            throttled,
             latency_p50: quantile(0.50),
             latency_p90: quantile(0.90),
             latency_p99: quantile(0.99),
