@@ -18,8 +18,8 @@ use crate::limit::limiter::Limiter;
 use crate::queue::stats::{DispatcherStats, LatencyHistogram};
 use crate::queue::ticket::{JobError, Outcome, Ticket};
 
-/// How often an idle worker looks up from the queue to see whether it should
-/// stop, when no message told it to.
+/// How often `flush` looks up from its wait to see whether the dispatcher
+/// closed meanwhile.
 const TICK: Duration = Duration::from_millis(50);
 
 /// One job in this many, per producer thread, has its latency measured:
@@ -119,8 +119,6 @@ struct Shared<J, R> {
     tallies: Box<[Padded<Tally>]>,
     /// No new jobs are accepted.
     closed: AtomicBool,
-    /// Workers leave once the queue is empty.
-    stopping: AtomicBool,
     /// Workers run nothing more: jobs they receive go to `leftovers`.
     abandon: AtomicBool,
     leftovers: Mutex<Leftovers<J>>,
@@ -374,7 +372,6 @@ impl<J, R> DispatcherBuilder<J, R> {
             queue,
             tallies: (0..=self.workers).map(|_| Padded(Tally::new())).collect(),
             closed: AtomicBool::new(false),
-            stopping: AtomicBool::new(false),
             abandon: AtomicBool::new(false),
             leftovers: Mutex::new(Leftovers {
                 jobs: Vec::new(),
@@ -538,7 +535,6 @@ where
             return Vec::new();
         }
         shared.abandon.store(true, Ordering::SeqCst);
-        shared.stopping.store(true, Ordering::SeqCst);
         rendezvous.release();
         let mut unrun = Vec::new();
         while let Ok(message) = shared.queue.try_recv() {
@@ -554,8 +550,8 @@ where
             unrun.append(&mut leftovers.jobs);
         }
         // Idle workers are told to leave (as many as the queue holds; the
-        // rest notice within a tick); busy ones leave after their job.
-        // Neither is joined.
+        // rest when the dispatcher is dropped and the queue disconnects);
+        // busy ones leave after their job. Neither is joined.
         let workers = std::mem::take(&mut *self.workers.lock());
         for _ in &workers {
             if self.jobs.try_send(Message::Leave).is_err() {
@@ -601,7 +597,6 @@ impl<J, R> Dispatcher<J, R> {
         let shared = &self.shared;
         shared.closed.store(true, Ordering::SeqCst);
         shared.resume();
-        shared.stopping.store(true, Ordering::SeqCst);
         let workers = std::mem::take(&mut *self.workers.lock());
         if !workers.is_empty() && !shared.queue.is_empty() {
             log::info!(
@@ -692,16 +687,15 @@ impl<J, R> Shared<J, R> {
         envelope.job
     }
 
-    /// Worker `index`'s life: take jobs until told to leave.
+    /// Worker `index`'s life: take jobs until told to leave (a message), or
+    /// until the dispatcher is dropped (the queue disconnects).
     fn work(&self, index: usize) {
         let tally = &self.tallies[index].0;
-        loop {
-            let received = match self.queue.try_recv() {
-                Ok(message) => Ok(message),
-                Err(_) => self.queue.recv_timeout(TICK),
-            };
-            match received {
-                Ok(Message::Job(envelope)) => {
+        // Blocking without a deadline: a deadline reads the clock on every
+        // wait, which costs more than the rest of a small job's handling.
+        while let Ok(message) = self.queue.recv() {
+            match message {
+                Message::Job(envelope) => {
                     self.wait_while_paused();
                     if self.abandon.load(Ordering::SeqCst) {
                         let mut leftovers = self.leftovers.lock();
@@ -713,15 +707,8 @@ impl<J, R> Shared<J, R> {
                     }
                     self.run(tally, envelope, bump);
                 }
-                Ok(Message::Rendezvous(rendezvous)) => rendezvous.arrive(),
-                Ok(Message::Leave) | Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {
-                    if self.abandon.load(Ordering::SeqCst)
-                        || (self.stopping.load(Ordering::SeqCst) && self.queue.is_empty())
-                    {
-                        break;
-                    }
-                }
+                Message::Rendezvous(rendezvous) => rendezvous.arrive(),
+                Message::Leave => break,
             }
         }
         self.live_workers.fetch_sub(1, Ordering::SeqCst);
