@@ -88,17 +88,36 @@ impl BatchPacker {
     /// A packer for Customer.io's limits: bodies under 500 KB, items up to 32 KB.
     pub fn new() -> BatchPacker {
         BatchPacker::with_limits(MAX_BATCH_BYTES - 1, MAX_ITEM_BYTES)
+            .expect("Customer.io's limits are valid")
     }
 
     /// A packer with smaller limits (bodies at most `max_batch_bytes`, items
     /// at most `max_item_bytes`), e.g. to keep requests short on a slow link.
     /// Limits above Customer.io's are lowered to them. A batch always takes at
     /// least one item, even one larger than `max_batch_bytes`.
-    pub fn with_limits(max_batch_bytes: usize, max_item_bytes: usize) -> BatchPacker {
-        BatchPacker {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming the limit
+    /// that is zero: nothing could be packed.
+    pub fn with_limits(
+        max_batch_bytes: usize,
+        max_item_bytes: usize,
+    ) -> crate::Result<BatchPacker> {
+        if max_batch_bytes == 0 {
+            return Err(crate::Error::invalid(
+                "max_batch_bytes",
+                0,
+                "more than zero",
+            ));
+        }
+        if max_item_bytes == 0 {
+            return Err(crate::Error::invalid("max_item_bytes", 0, "more than zero"));
+        }
+        Ok(BatchPacker {
             packer: BatchBodyPacker::with_limits(max_batch_bytes, max_item_bytes),
             repeatable: true,
-        }
+        })
     }
 
     /// Adds `operation`. When it does not fit beside what is already packed,
@@ -171,7 +190,7 @@ mod tests {
 
     #[test]
     fn batches_are_valid_json_in_order_and_under_the_limit() {
-        let mut packer = BatchPacker::with_limits(2_000, 1_000);
+        let mut packer = BatchPacker::with_limits(2_000, 1_000).unwrap();
         let mut batches = Vec::new();
         for i in 0..100 {
             batches.extend(packer.push(&op(i, 100)).unwrap());
@@ -195,7 +214,7 @@ mod tests {
 
     #[test]
     fn an_oversize_item_is_refused_and_nothing_is_lost() {
-        let mut packer = BatchPacker::with_limits(10_000, 500);
+        let mut packer = BatchPacker::with_limits(10_000, 500).unwrap();
         assert!(packer.push(&op(1, 10)).unwrap().is_none());
         assert_eq!(
             packer.push(&op(2, 600)),
@@ -220,6 +239,16 @@ mod tests {
             first.body().len() + item.to_bytes().len() + 1 >= MAX_BATCH_BYTES,
             "packed full"
         );
+    }
+
+    #[test]
+    fn zero_limits_are_refused_naming_the_limit() {
+        let setting = |result: crate::Result<BatchPacker>| match result {
+            Err(crate::Error::InvalidConfig { setting, .. }) => setting,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(setting(BatchPacker::with_limits(0, 100)), "max_batch_bytes");
+        assert_eq!(setting(BatchPacker::with_limits(100, 0)), "max_item_bytes");
     }
 
     #[test]

@@ -435,7 +435,7 @@ impl Run {
                 }
             })?;
         let packer = match importer.max_batch_bytes {
-            Some(bytes) => BatchPacker::with_limits(bytes, validate::MAX_ITEM_BYTES),
+            Some(bytes) => BatchPacker::with_limits(bytes, validate::MAX_ITEM_BYTES)?,
             None => BatchPacker::new(),
         };
         let checkpoint = importer.checkpoint.map(|path| CheckpointFile {

@@ -170,6 +170,13 @@ pub struct RetryPolicyBuilder {
 
 impl Default for RetryPolicyBuilder {
     fn default() -> RetryPolicyBuilder {
+        RetryPolicyBuilder::new()
+    }
+}
+
+impl RetryPolicyBuilder {
+    /// The defaults of [`RetryPolicy::default`]; the same as [`RetryPolicy::builder`].
+    pub fn new() -> RetryPolicyBuilder {
         RetryPolicyBuilder {
             max_retries: 4,
             base_delay: Duration::from_secs(1),
@@ -182,9 +189,7 @@ impl Default for RetryPolicyBuilder {
             clock: None,
         }
     }
-}
 
-impl RetryPolicyBuilder {
     /// Retries after transient failures (not 429s), default 4.
     pub fn max_retries(mut self, max_retries: u32) -> Self {
         self.max_retries = max_retries;
@@ -320,7 +325,7 @@ impl Default for RetryPolicy {
     /// 60 s, 5 minutes of 429s, unsafe calls not retried, no retry budget
     /// (retries take permits from the limiter like first attempts).
     fn default() -> RetryPolicy {
-        RetryPolicyBuilder::default()
+        RetryPolicyBuilder::new()
             .build()
             .expect("the default retry policy is valid")
     }
@@ -329,7 +334,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Starts from the defaults (see [`RetryPolicy::default`]).
     pub fn builder() -> RetryPolicyBuilder {
-        RetryPolicyBuilder::default()
+        RetryPolicyBuilder::new()
     }
 
     /// A policy that never retries anything; a 429 still pauses the limiter,
