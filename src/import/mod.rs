@@ -9,8 +9,9 @@
 //!
 //! Inside, one file per job: `reader` turns input lines into operations (or
 //! reasons why not); `ledger` records which lines each request carries and
-//! settles them in input order, whatever order the answers come in;
-//! `importer` wires the reader, the queue and the ledger together.
+//! settles them in input order, whatever order the answers come in; `run`
+//! is one import in progress, wiring the reader, the queue and the ledger
+//! together; `importer` is the public face.
 //! - [`Checkpoint`]: where a resumed import starts again.
 //! - [`DeadLetter`]: a line that could not be delivered, with its reason.
 //! - [`ImportSummary`], [`Progress`], [`ImportFailure`]: what happened.
@@ -24,6 +25,7 @@ pub(crate) mod importer;
 pub(crate) mod ledger;
 pub(crate) mod progress;
 pub(crate) mod reader;
+pub(crate) mod run;
 
 pub use checkpoint::Checkpoint;
 pub use dead_letter::DeadLetter;
