@@ -333,8 +333,11 @@ impl ClientBuilder {
                 "Track credentials, an App API key, a Pipelines API key, or several",
             ));
         }
-        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
+        if self.timeout.is_zero() {
             return Err(Error::invalid("timeout", "0s", "more than zero"));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(Error::invalid("connect_timeout", "0s", "more than zero"));
         }
         let track_url = base_url::base_url(
             "track_url",
