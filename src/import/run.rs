@@ -29,9 +29,10 @@ use crate::retry::stats::RetryStats;
 /// bad lines does not pile them up in memory.
 const MAX_CHUNK_DEAD_BYTES: usize = 1 << 20;
 
-/// A call the import made, handed back with what came of it and what it cost.
+/// A call the import made, handed back with what came of it and what it
+/// cost; the call itself only when the dead letters need what it sent.
 struct Sent {
-    call: ClientCall,
+    call: Option<ClientCall>,
     result: Result<Reply>,
     stats: RetryStats,
 }
@@ -51,13 +52,13 @@ impl Sent {
             Ok(_) => Vec::new(),
             // One operation alone: the server refused its content.
             Err(error) => match (&self.call, ItemError::from_error(0, &error)) {
-                (ClientCall::Entity(_), Some(item)) => vec![item],
+                (Some(ClientCall::Entity(_)), Some(item)) => vec![item],
                 _ => return Err(error),
             },
         };
         let sent = |index| match &self.call {
-            ClientCall::Batch(batch) => batch.item(index),
-            ClientCall::Entity(operation) => Some(operation.as_bytes()),
+            Some(ClientCall::Batch(batch)) => batch.item(index),
+            Some(ClientCall::Entity(operation)) => Some(operation.as_bytes()),
             _ => None,
         };
         Ok(items
@@ -153,8 +154,14 @@ impl Run {
             .capacity(importer.workers * 2)
             .build(move |call: ClientCall| {
                 let (result, stats) = RetryStats::during(|| call.run(&client));
+                // A batch all accepted is dropped here, not after it is settled.
+                let rejected = match &result {
+                    Ok(Reply::Batch(response)) => !response.all_accepted(),
+                    Ok(_) => false,
+                    Err(_) => true,
+                };
                 Sent {
-                    call,
+                    call: rejected.then_some(call),
                     result,
                     stats,
                 }
