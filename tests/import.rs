@@ -449,6 +449,15 @@ fn a_leftover_checkpoint_or_another_imports_checkpoint_is_refused() {
             ..
         })
     ));
+    assert!(matches!(
+        Importer::builder(client(&emu, DEFAULT_API_KEY))
+            .max_batch_bytes(0)
+            .build(),
+        Err(Error::InvalidConfig {
+            setting: "max_batch_bytes",
+            ..
+        })
+    ));
     assert_eq!(emu.snapshot().requests, requests, "nothing more was sent");
 }
 
