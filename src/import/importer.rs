@@ -32,8 +32,8 @@ pub enum ImportMode {
 ///   without an `id` get one derived from the import and the line number, so
 ///   a retried or resumed import never counts an event twice.
 /// - Requests go through a [`Dispatcher`](crate::Dispatcher) of
-///   [`ClientCall`]s, as a program's own would, and the client isolates the
-///   items the server rejects ([`Client::send_batch`]).
+///   [`ClientCall`](crate::ClientCall)s, as a program's own would, and the
+///   client isolates the items the server rejects ([`Client::send_batch`]).
 /// - Bad input never stops the import: invalid JSON, invalid operations,
 ///   items over 32 KB, and items the server rejects (a 400, or a 207 item
 ///   error) go to the dead-letter file with their line number and reason.
