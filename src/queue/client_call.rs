@@ -101,9 +101,9 @@ impl ClientCall {
             ClientCall::TriggerBroadcast(campaign_id, body) => client
                 .trigger_broadcast(*campaign_id, body)
                 .map(Reply::Broadcast),
-            ClientCall::Pipelines(call) => done(client.send_pipelines(&call)),
+            ClientCall::Pipelines(call) => done(client.send_pipelines(call)),
             ClientCall::PipelinesBatch(batch) => {
-                client.send_pipelines_batch(&batch).map(Reply::Batch)
+                client.send_pipelines_batch(batch).map(Reply::Batch)
             }
         }
     }
