@@ -199,6 +199,18 @@ impl Error {
     }
 }
 
+/// `url` with everything between `://` and the last `@` (a user name and
+/// password) replaced by `***`, even in URLs that do not parse: for errors,
+/// logs and `Debug`.
+pub(crate) fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

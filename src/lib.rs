@@ -47,8 +47,11 @@
 //! - [`RateLimit`]: validated rates with presets for Customer.io's limits.
 //! - [`Limiter`]: what everything that sends accepts; [`Unlimited`] for tests.
 //! - [`RetryPolicy`]: exponential backoff with jitter, `Retry-After`
-//!   ([`parse_retry_after`]), 429s that pause the shared limiter, a retry
-//!   budget against retry storms, and calls marked safe or unsafe to repeat.
+//!   ([`parse_retry_after`]), 429s that pause the shared limiter, and calls
+//!   marked safe or unsafe to repeat. Retries take permits from the limiter
+//!   like first attempts, so they cannot storm the server; an opt-in retry
+//!   budget covers limiters that do not bound the rate. [`RetryStats`]
+//!   counts what each call cost.
 //! - [`Clock`], [`SystemClock`] and [`ManualClock`]: time is injected, so
 //!   tests of timing logic are instant and deterministic.
 //! - [`validate`]: Customer.io's size limits, checked before anything is sent.
@@ -72,7 +75,7 @@
 //! # Threads
 //!
 //! Every type here is `Send + Sync`. Clones of a [`Client`] share one
-//! connection pool, its limiters and its retry budget; clones of a
+//! connection pool, its limiters and its retry policy; clones of a
 //! [`TokenBucket`] share one bucket: hand a clone to each thread.
 
 #![forbid(unsafe_code)]
@@ -109,8 +112,8 @@ pub use crate::queue::{
     JobError, Outcome, Reply, SubmitError, Ticket, TrySubmitError,
 };
 pub use crate::retry::{
-    Call, Classify, Decision, Failure, Idempotency, Jitter, RetryPolicy, RetryPolicyBuilder,
-    RetryStats, parse_retry_after,
+    Call, Classify, Failure, Idempotency, Jitter, RetryPolicy, RetryPolicyBuilder, RetryStats,
+    parse_retry_after,
 };
 
 /// The README's examples compile and run as doctests.

@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cio_ratelimit::{Identifier, Region};
+use cio_ratelimit::{Identifier, Importer, RateLimit, Region};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 use crate::key::Key;
@@ -219,7 +219,8 @@ pub struct Global {
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub timeout: Option<Duration>,
     /// Retries after 5xx, timeouts and connection failures [default: 4]; 429s wait for
-    /// Retry-After instead, up to 5 minutes
+    /// Retry-After instead, up to 5 minutes. Every retry waits for the rate limit like a
+    /// first attempt, so retries never raise the rate: no separate retry budget cuts them short
     #[arg(long, value_name = "N")]
     pub max_retries: Option<u32>,
     /// Start a local emulator, run the command against it, print what it received
@@ -639,14 +640,14 @@ pub struct Import {
     /// The NDJSON file, or - for standard input
     #[arg(value_name = "FILE", default_value = "-")]
     pub input: PathBuf,
-    /// Requests per second (a batch is one request) [default: 50]
+    /// Requests per second (a batch is one request), retries included [default: 50]
     #[arg(long, value_name = "N", value_parser = rate)]
     pub rate: Option<f64>,
     /// Requests allowed at once after a quiet spell [default: a tenth of --rate, at least 1]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub burst: Option<u32>,
-    /// Requests in flight at once
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Requests in flight at once; more keep --rate up when requests are slow or back off
+    #[arg(long, value_name = "N", default_value_t = Importer::DEFAULT_WORKERS as u16, value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: u16,
     /// batch: many lines per /api/v2/batch request; single: one /api/v2/entity request per line
     #[arg(long, value_enum, default_value_t = ModeArg::Batch)]
@@ -718,12 +719,14 @@ fn share(text: &str) -> Result<f64, String> {
     }
 }
 
-/// `--rate`: requests per second, finite and more than zero.
+/// `--rate`: requests per second, as the library accepts them.
 fn rate(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
-        _ => Err(format!("{text:?} is not a rate above zero")),
-    }
+    let rate = text
+        .parse::<f64>()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    RateLimit::at(rate)
+        .map(|_| rate)
+        .map_err(|error| error.to_string())
 }
 
 /// `emulator [ARGS...]`: everything after `emulator` goes to `cio-emulator`.

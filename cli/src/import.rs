@@ -19,9 +19,6 @@ use crate::metrics::{self, MetricsFile};
 use crate::output::Output;
 use crate::progress::ProgressDisplay;
 
-/// The rate imports use unless told otherwise: Customer.io's bulk-import preset.
-const DEFAULT_RATE: f64 = 50.0;
-
 /// The rate the Track limiter allows now, for `--metrics-file`.
 type RateInForce = Arc<dyn Fn() -> f64 + Send + Sync>;
 
@@ -45,7 +42,7 @@ fn with_limiter(
             Arc::new(move || rate.limit().per_second()),
         ))
     } else if import.adaptive {
-        let adaptive = AdaptiveLimiter::new(limit, limit.per_second() / 10.0)?;
+        let adaptive = AdaptiveLimiter::builder(limit).build()?;
         let rate = adaptive.clone();
         Ok((
             builder.limiter(ApiClass::Track, adaptive),
@@ -118,9 +115,14 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
             (credentials.client_builder(global)?, site_id)
         }
     };
-    let rate = import.rate.unwrap_or(DEFAULT_RATE);
-    let burst = import.burst.unwrap_or(((rate / 10.0) as u32).max(1));
-    let limit = RateLimit::new(rate, burst)?;
+    // The library's bulk-import preset, or its burst for the rate given.
+    let limit = match (import.rate, import.burst) {
+        (None, None) => RateLimit::BULK_IMPORT,
+        (Some(rate), None) => RateLimit::at(rate)?,
+        (rate, Some(burst)) => {
+            RateLimit::new(rate.unwrap_or(RateLimit::BULK_IMPORT.per_second()), burst)?
+        }
+    };
     let (builder, rate_in_force) = with_limiter(builder, import, limit, &site_id)?;
     let client = builder
         .max_idle_connections(usize::from(import.workers))
@@ -160,8 +162,10 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
     }
     let importer = importer.build()?;
     log::info!(
-        "importing {} at {rate} requests/s, burst {burst}",
-        import.input.display()
+        "importing {} at {} requests/s, burst {}",
+        import.input.display(),
+        limit.per_second(),
+        limit.burst()
     );
     let result = if import.input.as_os_str() == "-" {
         importer.import_reader(io::stdin().lock(), None)

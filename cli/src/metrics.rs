@@ -180,7 +180,7 @@ pub fn render(progress: &Progress, state: State, now_unix: f64) -> String {
     metric(
         "cio_import_requests_total",
         "counter",
-        "Requests sent to Customer.io (batches, or single operations), first attempts only: retries and re-sends after a 429 are counted apart.",
+        "Requests sent to Customer.io: every attempt of every batch or single operation, retries, re-sends after a 429 and items re-sent one by one included.",
         &[("", lines(progress.requests))],
     );
     metric(

@@ -35,8 +35,10 @@ use crate::retry::policy::RetryPolicy;
 /// # Threads and cloning
 ///
 /// `Client` is `Send + Sync` and cheap to clone: clones share one HTTP
-/// connection pool, the limiters, and the retry budget. Hand a clone to each
-/// thread.
+/// connection pool, the limiters, and the retry policy. Hand a clone to each
+/// thread. What each call cost in retries and 429s is counted per call
+/// ([`RetryStats::during`](crate::RetryStats::during)), so two jobs sharing a
+/// client each see only their own.
 #[derive(Clone)]
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
@@ -331,8 +333,11 @@ impl ClientBuilder {
                 "Track credentials, an App API key, a Pipelines API key, or several",
             ));
         }
-        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
+        if self.timeout.is_zero() {
             return Err(Error::invalid("timeout", "0s", "more than zero"));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(Error::invalid("connect_timeout", "0s", "more than zero"));
         }
         let track_url = base_url::base_url(
             "track_url",

@@ -11,8 +11,10 @@
 //! - What App API reads return: [`PersonIdentifiers`], [`PersonProfile`],
 //!   [`Segment`], [`Export`]; [`SegmentMembers`] pages through a segment.
 //! - Batches: [`BatchPacker`] packs operations into [`Batch`]es under
-//!   Customer.io's size limits; [`BatchResponse`] and [`ItemError`] say what
-//!   came back.
+//!   Customer.io's size limits, each item's bytes as they will go out;
+//!   [`Client::send_batch`] isolates the items the server rejects (from a
+//!   207, or by resending them one by one when it refuses the whole batch),
+//!   and [`BatchResponse`] and [`ItemError`] say which.
 //! - [`validate`]: Customer.io's size limits, checked before anything is sent.
 //! - [`Region`]: which hosts a workspace answers on.
 //!

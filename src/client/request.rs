@@ -66,11 +66,22 @@ impl Client {
 
     /// Sends `request` through its class's limiter and the retry policy.
     pub(crate) fn send(&self, request: &Request<'_>) -> Result<Answer> {
+        self.send_reading(request, Ok)
+    }
+
+    /// [`send`](Client::send), reading each answer with `read` inside the
+    /// retry loop, so that an answer `read` cannot trust is retried like
+    /// any other transient failure.
+    pub(crate) fn send_reading<T>(
+        &self,
+        request: &Request<'_>,
+        read: impl Fn(Answer) -> Result<T>,
+    ) -> Result<T> {
         let limiter = self.limiter(request.class);
         self.inner.retry.run(limiter, request.call, || {
             // A limiter that gave up granted nothing: fail without sending.
             limiter.check()?;
-            self.attempt(request)
+            self.attempt(request).and_then(&read)
         })
     }
 

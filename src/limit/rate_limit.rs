@@ -75,6 +75,26 @@ impl RateLimit {
         Ok(RateLimit { per_second, burst })
     }
 
+    /// `per_second` with the burst the presets allow: a tenth of a second's
+    /// worth of permits, at least 1.
+    ///
+    /// ```
+    /// use cio_ratelimit::RateLimit;
+    ///
+    /// assert_eq!(RateLimit::at(200.0)?.burst(), 20);
+    /// assert_eq!(RateLimit::at(50.0)?, RateLimit::BULK_IMPORT);
+    /// assert_eq!(RateLimit::at(0.5)?.burst(), 1);
+    /// # Ok::<(), cio_ratelimit::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] if `per_second` is not finite or not positive.
+    pub fn at(per_second: f64) -> Result<RateLimit> {
+        check_rate(per_second)?;
+        RateLimit::new(per_second, ((per_second / 10.0) as u32).max(1))
+    }
+
     /// This limit with another rate.
     ///
     /// # Errors

@@ -84,16 +84,7 @@ pub(crate) enum Refused {
     Ca(String),
 }
 
-/// `url` with everything between `://` and the last `@` replaced: for URLs
-/// that could not even be parsed.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
+pub(crate) use crate::error::redact_url as redact;
 
 impl RedisLink {
     pub(crate) fn new(
