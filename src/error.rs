@@ -102,6 +102,27 @@ pub enum Error {
         /// Details, for people (never a key).
         message: String,
     },
+    /// A shared limiter (`RedisLimiter` with `WhenUnreachable::WaitAtMost`)
+    /// could not reach Redis for longer than it may wait, so nothing was
+    /// sent. Transient: try again once Redis is back.
+    RedisUnreachable {
+        /// The Redis URL, without its password.
+        url: String,
+        /// How long Redis had been unreachable.
+        waited: Duration,
+    },
+    /// Another process shares the limiter's Redis key with different
+    /// settings; nothing was sent. Use the same settings, or let this
+    /// process adopt the shared ones
+    /// (`RedisLimiterBuilder::adopt_shared_settings`).
+    SharedSettingsMismatch {
+        /// The Redis key of the shared state.
+        key: String,
+        /// The settings recorded beside it, e.g. `rate=80/s burst=10`.
+        shared: String,
+        /// This process's settings.
+        ours: String,
+    },
 }
 
 /// Which credential Customer.io refused.
@@ -112,6 +133,8 @@ pub enum Credential {
     TrackApiKey,
     /// The App API key (Bearer auth).
     AppApiKey,
+    /// The Pipelines API key: a source's write key (Basic auth, blank password).
+    PipelinesApiKey,
 }
 
 impl fmt::Display for Credential {
@@ -119,6 +142,7 @@ impl fmt::Display for Credential {
         f.write_str(match self {
             Credential::TrackApiKey => "Track API site id and API key",
             Credential::AppApiKey => "App API key",
+            Credential::PipelinesApiKey => "Pipelines API key",
         })
     }
 }
@@ -172,6 +196,18 @@ impl Error {
             value: value.to_string(),
             expected,
         }
+    }
+}
+
+/// `url` with everything between `://` and the last `@` (a user name and
+/// password) replaced by `***`, even in URLs that do not parse: for errors,
+/// logs and `Debug`.
+pub(crate) fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -239,6 +275,16 @@ impl fmt::Display for Error {
             Error::Transport { kind, message } => {
                 write!(f, "connection to Customer.io failed ({kind:?}): {message}")
             }
+            Error::RedisUnreachable { url, waited } => write!(
+                f,
+                "Redis at {url} has been unreachable for {:.0?}, longer than the limiter may wait; nothing was sent",
+                waited
+            ),
+            Error::SharedSettingsMismatch { key, shared, ours } => write!(
+                f,
+                "Redis key {key} is shared at {shared}, but this process is set to {ours}; \
+                 use the same settings, or adopt the shared ones"
+            ),
         }
     }
 }

@@ -27,10 +27,14 @@
 //!
 //! # What is in the crate
 //!
-//! - [`Client`]: Track v1 (identify, track, anonymous events, suppress,
-//!   delete, devices, merge), Track v2 ([`Operation`], [`BatchPacker`],
-//!   batches with per-item rejections as data), App API (transactional email
-//!   and push, broadcast triggers), US and EU [`Region`]s.
+//! - [`Client`]: Track v1 (identify, track, anonymous and invite events,
+//!   suppress, delete, devices, merge, manual segments, push metrics), Track
+//!   v2 ([`Operation`], [`BatchPacker`], batches with per-item rejections as
+//!   data), App API (transactional email, push, SMS, in-app and inbox
+//!   messages, broadcast triggers; reads: people by email, a person's
+//!   attributes and segments, segments and their members, people exports),
+//!   the Pipelines API ([`PipelinesCall`], [`PipelinesBatchPacker`], strict
+//!   mode always on, bad calls isolated from a batch), US and EU [`Region`]s.
 //! - [`TokenBucket`]: a blocking GCRA limiter guarded by a `parking_lot`
 //!   mutex. In any window of length T it grants at most `burst + rate × T`
 //!   permits, for any number of threads, in the order they asked.
@@ -43,8 +47,11 @@
 //! - [`RateLimit`]: validated rates with presets for Customer.io's limits.
 //! - [`Limiter`]: what everything that sends accepts; [`Unlimited`] for tests.
 //! - [`RetryPolicy`]: exponential backoff with jitter, `Retry-After`
-//!   ([`parse_retry_after`]), 429s that pause the shared limiter, a retry
-//!   budget against retry storms, and calls marked safe or unsafe to repeat.
+//!   ([`parse_retry_after`]), 429s that pause the shared limiter, and calls
+//!   marked safe or unsafe to repeat. Retries take permits from the limiter
+//!   like first attempts, so they cannot storm the server; an opt-in retry
+//!   budget covers limiters that do not bound the rate. [`RetryStats`]
+//!   counts what each call cost.
 //! - [`Clock`], [`SystemClock`] and [`ManualClock`]: time is injected, so
 //!   tests of timing logic are instant and deterministic.
 //! - [`validate`]: Customer.io's size limits, checked before anything is sent.
@@ -53,7 +60,7 @@
 //!
 //! - `redis` (off by default): `RedisLimiter`, `RedisLimiterBuilder` and
 //!   `WhenUnreachable`, on the blocking client of the `redis` crate (no async
-//!   runtime).
+//!   runtime), with `rediss://` over rustls.
 //!
 //! # Errors
 //!
@@ -68,7 +75,7 @@
 //! # Threads
 //!
 //! Every type here is `Send + Sync`. Clones of a [`Client`] share one
-//! connection pool, its limiters and its retry budget; clones of a
+//! connection pool, its limiters and its retry policy; clones of a
 //! [`TokenBucket`] share one bucket: hand a clone to each thread.
 
 #![forbid(unsafe_code)]
@@ -84,8 +91,10 @@ mod retry;
 pub use crate::client::validate;
 pub use crate::client::{
     Batch, BatchPacker, BatchResponse, BroadcastTrigger, Client, ClientBuilder, Delivery, Device,
-    Event, EventId, EventKind, Identifier, Invalid, ItemError, Operation, Platform, Region,
-    TransactionalMessage,
+    Event, EventId, EventKind, Export, Identifier, Invalid, ItemError, MAX_SEGMENT_IDS_PER_REQUEST,
+    Operation, PersonIdentifiers, PersonProfile, PipelinesBatch, PipelinesBatchPacker,
+    PipelinesCall, PipelinesCallType, PipelinesUser, Platform, PushEvent, PushMetric, Region,
+    Segment, SegmentMembers, TransactionalMessage,
 };
 pub use crate::error::{Credential, Error, Result, TimeoutKind, TransportKind};
 pub use crate::import::{
@@ -103,8 +112,8 @@ pub use crate::queue::{
     JobError, Outcome, Reply, SubmitError, Ticket, TrySubmitError,
 };
 pub use crate::retry::{
-    Call, Classify, Decision, Failure, Idempotency, Jitter, RetryPolicy, RetryPolicyBuilder,
-    RetryStats, parse_retry_after,
+    Call, Classify, Failure, Idempotency, Jitter, RetryPolicy, RetryPolicyBuilder, RetryStats,
+    parse_retry_after,
 };
 
 /// The README's examples compile and run as doctests.

@@ -18,6 +18,9 @@ use cio_ratelimit::{
 };
 use serde_json::json;
 
+mod scripted;
+use scripted::Scripted;
+
 fn emulator(config: Config) -> Emulator {
     Emulator::start(config).expect("emulator starts")
 }
@@ -375,6 +378,10 @@ fn plain_http_to_a_remote_host_is_refused_unless_allowed() {
         (Client::builder("", "k"), "site_id"),
         (Client::builder("s", " "), "api_key"),
         (Client::builder("s", "k").timeout(Duration::ZERO), "timeout"),
+        (
+            Client::builder("s", "k").connect_timeout(Duration::ZERO),
+            "connect_timeout",
+        ),
         (Client::builder("s", "k").app_key(""), "app_key"),
     ] {
         assert!(
@@ -731,4 +738,86 @@ fn clients_are_send_sync_and_clones_share_limiters() {
         client.limiter(ApiClass::Track),
         client.limiter(ApiClass::Transactional)
     ));
+}
+
+fn batch_of(ids: &[&str]) -> cio_ratelimit::Batch {
+    let mut packer = BatchPacker::new();
+    for id in ids {
+        assert!(
+            packer
+                .push(&Operation::identify(*id, json!({})).unwrap())
+                .unwrap()
+                .is_none()
+        );
+    }
+    packer.finish().unwrap()
+}
+
+fn scripted_client(server: &Scripted) -> Client {
+    Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
+        .track_url(server.url())
+        .retry_policy(quick_retries().build().unwrap())
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_batch_refused_as_a_whole_is_sent_again_item_by_item() {
+    let server = Scripted::start(&[
+        (
+            "/api/v2/batch",
+            422,
+            r#"{"errors":[{"message":"one bad item"}]}"#,
+        ),
+        ("/api/v2/entity", 200, "{}"),
+        (
+            "/api/v2/entity",
+            400,
+            r#"{"errors":[{"reason":"invalid","message":"bad id"}]}"#,
+        ),
+    ]);
+    let batch = batch_of(&["1", "2", "3"]);
+    let response = scripted_client(&server).send_batch(&batch).unwrap();
+    assert_eq!(response.rejected.len(), 1);
+    assert_eq!(response.rejected[0].to_string(), "item 1: HTTP 400: bad id");
+    let received = server.received();
+    assert_eq!(received.len(), 4);
+    for (index, request) in received[1..].iter().enumerate() {
+        assert!(request.went_to("/api/v2/entity"));
+        assert_eq!(Some(&request.body[..]), batch.item(index));
+    }
+}
+
+#[test]
+fn a_lone_item_refused_is_rejected_without_being_sent_again() {
+    let server = Scripted::start(&[("/api/v2/batch", 413, "too large")]);
+    let response = scripted_client(&server)
+        .send_batch(&batch_of(&["1"]))
+        .unwrap();
+    assert_eq!(
+        response.rejected[0].to_string(),
+        "item 0: HTTP 413: too large"
+    );
+    assert_eq!(server.received().len(), 1);
+}
+
+#[test]
+fn a_failure_other_than_the_content_while_sending_items_alone_fails_the_batch() {
+    let server = Scripted::start(&[("/api/v2/batch", 400, "{}"), ("/api/v2/entity", 401, "{}")]);
+    let result = scripted_client(&server).send_batch(&batch_of(&["1", "2"]));
+    assert!(
+        matches!(
+            result,
+            Err(Error::Unauthorized {
+                status: 401,
+                credential: Credential::TrackApiKey
+            })
+        ),
+        "{result:?}"
+    );
+    assert_eq!(
+        server.received().len(),
+        2,
+        "it stopped at the first failure"
+    );
 }

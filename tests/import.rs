@@ -15,6 +15,9 @@ use cio_ratelimit::{
 };
 use serde_json::json;
 
+mod scripted;
+use scripted::Scripted;
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cio-import-test-{}-{name}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
@@ -31,14 +34,28 @@ fn client(emu: &Emulator, api_key: &str) -> Client {
 }
 
 fn client_with(emu: &Emulator, api_key: &str, limiter: impl Limiter + 'static) -> Client {
+    client_at(&emu.url(), api_key, limiter)
+}
+
+fn client_at(url: &str, api_key: &str, limiter: impl Limiter + 'static) -> Client {
+    patient_client_at(url, api_key, limiter, 2)
+}
+
+/// A client that retries up to `max_retries` times, after a few milliseconds.
+fn patient_client_at(
+    url: &str,
+    api_key: &str,
+    limiter: impl Limiter + 'static,
+    max_retries: u32,
+) -> Client {
     Client::builder(DEFAULT_SITE_ID, api_key)
-        .track_url(emu.url())
+        .track_url(url)
         .limiter(ApiClass::Track, limiter)
         .retry_policy(
             RetryPolicy::builder()
                 .base_delay(Duration::from_millis(2))
                 .max_delay(Duration::from_millis(10))
-                .max_retries(2)
+                .max_retries(max_retries)
                 .build()
                 .unwrap(),
         )
@@ -310,18 +327,18 @@ fn a_server_that_goes_down_stops_the_import_with_the_checkpoint_intact_then_resu
     );
     assert!(failure.error.is_transient());
     let checkpoint = Checkpoint::load(&dir.join("import.checkpoint")).unwrap();
-    assert_eq!(checkpoint.line, failure.summary.progress.checkpoint_line);
+    assert_eq!(checkpoint.line(), failure.summary.progress.checkpoint_line);
     assert!(
-        checkpoint.line >= 500 && checkpoint.line < 3_000,
+        checkpoint.line() >= 500 && checkpoint.line() < 3_000,
         "{checkpoint:?}"
     );
     // Every line up to the checkpoint is accounted for, and no good line was dead-lettered.
     let letters = dead_letters(&dir.join("dead.ndjson"));
     assert!(letters.iter().all(|l| l.line % 10 == 0));
-    assert_eq!(letters.len() as u64, checkpoint.dead_lettered);
+    assert_eq!(letters.len() as u64, checkpoint.dead_lettered());
     assert_eq!(
-        checkpoint.delivered + checkpoint.dead_lettered,
-        checkpoint.line
+        checkpoint.delivered() + checkpoint.dead_lettered(),
+        checkpoint.line()
     );
 
     emu.set_faults(Faults::default());
@@ -331,12 +348,12 @@ fn a_server_that_goes_down_stops_the_import_with_the_checkpoint_intact_then_resu
         .unwrap()
         .import_file(&input)
         .unwrap();
-    assert_eq!(summary.progress.skipped, checkpoint.line);
+    assert_eq!(summary.progress.skipped, checkpoint.line());
     let snapshot = emu.snapshot();
     assert_eq!(snapshot.people.len(), 1_500, "every identify arrived");
     assert_eq!(
         snapshot.event_ids(),
-        expected_event_ids(&checkpoint.import_id, 3_000),
+        expected_event_ids(checkpoint.import_id(), 3_000),
         "every event, by its id"
     );
     assert_eq!(snapshot.events.len(), 1_200, "none stored twice");
@@ -348,7 +365,7 @@ fn a_server_that_goes_down_stops_the_import_with_the_checkpoint_intact_then_resu
     );
     let final_checkpoint = Checkpoint::load(&dir.join("import.checkpoint")).unwrap();
     assert_eq!(
-        (final_checkpoint.line, final_checkpoint.delivered),
+        (final_checkpoint.line(), final_checkpoint.delivered()),
         (3_000, 3_000 - bad)
     );
 }
@@ -389,15 +406,18 @@ fn a_leftover_checkpoint_or_another_imports_checkpoint_is_refused() {
     let emu = Emulator::start(Config::default()).unwrap();
     let dir = scratch("refused");
     let path = dir.join("import.checkpoint");
-    Checkpoint {
-        version: 1,
-        import_id: "first".into(),
-        line: 1,
-        delivered: 1,
-        dead_lettered: 0,
-    }
-    .store(&path)
-    .unwrap();
+    // An import that kept a checkpoint, and is not resumed.
+    let line = json!({"type": "person", "action": "identify", "identifiers": {"id": "1"}});
+    Importer::builder(client(&emu, DEFAULT_API_KEY))
+        .dead_letter(dir.join("dead.ndjson"))
+        .checkpoint(&path)
+        .import_id("first")
+        .build()
+        .unwrap()
+        .import_reader(format!("{line}\n").as_bytes(), None)
+        .unwrap();
+    assert_eq!(Checkpoint::load(&path).unwrap().import_id(), "first");
+    let requests = emu.snapshot().requests;
     let builder = || {
         Importer::builder(client(&emu, DEFAULT_API_KEY))
             .dead_letter(dir.join("dead.ndjson"))
@@ -429,7 +449,16 @@ fn a_leftover_checkpoint_or_another_imports_checkpoint_is_refused() {
             ..
         })
     ));
-    assert_eq!(emu.snapshot().requests, 0);
+    assert!(matches!(
+        Importer::builder(client(&emu, DEFAULT_API_KEY))
+            .max_batch_bytes(0)
+            .build(),
+        Err(Error::InvalidConfig {
+            setting: "max_batch_bytes",
+            ..
+        })
+    ));
+    assert_eq!(emu.snapshot().requests, requests, "nothing more was sent");
 }
 
 #[test]
@@ -497,13 +526,325 @@ fn a_failed_chunk_holds_the_checkpoint_before_it_even_when_later_chunks_succeed(
     let checkpoint = Checkpoint::load(&dir.join("import.checkpoint")).unwrap();
     // Four chunks settled at most: the fifth request failed.
     assert_eq!(
-        checkpoint.delivered + checkpoint.dead_lettered,
-        checkpoint.line,
+        checkpoint.delivered() + checkpoint.dead_lettered(),
+        checkpoint.line(),
         "{}",
         failure.error
     );
     assert!(
-        checkpoint.line < 300,
+        checkpoint.line() < 300,
         "the checkpoint passed the failed chunk: {checkpoint:?}"
     );
+}
+
+fn import_lines(
+    client: Client,
+    dir: &Path,
+    mode: ImportMode,
+    lines: &[&str],
+) -> cio_ratelimit::ImportSummary {
+    let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
+    Importer::builder(client)
+        .mode(mode)
+        .dead_letter(dir.join("dead.ndjson"))
+        .import_id("import")
+        .build()
+        .unwrap()
+        .import_reader(text.as_bytes(), None)
+        .unwrap()
+}
+
+/// Regression: `{"id":12345678901234567890123}` went out as
+/// `1.2345678901234568e+22`, so the data landed on another person.
+#[test]
+fn large_integers_go_out_with_every_digit_in_both_modes() {
+    let identify = r#"{"type":"person","action":"identify","identifiers":{"id":12345678901234567890123},"attributes":{"share":0.100000000000000000000001}}"#;
+    let event = r#"{"type":"person","action":"event","identifiers":{"id":12345678901234567890123},"name":"paid","attributes":{"cents":98765432109876543210}}"#;
+    let id = EventId::from_key("import:2");
+    let event_with_id = format!("{},\"id\":\"{id}\"}}", &event[..event.len() - 1]);
+    for mode in [ImportMode::Batch, ImportMode::Single] {
+        let server = Scripted::start(&[]);
+        let dir = scratch(&format!("digits-{mode:?}"));
+        let client = client_at(server.url(), DEFAULT_API_KEY, Unlimited::new());
+        let summary = import_lines(client, &dir, mode, &[identify, event]);
+        assert_eq!(summary.progress.delivered, 2);
+        let sent: String = server
+            .received()
+            .iter()
+            .map(|request| String::from_utf8_lossy(&request.body).into_owned())
+            .collect();
+        assert!(sent.contains(identify), "{mode:?}: {sent}");
+        assert!(sent.contains(&event_with_id), "{mode:?}: {sent}");
+    }
+}
+
+/// Regression: `{"type":"person","action":"merge","primary":…,"secondary":…}`
+/// was dead-lettered with "no identifiers object".
+#[test]
+fn v2_merges_are_accepted_and_arrive() {
+    let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
+    let dir = scratch("merge");
+    let lines = [
+        r#"{"type":"person","action":"identify","identifiers":{"id":"1"},"attributes":{"a":1}}"#,
+        r#"{"type":"person","action":"identify","identifiers":{"id":"2"},"attributes":{"b":2}}"#,
+        r#"{"type":"person","action":"merge","primary":{"id":"1"},"secondary":{"id":"2"}}"#,
+        r#"{"type":"person","action":"merge","primary":{"id":"1"},"secondary":{}}"#,
+    ];
+    let summary = import_lines(
+        client(&emu, DEFAULT_API_KEY),
+        &dir,
+        ImportMode::Batch,
+        &lines,
+    );
+    assert_eq!(
+        (summary.progress.delivered, summary.progress.dead_lettered),
+        (3, 1)
+    );
+    let letters = dead_letters(&dir.join("dead.ndjson"));
+    assert_eq!(
+        letters[0].line, 4,
+        "a merge without a secondary person is still refused"
+    );
+    let snapshot = emu.snapshot();
+    assert_eq!(snapshot.merges.len(), 1);
+    assert!(snapshot.people.contains_key("1") && !snapshot.people.contains_key("2"));
+}
+
+const THREE: [&str; 3] = [
+    r#"{"type":"person","action":"identify","identifiers":{"id":"1"}}"#,
+    r#"{"type":"person","action":"identify","identifiers":{"id":"2"}}"#,
+    r#"{"type":"person","action":"identify","identifiers":{"id":"3"}}"#,
+];
+
+/// Regression: an item a 207 named twice was dead-lettered (and counted) twice.
+#[test]
+fn an_item_a_207_names_twice_is_dead_lettered_once() {
+    let server = Scripted::start(&[(
+        "/api/v2/batch",
+        207,
+        r#"{"errors":[{"batch_index":1,"reason":"invalid","message":"one"},{"batch_index":1,"reason":"invalid","message":"two"}]}"#,
+    )]);
+    let dir = scratch("207-twice");
+    let client = client_at(server.url(), DEFAULT_API_KEY, Unlimited::new());
+    let summary = import_lines(client, &dir, ImportMode::Batch, &THREE);
+    assert_eq!(
+        (summary.progress.delivered, summary.progress.dead_lettered),
+        (2, 1)
+    );
+    let letters = dead_letters(&dir.join("dead.ndjson"));
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].line, letters[0].original.as_str()),
+        (2, THREE[1])
+    );
+    assert_eq!(letters[0].reason, "rejected by Customer.io: invalid: one");
+}
+
+/// Regression: a 207 item without a `batch_index` was blamed on line 1, and
+/// an index past the end on the last line, which the server had accepted.
+/// A 207 that cannot name the right items fails the batch, which is retried.
+#[test]
+fn a_207_that_cannot_name_the_right_items_is_retried_and_blames_no_line() {
+    for wrong in [
+        r#"{"errors":[{"reason":"invalid","message":"which one?"}]}"#,
+        r#"{"errors":[{"batch_index":3,"reason":"invalid"}]}"#,
+        "<html>oops</html>",
+    ] {
+        let server = Scripted::start(&[("/api/v2/batch", 207, wrong)]);
+        let dir = scratch("207-wrong");
+        let client = client_at(server.url(), DEFAULT_API_KEY, Unlimited::new());
+        let summary = import_lines(client, &dir, ImportMode::Batch, &THREE);
+        assert_eq!(
+            (summary.progress.delivered, summary.progress.dead_lettered),
+            (3, 0),
+            "{wrong}"
+        );
+        assert!(dead_letters(&dir.join("dead.ndjson")).is_empty());
+        assert_eq!(server.received().len(), 2, "the batch was sent again");
+        assert_eq!(summary.progress.requests, 2);
+        assert_eq!(summary.progress.retried, 1);
+    }
+}
+
+/// An import whose 207s never make sense stops as "unavailable" (resume
+/// later), not as a fatal error, and dead-letters nothing.
+#[test]
+fn a_207_that_never_makes_sense_stops_the_import_as_transient() {
+    let garbled = r#"{"errors":[{"reason":"invalid"}]}"#;
+    let server = Scripted::start(&[("/api/v2/batch", 207, garbled); 3]);
+    let dir = scratch("207-never");
+    let client = client_at(server.url(), DEFAULT_API_KEY, Unlimited::new());
+    let text: String = THREE.iter().map(|line| format!("{line}\n")).collect();
+    let failure = Importer::builder(client)
+        .dead_letter(dir.join("dead.ndjson"))
+        .build()
+        .unwrap()
+        .import_reader(text.as_bytes(), None)
+        .unwrap_err();
+    assert!(failure.error.is_transient(), "{}", failure.error);
+    assert_eq!(failure.summary.progress.dead_lettered, 0);
+    assert_eq!(
+        failure.summary.progress.requests, 3,
+        "1 attempt + 2 retries"
+    );
+}
+
+/// Regression: the summary's `requests` counted batches, missing the
+/// item-by-item resend after a whole batch was refused, and retries.
+#[test]
+fn requests_count_every_request_the_server_received() {
+    // The batch is refused as a whole (413); sent one by one, item 2 is refused.
+    let server = Scripted::start(&[
+        (
+            "/api/v2/batch",
+            413,
+            r#"{"errors":[{"message":"too large"}]}"#,
+        ),
+        ("/api/v2/entity", 200, "{}"),
+        (
+            "/api/v2/entity",
+            400,
+            r#"{"errors":[{"message":"bad item"}]}"#,
+        ),
+    ]);
+    let dir = scratch("requests-413");
+    let client = client_at(server.url(), DEFAULT_API_KEY, Unlimited::new());
+    let summary = import_lines(client, &dir, ImportMode::Batch, &THREE);
+    assert_eq!(
+        (summary.progress.delivered, summary.progress.dead_lettered),
+        (2, 1)
+    );
+    let letters = dead_letters(&dir.join("dead.ndjson"));
+    assert_eq!(
+        (letters[0].line, letters[0].original.as_str()),
+        (2, THREE[1])
+    );
+    assert!(letters[0].reason.contains("HTTP 400") && letters[0].reason.contains("bad item"));
+    let received = server.received();
+    assert_eq!(received.len(), 4);
+    assert!(received[0].went_to("/api/v2/batch") && received[1].went_to("/api/v2/entity"));
+    assert_eq!(summary.progress.requests, 4);
+    let sent_alone: Vec<&[u8]> = received[1..].iter().map(|r| &r.body[..]).collect();
+    assert_eq!(
+        sent_alone,
+        THREE.map(str::as_bytes),
+        "each item byte for byte"
+    );
+
+    // 429s and 5xx are retried, and every attempt counts.
+    let faults = Faults::default().seed(7).unavailable(0.2);
+    let emu = Emulator::start(
+        Config::default()
+            .track_limit(50)
+            .window(Duration::from_millis(100))
+            .faults(faults),
+    )
+    .unwrap();
+    let dir = scratch("requests-429");
+    let (text, _) = sample(300);
+    let client = patient_client_at(&emu.url(), DEFAULT_API_KEY, Unlimited::new(), 20);
+    let summary = Importer::builder(client)
+        .mode(ImportMode::Single)
+        .dead_letter(dir.join("dead.ndjson"))
+        .build()
+        .unwrap()
+        .import_reader(text.as_bytes(), None)
+        .unwrap();
+    let snapshot = emu.snapshot();
+    assert!(
+        snapshot.throttled > 0 && snapshot.status_count(503) > 0,
+        "{snapshot:?}"
+    );
+    assert_eq!(summary.progress.requests, snapshot.requests);
+    assert_eq!(summary.progress.throttled, snapshot.throttled);
+    assert_eq!(summary.progress.retried, snapshot.status_count(503));
+}
+
+/// Two imports sharing one `Client` each report their own retries and requests.
+#[test]
+fn two_imports_sharing_a_client_do_not_see_each_others_retries() {
+    let faults = Faults::default().seed(3).unavailable(0.25);
+    let emu = Emulator::start(Config::default().track_limit(0).faults(faults)).unwrap();
+    let shared = patient_client_at(&emu.url(), DEFAULT_API_KEY, Unlimited::new(), 20);
+    let summaries: Vec<cio_ratelimit::ImportSummary> = std::thread::scope(|scope| {
+        let imports: Vec<_> = ["a", "b"]
+            .map(|name| {
+                let client = shared.clone();
+                scope.spawn(move || {
+                    let dir = scratch(&format!("shared-{name}"));
+                    let (text, _) = sample(200);
+                    let text = text.replace("\"u", &format!("\"{name}"));
+                    Importer::builder(client)
+                        .mode(ImportMode::Single)
+                        .dead_letter(dir.join("dead.ndjson"))
+                        .build()
+                        .unwrap()
+                        .import_reader(text.as_bytes(), None)
+                        .unwrap()
+                })
+            })
+            .into_iter()
+            .collect();
+        imports
+            .into_iter()
+            .map(|import| import.join().unwrap())
+            .collect()
+    });
+    let snapshot = emu.snapshot();
+    let (a, b) = (&summaries[0].progress, &summaries[1].progress);
+    assert!(a.retried > 0 && b.retried > 0, "{a:?} {b:?}");
+    assert_eq!(a.retried + b.retried, snapshot.status_count(503));
+    assert_eq!(a.requests + b.requests, snapshot.requests);
+    assert_eq!(a.requests, a.lines_read - a.dead_lettered + a.retried);
+    assert_eq!(b.requests, b.lines_read - b.dead_lettered + b.retried);
+}
+
+/// Regression: a retry budget on by default gave up on transient failures
+/// before `--max-retries` was spent: at 15 % 503s an import crawled, at 30 %
+/// it stopped after 66 of 300 lines. Retries wait for the limiter like first
+/// attempts, so they cannot storm the server, and the budget is off.
+#[test]
+fn an_import_keeps_its_rate_through_5xx_and_finishes_at_30_percent() {
+    const RATE: f64 = 100.0;
+    for (seed, unavailable) in [(15, 0.15), (30, 0.30)] {
+        let faults = Faults::default().seed(seed).unavailable(unavailable);
+        let emu = Emulator::start(Config::default().track_limit(0).faults(faults)).unwrap();
+        let dir = scratch(&format!("unavailable-{seed}"));
+        let (text, bad) = sample(150);
+        let client = Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
+            .track_url(emu.url())
+            .limiter(ApiClass::Track, TokenBucket::new(RATE, 1))
+            .retry_policy(
+                RetryPolicy::builder()
+                    .base_delay(Duration::from_millis(10))
+                    .max_delay(Duration::from_millis(100))
+                    .max_retries(10)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let summary = Importer::builder(client)
+            .mode(ImportMode::Single)
+            .dead_letter(dir.join("dead.ndjson"))
+            .build()
+            .unwrap()
+            .import_reader(text.as_bytes(), None)
+            .unwrap_or_else(|failure| panic!("{unavailable}: {failure}"));
+        let progress = &summary.progress;
+        assert_eq!(progress.delivered, 150 - bad, "{unavailable}");
+        let snapshot = emu.snapshot();
+        assert_eq!(progress.retried, snapshot.status_count(503));
+        let rate = progress.requests as f64 / progress.elapsed.as_secs_f64();
+        assert!(
+            rate <= RATE * 1.1,
+            "{unavailable}: {rate:.0} requests/s, over the limit"
+        );
+        if unavailable < 0.2 {
+            assert!(
+                rate >= RATE * 0.8,
+                "{unavailable}: {rate:.0} requests/s, under 80 % of {RATE}"
+            );
+        }
+    }
 }

@@ -35,6 +35,8 @@ const PASSWORD: &str = "s3cret-redis-pw";
 struct RedisServer {
     port: u16,
     password: Option<&'static str>,
+    /// Serves TLS only (`--port 0 --tls-port`), with these files.
+    tls: Option<&'static TlsFiles>,
     child: Option<Child>,
 }
 
@@ -55,6 +57,7 @@ impl RedisServer {
         redis_installed().then(|| RedisServer {
             port: free_port(),
             password,
+            tls: None,
             child: None,
         })
     }
@@ -66,17 +69,43 @@ impl RedisServer {
         Some(server)
     }
 
+    /// A server that speaks only TLS, with a certificate for 127.0.0.1
+    /// signed by a CA made for this test run.
+    fn with_tls() -> Option<RedisServer> {
+        let mut server = RedisServer::not_started(None)?;
+        server.tls = Some(TlsFiles::get()?);
+        server.restart();
+        Some(server)
+    }
+
     fn url(&self) -> String {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         match self.password {
-            Some(password) => format!("redis://:{password}@127.0.0.1:{}/0", self.port),
-            None => format!("redis://127.0.0.1:{}/0", self.port),
+            Some(password) => format!("{scheme}://:{password}@127.0.0.1:{}/0", self.port),
+            None => format!("{scheme}://127.0.0.1:{}/0", self.port),
         }
     }
 
     /// Starts the server (again) on its port and returns once it accepts connections.
     fn restart(&mut self) {
         let mut command = Command::new("redis-server");
-        command.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"]);
+        match self.tls {
+            Some(tls) => {
+                command.args(["--port", "0", "--tls-port", &self.port.to_string()]);
+                command.arg("--tls-cert-file").arg(&tls.server_cert);
+                command.arg("--tls-key-file").arg(&tls.server_key);
+                command.arg("--tls-ca-cert-file").arg(&tls.ca);
+                command.args(["--tls-auth-clients", "no"]);
+            }
+            None => {
+                command.args(["--port", &self.port.to_string()]);
+            }
+        }
+        command.args(["--bind", "127.0.0.1"]);
         command.args(["--save", "", "--appendonly", "no"]);
         if let Some(password) = self.password {
             command.args(["--requirepass", password]);
@@ -111,10 +140,17 @@ impl RedisServer {
 
     /// A plain connection, to look at or disturb the limiter's key.
     fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_connection()
-            .unwrap()
+        let client = match self.tls {
+            Some(tls) => redis::Client::build_with_tls(
+                self.url(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(std::fs::read(&tls.ca).unwrap()),
+                },
+            ),
+            None => redis::Client::open(self.url()),
+        };
+        client.unwrap().get_connection().unwrap()
     }
 }
 
@@ -138,6 +174,50 @@ fn redis_installed() -> bool {
         eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
     }
     installed
+}
+
+/// A CA and a server certificate for 127.0.0.1 it signed, made once per
+/// test run by tests/tls/make-certs.sh with the `openssl` command (Debian's
+/// redis-server is built with TLS; no certificate crate is compiled for it).
+struct TlsFiles {
+    ca: std::path::PathBuf,
+    server_cert: std::path::PathBuf,
+    server_key: std::path::PathBuf,
+}
+
+impl TlsFiles {
+    /// `None`, after saying why, when `openssl` is missing and
+    /// `CIO_REQUIRE_REDIS` is not `1`.
+    fn get() -> Option<&'static TlsFiles> {
+        static FILES: std::sync::OnceLock<Option<TlsFiles>> = std::sync::OnceLock::new();
+        FILES.get_or_init(TlsFiles::make).as_ref()
+    }
+
+    fn make() -> Option<TlsFiles> {
+        let dir = std::env::temp_dir().join(format!("cio-redis-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let openssl = Command::new("openssl")
+            .arg("version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !openssl {
+            assert!(
+                std::env::var("CIO_REQUIRE_REDIS").as_deref() != Ok("1"),
+                "CIO_REQUIRE_REDIS=1 but openssl is not on the PATH"
+            );
+            eprintln!("skipped: openssl is not installed (apt-get install openssl)");
+            return None;
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls/make-certs.sh");
+        let made = Command::new("sh").arg(script).arg(&dir).status().unwrap();
+        assert!(made.success(), "{script} failed");
+        Some(TlsFiles {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.crt"),
+            server_key: dir.join("server.key"),
+        })
+    }
 }
 
 fn free_port() -> u16 {
@@ -663,7 +743,27 @@ fn invalid_settings_are_refused_with_the_setting_named() {
     };
     let url = "redis://127.0.0.1:6379";
     assert_eq!(setting(builder("http://127.0.0.1", "w")), "redis_url");
-    assert_eq!(setting(builder("rediss://127.0.0.1", "w")), "redis_url");
+    assert_eq!(
+        setting(builder("rediss://127.0.0.1/#insecure", "w")),
+        "redis_url",
+        "certificate checks cannot be turned off"
+    );
+    let ca = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec();
+    assert_eq!(
+        setting(builder(url, "w").trust_ca(ca.clone())),
+        "redis_url",
+        "a CA needs rediss://"
+    );
+    assert_eq!(
+        setting(builder("rediss://127.0.0.1", "w").trust_ca(b"not a certificate".to_vec())),
+        "trust_ca"
+    );
+    assert_eq!(
+        setting(builder("rediss://127.0.0.1", "w").trust_ca(ca)),
+        "trust_ca",
+        "a PEM block that is no certificate"
+    );
+    assert!(builder("rediss://127.0.0.1:6380/0", "w").build().is_ok());
     assert_eq!(setting(builder(url, " ")), "workspace");
     assert_eq!(setting(builder(url, "w").key_prefix("")), "key_prefix");
     assert_eq!(
@@ -677,6 +777,170 @@ fn invalid_settings_are_refused_with_the_setting_named() {
     let built = builder(url, "w").key_prefix("jobs").build().unwrap();
     assert_eq!(built.key(), "jobs:w:track");
     assert_eq!(built.limit(), RateLimit::TRACK_API);
+}
+
+#[test]
+fn tls_redis_with_a_private_ca_shares_one_budget() {
+    let Some(redis) = RedisServer::with_tls() else {
+        return;
+    };
+    let ca = std::fs::read(&redis.tls.unwrap().ca).unwrap();
+    let one = limiter(&redis, "tls", 0.2, 3)
+        .trust_ca(ca.clone())
+        .build()
+        .unwrap();
+    let other = limiter(&redis, "tls", 0.2, 3).trust_ca(ca).build().unwrap();
+    assert!(
+        format!("{one:?}").contains("rediss://127.0.0.1:"),
+        "{one:?}"
+    );
+    // Connected first, so that slow TLS handshakes cannot let a permit accrue.
+    one.connect().unwrap();
+    other.connect().unwrap();
+    let granted = (0..4)
+        .filter(|i| {
+            if i % 2 == 0 {
+                one.try_acquire()
+            } else {
+                other.try_acquire()
+            }
+        })
+        .count();
+    assert_eq!(granted, 3, "the burst is shared over TLS");
+    let issued: i64 = redis::cmd("HGET")
+        .arg(one.key())
+        .arg("issued")
+        .query(&mut redis.connection())
+        .unwrap();
+    assert_eq!(issued, 3, "the state lives in the TLS Redis");
+
+    // Without the private CA, the system's roots do not trust the server.
+    let untrusting = limiter(&redis, "tls", 0.2, 3).build().unwrap();
+    assert!(!untrusting.try_acquire());
+    assert!(matches!(
+        untrusting.connect(),
+        Err(Error::RedisUnreachable { .. })
+    ));
+    let logs = logged_about(redis.port).join("\n");
+    assert!(logs.contains("rediss://127.0.0.1"), "{logs}");
+    assert!(
+        logs.to_lowercase().contains("certificate") || logs.contains("UnknownIssuer"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn settings_that_differ_are_refused_naming_both_unless_adopted() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let first = limiter(&redis, "settings", 80.0, 10).build().unwrap();
+    first.connect().unwrap();
+    let recorded: String = redis::cmd("GET")
+        .arg(format!("{}:settings", first.key()))
+        .query(&mut redis.connection())
+        .unwrap();
+    assert_eq!(recorded, "rate=80/s burst=10");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{}:settings", first.key()))
+        .query(&mut redis.connection())
+        .unwrap();
+    assert!(
+        (59_000..=60_000).contains(&ttl),
+        "they expire a minute after the last process recorded them: {ttl} ms"
+    );
+    let same = limiter(&redis, "settings", 80.0, 10).build().unwrap();
+    same.connect().unwrap();
+
+    let other = limiter(&redis, "settings", 50.0, 5).build().unwrap();
+    let refused = other.connect().unwrap_err();
+    let text = refused.to_string();
+    assert!(
+        text.contains("rate=80/s burst=10") && text.contains("rate=50/s burst=5"),
+        "names both: {text}"
+    );
+    assert!(!refused.is_transient());
+    assert!(!other.try_acquire(), "a refused limiter grants nothing");
+    assert_eq!(Limiter::check(&other), Err(refused));
+
+    // Used without connect(): refused at first contact all the same.
+    let lazy = limiter(&redis, "settings", 50.0, 5).build().unwrap();
+    lazy.acquire();
+    assert!(matches!(
+        Limiter::check(&lazy),
+        Err(Error::SharedSettingsMismatch { .. })
+    ));
+
+    let adopting = limiter(&redis, "settings", 50.0, 5)
+        .adopt_shared_settings(true)
+        .build()
+        .unwrap();
+    adopting.connect().unwrap();
+    assert_eq!(adopting.limit(), RateLimit::new(80.0, 10).unwrap());
+    assert!(Limiter::check(&adopting).is_ok());
+}
+
+#[test]
+fn waiting_at_most_a_while_lets_callers_go_and_fails_their_requests() {
+    let Some(mut redis) = RedisServer::not_started(None) else {
+        return;
+    };
+    let limiter = limiter(&redis, "wait-at-most", 100.0, 10)
+        .when_unreachable(WhenUnreachable::WaitAtMost(200 * MS))
+        .build()
+        .unwrap();
+    assert!(matches!(
+        limiter.connect(),
+        Err(Error::RedisUnreachable { .. })
+    ));
+    assert!(Limiter::check(&limiter).is_ok(), "still within the wait");
+    let start = Instant::now();
+    limiter.acquire();
+    let waited = start.elapsed();
+    assert!(
+        (150 * MS..3_000 * MS).contains(&waited),
+        "let go once the wait is over: {waited:?}"
+    );
+    let error = Limiter::check(&limiter).unwrap_err();
+    assert!(
+        matches!(error, Error::RedisUnreachable { .. }) && error.is_transient(),
+        "{error:?}"
+    );
+    assert!(limiter.unreachable_for().unwrap() >= 200 * MS);
+
+    // A client fails its requests without sending them.
+    let emulator = Emulator::start(Config::default()).unwrap();
+    let client = Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
+        .track_url(emulator.url())
+        .limiter(ApiClass::Track, limiter.clone())
+        .retry_policy(
+            cio_ratelimit::RetryPolicy::builder()
+                .max_retries(0)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let sent = client.identify(
+        cio_ratelimit::Identifier::id("1"),
+        serde_json::json!({"plan": "pro"}),
+    );
+    assert!(
+        matches!(sent, Err(Error::RedisUnreachable { .. })),
+        "{sent:?}"
+    );
+    assert_eq!(
+        emulator.snapshot().requests,
+        0,
+        "nothing reached the server"
+    );
+
+    redis.restart();
+    let start = Instant::now();
+    while Limiter::check(&limiter).is_err() && start.elapsed() < Duration::from_secs(5) {
+        limiter.acquire();
+    }
+    assert!(Limiter::check(&limiter).is_ok(), "Redis is back");
 }
 
 /// Compile-only: the limiter crosses threads and works where any `Limiter` does.

@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cio_ratelimit::{Identifier, Region};
+use cio_ratelimit::{Identifier, Importer, RateLimit, Region};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 use crate::key::Key;
@@ -16,16 +16,20 @@ const AFTER_HELP: &str = "\
 Credentials (every call takes them the same way):
   CUSTOMERIO_SITE_ID         Track API site id, or --site-id
   CUSTOMERIO_TRACK_API_KEY   Track API key, or --api-key-file PATH, or --api-key
-  CUSTOMERIO_APP_API_KEY     App API key for send-email and trigger-broadcast,
+  CUSTOMERIO_APP_API_KEY     App API key for the App API commands (send-*,
+                             trigger-broadcast, get-person), which need no other;
                              or --app-key-file PATH, or --app-key
+  CUSTOMERIO_PIPELINES_API_KEY
+                             Pipelines API key (a source's write key) for pipelines,
+                             or --pipelines-key-file PATH, or --pipelines-key
   --emulator                 needs none: runs the call against a local emulator
 
 Exit codes:
   0  success
   1  some lines were dead-lettered (import)
   2  usage, credentials, bad input, or another error that trying again will not fix
-  3  Customer.io unavailable after retries (5xx, 429, timeouts, connection failures):
-     try again later";
+  3  Customer.io unavailable after retries (5xx, 429, timeouts, connection failures),
+     or Redis unreachable for longer than --redis-wait: try again later";
 
 /// Send data to Customer.io from scripts and shells, as fast as the
 /// workspace's rate limits allow and never faster, with retries.
@@ -48,6 +52,31 @@ pub enum Command {
     /// Run a local Customer.io emulator in the foreground, with cio-emulator's flags
     #[command(disable_help_flag = true)]
     Emulator(Foreground),
+    /// Print a completion script for a shell, e.g. `cio-ratelimit completions bash > /etc/bash_completion.d/cio-ratelimit`
+    Completions(Completions),
+    /// Print the man page (roff), e.g. `cio-ratelimit man | man -l -`
+    Man,
+}
+
+/// `completions SHELL`.
+#[derive(Debug, clap::Args)]
+pub struct Completions {
+    /// The shell to complete in
+    #[arg(value_enum)]
+    pub shell: ShellArg,
+}
+
+/// The shells `completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShellArg {
+    /// Bash
+    Bash,
+    /// Zsh
+    Zsh,
+    /// Fish
+    Fish,
+    /// PowerShell
+    Powershell,
 }
 
 impl Command {
@@ -57,6 +86,8 @@ impl Command {
             Command::Import(_) => "import",
             Command::Call(call) => call.name(),
             Command::Emulator(_) => "emulator",
+            Command::Completions(_) => "completions",
+            Command::Man => "man",
         }
     }
 
@@ -65,7 +96,7 @@ impl Command {
         match self {
             Command::Import(import) => Some(&import.global),
             Command::Call(call) => Some(call.global()),
-            Command::Emulator(_) => None,
+            Command::Emulator(_) | Command::Completions(_) | Command::Man => None,
         }
     }
 }
@@ -85,8 +116,21 @@ pub enum CallCommand {
     Unsuppress(PersonCall),
     /// Send a transactional email (App API)
     SendEmail(SendEmail),
+    /// Send a transactional SMS (App API)
+    SendSms(SendTo),
+    /// Send a transactional push notification (App API)
+    SendPush(SendTo),
+    /// Send a transactional in-app message (App API)
+    SendInApp(SendInApp),
     /// Trigger an API-triggered broadcast (App API; 1 per 10 seconds)
     TriggerBroadcast(TriggerBroadcast),
+    /// Print a person's profile as JSON (App API)
+    GetPerson(PersonCall),
+    /// Add people to a manual segment, or remove them (Track API)
+    Segment(Segment),
+    /// One Pipelines API call (Data Pipelines): identify, track, page, screen, group, alias
+    #[command(subcommand)]
+    Pipelines(PipelinesCommand),
 }
 
 impl CallCommand {
@@ -99,7 +143,16 @@ impl CallCommand {
             CallCommand::Suppress(_) => "suppress",
             CallCommand::Unsuppress(_) => "unsuppress",
             CallCommand::SendEmail(_) => "send-email",
+            CallCommand::SendSms(_) => "send-sms",
+            CallCommand::SendPush(_) => "send-push",
+            CallCommand::SendInApp(_) => "send-in-app",
             CallCommand::TriggerBroadcast(_) => "trigger-broadcast",
+            CallCommand::GetPerson(_) => "get-person",
+            CallCommand::Segment(segment) => match segment.action {
+                SegmentAction::Add(_) => "segment add",
+                SegmentAction::Remove(_) => "segment remove",
+            },
+            CallCommand::Pipelines(_) => "pipelines",
         }
     }
 
@@ -110,9 +163,16 @@ impl CallCommand {
             CallCommand::Track(args) => &args.global,
             CallCommand::Delete(args)
             | CallCommand::Suppress(args)
-            | CallCommand::Unsuppress(args) => &args.global,
+            | CallCommand::Unsuppress(args)
+            | CallCommand::GetPerson(args) => &args.global,
             CallCommand::SendEmail(args) => &args.global,
+            CallCommand::SendSms(args) | CallCommand::SendPush(args) => &args.global,
+            CallCommand::SendInApp(args) => &args.global,
             CallCommand::TriggerBroadcast(args) => &args.global,
+            CallCommand::Segment(segment) => match &segment.action {
+                SegmentAction::Add(args) | SegmentAction::Remove(args) => &args.global,
+            },
+            CallCommand::Pipelines(command) => command.global(),
         }
     }
 }
@@ -131,12 +191,18 @@ pub struct Global {
     /// File whose contents (white space trimmed) are the Track API key
     #[arg(long, value_name = "PATH")]
     pub api_key_file: Option<PathBuf>,
-    /// App API key, for send-email and trigger-broadcast [env: CUSTOMERIO_APP_API_KEY]
+    /// App API key, for the App API commands [env: CUSTOMERIO_APP_API_KEY]
     #[arg(long, value_name = "KEY", value_parser = Key::parse, conflicts_with = "app_key_file")]
     pub app_key: Option<Key>,
     /// File whose contents (white space trimmed) are the App API key
     #[arg(long, value_name = "PATH")]
     pub app_key_file: Option<PathBuf>,
+    /// Pipelines API key, for pipelines calls [env: CUSTOMERIO_PIPELINES_API_KEY]
+    #[arg(long, value_name = "KEY", value_parser = Key::parse, conflicts_with = "pipelines_key_file")]
+    pub pipelines_key: Option<Key>,
+    /// File whose contents (white space trimmed) are the Pipelines API key
+    #[arg(long, value_name = "PATH")]
+    pub pipelines_key_file: Option<PathBuf>,
     /// The workspace's region
     #[arg(long, value_enum, default_value_t = RegionArg::Us)]
     pub region: RegionArg,
@@ -146,11 +212,15 @@ pub struct Global {
     /// App API base URL instead of the region's
     #[arg(long, value_name = "URL", conflicts_with = "emulator")]
     pub app_url: Option<String>,
+    /// Pipelines API base URL instead of the region's (https, or http to loopback only)
+    #[arg(long, value_name = "URL", conflicts_with = "emulator")]
+    pub pipelines_url: Option<String>,
     /// How long one attempt may take, connecting to reading the answer [default: 10]
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub timeout: Option<Duration>,
     /// Retries after 5xx, timeouts and connection failures [default: 4]; 429s wait for
-    /// Retry-After instead, up to 5 minutes
+    /// Retry-After instead, up to 5 minutes. Every retry waits for the rate limit like a
+    /// first attempt, so retries never raise the rate: no separate retry budget cuts them short
     #[arg(long, value_name = "N")]
     pub max_retries: Option<u32>,
     /// Start a local emulator, run the command against it, print what it received
@@ -255,7 +325,7 @@ pub struct Track {
     pub global: Global,
 }
 
-/// `delete`, `suppress` and `unsuppress`: a person and nothing else.
+/// `delete`, `suppress`, `unsuppress` and `get-person`: a person and nothing else.
 #[derive(Debug, clap::Args)]
 pub struct PersonCall {
     /// Who.
@@ -313,6 +383,105 @@ impl Recipient {
     }
 }
 
+/// A transactional message and the person it is for, as `send-sms`,
+/// `send-push` and `send-in-app` take them (`send-email` has its own, with
+/// a required `--to`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Message {
+    /// The transactional message: its number, or its trigger name
+    #[arg(long, value_name = "ID")]
+    pub message_id: String,
+    /// The person the message is for.
+    #[command(flatten)]
+    pub recipient: Recipient,
+    /// Data for the message's Liquid, a JSON object; - reads it from standard input
+    #[arg(long, value_name = "JSON")]
+    pub data: Option<String>,
+}
+
+/// `send-sms` and `send-push`: `--message-id ID (--person-id ID | --person-email EMAIL |
+/// --person-cio-id ID) [--to ADDR] [--data JSON]`.
+#[derive(Debug, clap::Args)]
+pub struct SendTo {
+    /// The message and its person.
+    #[command(flatten)]
+    pub message: Message,
+    /// Where to send it: a phone number for send-sms, a device token for
+    /// send-push [default: the person's]
+    #[arg(long, value_name = "ADDR")]
+    pub to: Option<String>,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `send-in-app --message-id ID (--person-id ID | --person-email EMAIL | --person-cio-id ID) [--data JSON]`.
+#[derive(Debug, clap::Args)]
+pub struct SendInApp {
+    /// The message and its person.
+    #[command(flatten)]
+    pub message: Message,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `segment add|remove SEGMENT_ID ID...`.
+#[derive(Debug, clap::Args)]
+pub struct Segment {
+    /// Add or remove.
+    #[command(subcommand)]
+    pub action: SegmentAction,
+}
+
+/// What to do with a manual segment.
+#[derive(Debug, Subcommand)]
+pub enum SegmentAction {
+    /// Add people to a manual segment (at most 1000 per request; more are split)
+    Add(SegmentChange),
+    /// Remove people from a manual segment
+    Remove(SegmentChange),
+}
+
+/// `SEGMENT_ID ID... [--email|--cio-id]`.
+#[derive(Debug, clap::Args)]
+pub struct SegmentChange {
+    /// The manual segment's id
+    #[arg(value_name = "SEGMENT_ID")]
+    pub segment_id: u64,
+    /// The people: your ids for them, or their emails with --email, or
+    /// Customer.io's ids with --cio-id
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<String>,
+    /// The IDs are email addresses
+    #[arg(long, conflicts_with = "cio_id")]
+    pub email: bool,
+    /// The IDs are Customer.io's ids (without the cio_ prefix)
+    #[arg(long)]
+    pub cio_id: bool,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+impl SegmentChange {
+    /// The identifiers the flags describe.
+    pub fn people(&self) -> Vec<Identifier> {
+        self.ids
+            .iter()
+            .map(|id| {
+                if self.email {
+                    Identifier::email(id)
+                } else if self.cio_id {
+                    Identifier::cio_id(id)
+                } else {
+                    Identifier::id(id)
+                }
+            })
+            .collect()
+    }
+}
+
 /// `trigger-broadcast CAMPAIGN_ID [--data JSON]`.
 #[derive(Debug, clap::Args)]
 pub struct TriggerBroadcast {
@@ -325,6 +494,137 @@ pub struct TriggerBroadcast {
     /// Connection and output.
     #[command(flatten)]
     pub global: Global,
+}
+
+/// One Pipelines API call (Data Pipelines), sent with `X-Strict-Mode: 1` so
+/// that a call Customer.io finds invalid fails instead of being dropped.
+#[derive(Debug, Subcommand)]
+pub enum PipelinesCommand {
+    /// Identify a person, with their traits
+    Identify(PipelinesIdentify),
+    /// Record an event a person did, with its properties
+    Track(PipelinesTrack),
+    /// Record a page view
+    Page(PipelinesView),
+    /// Record a mobile screen view
+    Screen(PipelinesView),
+    /// Add a person to a group (an account, a company), with its traits
+    Group(PipelinesGroup),
+    /// Tell Customer.io that a person was known by another id before
+    Alias(PipelinesAlias),
+}
+
+/// What every Pipelines call takes: who, when, context, and its messageId.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PipelinesCommon {
+    /// The person: your id for them (userId), or with --anonymous a visitor's anonymousId
+    #[arg(value_name = "USER_ID")]
+    pub user: String,
+    /// USER_ID is an anonymousId, for a visitor not yet identified
+    #[arg(long)]
+    pub anonymous: bool,
+    /// When it happened, as an ISO 8601 date and time [default: when it arrives]
+    #[arg(long, value_name = "ISO8601")]
+    pub timestamp: Option<String>,
+    /// The call's context (ip, locale, ...) as a JSON object; - reads it from standard input
+    #[arg(long, value_name = "JSON")]
+    pub context: Option<String>,
+    /// Derive the call's messageId from KEY, so that running the command again
+    /// records the call once [default: a random messageId]
+    #[arg(long, value_name = "KEY")]
+    pub id_key: Option<String>,
+}
+
+/// `pipelines identify USER_ID [--traits JSON]`.
+#[derive(Debug, clap::Args)]
+pub struct PipelinesIdentify {
+    /// Who, when, how.
+    #[command(flatten)]
+    pub common: PipelinesCommon,
+    /// The person's traits as a JSON object, e.g. '{"plan":"pro"}'; - reads standard input
+    #[arg(long, value_name = "JSON")]
+    pub traits: Option<String>,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `pipelines track USER_ID EVENT [--properties JSON]`.
+#[derive(Debug, clap::Args)]
+pub struct PipelinesTrack {
+    /// Who, when, how.
+    #[command(flatten)]
+    pub common: PipelinesCommon,
+    /// The event's name
+    #[arg(value_name = "EVENT")]
+    pub event: String,
+    /// The event's properties as a JSON object; - reads standard input
+    #[arg(long, value_name = "JSON")]
+    pub properties: Option<String>,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `pipelines page|screen USER_ID [NAME] [--properties JSON]`.
+#[derive(Debug, clap::Args)]
+pub struct PipelinesView {
+    /// Who, when, how.
+    #[command(flatten)]
+    pub common: PipelinesCommon,
+    /// The page's or screen's name
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Its properties (url, path, title, ...) as a JSON object; - reads standard input
+    #[arg(long, value_name = "JSON")]
+    pub properties: Option<String>,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `pipelines group USER_ID GROUP_ID [--traits JSON]`.
+#[derive(Debug, clap::Args)]
+pub struct PipelinesGroup {
+    /// Who, when, how.
+    #[command(flatten)]
+    pub common: PipelinesCommon,
+    /// The group's id
+    #[arg(value_name = "GROUP_ID")]
+    pub group_id: String,
+    /// The group's traits as a JSON object; - reads standard input
+    #[arg(long, value_name = "JSON")]
+    pub traits: Option<String>,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `pipelines alias USER_ID PREVIOUS_ID`.
+#[derive(Debug, clap::Args)]
+pub struct PipelinesAlias {
+    /// Who, when, how.
+    #[command(flatten)]
+    pub common: PipelinesCommon,
+    /// The id the person was known by before (e.g. an anonymousId)
+    #[arg(value_name = "PREVIOUS_ID")]
+    pub previous_id: String,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+impl PipelinesCommand {
+    /// The shared connection and output flags.
+    pub fn global(&self) -> &Global {
+        match self {
+            PipelinesCommand::Identify(args) => &args.global,
+            PipelinesCommand::Track(args) => &args.global,
+            PipelinesCommand::Page(args) | PipelinesCommand::Screen(args) => &args.global,
+            PipelinesCommand::Group(args) => &args.global,
+            PipelinesCommand::Alias(args) => &args.global,
+        }
+    }
 }
 
 /// `import [FILE|-]`: one Customer.io v2 operation per line.
@@ -340,14 +640,14 @@ pub struct Import {
     /// The NDJSON file, or - for standard input
     #[arg(value_name = "FILE", default_value = "-")]
     pub input: PathBuf,
-    /// Requests per second (a batch is one request) [default: 50]
+    /// Requests per second (a batch is one request), retries included [default: 50]
     #[arg(long, value_name = "N", value_parser = rate)]
     pub rate: Option<f64>,
     /// Requests allowed at once after a quiet spell [default: a tenth of --rate, at least 1]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub burst: Option<u32>,
-    /// Requests in flight at once
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Requests in flight at once; more keep --rate up when requests are slow or back off
+    #[arg(long, value_name = "N", default_value_t = Importer::DEFAULT_WORKERS as u16, value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: u16,
     /// batch: many lines per /api/v2/batch request; single: one /api/v2/entity request per line
     #[arg(long, value_enum, default_value_t = ModeArg::Batch)]
@@ -370,10 +670,28 @@ pub struct Import {
     /// instead of waiting for it [default: wait]
     #[arg(long, value_name = "SHARE", requires = "redis_url", value_parser = share)]
     pub redis_fallback: Option<f64>,
+    /// Trust the CA certificates in this PEM file, instead of the system's,
+    /// for a rediss:// --redis-url
+    #[arg(long, value_name = "PATH", requires = "redis_url")]
+    pub redis_ca: Option<PathBuf>,
+    /// While Redis is unreachable, wait at most this long, then stop with
+    /// exit 3 and the checkpoint written, to resume later [default: wait
+    /// until Redis is back: the job never overspends and carries on by itself]
+    #[arg(long, value_name = "SECS", requires = "redis_url", conflicts_with = "redis_fallback", value_parser = seconds)]
+    pub redis_wait: Option<Duration>,
+    /// When other processes share --redis-url at another --rate or --burst,
+    /// take on theirs instead of refusing to start
+    #[arg(long, requires = "redis_url")]
+    pub redis_adopt: bool,
     /// Find the workspace's limit without Redis: lower the rate by 30 % on
     /// each 429 and climb back while requests succeed, never above --rate
     #[arg(long)]
     pub adaptive: bool,
+    /// Write Prometheus metrics (node_exporter's textfile format) here, by
+    /// temporary file and rename, every few seconds and at the end; an
+    /// existing file is replaced only if an import wrote it
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
     /// Without a terminal, log progress every N lines done
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub progress_every: u64,
@@ -401,12 +719,14 @@ fn share(text: &str) -> Result<f64, String> {
     }
 }
 
-/// `--rate`: requests per second, finite and more than zero.
+/// `--rate`: requests per second, as the library accepts them.
 fn rate(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
-        _ => Err(format!("{text:?} is not a rate above zero")),
-    }
+    let rate = text
+        .parse::<f64>()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    RateLimit::at(rate)
+        .map(|_| rate)
+        .map_err(|error| error.to_string())
 }
 
 /// `emulator [ARGS...]`: everything after `emulator` goes to `cio-emulator`.
@@ -488,6 +808,34 @@ mod tests {
             |share: &str| parse(&["import", "f", "--redis-url", "r", "--redis-fallback", share]);
         assert!(fallback("1.5").is_err() && fallback("0").is_err());
         assert!(fallback("0.25").is_ok());
+        let redis = |flags: &[&str]| {
+            parse(&[&["import", "f", "--redis-url", "rediss://r"][..], flags].concat())
+        };
+        assert!(
+            redis(&[
+                "--redis-wait",
+                "30",
+                "--redis-ca",
+                "ca.pem",
+                "--redis-adopt"
+            ])
+            .is_ok()
+        );
+        assert!(redis(&["--redis-wait", "0"]).is_err());
+        assert!(
+            redis(&["--redis-wait", "30", "--redis-fallback", "0.5"]).is_err(),
+            "wait or fall back, not both"
+        );
+        for flag in [
+            &["--redis-wait", "30"][..],
+            &["--redis-ca", "ca.pem"],
+            &["--redis-adopt"],
+        ] {
+            assert!(
+                parse(&[&["import", "f"][..], flag].concat()).is_err(),
+                "{flag:?} needs --redis-url"
+            );
+        }
     }
 
     #[test]
@@ -523,6 +871,69 @@ mod tests {
             panic!("not send-email");
         };
         assert_eq!(send.recipient.identifier(), Identifier::cio_id("f00"));
+    }
+
+    #[test]
+    fn the_other_sends_take_the_flags_send_email_takes() {
+        for command in ["send-sms", "send-push", "send-in-app"] {
+            let base = [command, "--message-id", "7"];
+            assert!(parse(&base).is_err(), "{command} needs a person");
+            let both = [&base[..], &["--person-id", "1", "--person-email", "a@b.c"]].concat();
+            assert!(parse(&both).is_err(), "{command}: one person");
+            let one = [&base[..], &["--person-email", "a@b.c", "--data", "{}"]].concat();
+            assert_eq!(call(&one).name(), command);
+        }
+        assert!(
+            parse(&[
+                "send-sms",
+                "--message-id",
+                "7",
+                "--person-id",
+                "1",
+                "--to",
+                "+1"
+            ])
+            .is_ok()
+        );
+        assert!(
+            parse(&[
+                "send-in-app",
+                "--message-id",
+                "7",
+                "--person-id",
+                "1",
+                "--to",
+                "x"
+            ])
+            .is_err(),
+            "an in-app message has no address"
+        );
+    }
+
+    #[test]
+    fn segment_add_and_remove_take_a_segment_and_people() {
+        let CallCommand::Segment(segment) =
+            call(&["segment", "add", "7", "a@b.c", "d@e.f", "--email"])
+        else {
+            panic!("not segment");
+        };
+        let SegmentAction::Add(change) = segment.action else {
+            panic!("not add");
+        };
+        assert_eq!(change.segment_id, 7);
+        assert_eq!(
+            change.people(),
+            [Identifier::email("a@b.c"), Identifier::email("d@e.f")]
+        );
+        assert_eq!(
+            call(&["segment", "remove", "7", "1"]).name(),
+            "segment remove"
+        );
+        assert!(parse(&["segment", "add", "7"]).is_err(), "needs people");
+        assert!(
+            parse(&["segment", "add", "x", "1"]).is_err(),
+            "a numeric id"
+        );
     }
 
     #[test]

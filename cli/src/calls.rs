@@ -6,11 +6,11 @@ use std::io::Read;
 
 use cio_ratelimit::{
     BroadcastTrigger, Client, Delivery, Event, EventId, EventKind, Identifier, ImportSummary,
-    TransactionalMessage,
+    PersonProfile, PipelinesCall, TransactionalMessage,
 };
 use serde_json::{Map, Value};
 
-use crate::args::CallCommand;
+use crate::args::{CallCommand, Message, SegmentAction};
 use crate::credentials::Api;
 use crate::error::Error;
 use crate::json_arg;
@@ -40,12 +40,25 @@ pub enum Call {
     Suppress(Identifier),
     /// `unsuppress`.
     Unsuppress(Identifier),
-    /// `send-email`.
-    SendEmail {
-        /// Who the message is about.
+    /// `send-email`, `send-sms`, `send-push`, `send-in-app`.
+    Send {
+        /// Which kind of message.
+        channel: Channel,
+        /// Who the message is for.
         person: Identifier,
         /// The message.
         message: TransactionalMessage,
+    },
+    /// `get-person`.
+    GetPerson(Identifier),
+    /// `segment add` and `segment remove`.
+    Segment {
+        /// The manual segment.
+        segment_id: u64,
+        /// Who.
+        people: Vec<Identifier>,
+        /// Add, or remove.
+        add: bool,
     },
     /// `trigger-broadcast`.
     TriggerBroadcast {
@@ -54,6 +67,33 @@ pub enum Call {
         /// The trigger's body: `{"data": {...}}`, or `{}`.
         body: Map<String, Value>,
     },
+    /// `pipelines identify|track|page|screen|group|alias`.
+    Pipelines(PipelinesCall),
+}
+
+/// The kinds of transactional message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// `send-email`.
+    Email,
+    /// `send-sms`.
+    Sms,
+    /// `send-push`.
+    Push,
+    /// `send-in-app`.
+    InApp,
+}
+
+impl Channel {
+    /// What people call it: `email`, `SMS`, `push`, `in-app message`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "SMS",
+            Channel::Push => "push",
+            Channel::InApp => "in-app message",
+        }
+    }
 }
 
 /// What a call that succeeded did.
@@ -78,12 +118,25 @@ pub enum Receipt {
     Suppressed(Identifier),
     /// A person was unsuppressed.
     Unsuppressed(Identifier),
-    /// A transactional email was queued.
-    EmailSent {
-        /// Who it is about.
+    /// A transactional message was queued.
+    Sent {
+        /// Which kind of message.
+        channel: Channel,
+        /// Who it is for.
         person: Identifier,
         /// Customer.io's receipt.
         delivery: Delivery,
+    },
+    /// A person's profile was read (boxed: it is large beside the rest).
+    Person(Box<PersonProfile>),
+    /// People were added to a manual segment, or removed from it.
+    SegmentChanged {
+        /// The manual segment.
+        segment_id: u64,
+        /// Who.
+        people: Vec<Identifier>,
+        /// Added, or removed.
+        added: bool,
     },
     /// An import finished (boxed: its counts are large beside the rest).
     Imported(Box<ImportSummary>),
@@ -94,6 +147,8 @@ pub enum Receipt {
         /// Customer.io's receipt.
         trigger: BroadcastTrigger,
     },
+    /// A Pipelines call was accepted, in strict mode.
+    PipelinesSent(PipelinesCall),
 }
 
 impl Call {
@@ -141,18 +196,28 @@ impl Call {
             CallCommand::Suppress(args) => Call::Suppress(args.person.identifier()),
             CallCommand::Unsuppress(args) => Call::Unsuppress(args.person.identifier()),
             CallCommand::SendEmail(args) => {
-                let person = args.recipient.identifier();
-                // A number is the message's id; anything else its trigger name.
-                let message_id = match args.message_id.parse::<u64>() {
-                    Ok(number) => Value::from(number),
-                    Err(_) => Value::from(args.message_id.as_str()),
+                let fields = Message {
+                    message_id: args.message_id.clone(),
+                    recipient: args.recipient.clone(),
+                    data: args.data.clone(),
                 };
-                let mut message = TransactionalMessage::new(message_id, &person).to(&args.to);
-                if let Some(data) = object("--data", &args.data)? {
-                    message = message.message_data(data)?;
-                }
-                Call::SendEmail { person, message }
+                send(Channel::Email, &fields, Some(&args.to), stdin)?
             }
+            CallCommand::SendSms(args) => {
+                send(Channel::Sms, &args.message, args.to.as_ref(), stdin)?
+            }
+            CallCommand::SendPush(args) => {
+                send(Channel::Push, &args.message, args.to.as_ref(), stdin)?
+            }
+            CallCommand::SendInApp(args) => send(Channel::InApp, &args.message, None, stdin)?,
+            CallCommand::GetPerson(args) => Call::GetPerson(args.person.identifier()),
+            CallCommand::Segment(segment) => match &segment.action {
+                SegmentAction::Add(args) | SegmentAction::Remove(args) => Call::Segment {
+                    segment_id: args.segment_id,
+                    people: args.people(),
+                    add: matches!(segment.action, SegmentAction::Add(_)),
+                },
+            },
             CallCommand::TriggerBroadcast(args) => {
                 let mut body = Map::new();
                 if let Some(data) = object("--data", &args.data)? {
@@ -163,13 +228,15 @@ impl Call {
                     body,
                 }
             }
+            CallCommand::Pipelines(command) => Call::Pipelines(command.call(stdin)?),
         })
     }
 
     /// The API the call goes to, and so the credentials it needs.
     pub fn api(&self) -> Api {
         match self {
-            Call::SendEmail { .. } | Call::TriggerBroadcast { .. } => Api::App,
+            Call::Send { .. } | Call::TriggerBroadcast { .. } | Call::GetPerson(_) => Api::App,
+            Call::Pipelines(_) => Api::Pipelines,
             _ => Api::Track,
         }
     }
@@ -180,8 +247,9 @@ impl Call {
     /// # Errors
     ///
     /// What the library returns: input it refuses before sending, or what
-    /// Customer.io answered after retries.
-    pub fn send(&self, client: &Client) -> cio_ratelimit::Result<Receipt> {
+    /// Customer.io answered after retries; [`Error::NotOnePerson`] when
+    /// `get-person --email` finds no one, or several.
+    pub fn send(&self, client: &Client) -> Result<Receipt, Error> {
         Ok(match self {
             Call::Identify { person, attributes } => {
                 client.identify(person, attributes)?;
@@ -212,16 +280,93 @@ impl Call {
                 client.unsuppress(person)?;
                 Receipt::Unsuppressed(person.clone())
             }
-            Call::SendEmail { person, message } => Receipt::EmailSent {
+            Call::Send {
+                channel,
+                person,
+                message,
+            } => Receipt::Sent {
+                channel: *channel,
                 person: person.clone(),
-                delivery: client.send_email(message)?,
+                delivery: match channel {
+                    Channel::Email => client.send_email(message)?,
+                    Channel::Sms => client.send_sms(message)?,
+                    Channel::Push => client.send_push(message)?,
+                    Channel::InApp => client.send_in_app(message)?,
+                },
             },
+            Call::GetPerson(person) => Receipt::Person(Box::new(get_person(client, person)?)),
+            Call::Segment {
+                segment_id,
+                people,
+                add,
+            } => {
+                if *add {
+                    client.add_to_segment(*segment_id, people)?;
+                } else {
+                    client.remove_from_segment(*segment_id, people)?;
+                }
+                Receipt::SegmentChanged {
+                    segment_id: *segment_id,
+                    people: people.clone(),
+                    added: *add,
+                }
+            }
             Call::TriggerBroadcast { campaign_id, body } => Receipt::BroadcastTriggered {
                 campaign_id: *campaign_id,
                 trigger: client.trigger_broadcast(*campaign_id, body)?,
             },
+            Call::Pipelines(call) => {
+                client.send_pipelines(call)?;
+                Receipt::PipelinesSent(call.clone())
+            }
         })
     }
+}
+
+/// A transactional send from its flags; `to` is the address, if any.
+fn send(
+    channel: Channel,
+    fields: &Message,
+    to: Option<&String>,
+    stdin: &mut dyn Read,
+) -> Result<Call, Error> {
+    let person = fields.recipient.identifier();
+    // A number is the message's id; anything else its trigger name.
+    let message_id = match fields.message_id.parse::<u64>() {
+        Ok(number) => Value::from(number),
+        Err(_) => Value::from(fields.message_id.as_str()),
+    };
+    let mut message = TransactionalMessage::new(message_id, &person);
+    if let Some(to) = to {
+        message = message.to(to);
+    }
+    if let Some(data) = &fields.data {
+        message = message.message_data(json_arg::object("--data", data, stdin)?)?;
+    }
+    Ok(Call::Send {
+        channel,
+        person,
+        message,
+    })
+}
+
+/// A person's profile. By email, the person is found first
+/// (`GET /v1/customers?email=`), since Customer.io takes an email in place of
+/// an id only in workspaces that identify people by email; then read by
+/// their Customer.io id.
+fn get_person(client: &Client, person: &Identifier) -> Result<PersonProfile, Error> {
+    let Identifier::Email(email) = person else {
+        return Ok(client.person_attributes(person)?);
+    };
+    let mut found = client.people_by_email(email)?;
+    if found.len() != 1 {
+        return Err(Error::NotOnePerson {
+            email: email.clone(),
+            cio_ids: found.into_iter().map(|person| person.cio_id).collect(),
+        });
+    }
+    let only = found.remove(0);
+    Ok(client.person_attributes(only.identifier())?)
 }
 
 #[cfg(test)]
@@ -298,6 +443,18 @@ mod tests {
             Api::App
         );
         assert_eq!(parse(&["suppress", "7"], "").unwrap().api(), Api::Track);
+        for args in [
+            &["get-person", "7"][..],
+            &["send-sms", "--message-id", "1", "--person-id", "7"],
+            &["send-push", "--message-id", "1", "--person-id", "7"],
+            &["send-in-app", "--message-id", "1", "--person-id", "7"],
+        ] {
+            assert_eq!(parse(args, "").unwrap().api(), Api::App, "{args:?}");
+        }
+        assert_eq!(
+            parse(&["segment", "add", "7", "1"], "").unwrap().api(),
+            Api::Track
+        );
     }
 
     #[test]

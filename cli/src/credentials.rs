@@ -5,6 +5,7 @@
 //! `--api-key-file` exclude each other. Keys are never required on the
 //! command line (where `ps` shows them) and never printed.
 
+use std::io::Read;
 use std::path::Path;
 
 use cio_ratelimit::{Client, ClientBuilder, RetryPolicy};
@@ -19,6 +20,12 @@ pub const SITE_ID_ENV: &str = "CUSTOMERIO_SITE_ID";
 pub const API_KEY_ENV: &str = "CUSTOMERIO_TRACK_API_KEY";
 /// The environment variable holding the App API key.
 pub const APP_KEY_ENV: &str = "CUSTOMERIO_APP_API_KEY";
+/// The environment variable holding the Pipelines API key.
+pub const PIPELINES_KEY_ENV: &str = "CUSTOMERIO_PIPELINES_API_KEY";
+
+/// The most bytes a key file may hold: a key is a few dozen bytes, so a
+/// larger file is the wrong file, and is not read into memory or sent.
+const MAX_KEY_FILE_BYTES: u64 = 4096;
 
 /// Which API a command calls, and so which credentials it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +34,8 @@ pub enum Api {
     Track,
     /// The App API: the App API key.
     App,
+    /// The Pipelines API: the Pipelines API key.
+    Pipelines,
 }
 
 /// The credentials a command runs with.
@@ -35,6 +44,7 @@ pub struct Credentials {
     site_id: Option<String>,
     api_key: Option<Key>,
     app_key: Option<Key>,
+    pipelines_key: Option<Key>,
 }
 
 impl Credentials {
@@ -50,6 +60,7 @@ impl Credentials {
             site_id: Some(cio_emulator::DEFAULT_SITE_ID.into()),
             api_key: Some(Key::from_text(cio_emulator::DEFAULT_API_KEY)),
             app_key: Some(Key::from_text(cio_emulator::DEFAULT_APP_KEY)),
+            pipelines_key: Some(Key::from_text(cio_emulator::DEFAULT_PIPELINES_KEY)),
         }
     }
 
@@ -84,6 +95,12 @@ impl Credentials {
             global.app_key_file.as_deref(),
             || env(APP_KEY_ENV),
         )?;
+        let pipelines_key = key(
+            global.pipelines_key.as_ref(),
+            "--pipelines-key-file",
+            global.pipelines_key_file.as_deref(),
+            || env(PIPELINES_KEY_ENV),
+        )?;
         let missing: Vec<Missing> = match api {
             Api::Track => [
                 (site_id.is_none(), Missing::SiteId),
@@ -97,6 +114,11 @@ impl Credentials {
                 .then_some(Missing::AppKey)
                 .into_iter()
                 .collect(),
+            Api::Pipelines => pipelines_key
+                .is_none()
+                .then_some(Missing::PipelinesKey)
+                .into_iter()
+                .collect(),
         };
         if !missing.is_empty() {
             return Err(Error::MissingCredentials(missing));
@@ -105,6 +127,7 @@ impl Credentials {
             site_id,
             api_key,
             app_key,
+            pipelines_key,
         })
     }
 
@@ -127,6 +150,12 @@ impl Credentials {
         }
         if let Some(url) = &global.app_url {
             builder = builder.app_url(url);
+        }
+        if let Some(pipelines_key) = &self.pipelines_key {
+            builder = builder.pipelines_key(pipelines_key.expose());
+        }
+        if let Some(url) = &global.pipelines_url {
+            builder = builder.pipelines_url(url);
         }
         if let Some(timeout) = global.timeout {
             builder = builder.timeout(timeout);
@@ -161,11 +190,21 @@ fn key(
     let Some(path) = file else {
         return Ok(env().map(Key::from_text));
     };
-    let text = std::fs::read_to_string(path).map_err(|source| Error::KeyFile {
+    let key_file_error = |source| Error::KeyFile {
         flag: file_flag,
         path: path.to_owned(),
         source,
-    })?;
+    };
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_KEY_FILE_BYTES + 1).read_to_string(&mut text))
+        .map_err(key_file_error)?;
+    if text.len() as u64 > MAX_KEY_FILE_BYTES {
+        return Err(key_file_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_KEY_FILE_BYTES} bytes: a key file holds only the key"),
+        )));
+    }
     match text.trim() {
         "" => Err(Error::EmptyKeyFile {
             flag: file_flag,
@@ -246,6 +285,39 @@ mod tests {
     }
 
     #[test]
+    fn pipelines_calls_need_only_the_pipelines_key() {
+        assert_eq!(
+            missing(Credentials::resolve(&global(&[]), Api::Pipelines, env(&[]))),
+            [Missing::PipelinesKey]
+        );
+        let vars = env(&[(PIPELINES_KEY_ENV, "wk")]);
+        let credentials = Credentials::resolve(&global(&[]), Api::Pipelines, &vars).unwrap();
+        assert_eq!(credentials.pipelines_key.as_ref().unwrap().expose(), "wk");
+        let flag = global(&["--pipelines-key", "flag-wk"]);
+        let credentials = Credentials::resolve(&flag, Api::Pipelines, &vars).unwrap();
+        assert_eq!(credentials.pipelines_key.unwrap().expose(), "flag-wk");
+    }
+
+    #[test]
+    fn key_files_over_4_kb_are_refused_unread() {
+        let dir =
+            std::env::temp_dir().join(format!("cio-ratelimit-cli-big-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("key");
+        std::fs::write(&file, "k".repeat(5000)).unwrap();
+        let flags = global(&["--pipelines-key-file", file.to_str().unwrap()]);
+        let error = Credentials::resolve(&flags, Api::Pipelines, env(&[])).unwrap_err();
+        assert!(
+            matches!(&error, Error::KeyFile { flag: "--pipelines-key-file", source, .. }
+                if source.to_string().contains("4096")),
+            "{error:?}"
+        );
+        std::fs::write(&file, format!("{}\n", "k".repeat(4000))).unwrap();
+        assert!(Credentials::resolve(&flags, Api::Pipelines, env(&[])).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn app_calls_need_only_the_app_key() {
         let vars = env(&[(APP_KEY_ENV, "app")]);
         let credentials = Credentials::resolve(&global(&[]), Api::App, &vars).unwrap();
@@ -315,5 +387,9 @@ mod tests {
         let text = format!("{:?}", Credentials::emulator());
         assert!(!text.contains(cio_emulator::DEFAULT_API_KEY), "{text}");
         assert!(!text.contains(cio_emulator::DEFAULT_APP_KEY), "{text}");
+        assert!(
+            !text.contains(cio_emulator::DEFAULT_PIPELINES_KEY),
+            "{text}"
+        );
     }
 }

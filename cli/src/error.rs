@@ -22,6 +22,16 @@ pub enum Error {
         /// Why it could not be read.
         source: io::Error,
     },
+    /// A file a flag names cannot be used (a CA that cannot be read, a
+    /// metrics path that is not ours to replace).
+    File {
+        /// The flag, e.g. `--metrics-file`.
+        flag: &'static str,
+        /// The path it names.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A key file holds nothing but white space.
     EmptyKeyFile {
         /// The flag that named the file.
@@ -54,6 +64,13 @@ pub enum Error {
     Emulator(io::Error),
     /// Standard output could not be written.
     Output(io::Error),
+    /// `get-person --email` found no one with the email, or several people.
+    NotOnePerson {
+        /// The email.
+        email: String,
+        /// The Customer.io ids of the people found.
+        cio_ids: Vec<String>,
+    },
     /// An import stopped before the end; how far it got is in the failure.
     Import {
         /// Why, and the counts when it stopped.
@@ -72,6 +89,8 @@ pub enum Missing {
     ApiKey,
     /// The App API key.
     AppKey,
+    /// The Pipelines API key.
+    PipelinesKey,
 }
 
 impl fmt::Display for Missing {
@@ -83,6 +102,9 @@ impl fmt::Display for Missing {
             }
             Missing::AppKey => {
                 "the App API key (CUSTOMERIO_APP_API_KEY, --app-key-file PATH or --app-key)"
+            }
+            Missing::PipelinesKey => {
+                "the Pipelines API key (CUSTOMERIO_PIPELINES_API_KEY, --pipelines-key-file PATH or --pipelines-key)"
             }
         })
     }
@@ -107,6 +129,11 @@ impl fmt::Display for Error {
             Error::KeyFile { flag, path, .. } => {
                 write!(f, "cannot read {flag} {}", path.display())
             }
+            Error::File {
+                flag,
+                path,
+                problem,
+            } => write!(f, "{flag} {}: {problem}", path.display()),
             Error::EmptyKeyFile { flag, path } => {
                 write!(f, "{flag} {} is empty", path.display())
             }
@@ -119,6 +146,15 @@ impl fmt::Display for Error {
                 write!(f, "cannot read {flag} from standard input")
             }
             Error::Emulator(_) => f.write_str("cannot start the emulator for --emulator"),
+            Error::NotOnePerson { email, cio_ids } if cio_ids.is_empty() => {
+                write!(f, "no person has the email {email}")
+            }
+            Error::NotOnePerson { email, cio_ids } => write!(
+                f,
+                "{} people have the email {email} (cio ids {}): name one with get-person CIO_ID --cio-id",
+                cio_ids.len(),
+                cio_ids.join(", ")
+            ),
             Error::Output(_) => f.write_str("cannot write to standard output"),
             Error::Import { failure, resumable } => {
                 let progress = &failure.summary.progress;
@@ -155,7 +191,9 @@ impl std::error::Error for Error {
             Error::Json { source, .. } => Some(source),
             Error::MissingCredentials(_)
             | Error::EmptyKeyFile { .. }
-            | Error::NotAnObject { .. } => None,
+            | Error::File { .. }
+            | Error::NotAnObject { .. }
+            | Error::NotOnePerson { .. } => None,
         }
     }
 }
@@ -193,6 +231,25 @@ mod tests {
         assert!(
             three.contains("or --api-key) and the App API key"),
             "{three}"
+        );
+    }
+
+    #[test]
+    fn an_email_that_names_no_one_or_several_says_so() {
+        let none = Error::NotOnePerson {
+            email: "a@b.c".into(),
+            cio_ids: Vec::new(),
+        };
+        assert_eq!(none.to_string(), "no person has the email a@b.c");
+        let two = Error::NotOnePerson {
+            email: "a@b.c".into(),
+            cio_ids: vec!["e1".into(), "e2".into()],
+        };
+        let text = two.to_string();
+        assert!(
+            text.starts_with("2 people have the email a@b.c (cio ids e1, e2)")
+                && text.contains("--cio-id"),
+            "{text}"
         );
     }
 

@@ -6,7 +6,7 @@
 //! | 0 | success |
 //! | 1 | some lines were dead-lettered (imports only) |
 //! | 2 | usage, credentials, bad input, or another error that trying again will not fix |
-//! | 3 | Customer.io unavailable after retries (5xx, 429 past the deadline, timeouts, refused or dropped connections): resume later |
+//! | 3 | Customer.io unavailable after retries (5xx, 429 past the deadline, timeouts, refused or dropped connections), or Redis unreachable past `--redis-wait`: resume later |
 //!
 //! clap's own usage errors exit with 2 as well.
 
@@ -67,11 +67,13 @@ impl From<&Error> for Exit {
             Error::Import { failure, .. } => Exit::of(&failure.error),
             Error::MissingCredentials(_)
             | Error::KeyFile { .. }
+            | Error::File { .. }
             | Error::EmptyKeyFile { .. }
             | Error::Json { .. }
             | Error::NotAnObject { .. }
             | Error::Stdin { .. }
             | Error::Emulator(_)
+            | Error::NotOnePerson { .. }
             | Error::Output(_) => Exit::Fatal,
         }
     }

@@ -5,8 +5,8 @@ use std::io::{self, IsTerminal};
 use std::sync::{Arc, Mutex};
 
 use cio_ratelimit::{
-    AdaptiveLimiter, ApiClass, ClientBuilder, ImportMode, Importer, RateLimit, RedisLimiter,
-    WhenUnreachable,
+    AdaptiveLimiter, ApiClass, ClientBuilder, ImportMode, ImportSummary, Importer, RateLimit,
+    RedisLimiter, WhenUnreachable,
 };
 
 use crate::args::{Import, ModeArg};
@@ -15,11 +15,12 @@ use crate::credentials::{Api, Credentials};
 use crate::embedded::Embedded;
 use crate::error::Error;
 use crate::exit::Exit;
+use crate::metrics::{self, MetricsFile};
 use crate::output::Output;
 use crate::progress::ProgressDisplay;
 
-/// The rate imports use unless told otherwise: Customer.io's bulk-import preset.
-const DEFAULT_RATE: f64 = 50.0;
+/// The rate the Track limiter allows now, for `--metrics-file`.
+type RateInForce = Arc<dyn Fn() -> f64 + Send + Sync>;
 
 /// The Track limiter the flags ask for: a Redis budget shared with other
 /// processes, an adaptive rate, or a token bucket of this process's own.
@@ -28,22 +29,65 @@ fn with_limiter(
     import: &Import,
     limit: RateLimit,
     site_id: &str,
-) -> Result<ClientBuilder, Error> {
+) -> Result<(ClientBuilder, RateInForce), Error> {
     if let Some(url) = &import.redis_url {
-        let when_unreachable = match import.redis_fallback {
-            Some(share) => WhenUnreachable::FallBack { share },
-            None => WhenUnreachable::Wait,
-        };
-        let redis = RedisLimiter::builder(url.as_str(), site_id, ApiClass::Track, limit)
-            .when_unreachable(when_unreachable)
-            .build()?;
-        log::info!("sharing {} requests/s through Redis", limit.per_second());
-        Ok(builder.limiter(ApiClass::Track, redis))
+        let redis = redis_limiter(url, import, limit, site_id)?;
+        log::info!(
+            "sharing {} requests/s through Redis",
+            redis.limit().per_second()
+        );
+        let rate = redis.clone();
+        Ok((
+            builder.limiter(ApiClass::Track, redis),
+            Arc::new(move || rate.limit().per_second()),
+        ))
     } else if import.adaptive {
-        let adaptive = AdaptiveLimiter::new(limit, limit.per_second() / 10.0)?;
-        Ok(builder.limiter(ApiClass::Track, adaptive))
+        let adaptive = AdaptiveLimiter::builder(limit).build()?;
+        let rate = adaptive.clone();
+        Ok((
+            builder.limiter(ApiClass::Track, adaptive),
+            Arc::new(move || rate.rate()),
+        ))
     } else {
-        Ok(builder.rate_limit(ApiClass::Track, limit))
+        Ok((
+            builder.rate_limit(ApiClass::Track, limit),
+            Arc::new(move || limit.per_second()),
+        ))
+    }
+}
+
+/// `--redis-url` and its flags: a limiter that has recorded (or adopted)
+/// its settings beside the shared state, or the reason it may not share it.
+fn redis_limiter(
+    url: &str,
+    import: &Import,
+    limit: RateLimit,
+    site_id: &str,
+) -> Result<RedisLimiter, Error> {
+    // Waiting for as long as Redis is away is the default: the shared budget
+    // is never overspent and the job carries on by itself. A scheduler that
+    // needs the job to end says how long with --redis-wait.
+    let when_unreachable = match (import.redis_fallback, import.redis_wait) {
+        (Some(share), _) => WhenUnreachable::FallBack { share },
+        (None, Some(wait)) => WhenUnreachable::WaitAtMost(wait),
+        (None, None) => WhenUnreachable::Wait,
+    };
+    let mut builder = RedisLimiter::builder(url, site_id, ApiClass::Track, limit)
+        .when_unreachable(when_unreachable)
+        .adopt_shared_settings(import.redis_adopt);
+    if let Some(path) = &import.redis_ca {
+        let pem = std::fs::read(path).map_err(|error| Error::File {
+            flag: "--redis-ca",
+            path: path.clone(),
+            problem: error.to_string(),
+        })?;
+        builder = builder.trust_ca(pem);
+    }
+    let redis = builder.build()?;
+    match redis.connect() {
+        // Logged by the limiter, which waits or falls back as configured.
+        Ok(()) | Err(cio_ratelimit::Error::RedisUnreachable { .. }) => Ok(redis),
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -71,12 +115,23 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
             (credentials.client_builder(global)?, site_id)
         }
     };
-    let rate = import.rate.unwrap_or(DEFAULT_RATE);
-    let burst = import.burst.unwrap_or(((rate / 10.0) as u32).max(1));
-    let limit = RateLimit::new(rate, burst)?;
-    let client = with_limiter(builder, import, limit, &site_id)?
+    // The library's bulk-import preset, or its burst for the rate given.
+    let limit = match (import.rate, import.burst) {
+        (None, None) => RateLimit::BULK_IMPORT,
+        (Some(rate), None) => RateLimit::at(rate)?,
+        (rate, Some(burst)) => {
+            RateLimit::new(rate.unwrap_or(RateLimit::BULK_IMPORT.per_second()), burst)?
+        }
+    };
+    let (builder, rate_in_force) = with_limiter(builder, import, limit, &site_id)?;
+    let client = builder
         .max_idle_connections(usize::from(import.workers))
         .build()?;
+    let metrics = match &import.metrics_file {
+        Some(path) => Some(MetricsFile::create(path, rate_in_force())?),
+        None => None,
+    };
+    let metrics = Arc::new(Mutex::new(metrics));
     let display = Arc::new(Mutex::new(ProgressDisplay::new(
         io::stderr().is_terminal(),
         import.progress_every,
@@ -90,7 +145,14 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
         .resume(import.resume)
         .progress({
             let display = display.clone();
-            move |progress| display.lock().expect("the display lock").update(progress)
+            let metrics = metrics.clone();
+            let rate_in_force = rate_in_force.clone();
+            move |progress| {
+                display.lock().expect("the display lock").update(progress);
+                if let Some(metrics) = metrics.lock().expect("the metrics lock").as_mut() {
+                    metrics.update(progress, rate_in_force());
+                }
+            }
         });
     if let Some(path) = &import.dead_letter {
         importer = importer.dead_letter(path);
@@ -100,8 +162,10 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
     }
     let importer = importer.build()?;
     log::info!(
-        "importing {} at {rate} requests/s, burst {burst}",
-        import.input.display()
+        "importing {} at {} requests/s, burst {}",
+        import.input.display(),
+        limit.per_second(),
+        limit.burst()
     );
     let result = if import.input.as_os_str() == "-" {
         importer.import_reader(io::stdin().lock(), None)
@@ -109,16 +173,23 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
         importer.import_file(&import.input)
     };
     display.lock().expect("the display lock").finish();
+    if let Some(metrics) = metrics.lock().expect("the metrics lock").as_mut() {
+        let (progress, ended) = match &result {
+            Ok(summary) => (&summary.progress, exit_of(summary)),
+            Err(failure) => (&failure.summary.progress, Exit::of(&failure.error)),
+        };
+        let state = metrics::State {
+            rate: rate_in_force(),
+            ended: Some(ended),
+        };
+        metrics.finish(progress, state);
+    }
     if let Some(embedded) = embedded {
         output.arrived(embedded.finish());
     }
     match result {
         Ok(summary) => {
-            let exit = if summary.all_delivered() {
-                Exit::Success
-            } else {
-                Exit::DeadLettered
-            };
+            let exit = exit_of(&summary);
             output.success(&Receipt::Imported(Box::new(summary)))?;
             Ok(exit)
         }
@@ -126,5 +197,14 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
             failure: Box::new(failure),
             resumable: import.checkpoint.is_some(),
         }),
+    }
+}
+
+/// How a finished import ends the process.
+fn exit_of(summary: &ImportSummary) -> Exit {
+    if summary.all_delivered() {
+        Exit::Success
+    } else {
+        Exit::DeadLettered
     }
 }

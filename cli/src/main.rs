@@ -16,11 +16,14 @@ mod credentials;
 mod embedded;
 mod error;
 mod exit;
+mod generated;
 mod import;
 mod json_arg;
 mod key;
 mod logging;
+mod metrics;
 mod output;
+mod pipelines;
 mod progress;
 
 use std::process::ExitCode;
@@ -51,6 +54,14 @@ fn main() -> ExitCode {
 fn try_main(args: Args, output: &mut Output) -> Result<Exit, Error> {
     let command = match args.command {
         Command::Emulator(foreground) => return Ok(embedded::foreground(foreground.args)),
+        Command::Completions(completions) => {
+            output::to_stdout(|out| generated::completions(completions.shell, out))?;
+            return Ok(Exit::Success);
+        }
+        Command::Man => {
+            output::to_stdout(generated::man)?;
+            return Ok(Exit::Success);
+        }
         Command::Import(import) => {
             logging::init(import.global.verbose);
             return import::run(&import, output);
@@ -65,15 +76,16 @@ fn try_main(args: Args, output: &mut Output) -> Result<Exit, Error> {
         let sent = embedded
             .client_builder(global)
             .and_then(|builder| Ok(builder.build()?))
-            .and_then(|client| Ok(call.send(&client)?));
+            .and_then(|client| call.send(&client));
         output.arrived(embedded.finish());
         sent?
     } else {
         let client = credentials::client_builder(global, call.api())?.build()?;
         log::info!(
-            "Track API {}, App API {}",
+            "Track API {}, App API {}, Pipelines API {}",
             client.track_url(),
-            client.app_url()
+            client.app_url(),
+            client.pipelines_url()
         );
         call.send(&client)?
     };

@@ -7,6 +7,8 @@ use std::io::{self, Write};
 use cio_emulator::Snapshot;
 use serde_json::{Map, Value, json};
 
+use cio_ratelimit::Identifier;
+
 use crate::calls::Receipt;
 use crate::error::Error;
 use crate::exit::Exit;
@@ -56,10 +58,7 @@ impl Output {
             }
             text
         };
-        match io::stdout().lock().write_all(text.as_bytes()) {
-            Err(error) if error.kind() != io::ErrorKind::BrokenPipe => Err(Error::Output(error)),
-            _ => Ok(()),
-        }
+        to_stdout(|out| out.write_all(text.as_bytes()))
     }
 
     /// Prints why the command failed on standard error, and on standard
@@ -109,6 +108,21 @@ impl Output {
     }
 }
 
+/// Writes to standard output with `write`.
+///
+/// # Errors
+///
+/// [`Error::Output`] if standard output cannot be written (a closed pipe is
+/// not an error: nobody is reading).
+pub fn to_stdout(
+    write: impl FnOnce(&mut io::StdoutLock<'static>) -> io::Result<()>,
+) -> Result<(), Error> {
+    match write(&mut io::stdout().lock()) {
+        Err(error) if error.kind() != io::ErrorKind::BrokenPipe => Err(Error::Output(error)),
+        _ => Ok(()),
+    }
+}
+
 /// An error and its causes on one line. A cause the message already ends
 /// with is not repeated: the library's `Invalid` errors print theirs.
 pub fn message(error: &dyn std::error::Error) -> String {
@@ -140,16 +154,44 @@ fn receipt_line(receipt: &Receipt) -> String {
         Receipt::Deleted(person) => format!("deleted {person}"),
         Receipt::Suppressed(person) => format!("suppressed {person}"),
         Receipt::Unsuppressed(person) => format!("unsuppressed {person}"),
-        Receipt::EmailSent { person, delivery } => format!(
-            "queued email for {person} (delivery id {})",
+        Receipt::Sent {
+            channel,
+            person,
+            delivery,
+        } => format!(
+            "queued {} for {person} (delivery id {})",
+            channel.as_str(),
             delivery.delivery_id
         ),
+        Receipt::Person(profile) => {
+            serde_json::to_string_pretty(profile).expect("a profile serializes")
+        }
+        Receipt::SegmentChanged {
+            segment_id,
+            people,
+            added,
+        } => {
+            let (verb, preposition) = if *added {
+                ("added", "to")
+            } else {
+                ("removed", "from")
+            };
+            let count = people.len();
+            let noun = if count == 1 { "person" } else { "people" };
+            format!("{verb} {count} {noun} {preposition} segment {segment_id}")
+        }
         Receipt::BroadcastTriggered {
             campaign_id,
             trigger,
         } => format!(
             "triggered broadcast {campaign_id} (trigger id {})",
             trigger.id
+        ),
+        Receipt::PipelinesSent(call) => format!(
+            "sent Pipelines {} for {} (messageId {})",
+            call.call_type(),
+            call.person(),
+            call.message_id()
         ),
         Receipt::Imported(summary) => {
             let progress = &summary.progress;
@@ -198,15 +240,25 @@ fn receipt_json(receipt: &Receipt) -> Map<String, Value> {
             "person": person.to_json(),
             "event": {"name": name, "type": kind.as_str(), "id": id.as_str()},
         }),
-        Receipt::EmailSent { person, delivery } => json!({
+        Receipt::Sent {
+            person, delivery, ..
+        } => json!({
             "person": person.to_json(),
             "delivery_id": delivery.delivery_id,
             "queued_at": delivery.queued_at,
+        }),
+        Receipt::Person(profile) => json!({ "person": profile }),
+        Receipt::SegmentChanged {
+            segment_id, people, ..
+        } => json!({
+            "segment_id": segment_id,
+            "people": people.iter().map(Identifier::to_json).collect::<Vec<_>>(),
         }),
         Receipt::BroadcastTriggered {
             campaign_id,
             trigger,
         } => json!({"campaign_id": campaign_id, "trigger_id": trigger.id}),
+        Receipt::PipelinesSent(call) => json!({"pipelines": call.to_json()}),
         Receipt::Imported(summary) => {
             let progress = &summary.progress;
             json!({
@@ -233,7 +285,10 @@ fn receipt_json(receipt: &Receipt) -> Map<String, Value> {
 /// What an emulator received, as JSON: everything when it is a handful of
 /// records, counts when it is an import's worth.
 fn arrived_json(snapshot: &Snapshot) -> Value {
-    let records = snapshot.people.len() + snapshot.events.len() + snapshot.sends.len();
+    let records = snapshot.people.len()
+        + snapshot.events.len()
+        + snapshot.sends.len()
+        + snapshot.pipelines.len();
     if records <= 100 {
         return serde_json::to_value(snapshot).expect("a snapshot serializes");
     }
@@ -244,6 +299,8 @@ fn arrived_json(snapshot: &Snapshot) -> Value {
         "people": snapshot.people.len(),
         "events": snapshot.events.len(),
         "duplicate_events": snapshot.duplicate_events,
+        "pipelines": snapshot.pipelines.len(),
+        "pipelines_duplicates": snapshot.pipelines_duplicates,
         "deleted": snapshot.deleted.len(),
         "classes": snapshot.classes,
     })
@@ -307,7 +364,26 @@ fn summary(snapshot: &Snapshot) -> String {
     list(&mut text, snapshot.deleted.len(), deleted);
     list(&mut text, snapshot.events.len(), events);
     list(&mut text, snapshot.sends.len(), sends);
+    let segments = snapshot.segments.iter().map(|(id, segment)| {
+        let members: Vec<&str> = segment.members.iter().map(String::as_str).collect();
+        format!("segment {id}: {}", members.join(", "))
+    });
     list(&mut text, snapshot.broadcasts.len(), broadcasts);
+    list(&mut text, snapshot.segments.len(), segments);
+    let pipelines = snapshot.pipelines.iter().map(|call| {
+        let who = call
+            .user_id
+            .as_deref()
+            .or(call.anonymous_id.as_deref())
+            .unwrap_or("?");
+        format!(
+            "pipelines {} for {who} (messageId {}): {}",
+            call.kind,
+            call.message_id.as_deref().unwrap_or("none"),
+            call.body
+        )
+    });
+    list(&mut text, snapshot.pipelines.len(), pipelines);
     text
 }
 
@@ -324,7 +400,7 @@ fn list(text: &mut String, len: usize, lines: impl Iterator<Item = String>) {
 
 #[cfg(test)]
 mod tests {
-    use cio_ratelimit::{EventId, EventKind, Identifier, Invalid};
+    use cio_ratelimit::{EventId, EventKind, Invalid};
 
     use super::*;
 

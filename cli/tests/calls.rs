@@ -315,3 +315,151 @@ fn usage_errors_exit_with_2() {
     }
     assert_eq!(emulator.snapshot().requests, 0);
 }
+
+#[test]
+fn get_person_prints_the_person_as_json_by_id_by_email_and_by_cio_id() {
+    let emulator = emulator();
+    against(
+        &emulator,
+        &[
+            "identify",
+            "42",
+            "--attributes",
+            r#"{"email":"ada@example.com","plan":"pro"}"#,
+        ],
+    )
+    .run()
+    .assert_code(0);
+    let cio_id = emulator.snapshot().people["42"].cio_id.clone();
+    for args in [
+        &["get-person", "42"][..],
+        &["get-person", "--email", "ada@example.com"],
+        &["get-person", &cio_id, "--cio-id"],
+    ] {
+        let outcome = against(&emulator, args).run();
+        outcome.assert_code(0);
+        let person: serde_json::Value = serde_json::from_str(&outcome.stdout)
+            .unwrap_or_else(|error| panic!("{error}: {outcome:?}"));
+        assert_eq!(person["attributes"]["plan"], "pro", "{args:?}");
+        assert_eq!(person["identifiers"]["cio_id"], cio_id.as_str(), "{args:?}");
+    }
+    let json = against(&emulator, &["get-person", "42", "--json"])
+        .run()
+        .json();
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["person"]["id"], "42");
+}
+
+#[test]
+fn get_person_needs_only_the_app_key() {
+    let emulator = emulator();
+    against(
+        &emulator,
+        &["identify", "42", "--attributes", r#"{"plan":"pro"}"#],
+    )
+    .run()
+    .assert_code(0);
+    let outcome = command::cio_ratelimit(&["get-person", "42", "--app-url", &emulator.url()])
+        .env("CUSTOMERIO_APP_API_KEY", cio_emulator::DEFAULT_APP_KEY)
+        .run();
+    outcome.assert_code(0);
+    assert!(outcome.stdout.contains("\"pro\""), "{outcome:?}");
+}
+
+#[test]
+fn get_person_of_nobody_exits_with_2_saying_so() {
+    let emulator = emulator();
+    let by_id = against(&emulator, &["get-person", "nobody"]).run();
+    by_id.assert_code(2);
+    assert!(by_id.stderr.contains("404"), "{by_id:?}");
+    assert!(by_id.stdout.is_empty(), "{by_id:?}");
+    let by_email = against(&emulator, &["get-person", "--email", "no@example.com"]).run();
+    by_email.assert_code(2);
+    assert!(
+        by_email
+            .stderr
+            .contains("no person has the email no@example.com"),
+        "{by_email:?}"
+    );
+}
+
+#[test]
+fn send_sms_push_and_in_app_send_their_message_like_send_email() {
+    let emulator = emulator();
+    for (command, extra) in [
+        ("send-sms", &["--to", "+14155552671"][..]),
+        ("send-push", &[][..]),
+        ("send-in-app", &[][..]),
+    ] {
+        let args = [
+            &[
+                command,
+                "--message-id",
+                "7",
+                "--person-email",
+                "ada@example.com",
+                "--data",
+                r#"{"code":"123"}"#,
+            ][..],
+            extra,
+        ]
+        .concat();
+        let outcome = against(&emulator, &args).run();
+        outcome.assert_code(0);
+        assert!(outcome.stdout.starts_with("queued "), "{outcome:?}");
+    }
+    let snapshot = emulator.snapshot();
+    let kinds: Vec<&str> = snapshot
+        .sends
+        .iter()
+        .map(|send| send.kind.as_str())
+        .collect();
+    assert_eq!(kinds, ["sms", "push", "in_app"]);
+    assert_eq!(
+        snapshot.sends[0].body,
+        json!({
+            "transactional_message_id": 7,
+            "identifiers": {"email": "ada@example.com"},
+            "to": "+14155552671",
+            "message_data": {"code": "123"},
+        })
+    );
+    assert!(snapshot.sends[2].body.get("to").is_none());
+    assert!(
+        against(&emulator, &["send-sms", "--message-id", "7"])
+            .run()
+            .code
+            == 2
+    );
+}
+
+#[test]
+fn segment_add_and_remove_change_the_membership() {
+    let emulator = emulator();
+    for id in ["1", "2", "3"] {
+        against(&emulator, &["identify", id]).run().assert_code(0);
+    }
+    let added = against(&emulator, &["segment", "add", "7", "1", "2", "3"]).run();
+    added.assert_code(0);
+    assert_eq!(added.stdout, "added 3 people to segment 7\n");
+    let removed = against(&emulator, &["segment", "remove", "7", "2", "--json"]).run();
+    removed.assert_code(0);
+    assert_eq!(removed.json()["people"], json!([{"id": "2"}]));
+    let members: Vec<String> = emulator.snapshot().segments[&7]
+        .members
+        .iter()
+        .cloned()
+        .collect();
+    assert_eq!(members, ["1", "3"]);
+}
+
+#[test]
+fn the_wrong_datacenter_exits_with_2_naming_the_region() {
+    let emulator =
+        Emulator::start(Config::default().wrong_datacenter(cio_emulator::Datacenter::Eu)).unwrap();
+    for args in [&["get-person", "1"][..], &["segment", "add", "7", "1"]] {
+        let outcome = against(&emulator, args).run();
+        outcome.assert_code(2);
+        assert!(outcome.stderr.contains("use region eu"), "{outcome:?}");
+    }
+}

@@ -218,3 +218,35 @@ fn usage_errors_do_not_echo_a_key() {
     outcome.assert_code(2);
     assert_no_piece_of(FAKE_KEY, &outcome.all_output());
 }
+
+/// Regression: `--track-url https://u:pw@host` showed `pw` on standard error and in `--json`.
+#[test]
+fn a_password_inside_a_url_is_not_shown() {
+    const PASSWORD: &str = "url-pa55word-secret";
+    for flag in ["--track-url", "--app-url"] {
+        let url = format!("https://user:{PASSWORD}@proxy.example.com");
+        for json in [false, true] {
+            let mut args = vec![
+                "delete",
+                "1",
+                "--site-id",
+                "s",
+                "--api-key",
+                "k",
+                flag,
+                &url,
+                "-vv",
+            ];
+            if json {
+                args.push("--json");
+            }
+            let outcome = cio_ratelimit(&args).run();
+            outcome.assert_code(2);
+            assert!(
+                outcome.all_output().contains("***@proxy.example.com"),
+                "{outcome:?}"
+            );
+            assert_no_piece_of(PASSWORD, &outcome.all_output());
+        }
+    }
+}

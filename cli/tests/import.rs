@@ -3,6 +3,9 @@
 //! the exit code says which.
 
 mod command;
+// The library's scripted server: answers cio-emulator would never give.
+#[path = "../../tests/scripted/mod.rs"]
+mod scripted;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -329,4 +332,31 @@ fn a_missing_input_file_exits_2_naming_it() {
         outcome.stderr.contains("/nonexistent/input.ndjson"),
         "{outcome:?}"
     );
+}
+
+/// Regression: a 207 whose list of rejected items could not be read ended
+/// the import with exit 2 (fatal). Which items were accepted is unknown, so
+/// the batch is retried, and if it never makes sense the import is
+/// unavailable (exit 3, resume later), with nothing dead-lettered.
+#[test]
+fn a_207_that_never_makes_sense_exits_3_and_dead_letters_nothing() {
+    let garbled = r#"{"errors":[{"reason":"invalid","message":"no index"}]}"#;
+    let server = scripted::Scripted::start(&[("/api/v2/batch", 207, garbled); 2]);
+    let dir = scratch("garbled-207");
+    let input = dir.join("input.ndjson");
+    write_input(&input, 10, false);
+    let outcome = against_url(
+        server.url(),
+        &[
+            "import",
+            input.to_str().unwrap(),
+            "--max-retries",
+            "1",
+            "--json",
+        ],
+    )
+    .run();
+    outcome.assert_code(3);
+    assert_eq!(server.received().len(), 2, "sent, then retried once");
+    assert!(!dir.join("input.ndjson.dead-letter.ndjson").exists());
 }

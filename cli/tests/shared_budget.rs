@@ -39,8 +39,10 @@ fn write_input(path: &Path, prefix: &str, n: u32) {
 /// A `redis-server` on a free loopback port, killed on drop; `None` (after
 /// saying why) when it is not installed, unless `CIO_REQUIRE_REDIS=1`.
 struct RedisServer {
-    child: Child,
+    child: Option<Child>,
     port: u16,
+    /// Serves TLS only, with the CA and certificate in this directory.
+    tls: Option<PathBuf>,
 }
 
 impl RedisServer {
@@ -64,17 +66,57 @@ impl RedisServer {
             .local_addr()
             .unwrap()
             .port();
-        let mut child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let mut server = RedisServer {
+            child: None,
+            port,
+            tls: None,
+        };
+        server.restart();
+        Some(server)
+    }
+
+    /// A server that speaks only TLS, its certificate signed by a CA made
+    /// for the test by tests/tls/make-certs.sh (with the openssl command).
+    fn with_tls(dir: &Path) -> Option<RedisServer> {
+        let mut server = RedisServer::start()?;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tls/make-certs.sh");
+        let made = Command::new("sh").arg(script).arg(dir).status();
+        assert!(
+            made.is_ok_and(|status| status.success()),
+            "{script} (needs openssl)"
+        );
+        server.stop();
+        server.tls = Some(dir.to_owned());
+        server.restart();
+        Some(server)
+    }
+
+    fn url(&self) -> String {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts it (again) on its port; returns once it accepts connections.
+    fn restart(&mut self) {
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            Some(dir) => {
+                command.args(["--port", "0", "--tls-port", &self.port.to_string()]);
+                command.arg("--tls-cert-file").arg(dir.join("server.crt"));
+                command.arg("--tls-key-file").arg(dir.join("server.key"));
+                command.arg("--tls-ca-cert-file").arg(dir.join("ca.pem"));
+                command.args(["--tls-auth-clients", "no"]);
+            }
+            None => {
+                command.args(["--port", &self.port.to_string()]);
+            }
+        }
+        let mut child = command
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -91,14 +133,20 @@ impl RedisServer {
         is_ready
             .recv_timeout(Duration::from_secs(10))
             .expect("redis-server is ready");
-        Some(RedisServer { child, port })
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
@@ -109,7 +157,7 @@ fn two_imports_sharing_a_redis_budget_stay_within_it_together() {
     };
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
     let dir = scratch("redis");
-    let url = format!("redis://127.0.0.1:{}/0", redis.port);
+    let url = redis.url();
     let imports: Vec<_> = ["a", "b"]
         .iter()
         .map(|name| {
@@ -170,4 +218,156 @@ fn an_adaptive_import_backs_off_under_a_lower_limit_and_delivers_everything() {
         "the server's limit was found: {json}"
     );
     assert_eq!(json["throttled"], snapshot.throttled);
+}
+
+#[test]
+fn an_import_shares_a_tls_redis_trusting_a_private_ca() {
+    let dir = scratch("tls");
+    let Some(redis) = RedisServer::with_tls(&dir) else {
+        return;
+    };
+    let emu = Emulator::start(Config::default()).unwrap();
+    let input = dir.join("people.ndjson");
+    write_input(&input, "tls", 20);
+    let ca = dir.join("ca.pem");
+    let url = redis.url();
+    let args = [
+        "import",
+        input.to_str().unwrap(),
+        "--mode",
+        "single",
+        "--redis-url",
+        &url,
+    ];
+    let outcome = against(
+        &emu,
+        &[&args[..], &["--redis-ca", ca.to_str().unwrap()]].concat(),
+    )
+    .run();
+    outcome.assert_code(0);
+    assert_eq!(emu.snapshot().people.len(), 20);
+
+    // The system's roots do not know the private CA: nothing is sent, and
+    // --redis-wait ends the wait.
+    let outcome = against(
+        &emu,
+        &[&args[..], &["--redis-wait", "0.5", "--max-retries", "0"]].concat(),
+    )
+    .run();
+    outcome.assert_code(3);
+    assert!(
+        outcome.stderr.contains("rediss://127.0.0.1"),
+        "{}",
+        outcome.stderr
+    );
+    let missing = dir.join("no-such-ca.pem");
+    let outcome = against(
+        &emu,
+        &[&args[..], &["--redis-ca", missing.to_str().unwrap()]].concat(),
+    )
+    .run();
+    outcome.assert_code(2);
+    assert!(outcome.stderr.contains("--redis-ca"), "{}", outcome.stderr);
+    assert_eq!(emu.snapshot().people.len(), 20, "nothing more arrived");
+}
+
+#[test]
+fn imports_at_another_rate_on_the_same_key_are_refused_unless_they_adopt_it() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("settings");
+    let url = redis.url();
+    let import = |name: &str, rate: &str, adopt: bool| {
+        let input = dir.join(format!("{name}.ndjson"));
+        write_input(&input, name, 10);
+        let mut args = vec![
+            "import",
+            input.to_str().unwrap(),
+            "--rate",
+            rate,
+            "--redis-url",
+            &url,
+        ];
+        if adopt {
+            args.push("--redis-adopt");
+        }
+        against(&emu, &args).run()
+    };
+    import("first", "40", false).assert_code(0);
+    let refused = import("second", "20", false);
+    refused.assert_code(2);
+    assert!(
+        refused.stderr.contains("rate=40/s burst=4")
+            && refused.stderr.contains("rate=20/s burst=2"),
+        "names both: {}",
+        refused.stderr
+    );
+    assert_eq!(
+        emu.snapshot().people.len(),
+        10,
+        "the refused import sent nothing"
+    );
+    import("third", "20", true).assert_code(0);
+    assert_eq!(emu.snapshot().people.len(), 20);
+}
+
+#[test]
+fn redis_wait_stops_an_import_with_exit_3_and_its_checkpoint_to_resume_from() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("redis-wait");
+    let input = dir.join("people.ndjson");
+    write_input(&input, "p", 300);
+    let checkpoint = dir.join("checkpoint");
+    let url = redis.url();
+    let args = [
+        "import",
+        input.to_str().unwrap(),
+        "--mode",
+        "single",
+        "--rate",
+        "100",
+        "--redis-url",
+        &url,
+        "--redis-wait",
+        "0.5",
+        "--max-retries",
+        "1",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+    ];
+    let import = against(&emu, &args).spawn();
+    let start = std::time::Instant::now();
+    while emu.snapshot().people.len() < 50 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the import is sending"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    redis.stop();
+    let output = import.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("unreachable") && stderr.contains("--resume"),
+        "{stderr}"
+    );
+    let arrived = emu.snapshot().people.len();
+    assert!(arrived < 300, "stopped before the end: {arrived}");
+    let stored = fs::read_to_string(&checkpoint).expect("the checkpoint is written");
+    assert!(stored.contains("\"line\""), "{stored}");
+
+    redis.restart();
+    let resumed = against(&emu, &[&args[..], &["--resume"]].concat()).run();
+    resumed.assert_code(0);
+    assert_eq!(
+        emu.snapshot().people.len(),
+        300,
+        "everything arrived after the resume"
+    );
 }

@@ -2,8 +2,13 @@
 //! a client never measures the emulator instead.
 //!
 //! ```text
-//! cargo run --release -p cio-emulator --example emulator_bench [-- --requests 40000]
+//! cargo run --release -p cio-emulator --example emulator_bench [-- --requests 40000] [--memory-lines 1000000]
 //! ```
+//!
+//! Then the memory an emulator holds after an import of `--memory-lines` lines (half identifies
+//! with attributes, half events with data and an id; 1,000 a `/api/v2/batch` request), with
+//! `--keep all` and `--keep counts` side by side: each runs in a process of its own (this
+//! example, started again), whose resident set size (`VmRSS`, Linux) is read before and after.
 //!
 //! Rate limits are switched off. Each scenario drives N keep-alive connections from a few
 //! threads: a thread writes one request on each of its connections, then reads the answers,
@@ -11,12 +16,16 @@
 //! over `std::net::TcpStream`, so that it costs as little CPU as possible: on a 2-core machine
 //! it shares the cores with the emulator.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cio_emulator::{Config, Emulator};
+use cio_emulator::{Config, Emulator, Keep};
+
+/// Set in the environment of the process that serves for a memory run: `all` or `counts`.
+const SERVE: &str = "CIO_EMULATOR_BENCH_SERVE";
 
 /// `Authorization` for the default site ID and Track API key.
 const TRACK_AUTH: &str = "Basic ZW11bGF0b3Itc2l0ZS1pZDplbXVsYXRvci1hcGkta2V5";
@@ -126,14 +135,96 @@ fn run(port: u16, workload: &Workload, connections: usize, threads: usize, reque
     (rounds * per_thread_connections * threads) as f64 / elapsed
 }
 
+/// The memory run's server: an emulator keeping `keep`, its port on standard output, until
+/// standard input closes.
+fn serve(keep: &str) -> io::Result<()> {
+    let keep = if keep == "counts" {
+        Keep::Counts
+    } else {
+        Keep::All
+    };
+    let emulator = Emulator::start(Config::default().track_limit(0).keep(keep))?;
+    println!("{}", emulator.port());
+    io::stdout().flush()?;
+    io::copy(&mut io::stdin(), &mut io::sink())?;
+    Ok(())
+}
+
+/// A process's resident set size in MiB, from `/proc` (Linux only).
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// What a memory run measured.
+struct Memory {
+    before: Option<f64>,
+    after: Option<f64>,
+    seconds: f64,
+}
+
+/// Imports `lines` lines into a server process keeping `keep`, and measures it.
+fn memory(keep: &str, lines: usize) -> io::Result<Memory> {
+    let mut server: Child = Command::new(std::env::current_exe()?)
+        .env(SERVE, keep)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut port = String::new();
+    BufReader::new(server.stdout.take().expect("piped")).read_line(&mut port)?;
+    let port: u16 = port.trim().parse().expect("the server prints its port");
+    let pid = server.id();
+    let before = rss_mib(pid);
+    let started = Instant::now();
+    let mut connection = Connection::open(port)?;
+    for first in (0..lines).step_by(1000) {
+        let items: Vec<String> = (first..(first + 1000).min(lines))
+            .map(|i| if i % 2 == 0 {
+                format!(
+                    r#"{{"type":"person","action":"identify","identifiers":{{"id":"person-{i}"}},"attributes":{{"email":"person-{i}@example.com","plan":"pro","seats":{i}}}}}"#
+                )
+            } else {
+                format!(
+                    r#"{{"type":"person","action":"event","identifiers":{{"id":"person-{}"}},"name":"signed_up","id":"event-{i}","attributes":{{"page":"/pricing","n":{i}}}}}"#,
+                    i - 1
+                )
+            })
+            .collect();
+        let body = format!(r#"{{"batch":[{}]}}"#, items.join(","));
+        let request = format!(
+            "POST /api/v2/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {TRACK_AUTH}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        connection.stream.write_all(request.as_bytes())?;
+        assert_eq!(connection.read_answer()?, 200, "batch at line {first}");
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let after = rss_mib(pid);
+    drop(server.stdin.take());
+    server.wait()?;
+    Ok(Memory {
+        before,
+        after,
+        seconds,
+    })
+}
+
 fn main() -> io::Result<()> {
+    if let Ok(keep) = std::env::var(SERVE) {
+        return serve(&keep);
+    }
     let mut requests = 40_000;
+    let mut memory_lines = 1_000_000;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
             ("--requests", Some(n)) => requests = n.parse().expect("--requests N"),
+            ("--memory-lines", Some(n)) => memory_lines = n.parse().expect("--memory-lines N"),
             _ => {
-                eprintln!("usage: emulator_bench [--requests N]");
+                eprintln!("usage: emulator_bench [--requests N] [--memory-lines N]");
                 std::process::exit(2);
             }
         }
@@ -214,5 +305,31 @@ fn main() -> io::Result<()> {
             "BELOW the 5000 req/s target"
         }
     );
+    drop(emulator);
+
+    if memory_lines > 0 {
+        println!(
+            "\nmemory after importing {memory_lines} lines (1,000 per /api/v2/batch request):"
+        );
+        println!(
+            "{:<14} {:>12} {:>12} {:>10} {:>9}",
+            "--keep", "RSS before", "RSS after", "seconds", "vs all"
+        );
+        let all = memory("all", memory_lines)?;
+        let counts = memory("counts", memory_lines)?;
+        let mib = |value: Option<f64>| value.map_or("n/a".to_owned(), |v| format!("{v:.0} MiB"));
+        for (keep, run) in [("all", &all), ("counts", &counts)] {
+            let ratio = match (run.after, all.after) {
+                (Some(run), Some(all)) => format!("{:.2}x", run / all),
+                _ => "n/a".to_owned(),
+            };
+            println!(
+                "{keep:<14} {:>12} {:>12} {:>10.1} {ratio:>9}",
+                mib(run.before),
+                mib(run.after),
+                run.seconds
+            );
+        }
+    }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Credentials: HTTP Basic `site_id:api_key` on the Track API, `Bearer <app_key>` on the App API.
+//! Credentials: HTTP Basic `site_id:api_key` on the Track API, `Bearer <app_key>` on the App
+//! API, HTTP Basic `pipelines_key:` (a blank password) on the Pipelines API.
 
 /// The credentials an emulator accepts.
 #[derive(Clone)]
@@ -6,22 +7,18 @@ pub(crate) struct Credentials {
     pub(crate) site_id: String,
     pub(crate) api_key: String,
     pub(crate) app_key: String,
+    pub(crate) pipelines_key: String,
 }
 
 impl Credentials {
     /// Whether an `Authorization` header carries Basic `site_id:api_key`.
     pub(crate) fn track_allows(&self, authorization: Option<&str>) -> bool {
-        let Some(token) = authorization.and_then(|value| scheme_value(value, "basic")) else {
-            return false;
-        };
-        let Some(decoded) = decode_base64(token) else {
-            return false;
-        };
-        let expected_len = self.site_id.len() + 1 + self.api_key.len();
-        decoded.len() == expected_len
-            && decoded.starts_with(self.site_id.as_bytes())
-            && decoded[self.site_id.len()] == b':'
-            && decoded.ends_with(self.api_key.as_bytes())
+        basic_is(authorization, &self.site_id, &self.api_key)
+    }
+
+    /// Whether an `Authorization` header carries Basic `pipelines_key:`, the password blank.
+    pub(crate) fn pipelines_allows(&self, authorization: Option<&str>) -> bool {
+        basic_is(authorization, &self.pipelines_key, "")
     }
 
     /// Whether an `Authorization` header carries `Bearer <app_key>`.
@@ -30,6 +27,20 @@ impl Credentials {
             .and_then(|value| scheme_value(value, "bearer"))
             .is_some_and(|token| token == self.app_key)
     }
+}
+
+/// Whether an `Authorization` header is HTTP Basic `user:password`.
+fn basic_is(authorization: Option<&str>, user: &str, password: &str) -> bool {
+    let Some(token) = authorization.and_then(|value| scheme_value(value, "basic")) else {
+        return false;
+    };
+    let Some(decoded) = decode_base64(token) else {
+        return false;
+    };
+    decoded.len() == user.len() + 1 + password.len()
+        && decoded.starts_with(user.as_bytes())
+        && decoded[user.len()] == b':'
+        && decoded.ends_with(password.as_bytes())
 }
 
 /// The credentials after `scheme` (case-insensitive), if the header uses that scheme.
@@ -79,7 +90,22 @@ mod tests {
             site_id: "emulator-site-id".into(),
             api_key: "emulator-api-key".into(),
             app_key: "emulator-app-key".into(),
+            pipelines_key: "wk".into(),
         }
+    }
+
+    #[test]
+    fn pipelines_auth_is_the_key_and_a_blank_password() {
+        let c = credentials();
+        // printf 'wk:' | base64
+        assert!(c.pipelines_allows(Some("Basic d2s6")));
+        // printf 'wk' | base64: no colon
+        assert!(!c.pipelines_allows(Some("Basic d2s=")));
+        // printf 'wk:x' | base64: a password
+        assert!(!c.pipelines_allows(Some("Basic d2s6eA==")));
+        assert!(!c.pipelines_allows(Some("Bearer wk")));
+        assert!(!c.pipelines_allows(None));
+        assert!(!c.track_allows(Some("Basic d2s6")));
     }
 
     #[test]

@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::config::{Config, DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_SITE_ID, RetryAfterStyle};
+use crate::config::{
+    Config, DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_PIPELINES_KEY, DEFAULT_SITE_ID, Datacenter,
+    Keep, RetryAfterStyle,
+};
 use crate::faults::Faults;
 use crate::server::Emulator;
 
-/// A local Customer.io-compatible server (Track API v1/v2 and App API) for tests, demos and
+/// A local Customer.io-compatible server (Track API v1/v2, App API, Pipelines API) for tests, demos and
 /// offline work. Prints its URL as the first line of standard output, then serves until killed.
 #[derive(Debug, Parser)]
 #[command(name = "cio-emulator", version)]
@@ -27,6 +30,9 @@ struct Args {
     /// App API key (Authorization: Bearer)
     #[arg(long, default_value = DEFAULT_APP_KEY)]
     app_key: String,
+    /// Pipelines API key (HTTP Basic user name, blank password)
+    #[arg(long, default_value = DEFAULT_PIPELINES_KEY)]
+    pipelines_key: String,
     /// Track API requests admitted per second (0 = unlimited)
     #[arg(long, default_value_t = 100)]
     track_limit: u32,
@@ -39,6 +45,9 @@ struct Args {
     /// Broadcast triggers admitted per 10 seconds (0 = unlimited)
     #[arg(long, default_value_t = 1)]
     broadcast_limit: u32,
+    /// Pipelines API requests admitted per second (0 = unlimited)
+    #[arg(long, default_value_t = 100)]
+    pipelines_limit: u32,
     /// How 429 answers carry Retry-After
     #[arg(long, value_enum, default_value_t = RetryAfterArg::Seconds)]
     retry_after: RetryAfterArg,
@@ -66,6 +75,30 @@ struct Args {
     /// Fixed extra latency on every API request, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = 0)]
     latency_ms: u64,
+    /// Play a workspace that lives in this data center, asked in the other one: answer every
+    /// API request 301 "wrong datacenter" with a Location there
+    #[arg(long, value_enum, value_name = "HOME")]
+    wrong_datacenter: Option<DatacenterArg>,
+    /// What to keep of what was accepted: all (payloads too, for tests) or counts (tallies
+    /// and the sets that detect repeats, without payloads, for soak tests and demos)
+    #[arg(long, value_enum, default_value_t = KeepArg::All)]
+    keep: KeepArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DatacenterArg {
+    /// The United States
+    Us,
+    /// The European Union
+    Eu,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum KeepArg {
+    /// Everything, payloads included
+    All,
+    /// Tallies and dedup sets, no payloads
+    Counts,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -103,18 +136,29 @@ impl Args {
             .unavailable(self.unavailable)
             .drop_connection(self.drop_connection)
             .slow(self.slow, Duration::from_millis(self.slow_ms));
-        Config::default()
+        let config = match self.wrong_datacenter {
+            Some(DatacenterArg::Us) => Config::default().wrong_datacenter(Datacenter::Us),
+            Some(DatacenterArg::Eu) => Config::default().wrong_datacenter(Datacenter::Eu),
+            None => Config::default(),
+        };
+        config
             .port(self.port)
             .site_id(&self.site_id)
             .api_key(&self.api_key)
             .app_key(&self.app_key)
+            .pipelines_key(&self.pipelines_key)
             .track_limit(self.track_limit)
             .transactional_limit(self.transactional_limit)
             .app_limit(self.app_limit)
             .broadcast_limit(self.broadcast_limit)
+            .pipelines_limit(self.pipelines_limit)
             .retry_after(retry_after)
             .faults(faults)
             .latency(Duration::from_millis(self.latency_ms))
+            .keep(match self.keep {
+                KeepArg::All => Keep::All,
+                KeepArg::Counts => Keep::Counts,
+            })
     }
 }
 
@@ -191,11 +235,14 @@ mod tests {
             "1",
             "--slow-ms",
             "5",
+            "--wrong-datacenter",
+            "eu",
         ])
         .unwrap();
         let config = args.config();
         assert_eq!(config.track.limit, 7);
         assert_eq!(config.retry_after, RetryAfterStyle::HttpDate);
+        assert_eq!(config.wrong_datacenter, Some(Datacenter::Eu));
         assert_eq!(
             config.faults,
             Faults::default()

@@ -11,6 +11,53 @@ pub const DEFAULT_SITE_ID: &str = "emulator-site-id";
 pub const DEFAULT_API_KEY: &str = "emulator-api-key";
 /// The App API key an emulator accepts unless [`Config::app_key`] says otherwise.
 pub const DEFAULT_APP_KEY: &str = "emulator-app-key";
+/// The Pipelines API key (a source's write key) an emulator accepts unless
+/// [`Config::pipelines_key`] says otherwise.
+pub const DEFAULT_PIPELINES_KEY: &str = "emulator-pipelines-key";
+
+/// A Customer.io data center, for the wrong-datacenter mode
+/// ([`Config::wrong_datacenter`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Datacenter {
+    /// The United States: `track.customer.io`, `api.customer.io`.
+    Us,
+    /// The European Union: `track-eu.customer.io`, `api-eu.customer.io`.
+    Eu,
+}
+
+impl Datacenter {
+    /// The base URL of the Track API (`track`) or the App API in this data center.
+    pub(crate) fn base_url(self, track: bool) -> &'static str {
+        match (self, track) {
+            (Datacenter::Us, true) => "https://track.customer.io",
+            (Datacenter::Us, false) => "https://api.customer.io",
+            (Datacenter::Eu, true) => "https://track-eu.customer.io",
+            (Datacenter::Eu, false) => "https://api-eu.customer.io",
+        }
+    }
+}
+
+/// What the emulator keeps of what it accepted.
+///
+/// A long soak test or a demo sends millions of records; keeping each one's payload grows
+/// without bound (about 1 GiB after a 1M-line import). [`Keep::Counts`] keeps the tallies and
+/// the sets that decide what is a repeat, and drops the payloads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Keep {
+    /// Everything: attributes, event data, devices, message bodies, Pipelines calls. The
+    /// default, for tests that look at what arrived.
+    #[default]
+    All,
+    /// Tallies only: people and objects by identifier with their counts and flags (no
+    /// attributes or device objects, so App API lookups by email find a person only under
+    /// the identifier they were recorded with), seen event and message ids (repeats are still
+    /// detected), [`Snapshot::event_count`](crate::Snapshot::event_count) and
+    /// [`Snapshot::pipelines_count`](crate::Snapshot::pipelines_count), but empty
+    /// [`Snapshot::events`](crate::Snapshot::events) and
+    /// [`Snapshot::pipelines`](crate::Snapshot::pipelines); merge, send and broadcast bodies
+    /// are kept as `null`.
+    Counts,
+}
 
 /// How a `429 Too Many Requests` answer tells the client when to come back.
 ///
@@ -46,13 +93,16 @@ pub(crate) struct ClassLimit {
 /// | [`port`](Config::port) | 0 (any free port on 127.0.0.1) |
 /// | [`site_id`](Config::site_id) / [`api_key`](Config::api_key) | [`DEFAULT_SITE_ID`] / [`DEFAULT_API_KEY`] |
 /// | [`app_key`](Config::app_key) | [`DEFAULT_APP_KEY`] |
+/// | [`pipelines_key`](Config::pipelines_key) | [`DEFAULT_PIPELINES_KEY`] |
 /// | [`track_limit`](Config::track_limit) | 100 per [`window`](Config::window) (1 s) |
 /// | [`transactional_limit`](Config::transactional_limit) | 100 per window (1 s) |
 /// | [`app_limit`](Config::app_limit) | 10 per window (1 s) |
+/// | [`pipelines_limit`](Config::pipelines_limit) | 100 per window (1 s) |
 /// | [`broadcast_limit`](Config::broadcast_limit) | 1 per [`broadcast_window`](Config::broadcast_window) (10 s) |
 /// | [`retry_after`](Config::retry_after) | [`RetryAfterStyle::Seconds`] |
 /// | [`faults`](Config::faults) | none |
 /// | [`latency`](Config::latency) | none |
+/// | [`wrong_datacenter`](Config::wrong_datacenter) | off |
 ///
 /// A limit of 0 means unlimited. `Debug` never shows the keys.
 ///
@@ -73,13 +123,17 @@ pub struct Config {
     pub(crate) site_id: String,
     pub(crate) api_key: String,
     pub(crate) app_key: String,
+    pub(crate) pipelines_key: String,
     pub(crate) track: ClassLimit,
     pub(crate) transactional: ClassLimit,
     pub(crate) app: ClassLimit,
     pub(crate) broadcast: ClassLimit,
+    pub(crate) pipelines: ClassLimit,
     pub(crate) retry_after: RetryAfterStyle,
     pub(crate) faults: Faults,
     pub(crate) latency: Duration,
+    pub(crate) wrong_datacenter: Option<Datacenter>,
+    pub(crate) keep: Keep,
 }
 
 impl Default for Config {
@@ -90,6 +144,7 @@ impl Default for Config {
             site_id: DEFAULT_SITE_ID.to_owned(),
             api_key: DEFAULT_API_KEY.to_owned(),
             app_key: DEFAULT_APP_KEY.to_owned(),
+            pipelines_key: DEFAULT_PIPELINES_KEY.to_owned(),
             track: ClassLimit {
                 limit: 100,
                 window: second,
@@ -106,9 +161,17 @@ impl Default for Config {
                 limit: 1,
                 window: Duration::from_secs(10),
             },
+            // Customer.io publishes no request rate for the Pipelines API; the
+            // emulator keeps the Track API's.
+            pipelines: ClassLimit {
+                limit: 100,
+                window: second,
+            },
             retry_after: RetryAfterStyle::Seconds,
             faults: Faults::default(),
             latency: Duration::ZERO,
+            wrong_datacenter: None,
+            keep: Keep::All,
         }
     }
 }
@@ -136,6 +199,19 @@ impl Config {
     /// The App API key (`Authorization: Bearer <app_key>`).
     pub fn app_key(mut self, app_key: impl Into<String>) -> Self {
         self.app_key = app_key.into();
+        self
+    }
+
+    /// The Pipelines API key: the user name of HTTP Basic auth, with a blank password.
+    pub fn pipelines_key(mut self, pipelines_key: impl Into<String>) -> Self {
+        self.pipelines_key = pipelines_key.into();
+        self
+    }
+
+    /// Pipelines API requests (`/v1/identify`, ..., `/v1/batch`) admitted per
+    /// [`window`](Config::window); 0 means unlimited.
+    pub fn pipelines_limit(mut self, limit: u32) -> Self {
+        self.pipelines.limit = limit;
         self
     }
 
@@ -174,7 +250,8 @@ impl Config {
         self
     }
 
-    /// The sliding window of the Track, transactional and other App API classes (default 1 s).
+    /// The sliding window of the Track, transactional, other App API and Pipelines classes
+    /// (default 1 s).
     ///
     /// # Panics
     ///
@@ -184,6 +261,7 @@ impl Config {
         self.track.window = window;
         self.transactional.window = window;
         self.app.window = window;
+        self.pipelines.window = window;
         self
     }
 
@@ -205,6 +283,21 @@ impl Config {
         self.latency = latency;
         self
     }
+
+    /// Plays a workspace that lives in `home`, asked in the wrong data center: every Track and
+    /// App API request is answered `301 Moved Permanently`, `wrong datacenter`, with a
+    /// `Location` in `home`, as Customer.io answers a client configured for the other region.
+    /// Nothing is recorded.
+    pub fn wrong_datacenter(mut self, home: Datacenter) -> Self {
+        self.wrong_datacenter = Some(home);
+        self
+    }
+
+    /// What to keep of what was accepted; default [`Keep::All`].
+    pub fn keep(mut self, keep: Keep) -> Self {
+        self.keep = keep;
+        self
+    }
 }
 
 fn nonzero_window(setting: &str, window: Duration) -> Duration {
@@ -222,13 +315,16 @@ impl fmt::Debug for Config {
             .field("site_id", &self.site_id)
             .field("api_key", &"<redacted>")
             .field("app_key", &"<redacted>")
+            .field("pipelines_key", &"<redacted>")
             .field("track", &self.track)
             .field("transactional", &self.transactional)
             .field("app", &self.app)
             .field("broadcast", &self.broadcast)
+            .field("pipelines", &self.pipelines)
             .field("retry_after", &self.retry_after)
             .field("faults", &self.faults)
             .field("latency", &self.latency)
+            .field("wrong_datacenter", &self.wrong_datacenter)
             .finish()
     }
 }
@@ -255,6 +351,7 @@ mod tests {
         assert_eq!(config.track.window, Duration::from_millis(250));
         assert_eq!(config.transactional.window, Duration::from_millis(250));
         assert_eq!(config.app.window, Duration::from_millis(250));
+        assert_eq!(config.pipelines.window, Duration::from_millis(250));
         assert_eq!(config.broadcast.window, Duration::from_secs(10));
     }
 
@@ -266,9 +363,13 @@ mod tests {
 
     #[test]
     fn debug_hides_keys() {
-        let text = format!("{:?}", Config::default().api_key("s3cret").app_key("t0ken"));
+        let config = Config::default()
+            .api_key("s3cret")
+            .app_key("t0ken")
+            .pipelines_key("wr1te");
+        let text = format!("{config:?}");
         assert!(
-            !text.contains("s3cret") && !text.contains("t0ken"),
+            !text.contains("s3cret") && !text.contains("t0ken") && !text.contains("wr1te"),
             "{text}"
         );
     }

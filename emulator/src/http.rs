@@ -25,6 +25,8 @@ pub(crate) struct Request {
     pub(crate) method: String,
     /// The path without the query string, still percent-encoded.
     pub(crate) path: String,
+    /// The query string after `?`, still percent-encoded; empty without one.
+    pub(crate) query: String,
     /// Header names in lower case.
     headers: Vec<(String, String)>,
     pub(crate) body: Vec<u8>,
@@ -33,6 +35,18 @@ pub(crate) struct Request {
 }
 
 impl Request {
+    /// The first value of a query parameter, percent-decoded.
+    pub(crate) fn query_param(&self, name: &str) -> Option<String> {
+        self.query.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == name).then(|| {
+                percent_encoding::percent_decode_str(&value.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+        })
+    }
+
     /// The first header with this lower-case name.
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -280,7 +294,8 @@ enum BodyFraming {
 fn interpret(parsed: &httparse::Request<'_, '_>) -> Result<(Request, BodyFraming), ReadError> {
     let method = parsed.method.unwrap_or_default().to_owned();
     let target = parsed.path.unwrap_or("/");
-    let path = target.split('?').next().unwrap_or("/").to_owned();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let (path, query) = (path.to_owned(), query.to_owned());
     let headers: Vec<(String, String)> = parsed
         .headers
         .iter()
@@ -294,6 +309,7 @@ fn interpret(parsed: &httparse::Request<'_, '_>) -> Result<(Request, BodyFraming
     let mut request = Request {
         method,
         path,
+        query,
         headers,
         body: Vec::new(),
         keep_alive: false,
@@ -335,6 +351,7 @@ fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
         207 => "Multi-Status",
+        301 => "Moved Permanently",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",

@@ -17,14 +17,17 @@ pub(crate) enum Class {
     App,
     /// App API broadcast triggers.
     Broadcast,
+    /// Pipelines API calls and batches.
+    Pipelines,
 }
 
 impl Class {
-    pub(crate) const ALL: [Class; 4] = [
+    pub(crate) const ALL: [Class; 5] = [
         Class::Track,
         Class::Transactional,
         Class::App,
         Class::Broadcast,
+        Class::Pipelines,
     ];
 
     /// The key in [`Snapshot::classes`](crate::Snapshot::classes).
@@ -34,6 +37,7 @@ impl Class {
             Class::Transactional => "transactional",
             Class::App => "app",
             Class::Broadcast => "broadcast",
+            Class::Pipelines => "pipelines",
         }
     }
 

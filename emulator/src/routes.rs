@@ -14,6 +14,10 @@ pub(crate) enum Api {
     TrackV2,
     /// `/v1/...`: Bearer auth, errors `{"errors":[{detail, status}]}`.
     App,
+    /// `/v1/identify`, `/v1/track`, `/v1/page`, `/v1/screen`, `/v1/group`, `/v1/alias` and
+    /// `/v1/batch`: Basic auth with the Pipelines key and a blank password, errors
+    /// `{"errors":[{reason, field, message}]}`.
+    Pipelines,
     /// `/_emulator/...`: no auth, no rate limit, no faults, not counted.
     Admin,
     /// Anything else: 404, no auth, no rate class.
@@ -35,6 +39,8 @@ pub(crate) fn route(method: &str, path: &str) -> Route {
         (Api::TrackV1, Some(Class::Track))
     } else if path.starts_with("/api/") {
         (Api::TrackV2, Some(Class::Track))
+    } else if PIPELINES_PATHS.contains(&path) {
+        (Api::Pipelines, Some(Class::Pipelines))
     } else if path.starts_with("/v1/send/") {
         (Api::App, Some(Class::Transactional))
     } else if method == "POST" && is_broadcast_trigger(path) {
@@ -46,6 +52,17 @@ pub(crate) fn route(method: &str, path: &str) -> Route {
     };
     Route { api, class }
 }
+
+/// The Pipelines API's endpoints; no App API path is among them.
+const PIPELINES_PATHS: [&str; 7] = [
+    "/v1/identify",
+    "/v1/track",
+    "/v1/page",
+    "/v1/screen",
+    "/v1/group",
+    "/v1/alias",
+    "/v1/batch",
+];
 
 /// `/v1/campaigns/{id}/triggers`
 fn is_broadcast_trigger(path: &str) -> bool {
@@ -61,7 +78,7 @@ impl Api {
         let body = match self {
             Api::TrackV1 => json!({ "meta": { "error": message, "errors": [message] } }),
             Api::App => json!({ "errors": [{ "detail": message, "status": status.to_string() }] }),
-            Api::TrackV2 | Api::Admin | Api::Unknown => {
+            Api::TrackV2 | Api::Pipelines | Api::Admin | Api::Unknown => {
                 json!({ "errors": [{ "reason": reason, "message": message }] })
             }
         };
@@ -72,6 +89,9 @@ impl Api {
     pub(crate) fn unauthorized(self) -> Response {
         let message = match self {
             Api::App => "Unauthorized request: use Authorization: Bearer <App API key>",
+            Api::Pipelines => {
+                "Unauthorized request: use HTTP Basic auth with the source's API key as the user name and a blank password"
+            }
             _ => "Unauthorized request: use HTTP Basic auth with your site ID and Track API key",
         };
         self.error(401, "unauthorized", message)
@@ -99,6 +119,9 @@ mod tests {
         );
         assert_eq!(class("GET", "/v1/campaigns/12/triggers"), Some(Class::App));
         assert_eq!(class("GET", "/v1/customers/1/attributes"), Some(Class::App));
+        assert_eq!(route("POST", "/v1/track").api, Api::Pipelines);
+        assert_eq!(class("POST", "/v1/batch"), Some(Class::Pipelines));
+        assert_eq!(route("POST", "/v1/tracks").api, Api::App);
         assert_eq!(route("GET", "/_emulator/snapshot").api, Api::Admin);
         assert_eq!(route("GET", "/").api, Api::Unknown);
     }

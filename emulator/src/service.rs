@@ -9,9 +9,10 @@ use serde_json::json;
 
 use crate::app_api;
 use crate::auth::Credentials;
-use crate::config::{Config, RetryAfterStyle};
+use crate::config::{Config, Datacenter, RetryAfterStyle};
 use crate::faults::{FaultDice, Faults};
 use crate::http::{Request, Response};
+use crate::pipelines;
 use crate::rate_window::{Class, RateWindow};
 use crate::records::Records;
 use crate::routes::{self, Api, Route};
@@ -34,9 +35,10 @@ pub(crate) struct Service {
     credentials: Credentials,
     retry_after: RetryAfterStyle,
     latency: Duration,
+    wrong_datacenter: Option<Datacenter>,
     records: Records,
     /// One per [`Class`], indexed by [`Class::index`].
-    windows: [Mutex<RateWindow>; 4],
+    windows: [Mutex<RateWindow>; 5],
     faults: Mutex<FaultDice>,
 }
 
@@ -48,6 +50,7 @@ impl Service {
                 Class::Transactional => config.transactional,
                 Class::App => config.app,
                 Class::Broadcast => config.broadcast,
+                Class::Pipelines => config.pipelines,
             };
             Mutex::new(RateWindow::new(limit))
         };
@@ -56,10 +59,12 @@ impl Service {
                 site_id: config.site_id.clone(),
                 api_key: config.api_key.clone(),
                 app_key: config.app_key.clone(),
+                pipelines_key: config.pipelines_key.clone(),
             },
             retry_after: config.retry_after,
             latency: config.latency,
-            records: Records::default(),
+            wrong_datacenter: config.wrong_datacenter,
+            records: Records::new(config.keep),
             windows: Class::ALL.map(window),
             faults: Mutex::new(FaultDice::new(config.faults.clone())),
         }
@@ -91,6 +96,17 @@ impl Service {
     fn admin(&self, method: &str, path: &str) -> Response {
         match (method, path) {
             ("GET", "/_emulator/snapshot") => Response::json(200, &self.snapshot()),
+            ("GET", _) if path.starts_with("/_emulator/exports/") => {
+                let id = path.trim_start_matches("/_emulator/exports/").parse().ok();
+                match id.and_then(|id| self.records.export_file(id)) {
+                    Some(csv) => Response {
+                        status: 200,
+                        headers: Vec::new(),
+                        body: csv.into_bytes(),
+                    },
+                    None => Api::Admin.not_found(method, path),
+                }
+            }
             ("POST", "/_emulator/reset") => {
                 self.reset();
                 Response::json(200, &json!({}))
@@ -101,10 +117,19 @@ impl Service {
 
     fn api_reply(&self, route: Route, request: &Request, shutdown: &Shutdown) -> Reply {
         let (method, path) = (request.method.as_str(), request.path.as_str());
+        if let Some(home) = self.wrong_datacenter
+            && matches!(route.api, Api::TrackV1 | Api::TrackV2 | Api::App)
+        {
+            let track = route.api != Api::App;
+            let location = format!("{}{path}", home.base_url(track));
+            let response = route.api.error(301, "wrong_datacenter", "wrong datacenter");
+            return Reply::Respond(response.with_header("Location", location));
+        }
         let authorization = request.header("authorization");
         let authorized = match route.api {
             Api::TrackV1 | Api::TrackV2 => self.credentials.track_allows(authorization),
             Api::App => self.credentials.app_allows(authorization),
+            Api::Pipelines => self.credentials.pipelines_allows(authorization),
             Api::Admin | Api::Unknown => {
                 return Reply::Respond(route.api.not_found(method, path));
             }
@@ -130,9 +155,13 @@ impl Service {
         }
         let body = request.body.as_slice();
         let mut response = match route.api {
-            Api::TrackV1 => track_v1::handle(method, path, body, &self.records),
+            Api::TrackV1 => track_v1::handle(request, &self.records),
             Api::TrackV2 => track_v2::handle(method, path, body, &self.records),
-            _ => app_api::handle(method, path, body, &self.records),
+            Api::Pipelines => {
+                let strict = request.header("x-strict-mode") == Some("1");
+                pipelines::handle(method, path, body, strict, &self.records)
+            }
+            _ => app_api::handle(request, &self.records),
         };
         if roll.error_after_store && response.is_success() {
             response = internal_error(route.api, "after");

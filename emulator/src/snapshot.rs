@@ -24,10 +24,39 @@ pub struct Snapshot {
     pub events: Vec<Event>,
     /// Events acknowledged but not stored because their `id` had been seen before.
     pub duplicate_events: u64,
+    /// Events accepted, repeats excluded: `events.len()`, unless the emulator keeps only
+    /// counts ([`Keep::Counts`](crate::Keep::Counts)) and `events` stays empty.
+    #[serde(default)]
+    pub event_count: u64,
     /// Transactional messages sent (`/v1/send/email`, `/v1/send/push`), in order.
     pub sends: Vec<SentMessage>,
     /// Broadcasts triggered (`POST /v1/campaigns/{id}/triggers`), in order.
     pub broadcasts: Vec<Broadcast>,
+    /// Manual segments by id, created by the first add to them
+    /// (`POST /api/v1/segments/{id}/add_customers`).
+    pub segments: BTreeMap<u64, Segment>,
+    /// Delivery metrics reported (Track v1 `POST /api/v1/push/events` and v2
+    /// `delivery` operations), in order.
+    pub delivery_metrics: Vec<DeliveryMetric>,
+    /// Objects (Track v2 `object` operations), keyed `{object_type_id}/{object_id}`.
+    pub objects: BTreeMap<String, Object>,
+    /// Relationships between people and objects (v2 `add_relationships`,
+    /// `cio_relationships` on an identify).
+    pub relationships: BTreeSet<Relationship>,
+    /// People exports created through the App API, in order.
+    pub exports: Vec<Export>,
+    /// Pipelines API calls stored, single or batched, in the order they were accepted (a
+    /// repeated `messageId` is not stored twice).
+    pub pipelines: Vec<PipelinesCall>,
+    /// Pipelines calls acknowledged but not stored because their `messageId` had been seen.
+    pub pipelines_duplicates: u64,
+    /// Pipelines calls accepted, repeats excluded: `pipelines.len()`, unless the emulator keeps
+    /// only counts ([`Keep::Counts`](crate::Keep::Counts)) and `pipelines` stays empty.
+    #[serde(default)]
+    pub pipelines_count: u64,
+    /// Pipelines calls (or unreadable Pipelines requests) that failed validation without
+    /// `X-Strict-Mode: 1`: answered 200 and dropped, as Customer.io does.
+    pub pipelines_dropped: u64,
     /// Every Customer.io API request that arrived, answered or not (admin routes excluded).
     pub requests: u64,
     /// Answers by HTTP status (dropped connections are not answers and are not counted here).
@@ -36,7 +65,8 @@ pub struct Snapshot {
     pub dropped_connections: u64,
     /// `429 Too Many Requests` answers.
     pub throttled: u64,
-    /// Rate statistics per class: `"track"`, `"transactional"`, `"app"` and `"broadcast"`.
+    /// Rate statistics per class: `"track"`, `"transactional"`, `"app"`, `"broadcast"` and
+    /// `"pipelines"`.
     pub classes: BTreeMap<String, ClassStats>,
 }
 
@@ -51,6 +81,56 @@ pub struct Person {
     pub devices: BTreeMap<String, Value>,
     /// How many identify calls this person received.
     pub identify_count: u64,
+    /// Customer.io's id for the person, given by the emulator when it first
+    /// recorded them (`e0000001`, `e0000002`, ...).
+    pub cio_id: String,
+}
+
+/// A manual segment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    /// Its members, each a key of [`Snapshot::people`].
+    pub members: BTreeSet<String>,
+}
+
+/// A delivery metric: what happened to a message on the device.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryMetric {
+    /// The delivery it is about (its `CIO-Delivery-ID`).
+    pub delivery_id: String,
+    /// `"delivered"`, `"opened"`, `"converted"`, ...
+    pub metric: String,
+    /// The device (its `CIO-Delivery-Token`), when reported.
+    pub device_id: Option<String>,
+    /// When it happened, in Unix seconds, when reported.
+    pub timestamp: Option<i64>,
+}
+
+/// An object (a company, an account, ...) of Track v2.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Object {
+    /// Attributes merged over all identify operations.
+    pub attributes: Map<String, Value>,
+}
+
+/// A person related to an object.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Relationship {
+    /// The person, a key of [`Snapshot::people`].
+    pub person: String,
+    /// The object, a key of [`Snapshot::objects`].
+    pub object: String,
+}
+
+/// A people export.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Export {
+    /// Its id.
+    pub id: u64,
+    /// The `filters` it was created with.
+    pub filters: Value,
+    /// The people it selected when it was created, keys of [`Snapshot::people`].
+    pub people: Vec<String>,
 }
 
 /// An event stored by the emulator.
@@ -75,12 +155,29 @@ pub struct Event {
 /// A transactional message accepted by the App API.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SentMessage {
-    /// `"email"` or `"push"`.
+    /// `"email"`, `"push"`, `"sms"`, `"in_app"` or `"inbox_message"`.
     pub kind: String,
     /// The `delivery_id` the emulator answered with.
     pub delivery_id: String,
     /// The request body as sent.
     pub body: Value,
+}
+
+/// A call the Pipelines API accepted and stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PipelinesCall {
+    /// `"identify"`, `"track"`, `"page"`, `"screen"`, `"group"` or `"alias"`.
+    pub kind: String,
+    /// The call's `messageId`, if it had one.
+    pub message_id: Option<String>,
+    /// The call's `userId`, if it had one.
+    pub user_id: Option<String>,
+    /// The call's `anonymousId`, if it had one.
+    pub anonymous_id: Option<String>,
+    /// The call as sent.
+    pub body: Value,
+    /// Whether its request carried `X-Strict-Mode: 1`.
+    pub strict: bool,
 }
 
 /// A broadcast triggered through the App API.

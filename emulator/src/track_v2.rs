@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 use crate::http::Response;
 use crate::records::{Change, Records};
 use crate::routes::Api;
-use crate::snapshot::Event;
+use crate::snapshot::{DeliveryMetric, Event};
 use crate::validate::{self, MAX_BATCH_BYTES, MAX_ENTITY_BYTES, Violation};
 
 /// Answers one Track v2 request (already authenticated and admitted).
@@ -143,7 +143,14 @@ fn person_operation(action: &str, op: &Map<String, Value>) -> Result<Vec<Change>
     let change = match action {
         "identify" => {
             let attributes = attributes(op)?;
-            Change::Identify { person, attributes }
+            let mut changes = vec![Change::Identify {
+                person: person.clone(),
+                attributes,
+            }];
+            if op.contains_key("cio_relationships") {
+                changes.extend(related_objects(&person, op, true)?);
+            }
+            return Ok(changes);
         }
         "delete" => Change::Delete { person },
         "event" | "screen" | "page" => return event(action, Some(person), op),
@@ -164,8 +171,7 @@ fn person_operation(action: &str, op: &Map<String, Value>) -> Result<Vec<Change>
             device_id: validate::device_token("device", op.get("device"))?,
         },
         "add_relationships" | "delete_relationships" => {
-            relationships(op)?;
-            return Ok(Vec::new());
+            return related_objects(&person, op, action == "add_relationships");
         }
         other => return Err(unknown_action("person", other)),
     };
@@ -231,33 +237,91 @@ pub(crate) fn merge(op: &Map<String, Value>) -> Result<Vec<Change>, Violation> {
     }])
 }
 
-/// Objects are validated and acknowledged, not recorded.
+/// An object operation: identify (with its `cio_relationships` to people), delete, or add
+/// or delete relationships to people.
 fn object_operation(action: &str, op: &Map<String, Value>) -> Result<Vec<Change>, Violation> {
-    let identifiers = op.get("identifiers").and_then(Value::as_object);
-    let has = |key: &str| {
-        identifiers
-            .and_then(|ids| ids.get(key))
-            .is_some_and(|value| value.as_str().is_some_and(|s| !s.is_empty()) || value.is_number())
+    let object = object_key(op.get("identifiers"))?;
+    let mut changes = Vec::new();
+    match action {
+        "identify" | "identify_anonymous" => {
+            let attributes = attributes(op)?;
+            changes.push(Change::IdentifyObject {
+                object: object.clone(),
+                attributes,
+            });
+            if op.contains_key("cio_relationships") {
+                changes.extend(related_people(&object, op, true)?);
+            }
+        }
+        "delete" => changes.push(Change::DeleteObject { object }),
+        "add_relationships" | "delete_relationships" => {
+            changes.extend(related_people(&object, op, action == "add_relationships")?);
+        }
+        other => return Err(unknown_action("object", other)),
+    }
+    Ok(changes)
+}
+
+/// An object's key in the snapshot, `{object_type_id}/{object_id}`, from its identifiers.
+fn object_key(identifiers: Option<&Value>) -> Result<String, Violation> {
+    let part = |key: &str| match identifiers.and_then(|ids| ids.get(key)) {
+        Some(Value::String(text)) if !text.is_empty() => Some(text.clone()),
+        Some(Value::Number(number)) => Some(number.to_string()),
+        _ => None,
     };
-    if !has("object_type_id") || !has("object_id") {
-        return Err(Violation::new(
+    match (part("object_type_id"), part("object_id")) {
+        (Some(type_id), Some(id)) => Ok(format!("{type_id}/{id}")),
+        _ => Err(Violation::new(
             "required",
             "identifiers",
             "an object needs identifiers {object_type_id, object_id}".into(),
-        ));
+        )),
     }
-    match action {
-        "identify" | "identify_anonymous" => {
-            attributes(op)?;
-        }
-        "delete" => {}
-        "add_relationships" | "delete_relationships" => relationships(op)?,
-        other => return Err(unknown_action("object", other)),
-    }
-    Ok(Vec::new())
 }
 
-/// Delivery metrics are validated and acknowledged, not recorded.
+/// The relationships an operation's `cio_relationships` name: `pair` turns the identifiers
+/// of one of them into the person and the object it relates.
+fn relate(
+    op: &Map<String, Value>,
+    add: bool,
+    pair: impl Fn(Option<&Value>) -> Result<(String, String), Violation>,
+) -> Result<Vec<Change>, Violation> {
+    relationships(op)?
+        .iter()
+        .map(|relationship| {
+            let (person, object) = pair(relationship.get("identifiers"))?;
+            Ok(Change::Relate {
+                person,
+                object,
+                add,
+            })
+        })
+        .collect()
+}
+
+/// A person's `cio_relationships`: each names an object.
+fn related_objects(
+    person: &str,
+    op: &Map<String, Value>,
+    add: bool,
+) -> Result<Vec<Change>, Violation> {
+    relate(op, add, |ids| Ok((person.to_owned(), object_key(ids)?)))
+}
+
+/// An object's `cio_relationships`: each names a person.
+fn related_people(
+    object: &str,
+    op: &Map<String, Value>,
+    add: bool,
+) -> Result<Vec<Change>, Violation> {
+    relate(op, add, |ids| {
+        let person = validate::person_key("cio_relationships.identifiers", ids)?;
+        Ok((person, object.to_owned()))
+    })
+}
+
+/// A delivery metric: `{type: delivery, action: event, identifiers: {id: delivery_id}, name:
+/// metric, timestamp, attributes: {device_token, ...}}`.
 fn delivery_operation(action: &str, op: &Map<String, Value>) -> Result<Vec<Change>, Violation> {
     if action != "event" {
         return Err(unknown_action("delivery", action));
@@ -274,13 +338,27 @@ fn delivery_operation(action: &str, op: &Map<String, Value>) -> Result<Vec<Chang
             "a delivery needs identifiers {id: delivery_id}".into(),
         ));
     }
-    validate::event_name(op)?;
-    Ok(Vec::new())
+    let metric = validate::event_name(op)?;
+    let delivery_id = op["identifiers"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let device_id = op
+        .get("attributes")
+        .and_then(|attributes| attributes.get("device_token"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(vec![Change::DeliveryMetric(DeliveryMetric {
+        delivery_id,
+        metric,
+        device_id,
+        timestamp: validate::timestamp(op)?,
+    })])
 }
 
-fn relationships(op: &Map<String, Value>) -> Result<(), Violation> {
+fn relationships(op: &Map<String, Value>) -> Result<&Vec<Value>, Violation> {
     match op.get("cio_relationships") {
-        Some(Value::Array(list)) if !list.is_empty() => Ok(()),
+        Some(Value::Array(list)) if !list.is_empty() => Ok(list),
         _ => Err(Violation::new(
             "required",
             "cio_relationships",
@@ -341,7 +419,14 @@ mod tests {
             "identifiers": ids, "cio_relationships": [{"identifiers": {"object_type_id": "1",
             "object_id": "acme"}}]}))
         .unwrap();
-        assert!(relation.is_empty());
+        assert_eq!(
+            relation,
+            vec![Change::Relate {
+                person: "a@b.io".into(),
+                object: "1/acme".into(),
+                add: true
+            }]
+        );
     }
 
     #[test]

@@ -67,6 +67,22 @@ fn prints_its_url_first_and_serves_with_the_given_flags() {
 }
 
 #[test]
+fn keep_counts_serves_without_keeping_payloads() {
+    let (_running, url) = spawn(&["--keep", "counts"]);
+    let client = Client::with_url(&url);
+    let body = r#"{"plan":"pro"}"#;
+    assert_eq!(client.track("PUT", "/api/v1/customers/1", body).status, 200);
+    let snapshot = client.send("GET", "/_emulator/snapshot", None, "").unwrap();
+    assert_eq!(snapshot.json["people"]["1"]["identify_count"], 1);
+    assert_eq!(
+        snapshot.json["people"]["1"]["attributes"],
+        serde_json::json!({})
+    );
+    let (_running, url) = spawn(&["--keep", "everything"]);
+    assert_eq!(url, "", "refused");
+}
+
+#[test]
 fn fault_flags_reach_the_server() {
     let (_running, url) = spawn(&["--error-before-store", "1"]);
     let client = Client::with_url(&url);

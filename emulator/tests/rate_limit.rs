@@ -155,6 +155,7 @@ fn default_limits_are_customerio_documented_ones() {
         [
             ("app", 10, 1000),
             ("broadcast", 1, 10_000),
+            ("pipelines", 100, 1000),
             ("track", 100, 1000),
             ("transactional", 100, 1000),
         ]

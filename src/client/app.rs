@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::limit::api_class::ApiClass;
 use crate::retry::policy::Call;
 
-/// A transactional email or push to send (`/v1/send/email`, `/v1/send/push`).
+/// A transactional message to send: an email, push, SMS, in-app or inbox
+/// message (`/v1/send/{email,push,sms,in_app,inbox_message}`).
 ///
 /// ```
 /// use cio_ratelimit::{Identifier, TransactionalMessage};
@@ -132,7 +133,7 @@ impl Client {
         parse_receipt(&answer.body)
     }
 
-    fn send_transactional(
+    pub(crate) fn send_transactional(
         &self,
         name: &str,
         path: &str,

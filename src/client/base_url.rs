@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use crate::client::region::Region;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, redact_url};
 
 impl std::str::FromStr for Region {
     type Err = Error;
@@ -23,18 +23,22 @@ impl std::str::FromStr for Region {
 /// `https://` is always accepted; plain `http://` only for a loopback host
 /// (an emulator or a local proxy), unless `allow_http` is set, so that keys
 /// are never sent in clear by accident.
+///
+/// A URL with a user name or password in it is refused, and the error shows
+/// it with them replaced by `***`.
 pub(crate) fn base_url(setting: &'static str, url: &str, allow_http: bool) -> Result<String> {
     let url = url.trim_end_matches('/');
+    let shown = redact_url(url);
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| Error::invalid(setting, url, "an http:// or https:// URL"))?;
+        .ok_or_else(|| Error::invalid(setting, &shown, "an http:// or https:// URL"))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = host_of(authority);
     if host.is_empty() || authority.contains('@') || rest.contains(['?', '#']) {
         return Err(Error::invalid(
             setting,
-            url,
-            "an http(s)://host[:port][/path] URL",
+            &shown,
+            "an http(s)://host[:port][/path] URL without credentials",
         ));
     }
     match scheme.to_ascii_lowercase().as_str() {
@@ -42,10 +46,14 @@ pub(crate) fn base_url(setting: &'static str, url: &str, allow_http: bool) -> Re
         "http" if allow_http || is_loopback(host) => Ok(url.to_owned()),
         "http" => Err(Error::invalid(
             setting,
-            url,
+            &shown,
             "https://, or http:// only for a loopback host (keys would travel in clear); allow_http(true) overrides",
         )),
-        _ => Err(Error::invalid(setting, url, "an http:// or https:// URL")),
+        _ => Err(Error::invalid(
+            setting,
+            &shown,
+            "an http:// or https:// URL",
+        )),
     }
 }
 
@@ -72,6 +80,8 @@ mod tests {
         assert_eq!(Region::Eu.track_url(), "https://track-eu.customer.io");
         assert_eq!(Region::Us.app_url(), "https://api.customer.io");
         assert_eq!(Region::Eu.app_url(), "https://api-eu.customer.io");
+        assert_eq!(Region::Us.pipelines_url(), "https://cdp.customer.io");
+        assert_eq!(Region::Eu.pipelines_url(), "https://cdp-eu.customer.io");
         assert_eq!("EU".parse::<Region>().unwrap(), Region::Eu);
         assert!("mars".parse::<Region>().is_err());
     }
@@ -121,6 +131,23 @@ mod tests {
             "https://h?q=1",
         ] {
             assert!(base_url("u", bad, true).is_err(), "{bad}");
+        }
+    }
+
+    /// Regression: `https://u:pw@host` was refused with the password in the error.
+    #[test]
+    fn credentials_in_a_url_are_refused_without_being_shown() {
+        for url in [
+            "https://u:pw@host",
+            "http://u:pw@10.0.0.1",
+            "ftp://u:pw@host",
+        ] {
+            let error = base_url("track_url", url, false).unwrap_err();
+            let shown = format!("{error} {error:?}");
+            assert!(
+                !shown.contains("pw") && shown.contains("://***@"),
+                "{shown}"
+            );
         }
     }
 }

@@ -2,40 +2,45 @@
 
 use std::fmt;
 
+use crate::client::batch_body::{BatchBody, BatchBodyPacker};
 use crate::client::item_error::ItemError;
 use crate::client::operation::Operation;
-use crate::client::validate::{self, Invalid, MAX_BATCH_BYTES, MAX_ITEM_BYTES};
-
-const OPEN: &[u8] = b"{\"batch\":[";
-const CLOSE: &[u8] = b"]}";
+use crate::client::validate::{Invalid, MAX_BATCH_BYTES, MAX_ITEM_BYTES};
 
 /// One `/api/v2/batch` request body, ready to send: under 500 KB, every item
 /// at most 32 KB. Made by a [`BatchPacker`].
+///
+/// It knows where each item lies in the body, so that an item can be sent
+/// alone, byte for byte, without parsing the body again.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Batch {
-    body: Vec<u8>,
-    items: usize,
+    body: BatchBody,
     repeatable: bool,
 }
 
 impl Batch {
     /// How many operations it carries.
     pub fn len(&self) -> usize {
-        self.items
+        self.body.len()
     }
 
     /// Whether it carries none.
     pub fn is_empty(&self) -> bool {
-        self.items == 0
+        self.body.len() == 0
+    }
+
+    /// The operation at `index` (from 0), as the bytes in the body.
+    pub fn item(&self, index: usize) -> Option<&[u8]> {
+        (index < self.len()).then(|| self.body.item(index))
     }
 
     /// The request body, `{"batch":[...]}`.
     pub fn body(&self) -> &[u8] {
-        &self.body
+        self.body.bytes()
     }
 
-    /// Whether the whole batch is safe to send twice: true unless it holds a
-    /// `merge`, which would find its secondary person gone the second time.
+    /// Whether the whole batch is safe to send twice: true unless it holds an
+    /// operation that is not ([`Operation::is_repeatable`]).
     pub fn repeatable(&self) -> bool {
         self.repeatable
     }
@@ -44,8 +49,8 @@ impl Batch {
 impl fmt::Debug for Batch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Batch")
-            .field("items", &self.items)
-            .field("bytes", &self.body.len())
+            .field("items", &self.len())
+            .field("bytes", &self.body().len())
             .finish()
     }
 }
@@ -69,11 +74,8 @@ impl fmt::Debug for Batch {
 /// ```
 #[derive(Debug, Clone)]
 pub struct BatchPacker {
-    body: Vec<u8>,
-    items: usize,
+    packer: BatchBodyPacker,
     repeatable: bool,
-    max_batch_bytes: usize,
-    max_item_bytes: usize,
 }
 
 impl Default for BatchPacker {
@@ -86,20 +88,36 @@ impl BatchPacker {
     /// A packer for Customer.io's limits: bodies under 500 KB, items up to 32 KB.
     pub fn new() -> BatchPacker {
         BatchPacker::with_limits(MAX_BATCH_BYTES - 1, MAX_ITEM_BYTES)
+            .expect("Customer.io's limits are valid")
     }
 
     /// A packer with smaller limits (bodies at most `max_batch_bytes`, items
     /// at most `max_item_bytes`), e.g. to keep requests short on a slow link.
     /// Limits above Customer.io's are lowered to them. A batch always takes at
     /// least one item, even one larger than `max_batch_bytes`.
-    pub fn with_limits(max_batch_bytes: usize, max_item_bytes: usize) -> BatchPacker {
-        BatchPacker {
-            body: Vec::new(),
-            items: 0,
-            repeatable: true,
-            max_batch_bytes: max_batch_bytes.min(MAX_BATCH_BYTES - 1),
-            max_item_bytes: max_item_bytes.min(MAX_ITEM_BYTES),
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming the limit
+    /// that is zero: nothing could be packed.
+    pub fn with_limits(
+        max_batch_bytes: usize,
+        max_item_bytes: usize,
+    ) -> crate::Result<BatchPacker> {
+        if max_batch_bytes == 0 {
+            return Err(crate::Error::invalid(
+                "max_batch_bytes",
+                0,
+                "more than zero",
+            ));
         }
+        if max_item_bytes == 0 {
+            return Err(crate::Error::invalid("max_item_bytes", 0, "more than zero"));
+        }
+        Ok(BatchPacker {
+            packer: BatchBodyPacker::with_limits(max_batch_bytes, max_item_bytes),
+            repeatable: true,
+        })
     }
 
     /// Adds `operation`. When it does not fit beside what is already packed,
@@ -110,64 +128,34 @@ impl BatchPacker {
     /// [`Invalid::ItemTooLarge`] if the operation alone is over the item
     /// limit; nothing is added.
     pub fn push(&mut self, operation: &Operation) -> Result<Option<Batch>, Invalid> {
-        self.push_bytes(&operation.to_bytes(), operation.action() != "merge")
-    }
-
-    /// [`push`](BatchPacker::push) for an operation already serialized;
-    /// `repeatable` says whether it is safe to send twice.
-    pub(crate) fn push_bytes(
-        &mut self,
-        item: &[u8],
-        repeatable: bool,
-    ) -> Result<Option<Batch>, Invalid> {
-        if item.len() > self.max_item_bytes {
-            return Err(Invalid::ItemTooLarge(item.len()));
-        }
-        validate::item_size(item.len())?;
-        let full = if self.items > 0
-            && self.body.len() + 1 + item.len() + CLOSE.len() > self.max_batch_bytes
-        {
-            self.finish()
-        } else {
-            None
-        };
-        if self.items == 0 {
-            self.body.extend_from_slice(OPEN);
-        } else {
-            self.body.push(b',');
-        }
-        self.body.extend_from_slice(item);
-        self.items += 1;
-        self.repeatable &= repeatable;
+        // A full batch goes out with the repeatability of what it holds, before
+        // this item counts.
+        let full = self.packer.push(operation.as_bytes())?.map(|body| Batch {
+            body,
+            repeatable: std::mem::replace(&mut self.repeatable, true),
+        });
+        self.repeatable &= operation.is_repeatable();
         Ok(full)
     }
 
     /// Operations packed but not yet handed out.
     pub fn pending(&self) -> usize {
-        self.items
+        self.packer.pending()
     }
 
     /// Hands out what is packed, if anything.
     pub fn finish(&mut self) -> Option<Batch> {
-        if self.items == 0 {
-            return None;
-        }
-        let mut body = std::mem::take(&mut self.body);
-        body.extend_from_slice(CLOSE);
-        let items = std::mem::take(&mut self.items);
+        let body = self.packer.finish()?;
         let repeatable = std::mem::replace(&mut self.repeatable, true);
-        Some(Batch {
-            body,
-            items,
-            repeatable,
-        })
+        Some(Batch { body, repeatable })
     }
 }
 
 /// What Customer.io said of a batch: every item accepted, or some rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BatchResponse {
-    /// The items rejected (from a 207); empty when all were accepted.
+    /// The items rejected (from a Track 207, or narrowed down from a
+    /// Pipelines strict-mode 400); empty when all were accepted.
     pub rejected: Vec<ItemError>,
 }
 
@@ -202,7 +190,7 @@ mod tests {
 
     #[test]
     fn batches_are_valid_json_in_order_and_under_the_limit() {
-        let mut packer = BatchPacker::with_limits(2_000, 1_000);
+        let mut packer = BatchPacker::with_limits(2_000, 1_000).unwrap();
         let mut batches = Vec::new();
         for i in 0..100 {
             batches.extend(packer.push(&op(i, 100)).unwrap());
@@ -226,7 +214,7 @@ mod tests {
 
     #[test]
     fn an_oversize_item_is_refused_and_nothing_is_lost() {
-        let mut packer = BatchPacker::with_limits(10_000, 500);
+        let mut packer = BatchPacker::with_limits(10_000, 500).unwrap();
         assert!(packer.push(&op(1, 10)).unwrap().is_none());
         assert_eq!(
             packer.push(&op(2, 600)),
@@ -250,6 +238,47 @@ mod tests {
         assert!(
             first.body().len() + item.to_bytes().len() + 1 >= MAX_BATCH_BYTES,
             "packed full"
+        );
+    }
+
+    #[test]
+    fn zero_limits_are_refused_naming_the_limit() {
+        let setting = |result: crate::Result<BatchPacker>| match result {
+            Err(crate::Error::InvalidConfig { setting, .. }) => setting,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(setting(BatchPacker::with_limits(0, 100)), "max_batch_bytes");
+        assert_eq!(setting(BatchPacker::with_limits(100, 0)), "max_item_bytes");
+    }
+
+    #[test]
+    fn each_item_is_found_again_byte_for_byte() {
+        let mut packer = BatchPacker::new();
+        let ops = [op(1, 3), op(22, 0), op(333, 10)];
+        for op in &ops {
+            assert!(packer.push(op).unwrap().is_none());
+        }
+        let batch = packer.finish().unwrap();
+        for (index, op) in ops.iter().enumerate() {
+            assert_eq!(batch.item(index), Some(op.as_bytes()));
+        }
+        assert_eq!(batch.item(3), None);
+    }
+
+    #[test]
+    fn a_merge_makes_its_batch_unsafe_to_repeat() {
+        let merge = Operation::from_json(json!({"type": "person", "action": "merge",
+            "primary": {"id": "1"}, "secondary": {"email": "a@b.c"}}))
+        .unwrap();
+        let mut packer = BatchPacker::new();
+        packer.push(&op(1, 0)).unwrap();
+        assert!(packer.clone().finish().unwrap().repeatable());
+        packer.push(&merge).unwrap();
+        assert!(!packer.finish().unwrap().repeatable());
+        packer.push(&op(2, 0)).unwrap();
+        assert!(
+            packer.finish().unwrap().repeatable(),
+            "the next batch starts afresh"
         );
     }
 

@@ -14,8 +14,8 @@ use crate::limit::rate_limit::RateLimit;
 use crate::limit::token_bucket::TokenBucket;
 use crate::retry::policy::RetryPolicy;
 
-/// A blocking Customer.io client for the Track and App APIs, rate limited and
-/// retried.
+/// A blocking Customer.io client for the Track, App and Pipelines APIs, rate
+/// limited and retried.
 ///
 /// Every call waits for a permit from its API class's limiter before every
 /// attempt, retries included, and retries as its [`RetryPolicy`] says: a 429
@@ -35,8 +35,10 @@ use crate::retry::policy::RetryPolicy;
 /// # Threads and cloning
 ///
 /// `Client` is `Send + Sync` and cheap to clone: clones share one HTTP
-/// connection pool, the limiters, and the retry budget. Hand a clone to each
-/// thread.
+/// connection pool, the limiters, and the retry policy. Hand a clone to each
+/// thread. What each call cost in retries and 429s is counted per call
+/// ([`RetryStats::during`](crate::RetryStats::during)), so two jobs sharing a
+/// client each see only their own.
 #[derive(Clone)]
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
@@ -47,10 +49,12 @@ pub(crate) struct Inner {
     pub(crate) site_id: Option<String>,
     pub(crate) track_auth: Option<Secret>,
     pub(crate) app_auth: Option<Secret>,
+    pub(crate) pipelines_auth: Option<Secret>,
     pub(crate) region: Region,
     pub(crate) track_url: String,
     pub(crate) app_url: String,
-    pub(crate) limiters: [Arc<dyn Limiter>; 4],
+    pub(crate) pipelines_url: String,
+    pub(crate) limiters: [Arc<dyn Limiter>; 5],
     pub(crate) retry: RetryPolicy,
 }
 
@@ -64,8 +68,9 @@ impl Client {
 
     /// Starts building a client with no credentials yet: give it those of the
     /// APIs it calls, e.g. only an [`app_key`](ClientBuilder::app_key) for a
-    /// program that sends transactional messages. A call to an API whose
-    /// credentials the client lacks fails with
+    /// program that sends transactional messages, or only a
+    /// [`pipelines_key`](ClientBuilder::pipelines_key) for Pipelines calls.
+    /// A call to an API whose credentials the client lacks fails with
     /// [`Error::MissingCredential`] before anything is sent.
     ///
     /// ```
@@ -104,6 +109,11 @@ impl Client {
     pub fn app_url(&self) -> &str {
         &self.inner.app_url
     }
+
+    /// The Pipelines API base URL requests go to (calls go to `/v1/...` under it).
+    pub fn pipelines_url(&self) -> &str {
+        &self.inner.pipelines_url
+    }
 }
 
 impl fmt::Debug for Client {
@@ -113,9 +123,14 @@ impl fmt::Debug for Client {
             .field("site_id", &inner.site_id)
             .field("api_key", &inner.track_auth.as_ref().map(|_| "<redacted>"))
             .field("app_key", &inner.app_auth.as_ref().map(|_| "<redacted>"))
+            .field(
+                "pipelines_key",
+                &inner.pipelines_auth.as_ref().map(|_| "<redacted>"),
+            )
             .field("region", &inner.region)
             .field("track_url", &inner.track_url)
             .field("app_url", &inner.app_url)
+            .field("pipelines_url", &inner.pipelines_url)
             .field("limiters", &inner.limiters)
             .field("retry", &inner.retry)
             .finish()
@@ -130,14 +145,16 @@ impl fmt::Debug for Client {
 pub struct ClientBuilder {
     track: Option<(String, String)>,
     app_key: Option<String>,
+    pipelines_key: Option<String>,
     region: Region,
     track_url: Option<String>,
     app_url: Option<String>,
+    pipelines_url: Option<String>,
     allow_http: bool,
     connect_timeout: Duration,
     timeout: Duration,
     max_idle_connections: usize,
-    limiters: [Option<Arc<dyn Limiter>>; 4],
+    limiters: [Option<Arc<dyn Limiter>>; 5],
     retry: Option<RetryPolicy>,
 }
 
@@ -154,14 +171,16 @@ impl ClientBuilder {
         ClientBuilder {
             track: None,
             app_key: None,
+            pipelines_key: None,
             region: Region::Us,
             track_url: None,
             app_url: None,
+            pipelines_url: None,
             allow_http: false,
             connect_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(10),
             max_idle_connections: 32,
-            limiters: [None, None, None, None],
+            limiters: [None, None, None, None, None],
             retry: None,
         }
     }
@@ -179,6 +198,14 @@ impl ClientBuilder {
     /// The App API key, needed for transactional sends and broadcasts.
     pub fn app_key(mut self, app_key: impl Into<String>) -> Self {
         self.app_key = Some(app_key.into());
+        self
+    }
+
+    /// The Pipelines API key: the write key of a Customer.io API source
+    /// (Data Pipelines), needed for Pipelines calls. It is sent as the user
+    /// name of HTTP Basic auth with a blank password.
+    pub fn pipelines_key(mut self, key: impl Into<String>) -> Self {
+        self.pipelines_key = Some(key.into());
         self
     }
 
@@ -201,10 +228,19 @@ impl ClientBuilder {
         self
     }
 
-    /// Sends both APIs to one base URL, as a `cio-emulator` serves them.
+    /// Sends Pipelines API calls to this base URL instead of the region's;
+    /// calls go to `/v1/...` under it.
+    pub fn pipelines_url(mut self, url: impl Into<String>) -> Self {
+        self.pipelines_url = Some(url.into());
+        self
+    }
+
+    /// Sends every API to one base URL, as a `cio-emulator` serves them.
     pub fn base_url(self, url: impl Into<String>) -> Self {
         let url = url.into();
-        self.track_url(url.clone()).app_url(url)
+        self.track_url(url.clone())
+            .app_url(url.clone())
+            .pipelines_url(url)
     }
 
     /// Allows plain `http://` URLs to hosts other than loopback. Off by
@@ -279,15 +315,29 @@ impl ClientBuilder {
         {
             return Err(Error::invalid("app_key", "\"\"", "an App API key"));
         }
-        if self.track.is_none() && self.app_key.is_none() {
+        if self
+            .pipelines_key
+            .as_deref()
+            .is_some_and(|key| key.trim().is_empty())
+        {
+            return Err(Error::invalid(
+                "pipelines_key",
+                "\"\"",
+                "a Pipelines API key (a source's write key)",
+            ));
+        }
+        if self.track.is_none() && self.app_key.is_none() && self.pipelines_key.is_none() {
             return Err(Error::invalid(
                 "credentials",
                 "none",
-                "Track credentials, an App API key, or both",
+                "Track credentials, an App API key, a Pipelines API key, or several",
             ));
         }
-        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
+        if self.timeout.is_zero() {
             return Err(Error::invalid("timeout", "0s", "more than zero"));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(Error::invalid("connect_timeout", "0s", "more than zero"));
         }
         let track_url = base_url::base_url(
             "track_url",
@@ -299,6 +349,13 @@ impl ClientBuilder {
             self.app_url.as_deref().unwrap_or(self.region.app_url()),
             self.allow_http,
         )?;
+        let pipelines_url = base_url::base_url(
+            "pipelines_url",
+            self.pipelines_url
+                .as_deref()
+                .unwrap_or(self.region.pipelines_url()),
+            self.allow_http,
+        )?;
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -308,7 +365,7 @@ impl ClientBuilder {
             .max_idle_connections_per_host(self.max_idle_connections.max(1))
             .user_agent(concat!("cio-ratelimit/", env!("CARGO_PKG_VERSION")))
             .build();
-        let [track, transactional, app, broadcast] = self.limiters;
+        let [track, transactional, app, broadcast, pipelines] = self.limiters;
         let or_preset = |limiter: Option<Arc<dyn Limiter>>, class: ApiClass| {
             limiter.unwrap_or_else(|| Arc::new(TokenBucket::from_limit(class.default_limit())))
         };
@@ -320,15 +377,18 @@ impl ClientBuilder {
                     .as_ref()
                     .map(|(site_id, api_key)| Secret::basic(site_id, api_key)),
                 app_auth: self.app_key.as_deref().map(Secret::bearer),
+                pipelines_auth: self.pipelines_key.as_deref().map(Secret::pipelines),
                 site_id: self.track.map(|(site_id, _)| site_id),
                 region: self.region,
                 track_url,
                 app_url,
+                pipelines_url,
                 limiters: [
                     or_preset(track, ApiClass::Track),
                     or_preset(transactional, ApiClass::Transactional),
                     or_preset(app, ApiClass::App),
                     or_preset(broadcast, ApiClass::Broadcast),
+                    or_preset(pipelines, ApiClass::Pipelines),
                 ],
                 retry: self.retry.unwrap_or_default(),
             }),
@@ -342,9 +402,14 @@ impl fmt::Debug for ClientBuilder {
             .field("site_id", &self.track.as_ref().map(|(site_id, _)| site_id))
             .field("api_key", &self.track.as_ref().map(|_| "<redacted>"))
             .field("app_key", &self.app_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "pipelines_key",
+                &self.pipelines_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("region", &self.region)
             .field("track_url", &self.track_url)
             .field("app_url", &self.app_url)
+            .field("pipelines_url", &self.pipelines_url)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }

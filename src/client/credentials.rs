@@ -15,6 +15,12 @@ impl Secret {
         ))
     }
 
+    /// `Basic base64(key:)`, for the Pipelines API: the source's write key
+    /// as the user name and a blank password.
+    pub(crate) fn pipelines(key: &str) -> Secret {
+        Secret::basic(key, "")
+    }
+
     /// `Bearer app_key`, for the App API.
     pub(crate) fn bearer(app_key: &str) -> Secret {
         Secret(format!("Bearer {app_key}"))
@@ -81,5 +87,7 @@ mod tests {
         assert_eq!(secret.header_value(), "Basic c2l0ZTpodW50ZXIy");
         assert_eq!(format!("{secret:?}"), "<redacted>");
         assert_eq!(Secret::bearer("k").header_value(), "Bearer k");
+        // printf 'wk:' | base64
+        assert_eq!(Secret::pipelines("wk").header_value(), "Basic d2s6");
     }
 }

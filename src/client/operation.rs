@@ -12,8 +12,13 @@ use crate::client::validate::{self, Invalid};
 /// recording an event.
 ///
 /// Build one with the constructors, or from the JSON Customer.io documents
-/// with [`from_json`](Operation::from_json). Either way it is checked against
-/// Customer.io's rules and limits, and an event without an `id` gets one.
+/// with [`from_json`](Operation::from_json) or [`from_slice`](Operation::from_slice).
+/// Either way it is checked against Customer.io's rules and limits, and an
+/// event without an `id` gets one.
+///
+/// The bytes it sends are fixed when it is built: an operation read with
+/// `from_slice` goes out exactly as it came (an integer id of 23 digits keeps
+/// every digit), with only a missing event `id` added.
 ///
 /// ```
 /// use cio_ratelimit::{Event, Identifier, Operation};
@@ -30,6 +35,8 @@ use crate::client::validate::{self, Invalid};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Operation {
     body: Map<String, Value>,
+    /// What goes out: the original text, or `body` serialized once.
+    bytes: Vec<u8>,
 }
 
 // Customer.io's table of v2 actions by type.
@@ -120,17 +127,76 @@ impl Operation {
     /// `anonymous_id` instead), a missing event name,
     /// attributes that break the limits, or more than 32 KB in all.
     pub fn from_json(value: Value) -> Result<Operation, Invalid> {
-        let operation = Operation::from_json_any_size(value)?;
-        validate::item_size(operation.to_bytes().len())?;
-        Ok(operation)
-    }
-
-    /// [`from_json`](Operation::from_json) without the size check, for a
-    /// caller that checks the size of the bytes it will send itself.
-    pub(crate) fn from_json_any_size(value: Value) -> Result<Operation, Invalid> {
         let Value::Object(mut body) = value else {
             return Err(Invalid::NotAnObject("an operation"));
         };
+        if lacks_event_id(&body) {
+            body.insert("id".into(), Value::String(EventId::new().to_string()));
+        }
+        let bytes = serde_json::to_vec(&body).expect("a JSON map always serializes");
+        Operation::checked(body, bytes)
+    }
+
+    /// Reads and checks a v2 operation from its JSON text, which is what
+    /// goes out, unchanged: numbers keep every digit. An event without an
+    /// `id` gets a random one, added to the text.
+    ///
+    /// ```
+    /// use cio_ratelimit::Operation;
+    ///
+    /// let text = br#"{"type":"person","action":"identify","identifiers":{"id":12345678901234567890123}}"#;
+    /// let operation = Operation::from_slice(text)?;
+    /// assert_eq!(operation.as_bytes(), text);
+    /// # Ok::<(), cio_ratelimit::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Invalid::Json`] if it is not JSON; otherwise as
+    /// [`from_json`](Operation::from_json).
+    pub fn from_slice(text: &[u8]) -> Result<Operation, Invalid> {
+        let value = serde_json::from_slice(text).map_err(|err| Invalid::Json(err.to_string()))?;
+        Operation::from_text(value, text, EventId::new)
+    }
+
+    /// [`from_slice`](Operation::from_slice) for text already parsed into
+    /// `value`; an event without an id gets `event_id()`.
+    pub(crate) fn from_text(
+        value: Value,
+        text: &[u8],
+        event_id: impl FnOnce() -> EventId,
+    ) -> Result<Operation, Invalid> {
+        let Value::Object(mut body) = value else {
+            return Err(Invalid::NotAnObject("an operation"));
+        };
+        let text = text.trim_ascii();
+        let bytes = if !lacks_event_id(&body) {
+            text.to_vec()
+        } else {
+            let id = event_id().to_string();
+            let spliced = match (body.contains_key("id"), text.strip_suffix(b"}")) {
+                // Add the id at the end, leaving the rest byte for byte.
+                (false, Some(open)) => {
+                    let mut bytes = Vec::with_capacity(text.len() + id.len() + 8);
+                    bytes.extend_from_slice(open.trim_ascii_end());
+                    bytes.extend_from_slice(b",\"id\":\"");
+                    bytes.extend_from_slice(id.as_bytes());
+                    bytes.extend_from_slice(b"\"}");
+                    Some(bytes)
+                }
+                // `"id": null` is replaced: the text is written anew.
+                _ => None,
+            };
+            body.insert("id".into(), Value::String(id));
+            spliced
+                .unwrap_or_else(|| serde_json::to_vec(&body).expect("a JSON map always serializes"))
+        };
+        Operation::checked(body, bytes)
+    }
+
+    /// Checks `body` against Customer.io's rules, and `bytes` (what will be
+    /// sent) against the size limit.
+    fn checked(body: Map<String, Value>, bytes: Vec<u8>) -> Result<Operation, Invalid> {
         let kind = string_field(&body, "type")?;
         let action = string_field(&body, "action")?;
         let actions = match kind {
@@ -145,6 +211,7 @@ impl Operation {
             )));
         }
         let is_event = EVENT_ACTIONS.contains(&action);
+        let is_merge = kind == "person" && action == "merge";
         // A person's event may name an anonymous visitor instead of a person.
         let anonymous = kind == "person"
             && is_event
@@ -158,6 +225,18 @@ impl Operation {
                 "anonymous_id",
                 body["anonymous_id"].as_str().unwrap_or_default(),
             )?;
+        } else if is_merge {
+            // A merge names its two people as `primary` and `secondary`.
+            for side in ["primary", "secondary"] {
+                match body.get(side) {
+                    Some(Value::Object(person)) => check_person(person)?,
+                    _ => {
+                        return Err(Invalid::Operation(
+                            "merge needs primary and secondary identifiers".into(),
+                        ));
+                    }
+                }
+            }
         } else if !(kind == "object" && action == "identify_anonymous") {
             check_identifiers(kind, &body)?;
         }
@@ -172,28 +251,13 @@ impl Operation {
             Some(Value::Object(attributes)) => validate::attributes(attributes)?,
             Some(_) => return Err(Invalid::NotAnObject("attributes")),
         }
-        if action == "merge"
-            && !(body.get("primary").is_some_and(Value::is_object)
-                && body.get("secondary").is_some_and(Value::is_object))
-        {
+        if is_event && !matches!(body.get("id"), Some(Value::String(id)) if !id.is_empty()) {
             return Err(Invalid::Operation(
-                "merge needs primary and secondary identifiers".into(),
+                "an event id must be a non-empty string".into(),
             ));
         }
-        if is_event {
-            match body.get("id") {
-                None | Some(Value::Null) => {
-                    body.insert("id".into(), Value::String(EventId::new().to_string()));
-                }
-                Some(Value::String(id)) if !id.is_empty() => {}
-                Some(_) => {
-                    return Err(Invalid::Operation(
-                        "an event id must be a non-empty string".into(),
-                    ));
-                }
-            }
-        }
-        Ok(Operation { body })
+        validate::item_size(bytes.len())?;
+        Ok(Operation { body, bytes })
     }
 
     /// The operation as JSON.
@@ -219,19 +283,31 @@ impl Operation {
             .flatten()
     }
 
-    /// The operation as compact JSON bytes.
+    /// The JSON text that goes out: as it was read, or as it was built.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// [`as_bytes`](Operation::as_bytes), copied.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.body).expect("a JSON map always serializes")
+        self.bytes.clone()
+    }
+
+    /// Whether sending it twice has the effect of sending it once: true
+    /// unless it is a `merge`, whose second attempt would find the secondary
+    /// person gone.
+    pub fn is_repeatable(&self) -> bool {
+        !(self.kind() == "person" && self.action() == "merge")
     }
 }
 
-/// Whether `value` is an event operation without an id, that will need one.
-pub(crate) fn lacks_event_id(value: &Value) -> bool {
-    let is_event = value
+/// Whether `body` is an event operation without an id, that will need one.
+fn lacks_event_id(body: &Map<String, Value>) -> bool {
+    let is_event = body
         .get("action")
         .and_then(Value::as_str)
         .is_some_and(|action| EVENT_ACTIONS.contains(&action));
-    is_event && value.get("id").is_none_or(Value::is_null)
+    is_event && body.get("id").is_none_or(Value::is_null)
 }
 
 fn person_op(person: &Identifier, action: &str) -> Map<String, Value> {
@@ -258,11 +334,29 @@ fn check_identifiers(kind: &str, body: &Map<String, Value>) -> Result<(), Invali
     let Some(Value::Object(identifiers)) = body.get("identifiers") else {
         return Err(Invalid::Operation("no \"identifiers\" object".into()));
     };
-    let required: &[&[&'static str]] = match kind {
-        "person" => &[&["id", "email", "cio_id"]],
+    check_any_of(identifiers, required_identifiers(kind))
+}
+
+const PERSON_IDENTIFIERS: &[&str] = &["id", "email", "cio_id"];
+
+/// A merge's `primary` or `secondary`: one person's identifiers.
+fn check_person(identifiers: &Map<String, Value>) -> Result<(), Invalid> {
+    check_any_of(identifiers, &[PERSON_IDENTIFIERS])
+}
+
+fn required_identifiers(kind: &str) -> &'static [&'static [&'static str]] {
+    match kind {
+        "person" => &[PERSON_IDENTIFIERS],
         "object" => &[&["object_type_id"], &["object_id"]],
         _ => &[&["id"]],
-    };
+    }
+}
+
+/// For each group of keys, one at least is there; each there is a valid identifier.
+fn check_any_of(
+    identifiers: &Map<String, Value>,
+    required: &[&[&'static str]],
+) -> Result<(), Invalid> {
     for any_of in required {
         let mut found = false;
         for &key in *any_of {

@@ -6,10 +6,11 @@ use std::fmt;
 /// in its own region; the other one answers `301 wrong datacenter`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Region {
-    /// The United States: `track.customer.io` and `api.customer.io`.
+    /// The United States: `track.customer.io`, `api.customer.io` and `cdp.customer.io`.
     #[default]
     Us,
-    /// The European Union: `track-eu.customer.io` and `api-eu.customer.io`.
+    /// The European Union: `track-eu.customer.io`, `api-eu.customer.io` and
+    /// `cdp-eu.customer.io`.
     Eu,
 }
 
@@ -27,6 +28,14 @@ impl Region {
         match self {
             Region::Us => "https://api.customer.io",
             Region::Eu => "https://api-eu.customer.io",
+        }
+    }
+
+    /// The Pipelines API's base URL in this region; calls go to `/v1/...` under it.
+    pub fn pipelines_url(&self) -> &'static str {
+        match self {
+            Region::Us => "https://cdp.customer.io",
+            Region::Eu => "https://cdp-eu.customer.io",
         }
     }
 

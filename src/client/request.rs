@@ -3,6 +3,7 @@
 use std::io;
 use std::time::SystemTime;
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::client::client::Client;
@@ -14,6 +15,7 @@ use crate::retry::retry_after::parse_retry_after;
 /// The HTTP methods Customer.io's APIs use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Method {
+    Get,
     Put,
     Post,
     Delete,
@@ -37,12 +39,50 @@ pub(crate) struct Answer {
 }
 
 impl Client {
+    /// Reads an App API resource (`GET path`, query included) on the App
+    /// limiter; a read is always safe to repeat.
+    pub(crate) fn read<T: DeserializeOwned>(&self, name: &str, path: String) -> Result<T> {
+        self.app_json(Call::safe(name), Method::Get, path, None)
+    }
+
+    /// Sends an App API request on the App limiter and reads its JSON answer.
+    pub(crate) fn app_json<T: DeserializeOwned>(
+        &self,
+        call: Call<'_>,
+        method: Method,
+        path: String,
+        body: Option<&Value>,
+    ) -> Result<T> {
+        let answer = self.send(&Request {
+            class: ApiClass::App,
+            call,
+            method,
+            path,
+            body: body
+                .map(|body| serde_json::to_vec(body).expect("a JSON value always serializes")),
+        })?;
+        parse_answer(answer.status, &answer.body)
+    }
+
     /// Sends `request` through its class's limiter and the retry policy.
     pub(crate) fn send(&self, request: &Request<'_>) -> Result<Answer> {
+        self.send_reading(request, Ok)
+    }
+
+    /// [`send`](Client::send), reading each answer with `read` inside the
+    /// retry loop, so that an answer `read` cannot trust is retried like
+    /// any other transient failure.
+    pub(crate) fn send_reading<T>(
+        &self,
+        request: &Request<'_>,
+        read: impl Fn(Answer) -> Result<T>,
+    ) -> Result<T> {
         let limiter = self.limiter(request.class);
-        self.inner
-            .retry
-            .run(limiter, request.call, || self.attempt(request))
+        self.inner.retry.run(limiter, request.call, || {
+            // A limiter that gave up granted nothing: fail without sending.
+            limiter.check()?;
+            self.attempt(request).and_then(&read)
+        })
     }
 
     /// One attempt: no limiter, no retry.
@@ -50,14 +90,25 @@ impl Client {
         let inner = &self.inner;
         let (base, auth, credential) = match request.class {
             ApiClass::Track => (&inner.track_url, &inner.track_auth, Credential::TrackApiKey),
+            ApiClass::Pipelines => (
+                &inner.pipelines_url,
+                &inner.pipelines_auth,
+                Credential::PipelinesApiKey,
+            ),
             _ => (&inner.app_url, &inner.app_auth, Credential::AppApiKey),
         };
         let auth = auth.as_ref().ok_or(Error::MissingCredential(credential))?;
         let url = format!("{base}{}", request.path);
         let body = request.body.as_deref().unwrap_or_default();
+        let with_headers = |builder| with_headers(builder, auth.header_value(), request.class);
         let sent = match request.method {
-            Method::Put => with_headers(inner.agent.put(&url), auth.header_value()).send(body),
-            Method::Post => with_headers(inner.agent.post(&url), auth.header_value()).send(body),
+            Method::Put => with_headers(inner.agent.put(&url)).send(body),
+            Method::Post => with_headers(inner.agent.post(&url)).send(body),
+            Method::Get => inner
+                .agent
+                .get(&url)
+                .header("authorization", auth.header_value())
+                .call(),
             Method::Delete => inner
                 .agent
                 .delete(&url)
@@ -107,13 +158,31 @@ impl Client {
     }
 }
 
+/// The headers of a request with a body. Pipelines requests also carry
+/// `X-Strict-Mode: 1`: without it the Pipelines API answers 200 to a call
+/// that fails validation and drops it, so a bad call would be lost silently.
 fn with_headers(
     builder: ureq::RequestBuilder<ureq::typestate::WithBody>,
     auth: &str,
+    class: ApiClass,
 ) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
-    builder
+    let builder = builder
         .header("authorization", auth)
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    if class == ApiClass::Pipelines {
+        builder.header("x-strict-mode", "1")
+    } else {
+        builder
+    }
+}
+
+/// A typed answer from a 2xx body; a body that does not parse is reported
+/// with what went wrong, never taken for an empty answer.
+pub(crate) fn parse_answer<T: DeserializeOwned>(status: u16, body: &str) -> Result<T> {
+    serde_json::from_str(body).map_err(|err| Error::Unreadable {
+        status,
+        message: format!("the answer: {err}"),
+    })
 }
 
 /// Customer.io's message from any of its error body shapes: Track v1
@@ -187,6 +256,23 @@ pub(crate) fn transport_error(error: ureq::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_that_does_not_parse_is_unreadable_not_empty() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Answer {
+            #[allow(dead_code)]
+            results: Vec<u32>,
+        }
+        assert!(parse_answer::<Answer>(200, r#"{"results": [1]}"#).is_ok());
+        for body in ["", "<html>", r#"{"results": "none"}"#] {
+            let error = parse_answer::<Answer>(200, body).unwrap_err();
+            assert!(
+                matches!(error, Error::Unreadable { status: 200, .. }),
+                "{body}: {error:?}"
+            );
+        }
+    }
 
     #[test]
     fn messages_come_from_every_error_shape() {

@@ -1,6 +1,6 @@
 //! The Track API: people, events, devices (v1), and operations and batches (v2).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::client::batch::{Batch, BatchPacker, BatchResponse};
@@ -10,9 +10,9 @@ use crate::client::event::{Event, to_object};
 use crate::client::identifier::{Identifier, percent_encode};
 use crate::client::item_error::ItemError;
 use crate::client::operation::Operation;
-use crate::client::request::{Method, Request};
+use crate::client::request::{Answer, Method, Request};
 use crate::client::validate::{self, Invalid};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::limit::api_class::ApiClass;
 use crate::retry::policy::Call;
 
@@ -87,6 +87,44 @@ impl Client {
         Ok(())
     }
 
+    /// Records an invite: an anonymous event without an anonymous id whose
+    /// `data.recipient` is the email address a campaign it triggers writes to
+    /// (`POST /api/v1/events`; the "invite event" form of Customer.io's
+    /// `trackAnonymous`). Nobody is created in the workspace.
+    ///
+    /// ```no_run
+    /// use cio_ratelimit::{Client, Event};
+    /// use serde_json::json;
+    ///
+    /// let client = Client::builder("site-id", "track-api-key").build()?;
+    /// let invite = Event::new("invited").data(json!({"from": "Ada"}))?;
+    /// client.track_invite("grace@example.com", &invite)?;
+    /// # Ok::<(), cio_ratelimit::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`track`](Client::track); [`Invalid::EmptyIdentifier`] for an
+    /// empty recipient.
+    pub fn track_invite(&self, recipient: &str, event: &Event) -> Result<()> {
+        validate::identifier("recipient", recipient)?;
+        event.validate()?;
+        let mut body = event.v1_body();
+        let data = body
+            .entry("data")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Value::Object(data) = data {
+            data.insert("recipient".into(), Value::String(recipient.into()));
+        }
+        self.send_json(
+            Call::safe("track_invite"),
+            Method::Post,
+            "/api/v1/events".into(),
+            Some(&Value::Object(body)),
+        )?;
+        Ok(())
+    }
+
     /// Stops all messages to a person (`POST /api/v1/customers/{id}/suppress`).
     ///
     /// # Errors
@@ -122,11 +160,13 @@ impl Client {
         )
     }
 
-    /// Deletes a person (`DELETE /api/v1/customers/{id}`).
+    /// Deletes a person (`DELETE /api/v1/customers/{id}`); `destroy` in
+    /// Customer.io's reference and customerio-node.
     ///
     /// # Errors
     ///
     /// As [`identify`](Client::identify).
+    #[doc(alias = "destroy")]
     pub fn delete(&self, person: impl Into<Identifier>) -> Result<()> {
         let person = person.into();
         person.validate()?;
@@ -199,30 +239,59 @@ impl Client {
     ///
     /// What the server answered after retries (see [`Error`](crate::Error)).
     pub fn send_entity(&self, operation: &Operation) -> Result<()> {
-        let call = if operation.action() == "merge" {
-            Call::unsafe_to_repeat("send_entity")
-        } else {
-            Call::safe("send_entity")
-        };
-        self.send_bytes(call, "/api/v2/entity".into(), operation.to_bytes())?;
+        let call = repeatable_call("send_entity", operation.is_repeatable());
+        self.send(&entity(call, operation.as_bytes()))?;
         Ok(())
     }
 
-    /// Sends one packed batch (`POST /api/v2/batch`). Items Customer.io
-    /// rejects (HTTP 207) come back as data in the [`BatchResponse`]; the
-    /// others were accepted.
+    /// Sends one packed batch (`POST /api/v2/batch`), and isolates the items
+    /// Customer.io rejects, so that only they fail:
+    ///
+    /// - a 207 names them, and the others were accepted;
+    /// - when the server refuses the whole batch as invalid (400, 413, 422),
+    ///   each item is sent alone (`/api/v2/entity`, byte for byte as in the
+    ///   batch) and those it refuses are the rejected ones.
+    ///
+    /// Either way they come back as data in the [`BatchResponse`]. A 207 that
+    /// cannot be trusted to name the right items (unreadable, an item without
+    /// its index or past the end) fails the whole batch as a transient
+    /// [`Error::Unreadable`], which the retry policy retries.
     ///
     /// # Errors
     ///
-    /// What the server answered after retries when the whole batch failed.
+    /// What the server answered after retries when the whole batch failed
+    /// for any other reason (throttling, 5xx, credentials, ...). Items sent
+    /// alone before such a failure may have been accepted.
     pub fn send_batch(&self, batch: &Batch) -> Result<BatchResponse> {
-        let call = if batch.repeatable() {
-            Call::safe("send_batch")
-        } else {
-            Call::unsafe_to_repeat("send_batch")
+        let call = repeatable_call("send_batch", batch.repeatable());
+        let request = Request {
+            class: ApiClass::Track,
+            call,
+            method: Method::Post,
+            path: "/api/v2/batch".into(),
+            body: Some(batch.body().to_vec()),
         };
-        let answer = self.send_bytes(call, "/api/v2/batch".into(), batch.body().to_vec())?;
-        batch_response(answer.status, &answer.body)
+        let error = match self.send_reading(&request, |answer| batch_response(&answer, batch.len()))
+        {
+            Err(error) if error.rejects_content() => error,
+            answered => return answered,
+        };
+        if batch.len() == 1 {
+            let item = ItemError::from_error(0, &error).expect("the error rejects content");
+            return Ok(BatchResponse {
+                rejected: vec![item],
+            });
+        }
+        let mut rejected = Vec::new();
+        for index in 0..batch.len() {
+            let item = batch.item(index).expect("an index within the batch");
+            // Each item is as safe to repeat as the batch: which one held a merge is not kept.
+            let call = repeatable_call("send_batch item", batch.repeatable());
+            if let Err(error) = self.send(&entity(call, item)) {
+                rejected.push(ItemError::from_error(index, &error).ok_or(error)?);
+            }
+        }
+        Ok(BatchResponse { rejected })
     }
 
     /// Packs any number of operations into batches under Customer.io's size
@@ -275,7 +344,8 @@ impl Client {
         Ok(())
     }
 
-    fn send_json(
+    /// Sends a Track API request with a JSON body.
+    pub(crate) fn send_json(
         &self,
         call: Call<'_>,
         method: Method,
@@ -292,41 +362,40 @@ impl Client {
             body,
         })
     }
+}
 
-    fn send_bytes(
-        &self,
-        call: Call<'_>,
-        path: String,
-        body: Vec<u8>,
-    ) -> Result<crate::client::request::Answer> {
-        self.send(&Request {
-            class: ApiClass::Track,
-            call,
-            method: Method::Post,
-            path,
-            body: Some(body),
-        })
+fn repeatable_call(name: &str, repeatable: bool) -> Call<'_> {
+    if repeatable {
+        Call::safe(name)
+    } else {
+        Call::unsafe_to_repeat(name)
+    }
+}
+
+/// `POST /api/v2/entity` with one operation's bytes.
+fn entity<'a>(call: Call<'a>, operation: &[u8]) -> Request<'a> {
+    Request {
+        class: ApiClass::Track,
+        call,
+        method: Method::Post,
+        path: "/api/v2/entity".into(),
+        body: Some(operation.to_vec()),
     }
 }
 
 /// A 207's item errors; any other success means every item was accepted. A
-/// 207 whose body cannot be read is an error: claiming every item was
-/// accepted would hide the rejected ones.
-fn batch_response(status: u16, body: &str) -> Result<BatchResponse> {
-    #[derive(Deserialize)]
-    struct Body {
-        errors: Vec<ItemError>,
-    }
-    if status != 207 {
+/// 207 that cannot name the right items is an error, retried: claiming every
+/// item was accepted would hide the rejected ones, and blaming the wrong ones
+/// would lose good data.
+fn batch_response(answer: &Answer, items: usize) -> Result<BatchResponse> {
+    if answer.status != 207 {
         return Ok(BatchResponse::default());
     }
-    match serde_json::from_str::<Body>(body) {
-        Ok(body) => Ok(BatchResponse {
-            rejected: body.errors,
-        }),
-        Err(err) => Err(crate::Error::Unreadable {
-            status,
-            message: format!("the list of rejected items: {err}"),
+    match ItemError::from_207(&answer.body, items) {
+        Ok(rejected) => Ok(BatchResponse { rejected }),
+        Err(reason) => Err(Error::Unreadable {
+            status: answer.status,
+            message: format!("the list of rejected items: {reason}"),
         }),
     }
 }

@@ -63,6 +63,9 @@ pub enum Invalid {
     ItemTooLarge(usize),
     /// A v2 operation is malformed: unknown type or action, no identifiers, ...
     Operation(String),
+    /// A Pipelines call is malformed: unknown type, no `userId` or
+    /// `anonymousId`, no `event` for a track call, ...
+    Call(String),
     /// The value could not be turned into JSON.
     Json(String),
 }
@@ -114,6 +117,7 @@ impl fmt::Display for Invalid {
                 )
             }
             Invalid::Operation(reason) => write!(f, "invalid operation: {reason}"),
+            Invalid::Call(reason) => write!(f, "invalid Pipelines call: {reason}"),
             Invalid::Json(reason) => write!(f, "not valid JSON: {reason}"),
         }
     }
@@ -190,9 +194,9 @@ pub(crate) fn item_size(bytes: usize) -> Result<(), Invalid> {
 }
 
 /// The length of `value` as compact JSON, without building the text.
-pub(crate) fn json_len(value: &Value) -> usize {
+pub(crate) fn json_len(value: &(impl serde::Serialize + ?Sized)) -> usize {
     let mut counter = ByteCounter(0);
-    // Writing to a counter cannot fail, and a Value always serializes.
+    // Writing to a counter cannot fail, and JSON values always serialize.
     let _ = serde_json::to_writer(&mut counter, value);
     counter.0
 }

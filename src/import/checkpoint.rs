@@ -8,25 +8,60 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// What a checkpoint file holds. `line` only ever advances over a contiguous
-/// prefix of the input the server acknowledged (or that was dead-lettered):
-/// every line up to it is accounted for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// How far an import has got, as its checkpoint file says: every line up to
+/// [`line`](Checkpoint::line) is accounted for (acknowledged by the server,
+/// or dead-lettered). The importer writes it; read one with
+/// [`load`](Checkpoint::load) to see how far an import got. The file's
+/// format is the importer's own business.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
-    /// Format version, for later changes.
-    pub version: u32,
-    /// The import's id: events without one get ids derived from it and their
-    /// line, so a resumed import repeats the same ids.
-    pub import_id: String,
-    /// Every line up to and including this one (1-based) is done.
-    pub line: u64,
-    /// Lines delivered so far.
-    pub delivered: u64,
-    /// Lines dead-lettered so far.
-    pub dead_lettered: u64,
+    import_id: String,
+    line: u64,
+    delivered: u64,
+    dead_lettered: u64,
+}
+
+/// The file's format, version 1.
+#[derive(Serialize, Deserialize)]
+struct File {
+    version: u32,
+    import_id: String,
+    line: u64,
+    delivered: u64,
+    dead_lettered: u64,
 }
 
 impl Checkpoint {
+    pub(crate) fn new(import_id: String, line: u64, delivered: u64, dead_lettered: u64) -> Self {
+        Checkpoint {
+            import_id,
+            line,
+            delivered,
+            dead_lettered,
+        }
+    }
+
+    /// The import's id: events without one get ids derived from it and their
+    /// line, so a resumed import repeats the same ids.
+    pub fn import_id(&self) -> &str {
+        &self.import_id
+    }
+
+    /// Every line up to and including this one (from 1) is done.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// Lines delivered, over every run of the import.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// Lines dead-lettered, over every run of the import.
+    pub fn dead_lettered(&self) -> u64 {
+        self.dead_lettered
+    }
+
     /// Reads a checkpoint file.
     ///
     /// # Errors
@@ -36,18 +71,22 @@ impl Checkpoint {
     pub fn load(path: &Path) -> Result<Checkpoint> {
         let text =
             fs::read_to_string(path).map_err(|err| Error::io("read the checkpoint", path, &err))?;
-        let checkpoint: Checkpoint =
-            serde_json::from_str(&text).map_err(|err| Error::Checkpoint {
-                path: path.to_owned(),
-                reason: format!("not a checkpoint file: {err}"),
-            })?;
-        if checkpoint.version != 1 {
+        let file: File = serde_json::from_str(&text).map_err(|err| Error::Checkpoint {
+            path: path.to_owned(),
+            reason: format!("not a checkpoint file: {err}"),
+        })?;
+        if file.version != 1 {
             return Err(Error::Checkpoint {
                 path: path.to_owned(),
-                reason: format!("version {} is not supported", checkpoint.version),
+                reason: format!("version {} is not supported", file.version),
             });
         }
-        Ok(checkpoint)
+        Ok(Checkpoint::new(
+            file.import_id,
+            file.line,
+            file.delivered,
+            file.dead_lettered,
+        ))
     }
 
     /// Writes the checkpoint atomically: to a temporary file beside it,
@@ -57,11 +96,18 @@ impl Checkpoint {
     /// # Errors
     ///
     /// [`Error::Io`] if it cannot be written.
-    pub fn store(&self, path: &Path) -> Result<()> {
+    pub(crate) fn store(&self, path: &Path) -> Result<()> {
         let temporary = temporary_path(path);
+        let contents = File {
+            version: 1,
+            import_id: self.import_id.clone(),
+            line: self.line,
+            delivered: self.delivered,
+            dead_lettered: self.dead_lettered,
+        };
         let write = || -> io::Result<()> {
             let mut file = fs::File::create(&temporary)?;
-            serde_json::to_writer(&mut file, self)?;
+            serde_json::to_writer(&mut file, &contents)?;
             file.write_all(b"\n")?;
             file.sync_data()?;
             fs::rename(&temporary, path)
@@ -90,13 +136,7 @@ mod tests {
     #[test]
     fn a_stored_checkpoint_loads_back_and_leaves_no_temporary_file() {
         let path = scratch("roundtrip");
-        let checkpoint = Checkpoint {
-            version: 1,
-            import_id: "abc".into(),
-            line: 42,
-            delivered: 40,
-            dead_lettered: 2,
-        };
+        let checkpoint = Checkpoint::new("abc".into(), 42, 40, 2);
         checkpoint.store(&path).unwrap();
         assert_eq!(Checkpoint::load(&path).unwrap(), checkpoint);
         assert!(!temporary_path(&path).exists());

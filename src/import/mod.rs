@@ -3,8 +3,15 @@
 //! # Overview
 //!
 //! - [`Importer`] and [`ImporterBuilder`]: read NDJSON lines, pack them
-//!   into requests, send them through the queue, and keep a checkpoint that
-//!   only advances over lines the server acknowledged.
+//!   into requests, send them as [`ClientCall`](crate::ClientCall)s through
+//!   a [`Dispatcher`](crate::Dispatcher), and keep a checkpoint that only
+//!   advances over lines the server acknowledged.
+//!
+//! Inside, one file per job: `reader` turns input lines into operations (or
+//! reasons why not); `ledger` records which lines each request carries and
+//! settles them in input order, whatever order the answers come in; `run`
+//! is one import in progress, wiring the reader, the queue and the ledger
+//! together; `importer` is the public face.
 //! - [`Checkpoint`]: where a resumed import starts again.
 //! - [`DeadLetter`]: a line that could not be delivered, with its reason.
 //! - [`ImportSummary`], [`Progress`], [`ImportFailure`]: what happened.
@@ -19,7 +26,10 @@ pub(crate) mod csv_rows;
 pub(crate) mod dead_letter;
 pub(crate) mod importer;
 pub(crate) mod output_paths;
+pub(crate) mod ledger;
 pub(crate) mod progress;
+pub(crate) mod reader;
+pub(crate) mod run;
 
 pub use checkpoint::Checkpoint;
 #[cfg(feature = "csv")]

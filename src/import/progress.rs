@@ -19,11 +19,13 @@ pub struct Progress {
     pub dead_lettered: u64,
     /// Lines skipped because an earlier run had done them (`--resume`).
     pub skipped: u64,
-    /// Requests sent (batches, or single operations), first attempts only.
+    /// Requests sent: every attempt of every batch or single operation,
+    /// retries and items resent one by one included (requests still in
+    /// flight are counted when they finish).
     pub requests: u64,
-    /// Retries after transient failures, by the client's retry policy.
+    /// Retries after transient failures, in this import's calls only.
     pub retried: u64,
-    /// 429s the client met (each paused every sender).
+    /// 429s this import's calls met (each paused every sender).
     pub throttled: u64,
     /// Bytes of input read, for a rate or an ETA.
     pub bytes_read: u64,

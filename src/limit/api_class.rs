@@ -8,22 +8,26 @@ pub enum ApiClass {
     /// Track API calls: people, events, devices, v2 entity and batch.
     /// Default limit [`RateLimit::TRACK_API`].
     Track,
-    /// Transactional sends (`/v1/send/email`, `/v1/send/push`).
+    /// Transactional sends (`/v1/send/email`, `/v1/send/push`, `/v1/send/sms`, ...).
     /// Default limit [`RateLimit::TRANSACTIONAL_API`].
     Transactional,
-    /// Other App API calls. Default limit [`RateLimit::APP_API`].
+    /// Other App API calls: reads, exports. Default limit [`RateLimit::APP_API`].
     App,
     /// Broadcast triggers. Default limit [`RateLimit::BROADCAST_TRIGGERS`].
     Broadcast,
+    /// Pipelines API calls (`/v1/identify`, ..., `/v1/batch`).
+    /// Default limit [`RateLimit::PIPELINES_API`].
+    Pipelines,
 }
 
 impl ApiClass {
     /// Every class, in declaration order.
-    pub const ALL: [ApiClass; 4] = [
+    pub const ALL: [ApiClass; 5] = [
         ApiClass::Track,
         ApiClass::Transactional,
         ApiClass::App,
         ApiClass::Broadcast,
+        ApiClass::Pipelines,
     ];
 
     /// The preset limit a client uses for this class unless told otherwise.
@@ -33,6 +37,7 @@ impl ApiClass {
             ApiClass::Transactional => RateLimit::TRANSACTIONAL_API,
             ApiClass::App => RateLimit::APP_API,
             ApiClass::Broadcast => RateLimit::BROADCAST_TRIGGERS,
+            ApiClass::Pipelines => RateLimit::PIPELINES_API,
         }
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::error::Result;
 use crate::limit::clock::{Clock, SystemClock};
 
 /// A blocking rate limiter: hands out permits, one per request.
@@ -31,6 +32,20 @@ pub trait Limiter: Send + Sync + fmt::Debug {
     /// Told after each call the server accepted. A limiter that adapts its
     /// rate to the server's answers raises it here; the default does nothing.
     fn record_success(&self) {}
+
+    /// Whether a permit from [`acquire`](Limiter::acquire) may be used:
+    /// `Err` when the limiter has given up granting permits, e.g. a
+    /// `RedisLimiter` that could not reach Redis for longer than it may
+    /// wait, or whose settings another process refused. The client checks
+    /// it after every `acquire` and fails the attempt with this error
+    /// instead of sending. The default is always `Ok`.
+    ///
+    /// # Errors
+    ///
+    /// Why no permit may be used now.
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl<L: Limiter + ?Sized> Limiter for Arc<L> {
@@ -49,6 +64,9 @@ impl<L: Limiter + ?Sized> Limiter for Arc<L> {
     fn record_success(&self) {
         (**self).record_success()
     }
+    fn check(&self) -> Result<()> {
+        (**self).check()
+    }
 }
 
 impl<L: Limiter + ?Sized> Limiter for &L {
@@ -66,6 +84,9 @@ impl<L: Limiter + ?Sized> Limiter for &L {
     }
     fn record_success(&self) {
         (**self).record_success()
+    }
+    fn check(&self) -> Result<()> {
+        (**self).check()
     }
 }
 

@@ -46,6 +46,13 @@ impl RateLimit {
     /// exactly Customer.io's limit.
     pub const BROADCAST_TRIGGERS: RateLimit = RateLimit::preset(0.1, 1);
 
+    /// Pipelines API calls (`/v1/identify`, ..., `/v1/batch`): 50/s, burst 5.
+    /// Customer.io's Pipelines API reference gives payload limits (32 KB a
+    /// call, 500 KB a batch) but no request rate, so this preset stays well
+    /// under the Track API's ~100/s fair use; raise it, or let an
+    /// [`AdaptiveLimiter`](crate::AdaptiveLimiter) find the workspace's rate.
+    pub const PIPELINES_API: RateLimit = RateLimit::preset(50.0, 5);
+
     /// Bulk imports: 50/s, burst 5, leaving room for the workspace's live traffic.
     pub const BULK_IMPORT: RateLimit = RateLimit::preset(50.0, 5);
 
@@ -66,6 +73,26 @@ impl RateLimit {
             return Err(Error::invalid("burst", burst, "at least 1"));
         }
         Ok(RateLimit { per_second, burst })
+    }
+
+    /// `per_second` with the burst the presets allow: a tenth of a second's
+    /// worth of permits, at least 1.
+    ///
+    /// ```
+    /// use cio_ratelimit::RateLimit;
+    ///
+    /// assert_eq!(RateLimit::at(200.0)?.burst(), 20);
+    /// assert_eq!(RateLimit::at(50.0)?, RateLimit::BULK_IMPORT);
+    /// assert_eq!(RateLimit::at(0.5)?.burst(), 1);
+    /// # Ok::<(), cio_ratelimit::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] if `per_second` is not finite or not positive.
+    pub fn at(per_second: f64) -> Result<RateLimit> {
+        check_rate(per_second)?;
+        RateLimit::new(per_second, ((per_second / 10.0) as u32).max(1))
     }
 
     /// This limit with another rate.
@@ -133,6 +160,7 @@ mod tests {
             1
         );
         assert_eq!(RateLimit::BULK_IMPORT.max_in(second), 55);
+        assert!(RateLimit::PIPELINES_API.max_in(second) <= 60);
     }
 
     #[test]

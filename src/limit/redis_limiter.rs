@@ -5,17 +5,22 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::{Mutex, RwLock};
+
 use crate::error::{Error, Result};
 use crate::limit::api_class::ApiClass;
 use crate::limit::clock::{Clock, SystemClock};
 use crate::limit::limiter::{Limiter, Unlimited};
 use crate::limit::rate_limit::RateLimit;
-use crate::limit::redis_link::{self, RedisLink};
+use crate::limit::redis_link::{self, RedisLink, Refused};
 use crate::limit::token_bucket::TokenBucket;
 
 /// How long the hash lives on after its last scheduled permit. Past that it
 /// would hold nothing but a full bucket, which is what a missing hash means.
 const LINGER: Duration = Duration::from_secs(60);
+/// How often a process records its settings again while it uses the key;
+/// they live for [`LINGER`] after that.
+const SETTINGS_REFRESH: Duration = Duration::from_secs(10);
 
 /// A rate limiter shared through Redis by every process, on every machine,
 /// that sends to one workspace: together they never send faster than its limit.
@@ -68,16 +73,35 @@ const LINGER: Duration = Duration::from_secs(60);
 /// whole microseconds, rounded up, so the rate is never exceeded. A Redis
 /// server whose clock steps backwards holds every caller for the size of the
 /// step. It needs Redis 5 or later, or Valkey, reached directly (not through
-/// Redis Cluster's redirects). `rediss://` (TLS) is not built in; use a
-/// tunnel or a private network.
+/// Redis Cluster's redirects).
+///
+/// # TLS
+///
+/// A `rediss://` URL connects over TLS (rustls), as managed Redis services
+/// (ElastiCache in transit, Upstash, Redis Cloud, Azure Cache) require, and
+/// checks the server's certificate against the system's root certificates,
+/// or against a private CA given to [`trust_ca`](RedisLimiterBuilder::trust_ca).
+/// Certificate checks cannot be turned off.
+///
+/// # Shared settings
+///
+/// Every process records the rate and burst it uses beside the shared state
+/// (key `{key}:settings`, e.g. `rate=80/s burst=10`), again every 10 s while
+/// it sends; they expire a minute after the last process stops. A process
+/// whose settings differ is refused: [`connect`](RedisLimiter::connect) and
+/// [`check`](RedisLimiter::check) return [`Error::SharedSettingsMismatch`]
+/// naming both, and it grants nothing, unless it was built to
+/// [`adopt_shared_settings`](RedisLimiterBuilder::adopt_shared_settings).
 ///
 /// # When Redis cannot be reached
 ///
 /// Connecting and each command time out after 1 s
 /// ([`timeout`](RedisLimiterBuilder::timeout)); then, as configured with
 /// [`WhenUnreachable`], callers either wait for Redis, retrying with backoff
-/// (the default: the budget is never overspent), or fall back to a local
-/// bucket at a share of the rate until Redis answers again. The first failure
+/// (the default: the budget is never overspent), wait at most a set time and
+/// then fail their requests without sending them (for jobs that must end),
+/// or fall back to a local bucket at a share of the rate until Redis answers
+/// again. The first failure
 /// of an outage is logged with `log::warn!`, the recovery with `log::info!`;
 /// the Redis password never appears in logs, errors or `Debug`. A pause that
 /// cannot reach Redis still holds this process.
@@ -95,16 +119,59 @@ pub struct RedisLimiter {
 struct Shared {
     link: RedisLink,
     key: String,
-    limit: RateLimit,
-    /// The arguments every script call starts with: interval, tolerance,
-    /// linger, all in the script's units.
-    params: [i64; 3],
+    /// The limit and what the script is told of it; an adopted limit
+    /// replaces the configured one.
+    schedule: RwLock<Schedule>,
+    /// When to record the settings again, and another process's refused.
+    settings: Mutex<Settings>,
+    /// Whether to take on another process's settings instead of refusing.
+    adopt: bool,
     when_unreachable: WhenUnreachable,
     fallback: Option<TokenBucket>,
     /// Pauses, also kept here: one that could not reach Redis still holds
     /// this process.
     paused: Unlimited,
     clock: Arc<dyn Clock>,
+}
+
+#[derive(Clone, Copy)]
+struct Schedule {
+    limit: RateLimit,
+    /// The arguments every script call starts with: interval, tolerance,
+    /// linger, all in the script's units.
+    params: [i64; 3],
+}
+
+impl Schedule {
+    fn new(limit: RateLimit) -> Schedule {
+        let interval = micros_up(1e6 / limit.per_second());
+        let tolerance = interval.saturating_mul(i64::from(limit.burst()) - 1);
+        let linger = i64::try_from(LINGER.as_millis()).unwrap_or(i64::MAX);
+        Schedule {
+            limit,
+            params: [interval, tolerance, linger],
+        }
+    }
+}
+
+struct Settings {
+    /// When this process records its settings again; `None`: before its
+    /// first contact with Redis.
+    next: Option<Instant>,
+    /// The other settings recorded at the key, when they were refused.
+    refused: Option<String>,
+}
+
+/// The settings as recorded in Redis, e.g. `rate=80/s burst=10`: exact, so
+/// that equal settings compare equal, and readable in `redis-cli`.
+fn settings_text(limit: RateLimit) -> String {
+    format!("rate={}/s burst={}", limit.per_second(), limit.burst())
+}
+
+/// Reads [`settings_text`] back.
+fn parse_settings(text: &str) -> Option<RateLimit> {
+    let (rate, burst) = text.strip_prefix("rate=")?.split_once("/s burst=")?;
+    RateLimit::new(rate.parse().ok()?, burst.parse().ok()?).ok()
 }
 
 /// What a [`RedisLimiter`] does while Redis cannot be reached.
@@ -127,6 +194,15 @@ pub enum WhenUnreachable {
         /// This process's part of the rate, in (0, 1].
         share: f64,
     },
+    /// Like [`Wait`](WhenUnreachable::Wait), but only this long from the
+    /// first failure: past it, every caller is let go at once without a
+    /// permit and [`Limiter::check`] fails with
+    /// [`Error::RedisUnreachable`], so a `Client` fails its requests, as
+    /// transient errors, without sending them, until Redis answers again.
+    /// For jobs that must end (and be resumed) rather than hang through a
+    /// long outage. Code that takes permits itself must call `check` after
+    /// `acquire`, as the client does, or it would send without a permit.
+    WaitAtMost(Duration),
 }
 
 /// Builds a [`RedisLimiter`]; [`build`](RedisLimiterBuilder::build) checks
@@ -140,13 +216,52 @@ pub struct RedisLimiterBuilder {
     when_unreachable: WhenUnreachable,
     timeout: Duration,
     clock: Arc<dyn Clock>,
+    ca: Option<Vec<u8>>,
+    adopt: bool,
 }
 
 impl RedisLimiterBuilder {
+    /// Trusts the certificate authorities in `pem` (one or more PEM
+    /// certificates), and only them, for a `rediss://` URL: for a Redis
+    /// whose certificate a private CA signed, as managed services often do.
+    /// Without it, `rediss://` trusts the system's root certificates.
+    ///
+    /// ```no_run
+    /// use cio_ratelimit::{ApiClass, RateLimit, RedisLimiter};
+    ///
+    /// let ca = std::fs::read("/etc/ssl/private-redis-ca.pem")?;
+    /// let limiter = RedisLimiter::builder(
+    ///     "rediss://:password@redis.internal:6380/0",
+    ///     "site-id",
+    ///     ApiClass::Track,
+    ///     RateLimit::TRACK_API,
+    /// )
+    /// .trust_ca(ca)
+    /// .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn trust_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca = Some(pem.into());
+        self
+    }
+
     /// The first part of the Redis key; default `cio-ratelimit`. The key is
     /// `{prefix}:{workspace}:{class}`.
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Whether this process takes on the settings (rate and burst) another
+    /// process recorded beside the shared state when they differ from its
+    /// own; default `false`: it refuses to share the key, and
+    /// [`connect`](RedisLimiter::connect) (or, when first used,
+    /// [`Limiter::check`]) fails with [`Error::SharedSettingsMismatch`]
+    /// naming both. An adopted limit is logged and shown by
+    /// [`limit`](RedisLimiter::limit); the fallback keeps its share of the
+    /// configured one.
+    pub fn adopt_shared_settings(mut self, adopt: bool) -> Self {
+        self.adopt = adopt;
         self
     }
 
@@ -175,15 +290,34 @@ impl RedisLimiterBuilder {
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] naming the setting: a URL the Redis client
-    /// cannot use (shown without its password), an empty workspace or key
-    /// prefix, a zero timeout, or a fallback share outside (0, 1].
+    /// cannot use (shown without its password), a `rediss://` URL with
+    /// `#insecure`, a CA to trust without `rediss://` or with no PEM
+    /// certificate in it, an empty workspace or key prefix, a zero timeout,
+    /// or a fallback share outside (0, 1].
     pub fn build(self) -> Result<RedisLimiter> {
-        let client = redis_link::open(&self.url).map_err(|shown| {
-            Error::invalid(
-                "redis_url",
-                shown,
-                "a redis:// or redis+unix:// URL, e.g. redis://:password@host:6379/0",
-            )
+        let client = redis_link::open(&self.url, self.ca.as_deref()).map_err(|refused| {
+            match refused {
+                Refused::Url(shown) => Error::invalid(
+                    "redis_url",
+                    shown,
+                    "a redis://, rediss:// or redis+unix:// URL, e.g. rediss://:password@host:6380/0",
+                ),
+                Refused::Insecure(shown) => Error::invalid(
+                    "redis_url",
+                    shown,
+                    "a rediss:// URL that checks the server's certificate (no #insecure)",
+                ),
+                Refused::CaWithoutTls(shown) => Error::invalid(
+                    "redis_url",
+                    shown,
+                    "a rediss:// URL: a CA to trust needs TLS",
+                ),
+                Refused::Ca(reason) => Error::invalid(
+                    "trust_ca",
+                    reason,
+                    "PEM certificates (-----BEGIN CERTIFICATE-----)",
+                ),
+            }
         })?;
         if self.workspace.trim().is_empty() {
             return Err(Error::invalid(
@@ -200,6 +334,7 @@ impl RedisLimiterBuilder {
         }
         let (fallback, meanwhile) = match self.when_unreachable {
             WhenUnreachable::Wait => (None, "waiting for it"),
+            WhenUnreachable::WaitAtMost(_) => (None, "waiting for it, up to a set time"),
             WhenUnreachable::FallBack { share } => {
                 if !(share > 0.0 && share <= 1.0) {
                     return Err(Error::invalid(
@@ -217,9 +352,6 @@ impl RedisLimiterBuilder {
                 )
             }
         };
-        let interval = micros_up(1e6 / self.limit.per_second());
-        let tolerance = interval.saturating_mul(i64::from(self.limit.burst()) - 1);
-        let linger = i64::try_from(LINGER.as_millis()).unwrap_or(i64::MAX);
         Ok(RedisLimiter {
             shared: Arc::new(Shared {
                 link: RedisLink::new(
@@ -235,8 +367,12 @@ impl RedisLimiterBuilder {
                     self.workspace,
                     class_name(self.class)
                 ),
-                limit: self.limit,
-                params: [interval, tolerance, linger],
+                schedule: RwLock::new(Schedule::new(self.limit)),
+                settings: Mutex::new(Settings {
+                    next: None,
+                    refused: None,
+                }),
+                adopt: self.adopt,
                 when_unreachable: self.when_unreachable,
                 fallback,
                 paused: Unlimited::with_clock(self.clock.clone()),
@@ -256,6 +392,8 @@ impl fmt::Debug for RedisLimiterBuilder {
             .field("key_prefix", &self.key_prefix)
             .field("when_unreachable", &self.when_unreachable)
             .field("timeout", &self.timeout)
+            .field("trust_ca", &self.ca.is_some())
+            .field("adopt_shared_settings", &self.adopt)
             .finish_non_exhaustive()
     }
 }
@@ -267,6 +405,7 @@ fn class_name(class: ApiClass) -> &'static str {
         ApiClass::Transactional => "transactional",
         ApiClass::App => "app",
         ApiClass::Broadcast => "broadcast",
+        ApiClass::Pipelines => "pipelines",
     }
 }
 
@@ -292,8 +431,8 @@ enum Checked {
 
 impl RedisLimiter {
     /// Starts building a limiter for `class` of `workspace`, at `limit`,
-    /// kept in the Redis at `redis_url` (`redis://[:password@]host[:port][/db]`
-    /// or `redis+unix:///path`).
+    /// kept in the Redis at `redis_url` (`redis://[:password@]host[:port][/db]`,
+    /// `rediss://…` for TLS, or `redis+unix:///path`).
     pub fn builder(
         redis_url: impl Into<String>,
         workspace: impl Into<String>,
@@ -309,6 +448,8 @@ impl RedisLimiter {
             when_unreachable: WhenUnreachable::Wait,
             timeout: Duration::from_secs(1),
             clock: Arc::new(SystemClock),
+            ca: None,
+            adopt: false,
         }
     }
 
@@ -317,9 +458,107 @@ impl RedisLimiter {
         &self.shared.key
     }
 
-    /// The shared limit.
+    /// The shared limit: the configured one, or the one adopted from
+    /// another process (see
+    /// [`adopt_shared_settings`](RedisLimiterBuilder::adopt_shared_settings)).
     pub fn limit(&self) -> RateLimit {
-        self.shared.limit
+        self.shared.schedule.read().limit
+    }
+
+    /// Contacts Redis now, instead of when first used: records this
+    /// process's settings beside the shared state, or adopts or refuses
+    /// another process's. Call it before sending, so that a mismatch stops
+    /// a program before its first request.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SharedSettingsMismatch`] when another process shares the key
+    /// with a different rate or burst (unless adopting);
+    /// [`Error::RedisUnreachable`] when Redis cannot be reached now (the
+    /// limiter still works as configured with [`WhenUnreachable`]).
+    pub fn connect(&self) -> Result<()> {
+        if self.shared.link.next_try().is_some() || self.register(true).is_err() {
+            let waited = self.shared.link.down_for().unwrap_or_default();
+            return Err(self.unreachable(waited));
+        }
+        self.refusal().map_or(Ok(()), Err)
+    }
+
+    fn unreachable(&self, waited: Duration) -> Error {
+        Error::RedisUnreachable {
+            url: self.shared.link.shown().to_owned(),
+            waited,
+        }
+    }
+
+    /// How long Redis has been unreachable, while an outage goes on.
+    pub fn unreachable_for(&self) -> Option<Duration> {
+        self.shared.link.down_for()
+    }
+
+    /// Records this process's settings when due (or `now`), adopting or
+    /// refusing others'. `Err` if Redis failed (already logged).
+    fn register(&self, now: bool) -> std::result::Result<(), ()> {
+        let shared = &self.shared;
+        let due = shared.clock.now();
+        if !now && shared.settings.lock().next.is_some_and(|next| due < next) {
+            return Ok(());
+        }
+        let ours = settings_text(self.limit());
+        let key = format!("{}:settings", shared.key);
+        let recorded = shared.link.register(&key, &ours, LINGER)?;
+        let mut settings = shared.settings.lock();
+        settings.next = Some(due + SETTINGS_REFRESH);
+        settings.refused = None;
+        if recorded != ours {
+            match parse_settings(&recorded).filter(|_| shared.adopt) {
+                Some(adopted) => {
+                    log::warn!(
+                        "Redis key {} is shared at {recorded}; adopting it instead of {ours}",
+                        shared.key
+                    );
+                    *shared.schedule.write() = Schedule::new(adopted);
+                    // Record them as ours at once, keeping them alive.
+                    settings.next = None;
+                }
+                None => settings.refused = Some(recorded),
+            }
+        }
+        Ok(())
+    }
+
+    /// The error a refused process fails with.
+    fn refusal(&self) -> Option<Error> {
+        let shared = &self.shared;
+        let refused = shared.settings.lock().refused.clone()?;
+        Some(Error::SharedSettingsMismatch {
+            key: shared.key.clone(),
+            shared: refused,
+            ours: settings_text(self.limit()),
+        })
+    }
+
+    /// Whether permits may be used: see [`Limiter::check`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SharedSettingsMismatch`] when another process's settings
+    /// were refused; [`Error::RedisUnreachable`] when Redis has been away
+    /// longer than [`WhenUnreachable::WaitAtMost`] allows.
+    pub fn check(&self) -> Result<()> {
+        if let Some(refused) = self.refusal() {
+            return Err(refused);
+        }
+        self.waited_too_long()
+            .map_or(Ok(()), |waited| Err(self.unreachable(waited)))
+    }
+
+    /// How long Redis has been away, when that is longer than the limiter may wait.
+    fn waited_too_long(&self) -> Option<Duration> {
+        let WhenUnreachable::WaitAtMost(wait) = self.shared.when_unreachable else {
+            return None;
+        };
+        self.shared.link.down_for().filter(|down| *down >= wait)
     }
 
     /// Whether Redis was unreachable at the last attempt.
@@ -375,7 +614,8 @@ impl RedisLimiter {
         read: impl FnOnce(&[i64]) -> Option<T>,
     ) -> std::result::Result<T, ()> {
         let shared = &self.shared;
-        let all: Vec<i64> = shared.params.iter().chain(args).copied().collect();
+        let params = shared.schedule.read().params;
+        let all: Vec<i64> = params.iter().chain(args).copied().collect();
         shared.link.run(&shared.key, op, &all, read)
     }
 
@@ -406,11 +646,19 @@ impl RedisLimiter {
                     };
                 }
                 // Wait for the next attempt, unless it comes too late.
-                if deadline.is_some_and(|deadline| next_try > deadline) {
+                if deadline.is_some_and(|deadline| next_try > deadline)
+                    || self.waited_too_long().is_some()
+                {
                     return false;
                 }
                 clock.sleep(next_try.saturating_duration_since(clock.now()));
                 continue;
+            }
+            if self.register(false).is_err() {
+                continue;
+            }
+            if self.refusal().is_some() {
+                return false;
             }
             match self.take_from_redis(deadline) {
                 Ok(Taken::Granted) => return true,
@@ -494,6 +742,9 @@ impl Limiter for RedisLimiter {
     fn pause_for(&self, duration: Duration) {
         RedisLimiter::pause_for(self, duration)
     }
+    fn check(&self) -> Result<()> {
+        RedisLimiter::check(self)
+    }
 }
 
 impl fmt::Debug for RedisLimiter {
@@ -502,8 +753,8 @@ impl fmt::Debug for RedisLimiter {
         f.debug_struct("RedisLimiter")
             .field("url", &shared.link.shown())
             .field("key", &shared.key)
-            .field("rate_per_sec", &shared.limit.per_second())
-            .field("burst", &shared.limit.burst())
+            .field("rate_per_sec", &self.limit().per_second())
+            .field("burst", &self.limit().burst())
             .field("when_unreachable", &shared.when_unreachable)
             .field("unreachable", &shared.link.is_down())
             .finish_non_exhaustive()
@@ -527,6 +778,9 @@ mod tests {
     #[test]
     fn keys_name_the_class_in_lower_case() {
         let names: Vec<&str> = ApiClass::ALL.iter().map(|c| class_name(*c)).collect();
-        assert_eq!(names, ["track", "transactional", "app", "broadcast"]);
+        assert_eq!(
+            names,
+            ["track", "transactional", "app", "broadcast", "pipelines"]
+        );
     }
 }

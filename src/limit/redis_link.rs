@@ -19,6 +19,8 @@ const MAX_RETRY: Duration = Duration::from_secs(1);
 pub(crate) struct RedisLink {
     client: redis::Client,
     script: redis::Script,
+    /// Records a process's settings beside the shared state.
+    settings_script: redis::Script,
     idle: Mutex<Vec<redis::Connection>>,
     timeout: Duration,
     /// The URL as logs and `Debug` show it: no user name, no password.
@@ -39,20 +41,50 @@ struct Outage {
 }
 
 /// The URL, parsed, or the reason it is refused (without its password).
-pub(crate) fn open(url: &str) -> Result<redis::Client, String> {
-    redis::Client::open(url).map_err(|_| redact(url))
+/// `ca`: PEM certificates to trust instead of the system's roots, for a
+/// `rediss://` URL.
+pub(crate) fn open(url: &str, ca: Option<&[u8]>) -> Result<redis::Client, Refused> {
+    let client = redis::Client::open(url).map_err(|_| Refused::Url(redact(url)))?;
+    let tls = match client.get_connection_info().addr() {
+        redis::ConnectionAddr::TcpTls { insecure: true, .. } => {
+            return Err(Refused::Insecure(redact(url)));
+        }
+        redis::ConnectionAddr::TcpTls { .. } => true,
+        _ => false,
+    };
+    let ca = match ca {
+        None => return Ok(client),
+        Some(_) if !tls => return Err(Refused::CaWithoutTls(redact(url))),
+        Some(ca) => ca,
+    };
+    if !ca
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|window| window == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(Refused::Ca("no PEM certificate in it".to_owned()));
+    }
+    let certificates = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(ca.to_vec()),
+    };
+    redis::Client::build_with_tls(client.get_connection_info().clone(), certificates)
+        .map_err(|error| Refused::Ca(error.to_string()))
 }
 
-/// `url` with everything between `://` and the last `@` replaced: for URLs
-/// that could not even be parsed.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
+/// Why [`open`] refused its settings.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// Not a URL the Redis client can use (shown without its password).
+    Url(String),
+    /// A `rediss://` URL that turns off certificate checks.
+    Insecure(String),
+    /// A CA to trust, for a URL that does not use TLS.
+    CaWithoutTls(String),
+    /// CA certificates that cannot be used, and why.
+    Ca(String),
 }
+
+pub(crate) use crate::error::redact_url as redact;
 
 impl RedisLink {
     pub(crate) fn new(
@@ -67,6 +99,9 @@ impl RedisLink {
             redis::ConnectionAddr::Tcp(host, port) => {
                 format!("redis://{host}:{port}/{}", info.redis_settings().db())
             }
+            redis::ConnectionAddr::TcpTls { host, port, .. } => {
+                format!("rediss://{host}:{port}/{}", info.redis_settings().db())
+            }
             redis::ConnectionAddr::Unix(path) => format!("redis+unix://{}", path.display()),
             other => other.to_string(),
         };
@@ -78,6 +113,7 @@ impl RedisLink {
         RedisLink {
             client,
             script: redis::Script::new(script),
+            settings_script: redis::Script::new(include_str!("redis_settings.lua")),
             idle: Mutex::new(Vec::new()),
             timeout,
             shown,
@@ -122,21 +158,58 @@ impl RedisLink {
         args: &[i64],
         read: impl FnOnce(&[i64]) -> Option<T>,
     ) -> Result<T, ()> {
-        let answer = self.connection().and_then(|mut connection| {
-            let mut invocation = self.script.key(key);
-            invocation.arg(op);
-            for arg in args {
-                invocation.arg(*arg);
-            }
-            let answer = invocation.invoke::<Vec<i64>>(&mut connection)?;
-            let mut idle = self.idle.lock();
-            if idle.len() < MAX_IDLE {
-                idle.push(connection);
-            }
-            Ok(answer)
-        });
+        let mut invocation = self.script.key(key);
+        invocation.arg(op);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let answer = self.invoke::<Vec<i64>>(&invocation);
+        self.read(answer, |answer| {
+            read(answer).ok_or_else(|| format!("unexpected answer {answer:?}"))
+        })
+    }
+
+    /// Records `ours`, the settings of a process, at `key` for `linger` if
+    /// none are recorded there (or the same are), and returns the settings
+    /// recorded there. `Err` (already logged) if Redis could not be reached.
+    pub(crate) fn register(&self, key: &str, ours: &str, linger: Duration) -> Result<String, ()> {
+        let mut invocation = self.settings_script.key(key);
+        invocation
+            .arg(ours)
+            .arg(u64::try_from(linger.as_millis()).unwrap_or(u64::MAX));
+        let answer = self.invoke::<String>(&invocation);
+        self.read(answer, |answer| Ok(answer.clone()))
+    }
+
+    /// How long the current outage has lasted, if one is going on.
+    pub(crate) fn down_for(&self) -> Option<Duration> {
+        let since = self.outage.lock().as_ref()?.since;
+        Some(self.clock.now().saturating_duration_since(since))
+    }
+
+    /// Runs a script on a pooled connection, which goes back to the pool
+    /// once it has answered.
+    fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> redis::RedisResult<T> {
+        let mut connection = self.connection()?;
+        let answer = invocation.invoke::<T>(&mut connection)?;
+        let mut idle = self.idle.lock();
+        if idle.len() < MAX_IDLE {
+            idle.push(connection);
+        }
+        Ok(answer)
+    }
+
+    /// Reads an answer, noting an outage's start or end.
+    fn read<A, T>(
+        &self,
+        answer: redis::RedisResult<A>,
+        read: impl FnOnce(&A) -> Result<T, String>,
+    ) -> Result<T, ()> {
         let read = match answer {
-            Ok(answer) => read(&answer).ok_or_else(|| format!("unexpected answer {answer:?}")),
+            Ok(answer) => read(&answer),
             Err(err) => Err(self.scrub(&err.to_string())),
         };
         match read {

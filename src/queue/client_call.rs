@@ -10,6 +10,8 @@ use crate::client::device::Device;
 use crate::client::event::{Event, to_object};
 use crate::client::identifier::Identifier;
 use crate::client::operation::Operation;
+use crate::client::pipelines_batch::PipelinesBatch;
+use crate::client::pipelines_call::PipelinesCall;
 use crate::error::{Error, Result};
 use crate::queue::dispatcher::{Dispatcher, DispatcherBuilder, SubmitError};
 use crate::queue::ticket::Ticket;
@@ -46,6 +48,10 @@ pub enum ClientCall {
     SendPush(TransactionalMessage),
     /// [`Client::trigger_broadcast`].
     TriggerBroadcast(u64, Map<String, Value>),
+    /// [`Client::send_pipelines`]. (Boxed to keep calls small in the queue.)
+    Pipelines(Box<PipelinesCall>),
+    /// [`Client::send_pipelines_batch`]; replies [`Reply::Batch`].
+    PipelinesBatch(PipelinesBatch),
 }
 
 /// What a queued [`ClientCall`] returned.
@@ -63,41 +69,50 @@ pub enum Reply {
 }
 
 impl ClientCall {
-    /// Makes the call on `client`, blocking: limiter, retries and all.
+    /// Makes the call on `client`, blocking: limiter, retries and all. The
+    /// call is kept, e.g. to look up the items a batch's reply rejected.
     ///
     /// # Errors
     ///
     /// Whatever the client's method returns.
-    pub fn run(self, client: &Client) -> Result<Reply> {
+    pub fn run(&self, client: &Client) -> Result<Reply> {
         let done = |result: Result<()>| result.map(|()| Reply::Done);
         match self {
-            ClientCall::Identify(person, attributes) => done(client.identify(person, attributes)),
-            ClientCall::Track(person, event) => done(client.track(person, &event)),
+            ClientCall::Identify(person, attributes) => {
+                done(client.identify(person.clone(), attributes))
+            }
+            ClientCall::Track(person, event) => done(client.track(person.clone(), event)),
             ClientCall::TrackAnonymous(anonymous_id, event) => {
-                done(client.track_anonymous(&anonymous_id, &event))
+                done(client.track_anonymous(anonymous_id, event))
             }
-            ClientCall::Delete(person) => done(client.delete(person)),
-            ClientCall::Suppress(person) => done(client.suppress(person)),
-            ClientCall::Unsuppress(person) => done(client.unsuppress(person)),
-            ClientCall::AddDevice(person, device) => done(client.add_device(person, &device)),
+            ClientCall::Delete(person) => done(client.delete(person.clone())),
+            ClientCall::Suppress(person) => done(client.suppress(person.clone())),
+            ClientCall::Unsuppress(person) => done(client.unsuppress(person.clone())),
+            ClientCall::AddDevice(person, device) => {
+                done(client.add_device(person.clone(), device))
+            }
             ClientCall::DeleteDevice(person, device_id) => {
-                done(client.delete_device(person, &device_id))
+                done(client.delete_device(person.clone(), device_id))
             }
-            ClientCall::Entity(operation) => done(client.send_entity(&operation)),
-            ClientCall::Batch(batch) => client.send_batch(&batch).map(Reply::Batch),
-            ClientCall::SendEmail(message) => client.send_email(&message).map(Reply::Delivery),
-            ClientCall::SendPush(message) => client.send_push(&message).map(Reply::Delivery),
+            ClientCall::Entity(operation) => done(client.send_entity(operation)),
+            ClientCall::Batch(batch) => client.send_batch(batch).map(Reply::Batch),
+            ClientCall::SendEmail(message) => client.send_email(message).map(Reply::Delivery),
+            ClientCall::SendPush(message) => client.send_push(message).map(Reply::Delivery),
             ClientCall::TriggerBroadcast(campaign_id, body) => client
-                .trigger_broadcast(campaign_id, body)
+                .trigger_broadcast(*campaign_id, body)
                 .map(Reply::Broadcast),
+            ClientCall::Pipelines(call) => done(client.send_pipelines(call)),
+            ClientCall::PipelinesBatch(batch) => {
+                client.send_pipelines_batch(batch).map(Reply::Batch)
+            }
         }
     }
 }
 
-impl DispatcherBuilder {
+impl DispatcherBuilder<ClientCall, Result<Reply>> {
     /// Starts workers that make [`ClientCall`]s on `client`. The calls wait
-    /// on the client's own limiters, so the dispatcher adds no second rate;
-    /// the client's retries and 429s show in the stats.
+    /// on the client's own limiters and retry as its policy says, so the
+    /// dispatcher adds no second rate and knows nothing of retries.
     ///
     /// ```
     /// use cio_ratelimit::{Client, Dispatcher};
@@ -120,9 +135,7 @@ impl DispatcherBuilder {
     ///
     /// As [`build`](DispatcherBuilder::build).
     pub fn build_for_client(self, client: Client) -> Result<ClientDispatcher> {
-        let policy = client.retry_policy().clone();
-        self.retry_stats_from(&policy)
-            .build(move |call: ClientCall| call.run(&client))
+        self.build(move |call: ClientCall| call.run(&client))
     }
 }
 

@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
+use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -16,10 +17,9 @@ use crate::error::{Error, Result};
 use crate::limit::limiter::Limiter;
 use crate::queue::stats::{DispatcherStats, LatencyHistogram};
 use crate::queue::ticket::{JobError, Outcome, Ticket};
-use crate::retry::policy::{RetryPolicy, RetryStats};
 
-/// How often an idle worker looks up from the queue to see whether it should
-/// stop, when no message told it to.
+/// How often `flush` looks up from its wait to see whether the dispatcher
+/// closed meanwhile.
 const TICK: Duration = Duration::from_millis(50);
 
 /// One job in this many, per producer thread, has its latency measured:
@@ -119,8 +119,6 @@ struct Shared<J, R> {
     tallies: Box<[Padded<Tally>]>,
     /// No new jobs are accepted.
     closed: AtomicBool,
-    /// Workers leave once the queue is empty.
-    stopping: AtomicBool,
     /// Workers run nothing more: jobs they receive go to `leftovers`.
     abandon: AtomicBool,
     leftovers: Mutex<Leftovers<J>>,
@@ -129,7 +127,6 @@ struct Shared<J, R> {
     resumed: Condvar,
     live_workers: AtomicUsize,
     abandoned: AtomicU64,
-    retries: Option<(RetryPolicy, RetryStats)>,
 }
 
 /// What one worker has done. Single writer: counts are bumped with a plain
@@ -268,30 +265,58 @@ impl<J> fmt::Display for TrySubmitError<J> {
 
 impl<J> std::error::Error for TrySubmitError<J> {}
 
-/// Builds a [`Dispatcher`]: workers and queue size, an optional limiter and
-/// health log. Concurrency and rate are independent knobs.
-#[derive(Debug, Clone)]
-pub struct DispatcherBuilder {
+/// Builds a [`Dispatcher`] of jobs `J` with results `R`: workers and queue
+/// size, an optional limiter and health log. Concurrency and rate are
+/// independent knobs. `J` and `R` come from the handler given to
+/// [`build`](DispatcherBuilder::build).
+///
+/// Defaults: 10 workers, a queue of 1,000, no limiter, no health log.
+pub struct DispatcherBuilder<J, R> {
     workers: usize,
     capacity: usize,
     limiter: Option<Arc<dyn Limiter>>,
     health_every: Option<Duration>,
-    retries: Option<RetryPolicy>,
+    jobs: PhantomData<fn(J) -> R>,
 }
 
-impl Default for DispatcherBuilder {
-    fn default() -> DispatcherBuilder {
+impl<J, R> Default for DispatcherBuilder<J, R> {
+    fn default() -> DispatcherBuilder<J, R> {
+        DispatcherBuilder::new()
+    }
+}
+
+impl<J, R> Clone for DispatcherBuilder<J, R> {
+    fn clone(&self) -> Self {
+        DispatcherBuilder {
+            limiter: self.limiter.clone(),
+            ..*self
+        }
+    }
+}
+
+impl<J, R> fmt::Debug for DispatcherBuilder<J, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DispatcherBuilder")
+            .field("workers", &self.workers)
+            .field("capacity", &self.capacity)
+            .field("limiter", &self.limiter)
+            .field("health_every", &self.health_every)
+            .finish()
+    }
+}
+
+impl<J, R> DispatcherBuilder<J, R> {
+    /// The defaults above; the same as [`Dispatcher::builder`].
+    pub fn new() -> DispatcherBuilder<J, R> {
         DispatcherBuilder {
             workers: 10,
             capacity: 1_000,
             limiter: None,
             health_every: None,
-            retries: None,
+            jobs: PhantomData,
         }
     }
-}
 
-impl DispatcherBuilder {
     /// Worker threads; default 10.
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers;
@@ -318,23 +343,13 @@ impl DispatcherBuilder {
         self
     }
 
-    /// Reports this retry policy's retries and 429s in the stats (set for you
-    /// by [`build_for_client`](DispatcherBuilder::build_for_client)).
-    pub fn retry_stats_from(mut self, policy: &RetryPolicy) -> Self {
-        self.retries = Some(policy.clone());
-        self
-    }
-
     /// Starts the workers, each running jobs with `handler`.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for zero workers, a zero capacity or a zero
     /// health interval.
-    pub fn build<J, R>(
-        self,
-        handler: impl Fn(J) -> R + Send + Sync + 'static,
-    ) -> Result<Dispatcher<J, R>>
+    pub fn build(self, handler: impl Fn(J) -> R + Send + Sync + 'static) -> Result<Dispatcher<J, R>>
     where
         J: Send + 'static,
         R: Outcome + Send + 'static,
@@ -357,7 +372,6 @@ impl DispatcherBuilder {
             queue,
             tallies: (0..=self.workers).map(|_| Padded(Tally::new())).collect(),
             closed: AtomicBool::new(false),
-            stopping: AtomicBool::new(false),
             abandon: AtomicBool::new(false),
             leftovers: Mutex::new(Leftovers {
                 jobs: Vec::new(),
@@ -368,10 +382,6 @@ impl DispatcherBuilder {
             resumed: Condvar::new(),
             live_workers: AtomicUsize::new(self.workers),
             abandoned: AtomicU64::new(0),
-            retries: self.retries.map(|policy| {
-                let start = policy.stats();
-                (policy, start)
-            }),
         });
         let workers = (0..self.workers)
             .map(|n| {
@@ -410,6 +420,13 @@ where
     J: Send + 'static,
     R: Outcome + Send + 'static,
 {
+    /// Starts from the defaults: 10 workers, a queue of 1,000, no limiter.
+    /// The job and result types come from the handler given to
+    /// [`build`](DispatcherBuilder::build).
+    pub fn builder() -> DispatcherBuilder<J, R> {
+        DispatcherBuilder::new()
+    }
+
     /// Queues `job`, blocking while the queue is full, and returns its ticket.
     ///
     /// # Errors
@@ -518,7 +535,6 @@ where
             return Vec::new();
         }
         shared.abandon.store(true, Ordering::SeqCst);
-        shared.stopping.store(true, Ordering::SeqCst);
         rendezvous.release();
         let mut unrun = Vec::new();
         while let Ok(message) = shared.queue.try_recv() {
@@ -534,8 +550,8 @@ where
             unrun.append(&mut leftovers.jobs);
         }
         // Idle workers are told to leave (as many as the queue holds; the
-        // rest notice within a tick); busy ones leave after their job.
-        // Neither is joined.
+        // rest when the dispatcher is dropped and the queue disconnects);
+        // busy ones leave after their job. Neither is joined.
         let workers = std::mem::take(&mut *self.workers.lock());
         for _ in &workers {
             if self.jobs.try_send(Message::Leave).is_err() {
@@ -574,15 +590,6 @@ where
     }
 }
 
-impl Dispatcher<(), ()> {
-    /// Starts from the defaults: 10 workers, a queue of 1,000, no limiter.
-    /// The job and result types come from the handler given to
-    /// [`build`](DispatcherBuilder::build).
-    pub fn builder() -> DispatcherBuilder {
-        DispatcherBuilder::default()
-    }
-}
-
 impl<J, R> Dispatcher<J, R> {
     /// Closes intake, lets the workers drain the queue, joins them, and runs
     /// any job that slipped in while they were leaving.
@@ -590,7 +597,6 @@ impl<J, R> Dispatcher<J, R> {
         let shared = &self.shared;
         shared.closed.store(true, Ordering::SeqCst);
         shared.resume();
-        shared.stopping.store(true, Ordering::SeqCst);
         let workers = std::mem::take(&mut *self.workers.lock());
         if !workers.is_empty() && !shared.queue.is_empty() {
             log::info!(
@@ -681,16 +687,15 @@ impl<J, R> Shared<J, R> {
         envelope.job
     }
 
-    /// Worker `index`'s life: take jobs until told to leave.
+    /// Worker `index`'s life: take jobs until told to leave (a message), or
+    /// until the dispatcher is dropped (the queue disconnects).
     fn work(&self, index: usize) {
         let tally = &self.tallies[index].0;
-        loop {
-            let received = match self.queue.try_recv() {
-                Ok(message) => Ok(message),
-                Err(_) => self.queue.recv_timeout(TICK),
-            };
-            match received {
-                Ok(Message::Job(envelope)) => {
+        // Blocking without a deadline: a deadline reads the clock on every
+        // wait, which costs more than the rest of a small job's handling.
+        while let Ok(message) = self.queue.recv() {
+            match message {
+                Message::Job(envelope) => {
                     self.wait_while_paused();
                     if self.abandon.load(Ordering::SeqCst) {
                         let mut leftovers = self.leftovers.lock();
@@ -702,15 +707,8 @@ impl<J, R> Shared<J, R> {
                     }
                     self.run(tally, envelope, bump);
                 }
-                Ok(Message::Rendezvous(rendezvous)) => rendezvous.arrive(),
-                Ok(Message::Leave) | Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {
-                    if self.abandon.load(Ordering::SeqCst)
-                        || (self.stopping.load(Ordering::SeqCst) && self.queue.is_empty())
-                    {
-                        break;
-                    }
-                }
+                Message::Rendezvous(rendezvous) => rendezvous.arrive(),
+                Message::Leave => break,
             }
         }
         self.live_workers.fetch_sub(1, Ordering::SeqCst);
@@ -769,13 +767,6 @@ impl<J, R> Shared<J, R> {
     }
 
     fn stats(&self) -> DispatcherStats {
-        let (retried, throttled) = match &self.retries {
-            Some((policy, start)) => {
-                let now = policy.stats();
-                (now.retries - start.retries, now.throttled - start.throttled)
-            }
-            None => (0, 0),
-        };
         let sum = |counter: fn(&Tally) -> &AtomicU64| -> u64 {
             self.tallies
                 .iter()
@@ -801,8 +792,6 @@ impl<J, R> Shared<J, R> {
             failed,
             panicked: sum(|t| &t.panicked),
             abandoned,
-            retried,
-            throttled,
             latency_p50: quantile(0.50),
             latency_p90: quantile(0.90),
             latency_p99: quantile(0.99),

@@ -9,7 +9,8 @@
 //!   [`Client`](crate::Client) calls.
 //! - [`DispatcherStats`]: what the pool has done.
 //!
-//! This room uses the client, retry and limit rooms; the importer uses it.
+//! A pure thread pool: it knows nothing of retries. This room uses the
+//! client and limit rooms; the importer uses it.
 
 pub(crate) mod client_call;
 pub(crate) mod dispatcher;

@@ -24,11 +24,6 @@ pub struct DispatcherStats {
     pub panicked: u64,
     /// Jobs handed back unrun by a shutdown.
     pub abandoned: u64,
-    /// Retries after transient failures, by the client's retry policy since
-    /// the dispatcher started.
-    pub retried: u64,
-    /// 429s the client's retry policy saw since the dispatcher started.
-    pub throttled: u64,
     /// Median time from submit to finish.
     pub latency_p50: Duration,
     /// 90th percentile time from submit to finish.
@@ -41,13 +36,11 @@ impl fmt::Display for DispatcherStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "queued {} in flight {} done {} failed {} retried {} throttled {} latency p50 {:?} p90 {:?} p99 {:?}",
+            "queued {} in flight {} done {} failed {} latency p50 {:?} p90 {:?} p99 {:?}",
             self.queued,
             self.in_flight,
             self.done,
             self.failed,
-            self.retried,
-            self.throttled,
             self.latency_p50,
             self.latency_p90,
             self.latency_p99

@@ -83,7 +83,9 @@ impl<R> fmt::Debug for Ticket<R> {
 /// Whether a job's result counts as a failure in
 /// [`DispatcherStats::failed`](crate::DispatcherStats::failed).
 ///
-/// Implemented for `Result` (an `Err` is a failure) and `()` (never).
+/// Implemented for `Result` (an `Err` is a failure), `()` (never), and a
+/// pair whose first half is an `Outcome` (a result with, say, what the call
+/// cost beside it).
 pub trait Outcome {
     /// Whether this result is a failure.
     fn is_failure(&self) -> bool;
@@ -98,5 +100,11 @@ impl<T, E> Outcome for Result<T, E> {
 impl Outcome for () {
     fn is_failure(&self) -> bool {
         false
+    }
+}
+
+impl<R: Outcome, S> Outcome for (R, S) {
+    fn is_failure(&self) -> bool {
+        self.0.is_failure()
     }
 }

@@ -26,8 +26,62 @@ pub enum Failure {
     ConnectionReset,
     /// The connection was refused: the request never left.
     ConnectionRefused,
+    /// The server said it succeeded, but its answer could not be read (a
+    /// batch's list of rejected items, say): what it did is unknown.
+    UnreadableAnswer,
     /// Anything else (bad URL, TLS, invalid input): never retried.
     Permanent,
+}
+
+/// What a failed attempt means. [`Failure::verdict`] is the one table that
+/// says so: the retry loop, [`Error::is_transient`] and the importer all ask it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// 429: the workspace is throttled. Pause everyone who shares the
+    /// limiter (for the server's `Retry-After`, if it sent one), then try again.
+    Pause(Option<Duration>),
+    /// A transient failure: try again after a backoff, or the server's
+    /// `Retry-After`. `may_have_acted`: the request may have reached the
+    /// server, so only calls safe to repeat are repeated.
+    Retry {
+        after: Option<Duration>,
+        may_have_acted: bool,
+    },
+    /// The content is wrong (400, 413, 422): the same content fails the
+    /// same way again, but other content may pass.
+    RejectContent,
+    /// Nothing will help until something changes: credentials, region,
+    /// configuration, or a status that is none of the above.
+    Fatal,
+}
+
+impl Failure {
+    /// What this failure means for whoever made the call.
+    pub(crate) fn verdict(self) -> Verdict {
+        let retry = |after, may_have_acted| Verdict::Retry {
+            after,
+            may_have_acted,
+        };
+        match self {
+            Failure::Status {
+                status: 429,
+                retry_after,
+            } => Verdict::Pause(retry_after),
+            Failure::Status {
+                status: 408 | 500 | 502 | 503 | 504,
+                retry_after,
+            } => retry(retry_after, true),
+            Failure::Status {
+                status: 400 | 413 | 422,
+                ..
+            } => Verdict::RejectContent,
+            Failure::Timeout | Failure::ConnectionReset | Failure::UnreadableAnswer => {
+                retry(None, true)
+            }
+            Failure::ConnectionRefused => retry(None, false),
+            Failure::Status { .. } | Failure::Permanent => Verdict::Fatal,
+        }
+    }
 }
 
 impl fmt::Display for Failure {
@@ -37,6 +91,7 @@ impl fmt::Display for Failure {
             Failure::Timeout => f.write_str("timeout"),
             Failure::ConnectionReset => f.write_str("connection reset"),
             Failure::ConnectionRefused => f.write_str("connection refused"),
+            Failure::UnreadableAnswer => f.write_str("unreadable answer"),
             Failure::Permanent => f.write_str("permanent error"),
         }
     }
@@ -45,7 +100,7 @@ impl fmt::Display for Failure {
 /// An error that the retry loop can classify.
 ///
 /// The crate's [`Error`] implements it; implement it for your own error
-/// type to run your own calls through [`RetryPolicy::run`].
+/// type to run your own calls through [`RetryPolicy::run`](crate::RetryPolicy::run).
 pub trait Classify {
     /// How this error failed.
     fn failure(&self) -> Failure;
@@ -62,11 +117,16 @@ impl Error {
     /// timeouts and broken connections. `false` for bad input, refused
     /// credentials, the wrong region and other client errors.
     pub fn is_transient(&self) -> bool {
-        match self.failure() {
-            Failure::Status { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
-            Failure::Timeout | Failure::ConnectionReset | Failure::ConnectionRefused => true,
-            _ => false,
-        }
+        matches!(
+            self.failure().verdict(),
+            Verdict::Pause(_) | Verdict::Retry { .. }
+        )
+    }
+
+    /// Whether the server refused this content (400, 413, 422): sent again
+    /// unchanged it would fail the same way, but other content may pass.
+    pub(crate) fn rejects_content(&self) -> bool {
+        self.failure().verdict() == Verdict::RejectContent
     }
 }
 
@@ -90,7 +150,86 @@ impl Classify for Error {
                 kind: TransportKind::ConnectionReset,
                 ..
             } => Failure::ConnectionReset,
+            // Nothing left: safe to try again, whatever the call.
+            Error::RedisUnreachable { .. } => Failure::ConnectionRefused,
+            // A 207 whose list of rejected items cannot be read: which items
+            // were accepted is unknown, so the whole batch is tried again.
+            Error::Unreadable { status: 207, .. } => Failure::UnreadableAnswer,
             _ => Failure::Permanent,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16) -> Failure {
+        Failure::Status {
+            status,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn every_failure_has_one_meaning() {
+        let second = Some(Duration::from_secs(1));
+        assert_eq!(
+            Failure::Status {
+                status: 429,
+                retry_after: second
+            }
+            .verdict(),
+            Verdict::Pause(second)
+        );
+        for code in [408, 500, 502, 503, 504] {
+            assert!(
+                matches!(
+                    status(code).verdict(),
+                    Verdict::Retry {
+                        may_have_acted: true,
+                        ..
+                    }
+                ),
+                "{code}"
+            );
+        }
+        for code in [400, 413, 422] {
+            assert_eq!(status(code).verdict(), Verdict::RejectContent, "{code}");
+        }
+        for code in [301, 401, 403, 404, 409, 501, 505] {
+            assert_eq!(status(code).verdict(), Verdict::Fatal, "{code}");
+        }
+        assert_eq!(
+            Failure::ConnectionRefused.verdict(),
+            Verdict::Retry {
+                after: None,
+                may_have_acted: false
+            }
+        );
+        assert_eq!(Failure::Permanent.verdict(), Verdict::Fatal);
+    }
+
+    #[test]
+    fn errors_ask_the_same_table() {
+        let unreadable = |status| Error::Unreadable {
+            status,
+            message: "garbled".into(),
+        };
+        assert!(unreadable(207).is_transient(), "a garbled 207 is retried");
+        assert!(!unreadable(200).is_transient(), "a garbled receipt is not");
+        let rejected = Error::Status {
+            status: 413,
+            message: String::new(),
+            retry_after: None,
+        };
+        assert!(rejected.rejects_content() && !rejected.is_transient());
+        assert!(
+            !Error::Unauthorized {
+                status: 401,
+                credential: crate::Credential::TrackApiKey
+            }
+            .is_transient()
+        );
     }
 }

@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 use crate::limit::clock::{Clock, SystemClock};
 use crate::limit::limiter::Limiter;
 use crate::retry::budget::RetryBudget;
-use crate::retry::classify::{Classify, Failure};
+use crate::retry::classify::{Classify, Failure, Verdict};
+use crate::retry::stats::RetryStats;
 
 /// Whether a call may be sent twice.
 ///
@@ -75,7 +76,7 @@ pub enum Jitter {
 
 /// What the retry loop does after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+enum Decision {
     /// The server is throttling the workspace: pause the shared limiter for
     /// this long, then try again. Not counted against `max_retries`.
     Throttle(Duration),
@@ -96,8 +97,13 @@ pub enum Decision {
 ///   5 minutes), not by `max_retries`, and do not spend the retry budget.
 /// - **408, 500, 502, 503, 504, timeouts, resets and refused connections**
 ///   are retried after `min(base × 2^n, max_delay)` plus jitter, at most
-///   `max_retries` times, and only while the retry budget allows. A timeout is
-///   not a rate limit: nobody else is paused.
+///   `max_retries` times. A timeout is not a rate limit: nobody else is paused.
+/// - **Retries take permits** from the same limiter as first attempts, so
+///   they can never push the rate above the limiter's: a failing server sees
+///   the configured rate, not a storm. There is no separate retry budget
+///   unless you ask for one ([`retry_budget`](RetryPolicyBuilder::retry_budget)),
+///   for calls whose limiter does not bound the rate (an
+///   [`Unlimited`](crate::Unlimited) one, say).
 /// - **Other statuses** (400, 401, 403, 404, 422, ...) are never retried.
 /// - [`Unsafe`](Idempotency::Unsafe) calls are retried only on 429 and
 ///   refused connections unless [`retry_unsafe`](RetryPolicyBuilder::retry_unsafe) is set.
@@ -122,8 +128,8 @@ pub enum Decision {
 ///
 /// # Threads and cloning
 ///
-/// `RetryPolicy` is `Send + Sync`. Clones share one retry budget and one set
-/// of counters ([`stats`](RetryPolicy::stats)).
+/// `RetryPolicy` is `Send + Sync`. Clones share one retry budget (if any) and
+/// one set of counters ([`stats`](RetryPolicy::stats)).
 #[derive(Clone)]
 pub struct RetryPolicy {
     max_retries: u32,
@@ -134,23 +140,14 @@ pub struct RetryPolicy {
     throttle_deadline: Duration,
     retry_unsafe: bool,
     clock: Arc<dyn Clock>,
-    budget: RetryBudget,
+    budget: Option<RetryBudget>,
     counters: Arc<Counters>,
 }
 
-/// What the retry loop has done, summed over all calls of a policy and its clones.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RetryStats {
-    /// Retries after transient failures (5xx, timeouts, resets).
-    pub retries: u64,
-    /// 429 answers: each paused the limiter.
-    pub throttled: u64,
-    /// Calls that failed in the end, for any reason.
-    pub gave_up: u64,
-}
-
+/// Totals over every call of a policy and its clones.
 #[derive(Debug, Default)]
 struct Counters {
+    requests: AtomicU64,
     retries: AtomicU64,
     throttled: AtomicU64,
     gave_up: AtomicU64,
@@ -166,14 +163,20 @@ pub struct RetryPolicyBuilder {
     max_retry_after: Duration,
     throttle_deadline: Duration,
     retry_unsafe: bool,
-    budget_share: f64,
-    budget_window: Duration,
-    budget_min_retries: u32,
+    /// Share, window and allowance of an opted-in retry budget.
+    budget: Option<(f64, Duration, u32)>,
     clock: Option<Arc<dyn Clock>>,
 }
 
 impl Default for RetryPolicyBuilder {
     fn default() -> RetryPolicyBuilder {
+        RetryPolicyBuilder::new()
+    }
+}
+
+impl RetryPolicyBuilder {
+    /// The defaults of [`RetryPolicy::default`]; the same as [`RetryPolicy::builder`].
+    pub fn new() -> RetryPolicyBuilder {
         RetryPolicyBuilder {
             max_retries: 4,
             base_delay: Duration::from_secs(1),
@@ -182,15 +185,11 @@ impl Default for RetryPolicyBuilder {
             max_retry_after: Duration::from_secs(60),
             throttle_deadline: Duration::from_secs(300),
             retry_unsafe: false,
-            budget_share: 0.2,
-            budget_window: Duration::from_secs(10),
-            budget_min_retries: 10,
+            budget: None,
             clock: None,
         }
     }
-}
 
-impl RetryPolicyBuilder {
     /// Retries after transient failures (not 429s), default 4.
     pub fn max_retries(mut self, max_retries: u32) -> Self {
         self.max_retries = max_retries;
@@ -236,14 +235,17 @@ impl RetryPolicyBuilder {
         self
     }
 
-    /// Retries of transient failures may add at most `share` (0.0–1.0,
-    /// default 0.2) to the requests over a sliding `window` (default 10 s),
-    /// plus `min_retries` per window (default 10) so that a quiet program can
-    /// still retry.
+    /// Adds a retry budget: retries of transient failures may add at most
+    /// `share` (0.0–1.0, e.g. 0.2) to the requests over a sliding `window`
+    /// (e.g. 10 s), plus `min_retries` per window so that a quiet program can
+    /// still retry. A call the budget refuses gives up at once, with a
+    /// warning, before its `max_retries` are spent.
+    ///
+    /// Off by default: every retry already takes a permit from the call's
+    /// limiter, so retries cannot raise the rate above the limiter's. A
+    /// budget is for calls whose limiter does not bound the rate.
     pub fn retry_budget(mut self, share: f64, window: Duration, min_retries: u32) -> Self {
-        self.budget_share = share;
-        self.budget_window = window;
-        self.budget_min_retries = min_retries;
+        self.budget = Some((share, window, min_retries));
         self
     }
 
@@ -259,7 +261,7 @@ impl RetryPolicyBuilder {
     ///
     /// [`Error::InvalidConfig`] naming the setting: a zero base delay, a
     /// maximum delay below the base, a jitter share outside 0.0–1.0, or a
-    /// budget share outside 0.0–1.0 or a zero budget window.
+    /// retry budget with a share outside 0.0–1.0 or a zero window.
     pub fn build(self) -> Result<RetryPolicy> {
         if self.base_delay.is_zero() {
             return Err(Error::invalid(
@@ -284,19 +286,21 @@ impl RetryPolicyBuilder {
                 "a share between 0.0 and 1.0",
             ));
         }
-        if !(0.0..=1.0).contains(&self.budget_share) {
-            return Err(Error::invalid(
-                "retry_budget share",
-                self.budget_share,
-                "a share between 0.0 and 1.0",
-            ));
-        }
-        if self.budget_window.is_zero() {
-            return Err(Error::invalid(
-                "retry_budget window",
-                "0s",
-                "more than zero",
-            ));
+        if let Some((share, window, _)) = self.budget {
+            if !(0.0..=1.0).contains(&share) {
+                return Err(Error::invalid(
+                    "retry_budget share",
+                    share,
+                    "a share between 0.0 and 1.0",
+                ));
+            }
+            if window.is_zero() {
+                return Err(Error::invalid(
+                    "retry_budget window",
+                    "0s",
+                    "more than zero",
+                ));
+            }
         }
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         Ok(RetryPolicy {
@@ -308,12 +312,9 @@ impl RetryPolicyBuilder {
             throttle_deadline: self.throttle_deadline,
             retry_unsafe: self.retry_unsafe,
             counters: Arc::default(),
-            budget: RetryBudget::new(
-                self.budget_share,
-                self.budget_window,
-                self.budget_min_retries,
-                clock.clone(),
-            ),
+            budget: self.budget.map(|(share, window, min_retries)| {
+                RetryBudget::new(share, window, min_retries, clock.clone())
+            }),
             clock,
         })
     }
@@ -321,9 +322,10 @@ impl RetryPolicyBuilder {
 
 impl Default for RetryPolicy {
     /// 4 retries, 1 s base doubling to 60 s, 25 % jitter, Retry-After up to
-    /// 60 s, 5 minutes of 429s, unsafe calls not retried, a 20 % retry budget.
+    /// 60 s, 5 minutes of 429s, unsafe calls not retried, no retry budget
+    /// (retries take permits from the limiter like first attempts).
     fn default() -> RetryPolicy {
-        RetryPolicyBuilder::default()
+        RetryPolicyBuilder::new()
             .build()
             .expect("the default retry policy is valid")
     }
@@ -332,7 +334,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Starts from the defaults (see [`RetryPolicy::default`]).
     pub fn builder() -> RetryPolicyBuilder {
-        RetryPolicyBuilder::default()
+        RetryPolicyBuilder::new()
     }
 
     /// A policy that never retries anything; a 429 still pauses the limiter,
@@ -361,9 +363,12 @@ impl RetryPolicy {
         &self.clock
     }
 
-    /// What the retry loop has done so far, over all calls of this policy and its clones.
+    /// What the retry loop has done so far, over all calls of this policy and
+    /// its clones, whoever made them. For the calls you made, see
+    /// [`RetryStats::during`].
     pub fn stats(&self) -> RetryStats {
         RetryStats {
+            requests: self.counters.requests.load(Ordering::Relaxed),
             retries: self.counters.retries.load(Ordering::Relaxed),
             throttled: self.counters.throttled.load(Ordering::Relaxed),
             gave_up: self.counters.gave_up.load(Ordering::Relaxed),
@@ -371,7 +376,7 @@ impl RetryPolicy {
     }
 
     /// The backoff before retry number `retry` (0 for the first), jitter included.
-    pub fn backoff(&self, retry: u32) -> Duration {
+    fn backoff(&self, retry: u32) -> Duration {
         let doubled = self.base_delay.as_secs_f64() * 2f64.powi(retry.min(1_000) as i32);
         let delay = doubled.min(self.max_delay.as_secs_f64());
         let jittered = match self.jitter {
@@ -383,7 +388,7 @@ impl RetryPolicy {
 
     /// What to do after a failed attempt. `retries` transient retries and
     /// `throttles` 429s have happened in this call so far.
-    pub fn decide(
+    fn decide(
         &self,
         failure: Failure,
         idempotency: Idempotency,
@@ -391,28 +396,41 @@ impl RetryPolicy {
         throttles: u32,
     ) -> Decision {
         let repeatable = idempotency == Idempotency::Safe || self.retry_unsafe;
-        let transient = match failure {
-            Failure::Status {
-                status: 429,
-                retry_after,
-            } => {
+        let transient = match failure.verdict() {
+            Verdict::Pause(retry_after) => {
                 return Decision::Throttle(match retry_after {
                     Some(wait) => wait.min(self.max_retry_after),
                     None => self.backoff(throttles),
                 });
             }
-            Failure::Status {
-                status: 408 | 500 | 502 | 503 | 504,
-                retry_after,
-            } if repeatable => retry_after.map(|wait| wait.min(self.max_retry_after)),
-            Failure::Timeout | Failure::ConnectionReset if repeatable => None,
-            Failure::ConnectionRefused => None,
-            _ => return Decision::GiveUp,
+            Verdict::Retry {
+                after,
+                may_have_acted,
+            } if repeatable || !may_have_acted => after.map(|wait| wait.min(self.max_retry_after)),
+            Verdict::Retry { .. } | Verdict::RejectContent | Verdict::Fatal => {
+                return Decision::GiveUp;
+            }
         };
         if retries >= self.max_retries {
             return Decision::GiveUp;
         }
         Decision::Retry(transient.unwrap_or_else(|| self.backoff(retries)))
+    }
+
+    /// Counts into the policy's totals and the caller's [`RetryStats::during`].
+    fn count(&self, change: RetryStats) {
+        let counters = &self.counters;
+        for (counter, n) in [
+            (&counters.requests, change.requests),
+            (&counters.retries, change.retries),
+            (&counters.throttled, change.throttled),
+            (&counters.gave_up, change.gave_up),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        RetryStats::record(change);
     }
 
     /// Runs `attempt` until it succeeds or the policy gives up, taking a
@@ -430,7 +448,10 @@ impl RetryPolicy {
     ) -> std::result::Result<T, E> {
         let result = self.attempts(limiter, call, attempt);
         if result.is_err() {
-            self.counters.gave_up.fetch_add(1, Ordering::Relaxed);
+            self.count(RetryStats {
+                gave_up: 1,
+                ..RetryStats::default()
+            });
         }
         result
     }
@@ -441,12 +462,18 @@ impl RetryPolicy {
         call: Call<'_>,
         mut attempt: impl FnMut() -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        self.budget.record_request();
+        if let Some(budget) = &self.budget {
+            budget.record_request();
+        }
         let mut retries = 0;
         let mut throttles = 0;
         let mut throttled_since: Option<Instant> = None;
         loop {
             limiter.acquire();
+            self.count(RetryStats {
+                requests: 1,
+                ..RetryStats::default()
+            });
             let error = match attempt() {
                 Ok(value) => {
                     limiter.record_success();
@@ -460,7 +487,10 @@ impl RetryPolicy {
                 Decision::Throttle(wait) => {
                     // The workspace is throttled, whether or not this call goes on.
                     limiter.pause_for(wait);
-                    self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    self.count(RetryStats {
+                        throttled: 1,
+                        ..RetryStats::default()
+                    });
                     let now = self.clock.now();
                     let since = *throttled_since.get_or_insert(now);
                     if self.throttle_deadline.is_zero()
@@ -480,12 +510,23 @@ impl RetryPolicy {
                     );
                 }
                 Decision::Retry(wait) => {
-                    if !self.budget.try_retry() {
-                        log::warn!("{}: {failure}; retry budget spent, not retrying", call.name);
+                    if self
+                        .budget
+                        .as_ref()
+                        .is_some_and(|budget| !budget.try_retry())
+                    {
+                        log::warn!(
+                            "{}: {failure}; retry budget spent, giving up after {retries} of {} retries",
+                            call.name,
+                            self.max_retries
+                        );
                         return Err(error);
                     }
                     retries += 1;
-                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    self.count(RetryStats {
+                        retries: 1,
+                        ..RetryStats::default()
+                    });
                     log::warn!(
                         "{}: {failure}; retry {retries}/{} in {wait:?}",
                         call.name,
@@ -509,5 +550,153 @@ impl fmt::Debug for RetryPolicy {
             .field("throttle_deadline", &self.throttle_deadline)
             .field("retry_unsafe", &self.retry_unsafe)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn status(status: u16) -> Failure {
+        Failure::Status {
+            status,
+            retry_after: None,
+        }
+    }
+
+    fn throttled(retry_after: Option<Duration>) -> Failure {
+        Failure::Status {
+            status: 429,
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_cap_plus_up_to_a_quarter_of_jitter() {
+        let policy = RetryPolicy::default();
+        for retry in 0..12 {
+            let plain = (SECOND * 2u32.pow(retry)).min(Duration::from_secs(60));
+            for _ in 0..200 {
+                let delay = policy.backoff(retry);
+                assert!(
+                    delay >= plain && delay <= plain.mul_f64(1.25),
+                    "retry {retry}: {delay:?}"
+                );
+            }
+        }
+        assert!(
+            policy.backoff(u32::MAX) <= Duration::from_secs(75),
+            "no overflow at huge counts"
+        );
+    }
+
+    #[test]
+    fn full_jitter_spreads_delays_between_zero_and_the_backoff() {
+        let policy = RetryPolicy::builder().jitter(Jitter::Full).build().unwrap();
+        let delays: Vec<Duration> = (0..500).map(|_| policy.backoff(3)).collect();
+        assert!(delays.iter().all(|d| *d <= 8 * SECOND));
+        assert!(delays.iter().any(|d| *d < 2 * SECOND) && delays.iter().any(|d| *d > 6 * SECOND));
+    }
+
+    #[test]
+    fn classification_retries_transient_failures_and_nothing_else() {
+        let policy = RetryPolicy::default();
+        let safe = Idempotency::Safe;
+        for code in [408, 500, 502, 503, 504] {
+            assert!(
+                matches!(policy.decide(status(code), safe, 0, 0), Decision::Retry(_)),
+                "{code}"
+            );
+        }
+        for code in [400, 401, 403, 404, 409, 413, 422, 301, 501, 505] {
+            assert_eq!(
+                policy.decide(status(code), safe, 0, 0),
+                Decision::GiveUp,
+                "{code}"
+            );
+        }
+        for failure in [
+            Failure::Timeout,
+            Failure::ConnectionReset,
+            Failure::ConnectionRefused,
+        ] {
+            assert!(
+                matches!(policy.decide(failure, safe, 0, 0), Decision::Retry(_)),
+                "{failure}"
+            );
+        }
+        assert_eq!(
+            policy.decide(Failure::Permanent, safe, 0, 0),
+            Decision::GiveUp
+        );
+    }
+
+    #[test]
+    fn a_429_throttles_with_retry_after_clamped_or_backoff() {
+        let policy = RetryPolicy::default();
+        let safe = Idempotency::Safe;
+        assert_eq!(
+            policy.decide(throttled(Some(7 * SECOND)), safe, 0, 0),
+            Decision::Throttle(7 * SECOND)
+        );
+        assert_eq!(
+            policy.decide(throttled(Some(3600 * SECOND)), safe, 0, 0),
+            Decision::Throttle(60 * SECOND)
+        );
+        match policy.decide(throttled(None), safe, 99, 2) {
+            Decision::Throttle(d) => assert!(d >= 4 * SECOND && d <= 5 * SECOND, "{d:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unsafe_calls_retry_only_when_the_server_certainly_did_nothing() {
+        let policy = RetryPolicy::default();
+        let not_safe = Idempotency::Unsafe;
+        assert!(matches!(
+            policy.decide(throttled(None), not_safe, 0, 0),
+            Decision::Throttle(_)
+        ));
+        assert!(matches!(
+            policy.decide(Failure::ConnectionRefused, not_safe, 0, 0),
+            Decision::Retry(_)
+        ));
+        for failure in [
+            status(500),
+            status(503),
+            status(408),
+            Failure::Timeout,
+            Failure::ConnectionReset,
+        ] {
+            assert_eq!(
+                policy.decide(failure, not_safe, 0, 0),
+                Decision::GiveUp,
+                "{failure}"
+            );
+        }
+        let opted_in = RetryPolicy::builder().retry_unsafe(true).build().unwrap();
+        assert!(matches!(
+            opted_in.decide(status(500), not_safe, 0, 0),
+            Decision::Retry(_)
+        ));
+        assert!(matches!(
+            opted_in.decide(Failure::Timeout, not_safe, 0, 0),
+            Decision::Retry(_)
+        ));
+    }
+
+    #[test]
+    fn a_503_with_retry_after_waits_as_told() {
+        let policy = RetryPolicy::default();
+        let failure = Failure::Status {
+            status: 503,
+            retry_after: Some(9 * SECOND),
+        };
+        assert_eq!(
+            policy.decide(failure, Idempotency::Safe, 0, 0),
+            Decision::Retry(9 * SECOND)
+        );
     }
 }

@@ -8,7 +8,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cio_emulator::{DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_SITE_ID, Emulator};
+use cio_emulator::{
+    DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_PIPELINES_KEY, DEFAULT_SITE_ID, Emulator,
+};
 use serde_json::Value;
 
 /// A `cio-ratelimit` command line to run.
@@ -36,6 +38,7 @@ pub fn cio_ratelimit(args: &[&str]) -> Run {
         "CUSTOMERIO_SITE_ID",
         "CUSTOMERIO_TRACK_API_KEY",
         "CUSTOMERIO_APP_API_KEY",
+        "CUSTOMERIO_PIPELINES_API_KEY",
         "RUST_LOG",
     ] {
         command.env_remove(var);
@@ -46,21 +49,22 @@ pub fn cio_ratelimit(args: &[&str]) -> Run {
     }
 }
 
-/// `cio-ratelimit ARGS --track-url URL --app-url URL` against `emulator`, with
-/// its default credentials in the environment.
+/// `cio-ratelimit ARGS --track-url URL --app-url URL --pipelines-url URL`
+/// against `emulator`, with its default credentials in the environment.
 pub fn against(emulator: &Emulator, args: &[&str]) -> Run {
     against_url(&emulator.url(), args)
 }
 
-/// `cio-ratelimit ARGS --track-url URL --app-url URL`, with an emulator's
-/// default credentials in the environment.
+/// `cio-ratelimit ARGS --track-url URL --app-url URL --pipelines-url URL`,
+/// with an emulator's default credentials in the environment.
 pub fn against_url(url: &str, args: &[&str]) -> Run {
     let mut run = cio_ratelimit(args);
     run.command
-        .args(["--track-url", url, "--app-url", url])
+        .args(["--track-url", url, "--app-url", url, "--pipelines-url", url])
         .env("CUSTOMERIO_SITE_ID", DEFAULT_SITE_ID)
         .env("CUSTOMERIO_TRACK_API_KEY", DEFAULT_API_KEY)
-        .env("CUSTOMERIO_APP_API_KEY", DEFAULT_APP_KEY);
+        .env("CUSTOMERIO_APP_API_KEY", DEFAULT_APP_KEY)
+        .env("CUSTOMERIO_PIPELINES_API_KEY", DEFAULT_PIPELINES_KEY);
     run
 }
 

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use cio_emulator::{DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_SITE_ID, Emulator};
+use cio_emulator::{
+    DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_PIPELINES_KEY, DEFAULT_SITE_ID, Emulator,
+};
 use serde_json::Value;
 use ureq::http;
 
@@ -14,6 +16,7 @@ use ureq::http;
 pub struct Answer {
     pub status: u16,
     pub retry_after: Option<String>,
+    pub location: Option<String>,
     pub text: String,
     /// The body parsed as JSON, or `Value::Null` when it is not JSON.
     pub json: Value,
@@ -33,6 +36,7 @@ impl Client {
     pub fn with_url(url: &str) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .max_redirects(0)
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .new_agent();
@@ -56,6 +60,17 @@ impl Client {
             .expect("transport error")
     }
 
+    /// A Pipelines API request with the default key, in strict mode or not.
+    pub fn pipelines(&self, path: &str, body: &str, strict: bool) -> Answer {
+        let auth = basic(DEFAULT_PIPELINES_KEY, "");
+        let mut headers = vec![("Authorization", auth.as_str())];
+        if strict {
+            headers.push(("X-Strict-Mode", "1"));
+        }
+        self.send_with("POST", path, &headers, body)
+            .expect("transport error")
+    }
+
     /// Any request; `Err` on a transport error (e.g. a dropped connection).
     pub fn send(
         &self,
@@ -64,12 +79,27 @@ impl Client {
         authorization: Option<&str>,
         body: &str,
     ) -> Result<Answer, ureq::Error> {
+        let headers: Vec<(&str, &str)> = authorization
+            .map(|authorization| ("Authorization", authorization))
+            .into_iter()
+            .collect();
+        self.send_with(method, path, &headers, body)
+    }
+
+    /// Any request with these headers.
+    pub fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<Answer, ureq::Error> {
         let mut request = http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
             .header("Content-Type", "application/json");
-        if let Some(authorization) = authorization {
-            request = request.header("Authorization", authorization);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let request = request.body(body.to_owned()).expect("valid request");
         let mut response = self.agent.run(request)?;
@@ -77,10 +107,15 @@ impl Client {
             .headers()
             .get("retry-after")
             .map(|value| value.to_str().unwrap().to_owned());
+        let location = response
+            .headers()
+            .get("location")
+            .map(|value| value.to_str().unwrap().to_owned());
         let text = response.body_mut().read_to_string()?;
         Ok(Answer {
             status: response.status().as_u16(),
             retry_after,
+            location,
             json: serde_json::from_str(&text).unwrap_or(Value::Null),
             text,
         })

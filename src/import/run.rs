@@ -1,0 +1,381 @@
+//! One import in progress: lines from the reader are packed into requests,
+//! the requests go through the queue as `ClientCall`s, and the ledger settles
+//! their lines in input order.
+
+use std::collections::VecDeque;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::client::batch::BatchPacker;
+use crate::client::event_id::EventId;
+use crate::client::item_error::ItemError;
+use crate::client::validate;
+use crate::error::{Error, Result, TransportKind};
+use crate::import::checkpoint::Checkpoint;
+use crate::import::dead_letter::DeadLetters;
+use crate::import::importer::{ImportMode, Importer, ProgressCallback};
+use crate::import::ledger::{CheckpointFile, Chunk, ChunkId, Ledger, Rejected};
+use crate::import::progress::{ImportFailure, ImportSummary, Progress};
+use crate::import::reader::{Item, NdjsonReader};
+use crate::limit::clock::SystemClock;
+use crate::queue::client_call::{ClientCall, Reply};
+use crate::queue::dispatcher::Dispatcher;
+use crate::queue::ticket::{JobError, Outcome, Ticket};
+use crate::retry::stats::RetryStats;
+
+/// A chunk closes once its dead letters reach this size, so that a file of
+/// bad lines does not pile them up in memory.
+const MAX_CHUNK_DEAD_BYTES: usize = 1 << 20;
+
+/// A call the import made, handed back with what came of it and what it
+/// cost; the call itself only when the dead letters need what it sent.
+struct Sent {
+    call: Option<ClientCall>,
+    result: Result<Reply>,
+    stats: RetryStats,
+}
+
+impl Outcome for Sent {
+    fn is_failure(&self) -> bool {
+        self.result.is_err()
+    }
+}
+
+impl Sent {
+    /// The items the server rejected, for the dead-letter file; `Err` when
+    /// the call failed as a whole.
+    fn rejected(self) -> Result<Vec<Rejected>> {
+        let items = match self.result {
+            Ok(Reply::Batch(response)) => response.rejected,
+            Ok(_) => Vec::new(),
+            // One operation alone: the server refused its content.
+            Err(error) => match (&self.call, ItemError::from_error(0, &error)) {
+                (Some(ClientCall::Entity(_)), Some(item)) => vec![item],
+                _ => return Err(error),
+            },
+        };
+        let sent = |index| match &self.call {
+            Some(ClientCall::Batch(batch)) => batch.item(index),
+            Some(ClientCall::Entity(operation)) => Some(operation.as_bytes()),
+            _ => None,
+        };
+        Ok(items
+            .into_iter()
+            .map(|item| Rejected {
+                index: item.index,
+                reason: format!("rejected by Customer.io: {}", item.explanation()),
+                original: String::from_utf8_lossy(sent(item.index).unwrap_or_default())
+                    .into_owned(),
+            })
+            .collect())
+    }
+}
+
+/// One import in progress: lines are read into chunks, each chunk's request
+/// goes through the queue, and the ledger settles the chunks in order.
+pub(super) struct Run {
+    mode: ImportMode,
+    packer: BatchPacker,
+    /// The chunk being filled.
+    chunk: Chunk,
+    dispatcher: Dispatcher<ClientCall, Sent>,
+    /// Requests sent and not yet settled, in input order.
+    in_flight: VecDeque<(ChunkId, Ticket<Sent>)>,
+    ledger: Ledger,
+    /// A chunk failed: nothing after it may be settled.
+    chunk_failed: bool,
+    progress: Progress,
+    dead_letter_path: PathBuf,
+    started: Instant,
+    callback: Option<ProgressCallback>,
+    progress_every: Duration,
+    last_progress: Instant,
+}
+
+impl Run {
+    pub(super) fn start<R: BufRead>(
+        importer: Importer,
+        input: R,
+        total_bytes: Option<u64>,
+    ) -> Result<(Run, NdjsonReader<R>)> {
+        let dead_letter_path = importer
+            .dead_letter
+            .clone()
+            .expect("set by import_file or import_reader");
+        let resumed = match (&importer.checkpoint, importer.resume) {
+            (Some(path), true) => {
+                let checkpoint = Checkpoint::load(path)?;
+                if let Some(id) = importer
+                    .import_id
+                    .as_ref()
+                    .filter(|id| *id != checkpoint.import_id())
+                {
+                    return Err(Error::Checkpoint {
+                        path: path.clone(),
+                        reason: format!(
+                            "it belongs to import {:?}, not {id:?}: resume with the same input",
+                            checkpoint.import_id()
+                        ),
+                    });
+                }
+                Some(checkpoint)
+            }
+            (Some(path), false) if path.exists() => {
+                return Err(Error::Checkpoint {
+                    path: path.clone(),
+                    reason: "a checkpoint from an earlier import is there: resume it, or delete it to start over"
+                        .into(),
+                });
+            }
+            _ => None,
+        };
+        let (import_id, skip_to, before, dead_letters) = match resumed {
+            Some(checkpoint) => (
+                checkpoint.import_id().to_owned(),
+                checkpoint.line(),
+                (checkpoint.delivered(), checkpoint.dead_lettered()),
+                DeadLetters::resume(&dead_letter_path, checkpoint.line())?,
+            ),
+            None => (
+                importer
+                    .import_id
+                    .clone()
+                    .unwrap_or_else(|| EventId::new().to_string()),
+                0,
+                (0, 0),
+                DeadLetters::start(&dead_letter_path),
+            ),
+        };
+        let client = importer.client;
+        let dispatcher = Dispatcher::builder()
+            .workers(importer.workers)
+            .capacity(importer.workers * 2)
+            .build(move |call: ClientCall| {
+                let (result, stats) = RetryStats::during(|| call.run(&client));
+                // A batch all accepted is dropped here, not after it is settled.
+                let rejected = match &result {
+                    Ok(Reply::Batch(response)) => !response.all_accepted(),
+                    Ok(_) => false,
+                    Err(_) => true,
+                };
+                Sent {
+                    call: rejected.then_some(call),
+                    result,
+                    stats,
+                }
+            })?;
+        let packer = match importer.max_batch_bytes {
+            Some(bytes) => BatchPacker::with_limits(bytes, validate::MAX_ITEM_BYTES)?,
+            None => BatchPacker::new(),
+        };
+        let checkpoint = importer.checkpoint.map(|path| CheckpointFile {
+            path,
+            import_id: import_id.clone(),
+            before,
+        });
+        let ledger = Ledger::new(
+            dead_letters,
+            checkpoint,
+            skip_to,
+            Arc::new(SystemClock),
+            importer.checkpoint_every,
+        );
+        let now = Instant::now();
+        let run = Run {
+            mode: importer.mode,
+            packer,
+            chunk: Chunk::default(),
+            dispatcher,
+            in_flight: VecDeque::new(),
+            ledger,
+            chunk_failed: false,
+            progress: Progress {
+                total_bytes,
+                checkpoint_line: skip_to,
+                ..Progress::default()
+            },
+            dead_letter_path,
+            started: now,
+            callback: importer.progress,
+            progress_every: importer.progress_every,
+            last_progress: now,
+        };
+        Ok((run, NdjsonReader::new(input, import_id, skip_to)))
+    }
+
+    /// Reads every line, sending chunks and settling those that are done.
+    pub(super) fn read_all(&mut self, reader: &mut NdjsonReader<impl BufRead>) -> Result<()> {
+        while let Some(record) = reader
+            .next_record()
+            .map_err(|err| Error::io("read the input", Path::new("-"), &err))?
+        {
+            let line = record.line;
+            if !matches!(record.item, Item::Skipped) {
+                self.progress.lines_read += 1;
+                self.progress.bytes_read += record.bytes_read;
+            }
+            match record.item {
+                Item::Skipped => {
+                    self.progress.skipped += 1;
+                    self.chunk.pass(line);
+                }
+                Item::Blank => self.chunk.pass(line),
+                Item::Bad { reason, original } => self.dead_letter(line, reason, &original)?,
+                Item::Operation(operation) => match self.mode {
+                    ImportMode::Single => {
+                        self.close_chunk(None)?;
+                        self.chunk.add_item(line);
+                        self.close_chunk(Some(ClientCall::Entity(operation)))?;
+                    }
+                    ImportMode::Batch => match self.packer.push(&operation) {
+                        Err(invalid) => {
+                            self.dead_letter(line, invalid.to_string(), operation.as_bytes())?
+                        }
+                        Ok(full) => {
+                            if let Some(full) = full {
+                                self.close_chunk(Some(ClientCall::Batch(full)))?;
+                            }
+                            self.chunk.add_item(line);
+                        }
+                    },
+                },
+            }
+            self.settle_done()?;
+        }
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, line: u64, reason: String, original: &[u8]) -> Result<()> {
+        self.chunk.add_dead(line, reason, original);
+        if self.chunk.dead_bytes() >= MAX_CHUNK_DEAD_BYTES {
+            let batch = self.packer.finish().map(ClientCall::Batch);
+            self.close_chunk(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the current chunk and sends its request, if any.
+    fn close_chunk(&mut self, call: Option<ClientCall>) -> Result<()> {
+        let chunk = std::mem::take(&mut self.chunk);
+        if chunk.is_empty() && call.is_none() {
+            return Ok(());
+        }
+        let id = self.ledger.open(chunk, call.is_some())?;
+        if let Some(call) = call {
+            let ticket = self
+                .dispatcher
+                .submit(call)
+                .map_err(|_| transport("the import's senders stopped"))?;
+            self.in_flight.push_back((id, ticket));
+        }
+        Ok(())
+    }
+
+    /// Settles the requests at the front that are done, without waiting.
+    fn settle_done(&mut self) -> Result<()> {
+        while let Some(result) = self.in_flight.front().and_then(|(_, t)| t.try_wait()) {
+            let (id, _) = self.in_flight.pop_front().expect("the front exists");
+            self.settle(id, result)?;
+        }
+        self.report(false)
+    }
+
+    /// Counts what a request cost and hands its answer to the ledger.
+    fn settle(&mut self, id: ChunkId, sent: std::result::Result<Sent, JobError>) -> Result<()> {
+        let rejected = sent
+            .map_err(|err| transport(&format!("the import's sender failed: {err}")))
+            .and_then(|sent| {
+                self.progress.requests += sent.stats.requests;
+                self.progress.retried += sent.stats.retries;
+                self.progress.throttled += sent.stats.throttled;
+                sent.rejected()
+            });
+        match rejected {
+            Ok(rejected) => self.ledger.acknowledge(id, rejected),
+            Err(error) => {
+                self.ledger.fail(id);
+                self.chunk_failed = true;
+                Err(error)
+            }
+        }
+    }
+
+    /// Sends what is left and waits for every request.
+    pub(super) fn finish(&mut self) -> Result<()> {
+        let last = self.packer.finish().map(ClientCall::Batch);
+        self.close_chunk(last)?;
+        while let Some((id, ticket)) = self.in_flight.pop_front() {
+            // Wait in slices, so that progress keeps being reported.
+            let result = loop {
+                if let Some(result) = ticket.wait_timeout(self.progress_every) {
+                    break result;
+                }
+                self.report(false)?;
+            };
+            self.settle(id, result)?;
+            self.report(false)?;
+        }
+        Ok(())
+    }
+
+    /// Wraps up: on failure, stops the senders and settles what finished
+    /// before the failed chunk; then stores the checkpoint and reports.
+    #[allow(clippy::result_large_err)]
+    pub(super) fn end(
+        mut self,
+        outcome: Result<()>,
+    ) -> std::result::Result<ImportSummary, ImportFailure> {
+        let mut error = outcome.err();
+        if error.is_some() {
+            // Queued requests are not sent; running ones finish.
+            self.dispatcher.shutdown_timeout(Duration::ZERO);
+            // When the error was not a request's (a file, say), the requests
+            // before it may still settle; after a failed one, none may.
+            while let Some((id, ticket)) = self.in_flight.pop_front().filter(|_| !self.chunk_failed)
+            {
+                if let Err(err) = self.settle(id, ticket.wait()) {
+                    error.get_or_insert(err);
+                }
+            }
+        }
+        if let Err(err) = self.ledger.store_checkpoint() {
+            error.get_or_insert(err);
+        }
+        let _ = self.report(true);
+        let summary = ImportSummary {
+            progress: self.progress.clone(),
+            dead_letter_file: self
+                .ledger
+                .has_dead_letters()
+                .then(|| self.dead_letter_path.clone()),
+        };
+        match error {
+            None => Ok(summary),
+            Some(error) => Err(ImportFailure { error, summary }),
+        }
+    }
+
+    fn report(&mut self, last: bool) -> Result<()> {
+        self.progress.delivered = self.ledger.delivered();
+        self.progress.dead_lettered = self.ledger.dead_lettered();
+        self.progress.checkpoint_line = self.ledger.line();
+        if !last && self.last_progress.elapsed() < self.progress_every {
+            return Ok(());
+        }
+        self.last_progress = Instant::now();
+        self.progress.elapsed = self.started.elapsed();
+        if let Some(callback) = &mut self.callback {
+            callback(&self.progress);
+        }
+        self.ledger.store_checkpoint_if_due()
+    }
+}
+
+fn transport(message: &str) -> Error {
+    Error::Transport {
+        kind: TransportKind::Other,
+        message: message.to_owned(),
+    }
+}
