@@ -360,3 +360,120 @@ fn a_207_that_never_makes_sense_exits_3_and_dead_letters_nothing() {
     assert_eq!(server.received().len(), 2, "sent, then retried once");
     assert!(!dir.join("input.ndjson.dead-letter.ndjson").exists());
 }
+
+#[test]
+fn a_dead_letter_file_that_is_the_input_the_checkpoint_a_device_or_a_folder_exits_2_sending_nothing()
+ {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("outputs");
+    let input = dir.join("input.ndjson");
+    write_input(&input, 20, false);
+    let checkpoint = dir.join("import.checkpoint");
+    let original = fs::read(&input).unwrap();
+    for dead_letter in [&input, &checkpoint, Path::new("/dev/null"), dir.as_path()] {
+        let outcome = against(
+            &emu,
+            &[
+                "import",
+                input.to_str().unwrap(),
+                "--checkpoint",
+                checkpoint.to_str().unwrap(),
+                "--dead-letter",
+                dead_letter.to_str().unwrap(),
+            ],
+        )
+        .run();
+        outcome.assert_code(2);
+        assert!(outcome.stderr.contains("dead"), "{}", outcome.stderr);
+    }
+    assert_eq!(emu.snapshot().requests, 0, "nothing sent");
+    assert_eq!(fs::read(&input).unwrap(), original, "the input untouched");
+    assert!(!checkpoint.exists());
+}
+
+#[test]
+fn an_unwritable_checkpoint_folder_exits_2_before_any_request() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("checkpoint-folder");
+    let input = dir.join("input.ndjson");
+    write_input(&input, 20, false);
+    let checkpoint = dir.join("no-such-folder").join("import.checkpoint");
+    let outcome = against(
+        &emu,
+        &[
+            "import",
+            input.to_str().unwrap(),
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+        ],
+    )
+    .run();
+    outcome.assert_code(2);
+    assert!(
+        outcome.stderr.contains("no-such-folder"),
+        "{}",
+        outcome.stderr
+    );
+    assert_eq!(emu.snapshot().requests, 0);
+}
+
+#[test]
+fn an_existing_dead_letter_file_is_appended_to() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("append");
+    let input = dir.join("input.ndjson");
+    write_input(&input, 100, true);
+    let dead_letter = dir.join("letters.ndjson");
+    fs::write(&dead_letter, "{\"from\":\"an earlier run\"}\n").unwrap();
+    let outcome = against(
+        &emu,
+        &[
+            "import",
+            input.to_str().unwrap(),
+            "--dead-letter",
+            dead_letter.to_str().unwrap(),
+        ],
+    )
+    .run();
+    outcome.assert_code(1);
+    let text = fs::read_to_string(&dead_letter).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "{\"from\":\"an earlier run\"}");
+    assert_eq!(lines.len(), 3, "the earlier line and lines 50 and 100");
+}
+
+#[test]
+fn a_second_import_on_a_checkpoint_in_use_exits_2() {
+    let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
+    let dir = scratch("lock");
+    let input = dir.join("input.ndjson");
+    write_input(&input, 1_000, false);
+    let checkpoint = dir.join("import.checkpoint");
+    let args = [
+        "import",
+        input.to_str().unwrap(),
+        "--mode",
+        "single",
+        "--rate",
+        "100",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--progress-every",
+        "100",
+    ];
+    let mut first = against(&emu, &args).spawn();
+    let _stderr = wait_for_progress(&mut first);
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    for second in [&args[..], &resume[..]] {
+        let outcome = against(&emu, second).run();
+        outcome.assert_code(2);
+        assert!(
+            outcome.stderr.contains("another import"),
+            "{}",
+            outcome.stderr
+        );
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::client::client::Client;
 use crate::error::{Error, Result};
+use crate::import::output_paths::{CheckpointLock, check_dead_letter};
 use crate::import::progress::{ImportFailure, ImportSummary, Progress};
 use crate::import::reader::content_id;
 use crate::import::run::Run;
@@ -121,10 +122,21 @@ impl Importer {
     /// and the import id is derived from the file's size and first 64 KB, so
     /// importing the same file again repeats the same event ids.
     ///
+    /// Before the input is read, the files it will write are checked: the
+    /// dead-letter file (appended to) must not be the input, the checkpoint,
+    /// a device or a folder, and the checkpoint's folder must be writable and
+    /// its lock free, so no other import is using it.
+    ///
     /// # Errors
     ///
-    /// [`ImportFailure`]: why it stopped, and how far it got.
+    /// [`ImportFailure`]: why it stopped, and how far it got; with nothing
+    /// sent when an output check failed.
     pub fn import_file(mut self, path: &Path) -> std::result::Result<ImportSummary, ImportFailure> {
+        if self.dead_letter.is_none() {
+            let mut name = path.file_name().unwrap_or_default().to_owned();
+            name.push(".dead-letter.ndjson");
+            self.dead_letter = Some(path.with_file_name(name));
+        }
         let opened = File::open(path).and_then(|file| Ok((file.metadata()?.len(), file)));
         let (size, mut file) = match opened {
             Ok(opened) => opened,
@@ -136,11 +148,9 @@ impl Importer {
                 )));
             }
         };
-        if self.dead_letter.is_none() {
-            let mut name = path.file_name().unwrap_or_default().to_owned();
-            name.push(".dead-letter.ndjson");
-            self.dead_letter = Some(path.with_file_name(name));
-        }
+        let _lock = self
+            .check_outputs(Some(path))
+            .map_err(failure_before_start)?;
         if self.import_id.is_none() {
             match content_id(&mut file, size) {
                 Ok(id) => self.import_id = Some(id),
@@ -159,7 +169,8 @@ impl Importer {
     /// Imports from any reader, e.g. standard input. `total_bytes`, when
     /// known, feeds the ETA. Unless set, the dead-letter file is
     /// `cio-import.dead-letter.ndjson` in the current directory and the import
-    /// id is random (a resume takes it from the checkpoint).
+    /// id is random (a resume takes it from the checkpoint). The files it
+    /// will write are checked first, as for [`Importer::import_file`].
     ///
     /// # Errors
     ///
@@ -172,7 +183,22 @@ impl Importer {
         if self.dead_letter.is_none() {
             self.dead_letter = Some(PathBuf::from("cio-import.dead-letter.ndjson"));
         }
+        let _lock = self.check_outputs(None).map_err(failure_before_start)?;
         self.run(input, total_bytes)
+    }
+
+    /// Checks the files the import will write before anything is read or
+    /// sent, and holds the checkpoint's lock for as long as it is kept.
+    fn check_outputs(&self, input: Option<&Path>) -> Result<Option<CheckpointLock>> {
+        let dead_letter = self
+            .dead_letter
+            .as_deref()
+            .expect("set by import_file or import_reader");
+        check_dead_letter(dead_letter, input, self.checkpoint.as_deref())?;
+        self.checkpoint
+            .as_deref()
+            .map(CheckpointLock::acquire)
+            .transpose()
     }
 
     fn run(
