@@ -477,3 +477,27 @@ fn a_second_import_on_a_checkpoint_in_use_exits_2() {
     first.kill().unwrap();
     first.wait().unwrap();
 }
+
+#[test]
+fn a_gzip_file_delivers_every_line() {
+    use std::io::Write;
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("gzip");
+    let plain = dir.join("plain.ndjson");
+    let (people_sent, events_sent) = write_input(&plain, 500, false);
+    let input = dir.join("input.ndjson.gz");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(&fs::read(&plain).unwrap()).unwrap();
+    fs::write(&input, encoder.finish().unwrap()).unwrap();
+    let outcome = against(&emu, &["import", input.to_str().unwrap(), "--json"]).run();
+    outcome.assert_code(0);
+    assert_eq!(outcome.json()["delivered"].as_u64(), Some(500));
+    let snapshot = emu.snapshot();
+    assert_eq!(people(&[&snapshot]), people_sent);
+    assert_eq!(snapshot.event_ids(), events_sent);
+    assert_eq!(
+        snapshot.events.len(),
+        events_sent.len(),
+        "none stored twice"
+    );
+}

@@ -10,7 +10,8 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// How much is read from the input at a time.
 const BUFFER_BYTES: usize = 64 * 1024;
 
-/// `input` as it should be read: decompressed if it is gzip, as it is if not.
+/// `input` as it should be read: decompressed if it is gzip, as it is if not;
+/// and whether it was compressed (its size then says nothing of the lines').
 ///
 /// Concatenated gzip members (as `cat a.gz b.gz` or `pigz` make) are read as
 /// one stream.
@@ -21,8 +22,8 @@ const BUFFER_BYTES: usize = 64 * 1024;
 /// [`io::ErrorKind::Unsupported`] error for gzip input, so that compressed
 /// bytes are never taken for bad lines.
 pub(crate) fn decompressed<'a>(
-    mut input: impl Read + Send + 'a,
-) -> io::Result<Box<dyn BufRead + Send + 'a>> {
+    mut input: impl Read + 'a,
+) -> io::Result<(Box<dyn BufRead + 'a>, bool)> {
     let mut magic = [0u8; 2];
     let mut seen = 0;
     // A pipe may hand out one byte at a time.
@@ -36,14 +37,17 @@ pub(crate) fn decompressed<'a>(
     }
     let whole = io::Cursor::new(magic[..seen].to_vec()).chain(input);
     if magic[..seen] == GZIP_MAGIC {
-        gunzip(whole)
+        Ok((gunzip(whole)?, true))
     } else {
-        Ok(Box::new(BufReader::with_capacity(BUFFER_BYTES, whole)))
+        Ok((
+            Box::new(BufReader::with_capacity(BUFFER_BYTES, whole)),
+            false,
+        ))
     }
 }
 
 #[cfg(feature = "gzip")]
-fn gunzip<'a>(input: impl Read + Send + 'a) -> io::Result<Box<dyn BufRead + Send + 'a>> {
+fn gunzip<'a>(input: impl Read + 'a) -> io::Result<Box<dyn BufRead + 'a>> {
     Ok(Box::new(BufReader::with_capacity(
         BUFFER_BYTES,
         flate2::read::MultiGzDecoder::new(input),
@@ -51,7 +55,7 @@ fn gunzip<'a>(input: impl Read + Send + 'a) -> io::Result<Box<dyn BufRead + Send
 }
 
 #[cfg(not(feature = "gzip"))]
-fn gunzip<'a>(_input: impl Read + Send + 'a) -> io::Result<Box<dyn BufRead + Send + 'a>> {
+fn gunzip<'a>(_input: impl Read + 'a) -> io::Result<Box<dyn BufRead + 'a>> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "the input is gzip-compressed; build cio-ratelimit with the `gzip` feature to read it",
@@ -78,9 +82,9 @@ mod tests {
         }
     }
 
-    fn read_all(input: impl Read + Send) -> io::Result<Vec<u8>> {
+    fn read_all(input: impl Read) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
-        decompressed(input)?.read_to_end(&mut out)?;
+        decompressed(input)?.0.read_to_end(&mut out)?;
         Ok(out)
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::client::client::Client;
 use crate::error::{Error, Result};
+use crate::import::compressed::decompressed;
 use crate::import::output_paths::{CheckpointLock, check_dead_letter};
 use crate::import::progress::{ImportFailure, ImportSummary, Progress};
 use crate::import::reader::content_id;
@@ -122,6 +123,9 @@ impl Importer {
     /// and the import id is derived from the file's size and first 64 KB, so
     /// importing the same file again repeats the same event ids.
     ///
+    /// Gzip input (feature `gzip`) is recognised by its magic bytes, whatever
+    /// the file is called, and decompressed as it streams; standard input too.
+    ///
     /// Before the input is read, the files it will write are checked: the
     /// dead-letter file (appended to) must not be the input, the checkpoint,
     /// a device or a folder, and the checkpoint's folder must be writable and
@@ -206,6 +210,17 @@ impl Importer {
         input: impl BufRead,
         total_bytes: Option<u64>,
     ) -> std::result::Result<ImportSummary, ImportFailure> {
+        let (input, total_bytes) = match decompressed(input) {
+            Ok((input, false)) => (input, total_bytes),
+            Ok((input, true)) => (input, None),
+            Err(err) => {
+                return Err(failure_before_start(Error::io(
+                    "read the input",
+                    Path::new("-"),
+                    &err,
+                )));
+            }
+        };
         let (mut run, mut reader) = match Run::start(self, input, total_bytes) {
             Ok(started) => started,
             Err(error) => return Err(failure_before_start(error)),
