@@ -97,6 +97,8 @@ pub use crate::client::{
     Segment, SegmentMembers, TransactionalMessage,
 };
 pub use crate::error::{Credential, Error, Result, TimeoutKind, TransportKind};
+#[cfg(feature = "csv")]
+pub use crate::import::CsvOptions;
 pub use crate::import::{
     Checkpoint, DeadLetter, ImportFailure, ImportMode, ImportSummary, Importer, ImporterBuilder,
     Progress,

@@ -637,7 +637,7 @@ import goes on. Exit 0: every line delivered; 1: some dead-lettered; 2: fatal
 (credentials, region, files); 3: Customer.io unavailable, resume later with
 --checkpoint PATH --resume.")]
 pub struct Import {
-    /// The NDJSON file, or - for standard input
+    /// The NDJSON or CSV file (gzip too), or - for standard input
     #[arg(value_name = "FILE", default_value = "-")]
     pub input: PathBuf,
     /// Requests per second (a batch is one request), retries included [default: 50]
@@ -652,6 +652,16 @@ pub struct Import {
     /// batch: many lines per /api/v2/batch request; single: one /api/v2/entity request per line
     #[arg(long, value_enum, default_value_t = ModeArg::Batch)]
     pub mode: ModeArg,
+    /// The input's format [default: csv for FILE.csv or FILE.csv.gz, else ndjson]
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<FormatArg>,
+    /// CSV: take each person's identifier from this column [default: id,
+    /// else email, else cio_id]
+    #[arg(long, value_name = "NAME")]
+    pub id_column: Option<String>,
+    /// CSV: send every cell as a string instead of typing numbers and booleans
+    #[arg(long)]
+    pub csv_strings: bool,
     /// Where bad lines go [default: FILE.dead-letter.ndjson, or
     /// cio-import.dead-letter.ndjson for standard input]
     #[arg(long, value_name = "PATH")]
@@ -707,6 +717,29 @@ pub enum ModeArg {
     Batch,
     /// One /api/v2/entity request per line
     Single,
+}
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// One v2 operation (JSON object) per line
+    Ndjson,
+    /// A header row, then one person per row, each sent as an identify
+    Csv,
+}
+
+impl Import {
+    /// The input's format: `--format`, else `.csv` or `.csv.gz` means CSV.
+    pub fn format(&self) -> FormatArg {
+        self.format.unwrap_or_else(|| {
+            let name = self.input.to_string_lossy().to_ascii_lowercase();
+            if name.ends_with(".csv") || name.ends_with(".csv.gz") {
+                FormatArg::Csv
+            } else {
+                FormatArg::Ndjson
+            }
+        })
+    }
 }
 
 /// `--redis-fallback`: a share of the rate in (0, 1].

@@ -5,11 +5,11 @@ use std::io::{self, IsTerminal};
 use std::sync::{Arc, Mutex};
 
 use cio_ratelimit::{
-    AdaptiveLimiter, ApiClass, ClientBuilder, ImportMode, ImportSummary, Importer, RateLimit,
-    RedisLimiter, WhenUnreachable,
+    AdaptiveLimiter, ApiClass, ClientBuilder, CsvOptions, ImportMode, ImportSummary, Importer,
+    RateLimit, RedisLimiter, WhenUnreachable,
 };
 
-use crate::args::{Import, ModeArg};
+use crate::args::{FormatArg, Import, ModeArg};
 use crate::calls::Receipt;
 use crate::credentials::{Api, Credentials};
 use crate::embedded::Embedded;
@@ -154,6 +154,13 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
                 }
             }
         });
+    if import.format() == FormatArg::Csv {
+        let mut options = CsvOptions::new().strings(import.csv_strings);
+        if let Some(column) = &import.id_column {
+            options = options.id_column(column);
+        }
+        importer = importer.csv(options);
+    }
     if let Some(path) = &import.dead_letter {
         importer = importer.dead_letter(path);
     }

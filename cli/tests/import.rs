@@ -501,3 +501,82 @@ fn a_gzip_file_delivers_every_line() {
         "none stored twice"
     );
 }
+
+#[test]
+fn a_csv_file_arrives_typed_and_quoted_and_its_bad_rows_are_dead_lettered_by_line() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("csv");
+    let input = dir.join("people.csv");
+    fs::write(
+        &input,
+        "id,plan,seats,paid,zip,note\n\
+         u1,pro,12,true,02134,\"Smith, Jane\"\n\
+         u2,free,1.5,false,10001,\"said \"\"hi\"\"\nthen left\"\n\
+         u3,extra,field,1,2,3,4\n\
+         ,nobody,1,true,1,x\n\
+         u4,team,3,true,94107,plain\n",
+    )
+    .unwrap();
+    let outcome = against(&emu, &["import", input.to_str().unwrap(), "--json"]).run();
+    outcome.assert_code(1);
+    let json = outcome.json();
+    assert_eq!(
+        (json["delivered"].as_u64(), json["dead_lettered"].as_u64()),
+        (Some(3), Some(2))
+    );
+    let snapshot = emu.snapshot();
+    let u1 = &snapshot.people["u1"].attributes;
+    assert_eq!(u1["seats"], json!(12));
+    assert_eq!(u1["paid"], json!(true));
+    assert_eq!(u1["zip"], json!("02134"), "a leading zero stays");
+    assert_eq!(u1["note"], json!("Smith, Jane"));
+    let u2 = &snapshot.people["u2"].attributes;
+    assert_eq!(u2["seats"], json!(1.5));
+    assert_eq!(u2["note"], json!("said \"hi\"\nthen left"));
+    assert!(snapshot.people.contains_key("u4"));
+    assert_eq!(snapshot.people.len(), 3);
+    let dead = fs::read_to_string(dir.join("people.csv.dead-letter.ndjson")).unwrap();
+    let lines: Vec<u64> = dead
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["line"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(lines, [5, 6], "rows start on lines 5 and 6 (u2 spans 3-4)");
+}
+
+#[test]
+fn csv_strings_and_id_column_are_obeyed() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("csv-options");
+    let input = dir.join("people.txt");
+    fs::write(&input, "user,seats\nu1,12\n").unwrap();
+    let outcome = against(
+        &emu,
+        &[
+            "import",
+            input.to_str().unwrap(),
+            "--format",
+            "csv",
+            "--id-column",
+            "user",
+            "--csv-strings",
+        ],
+    )
+    .run();
+    outcome.assert_code(0);
+    assert_eq!(emu.snapshot().people["u1"].attributes["seats"], json!("12"));
+    let missing = against(
+        &emu,
+        &["import", input.to_str().unwrap(), "--format", "csv"],
+    )
+    .run();
+    missing.assert_code(2);
+    assert!(
+        missing.stderr.contains("id, email or cio_id"),
+        "{}",
+        missing.stderr
+    );
+}

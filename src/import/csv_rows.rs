@@ -216,7 +216,7 @@ impl<R: BufRead> CsvRows<R> {
                     self.next_line += 1;
                 }
                 quotes += self.raw[before..].iter().filter(|&&b| b == b'"').count();
-                if quotes % 2 == 0 || self.raw.len() > MAX_ROW_BYTES {
+                if quotes.is_multiple_of(2) || self.raw.len() > MAX_ROW_BYTES {
                     break;
                 }
             }

@@ -10,6 +10,8 @@ use std::time::Duration;
 use crate::client::client::Client;
 use crate::error::{Error, Result};
 use crate::import::compressed::decompressed;
+#[cfg(feature = "csv")]
+use crate::import::csv_rows::CsvOptions;
 use crate::import::output_paths::{CheckpointLock, check_dead_letter};
 use crate::import::progress::{ImportFailure, ImportSummary, Progress};
 use crate::import::reader::content_id;
@@ -83,6 +85,8 @@ pub struct Importer {
     pub(super) progress_every: Duration,
     pub(super) checkpoint_every: Duration,
     pub(super) max_batch_bytes: Option<usize>,
+    #[cfg(feature = "csv")]
+    pub(super) csv: Option<CsvOptions>,
 }
 
 pub(super) type ProgressCallback = Box<dyn FnMut(&Progress) + Send>;
@@ -115,6 +119,8 @@ impl Importer {
                 progress_every: Duration::from_millis(200),
                 checkpoint_every: Duration::from_millis(250),
                 max_batch_bytes: None,
+                #[cfg(feature = "csv")]
+                csv: None,
             },
         }
     }
@@ -279,6 +285,15 @@ impl ImporterBuilder {
     /// e.g. for shorter requests on a slow link.
     pub fn max_batch_bytes(mut self, bytes: usize) -> Self {
         self.importer.max_batch_bytes = Some(bytes);
+        self
+    }
+
+    /// Reads the input as CSV, one person per row, each an `identify`
+    /// (feature `csv`). A row's line is the line it starts on, for dead
+    /// letters and the checkpoint alike.
+    #[cfg(feature = "csv")]
+    pub fn csv(mut self, options: CsvOptions) -> Self {
+        self.importer.csv = Some(options);
         self
     }
 

@@ -25,6 +25,7 @@ pub(crate) mod compressed;
 pub(crate) mod csv_rows;
 pub(crate) mod dead_letter;
 pub(crate) mod importer;
+pub(crate) mod input;
 pub(crate) mod ledger;
 pub(crate) mod output_paths;
 pub(crate) mod progress;

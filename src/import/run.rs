@@ -16,6 +16,7 @@ use crate::error::{Error, Result, TransportKind};
 use crate::import::checkpoint::Checkpoint;
 use crate::import::dead_letter::DeadLetters;
 use crate::import::importer::{ImportMode, Importer, ProgressCallback};
+use crate::import::input::Input;
 use crate::import::ledger::{CheckpointFile, Chunk, ChunkId, Ledger, Rejected};
 use crate::import::progress::{ImportFailure, ImportSummary, Progress};
 use crate::import::reader::{Item, NdjsonReader};
@@ -99,7 +100,7 @@ impl Run {
         importer: Importer,
         input: R,
         total_bytes: Option<u64>,
-    ) -> Result<(Run, NdjsonReader<R>)> {
+    ) -> Result<(Run, Input<R>)> {
         let dead_letter_path = importer
             .dead_letter
             .clone()
@@ -148,6 +149,8 @@ impl Run {
                 DeadLetters::start(&dead_letter_path),
             ),
         };
+        #[cfg(feature = "csv")]
+        let csv = importer.csv.clone();
         let client = importer.client;
         let dispatcher = Dispatcher::builder()
             .workers(importer.workers)
@@ -202,11 +205,25 @@ impl Run {
             progress_every: importer.progress_every,
             last_progress: now,
         };
-        Ok((run, NdjsonReader::new(input, import_id, skip_to)))
+        #[cfg(feature = "csv")]
+        if let Some(options) = csv {
+            let rows = crate::import::csv_rows::CsvRows::new(input, &options).map_err(|err| {
+                Error::io(
+                    "read the CSV header of",
+                    Path::new("the input"),
+                    &std::io::Error::new(std::io::ErrorKind::InvalidData, err.to_string()),
+                )
+            })?;
+            return Ok((run, Input::Csv { rows, skip_to }));
+        }
+        Ok((
+            run,
+            Input::Ndjson(NdjsonReader::new(input, import_id, skip_to)),
+        ))
     }
 
     /// Reads every line, sending chunks and settling those that are done.
-    pub(super) fn read_all(&mut self, reader: &mut NdjsonReader<impl BufRead>) -> Result<()> {
+    pub(super) fn read_all(&mut self, reader: &mut Input<impl BufRead>) -> Result<()> {
         while let Some(record) = reader
             .next_record()
             .map_err(|err| Error::io("read the input", Path::new("-"), &err))?
