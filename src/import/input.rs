@@ -9,7 +9,9 @@ use crate::client::event_id::EventId;
 use crate::client::operation::Operation;
 #[cfg(feature = "csv")]
 use crate::import::csv_rows::CsvRows;
-use crate::import::reader::{Item, NdjsonReader, Record};
+#[cfg(feature = "csv")]
+use crate::import::reader::Item;
+use crate::import::reader::{NdjsonReader, Record};
 
 /// An import's input, read one record at a time.
 pub(crate) enum Input<R: BufRead> {
