@@ -580,3 +580,77 @@ fn csv_strings_and_id_column_are_obeyed() {
         missing.stderr
     );
 }
+
+#[test]
+fn resuming_a_finished_import_sends_nothing_and_exits_0_however_often() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("resume-finished");
+    let input = dir.join("input.ndjson");
+    let (people_sent, _) = write_input(&input, 300, false);
+    let checkpoint = dir.join("import.checkpoint");
+    let args = [
+        "import",
+        input.to_str().unwrap(),
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+    ];
+    against(&emu, &args).run().assert_code(0);
+    let finished = emu.snapshot().requests;
+    let mut resume = args.to_vec();
+    resume.extend(["--resume", "--json"]);
+    for _ in 0..3 {
+        let outcome = against(&emu, &resume).run();
+        outcome.assert_code(0);
+        assert_eq!(outcome.json()["requests"].as_u64(), Some(0));
+    }
+    let snapshot = emu.snapshot();
+    assert_eq!(snapshot.requests, finished, "nothing sent again");
+    assert_eq!(people(&[&snapshot]), people_sent);
+}
+
+#[test]
+fn a_checkpoint_past_the_end_of_the_input_exits_2_and_is_not_rewound() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("resume-past-end");
+    let input = dir.join("input.ndjson");
+    write_input(&input, 300, false);
+    let text = fs::read_to_string(&input).unwrap();
+    let checkpoint = dir.join("import.checkpoint");
+    let dead_letter = dir.join("letters.ndjson");
+    // From standard input the import id comes from the checkpoint, so only
+    // the line count can tell that the input is not the one it was kept for.
+    let run = |stdin: &str, resume: bool| {
+        let mut args = vec![
+            "import",
+            "-",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--dead-letter",
+            dead_letter.to_str().unwrap(),
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        against(&emu, &args).stdin(stdin).run()
+    };
+    run(&text, false).assert_code(0);
+    let kept = fs::read_to_string(&checkpoint).unwrap();
+    let requests = emu.snapshot().requests;
+    let first_100: String = text.lines().take(100).map(|l| format!("{l}\n")).collect();
+    let outcome = run(&first_100, true);
+    outcome.assert_code(2);
+    assert!(
+        outcome.stderr.contains("line 300") && outcome.stderr.contains("line 100"),
+        "{}",
+        outcome.stderr
+    );
+    assert_eq!(emu.snapshot().requests, requests, "nothing sent");
+    assert_eq!(
+        fs::read_to_string(&checkpoint).unwrap(),
+        kept,
+        "not rewound"
+    );
+    // The whole input again resumes to nothing, cleanly.
+    run(&text, true).assert_code(0);
+    assert_eq!(emu.snapshot().requests, requests);
+}

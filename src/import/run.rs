@@ -93,6 +93,11 @@ pub(super) struct Run {
     callback: Option<ProgressCallback>,
     progress_every: Duration,
     last_progress: Instant,
+    /// The checkpoint resumed from, and the line it names: the input must
+    /// reach that line, or it is not the input the checkpoint was kept for.
+    resumed_at: Option<(PathBuf, u64)>,
+    /// The last line read.
+    last_line: u64,
 }
 
 impl Run {
@@ -173,6 +178,11 @@ impl Run {
             Some(bytes) => BatchPacker::with_limits(bytes, validate::MAX_ITEM_BYTES)?,
             None => BatchPacker::new(),
         };
+        let resumed_at = importer
+            .checkpoint
+            .clone()
+            .filter(|_| importer.resume)
+            .map(|path| (path, skip_to));
         let checkpoint = importer.checkpoint.map(|path| CheckpointFile {
             path,
             import_id: import_id.clone(),
@@ -204,6 +214,8 @@ impl Run {
             callback: importer.progress,
             progress_every: importer.progress_every,
             last_progress: now,
+            resumed_at,
+            last_line: 0,
         };
         #[cfg(feature = "csv")]
         if let Some(options) = csv {
@@ -229,6 +241,7 @@ impl Run {
             .map_err(|err| Error::io("read the input", Path::new("-"), &err))?
         {
             let line = record.line;
+            self.last_line = line;
             if !matches!(record.item, Item::Skipped) {
                 self.progress.lines_read += 1;
                 self.progress.bytes_read += record.bytes_read;
@@ -261,7 +274,16 @@ impl Run {
             }
             self.settle_done()?;
         }
-        Ok(())
+        match &self.resumed_at {
+            Some((path, line)) if self.last_line < *line => Err(Error::Checkpoint {
+                path: path.clone(),
+                reason: format!(
+                    "it names line {line}, but the input ends at line {}: it was kept for another input",
+                    self.last_line
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn dead_letter(&mut self, line: u64, reason: String, original: &[u8]) -> Result<()> {
