@@ -71,6 +71,11 @@ impl<R: BufRead> NdjsonReader<R> {
         self.line += 1;
         let line = self.line;
         let text = trim(&self.buffer);
+        // Editors on Windows start a UTF-8 file with a byte order mark.
+        let text = match line {
+            1 => text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text),
+            _ => text,
+        };
         let item = if line <= self.skip_to {
             Item::Skipped
         } else if !complete {
@@ -212,6 +217,25 @@ mod tests {
     fn records(input: &str, skip_to: u64) -> Vec<Record> {
         let mut reader = NdjsonReader::new(input.as_bytes(), "import".into(), skip_to);
         std::iter::from_fn(|| reader.next_record().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_first_line_is_dropped() {
+        let line = r#"{"type":"person","action":"identify","identifiers":{"id":"a"}}"#;
+        let input = format!("\u{feff}{line}\n{line}\n");
+        let read = records(&input, 0);
+        assert_eq!(read.len(), 2);
+        for record in read {
+            match record.item {
+                Item::Operation(operation) => assert_eq!(operation.as_bytes(), line.as_bytes()),
+                other => panic!("line {}: {other:?}", record.line),
+            }
+        }
+        let inside = format!("{line}\n\u{feff}{line}\n");
+        assert!(
+            matches!(records(&inside, 0)[1].item, Item::Bad { .. }),
+            "only the first line's is a byte order mark"
+        );
     }
 
     #[test]
