@@ -103,7 +103,8 @@ pub use crate::import::{
 };
 pub use crate::limit::{
     AdaptiveLimiter, AdaptiveLimiterBuilder, ApiClass, Clock, Limiter, ManualClock, NotUntil,
-    RateLimit, SystemClock, TokenBucket, Unlimited,
+    RateChange, RateLimit, SlidingWindow, SlidingWindowBuilder, SystemClock, TokenBucket,
+    Unlimited,
 };
 #[cfg(feature = "redis")]
 pub use crate::limit::{RedisLimiter, RedisLimiterBuilder, WhenUnreachable};
