@@ -58,7 +58,9 @@ use crate::limit::rate_limit::RateLimit;
 /// 20 ms covers the jitter of a path across a continent and the scheduling
 /// of a busy machine; local networks need far less. It costs 2 % of the
 /// rate: the steady throughput is N per W + margin. A delay beyond the margin
-/// costs one 429, which the limiter learns from like any other.
+/// costs one 429; when learning, a 429 that comes although the server had
+/// accepted no more than N in the window doubles the margin, up to a tenth
+/// of the window.
 ///
 /// Within the window, permits are paced N per W + margin, with bursts of up
 /// to the limit's [`burst`](RateLimit::burst), so that requests arrive spread
@@ -102,9 +104,6 @@ struct Shared {
     clock: Arc<dyn Clock>,
     origin: Instant,
     ceiling: RateLimit,
-    /// The window plus the margin: what grants are counted over.
-    span: u64,
-    margin: Duration,
     state: Mutex<State>,
 }
 
@@ -116,19 +115,22 @@ struct State {
     /// The pacer's theoretical arrival time (GCRA): when it is next empty.
     tat: u64,
     paused_until: u64,
+    /// The window plus the margin: what grants are counted over.
+    span: u64,
+    margin: u64,
     learned: Learned,
 }
 
 impl State {
     /// Nanoseconds between permits at the limit in force, rounded up.
-    fn interval(&self, span: u64) -> u64 {
-        span.div_ceil(u64::from(self.learned.limit()))
+    fn interval(&self) -> u64 {
+        self.span.div_ceil(u64::from(self.learned.limit()))
     }
 
     /// The earliest time a permit can be granted, at or after `now`.
-    fn earliest(&self, now: u64, span: u64, burst: u32) -> u64 {
+    fn earliest(&self, now: u64, burst: u32) -> u64 {
         let limit = self.learned.limit();
-        let interval = self.interval(span);
+        let interval = self.interval();
         let tolerance = interval.saturating_mul(u64::from(burst.min(limit)) - 1);
         let mut at = now
             .max(self.paused_until)
@@ -136,17 +138,37 @@ impl State {
         let len = self.grants.len();
         let limit = limit as usize;
         if len >= limit {
-            at = at.max(self.grants[len - limit].saturating_add(span));
+            at = at.max(self.grants[len - limit].saturating_add(self.span));
         }
         at
     }
 
-    fn grant(&mut self, now: u64, span: u64, keep: u32) {
-        if self.grants.len() >= keep as usize {
+    fn grant(&mut self, now: u64) {
+        if self.grants.len() >= self.learned.law().ceiling as usize {
             self.grants.pop_front();
         }
         self.grants.push_back(now);
-        self.tat = self.tat.max(now).saturating_add(self.interval(span));
+        self.tat = self.tat.max(now).saturating_add(self.interval());
+    }
+
+    /// A 429 although the server had accepted no more than the limit: the
+    /// requests arrived closer together than they were sent, by more than
+    /// the margin. Doubles it, up to a tenth of the window.
+    fn widen_margin(&mut self) {
+        let window = self.learned.law().window;
+        let margin = self
+            .margin
+            .saturating_mul(2)
+            .min(window / 10)
+            .max(self.margin);
+        if margin > self.margin {
+            log::info!(
+                "rate limit: arrivals bunched more than the margin; now {:?}",
+                Duration::from_nanos(margin)
+            );
+            self.margin = margin;
+            self.span = window.saturating_add(margin);
+        }
     }
 }
 
@@ -279,12 +301,12 @@ impl SlidingWindowBuilder {
                 clock: self.clock,
                 origin,
                 ceiling: self.limit,
-                span: duration_nanos(window + margin),
-                margin,
                 state: Mutex::new(State {
                     grants: VecDeque::with_capacity(ceiling.min(4096) as usize),
                     tat: 0,
                     paused_until: 0,
+                    span: duration_nanos(window + margin),
+                    margin: duration_nanos(margin),
                     learned: Learned::new(law),
                 }),
             }),
@@ -350,7 +372,7 @@ impl SlidingWindow {
 
     /// The margin grants are counted over beyond the window.
     pub fn margin(&self) -> Duration {
-        self.shared.margin
+        Duration::from_nanos(self.shared.state.lock().margin)
     }
 
     /// Whether 429s teach it the workspace's limit.
@@ -370,12 +392,11 @@ impl SlidingWindow {
     fn take_at(&self, now: u64) -> std::result::Result<(), u64> {
         let shared = &self.shared;
         let mut state = shared.state.lock();
-        let at = state.earliest(now, shared.span, shared.ceiling.burst());
+        let at = state.earliest(now, shared.ceiling.burst());
         if at > now {
             return Err(at);
         }
-        let keep = state.learned.law().ceiling;
-        state.grant(now, shared.span, keep);
+        state.grant(now);
         Ok(())
     }
 
@@ -419,7 +440,7 @@ impl Limiter for SlidingWindow {
         if until > state.paused_until {
             state.paused_until = until;
             let burst = u64::from(shared.ceiling.burst().min(state.learned.limit()));
-            let tolerance = state.interval(shared.span).saturating_mul(burst - 1);
+            let tolerance = state.interval().saturating_mul(burst - 1);
             state.tat = state.tat.max(until.saturating_add(tolerance));
         }
     }
@@ -431,11 +452,12 @@ impl Limiter for SlidingWindow {
 
     fn throttled(&self, pause: Duration) {
         let now = self.now();
-        self.shared
-            .state
-            .lock()
-            .learned
-            .throttled(now, duration_nanos(pause));
+        let mut state = self.shared.state.lock();
+        let limit = state.learned.limit();
+        if state.learned.throttled(now, duration_nanos(pause)) && state.learned.limit() == limit {
+            state.widen_margin();
+        }
+        drop(state);
         self.pause_for(pause);
     }
 
@@ -455,7 +477,7 @@ impl fmt::Debug for SlidingWindow {
         f.debug_struct("SlidingWindow")
             .field("per_window", &state.learned.limit())
             .field("window", &Duration::from_nanos(law.window))
-            .field("margin", &self.shared.margin)
+            .field("margin", &Duration::from_nanos(state.margin))
             .field("ceiling", &law.ceiling)
             .field("floor", &law.floor)
             .field("learning", &law.learning)
@@ -553,6 +575,34 @@ mod tests {
         assert!(!limiter.try_acquire());
         limiter.acquire();
         assert_eq!(clock.elapsed(), Duration::from_millis(1_020));
+    }
+
+    #[test]
+    fn a_429_with_no_more_than_the_limit_accepted_widens_the_margin() {
+        let clock = ManualClock::new();
+        let limiter = limiter(10.0, 10, &clock);
+        for _ in 0..10 {
+            limiter.acquire();
+            limiter.record_success();
+        }
+        limiter.throttled(Duration::ZERO);
+        assert_eq!(limiter.per_window(), 10, "the server had taken all ten");
+        assert_eq!(limiter.margin(), Duration::from_millis(40));
+        limiter.acquire();
+        assert_eq!(clock.elapsed(), Duration::from_millis(1_040));
+        for _ in 0..8 {
+            clock.advance(Duration::from_secs(2));
+            for _ in 0..10 {
+                limiter.record_success();
+            }
+            limiter.throttled(Duration::ZERO);
+        }
+        assert_eq!(limiter.per_window(), 10);
+        assert_eq!(
+            limiter.margin(),
+            Duration::from_millis(100),
+            "a tenth at most"
+        );
     }
 
     #[test]
