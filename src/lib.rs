@@ -35,6 +35,11 @@
 //!   attributes and segments, segments and their members, people exports),
 //!   the Pipelines API ([`PipelinesCall`], [`PipelinesBatchPacker`], strict
 //!   mode always on, bad calls isolated from a batch), US and EU [`Region`]s.
+//! - [`SlidingWindow`]: the client's default limiter. "N per W" means what
+//!   the server means: at most N requests in any window W (with a margin for
+//!   jitter), so a client told the workspace's limit gets no 429. It learns
+//!   the real limit below the configured one from the server's 429s, by
+//!   what the server accepted, and reports it ([`RateChange`]).
 //! - [`TokenBucket`]: a blocking GCRA limiter guarded by a `parking_lot`
 //!   mutex. In any window of length T it grants at most `burst + rate × T`
 //!   permits, for any number of threads, in the order they asked.

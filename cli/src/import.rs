@@ -60,7 +60,10 @@ fn redis_limiter(
         (None, Some(wait)) => WhenUnreachable::WaitAtMost(wait),
         (None, None) => WhenUnreachable::Wait,
     };
-    let mut builder = RedisLimiter::builder(url, site_id, ApiClass::Track, limit)
+    let mut builder = RedisLimiter::builder(limit)
+        .url(url)
+        .workspace(site_id)
+        .class(ApiClass::Track)
         .when_unreachable(when_unreachable)
         .adopt_shared_settings(import.redis_adopt);
     if let Some(path) = &import.redis_ca {
