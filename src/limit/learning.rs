@@ -15,7 +15,7 @@ const LONGEST_HOLD: u64 = 300_000_000_000;
 /// One change of a learning limiter's rate: when, from what, to what, and why.
 ///
 /// Its `Display` is what a progress line shows, e.g.
-/// `throttled at 37/s; now 37/s` or `probing: now 40/s`.
+/// `throttled at 37/s; now 35/s` or `probing: now 40/s`.
 ///
 /// ```
 /// use cio_ratelimit::{Limiter, ManualClock, RateLimit, SlidingWindow};
@@ -28,8 +28,8 @@ const LONGEST_HOLD: u64 = 300_000_000_000;
 /// }
 /// limiter.throttled(std::time::Duration::from_secs(1)); // ... then answered 429
 /// let change = limiter.rate_changes()[0];
-/// assert_eq!(change.to_string(), "throttled at 37/s; now 37/s");
-/// assert_eq!(limiter.rate(), Some(37.0));
+/// assert_eq!(change.to_string(), "throttled at 37/s; now 35/s"); // less 4 % headroom
+/// assert_eq!(limiter.rate(), Some(35.0));
 /// # Ok::<(), cio_ratelimit::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -73,6 +73,26 @@ impl fmt::Display for Shown {
     }
 }
 
+/// What a 429 meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Throttle {
+    /// The server accepted fewer than the limit: the limit is now what it
+    /// accepted, less headroom.
+    Lowered,
+    /// The server had accepted the whole limit: the requests were not too
+    /// many but arrived too close together.
+    AtLimit,
+    /// Not learning, or part of an overload already counted.
+    Counted,
+}
+
+/// What the server accepted, less 4 % (at least one permit): room for the
+/// server's window and the client's to disagree by twice the margin.
+fn headroom(accepted: u32) -> u32 {
+    let less = (f64::from(accepted) * 0.04).ceil() as u32;
+    accepted.saturating_sub(less.max(1))
+}
+
 /// The settings of the law, in permits per window and nanoseconds.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Law {
@@ -91,8 +111,11 @@ pub(crate) struct Law {
 /// Where the law stands. Times are nanoseconds since the limiter's origin.
 ///
 /// On a 429 the limit becomes what the server accepted in the trailing
-/// window (measured, as BBR measures delivery, not guessed); 429s of the same
-/// overload (until the pause ends, and at least one window) count once. After
+/// window (measured, as BBR measures delivery, not guessed), less 4 %
+/// headroom; if the server had accepted the whole limit, the limit stays
+/// (the requests arrived too close together: the limiter widens its margin).
+/// 429s of the same overload (until the pause ends, and at least one window)
+/// count once. After
 /// `hold` without a 429 it probes: +1, +2, +4, ... per window up to the
 /// ceiling. A 429 met while probing doubles the next hold, up to 5 minutes;
 /// reaching the ceiling resets it.
@@ -157,26 +180,29 @@ impl Learned {
     }
 
     /// The server answered 429 at `now` and asked for a pause of `pause`
-    /// nanoseconds. Returns whether the limit changed.
-    pub(crate) fn throttled(&mut self, now: u64, pause: u64) -> bool {
+    /// nanoseconds: what it means for the limit.
+    pub(crate) fn throttled(&mut self, now: u64, pause: u64) -> Throttle {
         if !self.law.learning || now < self.quiet_until {
-            return false;
+            return Throttle::Counted;
         }
         self.forget_before(now);
+        let resume = now.saturating_add(pause);
+        self.quiet_until = resume.max(now.saturating_add(self.law.window));
         let measured = u32::try_from(self.accepted.len()).unwrap_or(u32::MAX);
-        let next = measured.min(self.limit).max(self.law.floor);
+        if measured >= self.limit {
+            return Throttle::AtLimit;
+        }
+        let next = headroom(measured).max(self.law.floor);
         self.hold = if self.limit > self.settled {
             self.hold.saturating_mul(2).min(LONGEST_HOLD)
         } else {
             self.hold
         };
-        let resume = now.saturating_add(pause);
-        self.quiet_until = resume.max(now.saturating_add(self.law.window));
         self.probe_at = Some(resume.saturating_add(self.hold));
         self.step = 1;
         self.settled = next;
         self.record(now, next, Some(self.per_second(measured)));
-        true
+        Throttle::Lowered
     }
 
     /// Raises the limit by the next step if it is time to probe.
@@ -260,38 +286,69 @@ mod tests {
         let mut learned = Learned::new(law());
         accept(&mut learned, 20, SECOND); // an older window: forgotten
         accept(&mut learned, 37, 2 * SECOND);
-        assert!(learned.throttled(2 * SECOND, SECOND));
-        assert_eq!(learned.limit(), 37);
+        assert_eq!(learned.throttled(2 * SECOND, SECOND), Throttle::Lowered);
+        assert_eq!(learned.limit(), 35, "37, less 4 % headroom");
         let change = learned.changes()[0];
-        assert_eq!((change.from, change.to), (50.0, 37.0));
+        assert_eq!((change.from, change.to), (50.0, 35.0));
         assert_eq!(change.throttled_at, Some(37.0));
-        assert_eq!(change.to_string(), "throttled at 37/s; now 37/s");
+        assert_eq!(change.to_string(), "throttled at 37/s; now 35/s");
     }
 
     #[test]
     fn the_limit_never_rises_on_a_429_nor_falls_below_the_floor() {
         let mut learned = Learned::new(law());
-        assert!(learned.throttled(SECOND, 0));
+        assert_eq!(learned.throttled(SECOND, 0), Throttle::Lowered);
         assert_eq!(learned.limit(), 3, "nothing accepted: the floor");
         let mut learned = Learned::new(law());
         learned.limit = 30;
         accept(&mut learned, 45, SECOND);
-        assert!(learned.throttled(SECOND, 0));
+        assert_eq!(learned.throttled(SECOND, 0), Throttle::AtLimit);
         assert_eq!(learned.limit(), 30);
+        assert!(learned.changes().is_empty());
+    }
+
+    #[test]
+    fn headroom_is_four_percent_and_at_least_one() {
+        let cases = [
+            (100, 96),
+            (60, 57),
+            (37, 35),
+            (20, 19),
+            (5, 4),
+            (1, 0),
+            (0, 0),
+        ];
+        for (accepted, limit) in cases {
+            assert_eq!(headroom(accepted), limit, "{accepted}");
+        }
     }
 
     #[test]
     fn a_burst_of_429s_from_one_overload_counts_once() {
         let mut learned = Learned::new(law());
         accept(&mut learned, 40, SECOND);
-        assert!(learned.throttled(SECOND, 3 * SECOND));
-        assert!(!learned.throttled(2 * SECOND, 0), "within the pause");
-        assert!(!learned.throttled(4 * SECOND - 1, 0));
-        assert!(learned.throttled(4 * SECOND, 0), "a new overload");
+        assert_eq!(learned.throttled(SECOND, 3 * SECOND), Throttle::Lowered);
+        let counted = Throttle::Counted;
+        assert_eq!(
+            learned.throttled(2 * SECOND, 0),
+            counted,
+            "within the pause"
+        );
+        assert_eq!(learned.throttled(4 * SECOND - 1, 0), counted);
+        assert_eq!(
+            learned.throttled(4 * SECOND, 0),
+            Throttle::Lowered,
+            "a new overload"
+        );
         let mut learned = Learned::new(law());
-        assert!(learned.throttled(SECOND, 0));
-        assert!(!learned.throttled(2 * SECOND - 1, 0), "within one window");
-        assert_eq!(learned.changes().len(), 1);
+        accept(&mut learned, 50, SECOND);
+        assert_eq!(learned.throttled(SECOND, 0), Throttle::AtLimit);
+        assert_eq!(
+            learned.throttled(2 * SECOND - 1, 0),
+            counted,
+            "within one window"
+        );
+        assert!(learned.changes().is_empty());
     }
 
     #[test]
@@ -299,14 +356,14 @@ mod tests {
         let mut learned = Learned::new(law());
         accept(&mut learned, 20, SECOND);
         learned.throttled(SECOND, SECOND); // resume at 2 s, probe at 12 s
-        accept(&mut learned, 20, 12 * SECOND - 1);
-        assert_eq!(learned.limit(), 20, "held");
+        accept(&mut learned, 19, 12 * SECOND - 1);
+        assert_eq!(learned.limit(), 19, "held");
         let mut limits = Vec::new();
         for s in 12..20 {
             learned.accepted(s * SECOND);
             limits.push(learned.limit());
         }
-        assert_eq!(limits, [21, 23, 27, 35, 50, 50, 50, 50]);
+        assert_eq!(limits, [20, 22, 26, 34, 50, 50, 50, 50]);
         let last = *learned.changes().last().unwrap();
         assert_eq!(last.to_string(), "probing: now 50/s");
     }
@@ -317,14 +374,14 @@ mod tests {
         accept(&mut learned, 20, SECOND);
         learned.throttled(SECOND, 0); // probe at 11 s
         learned.accepted(11 * SECOND);
-        assert_eq!(learned.limit(), 21);
-        accept(&mut learned, 20, 12 * SECOND);
-        learned.throttled(12 * SECOND, 0);
         assert_eq!(learned.limit(), 20);
+        accept(&mut learned, 19, 12 * SECOND);
+        assert_eq!(learned.throttled(12 * SECOND, 0), Throttle::Lowered);
+        assert_eq!(learned.limit(), 18);
         learned.accepted(31 * SECOND);
-        assert_eq!(learned.limit(), 20, "the hold is now 20 s");
+        assert_eq!(learned.limit(), 18, "the hold is now 20 s");
         learned.accepted(32 * SECOND);
-        assert_eq!(learned.limit(), 21);
+        assert_eq!(learned.limit(), 19);
         for s in 33..40 {
             learned.accepted(s * SECOND);
         }
@@ -338,7 +395,7 @@ mod tests {
             learning: false,
             ..law()
         });
-        assert!(!learned.throttled(SECOND, 0));
+        assert_eq!(learned.throttled(SECOND, 0), Throttle::Counted);
         assert!(!learned.accepted(2 * SECOND));
         assert_eq!(learned.limit(), 50);
         assert!(learned.changes().is_empty());

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::limit::clock::{Clock, SystemClock};
-use crate::limit::learning::{Law, Learned, RateChange};
+use crate::limit::learning::{Law, Learned, RateChange, Throttle};
 use crate::limit::limiter::{Limiter, duration_nanos, nanos_since};
 use crate::limit::rate_limit::RateLimit;
 
@@ -76,9 +76,13 @@ use crate::limit::rate_limit::RateLimit;
 /// - On a 429 ([`throttled`](Limiter::throttled)), N becomes what the server
 ///   accepted in the trailing window: the calls that succeeded
 ///   ([`record_success`](Limiter::record_success)) in the last W. That is the
-///   server's measured delivery, the way BBR measures rather than guesses,
-///   and never more than N, never less than the floor (default N / 20).
-///   Every caller is paused for the server's Retry-After.
+///   server's measured delivery, the way BBR measures rather than guesses.
+///   It keeps 4 % headroom (at least one permit), room for the server's
+///   window and the limiter's to disagree by twice the margin, so that the
+///   learned rate draws no further 429s; and it never goes below the floor
+///   (default N / 20). If the server had accepted the whole limit, the
+///   limit was not too high: the margin widens instead. Every caller is
+///   paused for the server's Retry-After.
 /// - The 429s of one overload arrive together: after a change, 429s are not
 ///   counted again until the pause has ended and at least one window passed.
 /// - After 20 s without a 429 ([`probe_after`](SlidingWindowBuilder::probe_after)),
@@ -453,8 +457,7 @@ impl Limiter for SlidingWindow {
     fn throttled(&self, pause: Duration) {
         let now = self.now();
         let mut state = self.shared.state.lock();
-        let limit = state.learned.limit();
-        if state.learned.throttled(now, duration_nanos(pause)) && state.learned.limit() == limit {
+        if state.learned.throttled(now, duration_nanos(pause)) == Throttle::AtLimit {
             state.widen_margin();
         }
         drop(state);
@@ -569,8 +572,8 @@ mod tests {
         }
         limiter.acquire(); // the 38th: throttled
         limiter.throttled(Duration::ZERO);
-        assert_eq!(limiter.per_window(), 37);
-        assert_eq!(limiter.rate(), Some(37.0));
+        assert_eq!(limiter.per_window(), 35, "37, less 4 % headroom");
+        assert_eq!(limiter.rate(), Some(35.0));
         // The window already holds 38 grants: nothing until the first leaves it.
         assert!(!limiter.try_acquire());
         limiter.acquire();
