@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator, RetryAfterStyle, Snapshot};
-use cio_ratelimit::{ApiClass, Client, RateLimit};
+use cio_ratelimit::{ApiClass, BatchPacker, Client, Operation, RateLimit};
 use serde_json::json;
 
 fn emulator(config: Config) -> Emulator {
@@ -175,4 +175,36 @@ fn a_3_s_throttle_asking_for_no_pause_draws_a_handful_of_requests() {
         assert!(snapshot.throttled >= 3, "{style:?}: {}", snapshot.throttled);
         assert_eq!(snapshot.people["42"].identify_count, 1);
     }
+}
+
+#[test]
+fn batches_learn_through_the_same_machinery_as_single_calls() {
+    let emu = emulator(Config::default().track_limit(30));
+    let client = client(&emu, 150.0, true);
+    let next = AtomicU64::new(0);
+    thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= 60 {
+                        break;
+                    }
+                    let mut packer = BatchPacker::new();
+                    for person in [2 * n, 2 * n + 1] {
+                        let op = Operation::identify(format!("p-{person}"), json!({})).unwrap();
+                        assert!(packer.push(&op).unwrap().is_none());
+                    }
+                    let response = client.send_batch(&packer.finish().unwrap()).unwrap();
+                    assert!(response.all_accepted());
+                }
+            });
+        }
+    });
+    let snapshot = emu.snapshot();
+    assert_eq!(snapshot.people.len(), 120);
+    let (_, throttled) = track_stats(&snapshot);
+    assert!((1..=10).contains(&throttled), "{throttled} × 429");
+    let rate = client.limiter(ApiClass::Track).rate().unwrap();
+    assert!(rate <= 30.0, "learned {rate}/s");
 }
