@@ -665,7 +665,8 @@ pub struct Import {
     #[arg(long, requires = "checkpoint")]
     pub resume: bool,
     /// Share one rate with every process importing to the same workspace
-    /// through this Redis (redis://[:password@]host[:port][/db])
+    /// through this Redis (redis://[:password@]host[:port][/db]); the shared
+    /// rate stays at --rate: learning from 429s is per process, without it
     #[arg(long, value_name = "URL")]
     pub redis_url: Option<String>,
     /// While Redis is unreachable, go on at this share of --rate (0-1]

@@ -757,6 +757,9 @@ impl Limiter for RedisLimiter {
     fn check(&self) -> Result<()> {
         RedisLimiter::check(self)
     }
+    fn rate(&self) -> Option<f64> {
+        Some(self.limit().per_second())
+    }
 }
 
 impl fmt::Debug for RedisLimiter {
