@@ -765,6 +765,18 @@ fn invalid_settings_are_refused_with_the_setting_named() {
     );
     assert!(builder("rediss://127.0.0.1:6380/0", "w").build().is_ok());
     assert_eq!(setting(builder(url, " ")), "workspace");
+    let unnamed = RedisLimiter::builder(RateLimit::TRACK_API);
+    assert_eq!(
+        setting(unnamed.workspace("w")),
+        "redis_url",
+        "the URL is required"
+    );
+    let unnamed = RedisLimiter::builder(RateLimit::TRACK_API);
+    assert_eq!(
+        setting(unnamed.url(url)),
+        "workspace",
+        "so is the workspace"
+    );
     assert_eq!(setting(builder(url, "w").key_prefix("")), "key_prefix");
     assert_eq!(
         setting(builder(url, "w").timeout(Duration::ZERO)),

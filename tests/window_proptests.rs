@@ -164,3 +164,31 @@ proptest! {
         prop_assert!(took >= span * (windows - 1), "{:?} for {} windows of {}", took, windows, n);
     }
 }
+
+#[test]
+fn clones_share_one_window_and_one_learned_rate_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<SlidingWindow>();
+    let clock = ManualClock::new();
+    let limiter = limiter(10.0, 10, false, &clock);
+    let clone = limiter.clone();
+    std::thread::spawn(move || {
+        for _ in 0..10 {
+            assert!(clone.try_acquire());
+        }
+    })
+    .join()
+    .unwrap();
+    assert!(!limiter.try_acquire(), "the clone took the whole window");
+    let learning = self::limiter(50.0, 5, true, &clock);
+    learning.clone().throttled(Duration::from_secs(1));
+    assert_eq!(
+        learning.rate(),
+        Some(3.0),
+        "nothing accepted: the floor, 50 / 20, seen by every clone"
+    );
+    assert!(
+        format!("{learning:?}").contains("per_window: 3"),
+        "{learning:?}"
+    );
+}
