@@ -55,9 +55,12 @@ use crate::limit::rate_limit::RateLimit;
 /// them, the server sees N + 1 in one window. So the limiter counts over a
 /// window longer by a margin, default 2 % of the window (20 ms per second,
 /// at least 1 ms), which [`margin`](SlidingWindowBuilder::margin) changes.
-/// 20 ms covers the jitter of a path across a continent and the scheduling
-/// of a busy machine; local networks need far less. It costs 2 % of the
-/// rate: the steady throughput is N per W + margin. A delay beyond the margin
+/// How it was chosen: on a busy two-core machine sending to a local
+/// emulator (`examples/learning_bench.rs`), 10 ms let a thread scheduled late
+/// put the 101st request into a 100-per-second window several times a run,
+/// 20 ms almost never; the one-way jitter of a path over the internet is of
+/// the same order. It costs 2 % of the rate: the steady throughput is N per
+/// W + margin. A delay beyond the margin
 /// costs one 429; when learning, a 429 that comes although the server had
 /// accepted no more than N in the window doubles the margin, up to a tenth
 /// of the window.
@@ -163,6 +166,7 @@ impl State {
         let margin = self
             .margin
             .saturating_mul(2)
+            .max(1_000_000)
             .min(window / 10)
             .max(self.margin);
         if margin > self.margin {
@@ -251,7 +255,8 @@ impl SlidingWindowBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] naming the setting: a zero window, a margin
+    /// [`Error::InvalidConfig`] naming the setting: a window too short for
+    /// one permit at the rate (zero, or under `1 / rate`), a margin
     /// longer than the window, a floor that is not a positive rate or is
     /// above the configured rate, or a zero `probe_after`.
     pub fn build(self) -> Result<SlidingWindow> {
@@ -271,6 +276,13 @@ impl SlidingWindowBuilder {
                 "margin",
                 format_args!("{margin:?}"),
                 "no longer than the window",
+            ));
+        }
+        if self.window.is_some() && rate * window.as_secs_f64() + 1e-9 < 1.0 {
+            return Err(Error::invalid(
+                "window",
+                format_args!("{window:?}"),
+                "long enough for one permit at the rate: at least 1 / rate",
             ));
         }
         let per_window = |rate: f64| {
@@ -648,6 +660,8 @@ mod tests {
             setting(SlidingWindow::builder(limit).window(Duration::ZERO)),
             "window"
         );
+        let window = SlidingWindow::builder(limit).window(Duration::from_millis(99));
+        assert_eq!(setting(window), "window", "under one permit at 10/s");
         assert_eq!(
             setting(SlidingWindow::builder(limit).margin(Duration::from_secs(2))),
             "margin"
