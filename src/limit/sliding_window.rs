@@ -261,7 +261,7 @@ impl SlidingWindowBuilder {
     /// above the configured rate, or a zero `probe_after`.
     pub fn build(self) -> Result<SlidingWindow> {
         let rate = self.limit.per_second();
-        // A rate too slow for any window a `Duration` holds gets a year, and 1 in it.
+        // A rate slower than one a year gets one a year.
         let window = self
             .window
             .unwrap_or_else(|| Duration::from_secs_f64((1.0 / rate).clamp(1.0, 3.2e7)));
