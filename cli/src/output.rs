@@ -62,7 +62,7 @@ impl Output {
         } else {
             let mut text = receipt_line(receipt);
             if let Some(line) = self.rate.as_ref().and_then(RateReport::line) {
-                text.push_str("\nrequests went ");
+                text.push_str("\nrate limit: ");
                 text.push_str(&line);
             }
             text.push('\n');

@@ -51,7 +51,7 @@ impl ProgressDisplay {
     }
 
     /// Shows a change of the rate as it happens, on a line of its own:
-    /// `cio-ratelimit: rate: throttled at 37/s; now 37/s (after 0.8 s)`.
+    /// `cio-ratelimit: rate: throttled at 37/s; now 35/s (after 0.8 s)`.
     pub fn rate_changed(&mut self, change: &RateChange) {
         let line = format!(
             "cio-ratelimit: rate: {change} (after {:.1} s)",
@@ -91,8 +91,8 @@ fn new_bar(total_bytes: Option<u64>) -> ProgressBar {
     bar
 }
 
-/// `11990 sent, 10 dead-lettered, 3 retried, 1 throttled, 95 lines/s, requests at 37/s
-/// (throttled at 37/s; now 37/s)`.
+/// `11990 sent, 10 dead-lettered, 3 retried, 1 throttled, 95 lines/s, limit 35/s
+/// (throttled at 37/s; now 35/s)`.
 fn counts(progress: &Progress, rate: &RateReport) -> String {
     let mut counts = format!(
         "{} sent, {} dead-lettered, {} retried, {} throttled, {:.0} lines/s",
@@ -103,7 +103,7 @@ fn counts(progress: &Progress, rate: &RateReport) -> String {
         progress.lines_per_second()
     );
     if let Some(line) = rate.line() {
-        counts.push_str(", requests ");
+        counts.push_str(", limit ");
         counts.push_str(&line);
     }
     counts
@@ -130,20 +130,20 @@ mod tests {
     #[test]
     fn the_counts_end_with_the_rate_in_force_and_its_last_change() {
         let rate = RateReport {
-            in_force: Some(37.0),
+            in_force: Some(35.0),
             changes: vec![RateChange {
                 at: Duration::from_secs(1),
                 from: 50.0,
-                to: 37.0,
+                to: 35.0,
                 throttled_at: Some(37.0),
             }],
         };
         let line = counts(&done(10), &rate);
         assert!(
-            line.ends_with(", requests at 37/s (throttled at 37/s; now 37/s)"),
+            line.ends_with(", limit 35/s (throttled at 37/s; now 35/s)"),
             "{line}"
         );
-        assert!(!counts(&done(10), &no_rate()).contains("requests at"));
+        assert!(!counts(&done(10), &no_rate()).contains("limit"));
     }
 
     #[test]

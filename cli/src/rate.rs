@@ -24,10 +24,10 @@ impl RateReport {
         }
     }
 
-    /// `at 37/s` and, once the rate has changed, `(throttled at 37/s; now 37/s)`.
+    /// `35/s` and, once the rate has changed, `(throttled at 37/s; now 35/s)`.
     pub fn line(&self) -> Option<String> {
         let rate = self.in_force?;
-        let mut line = format!("at {}/s", shown(rate));
+        let mut line = format!("{}/s", shown(rate));
         if let Some(last) = self.changes.last() {
             line.push_str(&format!(" ({last})"));
         }
@@ -67,11 +67,11 @@ mod tests {
 
     fn report() -> RateReport {
         RateReport {
-            in_force: Some(37.0),
+            in_force: Some(35.0),
             changes: vec![RateChange {
                 at: Duration::from_millis(800),
                 from: 50.0,
-                to: 37.0,
+                to: 35.0,
                 throttled_at: Some(37.0),
             }],
         }
@@ -81,13 +81,13 @@ mod tests {
     fn the_line_shows_the_rate_and_the_last_change() {
         assert_eq!(
             report().line().as_deref(),
-            Some("at 37/s (throttled at 37/s; now 37/s)")
+            Some("35/s (throttled at 37/s; now 35/s)")
         );
         let steady = RateReport {
             in_force: Some(35.6),
             changes: Vec::new(),
         };
-        assert_eq!(steady.line().as_deref(), Some("at 35.6/s"));
+        assert_eq!(steady.line().as_deref(), Some("35.6/s"));
         let none = RateReport {
             in_force: None,
             changes: Vec::new(),
@@ -98,9 +98,9 @@ mod tests {
     #[test]
     fn json_lists_every_change() {
         let json = report().to_json();
-        assert_eq!(json["in_force"], 37.0);
+        assert_eq!(json["in_force"], 35.0);
         assert_eq!(json["changes"][0]["throttled_at"], 37.0);
-        assert_eq!(json["changes"][0]["text"], "throttled at 37/s; now 37/s");
+        assert_eq!(json["changes"][0]["text"], "throttled at 37/s; now 35/s");
         assert_eq!(json["changes"][0]["at_seconds"], 0.8);
     }
 }
