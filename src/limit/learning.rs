@@ -232,10 +232,8 @@ impl Learned {
             to: self.per_second(next),
             throttled_at,
         };
-        match throttled_at {
-            Some(_) => log::warn!("rate limit learned: {change}"),
-            None => log::info!("rate limit: {change}"),
-        }
+        // Info, not a warning: the 429 that caused it is already warned of.
+        log::info!("rate limit: {change}");
         if self.changes.len() == REMEMBERED_CHANGES {
             self.changes.pop_front();
         }
