@@ -15,7 +15,7 @@ const LONGEST_HOLD: u64 = 300_000_000_000;
 /// One change of a learning limiter's rate: when, from what, to what, and why.
 ///
 /// Its `Display` is what a progress line shows, e.g.
-/// `throttled at 37/s; now 35/s` or `probing: now 40/s`.
+/// `throttled at 37/s; now 36/s` or `probing: now 40/s`.
 ///
 /// ```
 /// use cio_ratelimit::{Limiter, ManualClock, RateLimit, SlidingWindow};
@@ -28,8 +28,8 @@ const LONGEST_HOLD: u64 = 300_000_000_000;
 /// }
 /// limiter.throttled(std::time::Duration::from_secs(1)); // ... then answered 429
 /// let change = limiter.rate_changes()[0];
-/// assert_eq!(change.to_string(), "throttled at 37/s; now 35/s"); // less 4 % headroom
-/// assert_eq!(limiter.rate(), Some(35.0));
+/// assert_eq!(change.to_string(), "throttled at 37/s; now 36/s"); // less 4 % headroom
+/// assert_eq!(limiter.rate(), Some(36.0));
 /// # Ok::<(), cio_ratelimit::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -86,10 +86,10 @@ pub(crate) enum Throttle {
     Counted,
 }
 
-/// What the server accepted, less 4 % (at least one permit): room for the
-/// server's window and the client's to disagree by twice the margin.
+/// What the server accepted, less 4 %, rounded (at least one permit): room
+/// for the server's window and the client's to disagree by twice the margin.
 fn headroom(accepted: u32) -> u32 {
-    let less = (f64::from(accepted) * 0.04).ceil() as u32;
+    let less = (f64::from(accepted) * 0.04).round() as u32;
     accepted.saturating_sub(less.max(1))
 }
 
@@ -285,11 +285,11 @@ mod tests {
         accept(&mut learned, 20, SECOND); // an older window: forgotten
         accept(&mut learned, 37, 2 * SECOND);
         assert_eq!(learned.throttled(2 * SECOND, SECOND), Throttle::Lowered);
-        assert_eq!(learned.limit(), 35, "37, less 4 % headroom");
+        assert_eq!(learned.limit(), 36, "37, less 4 % headroom");
         let change = learned.changes()[0];
-        assert_eq!((change.from, change.to), (50.0, 35.0));
+        assert_eq!((change.from, change.to), (50.0, 36.0));
         assert_eq!(change.throttled_at, Some(37.0));
-        assert_eq!(change.to_string(), "throttled at 37/s; now 35/s");
+        assert_eq!(change.to_string(), "throttled at 37/s; now 36/s");
     }
 
     #[test]
@@ -309,8 +309,9 @@ mod tests {
     fn headroom_is_four_percent_and_at_least_one() {
         let cases = [
             (100, 96),
-            (60, 57),
-            (37, 35),
+            (60, 58),
+            (37, 36),
+            (33, 32),
             (20, 19),
             (5, 4),
             (1, 0),

@@ -80,9 +80,9 @@ use crate::limit::rate_limit::RateLimit;
 ///   accepted in the trailing window: the calls that succeeded
 ///   ([`record_success`](Limiter::record_success)) in the last W. That is the
 ///   server's measured delivery, the way BBR measures rather than guesses.
-///   It keeps 4 % headroom (at least one permit), room for the server's
-///   window and the limiter's to disagree by twice the margin, so that the
-///   learned rate draws no further 429s; and it never goes below the floor
+///   It keeps 4 % headroom (rounded, at least one permit), room for the
+///   server's window and the limiter's to disagree by twice the margin, so
+///   that the learned rate draws no further 429s; and it never goes below the floor
 ///   (default N / 20). If the server had accepted the whole limit, the
 ///   limit was not too high: the margin widens instead. Every caller is
 ///   paused for the server's Retry-After.
@@ -584,8 +584,8 @@ mod tests {
         }
         limiter.acquire(); // the 38th: throttled
         limiter.throttled(Duration::ZERO);
-        assert_eq!(limiter.per_window(), 35, "37, less 4 % headroom");
-        assert_eq!(limiter.rate(), Some(35.0));
+        assert_eq!(limiter.per_window(), 36, "37, less 4 % headroom");
+        assert_eq!(limiter.rate(), Some(36.0));
         // The window already holds 38 grants: nothing until the first leaves it.
         assert!(!limiter.try_acquire());
         limiter.acquire();
