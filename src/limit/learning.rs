@@ -115,10 +115,9 @@ pub(crate) struct Law {
 /// headroom; if the server had accepted the whole limit, the limit stays
 /// (the requests arrived too close together: the limiter widens its margin).
 /// 429s of the same overload (until the pause ends, and at least one window)
-/// count once. After
-/// `hold` without a 429 it probes: +1, +2, +4, ... per window up to the
-/// ceiling. A 429 met while probing doubles the next hold, up to 5 minutes;
-/// reaching the ceiling resets it.
+/// count once. After `hold` without a 429 it probes: +1, +2, +4, ... per
+/// window up to the ceiling. A 429 met while probing doubles the next hold,
+/// up to 5 minutes; reaching the ceiling resets it.
 #[derive(Debug)]
 pub(crate) struct Learned {
     law: Law,
