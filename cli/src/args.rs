@@ -666,7 +666,8 @@ pub struct Import {
     pub resume: bool,
     /// Share one rate with every process importing to the same workspace
     /// through this Redis (redis://[:password@]host[:port][/db]); the shared
-    /// rate stays at --rate: learning from 429s is per process, without it
+    /// rate stays at --rate and does not learn from 429s, as imports without
+    /// --redis-url do
     #[arg(long, value_name = "URL")]
     pub redis_url: Option<String>,
     /// While Redis is unreachable, go on at this share of --rate (0-1]
