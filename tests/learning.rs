@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator, RetryAfterStyle, Snapshot};
-use cio_ratelimit::{ApiClass, BatchPacker, Client, Operation, RateLimit};
+use cio_ratelimit::{ApiClass, BatchPacker, Client, Operation, RateLimit, SlidingWindow};
 use serde_json::json;
 
 fn emulator(config: Config) -> Emulator {
@@ -56,18 +56,28 @@ fn track_stats(snapshot: &Snapshot) -> (u64, u64) {
 #[test]
 fn told_the_right_number_it_runs_at_that_number_without_a_429() {
     let emu = emulator(Config::default().track_limit(200));
-    let client = client(&emu, 200.0, true);
+    // The default 20 ms margin is measured in examples/learning_bench.rs; a
+    // CI machine shared with other builds can delay a thread longer than
+    // that, so this test gives the jitter 60 ms.
+    let limiter = SlidingWindow::builder(RateLimit::new(200.0, 20).unwrap())
+        .margin(Duration::from_millis(60))
+        .build()
+        .unwrap();
+    let client = Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
+        .base_url(emu.url())
+        .limiter(ApiClass::Track, limiter)
+        .build()
+        .unwrap();
     let took = identify_all(&client, "p", 600);
     let snapshot = emu.snapshot();
     assert_eq!(snapshot.people.len(), 600);
     let (max_in_window, throttled) = track_stats(&snapshot);
-    // A machine busy enough to delay one request past the 20 ms margin may
-    // cost one 429 (and then the margin widens); a token bucket costs dozens.
+    // A token bucket at 200/s, burst 20, sends 220 in a window: dozens of 429s.
     assert!(throttled <= 1, "{throttled} × 429");
     assert!(max_in_window <= 201, "{max_in_window}");
-    // 600 at 200 per 1.02 s: the third hundred-window starts at 2.04 s.
-    assert!(took >= Duration::from_millis(2_000), "{took:?}");
-    assert!(took < Duration::from_secs(5), "{took:?}");
+    // 600 at 200 per 1.06 s: the third window of 200 starts at 2.12 s.
+    assert!(took >= Duration::from_millis(2_100), "{took:?}");
+    assert!(took < Duration::from_secs(6), "{took:?}");
 }
 
 #[test]
