@@ -59,7 +59,10 @@ fn start_redis() -> Result<(String, OwnRedis), String> {
 }
 
 fn redis(url: &str, name: &str, limit: RateLimit) -> RedisLimiter {
-    RedisLimiter::builder(url, format!("bench-{name}"), ApiClass::Track, limit)
+    RedisLimiter::builder(limit)
+        .url(url)
+        .workspace(format!("bench-{name}"))
+        .class(ApiClass::Track)
         .key_prefix("cio-ratelimit-bench")
         .build()
         .expect("a valid Redis URL")

@@ -20,41 +20,168 @@
 //!
 //! Every call waits for a permit from its API class's limiter — before every
 //! attempt, retries included — so the workspace's budget holds however many
-//! threads send. A 429 pauses everyone who shares the limiter; 5xx, timeouts
-//! and dropped connections back off with jitter; a transactional email is
-//! never sent twice unless you opt in; every event carries an id so that a
-//! retry is counted once.
+//! threads send. A 429 pauses everyone who shares the limiter and teaches it
+//! the workspace's real limit; 5xx, timeouts and dropped connections back off
+//! with jitter; a transactional message is never sent twice unless you opt
+//! in; every event carries an id so that a retry is counted once.
 //!
-//! # What is in the crate
+//! The crate is five rooms, each using only the ones after it: imports
+//! ([`Importer`]) → the queue ([`Dispatcher`]) → the client ([`Client`]) →
+//! retries ([`RetryPolicy`]) → limits ([`SlidingWindow`], [`TokenBucket`]).
+//! The sections below walk through them from the bottom up.
 //!
-//! - [`Client`]: Track v1 (identify, track, anonymous and invite events,
-//!   suppress, delete, devices, merge, manual segments, push metrics), Track
-//!   v2 ([`Operation`], [`BatchPacker`], batches with per-item rejections as
-//!   data), App API (transactional email, push, SMS, in-app and inbox
-//!   messages, broadcast triggers; reads: people by email, a person's
-//!   attributes and segments, segments and their members, people exports),
-//!   the Pipelines API ([`PipelinesCall`], [`PipelinesBatchPacker`], strict
-//!   mode always on, bad calls isolated from a batch), US and EU [`Region`]s.
-//! - [`TokenBucket`]: a blocking GCRA limiter guarded by a `parking_lot`
-//!   mutex. In any window of length T it grants at most `burst + rate × T`
-//!   permits, for any number of threads, in the order they asked.
-//! - [`AdaptiveLimiter`]: a token bucket that lowers its rate on each 429
-//!   (×0.7) and climbs back (CUBIC) while calls succeed, so processes that
-//!   share nothing settle under the workspace's limit.
-//! - `RedisLimiter` (feature `redis`): the same GCRA as [`TokenBucket`], kept
-//!   in Redis, so that every process and machine of a workspace shares one
-//!   budget and one pause.
-//! - [`RateLimit`]: validated rates with presets for Customer.io's limits.
-//! - [`Limiter`]: what everything that sends accepts; [`Unlimited`] for tests.
-//! - [`RetryPolicy`]: exponential backoff with jitter, `Retry-After`
-//!   ([`parse_retry_after`]), 429s that pause the shared limiter, and calls
-//!   marked safe or unsafe to repeat. Retries take permits from the limiter
-//!   like first attempts, so they cannot storm the server; an opt-in retry
-//!   budget covers limiters that do not bound the rate. [`RetryStats`]
-//!   counts what each call cost.
-//! - [`Clock`], [`SystemClock`] and [`ManualClock`]: time is injected, so
-//!   tests of timing logic are instant and deterministic.
-//! - [`validate`]: Customer.io's size limits, checked before anything is sent.
+//! # The client
+//!
+//! [`Client`] speaks Track v1 (identify, track, anonymous and invite events,
+//! suppress, delete, devices, merge, manual segments, push metrics), Track v2
+//! ([`Operation`], [`BatchPacker`], batches whose rejected items come back as
+//! data), the App API (transactional email, push, SMS, in-app and inbox
+//! messages, broadcast triggers; people by email, a person's attributes and
+//! segments, segments and their members, people exports) and the Pipelines
+//! API ([`PipelinesCall`], [`PipelinesBatchPacker`], strict mode always on).
+//! Give it the credentials of the APIs you call; a call whose credentials it
+//! lacks fails with [`Error::MissingCredential`] before anything is sent.
+//!
+//! ```
+//! use cio_ratelimit::{Client, Identifier, TransactionalMessage};
+//! # let emulator = cio_emulator::Emulator::start(cio_emulator::Config::default())?;
+//!
+//! // A program that only sends transactional messages needs only the App key.
+//! let client = Client::builder_without_credentials()
+//!     .app_key(cio_emulator::DEFAULT_APP_KEY)
+//!     .app_url(emulator.url())
+//!     .build()?;
+//! let delivery = client.send_email(&TransactionalMessage::new(7, Identifier::email("ada@example.com")))?;
+//! assert!(!delivery.delivery_id.is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Input that breaks Customer.io's size limits is refused with
+//! [`Error::Invalid`] before it is sent ([`validate`] has the limits).
+//!
+//! # Limiters
+//!
+//! Customer.io counts requests in a sliding window and publishes no fixed
+//! limit. A [`SlidingWindow`] keeps the server's own promise — at most N
+//! requests in any window — and, by default, learns the workspace's real N
+//! from its 429s, never going above the configured rate. It is what a
+//! [`Client`] uses for each [`ApiClass`] unless told otherwise.
+//! [`TokenBucket`] keeps the classic contract instead (at most
+//! `burst + rate × T` in any window T); `RedisLimiter` (feature `redis`)
+//! shares one budget between processes. All of them take a validated
+//! [`RateLimit`] and an injected [`Clock`], so timing logic is tested on a
+//! [`ManualClock`] without sleeping:
+//!
+//! ```
+//! use cio_ratelimit::{Limiter, ManualClock, RateLimit, TokenBucket};
+//! use std::time::Duration;
+//!
+//! let clock = ManualClock::new();
+//! let bucket = TokenBucket::with_clock(10.0, 2, clock.clone())?;
+//! for _ in 0..12 {
+//!     bucket.acquire(); // sleeps on the manual clock: instant
+//! }
+//! // A burst of 2 at once, then one every 100 ms.
+//! assert!(clock.elapsed() >= Duration::from_millis(900) && clock.elapsed() <= Duration::from_secs(1));
+//! assert!(!bucket.try_acquire());
+//! # Ok::<(), cio_ratelimit::Error>(())
+//! ```
+//!
+//! # Retries
+//!
+//! [`RetryPolicy`] is the blocking retry loop every client call runs in:
+//! a permit before every attempt, exponential backoff with jitter after
+//! 5xx, timeouts and resets, `Retry-After` in both RFC 9110 forms on a 429
+//! (which pauses the shared limiter, so every thread backs off together),
+//! and calls marked safe or unsafe to repeat ([`Call`]). It runs your own
+//! calls too:
+//!
+//! ```
+//! use cio_ratelimit::{Call, Failure, ManualClock, RetryPolicy, Unlimited};
+//!
+//! let clock = ManualClock::new();
+//! let policy = RetryPolicy::builder().clock(clock.clone()).build()?;
+//! let mut answers = vec![Ok("done"), Err(Failure::Timeout), Err(Failure::Timeout)];
+//! let result = policy.run(&Unlimited::new(), Call::safe("my call"), || answers.pop().unwrap());
+//! assert_eq!(result, Ok("done"));
+//! # Ok::<(), cio_ratelimit::Error>(())
+//! ```
+//!
+//! [`RetryStats::during`] counts the requests, retries and 429s of the calls
+//! one piece of work made, whoever else shares the client.
+//!
+//! # The queue
+//!
+//! [`Dispatcher`] is a fixed pool of worker threads fed by a bounded
+//! crossbeam channel: submit jobs, get a [`Ticket`] for each, feel
+//! backpressure when the queue is full, and shut down without losing a job.
+//! It knows nothing of HTTP: give it [`ClientCall`]s and it runs them on a
+//! [`Client`] (whose limiters still set the pace), or any closure.
+//!
+//! ```
+//! use cio_ratelimit::Dispatcher;
+//!
+//! let dispatcher = Dispatcher::builder().workers(4).build(|n: u64| Ok::<_, String>(n * 2))?;
+//! let tickets: Vec<_> = (0..10).map(|n| dispatcher.submit(n).unwrap()).collect();
+//! let doubled: u64 = tickets.into_iter().map(|t| t.wait().unwrap().unwrap()).sum();
+//! assert_eq!(doubled, 90);
+//! dispatcher.close(); // runs what is queued, then joins the workers
+//! # Ok::<(), cio_ratelimit::Error>(())
+//! ```
+//!
+//! # Imports
+//!
+//! [`Importer`] streams NDJSON (one v2 operation a line) in constant
+//! memory, packs lines into batch requests, sends them through the queue,
+//! dead-letters bad lines with their reason, and keeps a [`Checkpoint`] that
+//! only advances over lines the server acknowledged: a crash or an outage
+//! loses nothing, and a resume repeats the same event ids.
+//!
+//! ```
+//! use cio_ratelimit::{Client, Importer};
+//! # let emulator = cio_emulator::Emulator::start(cio_emulator::Config::default())?;
+//! # let dir = std::env::temp_dir().join(format!("cio-crate-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir)?;
+//!
+//! let client = Client::builder(cio_emulator::DEFAULT_SITE_ID, cio_emulator::DEFAULT_API_KEY)
+//!     .track_url(emulator.url())
+//!     .build()?;
+//! let input = concat!(
+//!     r#"{"type":"person","action":"identify","identifiers":{"id":"1"},"attributes":{"plan":"pro"}}"#, "\n",
+//!     "not json\n",
+//! );
+//! let summary = Importer::builder(client)
+//!     .dead_letter(dir.join("dead.ndjson"))
+//!     .build()?
+//!     .import_reader(input.as_bytes(), None)
+//!     .map_err(|failure| failure.error)?;
+//! assert_eq!((summary.progress.delivered, summary.progress.dead_lettered), (1, 1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The `cio-ratelimit` command (crate `cio-ratelimit-cli`) wraps it:
+//! `cio-ratelimit import people.ndjson --checkpoint people.checkpoint`.
+//!
+//! # Testing against the emulator
+//!
+//! The `cio-emulator` crate is a local Customer.io: the Track, App and
+//! Pipelines endpoints, their auth, size limits, error bodies, sliding-window
+//! rate limits and seeded faults, recording what it accepted. Point a client
+//! at it and assert on what arrived, not on what the client says it sent:
+//!
+//! ```
+//! use cio_emulator::{Config, Emulator, DEFAULT_API_KEY, DEFAULT_SITE_ID};
+//! use cio_ratelimit::Client;
+//! use serde_json::json;
+//!
+//! let emulator = Emulator::start(Config::default().track_limit(5))?; // 5 requests per second
+//! let client = Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY).track_url(emulator.url()).build()?;
+//! for id in 0..3 {
+//!     client.identify(id.to_string(), json!({"plan": "pro"}))?;
+//! }
+//! assert_eq!(emulator.snapshot().people.len(), 3);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! # Features
 //!
@@ -74,9 +201,11 @@
 //!
 //! # Threads
 //!
-//! Every type here is `Send + Sync`. Clones of a [`Client`] share one
-//! connection pool, its limiters and its retry policy; clones of a
-//! [`TokenBucket`] share one bucket: hand a clone to each thread.
+//! [`Client`], every limiter, [`RetryPolicy`] and [`Dispatcher`] are
+//! `Send + Sync` (a `Dispatcher` when its jobs and results are `Send`).
+//! Clones of a [`Client`] share one connection pool, its limiters and its
+//! retry policy; clones of a limiter share one budget: hand a clone to each
+//! thread. An [`Importer`] is `Send`: one import, run by one thread.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -105,7 +234,8 @@ pub use crate::import::{
 };
 pub use crate::limit::{
     AdaptiveLimiter, AdaptiveLimiterBuilder, ApiClass, Clock, Limiter, ManualClock, NotUntil,
-    RateLimit, SystemClock, TokenBucket, Unlimited,
+    RateChange, RateLimit, SlidingWindow, SlidingWindowBuilder, SystemClock, TokenBucket,
+    Unlimited,
 };
 #[cfg(feature = "redis")]
 pub use crate::limit::{RedisLimiter, RedisLimiterBuilder, WhenUnreachable};
@@ -122,3 +252,19 @@ pub use crate::retry::{
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// What "# Threads" in the crate docs promises, checked at compile time.
+#[allow(dead_code)]
+fn _ensure_thread_promises() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Client>();
+    send_sync::<SlidingWindow>();
+    send_sync::<TokenBucket>();
+    send_sync::<AdaptiveLimiter>();
+    send_sync::<Unlimited>();
+    send_sync::<RetryPolicy>();
+    send_sync::<Dispatcher<u64, u64>>();
+    send_sync::<ClientDispatcher>();
+    send::<Importer>();
+}

@@ -226,12 +226,10 @@ fn free_port() -> u16 {
 }
 
 fn limiter(redis: &RedisServer, workspace: &str, rate: f64, burst: u32) -> RedisLimiterBuilder {
-    RedisLimiter::builder(
-        redis.url(),
-        workspace,
-        ApiClass::Track,
-        RateLimit::new(rate, burst).unwrap(),
-    )
+    RedisLimiter::builder(RateLimit::new(rate, burst).unwrap())
+        .url(redis.url())
+        .workspace(workspace)
+        .class(ApiClass::Track)
 }
 
 /// Every log line of this test binary, for the tests that look at them.
@@ -696,24 +694,23 @@ fn the_password_never_appears_in_debug_errors_or_logs() {
     let builder_debug = format!("{builder:?}");
     let limiter = builder.build().unwrap();
     assert!(limiter.try_acquire());
-    let wrong = RedisLimiter::builder(
-        format!("redis://:{PASSWORD}-wrong@127.0.0.1:{}/0", redis.port),
-        "secret",
-        ApiClass::Track,
-        RateLimit::TRACK_API,
-    )
-    .when_unreachable(WhenUnreachable::FallBack { share: 0.5 })
-    .build()
-    .unwrap();
+    let wrong = RedisLimiter::builder(RateLimit::TRACK_API)
+        .url(format!(
+            "redis://:{PASSWORD}-wrong@127.0.0.1:{}/0",
+            redis.port
+        ))
+        .workspace("secret")
+        .class(ApiClass::Track)
+        .when_unreachable(WhenUnreachable::FallBack { share: 0.5 })
+        .build()
+        .unwrap();
     assert!(wrong.try_acquire(), "refused by Redis: falls back");
-    let bad_url = RedisLimiter::builder(
-        format!("redis://:{PASSWORD}@127.0.0.1:notaport"),
-        "secret",
-        ApiClass::Track,
-        RateLimit::TRACK_API,
-    )
-    .build()
-    .unwrap_err();
+    let bad_url = RedisLimiter::builder(RateLimit::TRACK_API)
+        .url(format!("redis://:{PASSWORD}@127.0.0.1:notaport"))
+        .workspace("secret")
+        .class(ApiClass::Track)
+        .build()
+        .unwrap_err();
     let texts = [
         builder_debug,
         format!("{limiter:?}"),
@@ -739,7 +736,10 @@ fn invalid_settings_are_refused_with_the_setting_named() {
         other => panic!("{other:?}"),
     };
     let builder = |url: &str, workspace: &str| {
-        RedisLimiter::builder(url, workspace, ApiClass::Track, RateLimit::TRACK_API)
+        RedisLimiter::builder(RateLimit::TRACK_API)
+            .url(url)
+            .workspace(workspace)
+            .class(ApiClass::Track)
     };
     let url = "redis://127.0.0.1:6379";
     assert_eq!(setting(builder("http://127.0.0.1", "w")), "redis_url");
@@ -765,6 +765,18 @@ fn invalid_settings_are_refused_with_the_setting_named() {
     );
     assert!(builder("rediss://127.0.0.1:6380/0", "w").build().is_ok());
     assert_eq!(setting(builder(url, " ")), "workspace");
+    let unnamed = RedisLimiter::builder(RateLimit::TRACK_API);
+    assert_eq!(
+        setting(unnamed.workspace("w")),
+        "redis_url",
+        "the URL is required"
+    );
+    let unnamed = RedisLimiter::builder(RateLimit::TRACK_API);
+    assert_eq!(
+        setting(unnamed.url(url)),
+        "workspace",
+        "so is the workspace"
+    );
     assert_eq!(setting(builder(url, "w").key_prefix("")), "key_prefix");
     assert_eq!(
         setting(builder(url, "w").timeout(Duration::ZERO)),
@@ -1071,15 +1083,13 @@ fn redis_worker() {
     log::set_logger(outages).unwrap();
     log::set_max_level(log::LevelFilter::Info);
     let limit = RateLimit::new(params.get("RATE"), params.get("BURST")).unwrap();
-    let limiter = RedisLimiter::builder(
-        params.get::<String>("REDIS"),
-        params.get::<String>("WORKSPACE"),
-        ApiClass::Track,
-        limit,
-    )
-    .when_unreachable(when)
-    .build()
-    .unwrap();
+    let limiter = RedisLimiter::builder(limit)
+        .url(params.get::<String>("REDIS"))
+        .workspace(params.get::<String>("WORKSPACE"))
+        .class(ApiClass::Track)
+        .when_unreachable(when)
+        .build()
+        .unwrap();
     let threads: usize = params.get("THREADS");
     let run_for = Duration::from_millis(params.get("RUN_MS"));
     if params.get::<String>("MODE") == "grants" {

@@ -66,6 +66,25 @@ fn policy(clock: &ManualClock) -> RetryPolicy {
 }
 
 #[test]
+fn a_three_second_throttle_with_retry_after_zero_draws_a_handful_of_requests() {
+    let clock = ManualClock::new();
+    let bucket = TokenBucket::with_clock(80.0, 10, clock.clone()).unwrap();
+    let attempts = AtomicU32::new(0);
+    let result = policy(&clock).run(&bucket, Call::safe("identify"), || {
+        attempts.fetch_add(1, Ordering::SeqCst);
+        if clock.elapsed() < 3 * SECOND {
+            Err(throttled(Some(Duration::ZERO)))
+        } else {
+            Ok("done")
+        }
+    });
+    assert_eq!(result, Ok("done"));
+    // 429s at 0, 0.25, 0.75, 1.75 and 2.75 s; the attempt at 3.75 s goes through.
+    assert_eq!(attempts.load(Ordering::SeqCst), 6);
+    assert_eq!(clock.elapsed(), Duration::from_millis(3_750));
+}
+
+#[test]
 fn every_attempt_takes_a_permit_and_transient_failures_back_off() {
     let clock = ManualClock::new();
     let limiter = Recorder::default();

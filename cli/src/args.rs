@@ -640,7 +640,9 @@ pub struct Import {
     /// The NDJSON or CSV file (gzip too), or - for standard input
     #[arg(value_name = "FILE", default_value = "-")]
     pub input: PathBuf,
-    /// Requests per second (a batch is one request), retries included [default: 50]
+    /// Requests per second (a batch is one request), retries included: at
+    /// most N in any 1 s window. The ceiling: below it, the rate follows the
+    /// workspace's 429s unless --fixed-rate [default: 50]
     #[arg(long, value_name = "N", value_parser = rate)]
     pub rate: Option<f64>,
     /// Requests allowed at once after a quiet spell [default: a tenth of --rate, at least 1]
@@ -673,8 +675,10 @@ pub struct Import {
     #[arg(long, requires = "checkpoint")]
     pub resume: bool,
     /// Share one rate with every process importing to the same workspace
-    /// through this Redis (redis://[:password@]host[:port][/db])
-    #[arg(long, value_name = "URL", conflicts_with = "adaptive")]
+    /// through this Redis (redis://[:password@]host[:port][/db]); the shared
+    /// rate stays at --rate and does not learn from 429s, as imports without
+    /// --redis-url do
+    #[arg(long, value_name = "URL")]
     pub redis_url: Option<String>,
     /// While Redis is unreachable, go on at this share of --rate (0-1]
     /// instead of waiting for it [default: wait]
@@ -693,10 +697,14 @@ pub struct Import {
     /// take on theirs instead of refusing to start
     #[arg(long, requires = "redis_url")]
     pub redis_adopt: bool,
-    /// Find the workspace's limit without Redis: lower the rate by 30 % on
-    /// each 429 and climb back while requests succeed, never above --rate
-    #[arg(long)]
+    /// The default, kept for old scripts: learn the workspace's limit from
+    /// its 429s (the rate becomes what the server accepted in the last
+    /// second, then probes back up), never above --rate
+    #[arg(long, conflicts_with = "fixed_rate")]
     pub adaptive: bool,
+    /// Keep --rate as given: a 429 pauses, but never lowers the rate
+    #[arg(long)]
+    pub fixed_rate: bool,
     /// Write Prometheus metrics (node_exporter's textfile format) here, by
     /// temporary file and rename, every few seconds and at the end; an
     /// existing file is replaced only if an import wrote it
@@ -832,7 +840,14 @@ mod tests {
             ])
             .is_ok()
         );
-        assert!(parse(&["import", "f", "--adaptive", "--redis-url", "redis://x"]).is_err());
+        assert!(parse(&["import", "f", "--adaptive", "--redis-url", "redis://x"]).is_ok());
+        assert!(parse(&["import", "f", "--adaptive", "--fixed-rate"]).is_err());
+        assert!(
+            parse(&["import", "f", "--fixed-rate"]).is_ok_and(|args| matches!(
+                args.command,
+                Command::Import(import) if import.fixed_rate && !import.adaptive
+            ))
+        );
         assert!(
             parse(&["import", "f", "--redis-fallback", "0.5"]).is_err(),
             "needs --redis-url"

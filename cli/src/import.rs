@@ -5,8 +5,8 @@ use std::io::{self, IsTerminal};
 use std::sync::{Arc, Mutex};
 
 use cio_ratelimit::{
-    AdaptiveLimiter, ApiClass, ClientBuilder, CsvOptions, ImportMode, ImportSummary, Importer,
-    RateLimit, RedisLimiter, WhenUnreachable,
+    ApiClass, ClientBuilder, CsvOptions, ImportMode, ImportSummary, Importer, RateLimit,
+    RedisLimiter, WhenUnreachable,
 };
 
 use crate::args::{FormatArg, Import, ModeArg};
@@ -18,41 +18,29 @@ use crate::exit::Exit;
 use crate::metrics::{self, MetricsFile};
 use crate::output::Output;
 use crate::progress::ProgressDisplay;
-
-/// The rate the Track limiter allows now, for `--metrics-file`.
-type RateInForce = Arc<dyn Fn() -> f64 + Send + Sync>;
+use crate::rate::RateReport;
 
 /// The Track limiter the flags ask for: a Redis budget shared with other
-/// processes, an adaptive rate, or a token bucket of this process's own.
+/// processes, or a sliding window of this process's own that learns the
+/// workspace's limit from its 429s (unless `--fixed-rate`).
 fn with_limiter(
     builder: ClientBuilder,
     import: &Import,
     limit: RateLimit,
     site_id: &str,
-) -> Result<(ClientBuilder, RateInForce), Error> {
+) -> Result<ClientBuilder, Error> {
     if let Some(url) = &import.redis_url {
         let redis = redis_limiter(url, import, limit, site_id)?;
         log::info!(
             "sharing {} requests/s through Redis",
             redis.limit().per_second()
         );
-        let rate = redis.clone();
-        Ok((
-            builder.limiter(ApiClass::Track, redis),
-            Arc::new(move || rate.limit().per_second()),
-        ))
-    } else if import.adaptive {
-        let adaptive = AdaptiveLimiter::builder(limit).build()?;
-        let rate = adaptive.clone();
-        Ok((
-            builder.limiter(ApiClass::Track, adaptive),
-            Arc::new(move || rate.rate()),
-        ))
+        Ok(builder.limiter(ApiClass::Track, redis))
     } else {
-        Ok((
-            builder.rate_limit(ApiClass::Track, limit),
-            Arc::new(move || limit.per_second()),
-        ))
+        // `--adaptive` is the default; it stays accepted for old scripts.
+        Ok(builder
+            .rate_limit(ApiClass::Track, limit)
+            .learning(!import.fixed_rate))
     }
 }
 
@@ -72,7 +60,10 @@ fn redis_limiter(
         (None, Some(wait)) => WhenUnreachable::WaitAtMost(wait),
         (None, None) => WhenUnreachable::Wait,
     };
-    let mut builder = RedisLimiter::builder(url, site_id, ApiClass::Track, limit)
+    let mut builder = RedisLimiter::builder(limit)
+        .url(url)
+        .workspace(site_id)
+        .class(ApiClass::Track)
         .when_unreachable(when_unreachable)
         .adopt_shared_settings(import.redis_adopt);
     if let Some(path) = &import.redis_ca {
@@ -123,10 +114,14 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
             RateLimit::new(rate.unwrap_or(RateLimit::BULK_IMPORT.per_second()), burst)?
         }
     };
-    let (builder, rate_in_force) = with_limiter(builder, import, limit, &site_id)?;
-    let client = builder
+    let client = with_limiter(builder, import, limit, &site_id)?
         .max_idle_connections(usize::from(import.workers))
         .build()?;
+    let limiter = client.limiter(ApiClass::Track).clone();
+    let rate_in_force = {
+        let limiter = limiter.clone();
+        move || limiter.rate().unwrap_or(limit.per_second())
+    };
     let metrics = match &import.metrics_file {
         Some(path) => Some(MetricsFile::create(path, rate_in_force())?),
         None => None,
@@ -136,6 +131,8 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
         io::stderr().is_terminal(),
         import.progress_every,
     )));
+    // Each change of the rate is shown once, as the progress reports find it.
+    let mut shown_until = None;
     let mut importer = Importer::builder(client)
         .mode(match import.mode {
             ModeArg::Batch => ImportMode::Batch,
@@ -147,8 +144,15 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
             let display = display.clone();
             let metrics = metrics.clone();
             let rate_in_force = rate_in_force.clone();
+            let limiter = limiter.clone();
             move |progress| {
-                display.lock().expect("the display lock").update(progress);
+                let rate = RateReport::of(&limiter);
+                let mut display = display.lock().expect("the display lock");
+                for change in rate.changes.iter().filter(|c| Some(c.at) > shown_until) {
+                    display.rate_changed(change);
+                }
+                shown_until = rate.changes.last().map(|change| change.at).or(shown_until);
+                display.update(progress, &rate);
                 if let Some(metrics) = metrics.lock().expect("the metrics lock").as_mut() {
                     metrics.update(progress, rate_in_force());
                 }
@@ -191,6 +195,7 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
         };
         metrics.finish(progress, state);
     }
+    output.rate(RateReport::of(&limiter));
     if let Some(embedded) = embedded {
         output.arrived(embedded.finish());
     }

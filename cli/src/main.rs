@@ -25,6 +25,7 @@ mod metrics;
 mod output;
 mod pipelines;
 mod progress;
+mod rate;
 
 use std::process::ExitCode;
 

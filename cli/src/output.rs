@@ -12,6 +12,7 @@ use cio_ratelimit::Identifier;
 use crate::calls::Receipt;
 use crate::error::Error;
 use crate::exit::Exit;
+use crate::rate::RateReport;
 
 /// How many entries of each kind the human summary of an emulator lists.
 const SUMMARY_ENTRIES: usize = 10;
@@ -22,6 +23,7 @@ pub struct Output {
     command: &'static str,
     json: bool,
     arrived: Option<Snapshot>,
+    rate: Option<RateReport>,
 }
 
 impl Output {
@@ -31,7 +33,14 @@ impl Output {
             command,
             json,
             arrived: None,
+            rate: None,
         }
+    }
+
+    /// Notes the rate an import ended at and how it changed, to print with
+    /// the result: a line for people, `"rate"` in `--json`.
+    pub fn rate(&mut self, report: RateReport) {
+        self.rate = Some(report);
     }
 
     /// Notes what an embedded emulator received, to print with the result.
@@ -52,6 +61,10 @@ impl Output {
             self.with_arrived(object)
         } else {
             let mut text = receipt_line(receipt);
+            if let Some(line) = self.rate.as_ref().and_then(RateReport::line) {
+                text.push_str("\nrate limit: ");
+                text.push_str(&line);
+            }
             text.push('\n');
             if let Some(snapshot) = &self.arrived {
                 text.push_str(&summary(snapshot));
@@ -99,6 +112,9 @@ impl Output {
     }
 
     fn with_arrived(&self, mut object: Map<String, Value>) -> String {
+        if let Some(rate) = &self.rate {
+            object.insert("rate".into(), rate.to_json());
+        }
         if let Some(snapshot) = &self.arrived {
             object.insert("emulator".into(), arrived_json(snapshot));
         }

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use cio_ratelimit::Progress;
+use cio_ratelimit::{Progress, RateChange};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::rate::RateReport;
 
 /// Where progress goes, chosen once at the start.
 pub enum ProgressDisplay {
@@ -30,21 +32,34 @@ impl ProgressDisplay {
         }
     }
 
-    /// Shows a progress report.
-    pub fn update(&mut self, progress: &Progress) {
+    /// Shows a progress report, with the rate in force.
+    pub fn update(&mut self, progress: &Progress, rate: &RateReport) {
         match self {
             ProgressDisplay::Bar(bar) => {
                 let bar = bar.get_or_insert_with(|| new_bar(progress.total_bytes));
                 bar.set_position(progress.bytes_read);
-                bar.set_message(counts(progress));
+                bar.set_message(counts(progress, rate));
             }
             ProgressDisplay::Lines { every, next } => {
                 let done = progress.delivered + progress.dead_lettered;
                 if done >= *next {
-                    eprintln!("cio-ratelimit: progress: {}", counts(progress));
+                    eprintln!("cio-ratelimit: progress: {}", counts(progress, rate));
                     *next = (done / *every + 1) * *every;
                 }
             }
+        }
+    }
+
+    /// Shows a change of the rate as it happens, on a line of its own:
+    /// `cio-ratelimit: rate: throttled at 37/s; now 35/s (after 0.8 s)`.
+    pub fn rate_changed(&mut self, change: &RateChange) {
+        let line = format!(
+            "cio-ratelimit: rate: {change} (after {:.1} s)",
+            change.at.as_secs_f64()
+        );
+        match self {
+            ProgressDisplay::Bar(Some(bar)) => bar.println(line),
+            _ => eprintln!("{line}"),
         }
     }
 
@@ -76,16 +91,22 @@ fn new_bar(total_bytes: Option<u64>) -> ProgressBar {
     bar
 }
 
-/// `12,000 lines done: 11,990 sent, 10 dead-lettered, 3 retried, 0 throttled, 95,000 lines/s`.
-fn counts(progress: &Progress) -> String {
-    format!(
+/// `11990 sent, 10 dead-lettered, 3 retried, 1 throttled, 95 lines/s, limit 35/s
+/// (throttled at 37/s; now 35/s)`.
+fn counts(progress: &Progress, rate: &RateReport) -> String {
+    let mut counts = format!(
         "{} sent, {} dead-lettered, {} retried, {} throttled, {:.0} lines/s",
         progress.delivered,
         progress.dead_lettered,
         progress.retried,
         progress.throttled,
         progress.lines_per_second()
-    )
+    );
+    if let Some(line) = rate.line() {
+        counts.push_str(", limit ");
+        counts.push_str(&line);
+    }
+    counts
 }
 
 #[cfg(test)]
@@ -99,6 +120,32 @@ mod tests {
         }
     }
 
+    fn no_rate() -> RateReport {
+        RateReport {
+            in_force: None,
+            changes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_counts_end_with_the_rate_in_force_and_its_last_change() {
+        let rate = RateReport {
+            in_force: Some(35.0),
+            changes: vec![RateChange {
+                at: Duration::from_secs(1),
+                from: 50.0,
+                to: 35.0,
+                throttled_at: Some(37.0),
+            }],
+        };
+        let line = counts(&done(10), &rate);
+        assert!(
+            line.ends_with(", limit 35/s (throttled at 37/s; now 35/s)"),
+            "{line}"
+        );
+        assert!(!counts(&done(10), &no_rate()).contains("limit"));
+    }
+
     #[test]
     fn lines_come_once_per_step_and_not_again_while_stalled() {
         let mut display = ProgressDisplay::new(false, 100);
@@ -108,7 +155,7 @@ mod tests {
                 ProgressDisplay::Lines { next, .. } => *next,
                 ProgressDisplay::Bar(_) => unreachable!(),
             };
-            display.update(&done(delivered));
+            display.update(&done(delivered), &no_rate());
             if let ProgressDisplay::Lines { next, .. } = &display
                 && *next != before
             {

@@ -288,7 +288,9 @@ fn an_import_leaves_metrics_promtool_accepts_that_match_what_arrived() {
     // Each 429 and each retry sent the request again.
     let sent = 60.0 + metric("cio_import_throttled_total") + metric("cio_import_retries_total");
     assert_eq!(sent, snapshot.requests as f64, "{text}");
-    assert_eq!(metric("cio_import_rate_limit_requests_per_second"), 40.0);
+    // The rate in force: what the import learned under the server's 20/s.
+    let rate = metric("cio_import_rate_limit_requests_per_second");
+    assert!((1.0..=20.0).contains(&rate), "{text}");
     assert_eq!(metric("cio_import_running"), 0.0);
     assert_eq!(metric("cio_import_exit_code"), 1.0);
     assert!(metric("cio_import_elapsed_seconds") > 0.0);

@@ -1,5 +1,6 @@
-//! `import --redis-url` and `import --adaptive`: several processes, one
-//! workspace budget.
+//! `import --redis-url`, `--adaptive` (the default: learning the
+//! workspace's limit) and `--fixed-rate`: several processes, one workspace
+//! budget.
 
 mod command;
 
@@ -218,6 +219,46 @@ fn an_adaptive_import_backs_off_under_a_lower_limit_and_delivers_everything() {
         "the server's limit was found: {json}"
     );
     assert_eq!(json["throttled"], snapshot.throttled);
+    // The rate it learned, and how: at most what the server accepted.
+    let in_force = json["rate"]["in_force"].as_f64().unwrap();
+    assert!((10.0..=20.0).contains(&in_force), "{json}");
+    let first = &json["rate"]["changes"][0];
+    assert_eq!(first["from"], 40.0);
+    assert!(first["throttled_at"].as_f64().unwrap() <= 21.0, "{json}");
+    let text = first["text"].as_str().unwrap();
+    assert!(text.starts_with("throttled at "), "{text}");
+    // Each change was shown as it happened.
+    assert!(
+        outcome.stderr.contains(&format!("rate: {text}")),
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[test]
+fn a_fixed_rate_import_keeps_its_rate_and_still_pauses_on_429s() {
+    let emu = Emulator::start(Config::default().track_limit(20)).unwrap();
+    let dir = scratch("fixed");
+    let input = dir.join("input.ndjson");
+    write_input(&input, "p", 50);
+    let args = [
+        "import",
+        input.to_str().unwrap(),
+        "--mode",
+        "single",
+        "--rate",
+        "40",
+        "--fixed-rate",
+        "--json",
+    ];
+    let outcome = against(&emu, &args).run();
+    outcome.assert_code(0);
+    let json = outcome.json();
+    assert_eq!(emu.snapshot().people.len(), 50);
+    assert!(json["throttled"].as_u64().unwrap() > 0, "{json}");
+    assert_eq!(json["rate"]["in_force"], 40.0);
+    assert_eq!(json["rate"]["changes"], json!([]));
+    assert!(!outcome.stderr.contains("rate: "), "{}", outcome.stderr);
 }
 
 #[test]

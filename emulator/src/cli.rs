@@ -109,6 +109,10 @@ enum RetryAfterArg {
     HttpDate,
     /// No Retry-After header
     None,
+    /// Retry-After: 0, whatever the wait
+    Zero,
+    /// An HTTP-date a minute in the past
+    PastDate,
 }
 
 fn probability(text: &str) -> Result<f64, String> {
@@ -128,6 +132,8 @@ impl Args {
             RetryAfterArg::Seconds => RetryAfterStyle::Seconds,
             RetryAfterArg::HttpDate => RetryAfterStyle::HttpDate,
             RetryAfterArg::None => RetryAfterStyle::Absent,
+            RetryAfterArg::Zero => RetryAfterStyle::Zero,
+            RetryAfterArg::PastDate => RetryAfterStyle::PastDate,
         };
         let faults = Faults::default()
             .seed(self.seed)

@@ -62,7 +62,8 @@ pub enum Keep {
 /// How a `429 Too Many Requests` answer tells the client when to come back.
 ///
 /// Customer.io does not promise a `Retry-After` on every 429, and RFC 9110 allows two
-/// forms, so a client must cope with all three; the emulator can produce each.
+/// forms, so a client must cope with all three; the emulator can produce each, and two
+/// unhelpful answers a client must survive too: a zero and a date already past.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum RetryAfterStyle {
     /// `Retry-After: 3`: whole seconds, at least 1, until the window has room again.
@@ -73,6 +74,11 @@ pub enum RetryAfterStyle {
     HttpDate,
     /// No `Retry-After` header at all.
     Absent,
+    /// `Retry-After: 0`, whatever the wait: a server that asks for no pause
+    /// while it throttles.
+    Zero,
+    /// An HTTP-date a minute in the past: a server whose clock is behind.
+    PastDate,
 }
 
 /// One rate class's budget: at most `limit` admitted requests in any `window`.

@@ -115,6 +115,13 @@ impl Emulator {
         self.shared.service.set_faults(faults);
     }
 
+    /// Answers every API request (after auth) with 429 for `duration` from now, whatever
+    /// the rate windows say, with `Retry-After` in the configured style: a workspace
+    /// throttled by someone else's traffic. Admin routes are not affected.
+    pub fn throttle_for(&self, duration: Duration) {
+        self.shared.service.throttle_for(duration);
+    }
+
     /// Stops listening, closes every connection and joins all threads. Afterwards connections
     /// to the port are refused. Idempotent; also done on drop.
     pub fn shutdown(&self) {

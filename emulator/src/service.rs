@@ -40,6 +40,8 @@ pub(crate) struct Service {
     /// One per [`Class`], indexed by [`Class::index`].
     windows: [Mutex<RateWindow>; 5],
     faults: Mutex<FaultDice>,
+    /// Every API request is answered 429 until then ([`Emulator::throttle_for`](crate::Emulator::throttle_for)).
+    throttled_until: Mutex<Option<Instant>>,
 }
 
 impl Service {
@@ -67,6 +69,7 @@ impl Service {
             records: Records::new(config.keep),
             windows: Class::ALL.map(window),
             faults: Mutex::new(FaultDice::new(config.faults.clone())),
+            throttled_until: Mutex::new(None),
         }
     }
 
@@ -137,10 +140,15 @@ impl Service {
         if !authorized {
             return Reply::Respond(route.api.unauthorized());
         }
-        if let Some(class) = route.class
-            && let Err(wait) = self.windows[class.index()].lock().admit(Instant::now())
-        {
-            return Reply::Respond(self.too_many_requests(route.api, class, wait));
+        let now = Instant::now();
+        if let Some(class) = route.class {
+            let until = *self.throttled_until.lock();
+            if let Some(wait) = until.and_then(|until| until.checked_duration_since(now)) {
+                return Reply::Respond(self.too_many_requests(route.api, class, wait));
+            }
+            if let Err(wait) = self.windows[class.index()].lock().admit(now) {
+                return Reply::Respond(self.too_many_requests(route.api, class, wait));
+            }
         }
         let roll = self.faults.lock().roll();
         if roll.drop_connection {
@@ -187,6 +195,11 @@ impl Service {
                 response.with_header("Retry-After", httpdate::fmt_http_date(whole))
             }
             RetryAfterStyle::Absent => response,
+            RetryAfterStyle::Zero => response.with_header("Retry-After", "0".into()),
+            RetryAfterStyle::PastDate => {
+                let past = SystemTime::now() - Duration::from_secs(60);
+                response.with_header("Retry-After", httpdate::fmt_http_date(past))
+            }
         }
     }
 
@@ -208,6 +221,10 @@ impl Service {
 
     pub(crate) fn set_faults(&self, faults: Faults) {
         *self.faults.lock() = FaultDice::new(faults);
+    }
+
+    pub(crate) fn throttle_for(&self, duration: Duration) {
+        *self.throttled_until.lock() = Some(Instant::now() + duration);
     }
 }
 

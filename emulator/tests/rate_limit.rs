@@ -213,3 +213,40 @@ fn reset_clears_the_windows() {
     assert_eq!(emulator.snapshot().classes["track"].requests, 0);
     assert_eq!(client.track("PUT", IDENTIFY, "{}").status, 200);
 }
+
+#[test]
+fn throttle_for_answers_429_to_everything_until_it_ends() {
+    let emulator = Emulator::start(Config::default()).unwrap();
+    let client = Client::new(&emulator);
+    emulator.throttle_for(Duration::from_secs(30));
+    let throttled = client.track("PUT", IDENTIFY, "{}");
+    assert_eq!(throttled.status, 429);
+    let seconds: u64 = throttled.retry_after.as_deref().unwrap().parse().unwrap();
+    assert!((29..=30).contains(&seconds), "{seconds}");
+    assert_eq!(client.app("POST", "/v1/send/email", "{}").status, 429);
+    emulator.throttle_for(Duration::ZERO);
+    assert_eq!(client.track("PUT", IDENTIFY, "{}").status, 200);
+    let snapshot = emulator.snapshot();
+    assert_eq!(snapshot.throttled, 2);
+    assert_eq!(snapshot.people["1"].identify_count, 1);
+}
+
+#[test]
+fn retry_after_can_ask_for_no_pause_or_a_date_already_past() {
+    for (style, check) in [
+        (
+            RetryAfterStyle::Zero,
+            (|value: &str| value == "0") as fn(&str) -> bool,
+        ),
+        (RetryAfterStyle::PastDate, |value: &str| {
+            httpdate::parse_http_date(value).unwrap() < SystemTime::now()
+        }),
+    ] {
+        let emulator = Emulator::start(Config::default().retry_after(style)).unwrap();
+        emulator.throttle_for(Duration::from_secs(30));
+        let throttled = Client::new(&emulator).track("PUT", IDENTIFY, "{}");
+        assert_eq!(throttled.status, 429);
+        let value = throttled.retry_after.unwrap();
+        assert!(check(&value), "{style:?}: {value}");
+    }
+}

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::limit::api_class::ApiClass;
 use crate::limit::limiter::Limiter;
 use crate::limit::rate_limit::RateLimit;
-use crate::limit::token_bucket::TokenBucket;
+use crate::limit::sliding_window::SlidingWindow;
 use crate::retry::policy::RetryPolicy;
 
 /// A blocking Customer.io client for the Track, App and Pipelines APIs, rate
@@ -139,9 +139,28 @@ impl fmt::Debug for Client {
 
 /// Builds a [`Client`]; [`build`](ClientBuilder::build) checks everything.
 ///
-/// Defaults: region US, 10 s connect and overall timeouts, one
-/// [`TokenBucket`] per [`ApiClass`] at its preset limit, and
-/// [`RetryPolicy::default`].
+/// Defaults: region US, 10 s connect and overall timeouts, one learning
+/// [`SlidingWindow`] per [`ApiClass`] with its preset limit as the ceiling,
+/// and [`RetryPolicy::default`].
+///
+/// # Learning the workspace's limit
+///
+/// Customer.io publishes no fixed limit and a workspace shares its budget
+/// with its other integrations, so by default each class's limiter takes its
+/// rate from the server's 429s, never above the configured one (see
+/// [`SlidingWindow`]). [`learning(false)`](ClientBuilder::learning) keeps
+/// every rate exactly as configured:
+///
+/// ```
+/// use cio_ratelimit::{ApiClass, Client, RateLimit};
+///
+/// let client = Client::builder("site-id", "track-api-key")
+///     .rate_limit(ApiClass::Track, RateLimit::new(100.0, 10)?) // 100 in any 1 s
+///     .learning(false)
+///     .build()?;
+/// assert_eq!(client.limiter(ApiClass::Track).rate(), Some(100.0));
+/// # Ok::<(), cio_ratelimit::Error>(())
+/// ```
 pub struct ClientBuilder {
     track: Option<(String, String)>,
     app_key: Option<String>,
@@ -154,8 +173,16 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     timeout: Duration,
     max_idle_connections: usize,
-    limiters: [Option<Arc<dyn Limiter>>; 5],
+    limiters: [Option<Choice>; 5],
+    learning: bool,
     retry: Option<RetryPolicy>,
+}
+
+/// A class's limiter as given to the builder: ready, or a limit to build one
+/// from when the builder knows whether to learn.
+enum Choice {
+    Limiter(Arc<dyn Limiter>),
+    Limit(RateLimit),
 }
 
 impl Default for ClientBuilder {
@@ -181,6 +208,7 @@ impl ClientBuilder {
             timeout: Duration::from_secs(10),
             max_idle_connections: 32,
             limiters: [None, None, None, None, None],
+            learning: true,
             retry: None,
         }
     }
@@ -273,13 +301,27 @@ impl ClientBuilder {
     /// Uses `limiter` for one API class: share a limiter between clients, or
     /// pass one shared between processes.
     pub fn limiter(mut self, class: ApiClass, limiter: impl Limiter + 'static) -> Self {
-        self.limiters[class.index()] = Some(Arc::new(limiter));
+        self.limiters[class.index()] = Some(Choice::Limiter(Arc::new(limiter)));
         self
     }
 
-    /// Uses a [`TokenBucket`] at `limit` for one API class.
-    pub fn rate_limit(self, class: ApiClass, limit: RateLimit) -> Self {
-        self.limiter(class, TokenBucket::from_limit(limit))
+    /// Uses a [`SlidingWindow`] at `limit` for one API class: at most
+    /// `limit.per_second()` calls in any 1 s window, learning the
+    /// workspace's real limit below it unless
+    /// [`learning`](ClientBuilder::learning) is off.
+    pub fn rate_limit(mut self, class: ApiClass, limit: RateLimit) -> Self {
+        self.limiters[class.index()] = Some(Choice::Limit(limit));
+        self
+    }
+
+    /// Whether the limiters this builder makes (the presets, and those of
+    /// [`rate_limit`](ClientBuilder::rate_limit)) learn the workspace's real
+    /// limit from its 429s; default `true`. Off, their rates stay as
+    /// configured and a 429 only pauses. Limiters given with
+    /// [`limiter`](ClientBuilder::limiter) are used as they are.
+    pub fn learning(mut self, learning: bool) -> Self {
+        self.learning = learning;
+        self
     }
 
     /// The retry policy; default [`RetryPolicy::default`].
@@ -366,8 +408,18 @@ impl ClientBuilder {
             .user_agent(concat!("cio-ratelimit/", env!("CARGO_PKG_VERSION")))
             .build();
         let [track, transactional, app, broadcast, pipelines] = self.limiters;
-        let or_preset = |limiter: Option<Arc<dyn Limiter>>, class: ApiClass| {
-            limiter.unwrap_or_else(|| Arc::new(TokenBucket::from_limit(class.default_limit())))
+        let learning = self.learning;
+        let or_preset = |choice: Option<Choice>, class: ApiClass| -> Arc<dyn Limiter> {
+            let limit = match choice {
+                Some(Choice::Limiter(limiter)) => return limiter,
+                Some(Choice::Limit(limit)) => limit,
+                None => class.default_limit(),
+            };
+            let window = SlidingWindow::builder(limit)
+                .learning(learning)
+                .build()
+                .expect("the defaults are valid for any RateLimit");
+            Arc::new(window)
         };
         Ok(Client {
             inner: Arc::new(Inner {
@@ -411,6 +463,7 @@ impl fmt::Debug for ClientBuilder {
             .field("app_url", &self.app_url)
             .field("pipelines_url", &self.pipelines_url)
             .field("timeout", &self.timeout)
+            .field("learning", &self.learning)
             .finish_non_exhaustive()
     }
 }

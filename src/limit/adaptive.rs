@@ -20,6 +20,11 @@ use crate::limit::token_bucket::TokenBucket;
 /// settle under the server's limit. (When they can share a Redis, a
 /// `RedisLimiter` gives them one exact budget instead; feature `redis`.)
 ///
+/// It guesses: each 429 multiplies the rate by 0.7. The client's default,
+/// [`SlidingWindow`](crate::SlidingWindow), measures instead: its rate
+/// becomes what the server accepted, counted in the server's window. Keep
+/// `AdaptiveLimiter` for a token bucket's `burst + rate × T` contract.
+///
 /// ```
 /// use cio_ratelimit::{AdaptiveLimiter, ApiClass, Client, RateLimit};
 ///
@@ -418,6 +423,9 @@ impl Limiter for AdaptiveLimiter {
     }
     fn record_success(&self) {
         AdaptiveLimiter::record_success(self)
+    }
+    fn rate(&self) -> Option<f64> {
+        Some(AdaptiveLimiter::rate(self))
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::limit::clock::{Clock, SystemClock};
+use crate::limit::learning::RateChange;
 
 /// A blocking rate limiter: hands out permits, one per request.
 ///
@@ -29,8 +30,8 @@ pub trait Limiter: Send + Sync + fmt::Debug {
     /// server answers 429: the whole workspace is throttled, not one caller.
     fn pause_for(&self, duration: Duration);
 
-    /// Told after each call the server accepted. A limiter that adapts its
-    /// rate to the server's answers raises it here; the default does nothing.
+    /// Told after each call the server accepted. A limiter that learns the
+    /// server's limit counts it here; the default does nothing.
     fn record_success(&self) {}
 
     /// Whether a permit from [`acquire`](Limiter::acquire) may be used:
@@ -45,6 +46,27 @@ pub trait Limiter: Send + Sync + fmt::Debug {
     /// Why no permit may be used now.
     fn check(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// Told when the server answered 429 and asked for a pause of `pause`:
+    /// pauses every caller (the default does only that, through
+    /// [`pause_for`](Limiter::pause_for)), and a limiter that learns sets its
+    /// rate from what the server accepted. The retry loop calls this, never
+    /// for 5xx, timeouts or resets.
+    fn throttled(&self, pause: Duration) {
+        self.pause_for(pause);
+    }
+
+    /// The rate in force, in permits per second, for limiters that have one
+    /// (`None` by default).
+    fn rate(&self) -> Option<f64> {
+        None
+    }
+
+    /// How the rate has changed, oldest first (the last 64 changes): empty
+    /// for limiters that do not learn.
+    fn rate_changes(&self) -> Vec<RateChange> {
+        Vec::new()
     }
 }
 
@@ -67,6 +89,15 @@ impl<L: Limiter + ?Sized> Limiter for Arc<L> {
     fn check(&self) -> Result<()> {
         (**self).check()
     }
+    fn throttled(&self, pause: Duration) {
+        (**self).throttled(pause)
+    }
+    fn rate(&self) -> Option<f64> {
+        (**self).rate()
+    }
+    fn rate_changes(&self) -> Vec<RateChange> {
+        (**self).rate_changes()
+    }
 }
 
 impl<L: Limiter + ?Sized> Limiter for &L {
@@ -87,6 +118,15 @@ impl<L: Limiter + ?Sized> Limiter for &L {
     }
     fn check(&self) -> Result<()> {
         (**self).check()
+    }
+    fn throttled(&self, pause: Duration) {
+        (**self).throttled(pause)
+    }
+    fn rate(&self) -> Option<f64> {
+        (**self).rate()
+    }
+    fn rate_changes(&self) -> Vec<RateChange> {
+        (**self).rate_changes()
     }
 }
 

@@ -4,6 +4,9 @@
 //!
 //! - [`Limiter`]: the trait everything that sends waits on, one permit per
 //!   request; [`Unlimited`] grants everything but honours a pause.
+//! - [`SlidingWindow`]: at most N requests in any window W, as the server
+//!   counts them, learning the workspace's real N from its 429s; the
+//!   client's default. [`RateChange`] reports what it learned.
 //! - [`TokenBucket`]: a blocking GCRA bucket, at most `burst + rate × T`
 //!   permits in any window T, served in arrival order.
 //! - [`AdaptiveLimiter`]: a bucket that lowers its rate on 429s and climbs
@@ -21,19 +24,23 @@
 pub(crate) mod adaptive;
 pub(crate) mod api_class;
 pub(crate) mod clock;
+pub(crate) mod learning;
 pub(crate) mod limiter;
 pub(crate) mod rate_limit;
 #[cfg(feature = "redis")]
 pub(crate) mod redis_limiter;
 #[cfg(feature = "redis")]
 pub(crate) mod redis_link;
+pub(crate) mod sliding_window;
 pub(crate) mod token_bucket;
 
 pub use adaptive::{AdaptiveLimiter, AdaptiveLimiterBuilder};
 pub use api_class::ApiClass;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use learning::RateChange;
 pub use limiter::{Limiter, Unlimited};
 pub use rate_limit::RateLimit;
 #[cfg(feature = "redis")]
 pub use redis_limiter::{RedisLimiter, RedisLimiterBuilder, WhenUnreachable};
+pub use sliding_window::{SlidingWindow, SlidingWindowBuilder};
 pub use token_bucket::{NotUntil, TokenBucket};

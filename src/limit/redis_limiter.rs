@@ -33,14 +33,12 @@ const SETTINGS_REFRESH: Duration = Duration::from_secs(10);
 /// ```no_run
 /// use cio_ratelimit::{ApiClass, Client, RateLimit, RedisLimiter, WhenUnreachable};
 ///
-/// let track = RedisLimiter::builder(
-///     "redis://:password@10.0.0.5:6379/0",
-///     "site-id", // any name every process of the workspace agrees on
-///     ApiClass::Track,
-///     RateLimit::TRACK_API,
-/// )
-/// .when_unreachable(WhenUnreachable::FallBack { share: 0.25 }) // one of four processes
-/// .build()?;
+/// let track = RedisLimiter::builder(RateLimit::TRACK_API)
+///     .url("redis://:password@10.0.0.5:6379/0")
+///     .workspace("site-id") // any name every process of the workspace agrees on
+///     .class(ApiClass::Track)
+///     .when_unreachable(WhenUnreachable::FallBack { share: 0.25 }) // one of four processes
+///     .build()?;
 /// let client = Client::builder("site-id", "track-api-key")
 ///     .limiter(ApiClass::Track, track)
 ///     .build()?;
@@ -230,18 +228,36 @@ impl RedisLimiterBuilder {
     /// use cio_ratelimit::{ApiClass, RateLimit, RedisLimiter};
     ///
     /// let ca = std::fs::read("/etc/ssl/private-redis-ca.pem")?;
-    /// let limiter = RedisLimiter::builder(
-    ///     "rediss://:password@redis.internal:6380/0",
-    ///     "site-id",
-    ///     ApiClass::Track,
-    ///     RateLimit::TRACK_API,
-    /// )
-    /// .trust_ca(ca)
-    /// .build()?;
+    /// let limiter = RedisLimiter::builder(RateLimit::TRACK_API)
+    ///     .url("rediss://:password@redis.internal:6380/0")
+    ///     .workspace("site-id")
+    ///     .class(ApiClass::Track)
+    ///     .trust_ca(ca)
+    ///     .build()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn trust_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.ca = Some(pem.into());
+        self
+    }
+
+    /// The Redis to keep the budget in: `redis://[:password@]host[:port][/db]`,
+    /// `rediss://…` for TLS, or `redis+unix:///path`. Required.
+    pub fn url(mut self, redis_url: impl Into<String>) -> Self {
+        self.url = redis_url.into();
+        self
+    }
+
+    /// The name every process sending to the workspace agrees on, e.g. its
+    /// site id; part of the key. Required.
+    pub fn workspace(mut self, workspace: impl Into<String>) -> Self {
+        self.workspace = workspace.into();
+        self
+    }
+
+    /// The API class whose budget this is; default [`ApiClass::Track`].
+    pub fn class(mut self, class: ApiClass) -> Self {
+        self.class = class;
         self
     }
 
@@ -430,19 +446,15 @@ enum Checked {
 }
 
 impl RedisLimiter {
-    /// Starts building a limiter for `class` of `workspace`, at `limit`,
-    /// kept in the Redis at `redis_url` (`redis://[:password@]host[:port][/db]`,
-    /// `rediss://…` for TLS, or `redis+unix:///path`).
-    pub fn builder(
-        redis_url: impl Into<String>,
-        workspace: impl Into<String>,
-        class: ApiClass,
-        limit: RateLimit,
-    ) -> RedisLimiterBuilder {
+    /// Starts building a limiter at `limit`; give it the Redis
+    /// ([`url`](RedisLimiterBuilder::url)) and the
+    /// [`workspace`](RedisLimiterBuilder::workspace), and optionally the
+    /// [`class`](RedisLimiterBuilder::class).
+    pub fn builder(limit: RateLimit) -> RedisLimiterBuilder {
         RedisLimiterBuilder {
-            url: redis_url.into(),
-            workspace: workspace.into(),
-            class,
+            url: String::new(),
+            workspace: String::new(),
+            class: ApiClass::Track,
             limit,
             key_prefix: "cio-ratelimit".to_owned(),
             when_unreachable: WhenUnreachable::Wait,
@@ -744,6 +756,9 @@ impl Limiter for RedisLimiter {
     }
     fn check(&self) -> Result<()> {
         RedisLimiter::check(self)
+    }
+    fn rate(&self) -> Option<f64> {
+        Some(self.limit().per_second())
     }
 }
 

@@ -487,6 +487,9 @@ impl Limiter for TokenBucket {
     fn pause_for(&self, duration: Duration) {
         TokenBucket::pause_for(self, duration)
     }
+    fn rate(&self) -> Option<f64> {
+        Some(TokenBucket::rate(self))
+    }
 }
 
 impl fmt::Debug for TokenBucket {

@@ -92,7 +92,11 @@ enum Decision {
 /// rate holds however many retries there are.
 ///
 /// - **429** pauses the shared limiter for the server's `Retry-After` (or the
-///   backoff when there is none), so every thread backs off together. These
+///   backoff when there is none), so every thread backs off together, and
+///   tells it the server throttled ([`Limiter::throttled`]), so that a
+///   learning limiter takes its rate from the server's. A `Retry-After` of 0,
+///   or a date already past, still pauses: 250 ms, then 500 ms, then 1 s
+///   within one call (a quarter of the base delay, doubling to it). These
 ///   retries are bounded by a total wait (`throttle_deadline`, default
 ///   5 minutes), not by `max_retries`, and do not spend the retry budget.
 /// - **408, 500, 502, 503, 504, timeouts, resets and refused connections**
@@ -386,6 +390,15 @@ impl RetryPolicy {
         Duration::from_secs_f64(jittered)
     }
 
+    /// The shortest pause after the `throttles`-th 429 of a call (0 for the
+    /// first): a quarter of the base delay, doubling up to the base delay, so
+    /// 250 ms, 500 ms, then 1 s by default. A `Retry-After` of 0 or a date
+    /// already past still pauses this long: a 3 s throttle draws a handful
+    /// of requests, not dozens.
+    pub(crate) fn throttle_floor(&self, throttles: u32) -> Duration {
+        self.base_delay / 4 * 2u32.pow(throttles.min(2))
+    }
+
     /// What to do after a failed attempt. `retries` transient retries and
     /// `throttles` 429s have happened in this call so far.
     fn decide(
@@ -399,7 +412,9 @@ impl RetryPolicy {
         let transient = match failure.verdict() {
             Verdict::Pause(retry_after) => {
                 return Decision::Throttle(match retry_after {
-                    Some(wait) => wait.min(self.max_retry_after),
+                    Some(wait) => wait
+                        .min(self.max_retry_after)
+                        .max(self.throttle_floor(throttles)),
                     None => self.backoff(throttles),
                 });
             }
@@ -485,8 +500,9 @@ impl RetryPolicy {
             match self.decide(failure, call.idempotency, retries, throttles) {
                 Decision::GiveUp => return Err(error),
                 Decision::Throttle(wait) => {
-                    // The workspace is throttled, whether or not this call goes on.
-                    limiter.pause_for(wait);
+                    // The workspace is throttled, whether or not this call goes
+                    // on: everyone pauses, and a learning limiter lowers its rate.
+                    limiter.throttled(wait);
                     self.count(RetryStats {
                         throttled: 1,
                         ..RetryStats::default()
@@ -571,6 +587,22 @@ mod tests {
             status: 429,
             retry_after,
         }
+    }
+
+    #[test]
+    fn a_429_asking_for_no_pause_still_pauses_for_a_floor_that_grows_to_the_base_delay() {
+        let policy = RetryPolicy::default();
+        let safe = Idempotency::Safe;
+        let floors: Vec<Decision> = (0..4)
+            .map(|n| policy.decide(throttled(Some(Duration::ZERO)), safe, 0, n))
+            .collect();
+        let ms = |ms| Decision::Throttle(Duration::from_millis(ms));
+        assert_eq!(floors, [ms(250), ms(500), ms(1_000), ms(1_000)]);
+        assert_eq!(
+            policy.decide(throttled(Some(SECOND / 10)), safe, 0, 0),
+            ms(250),
+            "a Retry-After shorter than the floor is raised to it"
+        );
     }
 
     #[test]

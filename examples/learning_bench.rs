@@ -1,0 +1,276 @@
+//! Issue 11's scenarios against `cio-emulator` with strict sliding windows,
+//! the learning limiter beside the fixed-rate one, in one run.
+//!
+//! Each scenario imports NDJSON lines in single mode (one request per line,
+//! four workers, as `cio-ratelimit import --mode single` does) into an
+//! emulator whose Track API admits at most `server` requests in any 1 s, and
+//! prints, for the learning limiter (the default) and the fixed-rate one
+//! (`--fixed-rate`): the time, the time ÷ ideal, the 429s and their share of
+//! the requests, and the rate achieved as a share of the server's capacity
+//! (or of the configured rate, when the server does not limit).
+//!
+//! Ideal: the lines ÷ the lower of the server's rate and the configured one,
+//! plus, where the configured rate is above the server's, the one pause the
+//! first 429 asks for (1 s; for an HTTP-date, up to 1 s more).
+//!
+//! Run: `cargo run --release --example learning_bench [-- SCENARIO-NUMBER...]`
+//! (a few minutes; the machine is shared and noisy, so compare the columns).
+
+use std::io::Cursor;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator, RetryAfterStyle};
+use cio_ratelimit::{ApiClass, Client, ImportMode, Importer, RateLimit};
+use serde_json::json;
+
+/// One row of the table.
+struct Scenario {
+    name: &'static str,
+    /// The server's limit per 1 s window; 0: unlimited.
+    server: u32,
+    retry_after: RetryAfterStyle,
+    /// `--rate` of each process.
+    rate: f64,
+    processes: usize,
+    /// Lines in all; each process imports its share.
+    lines: u64,
+}
+
+impl Scenario {
+    const fn new(
+        name: &'static str,
+        server: u32,
+        retry_after: RetryAfterStyle,
+        rate: f64,
+        processes: usize,
+        lines: u64,
+    ) -> Scenario {
+        Scenario {
+            name,
+            server,
+            retry_after,
+            rate,
+            processes,
+            lines,
+        }
+    }
+
+    /// The rate the lines can go at: the server's, or all processes' together.
+    fn capacity(&self) -> f64 {
+        let asked = self.rate * self.processes as f64;
+        if self.server == 0 {
+            asked
+        } else {
+            asked.min(f64::from(self.server))
+        }
+    }
+
+    fn ideal(&self) -> Duration {
+        let pause = if self.server > 0 && self.processes == 1 && self.rate > f64::from(self.server)
+        {
+            1.0
+        } else {
+            0.0
+        };
+        Duration::from_secs_f64(self.lines as f64 / self.capacity() + pause)
+    }
+}
+
+const SCENARIOS: [Scenario; 9] = [
+    Scenario::new(
+        "--rate 100, server 100/s",
+        100,
+        RetryAfterStyle::Seconds,
+        100.0,
+        1,
+        1_000,
+    ),
+    Scenario::new(
+        "default 50/s, server 37/s, seconds",
+        37,
+        RetryAfterStyle::Seconds,
+        50.0,
+        1,
+        500,
+    ),
+    Scenario::new(
+        "--rate 80, server 20/s, HTTP-date",
+        20,
+        RetryAfterStyle::HttpDate,
+        80.0,
+        1,
+        300,
+    ),
+    Scenario::new(
+        "--rate 80, server 20/s, absent",
+        20,
+        RetryAfterStyle::Absent,
+        80.0,
+        1,
+        300,
+    ),
+    Scenario::new(
+        "--rate 100, server 37/s, HTTP-date",
+        37,
+        RetryAfterStyle::HttpDate,
+        100.0,
+        1,
+        500,
+    ),
+    Scenario::new(
+        "--rate 100, server 60/s, seconds",
+        60,
+        RetryAfterStyle::Seconds,
+        100.0,
+        1,
+        900,
+    ),
+    Scenario::new(
+        "--rate 100, server 60/s, absent",
+        60,
+        RetryAfterStyle::Absent,
+        100.0,
+        1,
+        900,
+    ),
+    Scenario::new(
+        "3 × --rate 80, server 100/s",
+        100,
+        RetryAfterStyle::Seconds,
+        80.0,
+        3,
+        2_100,
+    ),
+    Scenario::new(
+        "--rate 100, server unlimited",
+        0,
+        RetryAfterStyle::Seconds,
+        100.0,
+        1,
+        1_000,
+    ),
+];
+
+/// What one run of a scenario did, as the emulator saw it.
+struct Outcome {
+    took: Duration,
+    requests: u64,
+    throttled: u64,
+    delivered: u64,
+}
+
+fn run(scenario: &Scenario, learning: bool) -> Outcome {
+    let emulator = Emulator::start(
+        Config::default()
+            .track_limit(scenario.server)
+            .retry_after(scenario.retry_after),
+    )
+    .expect("the emulator starts");
+    let share = scenario.lines / scenario.processes as u64;
+    let started = Instant::now();
+    thread::scope(|scope| {
+        for process in 0..scenario.processes {
+            let emulator = &emulator;
+            scope.spawn(move || {
+                let client = Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
+                    .base_url(emulator.url())
+                    .rate_limit(
+                        ApiClass::Track,
+                        RateLimit::new(scenario.rate, (scenario.rate / 10.0).max(1.0) as u32)
+                            .expect("a valid rate"),
+                    )
+                    .learning(learning)
+                    .build()
+                    .expect("a valid client");
+                let lines: String = (0..share)
+                    .map(|n| {
+                        let op = json!({
+                            "type": "person",
+                            "action": "identify",
+                            "identifiers": {"id": format!("p{process}-{n}")},
+                            "attributes": {"n": n},
+                        });
+                        format!("{op}\n")
+                    })
+                    .collect();
+                Importer::builder(client)
+                    .mode(ImportMode::Single)
+                    .workers(4)
+                    .build()
+                    .expect("a valid importer")
+                    .import_reader(Cursor::new(lines), None)
+                    .expect("the import finishes");
+            });
+        }
+    });
+    let took = started.elapsed();
+    let snapshot = emulator.snapshot();
+    Outcome {
+        took,
+        requests: snapshot.requests,
+        throttled: snapshot.throttled,
+        delivered: snapshot.people.len() as u64,
+    }
+}
+
+/// A single `identify` while the server answers 429 with `Retry-After: 0`
+/// for 3 s: the requests it sends.
+fn zero_retry_after(learning: bool) -> u64 {
+    let emulator = Emulator::start(Config::default().retry_after(RetryAfterStyle::Zero))
+        .expect("the emulator starts");
+    let client = Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
+        .base_url(emulator.url())
+        .learning(learning)
+        .build()
+        .expect("a valid client");
+    emulator.throttle_for(Duration::from_secs(3));
+    client.identify("42", json!({})).expect("it gets through");
+    emulator.snapshot().requests
+}
+
+fn main() {
+    let chosen: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|arg| arg.parse().ok())
+        .collect();
+    println!(
+        "| # | scenario | ideal | limiter | time | time ÷ ideal | 429s | 429 share | rate ÷ capacity |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (index, scenario) in SCENARIOS.iter().enumerate() {
+        let number = index + 1;
+        if !chosen.is_empty() && !chosen.contains(&number) {
+            continue;
+        }
+        let ideal = scenario.ideal();
+        for (learning, limiter) in [(true, "learning"), (false, "fixed-rate")] {
+            let outcome = run(scenario, learning);
+            assert_eq!(
+                outcome.delivered, scenario.lines,
+                "{}: lines lost",
+                scenario.name
+            );
+            let achieved = scenario.lines as f64 / outcome.took.as_secs_f64();
+            println!(
+                "| {number} | {} | {:.1} s | {limiter} | {:.1} s | {:.2} | {} | {:.1} % | {:.1} % |",
+                scenario.name,
+                ideal.as_secs_f64(),
+                outcome.took.as_secs_f64(),
+                outcome.took.as_secs_f64() / ideal.as_secs_f64(),
+                outcome.throttled,
+                100.0 * outcome.throttled as f64 / outcome.requests as f64,
+                100.0 * achieved / scenario.capacity(),
+            );
+        }
+    }
+    let number = SCENARIOS.len() + 1;
+    if chosen.is_empty() || chosen.contains(&number) {
+        for (learning, limiter) in [(true, "learning"), (false, "fixed-rate")] {
+            println!(
+                "| {number} | one identify, 429 with Retry-After: 0 for 3 s | a few | {limiter} | | | {} requests | | |",
+                zero_retry_after(learning)
+            );
+        }
+    }
+}

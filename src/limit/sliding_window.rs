@@ -1,0 +1,677 @@
+//! `SlidingWindow`: at most N requests in any window W, as the server counts
+//! them, learning the workspace's real N from its 429s.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::limit::clock::{Clock, SystemClock};
+use crate::limit::learning::{Law, Learned, RateChange, Throttle};
+use crate::limit::limiter::{Limiter, duration_nanos, nanos_since};
+use crate::limit::rate_limit::RateLimit;
+
+/// A limiter that keeps the server's promise: at most N requests in any
+/// window W, where the server counts them, and learns the workspace's real N
+/// from its 429s. The default limiter of [`Client`](crate::Client).
+///
+/// Customer.io counts requests in a sliding window. A rate of "N per W" here
+/// means what it means there: no window of length W holds more than N
+/// requests, so a limiter told the server's number runs at that number
+/// without a 429. (A [`TokenBucket`](crate::TokenBucket) set to the same
+/// rate grants `burst + rate × W` in a window, over the limit.)
+///
+/// ```
+/// use cio_ratelimit::{Limiter, ManualClock, RateLimit, SlidingWindow};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let limiter = SlidingWindow::builder(RateLimit::new(100.0, 10)?)
+///     .clock(clock.clone())
+///     .build()?;
+/// for _ in 0..1_000 {
+///     limiter.acquire();
+/// }
+/// // 100 per 1 s window, plus the 20 ms margin for jitter:
+/// assert!(clock.elapsed() >= Duration::from_millis(9 * 1_020));
+/// assert!(clock.elapsed() < Duration::from_millis(10 * 1_020));
+/// # Ok::<(), cio_ratelimit::Error>(())
+/// ```
+///
+/// # The window, and its margin
+///
+/// A [`RateLimit`] of `r` per second means `r` per 1 s window (for rates
+/// below 1/s, 1 per `1/r` seconds: [`RateLimit::BROADCAST_TRIGGERS`] is 1 per
+/// 10 s); [`window`](SlidingWindowBuilder::window) sets another. The limiter
+/// keeps the times of its last grants and grants a permit only when fewer
+/// than N fall in the window before it.
+///
+/// The server counts arrivals, not sends: a request that goes out at t
+/// arrives at t plus a network delay that varies. If request k + N is
+/// delayed less than request k by more than the gap the limiter left between
+/// them, the server sees N + 1 in one window. So the limiter counts over a
+/// window longer by a margin, default 2 % of the window (20 ms per second,
+/// at least 1 ms), which [`margin`](SlidingWindowBuilder::margin) changes.
+/// How it was chosen: on a busy two-core machine sending to a local
+/// emulator (`examples/learning_bench.rs`), 10 ms let a thread scheduled late
+/// put the 101st request into a 100-per-second window several times a run,
+/// 20 ms almost never; the one-way jitter of a path over the internet is of
+/// the same order. It costs 2 % of the rate: the steady throughput is N per
+/// W + margin. A delay beyond the margin
+/// costs one 429; when learning, a 429 that comes although the server had
+/// accepted no more than N in the window doubles the margin, up to a tenth
+/// of the window.
+///
+/// Within the window, permits are paced N per W + margin, with bursts of up
+/// to the limit's [`burst`](RateLimit::burst), so that requests arrive spread
+/// out rather than all at the start of a window.
+///
+/// # Learning the real limit
+///
+/// Customer.io publishes no fixed limit, and a workspace shares its budget
+/// with every other integration. The configured N is a ceiling; the limiter
+/// learns the real one (turn that off with
+/// [`learning(false)`](SlidingWindowBuilder::learning)):
+///
+/// - On a 429 ([`throttled`](Limiter::throttled)), N becomes what the server
+///   accepted in the trailing window: the calls that succeeded
+///   ([`record_success`](Limiter::record_success)) in the last W. That is the
+///   server's measured delivery, the way BBR measures rather than guesses.
+///   It keeps 4 % headroom (rounded, at least one permit), room for the
+///   server's window and the limiter's to disagree by twice the margin, so
+///   that the learned rate draws no further 429s; and it never goes below the floor
+///   (default N / 20). If the server had accepted the whole limit, the
+///   limit was not too high: the margin widens instead. Every caller is
+///   paused for the server's Retry-After.
+/// - The 429s of one overload arrive together: after a change, 429s are not
+///   counted again until the pause has ended and at least one window passed.
+/// - After 20 s without a 429 ([`probe_after`](SlidingWindowBuilder::probe_after)),
+///   it probes: N rises by 1, then 2, 4, 8, ... per window while calls
+///   succeed, up to the ceiling and never above it. A 429 while probing sets
+///   N from the server's answer again and doubles the wait before the next
+///   probe, up to 5 minutes; reaching the ceiling resets it.
+/// - Only 429s lower the rate. 5xx answers, timeouts and resets never do.
+///
+/// [`rate`](Limiter::rate) and [`rate_changes`](Limiter::rate_changes) tell
+/// what it learned.
+///
+/// # Threads and cloning
+///
+/// `SlidingWindow` is `Send + Sync`. Clones share one window and one learned
+/// rate: hand a clone to each thread, or to each client of the workspace.
+#[derive(Clone)]
+pub struct SlidingWindow {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    clock: Arc<dyn Clock>,
+    origin: Instant,
+    ceiling: RateLimit,
+    state: Mutex<State>,
+}
+
+/// Times are nanoseconds since `Shared::origin`.
+#[derive(Debug)]
+struct State {
+    /// The last grants, oldest first; at most the ceiling's count.
+    grants: VecDeque<u64>,
+    /// The pacer's theoretical arrival time (GCRA): when it is next empty.
+    tat: u64,
+    paused_until: u64,
+    /// The window plus the margin: what grants are counted over.
+    span: u64,
+    margin: u64,
+    learned: Learned,
+}
+
+impl State {
+    /// Nanoseconds between permits at the limit in force, rounded up.
+    fn interval(&self) -> u64 {
+        self.span.div_ceil(u64::from(self.learned.limit()))
+    }
+
+    /// The earliest time a permit can be granted, at or after `now`.
+    fn earliest(&self, now: u64, burst: u32) -> u64 {
+        let limit = self.learned.limit();
+        let interval = self.interval();
+        let tolerance = interval.saturating_mul(u64::from(burst.min(limit)) - 1);
+        let mut at = now
+            .max(self.paused_until)
+            .max(self.tat.saturating_sub(tolerance));
+        let len = self.grants.len();
+        let limit = limit as usize;
+        if len >= limit {
+            at = at.max(self.grants[len - limit].saturating_add(self.span));
+        }
+        at
+    }
+
+    fn grant(&mut self, now: u64) {
+        if self.grants.len() >= self.learned.law().ceiling as usize {
+            self.grants.pop_front();
+        }
+        self.grants.push_back(now);
+        self.tat = self.tat.max(now).saturating_add(self.interval());
+    }
+
+    /// A 429 although the server had accepted no more than the limit: the
+    /// requests arrived closer together than they were sent, by more than
+    /// the margin. Doubles it, up to a tenth of the window.
+    fn widen_margin(&mut self) {
+        let window = self.learned.law().window;
+        let margin = self
+            .margin
+            .saturating_mul(2)
+            .max(1_000_000)
+            .min(window / 10)
+            .max(self.margin);
+        if margin > self.margin {
+            log::info!(
+                "rate limit: arrivals bunched more than the margin; now {:?}",
+                Duration::from_nanos(margin)
+            );
+            self.margin = margin;
+            self.span = window.saturating_add(margin);
+        }
+    }
+}
+
+/// Builds a [`SlidingWindow`]; [`build`](SlidingWindowBuilder::build) checks
+/// the settings.
+///
+/// ```
+/// use cio_ratelimit::{RateLimit, SlidingWindow};
+/// use std::time::Duration;
+///
+/// // 20 per 2 s, told exactly: no learning, a 5 ms margin.
+/// let limiter = SlidingWindow::builder(RateLimit::new(10.0, 1)?)
+///     .window(Duration::from_secs(2))
+///     .margin(Duration::from_millis(5))
+///     .learning(false)
+///     .build()?;
+/// assert_eq!(limiter.per_window(), 20);
+/// # Ok::<(), cio_ratelimit::Error>(())
+/// ```
+pub struct SlidingWindowBuilder {
+    limit: RateLimit,
+    window: Option<Duration>,
+    margin: Option<Duration>,
+    learning: bool,
+    floor: Option<f64>,
+    probe_after: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl SlidingWindowBuilder {
+    /// The server's window; default 1 s, or `1 / rate` for rates below 1 per
+    /// second. The limit per window is the rate times the window, rounded
+    /// down.
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window = Some(window);
+        self
+    }
+
+    /// How much longer than the window grants are counted over, for the
+    /// jitter between sending and arrival; default 2 % of the window, at
+    /// least 1 ms.
+    pub fn margin(mut self, margin: Duration) -> Self {
+        self.margin = Some(margin);
+        self
+    }
+
+    /// Whether 429s teach the limiter the workspace's real limit; default
+    /// `true`. Off, the limit stays as configured and a 429 only pauses.
+    pub fn learning(mut self, learning: bool) -> Self {
+        self.learning = learning;
+        self
+    }
+
+    /// The lowest rate learning may set, in permits per second; default a
+    /// twentieth of the configured rate (at least 1 per window).
+    pub fn floor(mut self, rate_per_sec: f64) -> Self {
+        self.floor = Some(rate_per_sec);
+        self
+    }
+
+    /// How long a learned rate holds without a 429 before the limiter probes
+    /// above it; default 20 s.
+    pub fn probe_after(mut self, hold: Duration) -> Self {
+        self.probe_after = hold;
+        self
+    }
+
+    /// The clock; default [`SystemClock`]. Pass a
+    /// [`ManualClock`](crate::ManualClock) to test code that uses it.
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Checks the settings and builds the limiter, at the configured rate.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the setting: a window too short for
+    /// one permit at the rate (zero, or under `1 / rate`), a margin
+    /// longer than the window, a floor that is not a positive rate or is
+    /// above the configured rate, or a zero `probe_after`.
+    pub fn build(self) -> Result<SlidingWindow> {
+        let rate = self.limit.per_second();
+        // A rate slower than one a year gets one a year.
+        let window = self
+            .window
+            .unwrap_or_else(|| Duration::from_secs_f64((1.0 / rate).clamp(1.0, 3.2e7)));
+        if window.is_zero() {
+            return Err(Error::invalid("window", "0s", "more than zero"));
+        }
+        let margin = self
+            .margin
+            .unwrap_or_else(|| (window / 50).max(Duration::from_millis(1)));
+        if margin > window {
+            return Err(Error::invalid(
+                "margin",
+                format_args!("{margin:?}"),
+                "no longer than the window",
+            ));
+        }
+        if self.window.is_some() && rate * window.as_secs_f64() + 1e-9 < 1.0 {
+            return Err(Error::invalid(
+                "window",
+                format_args!("{window:?}"),
+                "long enough for one permit at the rate: at least 1 / rate",
+            ));
+        }
+        let per_window = |rate: f64| {
+            let permits = (rate * window.as_secs_f64() + 1e-9).floor();
+            permits.clamp(1.0, f64::from(u32::MAX)) as u32
+        };
+        let ceiling = per_window(rate);
+        let floor = match self.floor {
+            None => ceiling.div_ceil(20),
+            Some(floor) if floor.is_finite() && floor > 0.0 && floor <= rate => per_window(floor),
+            Some(floor) => {
+                return Err(Error::invalid(
+                    "floor",
+                    floor,
+                    "a rate above 0 and no higher than the configured rate",
+                ));
+            }
+        };
+        if self.probe_after.is_zero() {
+            return Err(Error::invalid("probe_after", "0s", "more than zero"));
+        }
+        let law = Law {
+            ceiling,
+            floor,
+            window: duration_nanos(window),
+            hold: duration_nanos(self.probe_after),
+            learning: self.learning,
+        };
+        let origin = self.clock.now();
+        Ok(SlidingWindow {
+            shared: Arc::new(Shared {
+                clock: self.clock,
+                origin,
+                ceiling: self.limit,
+                state: Mutex::new(State {
+                    grants: VecDeque::with_capacity(ceiling.min(4096) as usize),
+                    tat: 0,
+                    paused_until: 0,
+                    span: duration_nanos(window + margin),
+                    margin: duration_nanos(margin),
+                    learned: Learned::new(law),
+                }),
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for SlidingWindowBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlidingWindowBuilder")
+            .field("limit", &self.limit)
+            .field("window", &self.window)
+            .field("margin", &self.margin)
+            .field("learning", &self.learning)
+            .field("floor", &self.floor)
+            .field("probe_after", &self.probe_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SlidingWindow {
+    /// A learning limiter at `limit`, per 1 s window, on the real clock.
+    pub fn new(limit: RateLimit) -> SlidingWindow {
+        SlidingWindow::with_clock(limit, SystemClock)
+    }
+
+    /// [`new`](SlidingWindow::new) on the given clock.
+    pub fn with_clock(limit: RateLimit, clock: impl Clock + 'static) -> SlidingWindow {
+        SlidingWindow::builder(limit)
+            .clock(clock)
+            .build()
+            .expect("the defaults are valid for any RateLimit")
+    }
+
+    /// Starts building a limiter with `limit` as its rate (the ceiling, when
+    /// learning) and its burst.
+    pub fn builder(limit: RateLimit) -> SlidingWindowBuilder {
+        SlidingWindowBuilder {
+            limit,
+            window: None,
+            margin: None,
+            learning: true,
+            floor: None,
+            probe_after: Duration::from_secs(20),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The configured limit: the ceiling when learning.
+    pub fn ceiling(&self) -> RateLimit {
+        self.shared.ceiling
+    }
+
+    /// Permits per window in force.
+    pub fn per_window(&self) -> u32 {
+        self.shared.state.lock().learned.limit()
+    }
+
+    /// The server's window.
+    pub fn window(&self) -> Duration {
+        Duration::from_nanos(self.law().window)
+    }
+
+    /// The margin grants are counted over beyond the window.
+    pub fn margin(&self) -> Duration {
+        Duration::from_nanos(self.shared.state.lock().margin)
+    }
+
+    /// Whether 429s teach it the workspace's limit.
+    pub fn is_learning(&self) -> bool {
+        self.law().learning
+    }
+
+    fn law(&self) -> Law {
+        self.shared.state.lock().learned.law()
+    }
+
+    fn now(&self) -> u64 {
+        nanos_since(self.shared.origin, self.shared.clock.now())
+    }
+
+    /// Grants a permit at once if one is free, or says when one will be.
+    fn take_at(&self, now: u64) -> std::result::Result<(), u64> {
+        let shared = &self.shared;
+        let mut state = shared.state.lock();
+        let at = state.earliest(now, shared.ceiling.burst());
+        if at > now {
+            return Err(at);
+        }
+        state.grant(now);
+        Ok(())
+    }
+
+    /// Waits for a permit until `deadline` (`None`: as long as it takes).
+    /// Waiters look again when they wake: a pause or another caller may
+    /// have taken their turn.
+    fn take(&self, deadline: Option<u64>) -> bool {
+        loop {
+            let now = self.now();
+            match self.take_at(now) {
+                Ok(()) => return true,
+                Err(at) if deadline.is_some_and(|deadline| at > deadline) => return false,
+                Err(at) => self.shared.clock.sleep(Duration::from_nanos(at - now)),
+            }
+        }
+    }
+}
+
+impl Limiter for SlidingWindow {
+    fn acquire(&self) {
+        self.take(None);
+    }
+
+    fn try_acquire(&self) -> bool {
+        self.take_at(self.now()).is_ok()
+    }
+
+    fn acquire_timeout(&self, timeout: Duration) -> bool {
+        let deadline = self.now().saturating_add(duration_nanos(timeout));
+        self.take(Some(deadline))
+    }
+
+    /// Grants nothing to anyone for `duration` from now; after it, permits
+    /// resume paced, without a burst. A shorter pause never shortens a longer
+    /// one. It does not change the rate: see [`throttled`](Limiter::throttled).
+    fn pause_for(&self, duration: Duration) {
+        let now = self.now();
+        let until = now.saturating_add(duration_nanos(duration));
+        let shared = &self.shared;
+        let mut state = shared.state.lock();
+        if until > state.paused_until {
+            state.paused_until = until;
+            let burst = u64::from(shared.ceiling.burst().min(state.learned.limit()));
+            let tolerance = state.interval().saturating_mul(burst - 1);
+            state.tat = state.tat.max(until.saturating_add(tolerance));
+        }
+    }
+
+    fn record_success(&self) {
+        let now = self.now();
+        self.shared.state.lock().learned.accepted(now);
+    }
+
+    fn throttled(&self, pause: Duration) {
+        let now = self.now();
+        let mut state = self.shared.state.lock();
+        if state.learned.throttled(now, duration_nanos(pause)) == Throttle::AtLimit {
+            state.widen_margin();
+        }
+        drop(state);
+        self.pause_for(pause);
+    }
+
+    fn rate(&self) -> Option<f64> {
+        Some(self.shared.state.lock().learned.rate())
+    }
+
+    fn rate_changes(&self) -> Vec<RateChange> {
+        self.shared.state.lock().learned.changes()
+    }
+}
+
+impl fmt::Debug for SlidingWindow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.state.lock();
+        let law = state.learned.law();
+        f.debug_struct("SlidingWindow")
+            .field("per_window", &state.learned.limit())
+            .field("window", &Duration::from_nanos(law.window))
+            .field("margin", &Duration::from_nanos(state.margin))
+            .field("ceiling", &law.ceiling)
+            .field("floor", &law.floor)
+            .field("learning", &law.learning)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ManualClock;
+
+    const MS: u64 = 1_000_000;
+
+    fn limiter(rate: f64, burst: u32, clock: &ManualClock) -> SlidingWindow {
+        SlidingWindow::builder(RateLimit::new(rate, burst).unwrap())
+            .clock(clock.clone())
+            .build()
+            .unwrap()
+    }
+
+    /// The most grants in any half-open window `(t - len, t]`.
+    fn most_in_any(grants: &[u64], len: u64) -> usize {
+        (0..grants.len())
+            .map(|end| {
+                grants[..=end]
+                    .iter()
+                    .filter(|&&g| g + len > grants[end])
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn never_more_than_n_in_any_window_plus_margin_and_n_per_window_steady() {
+        let clock = ManualClock::new();
+        let limiter = limiter(100.0, 100, &clock);
+        let mut grants = Vec::new();
+        for _ in 0..1_000 {
+            limiter.acquire();
+            grants.push(clock.elapsed().as_nanos() as u64);
+        }
+        assert_eq!(most_in_any(&grants, 1_020 * MS), 100);
+        // The whole burst goes at once, then a window + margin between each hundred.
+        assert_eq!(grants[99], 0);
+        assert_eq!(grants[100], 1_020 * MS);
+        assert_eq!(clock.elapsed(), Duration::from_millis(9 * 1_020));
+    }
+
+    #[test]
+    fn a_small_burst_spreads_grants_over_the_window() {
+        let clock = ManualClock::new();
+        let limiter = limiter(100.0, 10, &clock);
+        for _ in 0..10 {
+            assert!(limiter.try_acquire());
+        }
+        assert!(!limiter.try_acquire());
+        limiter.acquire();
+        assert_eq!(clock.elapsed(), Duration::from_nanos(1_020 * MS / 100));
+    }
+
+    #[test]
+    fn a_pause_holds_everyone_and_then_resumes_without_a_burst() {
+        let clock = ManualClock::new();
+        let limiter = limiter(100.0, 10, &clock);
+        limiter.pause_for(Duration::from_secs(2));
+        limiter.pause_for(Duration::from_secs(1)); // never shortens it
+        assert!(!limiter.try_acquire());
+        assert!(!limiter.acquire_timeout(Duration::from_secs(1)));
+        assert_eq!(
+            clock.elapsed(),
+            Duration::ZERO,
+            "a refused timeout waits for nothing"
+        );
+        limiter.acquire();
+        assert_eq!(clock.elapsed(), Duration::from_secs(2));
+        assert!(!limiter.try_acquire(), "no burst after a pause");
+        assert_eq!(limiter.rate(), Some(100.0), "a pause alone changes no rate");
+    }
+
+    #[test]
+    fn a_429_cuts_to_what_was_accepted_and_the_window_holds_it() {
+        let clock = ManualClock::new();
+        let limiter = limiter(50.0, 50, &clock);
+        for _ in 0..37 {
+            limiter.acquire();
+            limiter.record_success();
+        }
+        limiter.acquire(); // the 38th: throttled
+        limiter.throttled(Duration::ZERO);
+        assert_eq!(limiter.per_window(), 36, "37, less 4 % headroom");
+        assert_eq!(limiter.rate(), Some(36.0));
+        // The window already holds 38 grants: nothing until the first leaves it.
+        assert!(!limiter.try_acquire());
+        limiter.acquire();
+        assert_eq!(clock.elapsed(), Duration::from_millis(1_020));
+    }
+
+    #[test]
+    fn a_429_with_no_more_than_the_limit_accepted_widens_the_margin() {
+        let clock = ManualClock::new();
+        let limiter = limiter(10.0, 10, &clock);
+        for _ in 0..10 {
+            limiter.acquire();
+            limiter.record_success();
+        }
+        limiter.throttled(Duration::ZERO);
+        assert_eq!(limiter.per_window(), 10, "the server had taken all ten");
+        assert_eq!(limiter.margin(), Duration::from_millis(40));
+        limiter.acquire();
+        assert_eq!(clock.elapsed(), Duration::from_millis(1_040));
+        for _ in 0..8 {
+            clock.advance(Duration::from_secs(2));
+            for _ in 0..10 {
+                limiter.record_success();
+            }
+            limiter.throttled(Duration::ZERO);
+        }
+        assert_eq!(limiter.per_window(), 10);
+        assert_eq!(
+            limiter.margin(),
+            Duration::from_millis(100),
+            "a tenth at most"
+        );
+    }
+
+    #[test]
+    fn without_learning_a_429_only_pauses() {
+        let clock = ManualClock::new();
+        let limiter = SlidingWindow::builder(RateLimit::new(50.0, 5).unwrap())
+            .learning(false)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        limiter.record_success();
+        limiter.throttled(Duration::from_secs(1));
+        assert_eq!(limiter.per_window(), 50);
+        assert!(limiter.rate_changes().is_empty());
+        limiter.acquire();
+        assert_eq!(clock.elapsed(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn slow_rates_get_a_window_long_enough_for_one_permit() {
+        let clock = ManualClock::new();
+        let limiter = SlidingWindow::with_clock(RateLimit::BROADCAST_TRIGGERS, clock.clone());
+        assert_eq!(
+            (limiter.per_window(), limiter.window()),
+            (1, Duration::from_secs(10))
+        );
+        limiter.acquire();
+        limiter.acquire();
+        assert_eq!(clock.elapsed(), Duration::from_millis(10_200));
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_setting_named() {
+        let limit = RateLimit::new(10.0, 1).unwrap();
+        let setting = |builder: SlidingWindowBuilder| match builder.build() {
+            Err(Error::InvalidConfig { setting, .. }) => setting,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            setting(SlidingWindow::builder(limit).window(Duration::ZERO)),
+            "window"
+        );
+        let window = SlidingWindow::builder(limit).window(Duration::from_millis(99));
+        assert_eq!(setting(window), "window", "under one permit at 10/s");
+        assert_eq!(
+            setting(SlidingWindow::builder(limit).margin(Duration::from_secs(2))),
+            "margin"
+        );
+        for floor in [0.0, -1.0, f64::NAN, 11.0] {
+            assert_eq!(setting(SlidingWindow::builder(limit).floor(floor)), "floor");
+        }
+        assert_eq!(
+            setting(SlidingWindow::builder(limit).probe_after(Duration::ZERO)),
+            "probe_after"
+        );
+    }
+}
