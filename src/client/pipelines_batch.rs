@@ -24,6 +24,11 @@ impl PipelinesBatch {
         self.body.len() == 0
     }
 
+    /// The call at `index` (from 0), as the bytes in the body.
+    pub fn item(&self, index: usize) -> Option<&[u8]> {
+        (index < self.len()).then(|| self.body.item(index))
+    }
+
     /// The request body, `{"batch":[...]}`.
     pub fn body(&self) -> &[u8] {
         self.body.bytes()

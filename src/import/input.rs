@@ -10,6 +10,8 @@ use crate::client::operation::Operation;
 #[cfg(feature = "csv")]
 use crate::import::csv_rows::CsvRows;
 #[cfg(feature = "csv")]
+use crate::import::entry::Entry;
+#[cfg(feature = "csv")]
 use crate::import::reader::Item;
 use crate::import::reader::{NdjsonReader, Record};
 
@@ -55,7 +57,7 @@ fn csv_item(operation: Result<Vec<u8>, String>, original: Vec<u8>) -> Item {
         Operation::from_text(value, &text, EventId::new).map_err(|invalid| invalid.to_string())
     });
     match parsed {
-        Ok(operation) => Item::Operation(operation),
+        Ok(operation) => Item::Entry(Entry::Track(operation)),
         Err(reason) => Item::Bad { reason, original },
     }
 }

@@ -7,8 +7,9 @@
 //!   a [`Dispatcher`](crate::Dispatcher), and keep a checkpoint that only
 //!   advances over lines the server acknowledged.
 //!
-//! Inside, one file per job: `reader` turns input lines into operations (or
-//! reasons why not); `ledger` records which lines each request carries and
+//! Inside, one file per job: `reader` turns input lines into entries (or
+//! reasons why not); `entry` is what a line sends, a Track operation or a
+//! Pipelines call, and the packer for its batches; `ledger` records which lines each request carries and
 //! settles them in input order, whatever order the answers come in; `run`
 //! is one import in progress, wiring the reader, the queue and the ledger
 //! together; `importer` is the public face.
@@ -24,6 +25,7 @@ pub(crate) mod compressed;
 #[cfg(feature = "csv")]
 pub(crate) mod csv_rows;
 pub(crate) mod dead_letter;
+pub(crate) mod entry;
 pub(crate) mod importer;
 pub(crate) mod input;
 pub(crate) mod ledger;

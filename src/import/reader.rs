@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::client::event_id::EventId;
 use crate::client::operation::Operation;
+use crate::import::entry::Entry;
 
 /// Lines longer than this are dead-lettered unread past this point: no item
 /// can be over 32 KB anyway, and memory stays bounded.
@@ -30,8 +31,8 @@ pub(crate) enum Item {
     Skipped,
     /// Only white space.
     Blank,
-    /// A valid operation, to send.
-    Operation(Operation),
+    /// A valid entry, to send.
+    Entry(Entry),
     /// A line that cannot be sent: why, and the line as read.
     Bad { reason: String, original: Vec<u8> },
 }
@@ -87,7 +88,7 @@ impl<R: BufRead> NdjsonReader<R> {
             Item::Blank
         } else {
             match self.operation(line, text) {
-                Ok(operation) => Item::Operation(operation),
+                Ok(operation) => Item::Entry(Entry::Track(operation)),
                 Err(reason) => Item::Bad {
                     reason,
                     original: text.to_vec(),
@@ -227,7 +228,7 @@ mod tests {
         assert_eq!(read.len(), 2);
         for record in read {
             match record.item {
-                Item::Operation(operation) => assert_eq!(operation.as_bytes(), line.as_bytes()),
+                Item::Entry(entry) => assert_eq!(&*entry.as_bytes(), line.as_bytes()),
                 other => panic!("line {}: {other:?}", record.line),
             }
         }
@@ -247,7 +248,7 @@ mod tests {
         let sent: Vec<Vec<u8>> = records(&input, 0)
             .into_iter()
             .map(|record| match record.item {
-                Item::Operation(operation) => operation.to_bytes(),
+                Item::Entry(Entry::Track(operation)) => operation.to_bytes(),
                 other => panic!("{other:?}"),
             })
             .collect();
@@ -267,7 +268,7 @@ mod tests {
             .map(|record| match record.item {
                 Item::Skipped => "skipped".into(),
                 Item::Blank => "blank".into(),
-                Item::Operation(_) => "operation".into(),
+                Item::Entry(_) => "entry".into(),
                 Item::Bad { reason, original } => {
                     format!("{reason} / {}", String::from_utf8_lossy(&original))
                 }

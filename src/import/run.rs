@@ -2,6 +2,7 @@
 //! the requests go through the queue as `ClientCall`s, and the ledger settles
 //! their lines in input order.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use crate::client::validate;
 use crate::error::{Error, Result, TransportKind};
 use crate::import::checkpoint::Checkpoint;
 use crate::import::dead_letter::DeadLetters;
+use crate::import::entry::Packer;
 use crate::import::importer::{ImportMode, Importer, ProgressCallback};
 use crate::import::input::Input;
 use crate::import::ledger::{CheckpointFile, Chunk, ChunkId, Ledger, Rejected};
@@ -53,13 +55,15 @@ impl Sent {
             Ok(_) => Vec::new(),
             // One operation alone: the server refused its content.
             Err(error) => match (&self.call, ItemError::from_error(0, &error)) {
-                (Some(ClientCall::Entity(_)), Some(item)) => vec![item],
+                (Some(ClientCall::Entity(_) | ClientCall::Pipelines(_)), Some(item)) => vec![item],
                 _ => return Err(error),
             },
         };
         let sent = |index| match &self.call {
-            Some(ClientCall::Batch(batch)) => batch.item(index),
-            Some(ClientCall::Entity(operation)) => Some(operation.as_bytes()),
+            Some(ClientCall::Batch(batch)) => batch.item(index).map(Cow::Borrowed),
+            Some(ClientCall::PipelinesBatch(batch)) => batch.item(index).map(Cow::Borrowed),
+            Some(ClientCall::Entity(operation)) => Some(Cow::Borrowed(operation.as_bytes())),
+            Some(ClientCall::Pipelines(call)) => Some(call.to_bytes()),
             _ => None,
         };
         Ok(items
@@ -67,7 +71,7 @@ impl Sent {
             .map(|item| Rejected {
                 index: item.index,
                 reason: format!("rejected by Customer.io: {}", item.explanation()),
-                original: String::from_utf8_lossy(sent(item.index).unwrap_or_default())
+                original: String::from_utf8_lossy(&sent(item.index).unwrap_or_default())
                     .into_owned(),
             })
             .collect())
@@ -78,7 +82,7 @@ impl Sent {
 /// goes through the queue, and the ledger settles the chunks in order.
 pub(super) struct Run {
     mode: ImportMode,
-    packer: BatchPacker,
+    packer: Packer,
     /// The chunk being filled.
     chunk: Chunk,
     dispatcher: Dispatcher<ClientCall, Sent>,
@@ -178,6 +182,7 @@ impl Run {
             Some(bytes) => BatchPacker::with_limits(bytes, validate::MAX_ITEM_BYTES)?,
             None => BatchPacker::new(),
         };
+        let packer = Packer::Track(packer);
         let resumed_at = importer
             .checkpoint
             .clone()
@@ -253,19 +258,19 @@ impl Run {
                 }
                 Item::Blank => self.chunk.pass(line),
                 Item::Bad { reason, original } => self.dead_letter(line, reason, &original)?,
-                Item::Operation(operation) => match self.mode {
+                Item::Entry(entry) => match self.mode {
                     ImportMode::Single => {
                         self.close_chunk(None)?;
                         self.chunk.add_item(line);
-                        self.close_chunk(Some(ClientCall::Entity(operation)))?;
+                        self.close_chunk(Some(entry.into_call()))?;
                     }
-                    ImportMode::Batch => match self.packer.push(&operation) {
+                    ImportMode::Batch => match self.packer.push(&entry) {
                         Err(invalid) => {
-                            self.dead_letter(line, invalid.to_string(), operation.as_bytes())?
+                            self.dead_letter(line, invalid.to_string(), &entry.as_bytes())?
                         }
                         Ok(full) => {
                             if let Some(full) = full {
-                                self.close_chunk(Some(ClientCall::Batch(full)))?;
+                                self.close_chunk(Some(full))?;
                             }
                             self.chunk.add_item(line);
                         }
@@ -289,7 +294,7 @@ impl Run {
     fn dead_letter(&mut self, line: u64, reason: String, original: &[u8]) -> Result<()> {
         self.chunk.add_dead(line, reason, original);
         if self.chunk.dead_bytes() >= MAX_CHUNK_DEAD_BYTES {
-            let batch = self.packer.finish().map(ClientCall::Batch);
+            let batch = self.packer.finish();
             self.close_chunk(batch)?;
         }
         Ok(())
@@ -343,7 +348,7 @@ impl Run {
 
     /// Sends what is left and waits for every request.
     pub(super) fn finish(&mut self) -> Result<()> {
-        let last = self.packer.finish().map(ClientCall::Batch);
+        let last = self.packer.finish();
         self.close_chunk(last)?;
         while let Some((id, ticket)) = self.in_flight.pop_front() {
             // Wait in slices, so that progress keeps being reported.
