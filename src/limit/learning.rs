@@ -5,6 +5,10 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
+use crate::error::{Error, Result};
+use crate::limit::limiter::duration_nanos;
+use crate::limit::rate_limit::RateLimit;
+
 /// The most rate changes a limiter remembers; older ones are forgotten.
 const REMEMBERED_CHANGES: usize = 64;
 
@@ -108,51 +112,197 @@ pub(crate) struct Law {
     pub(crate) learning: bool,
 }
 
-/// Where the law stands. Times are nanoseconds since the limiter's origin.
+impl Law {
+    /// The law for `limit` (its rate is the ceiling) counted over `window`
+    /// (default 1 s, or `1 / rate` for rates below 1 per second), with a
+    /// `floor` in permits per second (default a twentieth of the ceiling)
+    /// and a hold of `probe_after` before probing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the setting: a window too short for
+    /// one permit at the rate (zero, or under `1 / rate`), a floor that is
+    /// not a positive rate or is above the configured rate, or a zero
+    /// `probe_after`.
+    pub(crate) fn new(
+        limit: RateLimit,
+        window: Option<Duration>,
+        floor: Option<f64>,
+        probe_after: Duration,
+        learning: bool,
+    ) -> Result<Law> {
+        let rate = limit.per_second();
+        // A rate slower than one a year gets one a year.
+        let chosen =
+            window.unwrap_or_else(|| Duration::from_secs_f64((1.0 / rate).clamp(1.0, 3.2e7)));
+        if chosen.is_zero() {
+            return Err(Error::invalid("window", "0s", "more than zero"));
+        }
+        if window.is_some() && rate * chosen.as_secs_f64() + 1e-9 < 1.0 {
+            return Err(Error::invalid(
+                "window",
+                format_args!("{chosen:?}"),
+                "long enough for one permit at the rate: at least 1 / rate",
+            ));
+        }
+        let per_window = |rate: f64| {
+            let permits = (rate * chosen.as_secs_f64() + 1e-9).floor();
+            permits.clamp(1.0, f64::from(u32::MAX)) as u32
+        };
+        let ceiling = per_window(rate);
+        let floor = match floor {
+            None => ceiling.div_ceil(20),
+            Some(floor) if floor.is_finite() && floor > 0.0 && floor <= rate => per_window(floor),
+            Some(floor) => {
+                return Err(Error::invalid(
+                    "floor",
+                    floor,
+                    "a rate above 0 and no higher than the configured rate",
+                ));
+            }
+        };
+        if probe_after.is_zero() {
+            return Err(Error::invalid("probe_after", "0s", "more than zero"));
+        }
+        Ok(Law {
+            ceiling,
+            floor,
+            window: duration_nanos(chosen),
+            hold: duration_nanos(probe_after),
+            learning,
+        })
+    }
+
+    /// `permits` per window, per second.
+    pub(crate) fn per_second(&self, permits: u32) -> f64 {
+        f64::from(permits) * 1e9 / self.window as f64
+    }
+}
+
+/// Where the law stands, apart from what the server accepted: all that
+/// processes sharing one budget must share to learn once. Times are
+/// nanoseconds on the clock the caller measures `now` with.
 ///
 /// On a 429 the limit becomes what the server accepted in the trailing
 /// window (measured, as BBR measures delivery, not guessed), less 4 %
 /// headroom; if the server had accepted the whole limit, the limit stays
-/// (the requests arrived too close together: the limiter widens its margin).
-/// 429s of the same overload (until the pause ends, and at least one window)
-/// count once. After `hold` without a 429 it probes: +1, +2, +4, ... per
-/// window up to the ceiling. A 429 met while probing doubles the next hold,
-/// up to 5 minutes; reaching the ceiling resets it.
+/// (the requests arrived too close together). 429s of the same overload
+/// (until the pause ends, and at least one window) count once. After `hold`
+/// without a 429 it probes: +1, +2, +4, ... per window up to the ceiling. A
+/// 429 met while probing doubles the next hold, up to 5 minutes; reaching
+/// the ceiling resets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Course {
+    /// Permits per window in force.
+    pub(crate) limit: u32,
+    /// Until when a 429 belongs to the overload already counted.
+    pub(crate) quiet_until: u64,
+    pub(crate) hold: u64,
+    /// When probing may raise the limit next; `None` at the ceiling.
+    pub(crate) probe_at: Option<u64>,
+    pub(crate) step: u32,
+    /// The limit the last 429 left: above it, a 429 means a probe failed.
+    pub(crate) settled: u32,
+}
+
+impl Course {
+    /// At the ceiling, never throttled.
+    pub(crate) fn new(law: &Law) -> Course {
+        Course {
+            limit: law.ceiling,
+            quiet_until: 0,
+            hold: law.hold,
+            probe_at: None,
+            step: 1,
+            settled: law.ceiling,
+        }
+    }
+
+    /// The server answered 429 at `now`, asked for a pause of `pause`, and
+    /// had accepted `measured` answers in the window before: what it means
+    /// for the limit, which is lowered in place.
+    pub(crate) fn throttled(&mut self, law: &Law, now: u64, pause: u64, measured: u32) -> Throttle {
+        if !law.learning || now < self.quiet_until {
+            return Throttle::Counted;
+        }
+        let resume = now.saturating_add(pause);
+        self.quiet_until = resume.max(now.saturating_add(law.window));
+        if measured >= self.limit {
+            return Throttle::AtLimit;
+        }
+        let next = headroom(measured).max(law.floor);
+        if self.limit > self.settled {
+            self.hold = self.hold.saturating_mul(2).min(LONGEST_HOLD);
+        }
+        self.probe_at = Some(resume.saturating_add(self.hold));
+        self.step = 1;
+        self.settled = next;
+        self.limit = next;
+        Throttle::Lowered
+    }
+
+    /// Raises the limit by the next step if it is time to probe. Returns
+    /// whether it rose.
+    pub(crate) fn probe(&mut self, law: &Law, now: u64) -> bool {
+        if !law.learning || self.probe_at.is_none_or(|at| now < at) {
+            return false;
+        }
+        let next = self.limit.saturating_add(self.step).min(law.ceiling);
+        self.step = self.step.saturating_mul(2);
+        if next == law.ceiling {
+            self.probe_at = None;
+            self.hold = law.hold;
+        } else {
+            self.probe_at = Some(now.saturating_add(law.window));
+        }
+        self.limit = next;
+        true
+    }
+}
+
+/// The last [`REMEMBERED_CHANGES`] rate changes, each logged as it comes.
+#[derive(Debug, Default)]
+pub(crate) struct Changes(VecDeque<RateChange>);
+
+impl Changes {
+    pub(crate) fn push(&mut self, change: RateChange) {
+        // Info, not a warning: the 429 that caused it is already warned of.
+        log::info!("rate limit: {change}");
+        if self.0.len() == REMEMBERED_CHANGES {
+            self.0.pop_front();
+        }
+        self.0.push_back(change);
+    }
+
+    pub(crate) fn to_vec(&self) -> Vec<RateChange> {
+        self.0.iter().copied().collect()
+    }
+}
+
+/// The law in one process: the [`Course`], and the answers the server
+/// accepted in the last window, by when they came (nanoseconds since the
+/// limiter's origin).
 #[derive(Debug)]
 pub(crate) struct Learned {
     law: Law,
-    /// Permits per window in force.
-    limit: u32,
-    /// Answers the server accepted in the last window, by when they came.
+    course: Course,
     accepted: VecDeque<u64>,
-    quiet_until: u64,
-    hold: u64,
-    /// When probing may raise the limit next; `None` at the ceiling.
-    probe_at: Option<u64>,
-    step: u32,
-    /// The limit the last 429 left: above it, a 429 means a probe failed.
-    settled: u32,
-    changes: VecDeque<RateChange>,
+    changes: Changes,
 }
 
 impl Learned {
     pub(crate) fn new(law: Law) -> Learned {
         Learned {
             law,
-            limit: law.ceiling,
+            course: Course::new(&law),
             accepted: VecDeque::new(),
-            quiet_until: 0,
-            hold: law.hold,
-            probe_at: None,
-            step: 1,
-            settled: law.ceiling,
-            changes: VecDeque::new(),
+            changes: Changes::default(),
         }
     }
 
     /// Permits per window in force.
     pub(crate) fn limit(&self) -> u32 {
-        self.limit
+        self.course.limit
     }
 
     pub(crate) fn law(&self) -> Law {
@@ -161,11 +311,11 @@ impl Learned {
 
     /// The rate in force, in permits per second.
     pub(crate) fn rate(&self) -> f64 {
-        self.per_second(self.limit)
+        self.law.per_second(self.course.limit)
     }
 
     pub(crate) fn changes(&self) -> Vec<RateChange> {
-        self.changes.iter().copied().collect()
+        self.changes.to_vec()
     }
 
     /// The server accepted a request at `now`. Returns whether the limit rose.
@@ -175,69 +325,34 @@ impl Learned {
         }
         self.forget_before(now);
         self.accepted.push_back(now);
-        self.probe(now)
+        let from = self.course.limit;
+        let rose = self.course.probe(&self.law, now);
+        if rose {
+            self.record(now, from, None);
+        }
+        rose
     }
 
     /// The server answered 429 at `now` and asked for a pause of `pause`
     /// nanoseconds: what it means for the limit.
     pub(crate) fn throttled(&mut self, now: u64, pause: u64) -> Throttle {
-        if !self.law.learning || now < self.quiet_until {
-            return Throttle::Counted;
-        }
         self.forget_before(now);
-        let resume = now.saturating_add(pause);
-        self.quiet_until = resume.max(now.saturating_add(self.law.window));
         let measured = u32::try_from(self.accepted.len()).unwrap_or(u32::MAX);
-        if measured >= self.limit {
-            return Throttle::AtLimit;
+        let from = self.course.limit;
+        let throttle = self.course.throttled(&self.law, now, pause, measured);
+        if throttle == Throttle::Lowered {
+            self.record(now, from, Some(self.law.per_second(measured)));
         }
-        let next = headroom(measured).max(self.law.floor);
-        self.hold = if self.limit > self.settled {
-            self.hold.saturating_mul(2).min(LONGEST_HOLD)
-        } else {
-            self.hold
-        };
-        self.probe_at = Some(resume.saturating_add(self.hold));
-        self.step = 1;
-        self.settled = next;
-        self.record(now, next, Some(self.per_second(measured)));
-        Throttle::Lowered
+        throttle
     }
 
-    /// Raises the limit by the next step if it is time to probe.
-    fn probe(&mut self, now: u64) -> bool {
-        let Some(at) = self.probe_at else {
-            return false;
-        };
-        if now < at {
-            return false;
-        }
-        let next = self.limit.saturating_add(self.step).min(self.law.ceiling);
-        self.step = self.step.saturating_mul(2);
-        if next == self.law.ceiling {
-            self.probe_at = None;
-            self.hold = self.law.hold;
-        } else {
-            self.probe_at = Some(now.saturating_add(self.law.window));
-        }
-        self.record(now, next, None);
-        true
-    }
-
-    fn record(&mut self, now: u64, next: u32, throttled_at: Option<f64>) {
-        let change = RateChange {
+    fn record(&mut self, now: u64, from: u32, throttled_at: Option<f64>) {
+        self.changes.push(RateChange {
             at: Duration::from_nanos(now),
-            from: self.rate(),
-            to: self.per_second(next),
+            from: self.law.per_second(from),
+            to: self.law.per_second(self.course.limit),
             throttled_at,
-        };
-        // Info, not a warning: the 429 that caused it is already warned of.
-        log::info!("rate limit: {change}");
-        if self.changes.len() == REMEMBERED_CHANGES {
-            self.changes.pop_front();
-        }
-        self.changes.push_back(change);
-        self.limit = next;
+        });
     }
 
     fn forget_before(&mut self, now: u64) {
@@ -248,10 +363,6 @@ impl Learned {
         {
             self.accepted.pop_front();
         }
-    }
-
-    fn per_second(&self, permits: u32) -> f64 {
-        f64::from(permits) * 1e9 / self.law.window as f64
     }
 }
 
@@ -297,7 +408,7 @@ mod tests {
         assert_eq!(learned.throttled(SECOND, 0), Throttle::Lowered);
         assert_eq!(learned.limit(), 3, "nothing accepted: the floor");
         let mut learned = Learned::new(law());
-        learned.limit = 30;
+        learned.course.limit = 30;
         accept(&mut learned, 45, SECOND);
         assert_eq!(learned.throttled(SECOND, 0), Throttle::AtLimit);
         assert_eq!(learned.limit(), 30);
@@ -384,7 +495,7 @@ mod tests {
             learned.accepted(s * SECOND);
         }
         assert_eq!(learned.limit(), 50);
-        assert_eq!(learned.hold, 10 * SECOND);
+        assert_eq!(learned.course.hold, 10 * SECOND);
     }
 
     #[test]

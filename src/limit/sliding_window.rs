@@ -260,14 +260,14 @@ impl SlidingWindowBuilder {
     /// longer than the window, a floor that is not a positive rate or is
     /// above the configured rate, or a zero `probe_after`.
     pub fn build(self) -> Result<SlidingWindow> {
-        let rate = self.limit.per_second();
-        // A rate slower than one a year gets one a year.
-        let window = self
-            .window
-            .unwrap_or_else(|| Duration::from_secs_f64((1.0 / rate).clamp(1.0, 3.2e7)));
-        if window.is_zero() {
-            return Err(Error::invalid("window", "0s", "more than zero"));
-        }
+        let law = Law::new(
+            self.limit,
+            self.window,
+            self.floor,
+            self.probe_after,
+            self.learning,
+        )?;
+        let window = Duration::from_nanos(law.window);
         let margin = self
             .margin
             .unwrap_or_else(|| (window / 50).max(Duration::from_millis(1)));
@@ -278,39 +278,7 @@ impl SlidingWindowBuilder {
                 "no longer than the window",
             ));
         }
-        if self.window.is_some() && rate * window.as_secs_f64() + 1e-9 < 1.0 {
-            return Err(Error::invalid(
-                "window",
-                format_args!("{window:?}"),
-                "long enough for one permit at the rate: at least 1 / rate",
-            ));
-        }
-        let per_window = |rate: f64| {
-            let permits = (rate * window.as_secs_f64() + 1e-9).floor();
-            permits.clamp(1.0, f64::from(u32::MAX)) as u32
-        };
-        let ceiling = per_window(rate);
-        let floor = match self.floor {
-            None => ceiling.div_ceil(20),
-            Some(floor) if floor.is_finite() && floor > 0.0 && floor <= rate => per_window(floor),
-            Some(floor) => {
-                return Err(Error::invalid(
-                    "floor",
-                    floor,
-                    "a rate above 0 and no higher than the configured rate",
-                ));
-            }
-        };
-        if self.probe_after.is_zero() {
-            return Err(Error::invalid("probe_after", "0s", "more than zero"));
-        }
-        let law = Law {
-            ceiling,
-            floor,
-            window: duration_nanos(window),
-            hold: duration_nanos(self.probe_after),
-            learning: self.learning,
-        };
+        let ceiling = law.ceiling;
         let origin = self.clock.now();
         Ok(SlidingWindow {
             shared: Arc::new(Shared {
