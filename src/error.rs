@@ -118,7 +118,7 @@ pub enum Error {
     SharedSettingsMismatch {
         /// The Redis key of the shared state.
         key: String,
-        /// The settings recorded beside it, e.g. `rate=80/s burst=10`.
+        /// The settings recorded beside it, e.g. `rate=80/s burst=10 window=1s`.
         shared: String,
         /// This process's settings.
         ours: String,

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator};
 use cio_ratelimit::{
-    ApiClass, Client, Clock, Error, Limiter, RateLimit, RedisLimiter, RedisLimiterBuilder,
-    WhenUnreachable,
+    ApiClass, Client, Clock, Error, Limiter, RateChange, RateLimit, RedisLimiter,
+    RedisLimiterBuilder, WhenUnreachable,
 };
 
 use worker::Worker;
@@ -852,7 +852,7 @@ fn settings_that_differ_are_refused_naming_both_unless_adopted() {
         .arg(format!("{}:settings", first.key()))
         .query(&mut redis.connection())
         .unwrap();
-    assert_eq!(recorded, "rate=80/s burst=10");
+    assert_eq!(recorded, "rate=80/s burst=10 window=1s");
     let ttl: i64 = redis::cmd("PTTL")
         .arg(format!("{}:settings", first.key()))
         .query(&mut redis.connection())
@@ -868,7 +868,8 @@ fn settings_that_differ_are_refused_naming_both_unless_adopted() {
     let refused = other.connect().unwrap_err();
     let text = refused.to_string();
     assert!(
-        text.contains("rate=80/s burst=10") && text.contains("rate=50/s burst=5"),
+        text.contains("rate=80/s burst=10 window=1s")
+            && text.contains("rate=50/s burst=5 window=1s"),
         "names both: {text}"
     );
     assert!(!refused.is_transient());
@@ -890,6 +891,53 @@ fn settings_that_differ_are_refused_naming_both_unless_adopted() {
     adopting.connect().unwrap();
     assert_eq!(adopting.limit(), RateLimit::new(80.0, 10).unwrap());
     assert!(Limiter::check(&adopting).is_ok());
+
+    let longer = limiter(&redis, "settings", 80.0, 10)
+        .window(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let refused = longer.connect().unwrap_err().to_string();
+    assert!(
+        refused.contains("window=2s"),
+        "the window is a setting: {refused}"
+    );
+}
+
+#[test]
+fn settings_recorded_before_the_window_was_still_match() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let probe = limiter(&redis, "old-settings", 80.0, 10).build().unwrap();
+    let settings = format!("{}:settings", probe.key());
+    // As a process of the previous release records them.
+    let _: () = redis::cmd("SET")
+        .arg(&settings)
+        .arg("rate=80/s burst=10")
+        .arg("PX")
+        .arg(60_000)
+        .query(&mut redis.connection())
+        .unwrap();
+    let same = limiter(&redis, "old-settings", 80.0, 10).build().unwrap();
+    same.connect().unwrap();
+    assert!(same.try_acquire());
+    let other_window = limiter(&redis, "old-settings", 80.0, 10)
+        .window(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    assert!(
+        matches!(
+            other_window.connect(),
+            Err(Error::SharedSettingsMismatch { .. })
+        ),
+        "the old text means the default window, 1 s"
+    );
+    let adopting = limiter(&redis, "old-settings", 40.0, 4)
+        .adopt_shared_settings(true)
+        .build()
+        .unwrap();
+    adopting.connect().unwrap();
+    assert_eq!(adopting.settings(), "rate=80/s burst=10 window=1s");
 }
 
 #[test]
@@ -1059,6 +1107,245 @@ impl log::Log for Outages {
         }
     }
     fn flush(&self) {}
+}
+
+/// A limiter that counts the 429s it is told of.
+#[derive(Debug)]
+struct Counting(RedisLimiter, Arc<AtomicU64>);
+
+impl Limiter for Counting {
+    fn acquire(&self) {
+        self.0.acquire()
+    }
+    fn try_acquire(&self) -> bool {
+        self.0.try_acquire()
+    }
+    fn acquire_timeout(&self, timeout: Duration) -> bool {
+        self.0.acquire_timeout(timeout)
+    }
+    fn pause_for(&self, duration: Duration) {
+        self.0.pause_for(duration)
+    }
+    fn record_success(&self) {
+        self.0.record_success()
+    }
+    fn check(&self) -> Result<(), Error> {
+        Limiter::check(&self.0)
+    }
+    fn throttled(&self, pause: Duration) {
+        self.1.fetch_add(1, Ordering::Relaxed);
+        Limiter::throttled(&self.0, pause)
+    }
+}
+
+/// `count` identify calls, from two threads.
+fn identify_many(client: &Client, prefix: &str, count: u64) {
+    let next = AtomicU64::new(0);
+    thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= count {
+                        break;
+                    }
+                    client
+                        .identify(
+                            cio_ratelimit::Identifier::id(format!("{prefix}-{n}")),
+                            serde_json::json!({"n": n}),
+                        )
+                        .unwrap();
+                }
+            });
+        }
+    });
+}
+
+fn learned_generation(redis: &RedisServer, limiter: &RedisLimiter) -> Option<i64> {
+    redis::cmd("HGET")
+        .arg(format!("{}:rate", limiter.key()))
+        .arg("gen")
+        .query(&mut redis.connection())
+        .unwrap()
+}
+
+#[test]
+fn one_process_learns_the_workspace_limit_and_the_other_follows_without_429s() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let emulator = Emulator::start(Config::default().track_limit(40)).unwrap();
+    let process = |throttled: &Arc<AtomicU64>| {
+        // Each its own limiter, and so its own connections: as two processes.
+        let limiter = limiter(&redis, "learn-once", 100.0, 10).build().unwrap();
+        let client = Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
+            .track_url(emulator.url())
+            .limiter(
+                ApiClass::Track,
+                Counting(limiter.clone(), throttled.clone()),
+            )
+            .build()
+            .unwrap();
+        (limiter, client)
+    };
+    let (a_throttled, b_throttled) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (a, a_client) = process(&a_throttled);
+    let (b, b_client) = process(&b_throttled);
+
+    // A alone, at 100/s against 40/s: throttled, it learns.
+    identify_many(&a_client, "a", 60);
+    assert!(a_throttled.load(Ordering::Relaxed) >= 1);
+    let learned = a.rate();
+    assert!(
+        (30.0..40.0).contains(&learned),
+        "what the server accepted, less 4 %: {learned}/s"
+    );
+    let change = a.rate_changes()[0];
+    assert_eq!(change.from, 100.0);
+    assert!(change.throttled_at.is_some(), "{change}");
+
+    // B has sent nothing: its first permit brings it the learned rate.
+    assert_eq!(b.rate(), 100.0);
+    b.acquire();
+    assert_eq!(b.rate(), learned);
+    assert_eq!(
+        b.rate_changes(),
+        [RateChange {
+            at: b.rate_changes()[0].at,
+            ..change
+        }]
+    );
+
+    // Together, at the shared rate: no 429 for B, few if any for A.
+    let before = emulator.snapshot().classes["track"].throttled;
+    thread::scope(|scope| {
+        scope.spawn(|| identify_many(&a_client, "a2", 40));
+        scope.spawn(|| identify_many(&b_client, "b", 40));
+    });
+    let snapshot = emulator.snapshot();
+    assert_eq!(b_throttled.load(Ordering::Relaxed), 0, "B never met a 429");
+    assert!(
+        snapshot.classes["track"].throttled - before <= 1,
+        "{} × 429 once learned",
+        snapshot.classes["track"].throttled - before
+    );
+    assert_eq!(snapshot.people.len(), 140, "nothing lost");
+}
+
+#[test]
+fn concurrent_429s_in_two_processes_count_once() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let build = || limiter(&redis, "count-once", 100.0, 100).build().unwrap();
+    let (a, b) = (build(), build());
+    for limiter in [&a, &b] {
+        for _ in 0..30 {
+            limiter.acquire();
+            limiter.record_success();
+        }
+    }
+    // The next permit tells Redis of the last successes.
+    a.acquire();
+    b.acquire();
+    let barrier = std::sync::Barrier::new(2);
+    thread::scope(|scope| {
+        for limiter in [&a, &b] {
+            let barrier = &barrier;
+            scope.spawn(move || {
+                barrier.wait();
+                Limiter::throttled(limiter, Duration::ZERO);
+            });
+        }
+    });
+    assert_eq!(learned_generation(&redis, &a), Some(1), "stored once");
+    for limiter in [&a, &b] {
+        let changes = limiter.rate_changes();
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(
+            (changes[0].throttled_at, changes[0].to),
+            (Some(60.0), 58.0),
+            "the shared delivery, 60 in the window, less 4 %"
+        );
+    }
+    // Later 429s of the same overload count once too.
+    Limiter::throttled(&a, Duration::ZERO);
+    assert_eq!(learned_generation(&redis, &a), Some(1));
+    assert_eq!((a.rate(), b.rate()), (58.0, 58.0));
+}
+
+#[test]
+fn probing_back_up_is_shared_and_stops_at_the_configured_rate() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // 10 per 100 ms windows, so that probing takes a few hundred ms.
+    let build = || {
+        limiter(&redis, "probe", 100.0, 10)
+            .window(100 * MS)
+            .probe_after(200 * MS)
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (build(), build());
+    for _ in 0..5 {
+        a.acquire();
+        a.record_success();
+    }
+    a.acquire();
+    Limiter::throttled(&a, Duration::ZERO);
+    assert_eq!(
+        a.rate(),
+        40.0,
+        "5 per window accepted, less one: 4 per 100 ms"
+    );
+    // A keeps sending; probing raises the shared rate 5, 7, 10 per window.
+    let start = Instant::now();
+    while a.rate() < 100.0 && start.elapsed() < Duration::from_secs(5) {
+        a.acquire();
+        a.record_success();
+    }
+    assert_eq!(a.rate(), 100.0, "back at the configured rate");
+    let probes: Vec<f64> = a.rate_changes()[1..].iter().map(|c| c.to).collect();
+    assert_eq!(probes, [50.0, 70.0, 100.0], "never above it");
+    assert!(
+        a.rate_changes()[1..]
+            .iter()
+            .all(|c| c.throttled_at.is_none())
+    );
+    // B did not probe on its own: it sees where A's probes left the rate.
+    b.acquire();
+    assert_eq!(b.rate(), 100.0);
+    assert_eq!(learned_generation(&redis, &b), Some(4));
+}
+
+#[test]
+fn a_fixed_rate_limiter_keeps_its_rate_and_learns_nothing() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let fixed = limiter(&redis, "fixed", 100.0, 100)
+        .learning(false)
+        .build()
+        .unwrap();
+    assert!(!fixed.is_learning());
+    for _ in 0..30 {
+        fixed.acquire();
+        fixed.record_success();
+    }
+    Limiter::throttled(&fixed, Duration::ZERO);
+    assert_eq!(fixed.rate(), 100.0);
+    assert!(fixed.rate_changes().is_empty());
+    assert_eq!(learned_generation(&redis, &fixed), None, "nothing stored");
+
+    // Beside a process that learned, it keeps its own rate.
+    let learning = limiter(&redis, "fixed", 100.0, 100).build().unwrap();
+    learning.acquire();
+    Limiter::throttled(&learning, Duration::ZERO);
+    assert!(learning.rate() < 100.0, "{}", learning.rate());
+    fixed.acquire();
+    assert_eq!(fixed.rate(), 100.0);
+    assert!(fixed.rate_changes().is_empty());
 }
 
 #[test]

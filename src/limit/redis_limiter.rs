@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
@@ -10,7 +11,8 @@ use parking_lot::{Mutex, RwLock};
 use crate::error::{Error, Result};
 use crate::limit::api_class::ApiClass;
 use crate::limit::clock::{Clock, SystemClock};
-use crate::limit::limiter::{Limiter, Unlimited};
+use crate::limit::learning::{Changes, Course, Law, RateChange, Throttle};
+use crate::limit::limiter::{Limiter, Unlimited, duration_nanos};
 use crate::limit::rate_limit::RateLimit;
 use crate::limit::redis_link::{self, RedisLink, Refused};
 use crate::limit::token_bucket::TokenBucket;
@@ -48,6 +50,8 @@ const SETTINGS_REFRESH: Duration = Duration::from_secs(10);
 /// **Guarantee:** with Redis reachable, in any window of length T at most
 /// `burst + rate × T` permits are granted, across all processes and threads
 /// that share the key, and a steady stream of callers gets the full rate.
+/// The rate is the configured one until the server's 429s teach the
+/// processes a lower one (see [Learning](#learning-the-real-limit-together)).
 ///
 /// # How it works
 ///
@@ -81,11 +85,44 @@ const SETTINGS_REFRESH: Duration = Duration::from_secs(10);
 /// or against a private CA given to [`trust_ca`](RedisLimiterBuilder::trust_ca).
 /// Certificate checks cannot be turned off.
 ///
+/// # Learning the real limit, together
+///
+/// As [`SlidingWindow`](crate::SlidingWindow) does in one process, and with
+/// the same law, the processes sharing a key learn the workspace's real
+/// limit from its 429s, once for all of them (turn it off with
+/// [`learning(false)`](RedisLimiterBuilder::learning)):
+///
+/// - Each process tells Redis what the server accepted
+///   ([`record_success`](Limiter::record_success)) with its next request
+///   for a permit, so Redis knows the shared delivery, counted by its clock
+///   in buckets of a hundredth of the [window](RedisLimiterBuilder::window).
+/// - On a 429 ([`throttled`](Limiter::throttled)) the rate becomes what the
+///   server accepted from all of them in the trailing window, less 4 %
+///   headroom, never below a twentieth of the configured rate. The learned
+///   rate lives in Redis beside the budget (key `{key}:rate`) and is
+///   written compare-and-set: 429s that several processes meet in one
+///   overload count once. Below the configured rate permits are spaced
+///   evenly, with no burst.
+/// - Every process reads the learned rate with each permit it takes, in the
+///   same round trip, so the others follow at once, without 429s of their
+///   own.
+/// - After 20 s ([`probe_after`](RedisLimiterBuilder::probe_after)) without
+///   a 429 one process raises it by 1, 2, 4, ... per window for all, up to
+///   the configured rate and never above it.
+///
+/// Each process shows the changes it saw in
+/// [`rate_changes`](Limiter::rate_changes). A process that does not learn
+/// keeps its configured rate whatever the others learned. What was learned
+/// expires with the budget, a minute after the last process stops.
+///
 /// # Shared settings
 ///
-/// Every process records the rate and burst it uses beside the shared state
-/// (key `{key}:settings`, e.g. `rate=80/s burst=10`), again every 10 s while
-/// it sends; they expire a minute after the last process stops. A process
+/// Every process records the rate, burst and window it uses beside the
+/// shared state (key `{key}:settings`, e.g. `rate=80/s burst=10 window=1s`;
+/// `rate=80/s burst=10`, as earlier releases recorded it, means a window of
+/// 1 s), again every 10 s while it sends; they expire a minute after the
+/// last process stops. The learned rate is not a setting: processes with
+/// the same settings share it. A process
 /// whose settings differ is refused: [`connect`](RedisLimiter::connect) and
 /// [`check`](RedisLimiter::check) return [`Error::SharedSettingsMismatch`]
 /// naming both, and it grants nothing, unless it was built to
@@ -129,26 +166,121 @@ struct Shared {
     /// Pauses, also kept here: one that could not reach Redis still holds
     /// this process.
     paused: Unlimited,
+    /// Whether to learn, and how long to hold a learned rate: what a law
+    /// for adopted settings is built with.
+    learning: bool,
+    probe_after: Duration,
+    /// What this process knows of the learning every process shares.
+    learned: Mutex<Learned>,
+    /// Answers accepted since this process last told Redis.
+    accepted: AtomicU32,
     clock: Arc<dyn Clock>,
+    /// When the limiter was built: rate changes are timed from it.
+    origin: Instant,
 }
 
 #[derive(Clone, Copy)]
 struct Schedule {
     limit: RateLimit,
+    /// The learning law, its window and ceiling (the limit per window).
+    law: Law,
     /// The arguments every script call starts with: interval, tolerance,
-    /// linger, all in the script's units.
-    params: [i64; 3],
+    /// linger, window, ceiling, and whether to follow the learned limit,
+    /// all in the script's units.
+    params: [i64; 6],
 }
 
 impl Schedule {
-    fn new(limit: RateLimit) -> Schedule {
+    fn new(limit: RateLimit, law: Law) -> Schedule {
         let interval = micros_up(1e6 / limit.per_second());
         let tolerance = interval.saturating_mul(i64::from(limit.burst()) - 1);
         let linger = i64::try_from(LINGER.as_millis()).unwrap_or(i64::MAX);
+        let window = i64::try_from(law.window / 1_000).unwrap_or(i64::MAX);
         Schedule {
             limit,
-            params: [interval, tolerance, linger],
+            law,
+            params: [
+                interval,
+                tolerance,
+                linger,
+                window,
+                i64::from(law.ceiling),
+                i64::from(law.learning),
+            ],
         }
+    }
+}
+
+/// The shared learning, as this process last saw it in Redis.
+struct Learned {
+    /// Bumped by every write in Redis; 0 before the first.
+    generation: i64,
+    course: Course,
+    changes: Changes,
+}
+
+/// The shared learning as the script answers it.
+#[derive(Clone, Copy)]
+struct Seen {
+    generation: i64,
+    course: Course,
+    /// What the server had accepted at the 429 that set the course; `None`
+    /// after a probe.
+    measured: Option<u32>,
+}
+
+impl Seen {
+    /// Reads the script's `{generation, limit, quiet, hold, probe, step, settled,
+    /// measured}`, or `{0}`: nothing learned yet.
+    fn read(answer: &[i64], law: &Law) -> Option<Seen> {
+        let nanos = |value: i64| u64::try_from(value).ok();
+        let permits = |value: i64| u32::try_from(value).ok();
+        match *answer {
+            [0] => Some(Seen {
+                generation: 0,
+                course: Course::new(law),
+                measured: None,
+            }),
+            [
+                generation,
+                limit,
+                quiet,
+                hold,
+                probe,
+                step,
+                settled,
+                measured,
+            ] => Some(Seen {
+                generation,
+                course: Course {
+                    limit: permits(limit)?.clamp(law.floor, law.ceiling),
+                    quiet_until: nanos(quiet)?,
+                    hold: nanos(hold)?,
+                    probe_at: nanos(probe),
+                    step: permits(step)?,
+                    settled: permits(settled)?,
+                },
+                measured: permits(measured),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The arguments of the script's `learn`: the generation it was computed
+    /// from, then the course.
+    fn args(&self) -> [i64; 8] {
+        let signed = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        let course = &self.course;
+        [
+            self.generation,
+            i64::from(course.limit),
+            signed(course.quiet_until),
+            signed(course.hold),
+            course.probe_at.map_or(-1, signed),
+            i64::from(course.step),
+            i64::from(course.settled),
+            self.measured.map_or(-1, i64::from),
+        ]
     }
 }
 
@@ -160,16 +292,30 @@ struct Settings {
     refused: Option<String>,
 }
 
-/// The settings as recorded in Redis, e.g. `rate=80/s burst=10`: exact, so
-/// that equal settings compare equal, and readable in `redis-cli`.
-fn settings_text(limit: RateLimit) -> String {
-    format!("rate={}/s burst={}", limit.per_second(), limit.burst())
+/// The settings as recorded in Redis, e.g. `rate=80/s burst=10 window=1s`:
+/// exact, so that equal settings compare equal, and readable in `redis-cli`.
+fn settings_text(limit: RateLimit, law: &Law) -> String {
+    format!(
+        "rate={}/s burst={} window={}s",
+        limit.per_second(),
+        limit.burst(),
+        Duration::from_nanos(law.window).as_secs_f64()
+    )
 }
 
-/// Reads [`settings_text`] back.
-fn parse_settings(text: &str) -> Option<RateLimit> {
-    let (rate, burst) = text.strip_prefix("rate=")?.split_once("/s burst=")?;
-    RateLimit::new(rate.parse().ok()?, burst.parse().ok()?).ok()
+/// Reads [`settings_text`] back: the limit, and the window if it says one
+/// (text recorded before the window was, `rate=80/s burst=10`, does not).
+fn parse_settings(text: &str) -> Option<(RateLimit, Option<Duration>)> {
+    let (rate, rest) = text.strip_prefix("rate=")?.split_once("/s burst=")?;
+    let (burst, window) = match rest.split_once(" window=") {
+        Some((burst, window)) => {
+            let seconds: f64 = window.strip_suffix('s')?.parse().ok()?;
+            (burst, Some(Duration::try_from_secs_f64(seconds).ok()?))
+        }
+        None => (rest, None),
+    };
+    let limit = RateLimit::new(rate.parse().ok()?, burst.parse().ok()?).ok()?;
+    Some((limit, window))
 }
 
 /// What a [`RedisLimiter`] does while Redis cannot be reached.
@@ -216,9 +362,36 @@ pub struct RedisLimiterBuilder {
     clock: Arc<dyn Clock>,
     ca: Option<Vec<u8>>,
     adopt: bool,
+    window: Option<Duration>,
+    learning: bool,
+    probe_after: Duration,
 }
 
 impl RedisLimiterBuilder {
+    /// The server's window, over which what it accepted is counted and a
+    /// learned limit is set; default 1 s, or `1 / rate` for rates below 1
+    /// per second. Part of the settings every process sharing the key must
+    /// agree on.
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window = Some(window);
+        self
+    }
+
+    /// Whether 429s teach every process sharing the key the workspace's
+    /// real limit; default `true`. Off, this process keeps its configured
+    /// rate (the ceiling of those that learn) and a 429 only pauses.
+    pub fn learning(mut self, learning: bool) -> Self {
+        self.learning = learning;
+        self
+    }
+
+    /// How long a learned rate holds without a 429 before the processes
+    /// probe above it; default 20 s.
+    pub fn probe_after(mut self, hold: Duration) -> Self {
+        self.probe_after = hold;
+        self
+    }
+
     /// Trusts the certificate authorities in `pem` (one or more PEM
     /// certificates), and only them, for a `rediss://` URL: for a Redis
     /// whose certificate a private CA signed, as managed services often do.
@@ -268,7 +441,7 @@ impl RedisLimiterBuilder {
         self
     }
 
-    /// Whether this process takes on the settings (rate and burst) another
+    /// Whether this process takes on the settings (rate, burst and window) another
     /// process recorded beside the shared state when they differ from its
     /// own; default `false`: it refuses to share the key, and
     /// [`connect`](RedisLimiter::connect) (or, when first used,
@@ -309,8 +482,16 @@ impl RedisLimiterBuilder {
     /// cannot use (shown without its password), a `rediss://` URL with
     /// `#insecure`, a CA to trust without `rediss://` or with no PEM
     /// certificate in it, an empty workspace or key prefix, a zero timeout,
-    /// or a fallback share outside (0, 1].
+    /// a fallback share outside (0, 1], a window too short for one permit
+    /// at the rate (zero, or under `1 / rate`), or a zero `probe_after`.
     pub fn build(self) -> Result<RedisLimiter> {
+        let law = Law::new(
+            self.limit,
+            self.window,
+            None,
+            self.probe_after,
+            self.learning,
+        )?;
         let client = redis_link::open(&self.url, self.ca.as_deref()).map_err(|refused| {
             match refused {
                 Refused::Url(shown) => Error::invalid(
@@ -383,7 +564,7 @@ impl RedisLimiterBuilder {
                     self.workspace,
                     class_name(self.class)
                 ),
-                schedule: RwLock::new(Schedule::new(self.limit)),
+                schedule: RwLock::new(Schedule::new(self.limit, law)),
                 settings: Mutex::new(Settings {
                     next: None,
                     refused: None,
@@ -392,6 +573,15 @@ impl RedisLimiterBuilder {
                 when_unreachable: self.when_unreachable,
                 fallback,
                 paused: Unlimited::with_clock(self.clock.clone()),
+                learning: self.learning,
+                probe_after: self.probe_after,
+                learned: Mutex::new(Learned {
+                    generation: 0,
+                    course: Course::new(&law),
+                    changes: Changes::default(),
+                }),
+                accepted: AtomicU32::new(0),
+                origin: self.clock.now(),
                 clock: self.clock,
             }),
         })
@@ -410,6 +600,9 @@ impl fmt::Debug for RedisLimiterBuilder {
             .field("timeout", &self.timeout)
             .field("trust_ca", &self.ca.is_some())
             .field("adopt_shared_settings", &self.adopt)
+            .field("window", &self.window)
+            .field("learning", &self.learning)
+            .field("probe_after", &self.probe_after)
             .finish_non_exhaustive()
     }
 }
@@ -462,6 +655,9 @@ impl RedisLimiter {
             clock: Arc::new(SystemClock),
             ca: None,
             adopt: false,
+            window: None,
+            learning: true,
+            probe_after: Duration::from_secs(20),
         }
     }
 
@@ -475,6 +671,165 @@ impl RedisLimiter {
     /// [`adopt_shared_settings`](RedisLimiterBuilder::adopt_shared_settings)).
     pub fn limit(&self) -> RateLimit {
         self.shared.schedule.read().limit
+    }
+
+    /// The settings every process sharing the key must agree on, as
+    /// recorded beside the shared state: `rate=80/s burst=10 window=1s`.
+    pub fn settings(&self) -> String {
+        let schedule = *self.shared.schedule.read();
+        settings_text(schedule.limit, &schedule.law)
+    }
+
+    /// Whether 429s teach every process sharing the key the workspace's limit.
+    pub fn is_learning(&self) -> bool {
+        self.shared.learning
+    }
+
+    /// The rate in force, in permits per second: the shared learned rate
+    /// when learning (as last seen in Redis), else the limit's.
+    pub fn rate(&self) -> f64 {
+        let schedule = *self.shared.schedule.read();
+        let limit = self.shared.learned.lock().course.limit;
+        if !schedule.law.learning || limit >= schedule.law.ceiling {
+            schedule.limit.per_second()
+        } else {
+            schedule.law.per_second(limit)
+        }
+    }
+
+    /// How the shared rate has changed since this limiter was built, as
+    /// this process saw it, oldest first (the last 64 changes). A change
+    /// another process made is seen with the next permit.
+    pub fn rate_changes(&self) -> Vec<RateChange> {
+        self.shared.learned.lock().changes.to_vec()
+    }
+
+    /// Told after each call the server accepted: counted in Redis with
+    /// this process's next request for a permit, so that every process
+    /// learns from what the server accepted from all of them.
+    pub fn record_success(&self) {
+        self.shared.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Told when the server answered 429 and asked for a pause of `pause`:
+    /// pauses every process sharing the key (see
+    /// [`pause_for`](RedisLimiter::pause_for)) and, when learning, sets the
+    /// shared rate from what the server accepted from all of them in the
+    /// trailing window, unless another process already counted this
+    /// overload.
+    pub fn throttled(&self, pause: Duration) {
+        self.pause_for(pause);
+        if self.shared.learning && !self.shared.link.is_down() {
+            // A failure is logged by the link; the pause holds everyone.
+            let _ = self.learn_from_429(pause);
+        }
+    }
+
+    /// Runs the law on the shared course and stores what it changed,
+    /// compare-and-set: when another process changed it first, the law
+    /// runs again on theirs, where this 429 is usually already counted.
+    fn learn_from_429(&self, pause: Duration) -> std::result::Result<(), ()> {
+        let law = self.shared.schedule.read().law;
+        let reported = self.shared.accepted.swap(0, Ordering::Relaxed);
+        let measured = self.run("measure", &[i64::from(reported)], |answer| match *answer {
+            [now, measured, ref seen @ ..] => Some((
+                micros_to_nanos(now),
+                u32::try_from(measured).ok()?,
+                Seen::read(seen, &law)?,
+            )),
+            _ => None,
+        });
+        if measured.is_err() {
+            self.shared.accepted.fetch_add(reported, Ordering::Relaxed);
+        }
+        let (now, measured, mut seen) = measured?;
+        let pause = duration_nanos(pause);
+        // Each round either stores, or sees another process's newer course.
+        for _ in 0..4 {
+            self.follow(seen);
+            let mut course = seen.course;
+            let throttle = course.throttled(&law, now, pause, measured);
+            if throttle == Throttle::Counted {
+                return Ok(());
+            }
+            match self.store(seen.generation, course, Some(measured))? {
+                None => return Ok(()),
+                Some(theirs) => seen = theirs,
+            }
+        }
+        Ok(())
+    }
+
+    /// Probes above the shared limit if it is time: one process raises it
+    /// for all, the others see it raised.
+    fn probe(&self, now: u64) {
+        let law = self.shared.schedule.read().law;
+        let (generation, mut course) = {
+            let learned = self.shared.learned.lock();
+            (learned.generation, learned.course)
+        };
+        if course.probe(&law, now) {
+            // A failure is logged by the link; the next permit probes again.
+            let _ = self.store(generation, course, None);
+        }
+    }
+
+    /// Stores `course`, computed from `generation`, if nobody changed it since:
+    /// `None` when stored, or the course another process stored.
+    fn store(
+        &self,
+        generation: i64,
+        course: Course,
+        measured: Option<u32>,
+    ) -> std::result::Result<Option<Seen>, ()> {
+        let law = self.shared.schedule.read().law;
+        let ours = Seen {
+            generation,
+            course,
+            measured,
+        };
+        let stored = self.run("learn", &ours.args(), |answer| match *answer {
+            [1, generation] => Some(Ok(generation)),
+            [0, ref seen @ ..] => Some(Err(Seen::read(seen, &law)?)),
+            _ => None,
+        })?;
+        match stored {
+            Ok(generation) => {
+                self.follow(Seen { generation, ..ours });
+                Ok(None)
+            }
+            Err(theirs) => {
+                self.follow(theirs);
+                Ok(Some(theirs))
+            }
+        }
+    }
+
+    /// Takes on the shared course, telling the user when it changed the rate.
+    fn follow(&self, seen: Seen) {
+        let law = self.shared.schedule.read().law;
+        let mut learned = self.shared.learned.lock();
+        if seen.generation == learned.generation {
+            return;
+        }
+        let from = learned.course.limit;
+        (learned.generation, learned.course) = (seen.generation, seen.course);
+        if seen.course.limit != from {
+            let at = self
+                .shared
+                .clock
+                .now()
+                .saturating_duration_since(self.shared.origin);
+            learned.changes.push(RateChange {
+                at,
+                from: law.per_second(from),
+                to: law.per_second(seen.course.limit),
+                throttled_at: seen
+                    .measured
+                    .filter(|_| seen.course.limit < from)
+                    .map(|measured| law.per_second(measured)),
+            });
+        }
     }
 
     /// Contacts Redis now, instead of when first used: records this
@@ -516,25 +871,36 @@ impl RedisLimiter {
         if !now && shared.settings.lock().next.is_some_and(|next| due < next) {
             return Ok(());
         }
-        let ours = settings_text(self.limit());
+        let schedule = *shared.schedule.read();
+        let ours = settings_text(schedule.limit, &schedule.law);
         let key = format!("{}:settings", shared.key);
         let recorded = shared.link.register(&key, &ours, LINGER)?;
         let mut settings = shared.settings.lock();
         settings.next = Some(due + SETTINGS_REFRESH);
         settings.refused = None;
-        if recorded != ours {
-            match parse_settings(&recorded).filter(|_| shared.adopt) {
-                Some(adopted) => {
-                    log::warn!(
-                        "Redis key {} is shared at {recorded}; adopting it instead of {ours}",
-                        shared.key
-                    );
-                    *shared.schedule.write() = Schedule::new(adopted);
-                    // Record them as ours at once, keeping them alive.
-                    settings.next = None;
-                }
-                None => settings.refused = Some(recorded),
+        if recorded == ours {
+            return Ok(());
+        }
+        let theirs = parse_settings(&recorded).and_then(|(limit, window)| {
+            let law = Law::new(limit, window, None, shared.probe_after, shared.learning);
+            Some((limit, law.ok()?))
+        });
+        match theirs {
+            // The same settings, as a process recorded them before the
+            // window was part of the text.
+            Some((limit, law)) if limit == schedule.limit && law.window == schedule.law.window => {}
+            Some((limit, law)) if shared.adopt => {
+                log::warn!(
+                    "Redis key {} is shared at {recorded}; adopting it instead of {ours}",
+                    shared.key
+                );
+                *shared.schedule.write() = Schedule::new(limit, law);
+                let mut learned = shared.learned.lock();
+                (learned.generation, learned.course) = (0, Course::new(&law));
+                // Record them as ours at once, keeping them alive.
+                settings.next = None;
             }
+            _ => settings.refused = Some(recorded),
         }
         Ok(())
     }
@@ -546,7 +912,7 @@ impl RedisLimiter {
         Some(Error::SharedSettingsMismatch {
             key: shared.key.clone(),
             shared: refused,
-            ours: settings_text(self.limit()),
+            ours: self.settings(),
         })
     }
 
@@ -688,14 +1054,33 @@ impl RedisLimiter {
         let max_wait = deadline.map_or(-1, |deadline| {
             micros_down(deadline.saturating_duration_since(clock.now()))
         });
-        let reserved = self.run("reserve", &[max_wait], |answer| match *answer {
-            [1, wait, slot, last, version, epoch] => Some(Some((wait, slot, last, version, epoch))),
-            [0, _] => Some(None),
-            _ => None,
-        })?;
-        let Some((wait, slot, last, version, epoch)) = reserved else {
+        let law = self.shared.schedule.read().law;
+        let reported = self.shared.accepted.swap(0, Ordering::Relaxed);
+        let reserved = self.run(
+            "reserve",
+            &[max_wait, i64::from(reported)],
+            |answer| match *answer {
+                [1, wait, slot, last, version, epoch, ref seen @ ..] => {
+                    let seen = match seen {
+                        [] => None,
+                        seen => Some(Seen::read(seen, &law)?),
+                    };
+                    Some(Some((wait, slot, last, version, epoch, seen)))
+                }
+                [0, _] => Some(None),
+                _ => None,
+            },
+        );
+        if reserved.is_err() {
+            self.shared.accepted.fetch_add(reported, Ordering::Relaxed);
+        }
+        let Some((wait, slot, last, version, epoch, seen)) = reserved? else {
             return Ok(Taken::Refused);
         };
+        if let Some(seen) = seen {
+            self.follow(seen);
+            self.probe(micros_to_nanos(slot - wait));
+        }
         // The deadline in the server's time: its clock and ours tick alike.
         let server_deadline = if max_wait < 0 {
             -1
@@ -736,6 +1121,11 @@ fn micros_up(micros: f64) -> i64 {
     }
 }
 
+/// Microseconds of the Redis server's clock as the law's nanoseconds.
+fn micros_to_nanos(micros: i64) -> u64 {
+    u64::try_from(micros).unwrap_or(0).saturating_mul(1_000)
+}
+
 /// Whole microseconds, rounded down: a deadline is never overshot.
 fn micros_down(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
@@ -757,8 +1147,17 @@ impl Limiter for RedisLimiter {
     fn check(&self) -> Result<()> {
         RedisLimiter::check(self)
     }
+    fn record_success(&self) {
+        RedisLimiter::record_success(self)
+    }
+    fn throttled(&self, pause: Duration) {
+        RedisLimiter::throttled(self, pause)
+    }
     fn rate(&self) -> Option<f64> {
-        Some(self.limit().per_second())
+        Some(RedisLimiter::rate(self))
+    }
+    fn rate_changes(&self) -> Vec<RateChange> {
+        RedisLimiter::rate_changes(self)
     }
 }
 
@@ -770,6 +1169,8 @@ impl fmt::Debug for RedisLimiter {
             .field("key", &shared.key)
             .field("rate_per_sec", &self.limit().per_second())
             .field("burst", &self.limit().burst())
+            .field("learning", &shared.learning)
+            .field("rate_in_force", &self.rate())
             .field("when_unreachable", &shared.when_unreachable)
             .field("unreachable", &shared.link.is_down())
             .finish_non_exhaustive()
