@@ -675,9 +675,9 @@ pub struct Import {
     #[arg(long, requires = "checkpoint")]
     pub resume: bool,
     /// Share one rate with every process importing to the same workspace
-    /// through this Redis (redis://[:password@]host[:port][/db]); the shared
-    /// rate stays at --rate and does not learn from 429s, as imports without
-    /// --redis-url do
+    /// through this Redis (redis://[:password@]host[:port][/db]); what one
+    /// process learns from 429s, every process sharing it follows (unless
+    /// --fixed-rate), never above --rate
     #[arg(long, value_name = "URL")]
     pub redis_url: Option<String>,
     /// While Redis is unreachable, go on at this share of --rate (0-1]
@@ -694,7 +694,8 @@ pub struct Import {
     #[arg(long, value_name = "SECS", requires = "redis_url", conflicts_with = "redis_fallback", value_parser = seconds)]
     pub redis_wait: Option<Duration>,
     /// When other processes share --redis-url at another --rate or --burst,
-    /// take on theirs instead of refusing to start
+    /// take on theirs instead of refusing to start (what they learned is
+    /// shared whatever this flag says)
     #[arg(long, requires = "redis_url")]
     pub redis_adopt: bool,
     /// The default, kept for old scripts: learn the workspace's limit from

@@ -21,8 +21,9 @@ use crate::progress::ProgressDisplay;
 use crate::rate::RateReport;
 
 /// The Track limiter the flags ask for: a Redis budget shared with other
-/// processes, or a sliding window of this process's own that learns the
-/// workspace's limit from its 429s (unless `--fixed-rate`).
+/// processes, or a sliding window of this process's own; either learns the
+/// workspace's limit from its 429s (unless `--fixed-rate`), the Redis one
+/// once for every process sharing it.
 fn with_limiter(
     builder: ClientBuilder,
     import: &Import,
@@ -65,7 +66,8 @@ fn redis_limiter(
         .workspace(site_id)
         .class(ApiClass::Track)
         .when_unreachable(when_unreachable)
-        .adopt_shared_settings(import.redis_adopt);
+        .adopt_shared_settings(import.redis_adopt)
+        .learning(!import.fixed_rate);
     if let Some(path) = &import.redis_ca {
         let pem = std::fs::read(path).map_err(|error| Error::File {
             flag: "--redis-ca",

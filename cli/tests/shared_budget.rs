@@ -191,6 +191,60 @@ fn two_imports_sharing_a_redis_budget_stay_within_it_together() {
 }
 
 #[test]
+fn two_imports_sharing_a_redis_learn_the_limit_once_and_both_finish() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let emu = Emulator::start(Config::default().track_limit(40)).unwrap();
+    let dir = scratch("redis-learn");
+    let url = redis.url();
+    let outcomes: Vec<_> = thread::scope(|scope| {
+        let imports: Vec<_> = ["a", "b"]
+            .iter()
+            .map(|name| {
+                let input = dir.join(format!("{name}.ndjson"));
+                write_input(&input, name, 80);
+                let (url, emu) = (&url, &emu);
+                scope.spawn(move || {
+                    let args = [
+                        "import",
+                        input.to_str().unwrap(),
+                        "--mode",
+                        "single",
+                        "--rate",
+                        "80",
+                        "--redis-url",
+                        url,
+                        "--json",
+                    ];
+                    against(emu, &args).run()
+                })
+            })
+            .collect();
+        imports.into_iter().map(|i| i.join().unwrap()).collect()
+    });
+    for outcome in &outcomes {
+        outcome.assert_code(0);
+    }
+    let snapshot = emu.snapshot();
+    assert_eq!(snapshot.people.len(), 160, "both finished, nothing lost");
+    // Together at 80/s against 40/s: without learning, dozens of 429s.
+    assert!(
+        snapshot.throttled <= 6,
+        "{} × 429 for both together",
+        snapshot.throttled
+    );
+    for outcome in &outcomes {
+        let json = outcome.json();
+        let in_force = json["rate"]["in_force"].as_f64().unwrap();
+        assert!((20.0..40.0).contains(&in_force), "learned: {json}");
+        let first = &json["rate"]["changes"][0];
+        assert_eq!(first["from"], 80.0, "{json}");
+        assert!(first["throttled_at"].as_f64().unwrap() <= 42.0, "{json}");
+    }
+}
+
+#[test]
 fn an_adaptive_import_backs_off_under_a_lower_limit_and_delivers_everything() {
     let emu = Emulator::start(Config::default().track_limit(20)).unwrap();
     let dir = scratch("adaptive");
