@@ -1003,6 +1003,40 @@ fn waiting_at_most_a_while_lets_callers_go_and_fails_their_requests() {
     assert!(Limiter::check(&limiter).is_ok(), "Redis is back");
 }
 
+/// Regression: a caller let go just as Redis came back used to pass
+/// `check` and send without a permit.
+#[test]
+fn a_caller_let_go_without_a_permit_fails_its_check_even_once_redis_is_back() {
+    let Some(mut redis) = RedisServer::not_started(None) else {
+        return;
+    };
+    let limiter = limiter(&redis, "let-go", 100.0, 10)
+        .when_unreachable(WhenUnreachable::WaitAtMost(100 * MS))
+        .build()
+        .unwrap();
+    limiter.acquire(); // let go without a permit
+    redis.restart();
+    // Another thread reaches Redis: the outage is over for everyone.
+    let other = limiter.clone();
+    thread::spawn(move || {
+        let start = Instant::now();
+        while other.connect().is_err() {
+            assert!(start.elapsed() < Duration::from_secs(5), "Redis is back");
+            thread::sleep(20 * MS);
+        }
+    })
+    .join()
+    .unwrap();
+    assert!(limiter.unreachable_for().is_none());
+    let error = Limiter::check(&limiter).unwrap_err();
+    assert!(
+        matches!(error, Error::RedisUnreachable { .. }),
+        "this caller has no permit: {error:?}"
+    );
+    limiter.acquire();
+    assert!(Limiter::check(&limiter).is_ok(), "the next permit is real");
+}
+
 /// Compile-only: the limiter crosses threads and works where any `Limiter` does.
 #[test]
 fn redis_limiters_are_send_sync_limiters() {

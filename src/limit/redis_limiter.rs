@@ -345,7 +345,9 @@ pub enum WhenUnreachable {
     /// transient errors, without sending them, until Redis answers again.
     /// For jobs that must end (and be resumed) rather than hang through a
     /// long outage. Code that takes permits itself must call `check` after
-    /// `acquire`, as the client does, or it would send without a permit.
+    /// `acquire`, on the same thread, as the client does, or it would send
+    /// without a permit; `check` fails for a caller let go even if Redis
+    /// came back since.
     WaitAtMost(Duration),
 }
 
@@ -616,6 +618,13 @@ fn class_name(class: ApiClass) -> &'static str {
         ApiClass::Broadcast => "broadcast",
         ApiClass::Pipelines => "pipelines",
     }
+}
+
+thread_local! {
+    /// The limiter (its [`id`](RedisLimiter::id)) that let this thread's
+    /// last caller go without a permit, Redis having been away too long:
+    /// its [`check`](RedisLimiter::check) fails even if Redis is back.
+    static LET_GO: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// What a round of the script's reserve-sleep-check said.
@@ -927,8 +936,23 @@ impl RedisLimiter {
         if let Some(refused) = self.refusal() {
             return Err(refused);
         }
-        self.waited_too_long()
-            .map_or(Ok(()), |waited| Err(self.unreachable(waited)))
+        if let Some(waited) = self.waited_too_long() {
+            return Err(self.unreachable(waited));
+        }
+        // Redis may have come back since this thread was let go: its
+        // caller still has no permit.
+        if LET_GO.with(|let_go| let_go.get() == self.id()) {
+            LET_GO.with(|let_go| let_go.set(0));
+            if let WhenUnreachable::WaitAtMost(waited) = self.shared.when_unreachable {
+                return Err(self.unreachable(waited));
+            }
+        }
+        Ok(())
+    }
+
+    /// This limiter, and its clones, among others on a thread.
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.shared) as usize
     }
 
     /// How long Redis has been away, when that is longer than the limiter may wait.
@@ -999,6 +1023,11 @@ impl RedisLimiter {
 
     /// One permit, waiting until `deadline` (`None`: as long as it takes).
     fn take(&self, deadline: Option<Instant>) -> bool {
+        LET_GO.with(|let_go| {
+            if let_go.get() == self.id() {
+                let_go.set(0);
+            }
+        });
         let shared = &self.shared;
         let clock = &shared.clock;
         let left = |deadline: Instant| deadline.saturating_duration_since(clock.now());
@@ -1024,9 +1053,11 @@ impl RedisLimiter {
                     };
                 }
                 // Wait for the next attempt, unless it comes too late.
-                if deadline.is_some_and(|deadline| next_try > deadline)
-                    || self.waited_too_long().is_some()
-                {
+                if deadline.is_some_and(|deadline| next_try > deadline) {
+                    return false;
+                }
+                if self.waited_too_long().is_some() {
+                    LET_GO.with(|let_go| let_go.set(self.id()));
                     return false;
                 }
                 clock.sleep(next_try.saturating_duration_since(clock.now()));
