@@ -13,8 +13,15 @@
 //! plus, where the configured rate is above the server's, the one pause the
 //! first 429 asks for (1 s; for an HTTP-date, up to 1 s more).
 //!
-//! Run: `cargo run --release --example learning_bench [-- SCENARIO-NUMBER...]`
-//! (a few minutes; the machine is shared and noisy, so compare the columns).
+//! The rows "sharing Redis" give each process its own `RedisLimiter` (its
+//! own connections, as separate processes would have) on one key of a
+//! `redis-server` the bench starts on a free port: one budget at `--rate`
+//! for all three, learning together or fixed. They need the `redis` feature
+//! and `redis-server` on the PATH, and are skipped with a note otherwise.
+//!
+//! Run: `cargo run --release --features redis --example learning_bench
+//! [-- SCENARIO-NUMBER...]` (a few minutes; the machine is shared and noisy,
+//! so compare the columns).
 
 use std::io::Cursor;
 use std::thread;
@@ -33,6 +40,8 @@ struct Scenario {
     /// `--rate` of each process.
     rate: f64,
     processes: usize,
+    /// Whether the processes share one budget at `rate` through Redis.
+    shared: bool,
     /// Lines in all; each process imports its share.
     lines: u64,
 }
@@ -52,13 +61,26 @@ impl Scenario {
             retry_after,
             rate,
             processes,
+            shared: false,
             lines,
+        }
+    }
+
+    /// The same, the processes sharing one budget through Redis.
+    const fn sharing_redis(self) -> Scenario {
+        Scenario {
+            shared: true,
+            ..self
         }
     }
 
     /// The rate the lines can go at: the server's, or all processes' together.
     fn capacity(&self) -> f64 {
-        let asked = self.rate * self.processes as f64;
+        let asked = if self.shared {
+            self.rate
+        } else {
+            self.rate * self.processes as f64
+        };
         if self.server == 0 {
             asked
         } else {
@@ -67,7 +89,9 @@ impl Scenario {
     }
 
     fn ideal(&self) -> Duration {
-        let pause = if self.server > 0 && self.processes == 1 && self.rate > f64::from(self.server)
+        let pause = if self.server > 0
+            && (self.processes == 1 || self.shared)
+            && self.rate > f64::from(self.server)
         {
             1.0
         } else {
@@ -77,7 +101,7 @@ impl Scenario {
     }
 }
 
-const SCENARIOS: [Scenario; 9] = [
+const SCENARIOS: [Scenario; 11] = [
     Scenario::new(
         "--rate 100, server 100/s",
         100,
@@ -150,6 +174,24 @@ const SCENARIOS: [Scenario; 9] = [
         1,
         1_000,
     ),
+    Scenario::new(
+        "3 sharing Redis at 80/s, server 100/s",
+        100,
+        RetryAfterStyle::Seconds,
+        80.0,
+        3,
+        1_200,
+    )
+    .sharing_redis(),
+    Scenario::new(
+        "3 sharing Redis at 80/s, server 40/s",
+        40,
+        RetryAfterStyle::Seconds,
+        80.0,
+        3,
+        600,
+    )
+    .sharing_redis(),
 ];
 
 /// What one run of a scenario did, as the emulator saw it.
@@ -160,7 +202,7 @@ struct Outcome {
     delivered: u64,
 }
 
-fn run(scenario: &Scenario, learning: bool) -> Outcome {
+fn run(scenario: &Scenario, learning: bool, redis: Option<&str>) -> Outcome {
     let emulator = Emulator::start(
         Config::default()
             .track_limit(scenario.server)
@@ -168,21 +210,28 @@ fn run(scenario: &Scenario, learning: bool) -> Outcome {
     )
     .expect("the emulator starts");
     let share = scenario.lines / scenario.processes as u64;
+    // A key of this run's own: the learning limiter's runs never meet the other's.
+    let workspace = format!("{} {learning}", scenario.name);
     let started = Instant::now();
     thread::scope(|scope| {
         for process in 0..scenario.processes {
-            let emulator = &emulator;
+            let (emulator, workspace) = (&emulator, &workspace);
             scope.spawn(move || {
-                let client = Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
-                    .base_url(emulator.url())
-                    .rate_limit(
+                let limit = RateLimit::new(scenario.rate, (scenario.rate / 10.0).max(1.0) as u32)
+                    .expect("a valid rate");
+                let builder =
+                    Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY).base_url(emulator.url());
+                let client = match redis {
+                    Some(url) => builder.limiter(
                         ApiClass::Track,
-                        RateLimit::new(scenario.rate, (scenario.rate / 10.0).max(1.0) as u32)
-                            .expect("a valid rate"),
-                    )
-                    .learning(learning)
-                    .build()
-                    .expect("a valid client");
+                        shared_limiter(url, workspace, limit, learning),
+                    ),
+                    None => builder
+                        .rate_limit(ApiClass::Track, limit)
+                        .learning(learning),
+                }
+                .build()
+                .expect("a valid client");
                 let lines: String = (0..share)
                     .map(|n| {
                         let op = json!({
@@ -214,6 +263,75 @@ fn run(scenario: &Scenario, learning: bool) -> Outcome {
     }
 }
 
+/// A limiter of one process sharing the Redis at `url`, on the key of
+/// `workspace`.
+#[cfg(feature = "redis")]
+fn shared_limiter(
+    url: &str,
+    workspace: &str,
+    limit: RateLimit,
+    learning: bool,
+) -> cio_ratelimit::RedisLimiter {
+    cio_ratelimit::RedisLimiter::builder(limit)
+        .url(url)
+        .workspace(workspace)
+        .learning(learning)
+        .build()
+        .expect("a valid Redis limiter")
+}
+
+#[cfg(not(feature = "redis"))]
+fn shared_limiter(_: &str, _: &str, _: RateLimit, _: bool) -> cio_ratelimit::Unlimited {
+    unreachable!("the Redis rows are skipped without the redis feature")
+}
+
+/// A `redis-server` of the bench's own, on a free loopback port.
+mod redis_server {
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    pub struct RedisServer {
+        child: Child,
+        pub url: String,
+    }
+
+    /// The server, or why not.
+    pub fn start() -> Result<RedisServer, &'static str> {
+        if !cfg!(feature = "redis") {
+            return Err("built without --features redis");
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map_err(|_| "no free port")?
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|_| "redis-server is not on the PATH")?;
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err("redis-server did not start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(RedisServer {
+            child,
+            url: format!("redis://127.0.0.1:{port}/0"),
+        })
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A single `identify` while the server answers 429 with `Retry-After: 0`
 /// for 3 s: the requests it sends.
 fn zero_retry_after(learning: bool) -> u64 {
@@ -238,14 +356,29 @@ fn main() {
         "| # | scenario | ideal | limiter | time | time ÷ ideal | 429s | 429 share | rate ÷ capacity |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
+    let mut redis = None;
     for (index, scenario) in SCENARIOS.iter().enumerate() {
         let number = index + 1;
         if !chosen.is_empty() && !chosen.contains(&number) {
             continue;
         }
         let ideal = scenario.ideal();
+        let url = if scenario.shared {
+            match redis.get_or_insert_with(redis_server::start) {
+                Ok(server) => Some(server.url.as_str()),
+                Err(why) => {
+                    println!(
+                        "| {number} | {} | skipped: {why} | | | | | | |",
+                        scenario.name
+                    );
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
         for (learning, limiter) in [(true, "learning"), (false, "fixed-rate")] {
-            let outcome = run(scenario, learning);
+            let outcome = run(scenario, learning, url);
             assert_eq!(
                 outcome.delivered, scenario.lines,
                 "{}: lines lost",
