@@ -55,7 +55,7 @@ local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 
 if following then
   local learned = tonumber(redis.call('HGET', rate_key, 'limit'))
-  if learned and learned < ceiling then
+  if learned and learned >= 1 and learned < ceiling then
     interval = math.ceil(window / learned)
     tolerance = 0
   end
