@@ -786,6 +786,16 @@ fn invalid_settings_are_refused_with_the_setting_named() {
         let fallback = builder(url, "w").when_unreachable(WhenUnreachable::FallBack { share });
         assert_eq!(setting(fallback), "share");
     }
+    assert_eq!(setting(builder(url, "w").window(Duration::ZERO)), "window");
+    assert_eq!(
+        setting(builder(url, "w").window(10 * MS)),
+        "window",
+        "under one permit at 80/s"
+    );
+    assert_eq!(
+        setting(builder(url, "w").probe_after(Duration::ZERO)),
+        "probe_after"
+    );
     let built = builder(url, "w").key_prefix("jobs").build().unwrap();
     assert_eq!(built.key(), "jobs:w:track");
     assert_eq!(built.limit(), RateLimit::TRACK_API);

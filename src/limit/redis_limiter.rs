@@ -1222,6 +1222,75 @@ mod tests {
         assert_eq!(micros_down(Duration::MAX), i64::MAX);
     }
 
+    fn law(limit: RateLimit) -> Law {
+        Law::new(limit, None, None, Duration::from_secs(20), true).unwrap()
+    }
+
+    #[test]
+    fn settings_read_back_with_or_without_the_window() {
+        let limit = RateLimit::new(80.0, 10).unwrap();
+        let text = settings_text(limit, &law(limit));
+        assert_eq!(text, "rate=80/s burst=10 window=1s");
+        assert_eq!(
+            parse_settings(&text),
+            Some((limit, Some(Duration::from_secs(1))))
+        );
+        assert_eq!(parse_settings("rate=80/s burst=10"), Some((limit, None)));
+        let slow = RateLimit::new(0.4, 1).unwrap();
+        let text = settings_text(slow, &law(slow));
+        assert_eq!(text, "rate=0.4/s burst=1 window=2.5s");
+        assert_eq!(
+            parse_settings(&text),
+            Some((slow, Some(Duration::from_millis(2_500))))
+        );
+        for garbage in [
+            "",
+            "rate=80/s",
+            "rate=x/s burst=10",
+            "rate=80/s burst=10 window=1",
+            "rate=80/s burst=10 window=-1s",
+            "rate=80/s burst=0",
+        ] {
+            assert_eq!(parse_settings(garbage), None, "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn a_shared_course_reads_back_as_written_and_garbage_is_refused() {
+        let law = law(RateLimit::new(80.0, 10).unwrap());
+        let seen = Seen {
+            generation: 3,
+            course: Course {
+                limit: 38,
+                quiet_until: 1_700_000_000_000_000_000,
+                hold: 40_000_000_000,
+                probe_at: None,
+                step: 1,
+                settled: 38,
+            },
+            measured: Some(40),
+        };
+        let args = seen.args();
+        let read = Seen::read(&args, &law).unwrap();
+        assert_eq!(
+            (read.generation, read.course, read.measured),
+            (3, seen.course, Some(40))
+        );
+        let nothing = Seen::read(&[0], &law).unwrap();
+        assert_eq!((nothing.generation, nothing.course), (0, Course::new(&law)));
+        let mut above = args;
+        above[1] = 500;
+        assert_eq!(
+            Seen::read(&above, &law).unwrap().course.limit,
+            80,
+            "never above the ceiling"
+        );
+        assert!(Seen::read(&[1, 2, 3], &law).is_none());
+        let mut negative = args;
+        negative[2] = -5;
+        assert!(Seen::read(&negative, &law).is_none());
+    }
+
     #[test]
     fn keys_name_the_class_in_lower_case() {
         let names: Vec<&str> = ApiClass::ALL.iter().map(|c| class_name(*c)).collect();
