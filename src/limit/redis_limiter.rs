@@ -171,7 +171,7 @@ struct Shared {
     learning: bool,
     probe_after: Duration,
     /// What this process knows of the learning every process shares.
-    learned: Mutex<Learned>,
+    following: Mutex<Following>,
     /// Answers accepted since this process last told Redis.
     accepted: AtomicU32,
     clock: Arc<dyn Clock>,
@@ -212,7 +212,7 @@ impl Schedule {
 }
 
 /// The shared learning, as this process last saw it in Redis.
-struct Learned {
+struct Following {
     /// Bumped by every write in Redis; 0 before the first.
     generation: i64,
     course: Course,
@@ -577,7 +577,7 @@ impl RedisLimiterBuilder {
                 paused: Unlimited::with_clock(self.clock.clone()),
                 learning: self.learning,
                 probe_after: self.probe_after,
-                learned: Mutex::new(Learned {
+                following: Mutex::new(Following {
                     generation: 0,
                     course: Course::new(&law),
                     changes: Changes::default(),
@@ -698,7 +698,7 @@ impl RedisLimiter {
     /// when learning (as last seen in Redis), else the limit's.
     pub fn rate(&self) -> f64 {
         let schedule = *self.shared.schedule.read();
-        let limit = self.shared.learned.lock().course.limit;
+        let limit = self.shared.following.lock().course.limit;
         if !schedule.law.learning || limit >= schedule.law.ceiling {
             schedule.limit.per_second()
         } else {
@@ -710,7 +710,7 @@ impl RedisLimiter {
     /// this process saw it, oldest first (the last 64 changes). A change
     /// another process made is seen with the next permit.
     pub fn rate_changes(&self) -> Vec<RateChange> {
-        self.shared.learned.lock().changes.to_vec()
+        self.shared.following.lock().changes.to_vec()
     }
 
     /// Told after each call the server accepted: counted in Redis with
@@ -774,8 +774,8 @@ impl RedisLimiter {
     fn probe(&self, now: u64) {
         let law = self.shared.schedule.read().law;
         let (generation, mut course) = {
-            let learned = self.shared.learned.lock();
-            (learned.generation, learned.course)
+            let following = self.shared.following.lock();
+            (following.generation, following.course)
         };
         if course.probe(&law, now) {
             // A failure is logged by the link; the next permit probes again.
@@ -817,19 +817,19 @@ impl RedisLimiter {
     /// Takes on the shared course, telling the user when it changed the rate.
     fn follow(&self, seen: Seen) {
         let law = self.shared.schedule.read().law;
-        let mut learned = self.shared.learned.lock();
-        if seen.generation == learned.generation {
+        let mut following = self.shared.following.lock();
+        if seen.generation == following.generation {
             return;
         }
-        let from = learned.course.limit;
-        (learned.generation, learned.course) = (seen.generation, seen.course);
+        let from = following.course.limit;
+        (following.generation, following.course) = (seen.generation, seen.course);
         if seen.course.limit != from {
             let at = self
                 .shared
                 .clock
                 .now()
                 .saturating_duration_since(self.shared.origin);
-            learned.changes.push(RateChange {
+            following.changes.push(RateChange {
                 at,
                 from: law.per_second(from),
                 to: law.per_second(seen.course.limit),
@@ -904,8 +904,8 @@ impl RedisLimiter {
                     shared.key
                 );
                 *shared.schedule.write() = Schedule::new(limit, law);
-                let mut learned = shared.learned.lock();
-                (learned.generation, learned.course) = (0, Course::new(&law));
+                let mut following = shared.following.lock();
+                (following.generation, following.course) = (0, Course::new(&law));
                 // Record them as ours at once, keeping them alive.
                 settings.next = None;
             }
