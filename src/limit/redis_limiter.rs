@@ -739,19 +739,15 @@ impl RedisLimiter {
     /// runs again on theirs, where this 429 is usually already counted.
     fn learn_from_429(&self, pause: Duration) -> std::result::Result<(), ()> {
         let law = self.shared.schedule.read().law;
-        let reported = self.shared.accepted.swap(0, Ordering::Relaxed);
-        let measured = self.run("measure", &[i64::from(reported)], |answer| match *answer {
-            [now, measured, ref seen @ ..] => Some((
-                micros_to_nanos(now),
-                u32::try_from(measured).ok()?,
-                Seen::read(seen, &law)?,
-            )),
-            _ => None,
-        });
-        if measured.is_err() {
-            self.shared.accepted.fetch_add(reported, Ordering::Relaxed);
-        }
-        let (now, measured, mut seen) = measured?;
+        let (now, measured, mut seen) =
+            self.run_reporting("measure", &[], |answer| match *answer {
+                [now, measured, ref seen @ ..] => Some((
+                    micros_to_nanos(now),
+                    u32::try_from(measured).ok()?,
+                    Seen::read(seen, &law)?,
+                )),
+                _ => None,
+            })?;
         let pause = duration_nanos(pause);
         // Each round either stores, or sees another process's newer course.
         for _ in 0..4 {
@@ -1021,6 +1017,25 @@ impl RedisLimiter {
         shared.link.run(&shared.key, op, &all, read)
     }
 
+    /// [`run`](RedisLimiter::run), telling Redis, after `args`, of the
+    /// answers accepted since this process last did.
+    fn run_reporting<T>(
+        &self,
+        op: &str,
+        args: &[i64],
+        read: impl FnOnce(&[i64]) -> Option<T>,
+    ) -> std::result::Result<T, ()> {
+        let accepted = &self.shared.accepted;
+        let reported = accepted.swap(0, Ordering::Relaxed);
+        let all: Vec<i64> = args.iter().copied().chain([i64::from(reported)]).collect();
+        let answer = self.run(op, &all, read);
+        if answer.is_err() {
+            // Told with the next call instead.
+            accepted.fetch_add(reported, Ordering::Relaxed);
+        }
+        answer
+    }
+
     /// One permit, waiting until `deadline` (`None`: as long as it takes).
     fn take(&self, deadline: Option<Instant>) -> bool {
         LET_GO.with(|let_go| {
@@ -1086,26 +1101,18 @@ impl RedisLimiter {
             micros_down(deadline.saturating_duration_since(clock.now()))
         });
         let law = self.shared.schedule.read().law;
-        let reported = self.shared.accepted.swap(0, Ordering::Relaxed);
-        let reserved = self.run(
-            "reserve",
-            &[max_wait, i64::from(reported)],
-            |answer| match *answer {
-                [1, wait, slot, last, version, epoch, ref seen @ ..] => {
-                    let seen = match seen {
-                        [] => None,
-                        seen => Some(Seen::read(seen, &law)?),
-                    };
-                    Some(Some((wait, slot, last, version, epoch, seen)))
-                }
-                [0, _] => Some(None),
-                _ => None,
-            },
-        );
-        if reserved.is_err() {
-            self.shared.accepted.fetch_add(reported, Ordering::Relaxed);
-        }
-        let Some((wait, slot, last, version, epoch, seen)) = reserved? else {
+        let reserved = self.run_reporting("reserve", &[max_wait], |answer| match *answer {
+            [1, wait, slot, last, version, epoch, ref seen @ ..] => {
+                let seen = match seen {
+                    [] => None,
+                    seen => Some(Seen::read(seen, &law)?),
+                };
+                Some(Some((wait, slot, last, version, epoch, seen)))
+            }
+            [0, _] => Some(None),
+            _ => None,
+        })?;
+        let Some((wait, slot, last, version, epoch, seen)) = reserved else {
             return Ok(Taken::Refused);
         };
         if let Some(seen) = seen {
