@@ -68,7 +68,7 @@
 //! [`Client`] uses for each [`ApiClass`] unless told otherwise.
 //! [`TokenBucket`] keeps the classic contract instead (at most
 //! `burst + rate × T` in any window T); `RedisLimiter` (feature `redis`)
-//! shares one budget between processes. All of them take a validated
+//! shares one budget between processes, and what they learn. All of them take a validated
 //! [`RateLimit`] and an injected [`Clock`], so timing logic is tested on a
 //! [`ManualClock`] without sleeping:
 //!

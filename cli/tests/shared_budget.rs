@@ -227,6 +227,10 @@ fn two_imports_sharing_a_redis_learn_the_limit_once_and_both_finish() {
         outcome.assert_code(0);
     }
     let snapshot = emu.snapshot();
+    println!(
+        "two imports at 80/s sharing Redis against 40/s: {} × 429 in {} requests",
+        snapshot.throttled, snapshot.requests
+    );
     assert_eq!(snapshot.people.len(), 160, "both finished, nothing lost");
     // Together at 80/s against 40/s: without learning, dozens of 429s.
     assert!(
@@ -242,6 +246,37 @@ fn two_imports_sharing_a_redis_learn_the_limit_once_and_both_finish() {
         assert_eq!(first["from"], 80.0, "{json}");
         assert!(first["throttled_at"].as_f64().unwrap() <= 42.0, "{json}");
     }
+}
+
+#[test]
+fn a_fixed_rate_import_sharing_a_redis_keeps_its_rate() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let emu = Emulator::start(Config::default().track_limit(20)).unwrap();
+    let dir = scratch("redis-fixed");
+    let input = dir.join("input.ndjson");
+    write_input(&input, "p", 40);
+    let url = redis.url();
+    let args = [
+        "import",
+        input.to_str().unwrap(),
+        "--mode",
+        "single",
+        "--rate",
+        "40",
+        "--redis-url",
+        &url,
+        "--fixed-rate",
+        "--json",
+    ];
+    let outcome = against(&emu, &args).run();
+    outcome.assert_code(0);
+    let json = outcome.json();
+    assert_eq!(emu.snapshot().people.len(), 40);
+    assert!(json["throttled"].as_u64().unwrap() > 0, "{json}");
+    assert_eq!(json["rate"]["in_force"], 40.0);
+    assert_eq!(json["rate"]["changes"], json!([]));
 }
 
 #[test]

@@ -12,7 +12,8 @@
 //! - [`AdaptiveLimiter`]: a bucket that lowers its rate on 429s and climbs
 //!   back while calls succeed.
 //! - `RedisLimiter` (feature `redis`): one budget shared by every process
-//!   that points at the same Redis key.
+//!   that points at the same Redis key, learning the workspace's limit once
+//!   for all of them with `SlidingWindow`'s law.
 //! - [`RateLimit`]: a validated rate, with presets for Customer.io's limits;
 //!   [`ApiClass`]: the budgets Customer.io keeps apart.
 //! - [`Clock`], [`SystemClock`], [`ManualClock`]: time is injected, so
