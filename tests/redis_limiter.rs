@@ -1363,6 +1363,56 @@ fn probing_back_up_is_shared_and_stops_at_the_configured_rate() {
     assert_eq!(learned_generation(&redis, &b), Some(4));
 }
 
+/// A 429 pauses, then lowers the rate: callers already waiting are laid
+/// out again at the longer interval, and none of them inside the pause.
+#[test]
+fn waiting_callers_stay_behind_a_pause_when_the_learned_rate_drops() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (slept, sleeps) = mpsc::channel();
+    // Another process, whose callers announce that they sleep.
+    let waiter = limiter(&redis, "pause-then-learn", 20.0, 5)
+        .clock(AnnouncingClock(slept))
+        .build()
+        .unwrap();
+    let limiter = limiter(&redis, "pause-then-learn", 20.0, 5)
+        .build()
+        .unwrap();
+    for _ in 0..10 {
+        limiter.acquire();
+        limiter.record_success();
+    }
+    let granted: Vec<Duration> = thread::scope(|scope| {
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let waiter = &waiter;
+                scope.spawn(move || {
+                    waiter.acquire();
+                    Instant::now()
+                })
+            })
+            .collect();
+        // Every waiter has reserved its slot and sleeps.
+        for _ in 0..8 {
+            sleeps.recv_timeout(Duration::from_secs(5)).unwrap();
+        }
+        let paused = Instant::now();
+        Limiter::throttled(&limiter, Duration::from_secs(1));
+        assert!(limiter.rate() < 20.0, "learned: {}", limiter.rate());
+        threads
+            .into_iter()
+            .map(|thread| thread.join().unwrap().saturating_duration_since(paused))
+            .collect()
+    });
+    for at in &granted {
+        assert!(
+            *at >= 990 * MS,
+            "granted {at:?} into a 1 s pause: {granted:?}"
+        );
+    }
+}
+
 #[test]
 fn a_fixed_rate_limiter_keeps_its_rate_and_learns_nothing() {
     let Some(redis) = RedisServer::start() else {

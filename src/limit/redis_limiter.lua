@@ -22,6 +22,9 @@
 --   version     bumped whenever that happens
 --   epoch       when the hash was created: a reservation made before it (the
 --               hash expired, or Redis lost its data) no longer exists
+--   resume      when the last pause ends: slots laid out again at a learned
+--               interval (longer than the one the pause moved them by) never
+--               fall inside it
 -- Lua numbers are doubles; microseconds since 1970 stay exact below 2^53.
 --
 -- Beside it, the learning every process shares (src/limit/learning.rs's
@@ -173,6 +176,7 @@ if op == 'check' then
     -- Waiting reservations sit back to back, one interval apart, ending one
     -- interval before tat minus the tolerance; a pause keeps that true.
     slot = tat - tolerance - (issued - last + 1) * interval
+    slot = math.max(slot, tonumber(redis.call('HGET', key, 'resume')) or 0)
     if deadline >= 0 and slot > deadline then
       if issued == last then
         issued = issued - 1
@@ -212,6 +216,8 @@ if op == 'pause' then
   changed_at = now
   version = version + 1
   save()
+  local resumed = tonumber(redis.call('HGET', key, 'resume')) or 0
+  redis.call('HSET', key, 'resume', math.max(resume, resumed))
   return {1}
 end
 
