@@ -119,6 +119,16 @@ impl Clock for ManualClock {
     }
 }
 
+/// Nanoseconds from `origin` to `now`, saturating (0 before the origin).
+pub(crate) fn nanos_since(origin: Instant, now: Instant) -> u64 {
+    duration_nanos(now.saturating_duration_since(origin))
+}
+
+/// A duration in nanoseconds, saturating at `u64::MAX` (584 years).
+pub(crate) fn duration_nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

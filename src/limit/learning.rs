@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::limit::limiter::duration_nanos;
+use crate::limit::clock::duration_nanos;
 use crate::limit::rate_limit::RateLimit;
 
 /// The most rate changes a limiter remembers; older ones are forgotten.

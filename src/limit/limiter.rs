@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::limit::clock::{Clock, SystemClock};
+use crate::limit::clock::{Clock, SystemClock, duration_nanos, nanos_since};
 use crate::limit::learning::RateChange;
 
 /// A blocking rate limiter: hands out permits, one per request.
@@ -225,16 +225,6 @@ impl Limiter for Unlimited {
         let until = self.nanos_now().saturating_add(duration_nanos(duration));
         self.paused_until_nanos.fetch_max(until, Ordering::AcqRel);
     }
-}
-
-/// Nanoseconds from `origin` to `now`, saturating (0 before the origin).
-pub(crate) fn nanos_since(origin: Instant, now: Instant) -> u64 {
-    duration_nanos(now.saturating_duration_since(origin))
-}
-
-/// A duration in nanoseconds, saturating at `u64::MAX` (584 years).
-pub(crate) fn duration_nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -10,9 +10,9 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::limit::api_class::ApiClass;
-use crate::limit::clock::{Clock, SystemClock};
+use crate::limit::clock::{Clock, SystemClock, duration_nanos};
 use crate::limit::learning::{Changes, Course, Law, RateChange, Throttle};
-use crate::limit::limiter::{Limiter, Unlimited, duration_nanos};
+use crate::limit::limiter::{Limiter, Unlimited};
 use crate::limit::rate_limit::RateLimit;
 use crate::limit::redis_link::{self, RedisLink, Refused};
 use crate::limit::token_bucket::TokenBucket;

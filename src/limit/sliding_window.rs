@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::limit::clock::{Clock, SystemClock};
+use crate::limit::clock::{Clock, SystemClock, duration_nanos, nanos_since};
 use crate::limit::learning::{Law, Learned, RateChange, Throttle};
-use crate::limit::limiter::{Limiter, duration_nanos, nanos_since};
+use crate::limit::limiter::Limiter;
 use crate::limit::rate_limit::RateLimit;
 
 /// A limiter that keeps the server's promise: at most N requests in any

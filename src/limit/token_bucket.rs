@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::limit::clock::{Clock, SystemClock};
-use crate::limit::limiter::{Limiter, duration_nanos, nanos_since};
+use crate::limit::clock::{Clock, SystemClock, duration_nanos, nanos_since};
+use crate::limit::limiter::Limiter;
 use crate::limit::rate_limit::{RateLimit, check_rate};
 
 /// A thread-safe token bucket that blocks callers until their permit is due.
