@@ -21,16 +21,19 @@ fn plain_pool(with_results: bool) -> f64 {
     let (jobs, queue) =
         crossbeam_channel::bounded::<(u64, Option<crossbeam_channel::Sender<u64>>)>(CAPACITY);
     let workers: Vec<_> = (0..WORKERS)
-        .map(|_| {
+        .map(|n| {
             let queue = queue.clone();
-            thread::spawn(move || {
-                for (job, reply) in queue {
-                    let result = black_box(job);
-                    if let Some(reply) = reply {
-                        let _ = reply.send(result);
+            thread::Builder::new()
+                .name(format!("plain-pool-{n}"))
+                .spawn(move || {
+                    for (job, reply) in queue {
+                        let result = black_box(job);
+                        if let Some(reply) = reply {
+                            let _ = reply.send(result);
+                        }
                     }
-                }
-            })
+                })
+                .unwrap()
         })
         .collect();
     let started = Instant::now();
@@ -94,7 +97,15 @@ fn main() {
          medians, and the median of each round's ratio"
     );
     println!("  mode                    Dispatcher ns/job  plain pool ns/job  ratio (goal <= 1.3)");
-    for (label, with_results) in [("fire and forget", false), ("with a ticket per job", true)] {
+    // `dispatcher_bench fire` or `dispatcher_bench ticket` runs one mode (for a profiler).
+    let only = std::env::args().nth(1);
+    for (label, mode, with_results) in [
+        ("fire and forget", "fire", false),
+        ("with a ticket per job", "ticket", true),
+    ] {
+        if only.as_deref().is_some_and(|only| only != mode) {
+            continue;
+        }
         let (mut ours, mut plain, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..ROUNDS {
             // Pairs, in alternating order: whichever pool runs second in a pair

@@ -168,6 +168,19 @@ impl Unlimited {
         nanos_since(self.origin, self.clock.now())
     }
 
+    /// Sleeps until no pause is left. A pause may be extended while we
+    /// sleep: look again after waking.
+    #[cold]
+    fn wait_out_pause(&self) {
+        loop {
+            let left = self.pause_left();
+            if left.is_zero() {
+                return;
+            }
+            self.clock.sleep(left);
+        }
+    }
+
     fn pause_left(&self) -> Duration {
         let until = self.paused_until_nanos.load(Ordering::Acquire);
         if until == 0 {
@@ -193,13 +206,9 @@ impl fmt::Debug for Unlimited {
 
 impl Limiter for Unlimited {
     fn acquire(&self) {
-        // A pause may be extended while we sleep: look again after waking.
-        loop {
-            let left = self.pause_left();
-            if left.is_zero() {
-                return;
-            }
-            self.clock.sleep(left);
+        // The common case, kept to one load: never paused.
+        if self.paused_until_nanos.load(Ordering::Acquire) != 0 {
+            self.wait_out_pause();
         }
     }
 

@@ -99,7 +99,7 @@ struct Envelope<J, R> {
     submitted_at: u64,
 }
 
-type Handler<J, R> = Box<dyn Fn(J) -> R + Send + Sync>;
+type Handler<J, R> = Arc<dyn Fn(J) -> R + Send + Sync>;
 
 /// Keeps what each worker writes on cache lines of its own: shared lines made
 /// every job pay for the other workers' writes.
@@ -109,6 +109,9 @@ struct Padded<T>(T);
 struct Shared<J, R> {
     /// Time zero for `Envelope::submitted_at`.
     started: Instant,
+    /// The handler, for jobs run by `close` or `drop` after the workers left;
+    /// each worker holds it with its concrete type, so that a job's call can
+    /// be inlined.
     handler: Handler<J, R>,
     /// `R`'s [`Outcome::is_failure`], kept so that closing on drop needs no bound on `R`.
     is_failure: fn(&R) -> bool,
@@ -119,10 +122,14 @@ struct Shared<J, R> {
     tallies: Box<[Padded<Tally>]>,
     /// No new jobs are accepted.
     closed: AtomicBool,
+    /// `paused || abandon`: the one flag a worker reads before each job; the
+    /// slow path ([`Shared::hold`]) sorts out which. Written under `pause_lock`.
+    held: AtomicBool,
     /// Workers run nothing more: jobs they receive go to `leftovers`.
     abandon: AtomicBool,
     leftovers: Mutex<Leftovers<J>>,
     paused: AtomicBool,
+    /// Guards the writes of `paused`, `abandon` and `held`, and the waits for a resume.
     pause_lock: Mutex<()>,
     resumed: Condvar,
     live_workers: AtomicUsize,
@@ -364,14 +371,16 @@ impl<J, R> DispatcherBuilder<J, R> {
             return Err(Error::invalid("health_log", "0s", "an interval above zero"));
         }
         let (jobs, queue) = crossbeam_channel::bounded(self.capacity);
+        let handler = Arc::new(handler);
         let shared = Arc::new(Shared {
             started: Instant::now(),
-            handler: Box::new(handler),
+            handler: handler.clone(),
             is_failure: <R as Outcome>::is_failure,
             limiter: self.limiter,
             queue,
             tallies: (0..=self.workers).map(|_| Padded(Tally::new())).collect(),
             closed: AtomicBool::new(false),
+            held: AtomicBool::new(false),
             abandon: AtomicBool::new(false),
             leftovers: Mutex::new(Leftovers {
                 jobs: Vec::new(),
@@ -385,10 +394,10 @@ impl<J, R> DispatcherBuilder<J, R> {
         });
         let workers = (0..self.workers)
             .map(|n| {
-                let shared = shared.clone();
+                let (shared, handler) = (shared.clone(), handler.clone());
                 thread::Builder::new()
                     .name(format!("cio-dispatch-{n}"))
-                    .spawn(move || shared.work(n))
+                    .spawn(move || shared.work(n, &*handler))
                     .expect("spawning a worker thread")
             })
             .collect();
@@ -506,7 +515,7 @@ where
     /// Workers take no new job until [`resume`](Dispatcher::resume); jobs
     /// already running finish. Submitting still queues (and blocks when full).
     pub fn pause(&self) {
-        self.shared.paused.store(true, Ordering::SeqCst);
+        self.shared.set_flag(&self.shared.paused, true);
     }
 
     /// Lets workers take jobs again.
@@ -534,7 +543,7 @@ where
             self.close_and_join();
             return Vec::new();
         }
-        shared.abandon.store(true, Ordering::SeqCst);
+        shared.set_flag(&shared.abandon, true);
         rendezvous.release();
         let mut unrun = Vec::new();
         while let Ok(message) = shared.queue.try_recv() {
@@ -650,22 +659,49 @@ impl<J, R> Shared<J, R> {
             count.set(n.wrapping_add(1));
             n % LATENCY_SAMPLE == 0
         });
-        let submitted_at = if sampled {
-            nanos(self.started.elapsed()) + 1
-        } else {
-            0
-        };
         Envelope {
             job,
             reply,
-            submitted_at,
+            submitted_at: if sampled { self.now() } else { 0 },
         }
     }
 
+    /// Nanoseconds since `started`, plus one (0 means "not sampled"). Cold:
+    /// read for one job in [`LATENCY_SAMPLE`].
+    #[cold]
+    fn now(&self) -> u64 {
+        nanos(self.started.elapsed()) + 1
+    }
+
     fn resume(&self) {
-        let _lock = self.pause_lock.lock();
-        self.paused.store(false, Ordering::SeqCst);
+        self.set_flag(&self.paused, false);
         self.resumed.notify_all();
+    }
+
+    /// Sets `paused` or `abandon`, and `held` to match.
+    fn set_flag(&self, flag: &AtomicBool, value: bool) {
+        let _lock = self.pause_lock.lock();
+        flag.store(value, Ordering::SeqCst);
+        let held = self.paused.load(Ordering::SeqCst) || self.abandon.load(Ordering::SeqCst);
+        self.held.store(held, Ordering::SeqCst);
+    }
+
+    /// The slow path before a job, when `held` is set: waits out a pause,
+    /// and keeps the job in `leftovers` if the dispatcher is abandoning its
+    /// queue. The envelope comes back if the job should run.
+    #[cold]
+    #[inline(never)]
+    fn hold(&self, envelope: Envelope<J, R>) -> Option<Envelope<J, R>> {
+        self.wait_while_paused();
+        if self.abandon.load(Ordering::SeqCst) {
+            let mut leftovers = self.leftovers.lock();
+            if !leftovers.collected {
+                let job = self.give_back(envelope);
+                leftovers.jobs.push(job);
+                return None;
+            }
+        }
+        Some(envelope)
     }
 
     fn wait_while_paused(&self) {
@@ -689,23 +725,27 @@ impl<J, R> Shared<J, R> {
 
     /// Worker `index`'s life: take jobs until told to leave (a message), or
     /// until the dispatcher is dropped (the queue disconnects).
-    fn work(&self, index: usize) {
+    ///
+    /// Generic over the handler and `R`, so that the per-job path makes no
+    /// indirect call of its own: the handler, `is_failure` and the counting
+    /// are inlined.
+    fn work(&self, index: usize, handler: &impl Fn(J) -> R)
+    where
+        R: Outcome,
+    {
         let tally = &self.tallies[index].0;
         // Blocking without a deadline: a deadline reads the clock on every
         // wait, which costs more than the rest of a small job's handling.
         while let Ok(message) = self.queue.recv() {
             match message {
-                Message::Job(envelope) => {
-                    self.wait_while_paused();
-                    if self.abandon.load(Ordering::SeqCst) {
-                        let mut leftovers = self.leftovers.lock();
-                        if !leftovers.collected {
-                            let job = self.give_back(envelope);
-                            leftovers.jobs.push(job);
-                            continue;
+                Message::Job(mut envelope) => {
+                    if self.held.load(Ordering::SeqCst) {
+                        match self.hold(envelope) {
+                            Some(held) => envelope = held,
+                            None => continue,
                         }
                     }
-                    self.run(tally, envelope, bump);
+                    self.run(tally, envelope, handler, R::is_failure, bump);
                 }
                 Message::Rendezvous(rendezvous) => rendezvous.arrive(),
                 Message::Leave => break,
@@ -723,30 +763,37 @@ impl<J, R> Shared<J, R> {
         };
         while let Ok(message) = self.queue.try_recv() {
             match message {
-                Message::Job(envelope) => self.run(tally, envelope, count),
+                Message::Job(envelope) => {
+                    self.run(tally, envelope, &*self.handler, self.is_failure, count);
+                }
                 Message::Rendezvous(rendezvous) => rendezvous.release(),
                 Message::Leave => {}
             }
         }
     }
 
-    fn run(&self, tally: &Tally, envelope: Envelope<J, R>, count: fn(&AtomicU64)) {
+    #[inline(always)]
+    fn run(
+        &self,
+        tally: &Tally,
+        envelope: Envelope<J, R>,
+        handler: &(impl Fn(J) -> R + ?Sized),
+        is_failure: impl Fn(&R) -> bool,
+        count: impl Fn(&AtomicU64),
+    ) {
         tally.busy.store(true, Ordering::Relaxed);
         if let Some(limiter) = &self.limiter {
             limiter.acquire();
         }
-        let handler = &self.handler;
         let job = envelope.job;
         let result = catch_unwind(AssertUnwindSafe(move || handler(job)));
         if envelope.submitted_at > 0 {
-            let now = nanos(self.started.elapsed()) + 1;
-            tally.latency.record(Duration::from_nanos(
-                now.saturating_sub(envelope.submitted_at),
-            ));
+            let latency = self.now().saturating_sub(envelope.submitted_at);
+            tally.latency.record(Duration::from_nanos(latency));
         }
         let result = match result {
             Ok(value) => {
-                count(if (self.is_failure)(&value) {
+                count(if is_failure(&value) {
                     &tally.failed
                 } else {
                     &tally.done
