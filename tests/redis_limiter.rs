@@ -10,9 +10,6 @@
 
 mod worker;
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Once};
@@ -24,208 +21,30 @@ use cio_ratelimit::{
     ApiClass, Client, Clock, Error, Limiter, RateChange, RateLimit, RedisLimiter,
     RedisLimiterBuilder, WhenUnreachable,
 };
+use cio_test_redis::RedisServer;
 
 use worker::Worker;
 
 const MS: Duration = Duration::from_millis(1);
 const PASSWORD: &str = "s3cret-redis-pw";
 
-/// A `redis-server` of this test's own, on a free loopback port, without
-/// persistence; killed when dropped.
-struct RedisServer {
-    port: u16,
-    password: Option<&'static str>,
-    /// Serves TLS only (`--port 0 --tls-port`), with these files.
-    tls: Option<&'static TlsFiles>,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    /// `None`, after saying why, when `redis-server` is not installed and
-    /// `CIO_REQUIRE_REDIS` is not `1`.
-    fn start() -> Option<RedisServer> {
-        RedisServer::on_port(free_port(), None)
-    }
-
-    fn with_password() -> Option<RedisServer> {
-        RedisServer::on_port(free_port(), Some(PASSWORD))
-    }
-
-    /// Does not start anything: a port where Redis is not (yet) listening.
-    fn not_started(password: Option<&'static str>) -> Option<RedisServer> {
-        capture_logs();
-        redis_installed().then(|| RedisServer {
-            port: free_port(),
-            password,
-            tls: None,
-            child: None,
-        })
-    }
-
-    fn on_port(port: u16, password: Option<&'static str>) -> Option<RedisServer> {
-        let mut server = RedisServer::not_started(password)?;
-        server.port = port;
-        server.restart();
-        Some(server)
-    }
-
-    /// A server that speaks only TLS, with a certificate for 127.0.0.1
-    /// signed by a CA made for this test run.
-    fn with_tls() -> Option<RedisServer> {
-        let mut server = RedisServer::not_started(None)?;
-        server.tls = Some(TlsFiles::get()?);
-        server.restart();
-        Some(server)
-    }
-
-    fn url(&self) -> String {
-        let scheme = if self.tls.is_some() {
-            "rediss"
-        } else {
-            "redis"
-        };
-        match self.password {
-            Some(password) => format!("{scheme}://:{password}@127.0.0.1:{}/0", self.port),
-            None => format!("{scheme}://127.0.0.1:{}/0", self.port),
-        }
-    }
-
-    /// Starts the server (again) on its port and returns once it accepts connections.
-    fn restart(&mut self) {
-        let mut command = Command::new("redis-server");
-        match self.tls {
-            Some(tls) => {
-                command.args(["--port", "0", "--tls-port", &self.port.to_string()]);
-                command.arg("--tls-cert-file").arg(&tls.server_cert);
-                command.arg("--tls-key-file").arg(&tls.server_key);
-                command.arg("--tls-ca-cert-file").arg(&tls.ca);
-                command.args(["--tls-auth-clients", "no"]);
-            }
-            None => {
-                command.args(["--port", &self.port.to_string()]);
-            }
-        }
-        command.args(["--bind", "127.0.0.1"]);
-        command.args(["--save", "", "--appendonly", "no"]);
-        if let Some(password) = self.password {
-            command.args(["--requirepass", password]);
-        }
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let (ready, is_ready) = mpsc::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
-        thread::spawn(move || {
-            let mut told = false;
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if !told && line.contains("Ready to accept connections") {
-                    told = ready.send(()).is_ok();
-                }
-            }
-        });
-        is_ready
-            .recv_timeout(Duration::from_secs(10))
-            .expect("redis-server says it is ready");
-        self.child = Some(child);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// A plain connection, to look at or disturb the limiter's key.
-    fn connection(&self) -> redis::Connection {
-        let client = match self.tls {
-            Some(tls) => redis::Client::build_with_tls(
-                self.url(),
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(std::fs::read(&tls.ca).unwrap()),
-                },
-            ),
-            None => redis::Client::open(self.url()),
-        };
-        client.unwrap().get_connection().unwrap()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn redis_installed() -> bool {
-    let installed = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !installed {
-        assert!(
-            std::env::var("CIO_REQUIRE_REDIS").as_deref() != Ok("1"),
-            "CIO_REQUIRE_REDIS=1 but redis-server is not on the PATH"
-        );
-        eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
-    }
-    installed
-}
-
-/// A CA and a server certificate for 127.0.0.1 it signed, made once per
-/// test run by tests/tls/make-certs.sh with the `openssl` command (Debian's
-/// redis-server is built with TLS; no certificate crate is compiled for it).
-struct TlsFiles {
-    ca: std::path::PathBuf,
-    server_cert: std::path::PathBuf,
-    server_key: std::path::PathBuf,
-}
-
-impl TlsFiles {
-    /// `None`, after saying why, when `openssl` is missing and
-    /// `CIO_REQUIRE_REDIS` is not `1`.
-    fn get() -> Option<&'static TlsFiles> {
-        static FILES: std::sync::OnceLock<Option<TlsFiles>> = std::sync::OnceLock::new();
-        FILES.get_or_init(TlsFiles::make).as_ref()
-    }
-
-    fn make() -> Option<TlsFiles> {
-        let dir = std::env::temp_dir().join(format!("cio-redis-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let openssl = Command::new("openssl")
-            .arg("version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success());
-        if !openssl {
-            assert!(
-                std::env::var("CIO_REQUIRE_REDIS").as_deref() != Ok("1"),
-                "CIO_REQUIRE_REDIS=1 but openssl is not on the PATH"
-            );
-            eprintln!("skipped: openssl is not installed (apt-get install openssl)");
-            return None;
-        }
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls/make-certs.sh");
-        let made = Command::new("sh").arg(script).arg(&dir).status().unwrap();
-        assert!(made.success(), "{script} failed");
-        Some(TlsFiles {
-            ca: dir.join("ca.pem"),
-            server_cert: dir.join("server.crt"),
-            server_key: dir.join("server.key"),
-        })
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+/// A plain connection, to look at or disturb the limiter's key.
+fn connection(redis: &RedisServer) -> redis::Connection {
+    let client = match redis.ca() {
+        Some(ca) => redis::Client::build_with_tls(
+            redis.url(),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(ca).unwrap()),
+            },
+        ),
+        None => redis::Client::open(redis.url()),
+    };
+    client.unwrap().get_connection().unwrap()
 }
 
 fn limiter(redis: &RedisServer, workspace: &str, rate: f64, burst: u32) -> RedisLimiterBuilder {
+    capture_logs();
     RedisLimiter::builder(RateLimit::new(rate, burst).unwrap())
         .url(redis.url())
         .workspace(workspace)
@@ -330,7 +149,7 @@ fn an_idle_key_grants_its_burst_then_one_permit_per_interval() {
     assert!((80 * MS..300 * MS).contains(&waited), "{waited:?}");
     let ttl: i64 = redis::cmd("PTTL")
         .arg(limiter.key())
-        .query(&mut redis.connection())
+        .query(&mut connection(&redis))
         .unwrap();
     assert!(
         (59_000..=61_000).contains(&ttl),
@@ -579,13 +398,13 @@ fn a_reservation_lost_with_redis_data_is_made_again() {
     sleeps.recv_timeout(Duration::from_secs(5)).unwrap();
     let _: () = redis::cmd("DEL")
         .arg(&key)
-        .query(&mut redis.connection())
+        .query(&mut connection(&redis))
         .unwrap();
     let waiting = waiter.join().unwrap();
     let issued: i64 = redis::cmd("HGET")
         .arg(&key)
         .arg("issued")
-        .query(&mut redis.connection())
+        .query(&mut connection(&redis))
         .unwrap();
     assert_eq!(issued, 1, "it reserved again in the new hash");
     assert!(!waiting.try_acquire(), "and took that permit");
@@ -613,7 +432,7 @@ fn waiting_for_redis_blocks_until_it_comes_back_and_says_so_once() {
     redis.restart();
     was_granted.recv_timeout(Duration::from_secs(5)).unwrap();
     assert!(!limiter.is_unreachable());
-    let logs = logged_about(redis.port);
+    let logs = logged_about(redis.port());
     let warnings: Vec<_> = logs.iter().filter(|l| l.starts_with("WARN")).collect();
     assert_eq!(warnings.len(), 1, "one warning per outage: {logs:?}");
     assert!(
@@ -651,10 +470,10 @@ fn falling_back_grants_a_share_locally_until_redis_comes_back() {
     assert!(!limiter.is_unreachable());
     let exists: bool = redis::cmd("EXISTS")
         .arg(limiter.key())
-        .query(&mut redis.connection())
+        .query(&mut connection(&redis))
         .unwrap();
     assert!(exists, "permits come from Redis again");
-    let logs = logged_about(redis.port);
+    let logs = logged_about(redis.port());
     let warnings: Vec<_> = logs.iter().filter(|l| l.starts_with("WARN")).collect();
     assert_eq!(warnings.len(), 1, "{logs:?}");
     assert!(warnings[0].contains("falling back"), "{logs:?}");
@@ -673,7 +492,7 @@ fn a_key_redis_refuses_to_use_counts_as_unreachable() {
     let _: () = redis::cmd("SET")
         .arg(waits.key())
         .arg("not a hash")
-        .query(&mut redis.connection())
+        .query(&mut connection(&redis))
         .unwrap();
     assert!(!waits.try_acquire());
     let falls_back = limiter(&redis, "wrongtype", 10.0, 1)
@@ -681,13 +500,13 @@ fn a_key_redis_refuses_to_use_counts_as_unreachable() {
         .build()
         .unwrap();
     assert!(falls_back.try_acquire());
-    let logs = logged_about(redis.port);
+    let logs = logged_about(redis.port());
     assert!(logs.iter().any(|l| l.contains("WRONGTYPE")), "{logs:?}");
 }
 
 #[test]
 fn the_password_never_appears_in_debug_errors_or_logs() {
-    let Some(redis) = RedisServer::with_password() else {
+    let Some(redis) = RedisServer::with_password(PASSWORD) else {
         return;
     };
     let builder = limiter(&redis, "secret", 10.0, 1);
@@ -697,7 +516,7 @@ fn the_password_never_appears_in_debug_errors_or_logs() {
     let wrong = RedisLimiter::builder(RateLimit::TRACK_API)
         .url(format!(
             "redis://:{PASSWORD}-wrong@127.0.0.1:{}/0",
-            redis.port
+            redis.port()
         ))
         .workspace("secret")
         .class(ApiClass::Track)
@@ -716,7 +535,7 @@ fn the_password_never_appears_in_debug_errors_or_logs() {
         format!("{limiter:?}"),
         format!("{wrong:?}"),
         format!("{bad_url:?} {bad_url}"),
-        logged_about(redis.port).join("\n"),
+        logged_about(redis.port()).join("\n"),
     ];
     for text in &texts {
         assert!(!text.contains(PASSWORD), "{text}");
@@ -806,7 +625,7 @@ fn tls_redis_with_a_private_ca_shares_one_budget() {
     let Some(redis) = RedisServer::with_tls() else {
         return;
     };
-    let ca = std::fs::read(&redis.tls.unwrap().ca).unwrap();
+    let ca = std::fs::read(redis.ca().unwrap()).unwrap();
     let one = limiter(&redis, "tls", 0.2, 3)
         .trust_ca(ca.clone())
         .build()
@@ -832,7 +651,7 @@ fn tls_redis_with_a_private_ca_shares_one_budget() {
     let issued: i64 = redis::cmd("HGET")
         .arg(one.key())
         .arg("issued")
-        .query(&mut redis.connection())
+        .query(&mut connection(&redis))
         .unwrap();
     assert_eq!(issued, 3, "the state lives in the TLS Redis");
 
@@ -843,7 +662,7 @@ fn tls_redis_with_a_private_ca_shares_one_budget() {
         untrusting.connect(),
         Err(Error::RedisUnreachable { .. })
     ));
-    let logs = logged_about(redis.port).join("\n");
+    let logs = logged_about(redis.port()).join("\n");
     assert!(logs.contains("rediss://127.0.0.1"), "{logs}");
     assert!(
         logs.to_lowercase().contains("certificate") || logs.contains("UnknownIssuer"),
@@ -860,12 +679,12 @@ fn settings_that_differ_are_refused_naming_both_unless_adopted() {
     first.connect().unwrap();
     let recorded: String = redis::cmd("GET")
         .arg(format!("{}:settings", first.key()))
-        .query(&mut redis.connection())
+        .query(&mut connection(&redis))
         .unwrap();
     assert_eq!(recorded, "rate=80/s burst=10 window=1s");
     let ttl: i64 = redis::cmd("PTTL")
         .arg(format!("{}:settings", first.key()))
-        .query(&mut redis.connection())
+        .query(&mut connection(&redis))
         .unwrap();
     assert!(
         (59_000..=60_000).contains(&ttl),
@@ -1058,7 +877,7 @@ fn redis_limiters_are_send_sync_limiters() {
 /// meanwhile, those that fall back carry on at their share, and nothing is lost.
 #[test]
 fn redis_restarted_mid_run_loses_nothing() {
-    let Some(mut redis) = RedisServer::with_password() else {
+    let Some(mut redis) = RedisServer::with_password(PASSWORD) else {
         return;
     };
     let emulator = Emulator::start(Config::default().track_limit(0)).unwrap();

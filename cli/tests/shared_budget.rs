@@ -5,14 +5,12 @@
 mod command;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
 use cio_emulator::{Config, Emulator};
+use cio_test_redis::RedisServer;
 use serde_json::json;
 
 use command::against;
@@ -35,120 +33,6 @@ fn write_input(path: &Path, prefix: &str, n: u32) {
         })
         .collect();
     fs::write(path, text).unwrap();
-}
-
-/// A `redis-server` on a free loopback port, killed on drop; `None` (after
-/// saying why) when it is not installed, unless `CIO_REQUIRE_REDIS=1`.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    /// Serves TLS only, with the CA and certificate in this directory.
-    tls: Option<PathBuf>,
-}
-
-impl RedisServer {
-    fn start() -> Option<RedisServer> {
-        let installed = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success());
-        if !installed {
-            assert_ne!(
-                std::env::var("CIO_REQUIRE_REDIS").as_deref(),
-                Ok("1"),
-                "redis-server is required"
-            );
-            eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = RedisServer {
-            child: None,
-            port,
-            tls: None,
-        };
-        server.restart();
-        Some(server)
-    }
-
-    /// A server that speaks only TLS, its certificate signed by a CA made
-    /// for the test by tests/tls/make-certs.sh (with the openssl command).
-    fn with_tls(dir: &Path) -> Option<RedisServer> {
-        let mut server = RedisServer::start()?;
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tls/make-certs.sh");
-        let made = Command::new("sh").arg(script).arg(dir).status();
-        assert!(
-            made.is_ok_and(|status| status.success()),
-            "{script} (needs openssl)"
-        );
-        server.stop();
-        server.tls = Some(dir.to_owned());
-        server.restart();
-        Some(server)
-    }
-
-    fn url(&self) -> String {
-        let scheme = if self.tls.is_some() {
-            "rediss"
-        } else {
-            "redis"
-        };
-        format!("{scheme}://127.0.0.1:{}/0", self.port)
-    }
-
-    /// Starts it (again) on its port; returns once it accepts connections.
-    fn restart(&mut self) {
-        let mut command = Command::new("redis-server");
-        match &self.tls {
-            Some(dir) => {
-                command.args(["--port", "0", "--tls-port", &self.port.to_string()]);
-                command.arg("--tls-cert-file").arg(dir.join("server.crt"));
-                command.arg("--tls-key-file").arg(dir.join("server.key"));
-                command.arg("--tls-ca-cert-file").arg(dir.join("ca.pem"));
-                command.args(["--tls-auth-clients", "no"]);
-            }
-            None => {
-                command.args(["--port", &self.port.to_string()]);
-            }
-        }
-        let mut child = command
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let (ready, is_ready) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("Ready to accept connections") {
-                    let _ = ready.send(());
-                }
-            }
-        });
-        is_ready
-            .recv_timeout(Duration::from_secs(10))
-            .expect("redis-server is ready");
-        self.child = Some(child);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 #[test]
@@ -353,13 +237,13 @@ fn a_fixed_rate_import_keeps_its_rate_and_still_pauses_on_429s() {
 #[test]
 fn an_import_shares_a_tls_redis_trusting_a_private_ca() {
     let dir = scratch("tls");
-    let Some(redis) = RedisServer::with_tls(&dir) else {
+    let Some(redis) = RedisServer::with_tls() else {
         return;
     };
     let emu = Emulator::start(Config::default()).unwrap();
     let input = dir.join("people.ndjson");
     write_input(&input, "tls", 20);
-    let ca = dir.join("ca.pem");
+    let ca = redis.ca().unwrap();
     let url = redis.url();
     let args = [
         "import",

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Makes a CA and a server certificate for 127.0.0.1 signed by it, in DIR, for the tests that
+# Makes a CA and a server certificate for 127.0.0.1 signed by it, in DIR (its first argument), for the tests that
 # start redis-server with --tls-port: ca.pem, server.crt, server.key. Needs the openssl command.
 set -eu
 cd "$1"
