@@ -1,13 +1,19 @@
 //! Side-by-side benchmark of the dispatcher's overhead per job, in one run:
 //! no-op jobs through `Dispatcher` (with an `Unlimited` limiter) against a
 //! plain crossbeam-channel worker pool written here, the same number of
-//! workers and the same queue size. Goal: a ratio ≤ 1.3.
+//! workers and the same queue size, each counting the jobs it ran (checked
+//! against the jobs sent). Goal: a ratio ≤ 1.3.
 //!
-//! Run: `cargo run --release --example dispatcher_bench`
+//! Wall time is what the goal is about. The CPU time both pools used (all
+//! threads, from `/proc/self/stat`, on Linux) is printed beside it: on a
+//! shared machine it moves less with the other load than wall time does.
+//!
+//! Run: `cargo run --release --example dispatcher_bench` (add `fire` or
+//! `ticket` to run one mode, for a profiler).
 
 use std::hint::black_box;
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cio_ratelimit::{Dispatcher, Unlimited};
 
@@ -16,7 +22,8 @@ const ROUNDS: usize = 10;
 const WORKERS: usize = 4;
 const CAPACITY: usize = 1_000;
 
-/// The baseline: a bounded channel, `WORKERS` threads, nothing else.
+/// The baseline: a bounded channel, `WORKERS` threads each counting the jobs
+/// it ran, nothing else.
 fn plain_pool(with_results: bool) -> f64 {
     let (jobs, queue) =
         crossbeam_channel::bounded::<(u64, Option<crossbeam_channel::Sender<u64>>)>(CAPACITY);
@@ -26,12 +33,15 @@ fn plain_pool(with_results: bool) -> f64 {
             thread::Builder::new()
                 .name(format!("plain-pool-{n}"))
                 .spawn(move || {
+                    let mut done = 0u64;
                     for (job, reply) in queue {
                         let result = black_box(job);
                         if let Some(reply) = reply {
                             let _ = reply.send(result);
                         }
+                        done += 1;
                     }
+                    done
                 })
                 .unwrap()
         })
@@ -54,10 +64,10 @@ fn plain_pool(with_results: bool) -> f64 {
         }
     }
     drop(jobs);
-    for worker in workers {
-        worker.join().unwrap();
-    }
-    started.elapsed().as_nanos() as f64 / JOBS as f64
+    let done: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    let elapsed = started.elapsed();
+    assert_eq!(done, JOBS);
+    elapsed.as_nanos() as f64 / JOBS as f64
 }
 
 fn dispatcher(with_results: bool) -> f64 {
@@ -83,7 +93,32 @@ fn dispatcher(with_results: bool) -> f64 {
         }
     }
     dispatcher.close();
-    started.elapsed().as_nanos() as f64 / JOBS as f64
+    let elapsed = started.elapsed();
+    assert_eq!(dispatcher.stats().done, JOBS);
+    elapsed.as_nanos() as f64 / JOBS as f64
+}
+
+/// CPU time this process has used so far, all its threads (live and
+/// joined), from `/proc/self/stat` in USER_HZ ticks (1/100 s on Linux);
+/// `None` elsewhere.
+fn cpu_used() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command (which is in parentheses): utime and stime
+    // are the 12th and 13th.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let (user, system): (u64, u64) = (fields.next()?.parse().ok()?, fields.next()?.parse().ok()?);
+    Some(Duration::from_millis((user + system) * 10))
+}
+
+/// Runs `pool`: its wall ns/job, and the CPU it used, added to `cpu`.
+fn measured(cpu: &mut Option<Duration>, pool: impl FnOnce() -> f64) -> f64 {
+    let before = cpu_used();
+    let ns_per_job = pool();
+    *cpu = match (*cpu, before, cpu_used()) {
+        (Some(sum), Some(before), Some(after)) => Some(sum + (after - before)),
+        _ => None,
+    };
+    ns_per_job
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -96,8 +131,10 @@ fn main() {
         "no-op jobs, {WORKERS} workers, queue {CAPACITY}, {JOBS} jobs, {ROUNDS} rounds; \
          medians, and the median of each round's ratio"
     );
-    println!("  mode                    Dispatcher ns/job  plain pool ns/job  ratio (goal <= 1.3)");
-    // `dispatcher_bench fire` or `dispatcher_bench ticket` runs one mode (for a profiler).
+    println!(
+        "  mode                    Dispatcher ns/job  plain pool ns/job  ratio (goal <= 1.3)  \
+         CPU ns/job: Dispatcher  plain  ratio"
+    );
     let only = std::env::args().nth(1);
     for (label, mode, with_results) in [
         ("fire and forget", "fire", false),
@@ -107,16 +144,19 @@ fn main() {
             continue;
         }
         let (mut ours, mut plain, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut our_cpu, mut plain_cpu) = (Some(Duration::ZERO), Some(Duration::ZERO));
         for round in 0..ROUNDS {
             // Pairs, in alternating order: whichever pool runs second in a pair
             // finds the caches and the CPU's clock warmed by the first, and
             // drift on a shared machine hits both sides of a pair alike.
+            let mut run_ours = || measured(&mut our_cpu, || dispatcher(with_results));
+            let mut run_plain = || measured(&mut plain_cpu, || plain_pool(with_results));
             let (a, b) = if round % 2 == 0 {
-                let a = dispatcher(with_results);
-                (a, plain_pool(with_results))
+                let a = run_ours();
+                (a, run_plain())
             } else {
-                let b = plain_pool(with_results);
-                (dispatcher(with_results), b)
+                let b = run_plain();
+                (run_ours(), b)
             };
             ours.push(a);
             plain.push(b);
@@ -124,6 +164,13 @@ fn main() {
         }
         let ratio = median(ratios);
         let (ours, plain) = (median(ours), median(plain));
-        println!("  {label:<22}  {ours:>17.0}  {plain:>17.0}  {ratio:>6.2}");
+        print!("  {label:<22}  {ours:>17.0}  {plain:>17.0}  {ratio:>19.2}");
+        if let (Some(our_cpu), Some(plain_cpu)) = (our_cpu, plain_cpu) {
+            let per_job = |cpu: Duration| cpu.as_nanos() as f64 / (JOBS * ROUNDS as u64) as f64;
+            let (our_cpu, plain_cpu) = (per_job(our_cpu), per_job(plain_cpu));
+            let cpu_ratio = our_cpu / plain_cpu;
+            print!("  {our_cpu:>22.0}  {plain_cpu:>5.0}  {cpu_ratio:>5.2}");
+        }
+        println!();
     }
 }
