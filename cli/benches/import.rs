@@ -5,6 +5,9 @@
 //!    100,000, 300,000 and 1,000,000 generated lines against `cio-emulator`
 //!    at the default --rate of 50 requests/s. Goals: ≥ 100,000 records/s,
 //!    RSS < 64 MB, and flat as the file grows.
+//!    Beside them, the CPU time per line of the importer and of the
+//!    emulator (from `/proc`): the emulator parses and stores every item, and
+//!    on a busy machine it, not the importer, sets the records/s.
 //! 2. Single mode: the achieved rate against --rate, and the 429s (goal: 0).
 //!
 //! Both programs run as processes of their own (the emulator through
@@ -93,12 +96,13 @@ fn generate(dir: &Path, lines: u64) -> PathBuf {
     path
 }
 
-/// Runs an import; returns its JSON summary, wall time and peak RSS in bytes.
+/// Runs an import; returns its JSON summary, wall time, peak RSS in bytes
+/// and CPU time (up to its last 10 ms).
 fn import(
     emulator: &EmulatorProcess,
     input: &Path,
     extra: &[&str],
-) -> (serde_json::Value, Duration, u64) {
+) -> (serde_json::Value, Duration, u64, Duration) {
     let started = Instant::now();
     let mut child = Command::new(BINARY)
         .args([
@@ -122,7 +126,7 @@ fn import(
         .spawn()
         .expect("the import starts");
     let status = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
+    let (mut peak, mut cpu) = (0, Duration::ZERO);
     while child.try_wait().unwrap().is_none() {
         // VmHWM is the peak so far: the last reading before exit is the peak.
         if let Some(hwm) = fs::read_to_string(&status)
@@ -131,13 +135,25 @@ fn import(
         {
             peak = peak.max(hwm);
         }
+        cpu = cpu.max(cpu_time(child.id()).unwrap_or_default());
         thread::sleep(Duration::from_millis(10));
     }
     let elapsed = started.elapsed();
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
     let summary = serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("{err}: {stdout}"));
-    (summary, elapsed, peak)
+    (summary, elapsed, peak, cpu)
+}
+
+/// The CPU time (user and system) process `pid` has used, from
+/// `/proc/{pid}/stat` in USER_HZ ticks (1/100 s on Linux).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // utime and stime are the 12th and 13th fields after the command, which
+    // is in parentheses.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let (user, system): (u64, u64) = (fields.next()?.parse().ok()?, fields.next()?.parse().ok()?);
+    Some(Duration::from_millis((user + system) * 10))
 }
 
 fn vm_hwm(status: &str) -> Option<u64> {
@@ -153,21 +169,29 @@ fn main() {
     println!(
         "batch mode, --rate 50 (default), emulator limit 100/s; each import in its own process"
     );
-    println!("      lines  seconds   records/s  peak RSS  requests  429s");
+    println!(
+        "      lines  seconds   records/s  peak RSS  requests  429s  CPU µs/line: importer  emulator"
+    );
     let mut rows = Vec::new();
     for lines in [100_000, 300_000, 1_000_000] {
         let input = generate(&dir, lines);
         let emulator = EmulatorProcess::start(100);
-        let (summary, elapsed, peak) = import(&emulator, &input, &[]);
+        let emulator_cpu = || cpu_time(emulator.child.id()).unwrap_or_default();
+        let emulator_before = emulator_cpu();
+        let (summary, elapsed, peak, cpu) = import(&emulator, &input, &[]);
+        let emulator_used = emulator_cpu() - emulator_before;
         assert_eq!(summary["delivered"], lines, "{summary}");
         let snapshot = emulator.snapshot();
         let rate = lines as f64 / elapsed.as_secs_f64();
+        let per_line = |cpu: Duration| cpu.as_secs_f64() * 1e6 / lines as f64;
         println!(
-            "  {lines:>9}  {:>7.2}  {rate:>10.0}  {:>5.1} MB  {:>8}  {:>4}",
+            "  {lines:>9}  {:>7.2}  {rate:>10.0}  {:>5.1} MB  {:>8}  {:>4}  {:>21.2}  {:>8.2}",
             elapsed.as_secs_f64(),
             peak as f64 / 1e6,
             summary["requests"],
             snapshot["throttled"],
+            per_line(cpu),
+            per_line(emulator_used),
         );
         rows.push((lines, rate, peak));
         fs::remove_file(&input).unwrap();
@@ -185,7 +209,7 @@ fn main() {
         let lines = u64::from(rate) * 8;
         let input = generate(&dir, lines);
         let emulator = EmulatorProcess::start(100);
-        let (summary, _, _) = import(
+        let (summary, ..) = import(
             &emulator,
             &input,
             &["--mode", "single", "--rate", &rate.to_string()],
