@@ -888,3 +888,26 @@ impl<J, R> fmt::Debug for Dispatcher<J, R> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_are_held_while_paused_or_abandoning_and_only_then() {
+        let dispatcher = Dispatcher::builder().workers(1).build(|_: u64| ()).unwrap();
+        let shared = &dispatcher.shared;
+        let held = || shared.held.load(Ordering::SeqCst);
+        assert!(!held());
+        dispatcher.pause();
+        assert!(held());
+        dispatcher.resume();
+        assert!(!held());
+        // A shutdown that gives up abandons the queue; a resume afterwards
+        // must not let workers run what it handed back.
+        dispatcher.pause();
+        shared.set_flag(&shared.abandon, true);
+        dispatcher.resume();
+        assert!(held(), "still abandoning after a resume");
+    }
+}
