@@ -745,7 +745,7 @@ fn settings_recorded_before_the_window_was_still_match() {
         .arg("rate=80/s burst=10")
         .arg("PX")
         .arg(60_000)
-        .query(&mut redis.connection())
+        .query(&mut connection(&redis))
         .unwrap();
     let same = limiter(&redis, "old-settings", 80.0, 10).build().unwrap();
     same.connect().unwrap();
@@ -1028,7 +1028,7 @@ fn learned_generation(redis: &RedisServer, limiter: &RedisLimiter) -> Option<i64
     redis::cmd("HGET")
         .arg(format!("{}:rate", limiter.key()))
         .arg("gen")
-        .query(&mut redis.connection())
+        .query(&mut connection(redis))
         .unwrap()
 }
 
