@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator, RetryAfterStyle};
 use cio_ratelimit::{ApiClass, Client, ImportMode, Importer, RateLimit};
+use cio_test_redis::RedisServer;
 use serde_json::json;
 
 /// One row of the table.
@@ -285,51 +286,15 @@ fn shared_limiter(_: &str, _: &str, _: RateLimit, _: bool) -> cio_ratelimit::Unl
     unreachable!("the Redis rows are skipped without the redis feature")
 }
 
-/// A `redis-server` of the bench's own, on a free loopback port.
-mod redis_server {
-    use std::net::{TcpListener, TcpStream};
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
-
-    pub struct RedisServer {
-        child: Child,
-        pub url: String,
+/// A `redis-server` of the bench's own, on a free loopback port, or why
+/// the rows that share one are skipped.
+fn redis_server() -> Result<(RedisServer, String), &'static str> {
+    if !cfg!(feature = "redis") {
+        return Err("built without --features redis");
     }
-
-    /// The server, or why not.
-    pub fn start() -> Result<RedisServer, &'static str> {
-        if !cfg!(feature = "redis") {
-            return Err("built without --features redis");
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map_err(|_| "no free port")?
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|_| "redis-server is not on the PATH")?;
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if started.elapsed() > Duration::from_secs(10) {
-                return Err("redis-server did not start");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(RedisServer {
-            child,
-            url: format!("redis://127.0.0.1:{port}/0"),
-        })
-    }
-
-    impl Drop for RedisServer {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    let server = RedisServer::start().ok_or("redis-server is not on the PATH")?;
+    let url = server.url();
+    Ok((server, url))
 }
 
 /// A single `identify` while the server answers 429 with `Retry-After: 0`
@@ -364,8 +329,8 @@ fn main() {
         }
         let ideal = scenario.ideal();
         let url = if scenario.shared {
-            match redis.get_or_insert_with(redis_server::start) {
-                Ok(server) => Some(server.url.as_str()),
+            match redis.get_or_insert_with(redis_server) {
+                Ok((_, url)) => Some(url.as_str()),
                 Err(why) => {
                     println!(
                         "| {number} | {} | skipped: {why} | | | | | | |",
