@@ -352,6 +352,9 @@ fn a_207_that_never_makes_sense_exits_3_and_dead_letters_nothing() {
             input.to_str().unwrap(),
             "--max-retries",
             "1",
+            // One lane: the ten lines go in one batch, the one the script garbles.
+            "--workers",
+            "1",
             "--json",
         ],
     )

@@ -2,7 +2,12 @@
 //! and the packer that puts such entries into batch requests.
 //!
 //! The run does not care which API a line is for: it asks an [`Entry`] for
-//! its bytes and its request, and a [`Packer`] for full batches.
+//! its bytes, its request and the person it names, and a [`Packer`] for
+//! full batches.
+
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
 
 use crate::client::batch::BatchPacker;
 use crate::client::operation::Operation;
@@ -30,12 +35,63 @@ impl Entry {
         }
     }
 
+    /// Whom the entry writes to, so that one person's entries reach the
+    /// server in input order: a Track operation's `identifiers` (its `id`,
+    /// else `email`, else `cio_id`; a merge's `primary`; an anonymous
+    /// event's `anonymous_id`; an object's type and id), a Pipelines call's
+    /// `userId`, else `anonymousId`. `None` when it names no one (a delivery).
+    ///
+    /// The key is the identifier as written (a number as its digits), so
+    /// one person named by id on one line and by email on another gives two
+    /// keys: nothing here can know they are the same person.
+    pub(crate) fn person(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Entry::Track(operation) => track_person(operation.as_json()),
+            Entry::Pipelines(call) => Some(call.person())
+                .filter(|person| !person.is_empty())
+                .map(Cow::Borrowed),
+        }
+    }
+
     /// The request that sends this entry alone.
     pub(crate) fn into_call(self) -> ClientCall {
         match self {
             Entry::Track(operation) => ClientCall::Entity(operation),
             Entry::Pipelines(call) => ClientCall::Pipelines(Box::new(call)),
         }
+    }
+}
+
+/// The person (or object) a Track v2 operation names; see [`Entry::person`].
+fn track_person(body: &Map<String, Value>) -> Option<Cow<'_, str>> {
+    fn text(value: &Value) -> Option<Cow<'_, str>> {
+        match value {
+            Value::String(text) => Some(Cow::Borrowed(text)),
+            Value::Number(number) => Some(Cow::Owned(number.to_string())),
+            _ => None,
+        }
+    }
+    fn person(identifiers: &Value) -> Option<Cow<'_, str>> {
+        ["id", "email", "cio_id"]
+            .iter()
+            .find_map(|key| identifiers.get(key).and_then(text))
+    }
+    match (
+        body.get("type").and_then(Value::as_str),
+        body.get("action").and_then(Value::as_str),
+    ) {
+        (Some("person"), Some("merge")) => body.get("primary").and_then(person),
+        (Some("person"), _) => match body.get("identifiers") {
+            Some(identifiers) => person(identifiers),
+            None => body.get("anonymous_id").and_then(text),
+        },
+        (Some("object"), _) => {
+            let identifiers = body.get("identifiers")?;
+            let kind = identifiers.get("object_type_id").and_then(text)?;
+            let id = identifiers.get("object_id").and_then(text)?;
+            Some(Cow::Owned(format!("object {kind} {id}")))
+        }
+        _ => None,
     }
 }
 

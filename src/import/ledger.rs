@@ -1,5 +1,12 @@
 //! The acknowledgement ledger: which lines each request carries, and a
-//! checkpoint that advances only over a contiguous prefix of lines that are done.
+//! checkpoint that advances only over lines that are all done.
+//!
+//! The requests of different lanes carry interleaved lines (one lane's
+//! batch lines 1, 4 and 9, another's 2, 3 and 5) and are answered in any
+//! order. A line is settled (counted, its dead letter written) only once
+//! every line before it is done, so the checkpoint is the line before the
+//! first one still open: waiting in a lane's packer, in a request not yet
+//! answered, or not yet read. A resume never skips an unacknowledged line.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -11,48 +18,6 @@ use crate::import::checkpoint::Checkpoint;
 use crate::import::dead_letter::{DeadLetter, DeadLetters};
 use crate::limit::clock::Clock;
 
-/// Lines in input order that travel in one request (or none) and are done
-/// together: the lines after the previous chunk's, up to `last_line`.
-#[derive(Debug, Default)]
-pub(crate) struct Chunk {
-    last_line: u64,
-    /// The line of each item in the request, in order.
-    item_lines: Vec<u64>,
-    /// Bad lines in the chunk's range, found before sending.
-    dead: Vec<DeadLetter>,
-    dead_bytes: usize,
-}
-
-impl Chunk {
-    /// `line` is the next item of the chunk's request.
-    pub(crate) fn add_item(&mut self, line: u64) {
-        self.item_lines.push(line);
-        self.last_line = line;
-    }
-
-    /// `line` cannot be sent, for `reason`.
-    pub(crate) fn add_dead(&mut self, line: u64, reason: String, original: &[u8]) {
-        self.dead_bytes += reason.len() + original.len();
-        self.dead.push(DeadLetter::new(line, reason, original));
-        self.last_line = line;
-    }
-
-    /// `line` needs nothing sent (blank, or done by an earlier run).
-    pub(crate) fn pass(&mut self, line: u64) {
-        self.last_line = line;
-    }
-
-    /// Bytes of dead letters held, to bound memory.
-    pub(crate) fn dead_bytes(&self) -> usize {
-        self.dead_bytes
-    }
-
-    /// Whether it covers no line at all.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.last_line == 0
-    }
-}
-
 /// An item of a chunk's request that the server rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Rejected {
@@ -63,14 +28,29 @@ pub(crate) struct Rejected {
     pub(crate) original: String,
 }
 
-/// A chunk's place in the ledger, in input order.
+/// A chunk's place in the ledger: chunks are numbered in the order they
+/// open, which is the order of their first lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct ChunkId(u64);
 
+/// The lines that travel in one request, in input order.
+#[derive(Debug)]
+struct Chunk {
+    /// The line of each item of the request.
+    lines: Vec<u64>,
+    /// How many of `lines` are settled.
+    settled: usize,
+    state: State,
+}
+
 #[derive(Debug)]
 enum State {
-    Waiting,
-    Acknowledged(Vec<Rejected>),
+    /// Being packed, or sent and not answered.
+    Open,
+    /// Answered: the rejected items in request order, and how many of them
+    /// are settled.
+    Acknowledged(Vec<Rejected>, usize),
+    /// Never to be answered: the checkpoint stays before its first line.
     Failed,
 }
 
@@ -83,17 +63,24 @@ pub(crate) struct CheckpointFile {
     pub(crate) before: (u64, u64),
 }
 
-/// Chunks in input order, acknowledged in any order; the lines of a
-/// contiguous prefix of acknowledged chunks are settled (delivered or
-/// dead-lettered) and the checkpoint moves over them. A failed chunk holds
-/// the checkpoint before it for good.
+/// Lines in input order, each read line given to a chunk (a request),
+/// dead-lettered, or passed; chunks are acknowledged in any order, and every
+/// line before the first line of the first chunk still open is settled
+/// (delivered or dead-lettered) and the checkpoint moves over it. A failed
+/// chunk holds the checkpoint before it for good.
 ///
-/// The dead letters of settled lines reach the disk before any checkpoint
-/// that passes them.
+/// The dead letters of settled lines are written in line order, and reach
+/// the disk before any checkpoint that passes them.
 pub(crate) struct Ledger {
-    chunks: VecDeque<(Chunk, State)>,
+    /// Chunks not yet settled in full, in the order they opened.
+    chunks: VecDeque<Chunk>,
     /// The id of `chunks[0]`.
     first: u64,
+    /// Bad lines found while reading, not yet settled, in line order.
+    bad: VecDeque<DeadLetter>,
+    bad_bytes: usize,
+    /// The last line read.
+    read: u64,
     dead_letters: DeadLetters,
     checkpoint: Option<CheckpointFile>,
     /// Every line up to this one is settled.
@@ -119,6 +106,9 @@ impl Ledger {
         Ledger {
             chunks: VecDeque::new(),
             first: 0,
+            bad: VecDeque::new(),
+            bad_bytes: 0,
+            read: line,
             dead_letters,
             checkpoint,
             line,
@@ -131,74 +121,127 @@ impl Ledger {
         }
     }
 
-    /// Adds the next chunk. One whose request is not `sent` (it has no
-    /// items) is acknowledged at once.
-    pub(crate) fn open(&mut self, chunk: Chunk, sent: bool) -> Result<ChunkId> {
+    /// Opens the chunk of a new request, with `line` its first item.
+    pub(crate) fn open(&mut self, line: u64) -> ChunkId {
+        self.read(line);
         let id = ChunkId(self.first + self.chunks.len() as u64);
-        let state = if sent {
-            State::Waiting
-        } else {
-            State::Acknowledged(Vec::new())
-        };
-        self.chunks.push_back((chunk, state));
-        self.settle()?;
-        Ok(id)
+        self.chunks.push_back(Chunk {
+            lines: vec![line],
+            settled: 0,
+            state: State::Open,
+        });
+        id
+    }
+
+    /// `line` is the next item of chunk `id`'s request, still being packed.
+    pub(crate) fn add(&mut self, id: ChunkId, line: u64) {
+        self.read(line);
+        if let Some(chunk) = self.chunk(id) {
+            chunk.lines.push(line);
+        }
+    }
+
+    /// `line` needs nothing sent (blank, or done by an earlier run).
+    pub(crate) fn pass(&mut self, line: u64) -> Result<()> {
+        self.read(line);
+        self.settle()
+    }
+
+    /// `line` cannot be sent, for `reason`.
+    pub(crate) fn dead(&mut self, line: u64, reason: String, original: &[u8]) -> Result<()> {
+        self.read(line);
+        let letter = DeadLetter::new(line, reason, original);
+        self.bad_bytes += size(&letter);
+        self.bad.push_back(letter);
+        self.settle()
+    }
+
+    /// Bytes of dead letters held until the lines before them are done.
+    pub(crate) fn held_dead_bytes(&self) -> usize {
+        self.bad_bytes
+    }
+
+    fn read(&mut self, line: u64) {
+        debug_assert!(line > self.read, "lines come in input order");
+        self.read = line;
     }
 
     /// The server answered chunk `id`'s request, rejecting `rejected`.
-    pub(crate) fn acknowledge(&mut self, id: ChunkId, rejected: Vec<Rejected>) -> Result<()> {
-        if let Some(state) = self.state(id) {
-            *state = State::Acknowledged(rejected);
+    pub(crate) fn acknowledge(&mut self, id: ChunkId, mut rejected: Vec<Rejected>) -> Result<()> {
+        rejected.sort_by_key(|item| item.index);
+        if let Some(chunk) = self.chunk(id) {
+            chunk.state = State::Acknowledged(rejected, 0);
         }
         self.settle()
     }
 
-    /// Chunk `id`'s request failed: neither it nor any chunk after it will
-    /// be settled, so the checkpoint stays before its lines.
+    /// Chunk `id`'s request failed: neither its lines nor any after its
+    /// first will be settled, so the checkpoint stays before them.
     pub(crate) fn fail(&mut self, id: ChunkId) {
-        if let Some(state) = self.state(id) {
-            *state = State::Failed;
+        if let Some(chunk) = self.chunk(id) {
+            chunk.state = State::Failed;
         }
     }
 
-    fn state(&mut self, id: ChunkId) -> Option<&mut State> {
+    fn chunk(&mut self, id: ChunkId) -> Option<&mut Chunk> {
         let index = id.0.checked_sub(self.first)?;
-        self.chunks
-            .get_mut(usize::try_from(index).ok()?)
-            .map(|(_, state)| state)
+        self.chunks.get_mut(usize::try_from(index).ok()?)
     }
 
-    /// Settles the acknowledged chunks at the front, in order.
+    /// Settles every line before the first one still open, in line order.
     fn settle(&mut self) -> Result<()> {
-        while let Some((_, State::Acknowledged(_))) = self.chunks.front() {
-            let Some((chunk, State::Acknowledged(rejected))) = self.chunks.pop_front() else {
-                unreachable!("the front was acknowledged");
-            };
-            self.first += 1;
-            self.settle_chunk(chunk, rejected)?;
+        let open = self
+            .chunks
+            .iter()
+            .find(|chunk| !matches!(chunk.state, State::Acknowledged(..)));
+        let through = open.map_or(self.read, |chunk| chunk.lines[0] - 1);
+        if through <= self.line {
+            return Ok(());
         }
-        self.store_checkpoint_if_due()
-    }
-
-    /// Writes a chunk's dead letters in line order and moves past its lines.
-    fn settle_chunk(&mut self, chunk: Chunk, rejected: Vec<Rejected>) -> Result<()> {
-        let mut letters = chunk.dead;
-        let mut rejected_items = 0;
-        for item in rejected {
-            // The client names each rejected item once, within the request.
-            if let Some(&line) = chunk.item_lines.get(item.index) {
-                rejected_items += 1;
-                letters.push(DeadLetter::new(line, item.reason, item.original.as_bytes()));
+        let mut letters = Vec::new();
+        while self
+            .bad
+            .front()
+            .is_some_and(|letter| letter.line <= through)
+        {
+            let letter = self.bad.pop_front().expect("the front exists");
+            self.bad_bytes -= size(&letter);
+            letters.push(letter);
+        }
+        for chunk in &mut self.chunks {
+            let State::Acknowledged(rejected, next) = &mut chunk.state else {
+                break;
+            };
+            while let Some(&line) = chunk.lines.get(chunk.settled).filter(|&&l| l <= through) {
+                let index = chunk.settled;
+                // The client names each rejected item once, within the request.
+                while rejected.get(*next).is_some_and(|item| item.index < index) {
+                    *next += 1;
+                }
+                match rejected.get_mut(*next).filter(|item| item.index == index) {
+                    Some(item) => {
+                        let reason = std::mem::take(&mut item.reason);
+                        letters.push(DeadLetter::new(line, reason, item.original.as_bytes()));
+                        *next += 1;
+                    }
+                    None => self.delivered += 1,
+                }
+                chunk.settled += 1;
             }
+        }
+        while self.chunks.front().is_some_and(|chunk| {
+            matches!(chunk.state, State::Acknowledged(..)) && chunk.settled == chunk.lines.len()
+        }) {
+            self.chunks.pop_front();
+            self.first += 1;
         }
         letters.sort_by_key(|letter| letter.line);
         for letter in &letters {
             self.dead_letters.write(letter)?;
         }
-        self.delivered += (chunk.item_lines.len() - rejected_items) as u64;
         self.dead_lettered += letters.len() as u64;
-        self.line = self.line.max(chunk.last_line);
-        Ok(())
+        self.line = through;
+        self.store_checkpoint_if_due()
     }
 
     /// Lines delivered in this run.
@@ -252,6 +295,11 @@ impl Ledger {
     }
 }
 
+/// What a held dead letter costs in memory, roughly.
+fn size(letter: &DeadLetter) -> usize {
+    letter.reason.len() + letter.original.len()
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs;
@@ -283,13 +331,14 @@ mod tests {
         )
     }
 
-    /// A chunk of the items on `lines`.
-    fn items(lines: impl IntoIterator<Item = u64>) -> Chunk {
-        let mut chunk = Chunk::default();
+    /// A chunk of the items on `lines`, read one after the other.
+    fn items(ledger: &mut Ledger, lines: impl IntoIterator<Item = u64>) -> ChunkId {
+        let mut lines = lines.into_iter();
+        let id = ledger.open(lines.next().unwrap());
         for line in lines {
-            chunk.add_item(line);
+            ledger.add(id, line);
         }
-        chunk
+        id
     }
 
     fn rejected(index: usize) -> Rejected {
@@ -322,9 +371,9 @@ mod tests {
         let dir = scratch("prefix");
         let clock = ManualClock::new();
         let mut ledger = ledger(&dir, &clock);
-        let first = ledger.open(items(1..=3), true).unwrap();
-        let second = ledger.open(items(4..=6), true).unwrap();
-        let third = ledger.open(items(7..=9), true).unwrap();
+        let first = items(&mut ledger, 1..=3);
+        let second = items(&mut ledger, 4..=6);
+        let third = items(&mut ledger, 7..=9);
         ledger.acknowledge(third, Vec::new()).unwrap();
         ledger.acknowledge(second, Vec::new()).unwrap();
         assert_eq!((ledger.line(), ledger.delivered()), (0, 0), "1-3 still out");
@@ -333,17 +382,76 @@ mod tests {
     }
 
     #[test]
+    fn interleaved_lanes_settle_only_lines_before_the_first_one_still_open() {
+        let dir = scratch("lanes");
+        let clock = ManualClock::new();
+        let mut ledger = ledger(&dir, &clock);
+        // Lane 0 packs lines 1, then 4; lane 1 packs 2, 3 and 5.
+        let first = ledger.open(1);
+        let second = ledger.open(2);
+        ledger.add(second, 3);
+        ledger.acknowledge(first, Vec::new()).unwrap();
+        assert_eq!((ledger.line(), ledger.delivered()), (1, 1));
+        let third = ledger.open(4);
+        ledger.add(second, 5);
+        ledger.acknowledge(second, vec![rejected(2)]).unwrap();
+        assert_eq!(
+            (ledger.line(), ledger.delivered(), ledger.dead_lettered()),
+            (3, 3, 0),
+            "line 4 is in lane 0's packer: line 5 waits for it"
+        );
+        ledger.dead(6, "invalid JSON".into(), b"{").unwrap();
+        ledger.pass(7).unwrap();
+        ledger.store_checkpoint().unwrap();
+        assert_eq!(stored(&dir), Some(3), "a resume would send line 4 again");
+        ledger.acknowledge(third, vec![rejected(0)]).unwrap();
+        ledger.store_checkpoint().unwrap();
+        assert_eq!(
+            (ledger.line(), ledger.delivered(), ledger.dead_lettered()),
+            (7, 3, 3)
+        );
+        assert_eq!(
+            dead_lines(&dir),
+            [
+                (4, "rejected item 0".to_string()),
+                (5, "rejected item 2".to_string()),
+                (6, "invalid JSON".to_string())
+            ],
+            "dead letters in line order, whichever lane answered first"
+        );
+        assert_eq!(stored(&dir), Some(7));
+    }
+
+    #[test]
+    fn lines_in_a_packer_not_yet_sent_hold_the_checkpoint() {
+        let dir = scratch("packer");
+        let clock = ManualClock::new();
+        let mut ledger = ledger(&dir, &clock);
+        ledger.pass(1).unwrap();
+        let packing = ledger.open(2);
+        ledger.pass(3).unwrap();
+        ledger.dead(4, "bad".into(), b"x").unwrap();
+        ledger.store_checkpoint().unwrap();
+        assert_eq!((ledger.line(), stored(&dir)), (1, Some(1)));
+        assert!(
+            ledger.held_dead_bytes() > 0,
+            "line 4's letter waits for line 2"
+        );
+        assert!(dead_lines(&dir).is_empty());
+        ledger.acknowledge(packing, Vec::new()).unwrap();
+        assert_eq!((ledger.line(), ledger.held_dead_bytes()), (4, 0));
+    }
+
+    #[test]
     fn rejected_items_are_dead_lettered_on_their_own_line_in_line_order() {
         let dir = scratch("rejected");
         let clock = ManualClock::new();
         let mut ledger = ledger(&dir, &clock);
-        let mut chunk = Chunk::default();
-        chunk.add_item(1);
-        chunk.add_dead(2, "invalid JSON".into(), b"{");
-        chunk.add_item(3);
-        chunk.pass(4);
-        chunk.add_item(5);
-        let id = ledger.open(chunk, true).unwrap();
+        let id = ledger.open(1);
+        ledger.dead(2, "invalid JSON".into(), b"{").unwrap();
+        ledger.add(id, 3);
+        ledger.pass(4).unwrap();
+        ledger.add(id, 5);
         ledger
             .acknowledge(id, vec![rejected(2), rejected(0)])
             .unwrap();
@@ -367,7 +475,7 @@ mod tests {
         let dir = scratch("index");
         let clock = ManualClock::new();
         let mut ledger = ledger(&dir, &clock);
-        let id = ledger.open(items([1, 2]), true).unwrap();
+        let id = items(&mut ledger, [1, 2]);
         ledger.acknowledge(id, vec![rejected(2)]).unwrap();
         assert_eq!((ledger.delivered(), ledger.dead_lettered()), (2, 0));
     }
@@ -377,26 +485,30 @@ mod tests {
         let dir = scratch("failed");
         let clock = ManualClock::new();
         let mut ledger = ledger(&dir, &clock);
-        let first = ledger.open(items([1]), true).unwrap();
-        let second = ledger.open(items([2]), true).unwrap();
-        let third = ledger.open(items([3]), true).unwrap();
+        let first = ledger.open(1);
+        let second = ledger.open(2);
+        let third = ledger.open(3);
+        ledger.add(first, 4);
         ledger.acknowledge(first, Vec::new()).unwrap();
         ledger.fail(second);
         ledger.acknowledge(third, Vec::new()).unwrap();
+        ledger.pass(5).unwrap();
         ledger.store_checkpoint().unwrap();
         assert_eq!((ledger.line(), stored(&dir)), (1, Some(1)));
-        assert_eq!(ledger.delivered(), 1);
+        assert_eq!(
+            ledger.delivered(),
+            1,
+            "line 4 was delivered, but after line 2"
+        );
     }
 
     #[test]
-    fn chunks_without_a_request_are_done_once_those_before_them_are() {
+    fn passed_lines_are_done_once_those_before_them_are() {
         let dir = scratch("unsent");
         let clock = ManualClock::new();
         let mut ledger = ledger(&dir, &clock);
-        let sent = ledger.open(items([1]), true).unwrap();
-        let mut blank = Chunk::default();
-        blank.pass(2);
-        ledger.open(blank, false).unwrap();
+        let sent = ledger.open(1);
+        ledger.pass(2).unwrap();
         assert_eq!(ledger.line(), 0);
         ledger.acknowledge(sent, Vec::new()).unwrap();
         assert_eq!(ledger.line(), 2);
@@ -407,13 +519,12 @@ mod tests {
         let dir = scratch("interval");
         let clock = ManualClock::new();
         let mut ledger = ledger(&dir, &clock);
-        let mut bad = Chunk::default();
-        bad.add_dead(1, "bad".into(), b"x");
-        ledger.open(bad, false).unwrap();
+        ledger.dead(1, "bad".into(), b"x").unwrap();
         assert_eq!(stored(&dir), None, "not yet due");
         clock.advance(EVERY);
-        let id = ledger.open(items([2]), true).unwrap();
-        assert_eq!(stored(&dir), Some(1), "due: stored as it settled");
+        let id = ledger.open(2);
+        ledger.store_checkpoint_if_due().unwrap();
+        assert_eq!(stored(&dir), Some(1), "due");
         assert_eq!(dead_lines(&dir).len(), 1, "its dead letter is on disk");
         ledger.acknowledge(id, Vec::new()).unwrap();
         assert_eq!(stored(&dir), Some(1), "stored less than an interval ago");

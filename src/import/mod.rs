@@ -28,6 +28,7 @@ pub(crate) mod dead_letter;
 pub(crate) mod entry;
 pub(crate) mod importer;
 pub(crate) mod input;
+pub(crate) mod lanes;
 pub(crate) mod ledger;
 pub(crate) mod output_paths;
 pub(crate) mod progress;

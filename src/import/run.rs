@@ -3,7 +3,6 @@
 //! their lines in input order.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,21 +15,23 @@ use crate::client::validate;
 use crate::error::{Error, Result, TransportKind};
 use crate::import::checkpoint::Checkpoint;
 use crate::import::dead_letter::DeadLetters;
-use crate::import::entry::Packer;
+use crate::import::entry::{Entry, Packer};
 use crate::import::importer::{ImportMode, Importer, ProgressCallback};
 use crate::import::input::Input;
-use crate::import::ledger::{CheckpointFile, Chunk, ChunkId, Ledger, Rejected};
+use crate::import::lanes::{Lane, lane_for, wait_for_an_answer};
+use crate::import::ledger::{CheckpointFile, ChunkId, Ledger, Rejected};
 use crate::import::progress::{ImportFailure, ImportSummary, Progress};
 use crate::import::reader::{Item, NdjsonReader};
 use crate::limit::clock::SystemClock;
 use crate::queue::client_call::{ClientCall, Reply};
 use crate::queue::dispatcher::Dispatcher;
-use crate::queue::ticket::{JobError, Outcome, Ticket};
+use crate::queue::ticket::{JobError, Outcome};
 use crate::retry::stats::RetryStats;
 
-/// A chunk closes once its dead letters reach this size, so that a file of
-/// bad lines does not pile them up in memory.
-const MAX_CHUNK_DEAD_BYTES: usize = 1 << 20;
+/// Dead letters waiting for the lines before them to be answered: at this
+/// size every lane sends what it has packed and the import waits for the
+/// answers, so that a file of bad lines does not pile them up in memory.
+const MAX_HELD_DEAD_BYTES: usize = 1 << 20;
 
 /// A call the import made, handed back with what came of it and what it
 /// cost; the call itself only when the dead letters need what it sent.
@@ -78,19 +79,14 @@ impl Sent {
     }
 }
 
-/// One import in progress: lines are read into chunks, each chunk's request
-/// goes through the queue, and the ledger settles the chunks in order.
+/// One import in progress: entries are spread over lanes by the person they
+/// name, each lane's requests go through the queue one at a time, and the
+/// ledger settles their lines in input order.
 pub(super) struct Run {
     mode: ImportMode,
-    packer: Packer,
-    /// The chunk being filled.
-    chunk: Chunk,
+    lanes: Vec<Lane<Sent>>,
     dispatcher: Dispatcher<ClientCall, Sent>,
-    /// Requests sent and not yet settled, in input order.
-    in_flight: VecDeque<(ChunkId, Ticket<Sent>)>,
     ledger: Ledger,
-    /// A chunk failed: nothing after it may be settled.
-    chunk_failed: bool,
     progress: Progress,
     dead_letter_path: PathBuf,
     started: Instant,
@@ -178,11 +174,15 @@ impl Run {
                     stats,
                 }
             })?;
-        let packer = match importer.max_batch_bytes {
-            Some(bytes) => BatchPacker::with_limits(bytes, validate::MAX_ITEM_BYTES)?,
-            None => BatchPacker::new(),
+        let packer = || -> Result<Packer> {
+            Ok(Packer::Track(match importer.max_batch_bytes {
+                Some(bytes) => BatchPacker::with_limits(bytes, validate::MAX_ITEM_BYTES)?,
+                None => BatchPacker::new(),
+            }))
         };
-        let packer = Packer::Track(packer);
+        let lanes = (0..importer.workers)
+            .map(|_| Ok(Lane::new(packer()?)))
+            .collect::<Result<_>>()?;
         let resumed_at = importer
             .checkpoint
             .clone()
@@ -203,12 +203,9 @@ impl Run {
         let now = Instant::now();
         let run = Run {
             mode: importer.mode,
-            packer,
-            chunk: Chunk::default(),
+            lanes,
             dispatcher,
-            in_flight: VecDeque::new(),
             ledger,
-            chunk_failed: false,
             progress: Progress {
                 total_bytes,
                 checkpoint_line: skip_to,
@@ -239,7 +236,7 @@ impl Run {
         ))
     }
 
-    /// Reads every line, sending chunks and settling those that are done.
+    /// Reads every line, sending requests and settling those answered.
     pub(super) fn read_all(&mut self, reader: &mut Input<impl BufRead>) -> Result<()> {
         while let Some(record) = reader
             .next_record()
@@ -252,32 +249,17 @@ impl Run {
                 self.progress.bytes_read += record.bytes_read;
             }
             match record.item {
-                Item::Skipped => {
-                    self.progress.skipped += 1;
-                    self.chunk.pass(line);
-                }
-                Item::Blank => self.chunk.pass(line),
-                Item::Bad { reason, original } => self.dead_letter(line, reason, &original)?,
-                Item::Entry(entry) => match self.mode {
-                    ImportMode::Single => {
-                        self.close_chunk(None)?;
-                        self.chunk.add_item(line);
-                        self.close_chunk(Some(entry.into_call()))?;
-                    }
-                    ImportMode::Batch => match self.packer.push(&entry) {
-                        Err(invalid) => {
-                            self.dead_letter(line, invalid.to_string(), &entry.as_bytes())?
-                        }
-                        Ok(full) => {
-                            if let Some(full) = full {
-                                self.close_chunk(Some(full))?;
-                            }
-                            self.chunk.add_item(line);
-                        }
-                    },
-                },
+                // Settled by an earlier run: the ledger starts after it.
+                Item::Skipped => self.progress.skipped += 1,
+                Item::Blank => self.ledger.pass(line)?,
+                Item::Bad { reason, original } => self.ledger.dead(line, reason, &original)?,
+                Item::Entry(entry) => self.push(line, entry)?,
             }
-            self.settle_done()?;
+            if self.ledger.held_dead_bytes() >= MAX_HELD_DEAD_BYTES {
+                self.send_packed_and_wait()?;
+            }
+            self.poll()?;
+            self.report(false)?;
         }
         match &self.resumed_at {
             Some((path, line)) if self.last_line < *line => Err(Error::Checkpoint {
@@ -291,39 +273,67 @@ impl Run {
         }
     }
 
-    fn dead_letter(&mut self, line: u64, reason: String, original: &[u8]) -> Result<()> {
-        self.chunk.add_dead(line, reason, original);
-        if self.chunk.dead_bytes() >= MAX_CHUNK_DEAD_BYTES {
-            let batch = self.packer.finish();
-            self.close_chunk(batch)?;
+    /// Puts `entry` in its person's lane: in the lane's next batch, or in a
+    /// request of its own in single mode.
+    fn push(&mut self, line: u64, entry: Entry) -> Result<()> {
+        let lane = lane_for(&entry, line, self.lanes.len());
+        if self.mode == ImportMode::Single {
+            let chunk = self.ledger.open(line);
+            return self.send(lane, chunk, entry.into_call());
         }
-        Ok(())
+        match self.lanes[lane].packer.push(&entry) {
+            Err(invalid) => self
+                .ledger
+                .dead(line, invalid.to_string(), &entry.as_bytes()),
+            Ok(full) => {
+                if let Some(full) = full {
+                    let chunk = self.lanes[lane].packing.take().expect("a batch has lines");
+                    self.send(lane, chunk, full)?;
+                }
+                match self.lanes[lane].packing {
+                    Some(chunk) => self.ledger.add(chunk, line),
+                    None => self.lanes[lane].packing = Some(self.ledger.open(line)),
+                }
+                Ok(())
+            }
+        }
     }
 
-    /// Ends the current chunk and sends its request, if any.
-    fn close_chunk(&mut self, call: Option<ClientCall>) -> Result<()> {
-        let chunk = std::mem::take(&mut self.chunk);
-        if chunk.is_empty() && call.is_none() {
+    /// Sends `call` for `lane` now if the lane is free, or holds it until
+    /// the lane's request is answered; with one held already, waits first.
+    fn send(&mut self, lane: usize, chunk: ChunkId, call: ClientCall) -> Result<()> {
+        while self.lanes[lane].held.is_some() {
+            wait_for_an_answer(&self.lanes, self.progress_every);
+            self.poll()?;
+            self.report(false)?;
+        }
+        if self.lanes[lane].in_flight.is_some() {
+            self.lanes[lane].held = Some((chunk, call));
             return Ok(());
         }
-        let id = self.ledger.open(chunk, call.is_some())?;
-        if let Some(call) = call {
-            let ticket = self
-                .dispatcher
-                .submit(call)
-                .map_err(|_| transport("the import's senders stopped"))?;
-            self.in_flight.push_back((id, ticket));
-        }
+        let ticket = self
+            .dispatcher
+            .submit(call)
+            .map_err(|_| transport("the import's senders stopped"))?;
+        self.lanes[lane].in_flight = Some((chunk, ticket));
         Ok(())
     }
 
-    /// Settles the requests at the front that are done, without waiting.
-    fn settle_done(&mut self) -> Result<()> {
-        while let Some(result) = self.in_flight.front().and_then(|(_, t)| t.try_wait()) {
-            let (id, _) = self.in_flight.pop_front().expect("the front exists");
-            self.settle(id, result)?;
+    /// Settles the requests that are answered, without waiting, and sends
+    /// the requests their lanes held.
+    fn poll(&mut self) -> Result<()> {
+        for lane in 0..self.lanes.len() {
+            let in_flight = &mut self.lanes[lane].in_flight;
+            let Some(result) = in_flight.as_ref().and_then(|(_, ticket)| ticket.try_wait()) else {
+                continue;
+            };
+            let (chunk, _) = in_flight.take().expect("it was answered");
+            self.settle(chunk, result)?;
+            if let Some((chunk, call)) = self.lanes[lane].held.take() {
+                self.send(lane, chunk, call)?;
+            }
         }
-        self.report(false)
+        Ok(())
     }
 
     /// Counts what a request cost and hands its answer to the ledger.
@@ -340,28 +350,30 @@ impl Run {
             Ok(rejected) => self.ledger.acknowledge(id, rejected),
             Err(error) => {
                 self.ledger.fail(id);
-                self.chunk_failed = true;
                 Err(error)
             }
         }
     }
 
-    /// Sends what is left and waits for every request.
-    pub(super) fn finish(&mut self) -> Result<()> {
-        let last = self.packer.finish();
-        self.close_chunk(last)?;
-        while let Some((id, ticket)) = self.in_flight.pop_front() {
-            // Wait in slices, so that progress keeps being reported.
-            let result = loop {
-                if let Some(result) = ticket.wait_timeout(self.progress_every) {
-                    break result;
-                }
-                self.report(false)?;
-            };
-            self.settle(id, result)?;
+    /// Sends what every lane has packed and waits for every answer.
+    fn send_packed_and_wait(&mut self) -> Result<()> {
+        for lane in 0..self.lanes.len() {
+            if let Some(call) = self.lanes[lane].packer.finish() {
+                let chunk = self.lanes[lane].packing.take().expect("a batch has lines");
+                self.send(lane, chunk, call)?;
+            }
+        }
+        while self.lanes.iter().any(|lane| lane.in_flight.is_some()) {
+            wait_for_an_answer(&self.lanes, self.progress_every);
+            self.poll()?;
             self.report(false)?;
         }
         Ok(())
+    }
+
+    /// Sends what is left and waits for every request.
+    pub(super) fn finish(&mut self) -> Result<()> {
+        self.send_packed_and_wait()
     }
 
     /// Wraps up: on failure, stops the senders and settles what finished
@@ -373,13 +385,13 @@ impl Run {
     ) -> std::result::Result<ImportSummary, ImportFailure> {
         let mut error = outcome.err();
         if error.is_some() {
-            // Queued requests are not sent; running ones finish.
+            // Queued requests are not sent, nor are held ones; running ones
+            // finish. The ledger settles no line after a failed request's.
             self.dispatcher.shutdown_timeout(Duration::ZERO);
-            // When the error was not a request's (a file, say), the requests
-            // before it may still settle; after a failed one, none may.
-            while let Some((id, ticket)) = self.in_flight.pop_front().filter(|_| !self.chunk_failed)
-            {
-                if let Err(err) = self.settle(id, ticket.wait()) {
+            for lane in 0..self.lanes.len() {
+                if let Some((id, ticket)) = self.lanes[lane].in_flight.take()
+                    && let Err(err) = self.settle(id, ticket.wait())
+                {
                     error.get_or_insert(err);
                 }
             }

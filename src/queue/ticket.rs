@@ -62,6 +62,12 @@ impl<R> Ticket<R> {
         }
     }
 
+    /// The channel the result comes on, to wait for the first of several
+    /// tickets with a [`crossbeam_channel::Select`].
+    pub(crate) fn receiver(&self) -> &Receiver<Result<R, JobError>> {
+        &self.result
+    }
+
     /// Blocks at most `timeout` for the result; `None` if the job has not run by then.
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<R, JobError>> {
         match self.result.recv_timeout(timeout) {
