@@ -227,12 +227,11 @@ impl Importer {
                 )));
             }
         };
-        let (mut run, mut reader) = match Run::start(self, input, total_bytes) {
+        let (run, mut reader) = match Run::start(self, input, total_bytes) {
             Ok(started) => started,
             Err(error) => return Err(failure_before_start(error)),
         };
-        let outcome = run.read_all(&mut reader).and_then(|()| run.finish());
-        run.end(outcome)
+        run.import(|| reader.next_record())
     }
 }
 

@@ -3,10 +3,13 @@
 //! their lines in input order.
 
 use std::borrow::Cow;
-use std::io::BufRead;
+use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, TryRecvError};
 
 use crate::client::batch::BatchPacker;
 use crate::client::event_id::EventId;
@@ -21,12 +24,20 @@ use crate::import::input::Input;
 use crate::import::lanes::{Lane, lane_for, wait_for_an_answer};
 use crate::import::ledger::{CheckpointFile, ChunkId, Ledger, Rejected};
 use crate::import::progress::{ImportFailure, ImportSummary, Progress};
-use crate::import::reader::{Item, NdjsonReader};
+use crate::import::reader::{Item, NdjsonReader, Record};
 use crate::limit::clock::SystemClock;
 use crate::queue::client_call::{ClientCall, Reply};
 use crate::queue::dispatcher::Dispatcher;
 use crate::queue::ticket::{JobError, Outcome};
 use crate::retry::stats::RetryStats;
+
+/// Records read and not yet taken by the sending thread: enough to keep it
+/// busy, few enough that a run of 1 MB lines stays within bounds.
+const RECORDS_IN_TRANSIT: usize = 64;
+
+/// A batch mode import sends what it has packed once the input has been
+/// quiet this long (`tail -f log | cio-ratelimit import -`).
+pub(crate) const FLUSH_AFTER: Duration = Duration::from_secs(1);
 
 /// Dead letters waiting for the lines before them to be answered: at this
 /// size every lane sends what it has packed and the import waits for the
@@ -236,28 +247,54 @@ impl Run {
         ))
     }
 
-    /// Reads every line, sending requests and settling those answered.
-    pub(super) fn read_all(&mut self, reader: &mut Input<impl BufRead>) -> Result<()> {
-        while let Some(record) = reader
-            .next_record()
-            .map_err(|err| Error::io("read the input", Path::new("-"), &err))?
-        {
-            let line = record.line;
-            self.last_line = line;
-            if !matches!(record.item, Item::Skipped) {
-                self.progress.lines_read += 1;
-                self.progress.bytes_read += record.bytes_read;
+    /// Carries out the import: reads records with `next_record` on this
+    /// thread, and sends them from another, which also notices when the
+    /// input goes quiet and sends what is packed (`FLUSH_AFTER`): a reader
+    /// blocked on a pipe cannot. Reading stays here because the input need
+    /// not be `Send` (standard input's lock is not).
+    #[allow(clippy::result_large_err)]
+    pub(super) fn import(
+        mut self,
+        mut next_record: impl FnMut() -> io::Result<Option<Record>>,
+    ) -> std::result::Result<ImportSummary, ImportFailure> {
+        let (records, incoming) = crossbeam_channel::bounded(RECORDS_IN_TRANSIT);
+        thread::scope(|scope| {
+            let sender = thread::Builder::new()
+                .name("cio-import".into())
+                .spawn_scoped(scope, move || {
+                    let outcome = self.send_all(&incoming).and_then(|()| self.finish());
+                    self.end(outcome)
+                })
+                .expect("spawning the import's sending thread");
+            while let Some(record) = next_record().transpose() {
+                let unreadable = record.is_err();
+                // When the sender stopped (it failed), reading on is pointless.
+                if records.send(record).is_err() || unreadable {
+                    break;
+                }
             }
-            match record.item {
-                // Settled by an earlier run: the ledger starts after it.
-                Item::Skipped => self.progress.skipped += 1,
-                Item::Blank => self.ledger.pass(line)?,
-                Item::Bad { reason, original } => self.ledger.dead(line, reason, &original)?,
-                Item::Entry(entry) => self.push(line, entry)?,
-            }
-            if self.ledger.held_dead_bytes() >= MAX_HELD_DEAD_BYTES {
-                self.send_packed_and_wait()?;
-            }
+            drop(records);
+            sender
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    /// Takes every record, sending requests and settling those answered.
+    fn send_all(&mut self, records: &Receiver<io::Result<Record>>) -> Result<()> {
+        let mut last_record = Instant::now();
+        loop {
+            let record = match records.try_recv() {
+                Ok(record) => record,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    self.wait_for_input(records, last_record)?;
+                    continue;
+                }
+            };
+            last_record = Instant::now();
+            let record = record.map_err(|err| Error::io("read the input", Path::new("-"), &err))?;
+            self.take(record)?;
             self.poll()?;
             self.report(false)?;
         }
@@ -271,6 +308,49 @@ impl Run {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// The input has nothing for now: waits for it or for an answer, and
+    /// once it has been quiet for `FLUSH_AFTER`, sends what is packed.
+    fn wait_for_input(
+        &mut self,
+        records: &Receiver<io::Result<Record>>,
+        last_record: Instant,
+    ) -> Result<()> {
+        let packed = self.lanes.iter().any(|lane| lane.packing.is_some());
+        let flush_in = (last_record + FLUSH_AFTER).saturating_duration_since(Instant::now());
+        if packed && flush_in.is_zero() {
+            self.send_packed()?;
+        }
+        let timeout = match packed {
+            true if !flush_in.is_zero() => flush_in.min(self.progress_every),
+            _ => self.progress_every,
+        };
+        wait_for_an_answer(&self.lanes, Some(records), timeout);
+        self.poll()?;
+        self.report(false)
+    }
+
+    /// Takes one record: counts it, and sends, packs, dead-letters or passes it.
+    fn take(&mut self, record: Record) -> Result<()> {
+        let line = record.line;
+        self.last_line = line;
+        if !matches!(record.item, Item::Skipped) {
+            self.progress.lines_read += 1;
+            self.progress.bytes_read += record.bytes_read;
+        }
+        match record.item {
+            // Settled by an earlier run: the ledger starts after it.
+            Item::Skipped => self.progress.skipped += 1,
+            Item::Blank => self.ledger.pass(line)?,
+            Item::Bad { reason, original } => self.ledger.dead(line, reason, &original)?,
+            Item::Entry(entry) => self.push(line, entry)?,
+        }
+        if self.ledger.held_dead_bytes() >= MAX_HELD_DEAD_BYTES {
+            self.send_packed()?;
+            self.wait_for_every_answer()?;
+        }
+        Ok(())
     }
 
     /// Puts `entry` in its person's lane: in the lane's next batch, or in a
@@ -303,7 +383,7 @@ impl Run {
     /// the lane's request is answered; with one held already, waits first.
     fn send(&mut self, lane: usize, chunk: ChunkId, call: ClientCall) -> Result<()> {
         while self.lanes[lane].held.is_some() {
-            wait_for_an_answer(&self.lanes, self.progress_every);
+            wait_for_an_answer::<_, ()>(&self.lanes, None, self.progress_every);
             self.poll()?;
             self.report(false)?;
         }
@@ -355,16 +435,21 @@ impl Run {
         }
     }
 
-    /// Sends what every lane has packed and waits for every answer.
-    fn send_packed_and_wait(&mut self) -> Result<()> {
+    /// Sends (or holds) what every lane has packed.
+    fn send_packed(&mut self) -> Result<()> {
         for lane in 0..self.lanes.len() {
             if let Some(call) = self.lanes[lane].packer.finish() {
                 let chunk = self.lanes[lane].packing.take().expect("a batch has lines");
                 self.send(lane, chunk, call)?;
             }
         }
+        Ok(())
+    }
+
+    /// Waits until every request sent or held is answered.
+    fn wait_for_every_answer(&mut self) -> Result<()> {
         while self.lanes.iter().any(|lane| lane.in_flight.is_some()) {
-            wait_for_an_answer(&self.lanes, self.progress_every);
+            wait_for_an_answer::<_, ()>(&self.lanes, None, self.progress_every);
             self.poll()?;
             self.report(false)?;
         }
@@ -372,17 +457,15 @@ impl Run {
     }
 
     /// Sends what is left and waits for every request.
-    pub(super) fn finish(&mut self) -> Result<()> {
-        self.send_packed_and_wait()
+    fn finish(&mut self) -> Result<()> {
+        self.send_packed()?;
+        self.wait_for_every_answer()
     }
 
     /// Wraps up: on failure, stops the senders and settles what finished
     /// before the failed chunk; then stores the checkpoint and reports.
     #[allow(clippy::result_large_err)]
-    pub(super) fn end(
-        mut self,
-        outcome: Result<()>,
-    ) -> std::result::Result<ImportSummary, ImportFailure> {
+    fn end(mut self, outcome: Result<()>) -> std::result::Result<ImportSummary, ImportFailure> {
         let mut error = outcome.err();
         if error.is_some() {
             // Queued requests are not sent, nor are held ones; running ones
