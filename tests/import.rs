@@ -502,6 +502,8 @@ fn import_lines(
     let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
     Importer::builder(client)
         .mode(mode)
+        // One lane: in batch mode, the lines travel in one request.
+        .workers(1)
         .dead_letter(dir.join("dead.ndjson"))
         .import_id("import")
         .build()

@@ -9,10 +9,14 @@
 //!
 //! Inside, one file per job: `reader` turns input lines into entries (or
 //! reasons why not); `entry` is what a line sends, a Track operation or a
-//! Pipelines call, and the packer for its batches; `ledger` records which lines each request carries and
-//! settles them in input order, whatever order the answers come in; `run`
-//! is one import in progress, wiring the reader, the queue and the ledger
-//! together; `importer` is the public face.
+//! Pipelines call, the person it names, and the packer for its batches;
+//! `lanes` keeps one person's entries in order (a lane per worker, one
+//! request in flight per lane); `ledger` records which lines each request
+//! carries and settles them in input order, whatever order the answers come
+//! in; `run` is one import in progress, reading on the caller's thread and
+//! sending from its own, wiring the reader, the lanes, the queue and the
+//! ledger together; `importer` is the public face: files, readers, and
+//! operations from memory.
 //! - [`Checkpoint`]: where a resumed import starts again.
 //! - [`DeadLetter`]: a line that could not be delivered, with its reason.
 //! - [`ImportSummary`], [`Progress`], [`ImportFailure`]: what happened.

@@ -112,15 +112,42 @@ pub(super) struct Run {
 }
 
 impl Run {
+    /// Starts an import of `input`: the run, and the records it reads.
     pub(super) fn start<R: BufRead>(
         importer: Importer,
         input: R,
         total_bytes: Option<u64>,
     ) -> Result<(Run, Input<R>)> {
+        #[cfg(feature = "csv")]
+        let csv = importer.csv.clone();
+        let (run, import_id, skip_to) = Run::begin(importer, total_bytes)?;
+        #[cfg(feature = "csv")]
+        if let Some(options) = csv {
+            let rows = crate::import::csv_rows::CsvRows::new(input, &options).map_err(|err| {
+                Error::io(
+                    "read the CSV header of",
+                    Path::new("the input"),
+                    &std::io::Error::new(std::io::ErrorKind::InvalidData, err.to_string()),
+                )
+            })?;
+            return Ok((run, Input::Csv { rows, skip_to }));
+        }
+        Ok((
+            run,
+            Input::Ndjson(NdjsonReader::new(input, import_id, skip_to)),
+        ))
+    }
+
+    /// Starts an import, whatever its input: the run, the import's id, and
+    /// the line it starts after (0, or where a resumed import stopped).
+    pub(super) fn begin(
+        importer: Importer,
+        total_bytes: Option<u64>,
+    ) -> Result<(Run, String, u64)> {
         let dead_letter_path = importer
             .dead_letter
             .clone()
-            .expect("set by import_file or import_reader");
+            .expect("set by each import method");
         let resumed = match (&importer.checkpoint, importer.resume) {
             (Some(path), true) => {
                 let checkpoint = Checkpoint::load(path)?;
@@ -165,8 +192,6 @@ impl Run {
                 DeadLetters::start(&dead_letter_path),
             ),
         };
-        #[cfg(feature = "csv")]
-        let csv = importer.csv.clone();
         let client = importer.client;
         let dispatcher = Dispatcher::builder()
             .workers(importer.workers)
@@ -230,21 +255,7 @@ impl Run {
             resumed_at,
             last_line: 0,
         };
-        #[cfg(feature = "csv")]
-        if let Some(options) = csv {
-            let rows = crate::import::csv_rows::CsvRows::new(input, &options).map_err(|err| {
-                Error::io(
-                    "read the CSV header of",
-                    Path::new("the input"),
-                    &std::io::Error::new(std::io::ErrorKind::InvalidData, err.to_string()),
-                )
-            })?;
-            return Ok((run, Input::Csv { rows, skip_to }));
-        }
-        Ok((
-            run,
-            Input::Ndjson(NdjsonReader::new(input, import_id, skip_to)),
-        ))
+        Ok((run, import_id, skip_to))
     }
 
     /// Carries out the import: reads records with `next_record` on this
