@@ -8,12 +8,20 @@
 //!    Beside them, the CPU time per line of the importer and of the
 //!    emulator (from `/proc`): the emulator parses and stores every item, and
 //!    on a busy machine it, not the importer, sets the records/s.
-//! 2. Single mode: the achieved rate against --rate, and the 429s (goal: 0).
+//! 2. Formats: 1,000,000 rows as plain NDJSON, gzip NDJSON and CSV, in
+//!    one run: rows/s and peak RSS (goals: ≥ 100,000 rows/s, < 64 MB).
+//! 3. The cost of per-person order: this binary against another (today's
+//!    `main`, which sends batches without lanes) on the same 1,000,000
+//!    lines, alternating, when `CIO_BENCH_BASELINE` names the other binary
+//!    (goal: within 10 %).
+//! 4. Single mode: the achieved rate against --rate, and the 429s (goal: 0).
 //!
 //! Both programs run as processes of their own (the emulator through
 //! `cio-ratelimit emulator`), so the RSS is the importer's alone.
 //!
-//! Run: `cargo bench -p cio-ratelimit-cli --bench import`
+//! Run: `cargo bench -p cio-ratelimit-cli --bench import`, or to compare
+//! with main: build main's `cio-ratelimit` (`--profile bench`), copy it
+//! aside, and run `CIO_BENCH_BASELINE=/path/to/it cargo bench -p cio-ratelimit-cli --bench import`.
 
 use std::fs;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -96,6 +104,32 @@ fn generate(dir: &Path, lines: u64) -> PathBuf {
     path
 }
 
+/// `rows` CSV rows of people after a header, ~50 bytes each.
+fn generate_csv(dir: &Path, rows: u64) -> PathBuf {
+    let path = dir.join(format!("{rows}.csv"));
+    let mut out = BufWriter::new(fs::File::create(&path).unwrap());
+    writeln!(out, "id,email,plan,n").unwrap();
+    for row in 0..rows {
+        writeln!(out, "u{row},u{row}@example.com,pro,{row}").unwrap();
+    }
+    out.flush().unwrap();
+    path
+}
+
+/// `input`, gzip-compressed beside it.
+fn gzip(input: &Path) -> PathBuf {
+    let mut name = input.file_name().unwrap().to_owned();
+    name.push(".gz");
+    let path = input.with_file_name(name);
+    let mut out = flate2::write::GzEncoder::new(
+        BufWriter::new(fs::File::create(&path).unwrap()),
+        flate2::Compression::default(),
+    );
+    std::io::copy(&mut fs::File::open(input).unwrap(), &mut out).unwrap();
+    out.finish().unwrap().flush().unwrap();
+    path
+}
+
 /// Runs an import; returns its JSON summary, wall time, peak RSS in bytes
 /// and CPU time (up to its last 10 ms).
 fn import(
@@ -103,8 +137,18 @@ fn import(
     input: &Path,
     extra: &[&str],
 ) -> (serde_json::Value, Duration, u64, Duration) {
+    import_with(BINARY, emulator, input, extra)
+}
+
+/// [`import`] with another `cio-ratelimit` binary.
+fn import_with(
+    binary: &str,
+    emulator: &EmulatorProcess,
+    input: &Path,
+    extra: &[&str],
+) -> (serde_json::Value, Duration, u64, Duration) {
     let started = Instant::now();
-    let mut child = Command::new(BINARY)
+    let mut child = Command::new(binary)
         .args([
             "import",
             input.to_str().unwrap(),
@@ -173,6 +217,7 @@ fn main() {
         "      lines  seconds   records/s  peak RSS  requests  429s  CPU µs/line: importer  emulator"
     );
     let mut rows = Vec::new();
+    let mut million = None;
     for lines in [100_000, 300_000, 1_000_000] {
         let input = generate(&dir, lines);
         let emulator = EmulatorProcess::start(100);
@@ -194,7 +239,10 @@ fn main() {
             per_line(emulator_used),
         );
         rows.push((lines, rate, peak));
-        fs::remove_file(&input).unwrap();
+        match lines {
+            1_000_000 => million = Some((input, rate, peak)),
+            _ => fs::remove_file(&input).unwrap(),
+        }
     }
     let (small, large) = (rows[0], rows[rows.len() - 1]);
     println!(
@@ -202,6 +250,40 @@ fn main() {
         large.2 as f64 / small.2 as f64,
         large.1 / small.1
     );
+
+    let (ndjson, ndjson_rate, ndjson_peak) = million.expect("the 1,000,000-line row ran");
+    println!("\nformats, 1,000,000 rows each, batch mode as above");
+    println!("  format        rows/s  peak RSS  requests  rows/s of plain NDJSON");
+    println!(
+        "  ndjson    {ndjson_rate:>10.0}  {:>5.1} MB  {:>8}  {:>6.2}",
+        ndjson_peak as f64 / 1e6,
+        "(above)",
+        1.0
+    );
+    let gzipped = gzip(&ndjson);
+    let csv = generate_csv(&dir, 1_000_000);
+    for (format, input) in [("ndjson.gz", &gzipped), ("csv", &csv)] {
+        let emulator = EmulatorProcess::start(100);
+        let (summary, elapsed, peak, _) = import(&emulator, input, &[]);
+        assert_eq!(summary["delivered"], 1_000_000, "{summary}");
+        let rate = 1e6 / elapsed.as_secs_f64();
+        println!(
+            "  {format:<9} {rate:>10.0}  {:>5.1} MB  {:>8}  {:>6.2}",
+            peak as f64 / 1e6,
+            summary["requests"],
+            rate / ndjson_rate
+        );
+    }
+    fs::remove_file(&gzipped).unwrap();
+    fs::remove_file(&csv).unwrap();
+
+    match std::env::var("CIO_BENCH_BASELINE") {
+        Ok(baseline) => compare(&baseline, &ndjson),
+        Err(_) => println!(
+            "\nper-person order: set CIO_BENCH_BASELINE to another cio-ratelimit binary (main's) to compare"
+        ),
+    }
+    fs::remove_file(&ndjson).unwrap();
 
     println!("\nsingle mode, one request per line, emulator limit 100/s");
     println!("  --rate  lines  seconds  achieved/s  of --rate  429s");
@@ -227,4 +309,43 @@ fn main() {
         fs::remove_file(&input).unwrap();
     }
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// This binary (per-person lanes) against `baseline` on the same input,
+/// alternating so that the noise of a shared machine falls on both.
+fn compare(baseline: &str, input: &Path) {
+    println!("\nper-person order: this binary against {baseline}, 1,000,000 lines, alternating");
+    println!(
+        "  run  baseline rows/s  this rows/s  ratio  baseline CPU  this CPU  baseline RSS  this RSS"
+    );
+    let (mut rates, mut cpus) = (Vec::new(), Vec::new());
+    for run in 1..=3 {
+        let measure = |binary: &str| {
+            let emulator = EmulatorProcess::start(100);
+            let (summary, elapsed, peak, cpu) = import_with(binary, &emulator, input, &[]);
+            assert_eq!(summary["delivered"], 1_000_000, "{summary}");
+            (
+                1e6 / elapsed.as_secs_f64(),
+                cpu.as_secs_f64(),
+                peak as f64 / 1e6,
+            )
+        };
+        let (before, before_cpu, before_peak) = measure(baseline);
+        let (now, now_cpu, now_peak) = measure(BINARY);
+        rates.push(now / before);
+        cpus.push(now_cpu / before_cpu);
+        println!(
+            "  {run:>3}  {before:>15.0}  {now:>11.0}  {:>5.2}  {before_cpu:>10.2} s  {now_cpu:>6.2} s  {before_peak:>9.1} MB  {now_peak:>5.1} MB",
+            now / before,
+        );
+    }
+    let median = |mut ratios: Vec<f64>| {
+        ratios.sort_by(f64::total_cmp);
+        ratios[ratios.len() / 2]
+    };
+    println!(
+        "  median rows/s ratio {:.2} (goal: at least 0.90); median CPU ratio {:.2}",
+        median(rates),
+        median(cpus)
+    );
 }

@@ -17,7 +17,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Select};
+use crossbeam_channel::Select;
 
 use crate::import::entry::{Entry, Packer};
 use crate::import::ledger::ChunkId;
@@ -61,22 +61,19 @@ pub(crate) fn lane_for(entry: &Entry, line: u64, lanes: usize) -> usize {
     (key % lanes as u64) as usize
 }
 
-/// Blocks until a request in flight in one of `lanes` is answered, a
-/// message is ready on `also` (if given), or `timeout` has passed.
-pub(crate) fn wait_for_an_answer<R, T>(
-    lanes: &[Lane<R>],
-    also: Option<&Receiver<T>>,
-    timeout: Duration,
-) {
+/// Blocks until a request in flight in one of `lanes` is answered, or
+/// `timeout` has passed; at once when none is in flight.
+pub(crate) fn wait_for_an_answer<R>(lanes: &[Lane<R>], timeout: Duration) {
     let mut select = Select::new();
+    let mut waiting = false;
     for (_, ticket) in lanes.iter().filter_map(|lane| lane.in_flight.as_ref()) {
         select.recv(ticket.receiver());
+        waiting = true;
     }
-    if let Some(receiver) = also {
-        select.recv(receiver);
+    if waiting {
+        // Readiness is all: the answer is taken with `try_wait`.
+        let _ = select.ready_timeout(timeout);
     }
-    // Readiness is all: what is ready is taken with `try_recv` and `try_wait`.
-    let _ = select.ready_timeout(timeout);
 }
 
 #[cfg(test)]

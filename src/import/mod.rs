@@ -13,9 +13,9 @@
 //! `lanes` keeps one person's entries in order (a lane per worker, one
 //! request in flight per lane); `ledger` records which lines each request
 //! carries and settles them in input order, whatever order the answers come
-//! in; `run` is one import in progress, reading on the caller's thread and
-//! sending from its own, wiring the reader, the lanes, the queue and the
-//! ledger together; `importer` is the public face: files, readers, and
+//! in; `run` is one import in progress, wiring the reader, the lanes, the
+//! queue and the ledger together; `timer` sends what is packed when the
+//! input goes quiet; `importer` is the public face: files, readers, and
 //! operations from memory.
 //! - [`Checkpoint`]: where a resumed import starts again.
 //! - [`DeadLetter`]: a line that could not be delivered, with its reason.
@@ -38,6 +38,7 @@ pub(crate) mod output_paths;
 pub(crate) mod progress;
 pub(crate) mod reader;
 pub(crate) mod run;
+pub(crate) mod timer;
 
 pub use checkpoint::Checkpoint;
 #[cfg(feature = "csv")]

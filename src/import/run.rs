@@ -6,10 +6,9 @@ use std::borrow::Cow;
 use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, TryRecvError};
+use parking_lot::Mutex;
 
 use crate::client::batch::BatchPacker;
 use crate::client::event_id::EventId;
@@ -25,19 +24,19 @@ use crate::import::lanes::{Lane, lane_for, wait_for_an_answer};
 use crate::import::ledger::{CheckpointFile, ChunkId, Ledger, Rejected};
 use crate::import::progress::{ImportFailure, ImportSummary, Progress};
 use crate::import::reader::{Item, NdjsonReader, Record};
+use crate::import::timer::with_timer;
 use crate::limit::clock::SystemClock;
 use crate::queue::client_call::{ClientCall, Reply};
 use crate::queue::dispatcher::Dispatcher;
 use crate::queue::ticket::{JobError, Outcome};
 use crate::retry::stats::RetryStats;
 
-/// Records read and not yet taken by the sending thread: enough to keep it
-/// busy, few enough that a run of 1 MB lines stays within bounds.
-const RECORDS_IN_TRANSIT: usize = 64;
-
 /// A batch mode import sends what it has packed once the input has been
 /// quiet this long (`tail -f log | cio-ratelimit import -`).
-pub(crate) const FLUSH_AFTER: Duration = Duration::from_secs(1);
+const FLUSH_AFTER: Duration = Duration::from_secs(1);
+
+/// The timer's ticks are at least this far apart.
+const MIN_TICK: Duration = Duration::from_millis(10);
 
 /// Dead letters waiting for the lines before them to be answered: at this
 /// size every lane sends what it has packed and the import waits for the
@@ -109,6 +108,10 @@ pub(super) struct Run {
     resumed_at: Option<(PathBuf, u64)>,
     /// The last line read.
     last_line: u64,
+    /// When the last record was read: the timer flushes after a quiet second.
+    last_record: Instant,
+    /// What stopped the timer's work; the reader stops at its next record.
+    timer_failed: Option<Error>,
 }
 
 impl Run {
@@ -254,61 +257,41 @@ impl Run {
             last_progress: now,
             resumed_at,
             last_line: 0,
+            last_record: now,
+            timer_failed: None,
         };
         Ok((run, import_id, skip_to))
     }
 
     /// Carries out the import: reads records with `next_record` on this
-    /// thread, and sends them from another, which also notices when the
-    /// input goes quiet and sends what is packed (`FLUSH_AFTER`): a reader
-    /// blocked on a pipe cannot. Reading stays here because the input need
-    /// not be `Send` (standard input's lock is not).
+    /// thread, while a timer thread sends what is packed once the input
+    /// has been quiet for `FLUSH_AFTER` (a reader blocked on a pipe cannot),
+    /// then sends what is left and waits for every answer.
     #[allow(clippy::result_large_err)]
     pub(super) fn import(
-        mut self,
+        self,
         mut next_record: impl FnMut() -> io::Result<Option<Record>>,
     ) -> std::result::Result<ImportSummary, ImportFailure> {
-        let (records, incoming) = crossbeam_channel::bounded(RECORDS_IN_TRANSIT);
-        thread::scope(|scope| {
-            let sender = thread::Builder::new()
-                .name("cio-import".into())
-                .spawn_scoped(scope, move || {
-                    let outcome = self.send_all(&incoming).and_then(|()| self.finish());
-                    self.end(outcome)
-                })
-                .expect("spawning the import's sending thread");
-            while let Some(record) = next_record().transpose() {
-                let unreadable = record.is_err();
-                // When the sender stopped (it failed), reading on is pointless.
-                if records.send(record).is_err() || unreadable {
-                    break;
-                }
+        let run = Mutex::new(self);
+        let read = with_timer(&run, FLUSH_AFTER, Run::tick, || {
+            while let Some(record) =
+                next_record().map_err(|err| Error::io("read the input", Path::new("-"), &err))?
+            {
+                run.lock().take(record)?;
             }
-            drop(records);
-            sender
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+            Ok(())
+        });
+        let mut run = run.into_inner();
+        let outcome = read
+            .and_then(|()| run.timer_failed.take().map_or(Ok(()), Err))
+            .and_then(|()| run.check_the_input_reached_the_checkpoint())
+            .and_then(|()| run.finish());
+        run.end(outcome)
     }
 
-    /// Takes every record, sending requests and settling those answered.
-    fn send_all(&mut self, records: &Receiver<io::Result<Record>>) -> Result<()> {
-        let mut last_record = Instant::now();
-        loop {
-            let record = match records.try_recv() {
-                Ok(record) => record,
-                Err(TryRecvError::Disconnected) => break,
-                Err(TryRecvError::Empty) => {
-                    self.wait_for_input(records, last_record)?;
-                    continue;
-                }
-            };
-            last_record = Instant::now();
-            let record = record.map_err(|err| Error::io("read the input", Path::new("-"), &err))?;
-            self.take(record)?;
-            self.poll()?;
-            self.report(false)?;
-        }
+    /// A resumed import's input must reach the checkpoint's line, or it is
+    /// not the input the checkpoint was kept for.
+    fn check_the_input_reached_the_checkpoint(&self) -> Result<()> {
         match &self.resumed_at {
             Some((path, line)) if self.last_line < *line => Err(Error::Checkpoint {
                 path: path.clone(),
@@ -321,29 +304,36 @@ impl Run {
         }
     }
 
-    /// The input has nothing for now: waits for it or for an answer, and
-    /// once it has been quiet for `FLUSH_AFTER`, sends what is packed.
-    fn wait_for_input(
-        &mut self,
-        records: &Receiver<io::Result<Record>>,
-        last_record: Instant,
-    ) -> Result<()> {
-        let packed = self.lanes.iter().any(|lane| lane.packing.is_some());
-        let flush_in = (last_record + FLUSH_AFTER).saturating_duration_since(Instant::now());
-        if packed && flush_in.is_zero() {
-            self.send_packed()?;
+    /// The timer's tick while the input is read: once the input has been
+    /// quiet for `FLUSH_AFTER`, sends what is packed; settles what was
+    /// answered, and reports. Returns when it is due again.
+    fn tick(&mut self) -> Duration {
+        if self.timer_failed.is_none() {
+            let quiet = self.packed() && self.last_record.elapsed() >= FLUSH_AFTER;
+            let ticked = if quiet { self.send_packed() } else { Ok(()) }
+                .and_then(|()| self.poll())
+                .and_then(|()| self.report(false));
+            // The reader stops at its next record.
+            self.timer_failed = ticked.err();
         }
-        let timeout = match packed {
-            true if !flush_in.is_zero() => flush_in.min(self.progress_every),
-            _ => self.progress_every,
+        let flush_in = match self.packed() {
+            true => FLUSH_AFTER.saturating_sub(self.last_record.elapsed()),
+            false => FLUSH_AFTER,
         };
-        wait_for_an_answer(&self.lanes, Some(records), timeout);
-        self.poll()?;
-        self.report(false)
+        flush_in.min(self.progress_every).max(MIN_TICK)
+    }
+
+    /// Whether a lane has lines packed and not sent.
+    fn packed(&self) -> bool {
+        self.lanes.iter().any(|lane| lane.packing.is_some())
     }
 
     /// Takes one record: counts it, and sends, packs, dead-letters or passes it.
     fn take(&mut self, record: Record) -> Result<()> {
+        if let Some(error) = self.timer_failed.take() {
+            return Err(error);
+        }
+        self.last_record = Instant::now();
         let line = record.line;
         self.last_line = line;
         if !matches!(record.item, Item::Skipped) {
@@ -361,7 +351,8 @@ impl Run {
             self.send_packed()?;
             self.wait_for_every_answer()?;
         }
-        Ok(())
+        self.poll()?;
+        self.report(false)
     }
 
     /// Puts `entry` in its person's lane: in the lane's next batch, or in a
@@ -394,7 +385,7 @@ impl Run {
     /// the lane's request is answered; with one held already, waits first.
     fn send(&mut self, lane: usize, chunk: ChunkId, call: ClientCall) -> Result<()> {
         while self.lanes[lane].held.is_some() {
-            wait_for_an_answer::<_, ()>(&self.lanes, None, self.progress_every);
+            wait_for_an_answer(&self.lanes, self.progress_every);
             self.poll()?;
             self.report(false)?;
         }
@@ -460,7 +451,7 @@ impl Run {
     /// Waits until every request sent or held is answered.
     fn wait_for_every_answer(&mut self) -> Result<()> {
         while self.lanes.iter().any(|lane| lane.in_flight.is_some()) {
-            wait_for_an_answer::<_, ()>(&self.lanes, None, self.progress_every);
+            wait_for_an_answer(&self.lanes, self.progress_every);
             self.poll()?;
             self.report(false)?;
         }
