@@ -123,6 +123,7 @@ pub(crate) struct CsvRows<R: BufRead> {
     /// Whether `raw` ended with a quote still open.
     unclosed: bool,
     record: csv::ByteRecord,
+    fields: FieldSplitter,
 }
 
 impl<R: BufRead> CsvRows<R> {
@@ -138,6 +139,7 @@ impl<R: BufRead> CsvRows<R> {
             raw: Vec::new(),
             unclosed: false,
             record: csv::ByteRecord::new(),
+            fields: FieldSplitter::new(),
         };
         match rows.read_raw() {
             Ok(Some(_)) => {}
@@ -148,7 +150,9 @@ impl<R: BufRead> CsvRows<R> {
             .raw
             .strip_prefix("\u{feff}".as_bytes())
             .unwrap_or(&rows.raw);
-        split_fields(header, &mut rows.record).map_err(CsvError::Header)?;
+        rows.fields
+            .split(header, &mut rows.record)
+            .map_err(CsvError::Header)?;
         let columns: Vec<String> = rows
             .record
             .iter()
@@ -190,7 +194,9 @@ impl<R: BufRead> CsvRows<R> {
         } else if self.unclosed {
             Err("a quote opened in this row is never closed".into())
         } else {
-            split_fields(&self.raw, &mut self.record).and_then(|()| self.operation())
+            self.fields
+                .split(&self.raw, &mut self.record)
+                .and_then(|()| self.operation())
         };
         Some(Ok(CsvRow {
             line,
@@ -317,16 +323,35 @@ fn typed(text: &str) -> Value {
 }
 
 /// Splits one row's bytes into fields, RFC 4180 quoting undone.
-fn split_fields(raw: &[u8], record: &mut csv::ByteRecord) -> Result<(), String> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .buffer_capacity(raw.len().max(64))
-        .from_reader(raw);
-    match reader.read_byte_record(record) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err("an empty row".into()),
-        Err(err) => Err(format!("not CSV: {err}")),
+/// Splits one row into fields with the `csv` crate. Its reader is built
+/// once and rewound for each row: building one costs more than the row.
+struct FieldSplitter {
+    reader: csv::Reader<std::io::Cursor<Vec<u8>>>,
+}
+
+impl FieldSplitter {
+    fn new() -> FieldSplitter {
+        FieldSplitter {
+            reader: csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(std::io::Cursor::new(Vec::new())),
+        }
+    }
+
+    fn split(&mut self, raw: &[u8], record: &mut csv::ByteRecord) -> Result<(), String> {
+        let row = self.reader.get_mut().get_mut();
+        row.clear();
+        row.extend_from_slice(raw);
+        // Back to the start of the new row, with the parser's state reset.
+        self.reader
+            .seek(csv::Position::new())
+            .map_err(|err| format!("not CSV: {err}"))?;
+        match self.reader.read_byte_record(record) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("an empty row".into()),
+            Err(err) => Err(format!("not CSV: {err}")),
+        }
     }
 }
 
@@ -335,6 +360,26 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn one_field_splitter_splits_row_after_row_with_nothing_left_over() {
+        let mut fields = FieldSplitter::new();
+        let mut record = csv::ByteRecord::new();
+        let mut split = |raw: &str| {
+            fields.split(raw.as_bytes(), &mut record).unwrap();
+            record
+                .iter()
+                .map(|field| String::from_utf8_lossy(field).into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            split(r#""a, ""quoted"" one",b"#),
+            ["a, \"quoted\" one", "b"]
+        );
+        assert_eq!(split("c"), ["c"], "a shorter row after a longer one");
+        assert_eq!(split("d,\"e\nf\",g"), ["d", "e\nf", "g"]);
+        assert_eq!(fields.split(b"", &mut record), Err("an empty row".into()));
+    }
 
     fn rows(text: &str, options: &CsvOptions) -> Vec<CsvRow> {
         let mut rows = CsvRows::new(text.as_bytes(), options).unwrap();
