@@ -16,7 +16,9 @@ use cio_ratelimit::{
 use serde_json::json;
 
 mod on_request;
+mod scripted;
 use on_request::OnRequest;
+use scripted::Scripted;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cio-order-test-{}-{name}", std::process::id()));
@@ -45,12 +47,12 @@ fn flaky_emulator(seed: u64, limit: u32) -> Emulator {
 /// A client without a rate of its own (the emulator's 429s set it) that
 /// retries quickly and long enough to outlast the faults.
 fn client(emulator: &Emulator) -> Client {
-    client_with(emulator, Unlimited::new(), 100)
+    client_with(&emulator.url(), Unlimited::new(), 100)
 }
 
-fn client_with(emulator: &Emulator, limiter: impl Limiter + 'static, max_retries: u32) -> Client {
+fn client_with(url: &str, limiter: impl Limiter + 'static, max_retries: u32) -> Client {
     Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
-        .track_url(emulator.url())
+        .track_url(url)
         .limiter(ApiClass::Track, limiter)
         .retry_policy(
             RetryPolicy::builder()
@@ -249,7 +251,7 @@ fn one_persons_writes_stay_in_order_across_a_stop_and_a_resume() {
             }
         }
     });
-    let failure = importer(client_with(&emulator, failing, 2))
+    let failure = importer(client_with(&emulator.url(), failing, 2))
         .build()
         .unwrap()
         .import_file(&path)
@@ -267,4 +269,48 @@ fn one_persons_writes_stay_in_order_across_a_stop_and_a_resume() {
         .unwrap();
     assert_eq!(summary.progress.skipped, stopped_at);
     assert_in_order(&emulator.snapshot(), input);
+}
+
+/// A person named once, early, in a file of someone else's lines: their lane
+/// sends them once 100,000 lines have gone by, not at the end of the input,
+/// so they do not hold the checkpoint back for the rest of the file.
+#[test]
+fn a_person_named_once_is_sent_without_waiting_for_the_end_of_the_input() {
+    // A server that answers 200 to everything and keeps the bodies in order.
+    let server = Scripted::start(&[]);
+    let dir = scratch("seldom");
+    let identify = |who: &str, line: u64| {
+        format!(
+            "{{\"type\":\"person\",\"action\":\"identify\",\"identifiers\":{{\"id\":\"{who}\"}},\"attributes\":{{\"line\":{line}}}}}\n"
+        )
+    };
+    // Four people named once cover the lanes the busy one is not in.
+    let mut text: String = (1..=4)
+        .map(|line| identify(&format!("once{line}"), line))
+        .collect();
+    for line in 5..=130_000 {
+        text.push_str(&identify("busy", line));
+    }
+    let summary = Importer::builder(client_with(server.url(), Unlimited::new(), 0))
+        .workers(4)
+        .dead_letter(dir.join("dead.ndjson"))
+        .build()
+        .unwrap()
+        .import_reader(text.as_bytes(), None)
+        .unwrap();
+    assert_eq!(summary.progress.delivered, 130_000);
+    let requests = server.received();
+    let carrying = |text: &str| {
+        requests
+            .iter()
+            .position(|request| String::from_utf8_lossy(&request.body).contains(text))
+            .unwrap()
+    };
+    let late_busy_line = carrying("\"line\":125000}");
+    for once in 1..=4 {
+        assert!(
+            carrying(&format!("\"once{once}\"")) < late_busy_line,
+            "once{once} went after the busy person's line 125,000"
+        );
+    }
 }

@@ -322,9 +322,9 @@ fn typed(text: &str) -> Value {
     }
 }
 
-/// Splits one row's bytes into fields, RFC 4180 quoting undone.
-/// Splits one row into fields with the `csv` crate. Its reader is built
-/// once and rewound for each row: building one costs more than the row.
+/// Splits one row's bytes into fields, RFC 4180 quoting undone, with the
+/// `csv` crate. Its reader is built once and rewound for each row: building
+/// one costs more than splitting the row.
 struct FieldSplitter {
     reader: csv::Reader<std::io::Cursor<Vec<u8>>>,
 }

@@ -245,7 +245,7 @@ impl Importer {
     /// repeated import to count each event once.
     ///
     /// ```
-    /// use cio_ratelimit::{Client, Identifier, Importer, Operation};
+    /// use cio_ratelimit::{Client, Importer, Operation};
     /// use serde_json::json;
     /// # let emulator = cio_emulator::Emulator::start(cio_emulator::Config::default())?;
     /// # let dir = std::env::temp_dir().join(format!("cio-import-ops-doc-{}", std::process::id()));

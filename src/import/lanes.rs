@@ -27,8 +27,8 @@ use crate::queue::ticket::Ticket;
 /// One lane: its packer and its requests, at most one in flight.
 pub(crate) struct Lane<R> {
     pub(crate) packer: Packer,
-    /// The ledger's chunk for the lines in `packer`.
-    pub(crate) packing: Option<ChunkId>,
+    /// The ledger's chunk for the lines in `packer`, and its first line.
+    pub(crate) packing: Option<(ChunkId, u64)>,
     /// The request the server is working on.
     pub(crate) in_flight: Option<(ChunkId, Ticket<R>)>,
     /// A request ready to go once `in_flight` is answered.
@@ -59,6 +59,20 @@ pub(crate) fn lane_for(entry: &Entry, line: u64, lanes: usize) -> usize {
         None => line,
     };
     (key % lanes as u64) as usize
+}
+
+/// The lane whose packed lines began more than `lag` lines before `line`,
+/// if any: a lane that rarely gets a line (a person named once in a file of
+/// others) would otherwise hold the checkpoint back to its first line until
+/// the end of the input.
+pub(crate) fn lagging<R>(lanes: &[Lane<R>], line: u64, lag: u64) -> Option<usize> {
+    lanes
+        .iter()
+        .enumerate()
+        .filter_map(|(index, lane)| lane.packing.map(|(_, first)| (first, index)))
+        .min()
+        .filter(|&(first, _)| line.saturating_sub(first) > lag)
+        .map(|(_, index)| index)
 }
 
 /// Blocks until a request in flight in one of `lanes` is answered, or
@@ -137,6 +151,21 @@ mod tests {
             .as_deref(),
             Some("a")
         );
+    }
+
+    #[test]
+    fn the_lane_whose_packed_lines_began_longest_ago_lags_past_the_limit() {
+        let packer = || Packer::Track(crate::client::batch::BatchPacker::new());
+        let mut lanes: Vec<Lane<()>> = (0..3).map(|_| Lane::new(packer())).collect();
+        assert_eq!(lagging(&lanes, 1_000, 10), None, "nothing packed");
+        let mut ledger_ids = crate::import::ledger::tests::chunk_ids();
+        lanes[2].packing = Some((ledger_ids.next().unwrap(), 5));
+        lanes[0].packing = Some((ledger_ids.next().unwrap(), 8));
+        assert_eq!(lagging(&lanes, 15, 10), None, "10 lines after line 5");
+        assert_eq!(lagging(&lanes, 16, 10), Some(2));
+        lanes[2].packing = None;
+        assert_eq!(lagging(&lanes, 16, 10), None);
+        assert_eq!(lagging(&lanes, 19, 10), Some(0));
     }
 
     #[test]

@@ -301,7 +301,7 @@ fn size(letter: &DeadLetter) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::fs;
     use std::path::Path;
 
@@ -329,6 +329,11 @@ mod tests {
             Arc::new(clock.clone()),
             EVERY,
         )
+    }
+
+    /// Chunk ids, for tests of the chunks' owners.
+    pub(crate) fn chunk_ids() -> impl Iterator<Item = ChunkId> {
+        (0..).map(ChunkId)
     }
 
     /// A chunk of the items on `lines`, read one after the other.
