@@ -272,7 +272,7 @@ fn one_persons_writes_stay_in_order_across_a_stop_and_a_resume() {
 }
 
 /// A person named once, early, in a file of someone else's lines: their lane
-/// sends them once 100,000 lines have gone by, not at the end of the input,
+/// sends them once 100,000 lines (25,000 a lane) have gone by, not at the end of the input,
 /// so they do not hold the checkpoint back for the rest of the file.
 #[test]
 fn a_person_named_once_is_sent_without_waiting_for_the_end_of_the_input() {

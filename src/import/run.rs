@@ -38,11 +38,12 @@ const FLUSH_AFTER: Duration = Duration::from_secs(1);
 /// The timer's ticks are at least this far apart.
 const MIN_TICK: Duration = Duration::from_millis(10);
 
-/// A lane's partial batch goes out once this many lines have been read
-/// after its first: lines of a person seldom named do not hold the
-/// checkpoint (and the ledger's memory) back. A full batch spans ~15,000
-/// lines over 4 lanes, so a lane with its share of people never lags.
-const MAX_PACKED_LAG: u64 = 100_000;
+/// A lane's partial batch goes out once this many lines per lane have been
+/// read after its first: lines of a person seldom named do not hold the
+/// checkpoint (and the ledger's memory) back. A full batch holds at most
+/// ~10,000 lines (of 50 bytes), so it spans at most 10,000 lines per lane
+/// when people spread evenly, and a lane with its share of people never lags.
+const MAX_PACKED_LAG_PER_LANE: u64 = 25_000;
 
 /// Dead letters waiting for the lines before them to be answered: at this
 /// size every lane sends what it has packed and the import waits for the
@@ -353,7 +354,8 @@ impl Run {
             Item::Bad { reason, original } => self.ledger.dead(line, reason, &original)?,
             Item::Entry(entry) => self.push(line, entry)?,
         }
-        if let Some(lane) = lagging(&self.lanes, line, MAX_PACKED_LAG) {
+        let lag = MAX_PACKED_LAG_PER_LANE * self.lanes.len() as u64;
+        if let Some(lane) = lagging(&self.lanes, line, lag) {
             self.send_packed_in(lane)?;
         }
         if self.ledger.held_dead_bytes() >= MAX_HELD_DEAD_BYTES {
