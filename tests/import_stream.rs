@@ -1,6 +1,7 @@
 //! Imports from a stream that goes quiet (`tail -f log | cio-ratelimit import -`):
-//! in batch mode, what is packed goes out about a second after the last line,
-//! not when 500 KB have piled up.
+//! in batch mode, what is packed goes out within a second of the last line
+//! (but not at once: lines still travel in batches), not when 500 KB have
+//! piled up.
 
 use std::io::{self, BufRead, Read};
 use std::thread;
@@ -81,7 +82,7 @@ fn people_within(emulator: &Emulator, people: usize, since: Instant) -> Duration
 }
 
 #[test]
-fn a_partial_batch_goes_out_about_a_second_after_the_input_goes_quiet() {
+fn a_partial_batch_goes_out_within_about_a_second_after_the_input_goes_quiet() {
     let emulator = Emulator::start(Config::default()).unwrap();
     let client = Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
         .track_url(emulator.url())
@@ -106,7 +107,7 @@ fn a_partial_batch_goes_out_about_a_second_after_the_input_goes_quiet() {
     writer.send(identifies(0..20)).unwrap();
     let first = people_within(&emulator, 20, sent);
     assert!(
-        first >= Duration::from_millis(900) && first < Duration::from_secs(3),
+        first >= Duration::from_millis(500) && first < Duration::from_secs(3),
         "the first lines arrived {first:?} after they were written"
     );
 
@@ -116,7 +117,7 @@ fn a_partial_batch_goes_out_about_a_second_after_the_input_goes_quiet() {
     writer.send(identifies(30..40)).unwrap();
     let second = people_within(&emulator, 40, sent);
     assert!(
-        second >= Duration::from_millis(900) && second < Duration::from_secs(3),
+        second >= Duration::from_millis(500) && second < Duration::from_secs(3),
         "the next lines arrived {second:?} after they were written"
     );
 

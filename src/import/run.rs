@@ -31,12 +31,23 @@ use crate::queue::dispatcher::Dispatcher;
 use crate::queue::ticket::{JobError, Outcome};
 use crate::retry::stats::RetryStats;
 
-/// A batch mode import sends what it has packed once the input has been
-/// quiet this long (`tail -f log | cio-ratelimit import -`).
+/// A batch mode import sends what it has packed at most this long after
+/// the input went quiet (`tail -f log | cio-ratelimit import -`).
 const FLUSH_AFTER: Duration = Duration::from_secs(1);
 
-/// The timer's ticks are at least this far apart.
+/// The timer ticks this often at most (more often if progress is reported
+/// more often): it notices a quiet input by a tick that saw no new record,
+/// and flushes `FLUSH_AFTER - TICK` after it, so within `FLUSH_AFTER` of
+/// the last record. The records themselves never read the clock.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Or at least this far apart.
 const MIN_TICK: Duration = Duration::from_millis(10);
+
+/// Answers are looked for after this many records (and on every tick): a
+/// request is answered in milliseconds, and records come by the hundred
+/// thousand a second.
+const POLL_EVERY: u64 = 32;
 
 /// A lane's partial batch goes out once this many lines per lane have been
 /// read after its first: lines of a person seldom named do not hold the
@@ -115,8 +126,10 @@ pub(super) struct Run {
     resumed_at: Option<(PathBuf, u64)>,
     /// The last line read.
     last_line: u64,
-    /// When the last record was read: the timer flushes after a quiet second.
-    last_record: Instant,
+    /// Records taken, and how many the timer saw at the tick that last saw
+    /// a new one, when: the input is quiet since then.
+    taken: u64,
+    taken_seen: (u64, Instant),
     /// What stopped the timer's work; the reader stops at its next record.
     timer_failed: Option<Error>,
 }
@@ -264,23 +277,24 @@ impl Run {
             last_progress: now,
             resumed_at,
             last_line: 0,
-            last_record: now,
+            taken: 0,
+            taken_seen: (0, now),
             timer_failed: None,
         };
         Ok((run, import_id, skip_to))
     }
 
     /// Carries out the import: reads records with `next_record` on this
-    /// thread, while a timer thread sends what is packed once the input
-    /// has been quiet for `FLUSH_AFTER` (a reader blocked on a pipe cannot),
-    /// then sends what is left and waits for every answer.
+    /// thread, while a timer thread reports progress and sends what is
+    /// packed once the input has been quiet (a reader blocked on a pipe
+    /// cannot), then sends what is left and waits for every answer.
     #[allow(clippy::result_large_err)]
     pub(super) fn import(
         self,
         mut next_record: impl FnMut() -> io::Result<Option<Record>>,
     ) -> std::result::Result<ImportSummary, ImportFailure> {
         let run = Mutex::new(self);
-        let read = with_timer(&run, FLUSH_AFTER, Run::tick, || {
+        let read = with_timer(&run, TICK, Run::tick, || {
             while let Some(record) =
                 next_record().map_err(|err| Error::io("read the input", Path::new("-"), &err))?
             {
@@ -312,22 +326,25 @@ impl Run {
     }
 
     /// The timer's tick while the input is read: once the input has been
-    /// quiet for `FLUSH_AFTER`, sends what is packed; settles what was
-    /// answered, and reports. Returns when it is due again.
+    /// quiet for `FLUSH_AFTER - TICK`, sends what is packed; settles what
+    /// was answered, and reports progress. Returns when it is due again.
     fn tick(&mut self) -> Duration {
+        if self.taken != self.taken_seen.0 {
+            self.taken_seen = (self.taken, Instant::now());
+        }
         if self.timer_failed.is_none() {
-            let quiet = self.packed() && self.last_record.elapsed() >= FLUSH_AFTER;
-            let ticked = if quiet { self.send_packed() } else { Ok(()) }
-                .and_then(|()| self.poll())
-                .and_then(|()| self.report(false));
+            let quiet = self.taken_seen.1.elapsed() >= FLUSH_AFTER - TICK;
+            let ticked = if quiet && self.packed() {
+                self.send_packed()
+            } else {
+                Ok(())
+            }
+            .and_then(|()| self.poll())
+            .and_then(|()| self.report(false));
             // The reader stops at its next record.
             self.timer_failed = ticked.err();
         }
-        let flush_in = match self.packed() {
-            true => FLUSH_AFTER.saturating_sub(self.last_record.elapsed()),
-            false => FLUSH_AFTER,
-        };
-        flush_in.min(self.progress_every).max(MIN_TICK)
+        TICK.min(self.progress_every).max(MIN_TICK)
     }
 
     /// Whether a lane has lines packed and not sent.
@@ -340,7 +357,7 @@ impl Run {
         if let Some(error) = self.timer_failed.take() {
             return Err(error);
         }
-        self.last_record = Instant::now();
+        self.taken += 1;
         let line = record.line;
         self.last_line = line;
         if !matches!(record.item, Item::Skipped) {
@@ -362,8 +379,10 @@ impl Run {
             self.send_packed()?;
             self.wait_for_every_answer()?;
         }
-        self.poll()?;
-        self.report(false)
+        match self.taken % POLL_EVERY {
+            0 => self.poll(),
+            _ => Ok(()),
+        }
     }
 
     /// Puts `entry` in its person's lane: in the lane's next batch, or in a
