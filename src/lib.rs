@@ -229,8 +229,8 @@ pub use crate::error::{Credential, Error, Result, TimeoutKind, TransportKind};
 #[cfg(feature = "csv")]
 pub use crate::import::CsvOptions;
 pub use crate::import::{
-    Checkpoint, DeadLetter, ImportFailure, ImportMode, ImportSummary, Importer, ImporterBuilder,
-    Progress,
+    Checkpoint, DeadLetter, ImportApi, ImportFailure, ImportMode, ImportSummary, Importer,
+    ImporterBuilder, Progress,
 };
 pub use crate::limit::{
     AdaptiveLimiter, AdaptiveLimiterBuilder, ApiClass, Clock, Limiter, ManualClock, NotUntil,

@@ -13,7 +13,9 @@ use crate::client::batch::BatchPacker;
 use crate::client::operation::Operation;
 use crate::client::pipelines_batch::PipelinesBatchPacker;
 use crate::client::pipelines_call::PipelinesCall;
-use crate::client::validate::Invalid;
+use crate::client::validate::{Invalid, MAX_ITEM_BYTES};
+use crate::error::Result;
+use crate::import::api::ImportApi;
 use crate::queue::client_call::ClientCall;
 
 /// One line's worth of work for the server.
@@ -22,7 +24,6 @@ pub(crate) enum Entry {
     /// A Track v2 operation (`/api/v2/entity`, `/api/v2/batch`).
     Track(Operation),
     /// A Pipelines call (`/v1/{type}`, `/v1/batch`).
-    #[allow(dead_code)] // until `import --api pipelines` reads them
     Pipelines(PipelinesCall),
 }
 
@@ -101,11 +102,30 @@ pub(crate) enum Packer {
     /// For [`Entry::Track`]: `/api/v2/batch` bodies.
     Track(BatchPacker),
     /// For [`Entry::Pipelines`]: `/v1/batch` bodies.
-    #[allow(dead_code)] // until `import --api pipelines` reads them
     Pipelines(PipelinesBatchPacker),
 }
 
 impl Packer {
+    /// A packer for `api`'s batches, at most `max_batch_bytes` each when
+    /// given (else as large as Customer.io allows).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) if
+    /// `max_batch_bytes` is zero.
+    pub(crate) fn new(api: ImportApi, max_batch_bytes: Option<usize>) -> Result<Packer> {
+        Ok(match (api, max_batch_bytes) {
+            (ImportApi::Track, None) => Packer::Track(BatchPacker::new()),
+            (ImportApi::Track, Some(bytes)) => {
+                Packer::Track(BatchPacker::with_limits(bytes, MAX_ITEM_BYTES)?)
+            }
+            (ImportApi::Pipelines, None) => Packer::Pipelines(PipelinesBatchPacker::new()),
+            (ImportApi::Pipelines, Some(bytes)) => {
+                Packer::Pipelines(PipelinesBatchPacker::with_limits(bytes, MAX_ITEM_BYTES))
+            }
+        })
+    }
+
     /// Adds `entry`; when it does not fit beside what is packed, the full
     /// batch comes out and `entry` starts the next one.
     ///
@@ -117,7 +137,10 @@ impl Packer {
     /// # Panics
     ///
     /// If the entry is for the other API: a run packs one kind only.
-    pub(crate) fn push(&mut self, entry: &Entry) -> Result<Option<ClientCall>, Invalid> {
+    pub(crate) fn push(
+        &mut self,
+        entry: &Entry,
+    ) -> std::result::Result<Option<ClientCall>, Invalid> {
         match (self, entry) {
             (Packer::Track(packer), Entry::Track(operation)) => {
                 Ok(packer.push(operation)?.map(ClientCall::Batch))

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::client::client::Client;
 use crate::client::operation::Operation;
 use crate::error::{Error, Result};
+use crate::import::api::ImportApi;
 use crate::import::compressed::decompressed;
 #[cfg(feature = "csv")]
 use crate::import::csv_rows::CsvOptions;
@@ -25,21 +26,25 @@ const DEFAULT_DEAD_LETTER: &str = "cio-import.dead-letter.ndjson";
 /// How lines become requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ImportMode {
-    /// Lines are packed into `/api/v2/batch` requests (under 500 KB each):
-    /// thousands of lines per request, so a 50 requests/s budget moves
-    /// hundreds of thousands of lines a second.
+    /// Lines are packed into `/api/v2/batch` requests (`/v1/batch` for
+    /// [`ImportApi::Pipelines`]), under 500 KB each: thousands of lines per
+    /// request, so a 50 requests/s budget moves hundreds of thousands of
+    /// lines a second.
     #[default]
     Batch,
-    /// One `/api/v2/entity` request per line.
+    /// One `/api/v2/entity` request per line (`/v1/{type}` for
+    /// [`ImportApi::Pipelines`]).
     Single,
 }
 
 /// Imports newline-delimited JSON: one Customer.io v2 operation per line (the
-/// body `/api/v2/entity` takes), in constant memory.
+/// body `/api/v2/entity` takes), or one Pipelines call per line with
+/// [`ImportApi::Pipelines`], in constant memory.
 ///
 /// - Lines are validated, and sent byte for byte as they were read; events
-///   without an `id` get one derived from the import and the line number, so
-///   a retried or resumed import never counts an event twice.
+///   without an `id` (and Pipelines calls without a `messageId`) get one
+///   derived from the import and the line number, so a retried or resumed
+///   import never counts one twice.
 /// - Requests go through a [`Dispatcher`](crate::Dispatcher) of
 ///   [`ClientCall`](crate::ClientCall)s, as a program's own would, and the
 ///   client isolates the items the server rejects ([`Client::send_batch`]).
@@ -105,6 +110,7 @@ pub enum ImportMode {
 /// throughout a file when order matters.
 pub struct Importer {
     pub(super) client: Client,
+    pub(super) api: ImportApi,
     pub(super) mode: ImportMode,
     pub(super) workers: usize,
     pub(super) dead_letter: Option<PathBuf>,
@@ -133,12 +139,13 @@ impl Importer {
     /// Requests in flight at once unless [`workers`](ImporterBuilder::workers) says otherwise.
     pub const DEFAULT_WORKERS: usize = 4;
 
-    /// Starts building an importer that sends through `client` (its Track
-    /// limiter sets the rate; its retry policy the retries).
+    /// Starts building an importer that sends through `client` (its limiter
+    /// for the [`ImportApi`] sets the rate; its retry policy the retries).
     pub fn builder(client: Client) -> ImporterBuilder {
         ImporterBuilder {
             importer: Importer {
                 client,
+                api: ImportApi::Track,
                 mode: ImportMode::Batch,
                 workers: Importer::DEFAULT_WORKERS,
                 dead_letter: None,
@@ -334,6 +341,14 @@ impl Importer {
 }
 
 impl ImporterBuilder {
+    /// What the lines are: [`ImportApi::Track`] v2 operations (the default)
+    /// or [`ImportApi::Pipelines`] calls. The client needs that API's
+    /// credentials, and its limiter for that API sets the rate.
+    pub fn api(mut self, api: ImportApi) -> Self {
+        self.importer.api = api;
+        self
+    }
+
     /// [`ImportMode::Batch`] (the default) or [`ImportMode::Single`].
     pub fn mode(mut self, mode: ImportMode) -> Self {
         self.importer.mode = mode;
@@ -387,7 +402,8 @@ impl ImporterBuilder {
 
     /// Reads the input as CSV, one person per row, each an `identify`
     /// (feature `csv`). A row's line is the line it starts on, for dead
-    /// letters and the checkpoint alike.
+    /// letters and the checkpoint alike. Track API only: [`build`](Self::build)
+    /// refuses CSV with [`ImportApi::Pipelines`].
     #[cfg(feature = "csv")]
     pub fn csv(mut self, options: CsvOptions) -> Self {
         self.importer.csv = Some(options);
@@ -399,9 +415,18 @@ impl ImporterBuilder {
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] naming the setting: zero workers, `resume`
-    /// without a checkpoint, an empty import id, or a zero `max_batch_bytes`.
+    /// without a checkpoint, an empty import id, a zero `max_batch_bytes`,
+    /// or CSV input for the Pipelines API.
     pub fn build(self) -> Result<Importer> {
         let importer = self.importer;
+        #[cfg(feature = "csv")]
+        if importer.csv.is_some() && importer.api == ImportApi::Pipelines {
+            return Err(Error::invalid(
+                "api",
+                "Pipelines with CSV input",
+                "NDJSON input, one Pipelines call with its \"type\" per line",
+            ));
+        }
         if importer.workers == 0 {
             return Err(Error::invalid("workers", 0, "at least 1"));
         }
@@ -425,6 +450,7 @@ impl ImporterBuilder {
 impl fmt::Debug for Importer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Importer")
+            .field("api", &self.api)
             .field("mode", &self.mode)
             .field("workers", &self.workers)
             .field("dead_letter", &self.dead_letter)

@@ -17,6 +17,8 @@
 //! queue and the ledger together; `timer` sends what is packed when the
 //! input goes quiet; `importer` is the public face: files, readers, and
 //! operations from memory.
+//! - [`ImportApi`]: whether the lines are Track v2 operations (the default)
+//!   or Pipelines calls.
 //! - [`Checkpoint`]: where a resumed import starts again.
 //! - [`DeadLetter`]: a line that could not be delivered, with its reason.
 //! - [`ImportSummary`], [`Progress`], [`ImportFailure`]: what happened.
@@ -24,6 +26,7 @@
 //! This is the top room: it uses the queue, client, retry and limit rooms,
 //! and nothing uses it.
 
+pub(crate) mod api;
 pub(crate) mod checkpoint;
 pub(crate) mod compressed;
 #[cfg(feature = "csv")]
@@ -40,6 +43,7 @@ pub(crate) mod reader;
 pub(crate) mod run;
 pub(crate) mod timer;
 
+pub use api::ImportApi;
 pub use checkpoint::Checkpoint;
 #[cfg(feature = "csv")]
 pub use csv_rows::CsvOptions;

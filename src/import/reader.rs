@@ -1,5 +1,5 @@
-//! Reading an import's input: NDJSON lines, each turned into an operation or
-//! a reason why not.
+//! Reading an import's input: NDJSON lines, each turned into an entry (a
+//! Track operation or a Pipelines call) or a reason why not.
 
 use std::fs::File;
 use std::io::{self, BufRead, Read};
@@ -8,6 +8,9 @@ use serde_json::Value;
 
 use crate::client::event_id::EventId;
 use crate::client::operation::Operation;
+use crate::client::pipelines_call::PipelinesCall;
+use crate::client::validate::Invalid;
+use crate::import::api::ImportApi;
 use crate::import::entry::Entry;
 
 /// Lines longer than this are dead-lettered unread past this point: no item
@@ -37,17 +40,19 @@ pub(crate) enum Item {
     Bad { reason: String, original: Vec<u8> },
 }
 
-/// Reads NDJSON v2 operations, one per line, in constant memory.
+/// Reads NDJSON v2 operations (or Pipelines calls), one per line, in
+/// constant memory.
 ///
-/// Events without an `id` get one derived from the import's id and the line
-/// number, so that a retried or resumed import repeats the same ids; the rest
-/// of each line goes out byte for byte.
+/// Events without an `id` (calls without a `messageId`) get one derived from
+/// the import's id and the line number, so that a retried or resumed import
+/// repeats the same ids; the rest of each line goes out byte for byte.
 pub(crate) struct NdjsonReader<R> {
     input: R,
     buffer: Vec<u8>,
     line: u64,
     skip_to: u64,
     import_id: String,
+    api: ImportApi,
 }
 
 impl<R: BufRead> NdjsonReader<R> {
@@ -59,7 +64,14 @@ impl<R: BufRead> NdjsonReader<R> {
             line: 0,
             skip_to,
             import_id,
+            api: ImportApi::Track,
         }
+    }
+
+    /// Reads the lines as entries for `api` (Track operations unless told).
+    pub(crate) fn for_api(mut self, api: ImportApi) -> NdjsonReader<R> {
+        self.api = api;
+        self
     }
 
     /// The next line, or `None` at the end of the input.
@@ -87,8 +99,8 @@ impl<R: BufRead> NdjsonReader<R> {
         } else if text.iter().all(u8::is_ascii_whitespace) {
             Item::Blank
         } else {
-            match self.operation(line, text) {
-                Ok(operation) => Item::Entry(Entry::Track(operation)),
+            match self.entry(line, text) {
+                Ok(entry) => Item::Entry(entry),
                 Err(reason) => Item::Bad {
                     reason,
                     original: text.to_vec(),
@@ -102,12 +114,26 @@ impl<R: BufRead> NdjsonReader<R> {
         }))
     }
 
-    /// A line as an operation, or why it is not one.
-    fn operation(&self, line: u64, text: &[u8]) -> Result<Operation, String> {
-        let value: Value =
-            serde_json::from_slice(text).map_err(|err| format!("invalid JSON: {err}"))?;
-        let event_id = || EventId::from_key(&format!("{}:{line}", self.import_id));
-        Operation::from_text(value, text, event_id).map_err(|invalid| invalid.to_string())
+    /// A line as an entry for the import's API, or why it is not one. The
+    /// key `{import id}:{line}` gives a missing event id or `messageId`.
+    fn entry(&self, line: u64, text: &[u8]) -> Result<Entry, String> {
+        let key = || format!("{}:{line}", self.import_id);
+        match self.api {
+            ImportApi::Track => {
+                let value: Value =
+                    serde_json::from_slice(text).map_err(|err| format!("invalid JSON: {err}"))?;
+                let event_id = || EventId::from_key(&key());
+                Operation::from_text(value, text, event_id)
+                    .map(Entry::Track)
+                    .map_err(|invalid| invalid.to_string())
+            }
+            ImportApi::Pipelines => match PipelinesCall::from_line(text, &key()) {
+                Ok(call) => Ok(Entry::Pipelines(call)),
+                // Worded as for Track lines, so one reason reads the same in both.
+                Err(Invalid::Json(reason)) => Err(format!("invalid JSON: {reason}")),
+                Err(invalid) => Err(invalid.to_string()),
+            },
+        }
     }
 }
 
@@ -258,6 +284,38 @@ mod tests {
             r#"{{ "type":"person", "action":"event", "identifiers":{{"id":"7"}}, "name":"x","id":"{id}"}}"#
         );
         assert_eq!(String::from_utf8(sent[1].clone()).unwrap(), expected);
+    }
+
+    #[test]
+    fn pipelines_lines_get_the_message_id_of_their_line_and_bad_ones_a_reason() {
+        let input = concat!(
+            r#"{"type":"identify","userId":"1"}"#,
+            "\n",
+            r#"{"type":"track","userId":"1","event":"e","messageId":"mine"}"#,
+            "\n{broken\n",
+            r#"{"type":"track","userId":"1"}"#,
+            "\n",
+        );
+        let mut reader =
+            NdjsonReader::new(input.as_bytes(), "import".into(), 0).for_api(ImportApi::Pipelines);
+        let items: Vec<Item> = std::iter::from_fn(|| reader.next_record().unwrap())
+            .map(|record| record.item)
+            .collect();
+        let message_id = |item: &Item| match item {
+            Item::Entry(Entry::Pipelines(call)) => call.message_id().to_owned(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            message_id(&items[0]),
+            EventId::from_key("import:1").as_str()
+        );
+        assert_eq!(message_id(&items[1]), "mine", "a line's own id is kept");
+        let reason = |item: &Item| match item {
+            Item::Bad { reason, .. } => reason.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert!(reason(&items[2]).starts_with("invalid JSON"), "{items:?}");
+        assert!(reason(&items[3]).contains("\"event\""), "{items:?}");
     }
 
     #[test]

@@ -10,10 +10,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::client::batch::BatchPacker;
 use crate::client::event_id::EventId;
 use crate::client::item_error::ItemError;
-use crate::client::validate;
 use crate::error::{Error, Result, TransportKind};
 use crate::import::checkpoint::Checkpoint;
 use crate::import::dead_letter::DeadLetters;
@@ -143,6 +141,7 @@ impl Run {
     ) -> Result<(Run, Input<R>)> {
         #[cfg(feature = "csv")]
         let csv = importer.csv.clone();
+        let api = importer.api;
         let (run, import_id, skip_to) = Run::begin(importer, total_bytes)?;
         #[cfg(feature = "csv")]
         if let Some(options) = csv {
@@ -157,7 +156,7 @@ impl Run {
         }
         Ok((
             run,
-            Input::Ndjson(NdjsonReader::new(input, import_id, skip_to)),
+            Input::Ndjson(NdjsonReader::new(input, import_id, skip_to).for_api(api)),
         ))
     }
 
@@ -233,14 +232,13 @@ impl Run {
                     stats,
                 }
             })?;
-        let packer = || -> Result<Packer> {
-            Ok(Packer::Track(match importer.max_batch_bytes {
-                Some(bytes) => BatchPacker::with_limits(bytes, validate::MAX_ITEM_BYTES)?,
-                None => BatchPacker::new(),
-            }))
-        };
         let lanes = (0..importer.workers)
-            .map(|_| Ok(Lane::new(packer()?)))
+            .map(|_| {
+                Ok(Lane::new(Packer::new(
+                    importer.api,
+                    importer.max_batch_bytes,
+                )?))
+            })
             .collect::<Result<_>>()?;
         let resumed_at = importer
             .checkpoint
