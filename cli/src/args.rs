@@ -44,7 +44,7 @@ pub struct Args {
 /// Every subcommand.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Import a file of NDJSON v2 operations, batched, rate limited and resumable
+    /// Import a file of NDJSON v2 operations (or Pipelines calls), batched, rate limited and resumable
     Import(Box<Import>),
     /// One request to Customer.io (boxed: the shared flags make it large).
     #[command(flatten)]
@@ -627,11 +627,16 @@ impl PipelinesCommand {
     }
 }
 
-/// `import [FILE|-]`: one Customer.io v2 operation per line.
+/// `import [FILE|-]`: one Customer.io v2 operation (or Pipelines call) per line.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Each line is one v2 operation, the body /api/v2/entity takes, e.g.
   {\"type\":\"person\",\"action\":\"identify\",\"identifiers\":{\"id\":\"42\"},\"attributes\":{\"plan\":\"pro\"}}
+With --api pipelines, one Pipelines call with its type, e.g.
+  {\"type\":\"track\",\"userId\":\"42\",\"event\":\"upgraded\",\"properties\":{\"plan\":\"pro\"}}
+needing only the Pipelines key (CUSTOMERIO_PIPELINES_API_KEY); a call without a
+messageId gets one derived from the file and the line, so a retry or a
+--resume repeats it and Customer.io counts the call once.
 Bad lines go to the dead-letter file with their line number and reason; the
 import goes on. Exit 0: every line delivered; 1: some dead-lettered; 2: fatal
 (credentials, region, files); 3: Customer.io unavailable, resume later with
@@ -640,9 +645,14 @@ pub struct Import {
     /// The NDJSON or CSV file (gzip too), or - for standard input
     #[arg(value_name = "FILE", default_value = "-")]
     pub input: PathBuf,
+    /// What the lines are for: track, v2 operations for the Track API;
+    /// pipelines, calls for the Pipelines API (NDJSON only) at its own rate
+    #[arg(long, value_enum, default_value_t = ApiArg::Track)]
+    pub api: ApiArg,
     /// Requests per second (a batch is one request), retries included: at
     /// most N in any 1 s window. The ceiling: below it, the rate follows the
-    /// workspace's 429s unless --fixed-rate [default: 50]
+    /// workspace's 429s unless --fixed-rate [default: 50, the bulk-import
+    /// preset; the Pipelines preset with --api pipelines]
     #[arg(long, value_name = "N", value_parser = rate)]
     pub rate: Option<f64>,
     /// Requests allowed at once after a quiet spell [default: a tenth of --rate, at least 1]
@@ -651,7 +661,8 @@ pub struct Import {
     /// Requests in flight at once; more keep --rate up when requests are slow or back off
     #[arg(long, value_name = "N", default_value_t = Importer::DEFAULT_WORKERS as u16, value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: u16,
-    /// batch: many lines per /api/v2/batch request; single: one /api/v2/entity request per line
+    /// batch: many lines per /api/v2/batch (or /v1/batch) request; single: one
+    /// /api/v2/entity (or /v1/{type}) request per line
     #[arg(long, value_enum, default_value_t = ModeArg::Batch)]
     pub mode: ModeArg,
     /// The input's format [default: csv for FILE.csv or FILE.csv.gz, else ndjson]
@@ -675,9 +686,10 @@ pub struct Import {
     #[arg(long, requires = "checkpoint")]
     pub resume: bool,
     /// Share one rate with every process importing to the same workspace
-    /// through this Redis (redis://[:password@]host[:port][/db]); what one
-    /// process learns from 429s, every process sharing it follows (unless
-    /// --fixed-rate), never above --rate
+    /// (with --api pipelines: every Pipelines import) through this Redis
+    /// (redis://[:password@]host[:port][/db]); what one process learns from
+    /// 429s, every process sharing it follows (unless --fixed-rate), never
+    /// above --rate
     #[arg(long, value_name = "URL")]
     pub redis_url: Option<String>,
     /// While Redis is unreachable, go on at this share of --rate (0-1]
@@ -719,12 +731,21 @@ pub struct Import {
     pub global: Global,
 }
 
+/// `--api`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ApiArg {
+    /// Track API v2 operations, with the site id and Track API key
+    Track,
+    /// Pipelines API calls (Data Pipelines), with the Pipelines API key
+    Pipelines,
+}
+
 /// `--mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ModeArg {
-    /// Many lines per /api/v2/batch request (under 500 KB each)
+    /// Many lines per /api/v2/batch (or /v1/batch) request, under 500 KB each
     Batch,
-    /// One /api/v2/entity request per line
+    /// One /api/v2/entity (or /v1/{type}) request per line
     Single,
 }
 
@@ -822,6 +843,10 @@ mod tests {
             (import.rate, import.burst, import.workers, import.mode),
             (None, None, 4, ModeArg::Batch)
         );
+        assert_eq!(import.api, ApiArg::Track);
+        assert!(parse(&["import", "f", "--api", "pipelines"])
+            .is_ok_and(|args| matches!(args.command, Command::Import(import) if import.api == ApiArg::Pipelines)));
+        assert!(parse(&["import", "f", "--api", "app"]).is_err());
         assert!(
             parse(&["import", "f", "--resume"]).is_err(),
             "--resume needs --checkpoint"

@@ -1,15 +1,16 @@
-//! `cio-ratelimit import`: a file of NDJSON v2 operations into Customer.io,
-//! through the library's `Importer`.
+//! `cio-ratelimit import`: a file of NDJSON v2 operations (or, with `--api
+//! pipelines`, Pipelines calls) into Customer.io, through the library's
+//! `Importer`.
 
 use std::io::{self, IsTerminal};
 use std::sync::{Arc, Mutex};
 
 use cio_ratelimit::{
-    ApiClass, ClientBuilder, CsvOptions, ImportMode, ImportSummary, Importer, RateLimit,
+    ApiClass, ClientBuilder, CsvOptions, ImportApi, ImportMode, ImportSummary, Importer, RateLimit,
     RedisLimiter, WhenUnreachable,
 };
 
-use crate::args::{FormatArg, Import, ModeArg};
+use crate::args::{ApiArg, FormatArg, Import, ModeArg};
 use crate::calls::Receipt;
 use crate::credentials::{Api, Credentials};
 use crate::embedded::Embedded;
@@ -20,27 +21,56 @@ use crate::output::Output;
 use crate::progress::ProgressDisplay;
 use crate::rate::RateReport;
 
-/// The Track limiter the flags ask for: a Redis budget shared with other
-/// processes, or a sliding window of this process's own; either learns the
-/// workspace's limit from its 429s (unless `--fixed-rate`), the Redis one
-/// once for every process sharing it.
+/// What `--api` means to the library: what the lines are, whose limiter
+/// sets the rate, its preset, and which credentials the import needs.
+struct Target {
+    api: ImportApi,
+    class: ApiClass,
+    preset: RateLimit,
+    credentials: Api,
+}
+
+impl Target {
+    fn of(api: ApiArg) -> Target {
+        match api {
+            ApiArg::Track => Target {
+                api: ImportApi::Track,
+                class: ApiClass::Track,
+                preset: RateLimit::BULK_IMPORT,
+                credentials: Api::Track,
+            },
+            ApiArg::Pipelines => Target {
+                api: ImportApi::Pipelines,
+                class: ApiClass::Pipelines,
+                preset: RateLimit::PIPELINES_API,
+                credentials: Api::Pipelines,
+            },
+        }
+    }
+}
+
+/// The limiter the flags ask for, for the API imported to: a Redis budget
+/// shared with other processes, or a sliding window of this process's own;
+/// either learns the workspace's limit from its 429s (unless
+/// `--fixed-rate`), the Redis one once for every process sharing it.
 fn with_limiter(
     builder: ClientBuilder,
     import: &Import,
     limit: RateLimit,
-    site_id: &str,
+    class: ApiClass,
+    workspace: &str,
 ) -> Result<ClientBuilder, Error> {
     if let Some(url) = &import.redis_url {
-        let redis = redis_limiter(url, import, limit, site_id)?;
+        let redis = redis_limiter(url, import, limit, class, workspace)?;
         log::info!(
             "sharing {} requests/s through Redis",
             redis.limit().per_second()
         );
-        Ok(builder.limiter(ApiClass::Track, redis))
+        Ok(builder.limiter(class, redis))
     } else {
         // `--adaptive` is the default; it stays accepted for old scripts.
         Ok(builder
-            .rate_limit(ApiClass::Track, limit)
+            .rate_limit(class, limit)
             .learning(!import.fixed_rate))
     }
 }
@@ -51,7 +81,8 @@ fn redis_limiter(
     url: &str,
     import: &Import,
     limit: RateLimit,
-    site_id: &str,
+    class: ApiClass,
+    workspace: &str,
 ) -> Result<RedisLimiter, Error> {
     // Waiting for as long as Redis is away is the default: the shared budget
     // is never overspent and the job carries on by itself. A scheduler that
@@ -63,8 +94,8 @@ fn redis_limiter(
     };
     let mut builder = RedisLimiter::builder(limit)
         .url(url)
-        .workspace(site_id)
-        .class(ApiClass::Track)
+        .workspace(workspace)
+        .class(class)
         .when_unreachable(when_unreachable)
         .adopt_shared_settings(import.redis_adopt)
         .learning(!import.fixed_rate);
@@ -93,33 +124,35 @@ fn redis_limiter(
 /// there), or any error setting it up.
 pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
     let global = &import.global;
+    let target = Target::of(import.api);
     let embedded = global.emulator.then(Embedded::start).transpose()?;
     let (builder, site_id) = match &embedded {
         Some(embedded) => (
             embedded.client_builder(global)?,
-            cio_emulator::DEFAULT_SITE_ID.to_owned(),
+            Some(cio_emulator::DEFAULT_SITE_ID.to_owned()),
         ),
         None => {
-            let credentials = Credentials::from_args(global, Api::Track)?;
-            let site_id = credentials
-                .site_id()
-                .expect("Track credentials were resolved")
-                .to_owned();
+            let credentials = Credentials::from_args(global, target.credentials)?;
+            let site_id = credentials.site_id().map(str::to_owned);
             (credentials.client_builder(global)?, site_id)
         }
     };
-    // The library's bulk-import preset, or its burst for the rate given.
-    let limit = match (import.rate, import.burst) {
-        (None, None) => RateLimit::BULK_IMPORT,
-        (Some(rate), None) => RateLimit::at(rate)?,
-        (rate, Some(burst)) => {
-            RateLimit::new(rate.unwrap_or(RateLimit::BULK_IMPORT.per_second()), burst)?
-        }
+    // A Track budget is the site's; Pipelines calls carry no site id, so
+    // every Pipelines import through one Redis shares one budget.
+    let workspace = match target.api {
+        ImportApi::Track => site_id.expect("Track credentials were resolved"),
+        ImportApi::Pipelines => "pipelines".to_owned(),
     };
-    let client = with_limiter(builder, import, limit, &site_id)?
+    // The API's preset, or its burst for the rate given.
+    let limit = match (import.rate, import.burst) {
+        (None, None) => target.preset,
+        (Some(rate), None) => RateLimit::at(rate)?,
+        (rate, Some(burst)) => RateLimit::new(rate.unwrap_or(target.preset.per_second()), burst)?,
+    };
+    let client = with_limiter(builder, import, limit, target.class, &workspace)?
         .max_idle_connections(usize::from(import.workers))
         .build()?;
-    let limiter = client.limiter(ApiClass::Track).clone();
+    let limiter = client.limiter(target.class).clone();
     let rate_in_force = {
         let limiter = limiter.clone();
         move || limiter.rate().unwrap_or(limit.per_second())
@@ -136,6 +169,7 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
     // Each change of the rate is shown once, as the progress reports find it.
     let mut shown_until = None;
     let mut importer = Importer::builder(client)
+        .api(target.api)
         .mode(match import.mode {
             ModeArg::Batch => ImportMode::Batch,
             ModeArg::Single => ImportMode::Single,
