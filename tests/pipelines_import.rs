@@ -1,0 +1,215 @@
+//! `Importer` with `ImportApi::Pipelines` against `cio-emulator`: every good
+//! line arrives once with the `messageId` of its line, bad ones are
+//! dead-lettered with their reason, in both modes and through faults.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cio_emulator::{Config, DEFAULT_PIPELINES_KEY, Emulator, Faults, Snapshot};
+use cio_ratelimit::{
+    ApiClass, Client, Credential, DeadLetter, Error, EventId, ImportApi, ImportMode, ImportSummary,
+    Importer, RetryPolicy, Unlimited,
+};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "cio-pipelines-import-test-{}-{name}",
+        std::process::id()
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn client(emu: &Emulator, key: &str) -> Client {
+    Client::builder_without_credentials()
+        .pipelines_key(key)
+        .pipelines_url(emu.url())
+        .limiter(ApiClass::Pipelines, Unlimited::new())
+        .retry_policy(
+            RetryPolicy::builder()
+                .base_delay(Duration::from_millis(2))
+                .max_delay(Duration::from_millis(10))
+                .max_retries(8)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap()
+}
+
+fn import(
+    client: Client,
+    dir: &Path,
+    mode: ImportMode,
+    input: &str,
+) -> Result<ImportSummary, Error> {
+    Importer::builder(client)
+        .api(ImportApi::Pipelines)
+        .mode(mode)
+        .dead_letter(dir.join("dead.ndjson"))
+        .import_id("import")
+        .max_batch_bytes(2_000)
+        .build()
+        .unwrap()
+        .import_reader(input.as_bytes(), None)
+        .map_err(|failure| failure.error)
+}
+
+fn dead_letters(dir: &Path) -> Vec<DeadLetter> {
+    fs::read_to_string(dir.join("dead.ndjson"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// The `messageId` each stored call arrived with, by its `userId`.
+fn arrived(snapshot: &Snapshot) -> BTreeMap<String, String> {
+    snapshot
+        .pipelines
+        .iter()
+        .map(|call| {
+            assert!(call.strict, "strict mode on every request: {call:?}");
+            (
+                call.user_id.clone().unwrap(),
+                call.message_id.clone().expect("every call has a messageId"),
+            )
+        })
+        .collect()
+}
+
+/// Line 3 is refused by the client, line 4 by the server (strict mode), line
+/// 6 is not JSON; line 5 brings its own `messageId`; the rest are good.
+fn input(good: u64) -> (String, BTreeMap<String, String>) {
+    let mut text = String::new();
+    let mut expected = BTreeMap::new();
+    for line in 1..=good + 6 {
+        let user = format!("u{line}");
+        let call = match line {
+            3 => format!(r#"{{"type":"track","userId":"{user}"}}"#),
+            4 => format!(r#"{{"type":"page","userId":"{user}","timestamp":"yesterday"}}"#),
+            5 => format!(r#"{{"type":"identify","userId":"{user}","messageId":"own-id"}}"#),
+            6 => "{broken".to_owned(),
+            _ => format!(
+                r#"{{"type":"track","userId":"{user}","event":"seen","properties":{{"line":{line}}}}}"#
+            ),
+        };
+        match line {
+            3 | 4 | 6 => {}
+            5 => drop(expected.insert(user, "own-id".to_owned())),
+            _ => drop(expected.insert(
+                user,
+                EventId::from_key(&format!("import:{line}")).to_string(),
+            )),
+        }
+        text.push_str(&call);
+        text.push('\n');
+    }
+    (text, expected)
+}
+
+#[test]
+fn good_lines_arrive_with_the_message_id_of_their_line_and_bad_ones_are_dead_lettered_in_both_modes()
+ {
+    for mode in [ImportMode::Batch, ImportMode::Single] {
+        let emu = Emulator::start(Config::default().pipelines_limit(0)).unwrap();
+        let dir = scratch(&format!("modes-{mode:?}"));
+        let (text, expected) = input(60);
+        let summary = import(client(&emu, DEFAULT_PIPELINES_KEY), &dir, mode, &text).unwrap();
+        assert_eq!(
+            (summary.progress.delivered, summary.progress.dead_lettered),
+            (63, 3),
+            "{mode:?}"
+        );
+        let snapshot = emu.snapshot();
+        assert_eq!(arrived(&snapshot), expected, "{mode:?}");
+        assert_eq!(snapshot.pipelines_dropped, 0);
+        let letters = dead_letters(&dir);
+        let lines: Vec<u64> = letters.iter().map(|letter| letter.line).collect();
+        assert_eq!(lines, [3, 4, 6], "{mode:?}: {letters:?}");
+        assert!(letters[0].reason.contains("\"event\""), "{letters:?}");
+        assert!(
+            letters[1].reason.starts_with("rejected by Customer.io")
+                && letters[1].reason.contains("timestamp"),
+            "{letters:?}"
+        );
+        assert!(letters[1].original.contains("yesterday"), "{letters:?}");
+        assert!(letters[2].reason.starts_with("invalid JSON"), "{letters:?}");
+        let requests = snapshot.classes["pipelines"].requests;
+        match mode {
+            // Each good line, and the line the server refused.
+            ImportMode::Single => assert_eq!(requests, 64),
+            // A few 2 KB batches, and the splits that isolate line 4.
+            ImportMode::Batch => assert!((4..30).contains(&requests), "{requests} requests"),
+        }
+    }
+}
+
+#[test]
+fn calls_retried_after_server_errors_keep_their_message_ids_and_arrive_once() {
+    let faults = Faults::default()
+        .seed(7)
+        .error_after_store(0.3)
+        .error_before_store(0.1);
+    let emu = Emulator::start(Config::default().pipelines_limit(0).faults(faults)).unwrap();
+    let dir = scratch("faults");
+    let (text, expected) = input(300);
+    let summary = import(
+        client(&emu, DEFAULT_PIPELINES_KEY),
+        &dir,
+        ImportMode::Batch,
+        &text,
+    )
+    .unwrap();
+    assert_eq!(summary.progress.delivered, 303);
+    assert!(summary.progress.retried > 0, "{summary:?}");
+    let snapshot = emu.snapshot();
+    assert!(
+        snapshot.pipelines_duplicates > 0,
+        "calls stored before a 500 were sent again"
+    );
+    assert_eq!(arrived(&snapshot), expected);
+    assert_eq!(snapshot.pipelines.len(), 303, "none stored twice");
+}
+
+#[test]
+fn a_wrong_key_stops_the_import_naming_the_pipelines_key_and_dead_letters_nothing() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("401");
+    let (text, _) = input(20);
+    let error = import(client(&emu, "wrong-key"), &dir, ImportMode::Batch, &text).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Unauthorized {
+                credential: Credential::PipelinesApiKey,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(emu.snapshot().pipelines.is_empty());
+    let letters = dead_letters(&dir);
+    assert!(
+        letters.iter().all(|letter| [3, 6].contains(&letter.line)),
+        "only lines refused before sending: {letters:?}"
+    );
+}
+
+#[cfg(feature = "csv")]
+#[test]
+fn csv_input_for_the_pipelines_api_is_refused_when_built() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let error = Importer::builder(client(&emu, DEFAULT_PIPELINES_KEY))
+        .api(ImportApi::Pipelines)
+        .csv(cio_ratelimit::CsvOptions::new())
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::InvalidConfig { setting: "api", .. }),
+        "{error:?}"
+    );
+}
