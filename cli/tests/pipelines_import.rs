@@ -1,0 +1,309 @@
+//! `cio-ratelimit import FILE --api pipelines`, run as a process against
+//! `cio-emulator`: what arrived, with which `messageId`s, what was
+//! dead-lettered, and the exit codes.
+
+mod command;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cio_emulator::{Config, DEFAULT_PIPELINES_KEY, Emulator, Snapshot};
+use serde_json::Value;
+
+use command::{against, against_url, cio_ratelimit};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "cio-cli-pipelines-import-{}-{name}",
+        std::process::id()
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `n` calls, one person each (`u{line}`), identifies and tracks in turn;
+/// every `bad`-th line is a track without its `event`, refused before
+/// sending, and the one after it a page with a timestamp only the server
+/// refuses (strict mode). Returns the people whose calls are good.
+fn write_input(path: &Path, n: u64, bad: Option<u64>) -> Vec<String> {
+    let mut text = String::new();
+    let mut good = Vec::new();
+    for line in 1..=n {
+        let user = format!("u{line}");
+        let call = match bad.map(|every| line % every) {
+            Some(0) => format!(r#"{{"type":"track","userId":"{user}"}}"#),
+            Some(1) if line > 1 => {
+                format!(r#"{{"type":"page","userId":"{user}","timestamp":"last week"}}"#)
+            }
+            _ if line % 2 == 1 => {
+                format!(r#"{{"type":"identify","userId":"{user}","traits":{{"line":{line}}}}}"#)
+            }
+            _ => format!(r#"{{"type":"track","userId":"{user}","event":"seen"}}"#),
+        };
+        if !call.contains("last week") && (call.contains("identify") || call.contains("event")) {
+            good.push(user);
+        }
+        text.push_str(&call);
+        text.push('\n');
+    }
+    fs::write(path, text).unwrap();
+    good.sort();
+    good
+}
+
+/// Each stored call's `messageId`, by its person, checking that it came in
+/// strict mode with a `messageId`.
+fn message_ids(snapshot: &Snapshot) -> BTreeMap<String, String> {
+    snapshot
+        .pipelines
+        .iter()
+        .map(|call| {
+            assert!(call.strict, "{call:?}");
+            let id = call.message_id.clone().expect("every call has a messageId");
+            assert_eq!(id.len(), 26, "{call:?}");
+            (call.user_id.clone().unwrap(), id)
+        })
+        .collect()
+}
+
+fn dead_letters(path: &Path) -> Vec<Value> {
+    fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_contract_command_delivers_the_good_calls_and_dead_letters_the_rest_with_exit_1() {
+    for mode in ["batch", "single"] {
+        let emu = Emulator::start(Config::default().pipelines_limit(0)).unwrap();
+        let dir = scratch(&format!("contract-{mode}"));
+        let input = dir.join("calls.ndjson");
+        let good = write_input(&input, 400, Some(100));
+        let dead = dir.join("dead.ndjson");
+        // Only the Pipelines key: no Track or App credentials anywhere.
+        let outcome = cio_ratelimit(&[
+            "import",
+            input.to_str().unwrap(),
+            "--api",
+            "pipelines",
+            "--pipelines-url",
+            &emu.url(),
+            "--pipelines-key",
+            DEFAULT_PIPELINES_KEY,
+            "--dead-letter",
+            dead.to_str().unwrap(),
+            "--json",
+            "--mode",
+            mode,
+            "--rate",
+            "1000",
+        ])
+        .run();
+        outcome.assert_code(1);
+        let json = outcome.json();
+        assert_eq!(
+            (json["delivered"].as_u64(), json["dead_lettered"].as_u64()),
+            (Some(393), Some(7)),
+            "{mode}"
+        );
+        let snapshot = emu.snapshot();
+        let arrived = message_ids(&snapshot);
+        assert_eq!(arrived.keys().cloned().collect::<Vec<_>>(), good, "{mode}");
+        let letters = dead_letters(&dead);
+        let lines: Vec<u64> = letters
+            .iter()
+            .map(|l| l["line"].as_u64().unwrap())
+            .collect();
+        assert_eq!(lines, [100, 101, 200, 201, 300, 301, 400], "{mode}");
+        for letter in &letters {
+            let reason = letter["reason"].as_str().unwrap();
+            match letter["line"].as_u64().unwrap() % 100 {
+                0 => assert!(reason.contains("\"event\""), "{reason}"),
+                _ => assert!(
+                    reason.starts_with("rejected by Customer.io") && reason.contains("timestamp"),
+                    "{reason}"
+                ),
+            }
+        }
+        let requests = snapshot.classes["pipelines"].requests;
+        match mode {
+            "single" => assert_eq!(requests, 396, "a request per call sent"),
+            // One batch of 396, and about 2·log2(396) halves for each of the 3
+            // calls the server refuses.
+            _ => assert!(requests <= 1 + 2 * 3 * 9, "{requests} requests"),
+        }
+    }
+}
+
+#[test]
+fn a_resumed_import_repeats_the_message_ids_so_nothing_counts_twice() {
+    let first_server = Emulator::start(Config::default().pipelines_limit(0)).unwrap();
+    let dir = scratch("resume");
+    let input = dir.join("calls.ndjson");
+    let good = write_input(&input, 1_500, None);
+    let checkpoint = dir.join("calls.checkpoint");
+    let args = |extra: &[&str]| {
+        let mut args = vec![
+            "import",
+            input.to_str().unwrap(),
+            "--api",
+            "pipelines",
+            "--mode",
+            "single",
+            "--rate",
+            "500",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--progress-every",
+            "200",
+            "--max-retries",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    fn as_strs(args: &[String]) -> Vec<&str> {
+        args.iter().map(String::as_str).collect()
+    }
+    let mut child = against(&first_server, &as_strs(&args(&[]))).spawn();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("progress:") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "ended early");
+    }
+    first_server.shutdown();
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(3),
+        "unavailable: resume later"
+    );
+    let before = message_ids(&first_server.snapshot());
+    assert!(before.len() < good.len(), "stopped before the end");
+
+    let second_server = Emulator::start(Config::default().pipelines_limit(0)).unwrap();
+    against_url(&second_server.url(), &as_strs(&args(&["--resume"])))
+        .run()
+        .assert_code(0);
+    let after = message_ids(&second_server.snapshot());
+    let mut people: Vec<String> = before.keys().chain(after.keys()).cloned().collect();
+    people.sort();
+    people.dedup();
+    assert_eq!(people, good, "every call reached one server or the other");
+    let repeated: Vec<&String> = after.keys().filter(|p| before.contains_key(*p)).collect();
+    assert!(repeated.len() < 300, "only in-flight work was sent again");
+    for person in repeated {
+        assert_eq!(
+            before[person], after[person],
+            "{person}: the same messageId"
+        );
+    }
+
+    // The whole file again, batched: the calls the second server has come
+    // with the same messageIds and count once; the rest are stored.
+    against(
+        &second_server,
+        &["import", input.to_str().unwrap(), "--api", "pipelines"],
+    )
+    .run()
+    .assert_code(0);
+    let snapshot = second_server.snapshot();
+    assert_eq!(snapshot.pipelines_duplicates, after.len() as u64);
+    let stored: Vec<String> = message_ids(&snapshot).into_keys().collect();
+    assert_eq!(stored, good);
+    assert_eq!(snapshot.pipelines.len(), good.len(), "nothing stored twice");
+}
+
+#[test]
+fn a_wrong_key_exits_2_naming_the_pipelines_key_without_showing_it() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("401");
+    let input = dir.join("calls.ndjson");
+    write_input(&input, 2_000, None);
+    let key_file = dir.join("key.txt");
+    fs::write(&key_file, "pk-wrong-0123456789\n").unwrap();
+    let outcome = cio_ratelimit(&[
+        "import",
+        input.to_str().unwrap(),
+        "--api",
+        "pipelines",
+        "--mode",
+        "single",
+        "--pipelines-url",
+        &emu.url(),
+        "--pipelines-key-file",
+        key_file.to_str().unwrap(),
+    ])
+    .run();
+    outcome.assert_code(2);
+    assert!(outcome.elapsed < Duration::from_secs(10), "{outcome:?}");
+    assert!(outcome.stderr.contains("Pipelines API key"), "{outcome:?}");
+    command::assert_no_piece_of("pk-wrong-0123456789", &outcome.all_output());
+    assert!(
+        emu.snapshot().requests <= 10,
+        "{:?}",
+        emu.snapshot().requests
+    );
+    assert!(!dir.join("calls.ndjson.dead-letter.ndjson").exists());
+}
+
+#[test]
+fn without_a_pipelines_key_or_with_csv_input_it_exits_2_before_sending() {
+    let dir = scratch("usage");
+    let input = dir.join("calls.ndjson");
+    write_input(&input, 10, None);
+    // Track credentials are not Pipelines credentials.
+    let emu = Emulator::start(Config::default()).unwrap();
+    let outcome = against(
+        &emu,
+        &["import", input.to_str().unwrap(), "--api", "pipelines"],
+    )
+    .env_remove("CUSTOMERIO_PIPELINES_API_KEY")
+    .run();
+    outcome.assert_code(2);
+    assert!(
+        outcome.stderr.contains("CUSTOMERIO_PIPELINES_API_KEY"),
+        "{outcome:?}"
+    );
+    let csv = dir.join("people.csv");
+    fs::write(&csv, "id,plan\n1,pro\n").unwrap();
+    let outcome = against(
+        &emu,
+        &["import", csv.to_str().unwrap(), "--api", "pipelines"],
+    )
+    .run();
+    outcome.assert_code(2);
+    assert!(outcome.stderr.contains("CSV"), "{outcome:?}");
+    assert_eq!(emu.snapshot().requests, 0);
+}
+
+#[test]
+fn the_embedded_emulator_imports_the_pipelines_sample() {
+    let sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/sample-pipelines.ndjson"
+    );
+    let outcome = cio_ratelimit(&[
+        "import",
+        sample,
+        "--api",
+        "pipelines",
+        "--emulator",
+        "--json",
+    ])
+    .run();
+    outcome.assert_code(0);
+    let json = outcome.json();
+    assert_eq!(json["delivered"], 1_000);
+    assert_eq!(json["emulator"]["pipelines"], 1_000);
+    assert_eq!(
+        json["emulator"]["classes"]["pipelines"]["requests"],
+        json["requests"]
+    );
+}
