@@ -8,6 +8,8 @@
 //!    Beside them, the CPU time per line of the importer and of the
 //!    emulator (from `/proc`): the emulator parses and stores every item, and
 //!    on a busy machine it, not the importer, sets the records/s.
+//!    Beside the Track row at 1,000,000 lines, a Pipelines row
+//!    (`--api pipelines`, `/v1/batch`) on the same people and data.
 //! 2. Formats: 1,000,000 rows as plain NDJSON, gzip NDJSON and CSV, in
 //!    one run: rows/s and peak RSS (goals: ≥ 100,000 rows/s, < 64 MB).
 //! 3. The cost of per-person order: this binary against another (today's
@@ -33,6 +35,7 @@ use std::time::{Duration, Instant};
 const BINARY: &str = env!("CARGO_BIN_EXE_cio-ratelimit");
 const SITE_ID: &str = "emulator-site-id";
 const API_KEY: &str = "emulator-api-key";
+const PIPELINES_KEY: &str = "emulator-pipelines-key";
 
 /// An emulator process; killed on drop.
 struct EmulatorProcess {
@@ -104,6 +107,31 @@ fn generate(dir: &Path, lines: u64) -> PathBuf {
     path
 }
 
+/// `lines` Pipelines calls: identifies and tracks (without messageIds) in
+/// turn, the same people and data as [`generate`].
+fn generate_pipelines(dir: &Path, lines: u64) -> PathBuf {
+    let path = dir.join(format!("{lines}-pipelines.ndjson"));
+    let mut out = BufWriter::new(fs::File::create(&path).unwrap());
+    for line in 0..lines {
+        let user = line / 2;
+        if line % 2 == 0 {
+            writeln!(
+                out,
+                r#"{{"type":"identify","userId":"u{user}","traits":{{"email":"u{user}@example.com","plan":"pro","n":{line}}}}}"#
+            )
+            .unwrap();
+        } else {
+            writeln!(
+                out,
+                r#"{{"type":"track","userId":"u{user}","event":"seen","properties":{{"n":{line}}}}}"#
+            )
+            .unwrap();
+        }
+    }
+    out.flush().unwrap();
+    path
+}
+
 /// `rows` CSV rows of people after a header, ~50 bytes each.
 fn generate_csv(dir: &Path, rows: u64) -> PathBuf {
     let path = dir.join(format!("{rows}.csv"));
@@ -162,6 +190,10 @@ fn import_with(
             "--api-key",
             API_KEY,
             "--track-url",
+            &emulator.url,
+            "--pipelines-key",
+            PIPELINES_KEY,
+            "--pipelines-url",
             &emulator.url,
         ])
         .args(extra)
@@ -252,6 +284,7 @@ fn main() {
     );
 
     let (ndjson, ndjson_rate, ndjson_peak) = million.expect("the 1,000,000-line row ran");
+    pipelines_row(&dir, ndjson_rate, ndjson_peak);
     println!("\nformats, 1,000,000 rows each, batch mode as above");
     println!("  format        rows/s  peak RSS  requests  rows/s of plain NDJSON");
     println!(
@@ -348,4 +381,32 @@ fn compare(baseline: &str, input: &Path) {
         median(rates),
         median(cpus)
     );
+}
+
+/// The Pipelines row: 1,000,000 calls with `--api pipelines`, beside the
+/// Track row at 1,000,000 lines (`track_rate` lines/s, `track_peak` bytes).
+fn pipelines_row(dir: &Path, track_rate: f64, track_peak: u64) {
+    let lines = 1_000_000;
+    let input = generate_pipelines(dir, lines);
+    let emulator = EmulatorProcess::start(100);
+    let (summary, elapsed, peak, cpu) = import(&emulator, &input, &["--api", "pipelines"]);
+    assert_eq!(summary["delivered"], lines, "{summary}");
+    let snapshot = emulator.snapshot();
+    assert_eq!(snapshot["pipelines_count"], lines, "every call stored once");
+    let rate = lines as f64 / elapsed.as_secs_f64();
+    println!("\n--api pipelines (/v1/batch), batch mode at its preset (50/s), 1,000,000 lines");
+    println!(
+        "      lines  seconds     lines/s  peak RSS  requests  429s  CPU µs/line  of Track: lines/s  RSS"
+    );
+    println!(
+        "  {lines:>9}  {:>7.2}  {rate:>10.0}  {:>5.1} MB  {:>8}  {:>4}  {:>11.2}  {:>17.2}  {:>4.2}",
+        elapsed.as_secs_f64(),
+        peak as f64 / 1e6,
+        summary["requests"],
+        snapshot["throttled"],
+        cpu.as_secs_f64() * 1e6 / lines as f64,
+        rate / track_rate,
+        peak as f64 / track_peak as f64,
+    );
+    fs::remove_file(&input).unwrap();
 }
