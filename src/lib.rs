@@ -131,11 +131,12 @@
 //!
 //! # Imports
 //!
-//! [`Importer`] streams NDJSON (one v2 operation a line) in constant
-//! memory, packs lines into batch requests, sends them through the queue,
-//! dead-letters bad lines with their reason, and keeps a [`Checkpoint`] that
-//! only advances over lines the server acknowledged: a crash or an outage
-//! loses nothing, and a resume repeats the same event ids.
+//! [`Importer`] streams NDJSON (one v2 operation a line, or one Pipelines
+//! call with [`ImportApi::Pipelines`]) in constant memory, packs lines into
+//! batch requests, sends them through the queue, dead-letters bad lines with
+//! their reason, and keeps a [`Checkpoint`] that only advances over lines the
+//! server acknowledged: a crash or an outage loses nothing, and a resume
+//! repeats the same event ids (and `messageId`s).
 //!
 //! ```
 //! use cio_ratelimit::{Client, Importer};

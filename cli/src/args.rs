@@ -645,14 +645,13 @@ pub struct Import {
     /// The NDJSON or CSV file (gzip too), or - for standard input
     #[arg(value_name = "FILE", default_value = "-")]
     pub input: PathBuf,
-    /// What the lines are for: track, v2 operations for the Track API;
-    /// pipelines, calls for the Pipelines API (NDJSON only) at its own rate
+    /// The API the lines are for, and so what each line holds
     #[arg(long, value_enum, default_value_t = ApiArg::Track)]
     pub api: ApiArg,
     /// Requests per second (a batch is one request), retries included: at
     /// most N in any 1 s window. The ceiling: below it, the rate follows the
-    /// workspace's 429s unless --fixed-rate [default: 50, the bulk-import
-    /// preset; the Pipelines preset with --api pipelines]
+    /// workspace's 429s unless --fixed-rate [default: 50, the preset for
+    /// bulk imports, or for Pipelines calls with --api pipelines]
     #[arg(long, value_name = "N", value_parser = rate)]
     pub rate: Option<f64>,
     /// Requests allowed at once after a quiet spell [default: a tenth of --rate, at least 1]
@@ -736,7 +735,7 @@ pub struct Import {
 pub enum ApiArg {
     /// Track API v2 operations, with the site id and Track API key
     Track,
-    /// Pipelines API calls (Data Pipelines), with the Pipelines API key
+    /// Pipelines API calls (Data Pipelines), NDJSON only, with the Pipelines API key
     Pipelines,
 }
 

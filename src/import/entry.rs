@@ -14,7 +14,6 @@ use crate::client::operation::Operation;
 use crate::client::pipelines_batch::PipelinesBatchPacker;
 use crate::client::pipelines_call::PipelinesCall;
 use crate::client::validate::{Invalid, MAX_ITEM_BYTES};
-use crate::error::Result;
 use crate::import::api::ImportApi;
 use crate::queue::client_call::ClientCall;
 
@@ -113,7 +112,7 @@ impl Packer {
     ///
     /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) if
     /// `max_batch_bytes` is zero.
-    pub(crate) fn new(api: ImportApi, max_batch_bytes: Option<usize>) -> Result<Packer> {
+    pub(crate) fn new(api: ImportApi, max_batch_bytes: Option<usize>) -> crate::Result<Packer> {
         Ok(match (api, max_batch_bytes) {
             (ImportApi::Track, None) => Packer::Track(BatchPacker::new()),
             (ImportApi::Track, Some(bytes)) => {
@@ -137,10 +136,7 @@ impl Packer {
     /// # Panics
     ///
     /// If the entry is for the other API: a run packs one kind only.
-    pub(crate) fn push(
-        &mut self,
-        entry: &Entry,
-    ) -> std::result::Result<Option<ClientCall>, Invalid> {
+    pub(crate) fn push(&mut self, entry: &Entry) -> Result<Option<ClientCall>, Invalid> {
         match (self, entry) {
             (Packer::Track(packer), Entry::Track(operation)) => {
                 Ok(packer.push(operation)?.map(ClientCall::Batch))
