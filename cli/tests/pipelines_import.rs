@@ -307,3 +307,37 @@ fn the_embedded_emulator_imports_the_pipelines_sample() {
         json["requests"]
     );
 }
+
+#[test]
+fn the_pipelines_limiter_learns_a_lower_limit_from_429s_and_everything_arrives_once() {
+    let emu = Emulator::start(Config::default().pipelines_limit(20)).unwrap();
+    let dir = scratch("learning");
+    let input = dir.join("calls.ndjson");
+    let good = write_input(&input, 80, None);
+    let outcome = against(
+        &emu,
+        &[
+            "import",
+            input.to_str().unwrap(),
+            "--api",
+            "pipelines",
+            "--mode",
+            "single",
+            "--rate",
+            "40",
+            "--json",
+        ],
+    )
+    .run();
+    outcome.assert_code(0);
+    let json = outcome.json();
+    let snapshot = emu.snapshot();
+    assert!(snapshot.classes["pipelines"].throttled > 0, "{json}");
+    assert_eq!(json["throttled"], snapshot.throttled);
+    let in_force = json["rate"]["in_force"].as_f64().unwrap();
+    assert!((10.0..=20.0).contains(&in_force), "learned: {json}");
+    assert_eq!(json["rate"]["changes"][0]["from"], 40.0);
+    let stored: Vec<String> = message_ids(&snapshot).into_keys().collect();
+    assert_eq!(stored, good);
+    assert_eq!(snapshot.pipelines.len(), 80, "a 429 stores nothing");
+}
