@@ -34,17 +34,22 @@ fn write_input(path: &Path, n: u64, bad: Option<u64>) -> Vec<String> {
     let mut good = Vec::new();
     for line in 1..=n {
         let user = format!("u{line}");
-        let call = match bad.map(|every| line % every) {
-            Some(0) => format!(r#"{{"type":"track","userId":"{user}"}}"#),
-            Some(1) if line > 1 => {
-                format!(r#"{{"type":"page","userId":"{user}","timestamp":"last week"}}"#)
-            }
-            _ if line % 2 == 1 => {
-                format!(r#"{{"type":"identify","userId":"{user}","traits":{{"line":{line}}}}}"#)
-            }
-            _ => format!(r#"{{"type":"track","userId":"{user}","event":"seen"}}"#),
+        let (call, sent) = match bad.map(|every| line % every) {
+            Some(0) => (format!(r#"{{"type":"track","userId":"{user}"}}"#), false),
+            Some(1) if line > 1 => (
+                format!(r#"{{"type":"page","userId":"{user}","timestamp":"last week"}}"#),
+                false,
+            ),
+            _ if line % 2 == 1 => (
+                format!(r#"{{"type":"identify","userId":"{user}","traits":{{"line":{line}}}}}"#),
+                true,
+            ),
+            _ => (
+                format!(r#"{{"type":"track","userId":"{user}","event":"seen"}}"#),
+                true,
+            ),
         };
-        if !call.contains("last week") && (call.contains("identify") || call.contains("event")) {
+        if sent {
             good.push(user);
         }
         text.push_str(&call);
