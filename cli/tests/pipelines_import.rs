@@ -346,3 +346,50 @@ fn the_pipelines_limiter_learns_a_lower_limit_from_429s_and_everything_arrives_o
     assert_eq!(stored, good);
     assert_eq!(snapshot.pipelines.len(), 80, "a 429 stores nothing");
 }
+
+#[test]
+fn two_pipelines_imports_sharing_a_redis_budget_stay_within_it_together() {
+    let Some(redis) = cio_test_redis::RedisServer::start() else {
+        return;
+    };
+    let emu = Emulator::start(Config::default().pipelines_limit(0)).unwrap();
+    let dir = scratch("redis");
+    let url = redis.url();
+    let imports: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let input = dir.join(format!("{name}.ndjson"));
+            let text = (1..=80)
+                .map(|n| format!("{{\"type\":\"identify\",\"userId\":\"{name}{n}\"}}\n"))
+                .collect::<String>();
+            fs::write(&input, text).unwrap();
+            let args = [
+                "import",
+                input.to_str().unwrap(),
+                "--api",
+                "pipelines",
+                "--mode",
+                "single",
+                "--rate",
+                "40",
+                "--burst",
+                "4",
+                "--redis-url",
+                &url,
+            ];
+            against(&emu, &args).spawn()
+        })
+        .collect();
+    for mut import in imports {
+        assert!(import.wait().unwrap().success());
+    }
+    let snapshot = emu.snapshot();
+    assert_eq!(snapshot.pipelines.len(), 160, "everything arrived");
+    // One Pipelines budget of 40/s burst 4 for both: at most 44 in any second.
+    let pipelines = &snapshot.classes["pipelines"];
+    assert!(pipelines.max_in_window <= 44, "{pipelines:?}");
+    assert!(
+        pipelines.max_in_window >= 30,
+        "both were sending: {pipelines:?}"
+    );
+}
