@@ -213,3 +213,24 @@ fn csv_input_for_the_pipelines_api_is_refused_when_built() {
         "{error:?}"
     );
 }
+
+#[test]
+fn track_operations_from_memory_are_refused_by_a_pipelines_importer() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("operations");
+    let failure = Importer::builder(client(&emu, DEFAULT_PIPELINES_KEY))
+        .api(ImportApi::Pipelines)
+        .dead_letter(dir.join("dead.ndjson"))
+        .build()
+        .unwrap()
+        .import_operations([
+            cio_ratelimit::Operation::identify("1", serde_json::json!({})).unwrap(),
+        ])
+        .unwrap_err();
+    assert!(
+        matches!(failure.error, Error::InvalidConfig { setting: "api", .. }),
+        "{:?}",
+        failure.error
+    );
+    assert_eq!(emu.snapshot().requests, 0);
+}

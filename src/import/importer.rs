@@ -279,11 +279,20 @@ impl Importer {
     /// # Errors
     ///
     /// [`ImportFailure`]: why it stopped, and how far it got (its
-    /// `checkpoint_line` is a position in the operations).
+    /// `checkpoint_line` is a position in the operations); with nothing
+    /// sent, [`Error::InvalidConfig`] for an importer built for
+    /// [`ImportApi::Pipelines`]: operations are Track v2 operations.
     pub fn import_operations(
         mut self,
         operations: impl IntoIterator<Item = Operation>,
     ) -> std::result::Result<ImportSummary, ImportFailure> {
+        if self.api != ImportApi::Track {
+            return Err(failure_before_start(Error::invalid(
+                "api",
+                "Pipelines for import_operations",
+                "ImportApi::Track: operations are Track v2 operations",
+            )));
+        }
         if self.dead_letter.is_none() {
             self.dead_letter = Some(PathBuf::from(DEFAULT_DEAD_LETTER));
         }
