@@ -674,6 +674,11 @@ pub struct Import {
     /// Continue after the line the checkpoint names
     #[arg(long, requires = "checkpoint")]
     pub resume: bool,
+    /// Read and check every line and write the dead-letter file, but send
+    /// nothing (no credentials needed, no checkpoint written). Exit 0: every
+    /// line is valid; 1: some were dead-lettered
+    #[arg(long)]
+    pub dry_run: bool,
     /// Share one rate with every process importing to the same workspace
     /// through this Redis (redis://[:password@]host[:port][/db]); what one
     /// process learns from 429s, every process sharing it follows (unless

@@ -30,7 +30,8 @@ fn with_limiter(
     limit: RateLimit,
     site_id: &str,
 ) -> Result<ClientBuilder, Error> {
-    if let Some(url) = &import.redis_url {
+    // A dry run sends nothing, so it shares no budget either.
+    if let Some(url) = import.redis_url.as_ref().filter(|_| !import.dry_run) {
         let redis = redis_limiter(url, import, limit, site_id)?;
         log::info!(
             "sharing {} requests/s through Redis",
@@ -100,7 +101,11 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
             cio_emulator::DEFAULT_SITE_ID.to_owned(),
         ),
         None => {
-            let credentials = Credentials::from_args(global, Api::Track)?;
+            let credentials = if import.dry_run {
+                Credentials::dry_run()
+            } else {
+                Credentials::from_args(global, Api::Track)?
+            };
             let site_id = credentials
                 .site_id()
                 .expect("Track credentials were resolved")
@@ -142,6 +147,7 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
         })
         .workers(usize::from(import.workers))
         .resume(import.resume)
+        .dry_run(import.dry_run)
         .progress({
             let display = display.clone();
             let metrics = metrics.clone();
@@ -204,7 +210,12 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
     match result {
         Ok(summary) => {
             let exit = exit_of(&summary);
-            output.success(&Receipt::Imported(Box::new(summary)))?;
+            let summary = Box::new(summary);
+            output.success(&if import.dry_run {
+                Receipt::Checked(summary)
+            } else {
+                Receipt::Imported(summary)
+            })?;
             Ok(exit)
         }
         Err(failure) => Err(Error::Import {

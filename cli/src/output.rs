@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use cio_emulator::Snapshot;
 use serde_json::{Map, Value, json};
 
-use cio_ratelimit::Identifier;
+use cio_ratelimit::{Identifier, ImportSummary};
 
 use crate::calls::Receipt;
 use crate::error::Error;
@@ -209,6 +209,18 @@ fn receipt_line(receipt: &Receipt) -> String {
             call.person(),
             call.message_id()
         ),
+        Receipt::Checked(summary) => {
+            let progress = &summary.progress;
+            let mut line = format!(
+                "dry run: checked {} lines in {:.1} s: {} valid, {} dead-lettered; nothing was sent",
+                progress.lines_read,
+                progress.elapsed.as_secs_f64(),
+                progress.delivered,
+                progress.dead_lettered,
+            );
+            push_dead_letter_file(&mut line, summary);
+            line
+        }
         Receipt::Imported(summary) => {
             let progress = &summary.progress;
             let mut line = format!(
@@ -229,15 +241,20 @@ fn receipt_line(receipt: &Receipt) -> String {
                     progress.skipped
                 ));
             }
-            if let Some(path) = summary
-                .dead_letter_file
-                .as_ref()
-                .filter(|_| progress.dead_lettered > 0)
-            {
-                line.push_str(&format!("\ndead letters: {}", path.display()));
-            }
+            push_dead_letter_file(&mut line, summary);
             line
         }
+    }
+}
+
+/// Where the dead letters went, if this run wrote any.
+fn push_dead_letter_file(line: &mut String, summary: &ImportSummary) {
+    if let Some(path) = summary
+        .dead_letter_file
+        .as_ref()
+        .filter(|_| summary.progress.dead_lettered > 0)
+    {
+        line.push_str(&format!("\ndead letters: {}", path.display()));
     }
 }
 
@@ -275,6 +292,11 @@ fn receipt_json(receipt: &Receipt) -> Map<String, Value> {
             trigger,
         } => json!({"campaign_id": campaign_id, "trigger_id": trigger.id}),
         Receipt::PipelinesSent(call) => json!({"pipelines": call.to_json()}),
+        Receipt::Checked(summary) => {
+            let mut object = receipt_json(&Receipt::Imported(summary.clone()));
+            object.insert("dry_run".into(), Value::Bool(true));
+            return object;
+        }
         Receipt::Imported(summary) => {
             let progress = &summary.progress;
             json!({

@@ -657,3 +657,54 @@ fn a_checkpoint_past_the_end_of_the_input_exits_2_and_is_not_rewound() {
     run(&text, true).assert_code(0);
     assert_eq!(emu.snapshot().requests, requests);
 }
+
+#[test]
+fn a_dry_run_needs_no_credentials_dead_letters_bad_lines_and_sends_nothing() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("dry-run");
+    let input = dir.join("input.ndjson");
+    write_input(&input, 500, true);
+    let url = emu.url();
+    let dry_run = |input: &Path| {
+        cio_ratelimit(&[
+            "import",
+            input.to_str().unwrap(),
+            "--dry-run",
+            "--track-url",
+            &url,
+            "--checkpoint",
+            dir.join("import.checkpoint").to_str().unwrap(),
+            "--json",
+        ])
+        .run()
+    };
+    let outcome = dry_run(&input);
+    outcome.assert_code(1);
+    let json = outcome.json();
+    assert_eq!(
+        (
+            json["dry_run"].as_bool(),
+            json["delivered"].as_u64(),
+            json["dead_lettered"].as_u64(),
+            json["requests"].as_u64()
+        ),
+        (Some(true), Some(490), Some(10), Some(0))
+    );
+    let dead = fs::read_to_string(dir.join("input.ndjson.dead-letter.ndjson")).unwrap();
+    assert_eq!(dead.lines().count(), 10);
+    assert!(!dir.join("import.checkpoint").exists(), "no checkpoint");
+
+    let clean = dir.join("clean.ndjson");
+    write_input(&clean, 500, false);
+    let outcome = dry_run(&clean);
+    outcome.assert_code(0);
+    assert_eq!(outcome.json()["delivered"], 500);
+    let text = cio_ratelimit(&["import", clean.to_str().unwrap(), "--dry-run"]).run();
+    text.assert_code(0);
+    assert!(
+        text.stdout.contains("dry run: checked 500 lines")
+            && text.stdout.contains("nothing was sent"),
+        "{text:?}"
+    );
+    assert_eq!(emu.snapshot().requests, 0, "nothing reached the server");
+}

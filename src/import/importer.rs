@@ -5,6 +5,8 @@ use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crate::client::client::Client;
@@ -115,6 +117,8 @@ pub struct Importer {
     pub(super) progress_every: Duration,
     pub(super) checkpoint_every: Duration,
     pub(super) max_batch_bytes: Option<usize>,
+    pub(super) dry_run: bool,
+    pub(super) stop: Option<Arc<AtomicBool>>,
     #[cfg(feature = "csv")]
     pub(super) csv: Option<CsvOptions>,
 }
@@ -149,6 +153,8 @@ impl Importer {
                 progress_every: Duration::from_millis(200),
                 checkpoint_every: Duration::from_millis(250),
                 max_batch_bytes: None,
+                dry_run: false,
+                stop: None,
                 #[cfg(feature = "csv")]
                 csv: None,
             },
@@ -296,7 +302,8 @@ impl Importer {
     }
 
     /// Checks the files the import will write before anything is read or
-    /// sent, and holds the checkpoint's lock for as long as it is kept.
+    /// sent, and holds the checkpoint's lock for as long as it is kept (a
+    /// dry run writes no checkpoint, so it takes no lock).
     fn check_outputs(&self, input: Option<&Path>) -> Result<Option<CheckpointLock>> {
         let dead_letter = self
             .dead_letter
@@ -305,6 +312,7 @@ impl Importer {
         check_dead_letter(dead_letter, input, self.checkpoint.as_deref())?;
         self.checkpoint
             .as_deref()
+            .filter(|_| !self.dry_run)
             .map(CheckpointLock::acquire)
             .transpose()
     }
@@ -385,6 +393,56 @@ impl ImporterBuilder {
         self
     }
 
+    /// Reads and validates the whole input and writes the dead-letter file,
+    /// but sends nothing: the client is never called, so placeholder
+    /// credentials will do (`Client::builder("-", "-")`).
+    ///
+    /// The summary's [`delivered`](Progress::delivered) counts the lines
+    /// that would have been sent (items over 32 KB and invalid lines are
+    /// dead-lettered as in a real import; only the server's own refusals
+    /// cannot be foreseen). No checkpoint is written or locked; with
+    /// [`resume`](Self::resume), the checkpoint is read, and only the lines
+    /// after it are checked.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.importer.dry_run = dry_run;
+        self
+    }
+
+    /// Stops the import cleanly once `stop` is set (by a signal handler,
+    /// say): no further line is read, the requests already sent finish
+    /// (each bounded by the client's timeout and retry policy), the
+    /// checkpoint is stored, and the import returns an [`ImportFailure`]
+    /// whose error is [`Error::Stopped`], with the counts so far. Resume it
+    /// with [`resume`](Self::resume): nothing is lost or sent twice.
+    ///
+    /// The flag is checked between lines, and while waiting for the last
+    /// requests; an import that finishes before it sees the flag returns
+    /// its summary as usual.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use cio_ratelimit::{Client, Error, Importer};
+    /// # let dir = std::env::temp_dir().join(format!("cio-stop-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    ///
+    /// let stop = Arc::new(AtomicBool::new(false));
+    /// let importer = Importer::builder(Client::builder("site", "key").build()?)
+    ///     .dead_letter(dir.join("dead.ndjson"))
+    ///     .stop_when(stop.clone())
+    ///     .build()?;
+    /// stop.store(true, Ordering::SeqCst); // e.g. from a SIGTERM handler
+    /// let input = r#"{"type":"person","action":"identify","identifiers":{"id":"1"}}"#;
+    /// let failure = importer.import_reader(input.as_bytes(), None).unwrap_err();
+    /// assert_eq!(failure.error, Error::Stopped);
+    /// assert_eq!(failure.summary.progress.lines_read, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stop_when(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.importer.stop = Some(stop);
+        self
+    }
+
     /// Reads the input as CSV, one person per row, each an `identify`
     /// (feature `csv`). A row's line is the line it starts on, for dead
     /// letters and the checkpoint alike.
@@ -430,6 +488,7 @@ impl fmt::Debug for Importer {
             .field("dead_letter", &self.dead_letter)
             .field("checkpoint", &self.checkpoint)
             .field("resume", &self.resume)
+            .field("dry_run", &self.dry_run)
             .finish_non_exhaustive()
     }
 }

@@ -30,6 +30,7 @@ pub(crate) mod compressed;
 pub(crate) mod csv_rows;
 pub(crate) mod dead_letter;
 pub(crate) mod entry;
+pub(crate) mod format_check;
 pub(crate) mod importer;
 pub(crate) mod input;
 pub(crate) mod lanes;

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -18,6 +19,7 @@ use crate::error::{Error, Result, TransportKind};
 use crate::import::checkpoint::Checkpoint;
 use crate::import::dead_letter::DeadLetters;
 use crate::import::entry::{Entry, Packer};
+use crate::import::format_check::FormatCheck;
 use crate::import::importer::{ImportMode, Importer, ProgressCallback};
 use crate::import::input::Input;
 use crate::import::lanes::{Lane, lagging, lane_for, wait_for_an_answer};
@@ -132,6 +134,11 @@ pub(super) struct Run {
     taken_seen: (u64, Instant),
     /// What stopped the timer's work; the reader stops at its next record.
     timer_failed: Option<Error>,
+    /// A dry run: requests are packed, never sent.
+    dry_run: bool,
+    /// Once set, no further line is read.
+    stop: Option<Arc<AtomicBool>>,
+    format_check: FormatCheck,
 }
 
 impl Run {
@@ -189,7 +196,7 @@ impl Run {
                 }
                 Some(checkpoint)
             }
-            (Some(path), false) if path.exists() => {
+            (Some(path), false) if path.exists() && !importer.dry_run => {
                 return Err(Error::Checkpoint {
                     path: path.clone(),
                     reason: "a checkpoint from an earlier import is there: resume it, or delete it to start over"
@@ -247,7 +254,8 @@ impl Run {
             .clone()
             .filter(|_| importer.resume)
             .map(|path| (path, skip_to));
-        let checkpoint = importer.checkpoint.map(|path| CheckpointFile {
+        let checkpoint = importer.checkpoint.filter(|_| !importer.dry_run);
+        let checkpoint = checkpoint.map(|path| CheckpointFile {
             path,
             import_id: import_id.clone(),
             before,
@@ -280,6 +288,9 @@ impl Run {
             taken: 0,
             taken_seen: (0, now),
             timer_failed: None,
+            dry_run: importer.dry_run,
+            stop: importer.stop,
+            format_check: FormatCheck::default(),
         };
         Ok((run, import_id, skip_to))
     }
@@ -293,14 +304,22 @@ impl Run {
         self,
         mut next_record: impl FnMut() -> io::Result<Option<Record>>,
     ) -> std::result::Result<ImportSummary, ImportFailure> {
+        let stop = self.stop.clone();
+        let stopping = move || {
+            stop.as_ref()
+                .is_some_and(|stop| stop.load(Ordering::SeqCst))
+        };
         let run = Mutex::new(self);
         let read = with_timer(&run, TICK, Run::tick, || {
-            while let Some(record) =
-                next_record().map_err(|err| Error::io("read the input", Path::new("-"), &err))?
-            {
+            while !stopping() {
+                let Some(record) = next_record()
+                    .map_err(|err| Error::io("read the input", Path::new("-"), &err))?
+                else {
+                    return Ok(());
+                };
                 run.lock().take(record)?;
             }
-            Ok(())
+            Err(Error::Stopped)
         });
         let mut run = run.into_inner();
         let outcome = read
@@ -364,6 +383,7 @@ impl Run {
             self.progress.lines_read += 1;
             self.progress.bytes_read += record.bytes_read;
         }
+        self.format_check.count(&record.item)?;
         match record.item {
             // Settled by an earlier run: the ledger starts after it.
             Item::Skipped => self.progress.skipped += 1,
@@ -414,6 +434,10 @@ impl Run {
     /// Sends `call` for `lane` now if the lane is free, or holds it until
     /// the lane's request is answered; with one held already, waits first.
     fn send(&mut self, lane: usize, chunk: ChunkId, call: ClientCall) -> Result<()> {
+        if self.dry_run {
+            // Nothing goes out: the request is settled as if all was taken.
+            return self.ledger.acknowledge(chunk, Vec::new());
+        }
         while self.lanes[lane].held.is_some() {
             wait_for_an_answer(&self.lanes, self.progress_every);
             self.poll()?;
