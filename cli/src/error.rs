@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::signals::StopSignal;
+
 /// Why a command failed. [`Exit::from`](crate::exit::Exit) turns it into the
 /// process's exit code; no variant ever holds an API key.
 #[derive(Debug)]
@@ -77,7 +79,18 @@ pub enum Error {
         failure: Box<cio_ratelimit::ImportFailure>,
         /// Whether a checkpoint was kept, so `--resume` can continue.
         resumable: bool,
+        /// Set when a signal stopped it cleanly.
+        stopped: Option<Stopped>,
     },
+}
+
+/// An import that a signal stopped cleanly: which, and how to go on.
+#[derive(Debug)]
+pub struct Stopped {
+    /// SIGINT or SIGTERM.
+    pub signal: StopSignal,
+    /// The command that resumes the import (keys hidden).
+    pub resume_command: String,
 }
 
 /// A credential that was given nowhere.
@@ -156,7 +169,33 @@ impl fmt::Display for Error {
                 cio_ids.join(", ")
             ),
             Error::Output(_) => f.write_str("cannot write to standard output"),
-            Error::Import { failure, resumable } => {
+            Error::Import {
+                failure,
+                resumable,
+                stopped: Some(stopped),
+            } => {
+                let progress = &failure.summary.progress;
+                write!(
+                    f,
+                    "stopped by {} after line {} ({} lines delivered, {} dead-lettered); ",
+                    stopped.signal.name(),
+                    progress.checkpoint_line,
+                    progress.delivered,
+                    progress.dead_lettered
+                )?;
+                if *resumable {
+                    f.write_str("the checkpoint is stored. Resume with:\n  ")?;
+                } else {
+                    f.write_str(
+                        "without --checkpoint it cannot be resumed. Run it again (events keep \
+                         their ids, so none is stored twice), keeping a checkpoint this time:\n  ",
+                    )?;
+                }
+                f.write_str(&stopped.resume_command)
+            }
+            Error::Import {
+                failure, resumable, ..
+            } => {
                 let progress = &failure.summary.progress;
                 write!(
                     f,

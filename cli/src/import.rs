@@ -2,6 +2,7 @@
 //! through the library's `Importer`.
 
 use std::io::{self, IsTerminal};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use cio_ratelimit::{
@@ -13,12 +14,14 @@ use crate::args::{FormatArg, Import, ModeArg};
 use crate::calls::Receipt;
 use crate::credentials::{Api, Credentials};
 use crate::embedded::Embedded;
-use crate::error::Error;
+use crate::error::{Error, Stopped};
 use crate::exit::Exit;
 use crate::metrics::{self, MetricsFile};
 use crate::output::Output;
 use crate::progress::ProgressDisplay;
 use crate::rate::RateReport;
+use crate::resume_command::resume_command;
+use crate::signals::StopSignals;
 
 /// The Track limiter the flags ask for: a Redis budget shared with other
 /// processes, or a sliding window of this process's own; either learns the
@@ -179,6 +182,13 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
     if let Some(path) = &import.checkpoint {
         importer = importer.checkpoint(path);
     }
+    // From here on, SIGINT and SIGTERM stop the import cleanly.
+    let signals = StopSignals::install()
+        .inspect_err(|error| log::warn!("a signal will not stop the import cleanly: {error}"))
+        .ok();
+    if let Some(signals) = &signals {
+        importer = importer.stop_when(signals.flag());
+    }
     let importer = importer.build()?;
     log::info!(
         "importing {} at {} requests/s, burst {}",
@@ -218,11 +228,38 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
             })?;
             Ok(exit)
         }
-        Err(failure) => Err(Error::Import {
-            failure: Box::new(failure),
-            resumable: import.checkpoint.is_some(),
-        }),
+        Err(failure) => {
+            let resumable = import.checkpoint.is_some();
+            let stopped = signals
+                .as_ref()
+                .and_then(StopSignals::received)
+                .filter(|_| failure.error == cio_ratelimit::Error::Stopped)
+                .map(|signal| Stopped {
+                    signal,
+                    resume_command: resume_command(
+                        std::env::args_os(),
+                        resumable,
+                        &suggested_checkpoint(&import.input),
+                    ),
+                });
+            Err(Error::Import {
+                failure: Box::new(failure),
+                resumable,
+                stopped,
+            })
+        }
     }
+}
+
+/// Where to keep a checkpoint, for an import that kept none: beside the
+/// input, or in the current folder for standard input.
+fn suggested_checkpoint(input: &Path) -> PathBuf {
+    if input.as_os_str() == "-" {
+        return PathBuf::from("cio-import.checkpoint");
+    }
+    let mut name = input.as_os_str().to_owned();
+    name.push(".checkpoint");
+    PathBuf::from(name)
 }
 
 /// How a finished import ends the process.

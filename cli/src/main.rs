@@ -26,6 +26,8 @@ mod output;
 mod pipelines;
 mod progress;
 mod rate;
+mod resume_command;
+mod signals;
 
 use std::process::ExitCode;
 

@@ -82,11 +82,21 @@ impl Output {
             let mut object = self.object(false);
             let exit = Exit::from(error);
             let transient = exit == Exit::Unavailable;
-            if let Error::Import { failure, .. } = error {
+            if let Error::Import {
+                failure, stopped, ..
+            } = error
+            {
                 // How far it got: the same counts a finished import reports.
                 object.extend(receipt_json(&Receipt::Imported(Box::new(
                     failure.summary.clone(),
                 ))));
+                if let Some(stopped) = stopped {
+                    object.insert("signal".into(), stopped.signal.name().into());
+                    object.insert(
+                        "resume_command".into(),
+                        stopped.resume_command.clone().into(),
+                    );
+                }
             }
             object.insert(
                 "error".into(),

@@ -708,3 +708,138 @@ fn a_dry_run_needs_no_credentials_dead_letters_bad_lines_and_sends_nothing() {
     );
     assert_eq!(emu.snapshot().requests, 0, "nothing reached the server");
 }
+
+/// Starts an import of 1,500 lines at 500 requests/s, sends it `signal` once
+/// the server has received something, and checks it stops cleanly with
+/// `code` and the exact resume command; then runs that command and checks
+/// every line arrived exactly once over both runs.
+fn a_signal_stops_cleanly_and_the_printed_command_resumes(signal: &str, code: i32) {
+    let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
+    let dir = scratch(&format!("signal-{signal}"));
+    let input = dir.join("input.ndjson");
+    let (people_sent, events_sent) = write_input(&input, 1_500, false);
+    let checkpoint = dir.join("import.checkpoint");
+    let args = [
+        "import",
+        input.to_str().unwrap(),
+        "--mode",
+        "single",
+        "--rate",
+        "500",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+    ];
+    let child = against(&emu, &args).spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while emu.snapshot().requests == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing arrived in 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let killed = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "{stderr}");
+    let stopped = emu.snapshot();
+    assert!(
+        stopped.people.len() < people_sent.len(),
+        "stopped before the end"
+    );
+    assert!(
+        stderr.contains(&format!("stopped by SIG{signal} after line")),
+        "{stderr}"
+    );
+    // The exact command, with every flag as given, and --resume.
+    let command = stderr
+        .lines()
+        .skip_while(|line| !line.ends_with("Resume with:"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no resume command: {stderr}"))
+        .trim();
+    let words: Vec<&str> = command.split(' ').collect();
+    assert_eq!(words[0], env!("CARGO_BIN_EXE_cio-ratelimit"));
+    let resumed_args = &words[1..];
+    assert_eq!(resumed_args[..args.len()], args, "{command}");
+    assert_eq!(resumed_args.last(), Some(&"--resume"), "{command}");
+
+    // The printed flags (the emulator's URLs among them), run again.
+    let mut resume = command::cio_ratelimit(resumed_args);
+    for (name, value) in [
+        ("CUSTOMERIO_SITE_ID", cio_emulator::DEFAULT_SITE_ID),
+        ("CUSTOMERIO_TRACK_API_KEY", cio_emulator::DEFAULT_API_KEY),
+    ] {
+        resume = resume.env(name, value);
+    }
+    resume.run().assert_code(0);
+    let after = emu.snapshot();
+    assert_eq!(people(&[&after]), people_sent);
+    assert!(
+        after.people.values().all(|p| p.identify_count == 1),
+        "no identify sent twice"
+    );
+    assert_eq!(after.event_ids(), events_sent, "every event, by id");
+    assert_eq!(after.duplicate_events, 0, "no event sent twice");
+    assert_eq!(after.requests, 1_500, "one request per line, in all");
+}
+
+#[test]
+fn sigterm_stops_cleanly_with_exit_143_and_the_resume_command_sends_the_rest_once() {
+    a_signal_stops_cleanly_and_the_printed_command_resumes("TERM", 143);
+}
+
+#[test]
+fn sigint_stops_cleanly_with_exit_130_and_the_resume_command_sends_the_rest_once() {
+    a_signal_stops_cleanly_and_the_printed_command_resumes("INT", 130);
+}
+
+#[test]
+fn a_second_signal_exits_at_once_without_waiting_for_the_requests_in_flight() {
+    // Every answer takes 20 s: a clean stop would wait that long for them.
+    let emu = Emulator::start(Config::default().latency(Duration::from_secs(20))).unwrap();
+    let dir = scratch("second-signal");
+    let input = dir.join("input.ndjson");
+    write_input(&input, 100, false);
+    let mut child = against(
+        &emu,
+        &["import", input.to_str().unwrap(), "--mode", "single"],
+    )
+    .spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while emu.snapshot().requests == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing arrived in 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Signals sent close together may merge into one: send them until the
+    // process is gone, as an impatient user would.
+    let first_signal = std::time::Instant::now();
+    let pid = child.id().to_string();
+    let status = loop {
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            first_signal.elapsed() < Duration::from_secs(10),
+            "still running 10 s after the first signal"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(143));
+    assert!(
+        first_signal.elapsed() < Duration::from_secs(10),
+        "exited at once, not after the answers: {:?}",
+        first_signal.elapsed()
+    );
+}
