@@ -476,6 +476,9 @@ fn a_failed_chunk_holds_the_checkpoint_before_it_even_when_later_chunks_succeed(
     .checkpoint(dir.join("import.checkpoint"))
     .max_batch_bytes(6_000)
     .workers(4)
+    // Event ids from the import id and the line, for `expected_event_ids`
+    // (from a reader they would otherwise come from the content).
+    .import_id("held")
     .build()
     .unwrap()
     .import_reader(text.as_bytes(), None)
@@ -930,4 +933,74 @@ fn a_stop_handle_stops_cleanly_with_the_checkpoint_stored_and_a_resume_sends_the
         .unwrap();
     assert_sample_arrived_once(&emu, 600);
     assert_eq!(dead_letters(&dir.join("dead.ndjson")).len() as u64, bad);
+}
+
+#[test]
+fn the_same_input_read_twice_from_a_reader_gives_its_events_the_same_ids() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("reader-ids");
+    let (text, _) = sample(300);
+    let import = |text: &str| {
+        Importer::builder(client(&emu, DEFAULT_API_KEY))
+            .dead_letter(dir.join("dead.ndjson"))
+            .build()
+            .unwrap()
+            .import_reader(text.as_bytes(), None)
+            .unwrap()
+    };
+    import(&text);
+    let first = emu.snapshot();
+    assert_eq!(first.events.len(), 120);
+    import(&text);
+    let second = emu.snapshot();
+    assert_eq!(second.event_ids(), first.event_ids(), "the same ids");
+    assert_eq!(second.duplicate_events, 120, "each one a repeat");
+    // Another input's events get other ids, even on the same lines.
+    import(&text.replacen("\"line\":2}", "\"line\":-2}", 1));
+    let third = emu.snapshot();
+    assert_eq!(third.events.len(), 240, "a new id for every event");
+}
+
+fn first_lines(text: &str, n: usize) -> String {
+    text.split_inclusive('\n').take(n).collect()
+}
+
+#[test]
+fn resuming_with_other_input_before_the_checkpoint_is_refused_before_anything_is_sent() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("other-input");
+    let (text, _) = sample(300);
+    let importer = || {
+        Importer::builder(client(&emu, DEFAULT_API_KEY))
+            .dead_letter(dir.join("dead.ndjson"))
+            .checkpoint(dir.join("import.checkpoint"))
+    };
+    importer()
+        .build()
+        .unwrap()
+        .import_reader(first_lines(&text, 150).as_bytes(), None)
+        .unwrap();
+    let before = emu.snapshot().requests;
+    let changed = text.replacen("\"u1\"", "\"someone else\"", 1);
+    let failure = importer()
+        .resume(true)
+        .build()
+        .unwrap()
+        .import_reader(changed.as_bytes(), None)
+        .unwrap_err();
+    assert!(
+        matches!(&failure.error, Error::Checkpoint { reason, .. } if reason.contains("not the ones it was kept for")),
+        "{}",
+        failure.error
+    );
+    assert_eq!(emu.snapshot().requests, before, "nothing sent");
+    // The same input resumes, and sends only the rest.
+    let summary = importer()
+        .resume(true)
+        .build()
+        .unwrap()
+        .import_reader(text.as_bytes(), None)
+        .unwrap();
+    assert_eq!(summary.progress.skipped, 150);
+    assert_sample_arrived_once(&emu, 300);
 }

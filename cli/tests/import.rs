@@ -843,3 +843,90 @@ fn a_second_signal_exits_at_once_without_waiting_for_the_requests_in_flight() {
         first_signal.elapsed()
     );
 }
+
+/// `n` events without ids, each for its own person.
+fn events_without_ids(n: u64) -> String {
+    (1..=n)
+        .map(|line| {
+            json!({"type": "person", "action": "event", "identifiers": {"id": format!("p{line}")},
+                "name": "seen", "attributes": {"line": line}})
+            .to_string()
+                + "\n"
+        })
+        .collect()
+}
+
+#[test]
+fn the_same_standard_input_twice_gives_every_event_the_same_id() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("stdin-ids");
+    let dead_letter = dir.join("dead.ndjson");
+    let input = events_without_ids(200);
+    let import = || {
+        against(
+            &emu,
+            &[
+                "import",
+                "-",
+                "--dead-letter",
+                dead_letter.to_str().unwrap(),
+            ],
+        )
+        .stdin(&input)
+        .run()
+        .assert_code(0);
+    };
+    import();
+    let first = emu.snapshot();
+    assert_eq!(first.events.len(), 200);
+    import();
+    let second = emu.snapshot();
+    assert_eq!(second.event_ids(), first.event_ids());
+    assert_eq!(
+        (second.events.len(), second.duplicate_events),
+        (200, 200),
+        "every event of the second run was a repeat"
+    );
+}
+
+#[test]
+fn resuming_from_standard_input_with_other_content_exits_2_sending_nothing() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("stdin-resume");
+    let checkpoint = dir.join("import.checkpoint");
+    let dead_letter = dir.join("dead.ndjson");
+    let args = |resume: bool| {
+        let mut args = vec![
+            "import",
+            "-",
+            "--dead-letter",
+            dead_letter.to_str().unwrap(),
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        args
+    };
+    against(&emu, &args(false))
+        .stdin(&events_without_ids(100))
+        .run()
+        .assert_code(0);
+    let sent = emu.snapshot().requests;
+    let other = events_without_ids(150).replacen("\"p1\"", "\"p0\"", 1);
+    let outcome = against(&emu, &args(true)).stdin(&other).run();
+    outcome.assert_code(2);
+    assert!(
+        outcome.stderr.contains("not the ones it was kept for"),
+        "{outcome:?}"
+    );
+    assert_eq!(emu.snapshot().requests, sent, "nothing sent");
+    // The same content, grown, resumes: only the new lines go.
+    let outcome = against(&emu, &args(true))
+        .stdin(&events_without_ids(150))
+        .run();
+    outcome.assert_code(0);
+    let after = emu.snapshot();
+    assert_eq!((after.events.len(), after.duplicate_events), (150, 0));
+}

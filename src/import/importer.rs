@@ -13,6 +13,7 @@ use crate::client::client::Client;
 use crate::client::operation::Operation;
 use crate::error::{Error, Result};
 use crate::import::compressed::decompressed;
+use crate::import::content_digest::ContentDigest;
 #[cfg(feature = "csv")]
 use crate::import::csv_rows::CsvOptions;
 use crate::import::entry::Entry;
@@ -214,9 +215,13 @@ impl Importer {
 
     /// Imports from any reader, e.g. standard input. `total_bytes`, when
     /// known, feeds the ETA. Unless set, the dead-letter file is
-    /// `cio-import.dead-letter.ndjson` in the current directory and the import
-    /// id is random (a resume takes it from the checkpoint). The files it
-    /// will write are checked first, as for [`Importer::import_file`].
+    /// `cio-import.dead-letter.ndjson` in the current directory. The files
+    /// it will write are checked first, as for [`Importer::import_file`].
+    ///
+    /// Unless an [`import_id`](ImporterBuilder::import_id) is set, an event
+    /// without an `id` gets one derived from everything read up to and
+    /// including its line: importing the same input again (from a pipe, say)
+    /// repeats the same ids, and Customer.io stores none of them twice.
     ///
     /// # Errors
     ///
@@ -289,10 +294,17 @@ impl Importer {
         let _lock = self.check_outputs(None).map_err(failure_before_start)?;
         let (run, _, skip_to) = Run::begin(self, None).map_err(failure_before_start)?;
         let mut operations = operations.into_iter().zip(1..);
+        // The operations' own digest, so that a resume can tell others apart.
+        let mut digest = ContentDigest::default();
         run.import(move || {
             Ok(operations.next().map(|(operation, line)| Record {
                 line,
                 bytes_read: operation.as_bytes().len() as u64,
+                digest: {
+                    digest.update(operation.as_bytes());
+                    digest.update(b"\n");
+                    digest
+                },
                 item: match line <= skip_to {
                     true => Item::Skipped,
                     false => Item::Entry(Entry::Track(operation)),
@@ -369,6 +381,11 @@ impl ImporterBuilder {
     }
 
     /// Continues after the line the checkpoint names, with its import id.
+    ///
+    /// The checkpoint keeps a digest of the input up to its line: a resume
+    /// whose input differs there stops with [`Error::Checkpoint`] before
+    /// anything is sent, rather than skip lines that were never sent.
+    /// (Checkpoints written before digests were kept are resumed unchecked.)
     pub fn resume(mut self, resume: bool) -> Self {
         self.importer.resume = resume;
         self

@@ -26,6 +26,7 @@
 
 pub(crate) mod checkpoint;
 pub(crate) mod compressed;
+pub(crate) mod content_digest;
 #[cfg(feature = "csv")]
 pub(crate) mod csv_rows;
 pub(crate) mod dead_letter;

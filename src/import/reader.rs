@@ -8,11 +8,18 @@ use serde_json::Value;
 
 use crate::client::event_id::EventId;
 use crate::client::operation::Operation;
+use crate::import::content_digest::ContentDigest;
 use crate::import::entry::Entry;
 
 /// Lines longer than this are dead-lettered unread past this point: no item
 /// can be over 32 KB anyway, and memory stays bounded.
 pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// The import id under which events without an `id` get one derived from
+/// the input's digest through their line (see [`ContentDigest`]) rather
+/// than from the import id and their line number: the default for input
+/// that is not a file, whose content cannot be looked at before it is read.
+pub(crate) const IDS_BY_CONTENT: &str = "by-content";
 
 /// One line of the input, as the importer sees it.
 #[derive(Debug)]
@@ -21,6 +28,8 @@ pub(crate) struct Record {
     pub(crate) line: u64,
     /// Bytes read for it, its end of line included.
     pub(crate) bytes_read: u64,
+    /// The digest of the input through this line.
+    pub(crate) digest: ContentDigest,
     pub(crate) item: Item,
 }
 
@@ -40,7 +49,8 @@ pub(crate) enum Item {
 /// Reads NDJSON v2 operations, one per line, in constant memory.
 ///
 /// Events without an `id` get one derived from the import's id and the line
-/// number, so that a retried or resumed import repeats the same ids; the rest
+/// number (or, under [`IDS_BY_CONTENT`], from the input read so far), so
+/// that a retried, resumed or repeated import repeats the same ids; the rest
 /// of each line goes out byte for byte.
 pub(crate) struct NdjsonReader<R> {
     input: R,
@@ -48,6 +58,7 @@ pub(crate) struct NdjsonReader<R> {
     line: u64,
     skip_to: u64,
     import_id: String,
+    digest: ContentDigest,
 }
 
 impl<R: BufRead> NdjsonReader<R> {
@@ -59,13 +70,14 @@ impl<R: BufRead> NdjsonReader<R> {
             line: 0,
             skip_to,
             import_id,
+            digest: ContentDigest::default(),
         }
     }
 
     /// The next line, or `None` at the end of the input.
     pub(crate) fn next_record(&mut self) -> io::Result<Option<Record>> {
         self.buffer.clear();
-        let (read, complete) = read_line(&mut self.input, &mut self.buffer)?;
+        let (read, complete) = read_line(&mut self.input, &mut self.buffer, &mut self.digest)?;
         if read == 0 {
             return Ok(None);
         }
@@ -98,6 +110,7 @@ impl<R: BufRead> NdjsonReader<R> {
         Ok(Some(Record {
             line,
             bytes_read: read as u64,
+            digest: self.digest,
             item,
         }))
     }
@@ -106,14 +119,22 @@ impl<R: BufRead> NdjsonReader<R> {
     fn operation(&self, line: u64, text: &[u8]) -> Result<Operation, String> {
         let value: Value =
             serde_json::from_slice(text).map_err(|err| format!("invalid JSON: {err}"))?;
-        let event_id = || EventId::from_key(&format!("{}:{line}", self.import_id));
+        let event_id = || match self.import_id.as_str() {
+            IDS_BY_CONTENT => EventId::from_key(&format!("content-{}", self.digest)),
+            import_id => EventId::from_key(&format!("{import_id}:{line}")),
+        };
         Operation::from_text(value, text, event_id).map_err(|invalid| invalid.to_string())
     }
 }
 
 /// Reads one line (without its end) into `buffer`, keeping at most
-/// `MAX_LINE_BYTES`: returns the bytes consumed and whether the whole line fit.
-fn read_line(input: &mut impl BufRead, buffer: &mut Vec<u8>) -> io::Result<(usize, bool)> {
+/// `MAX_LINE_BYTES`, and adds every byte consumed to `digest`: returns the
+/// bytes consumed and whether the whole line fit.
+fn read_line(
+    input: &mut impl BufRead,
+    buffer: &mut Vec<u8>,
+    digest: &mut ContentDigest,
+) -> io::Result<(usize, bool)> {
     let mut consumed = 0;
     let mut complete = true;
     loop {
@@ -134,6 +155,7 @@ fn read_line(input: &mut impl BufRead, buffer: &mut Vec<u8>) -> io::Result<(usiz
             complete = false;
         }
         buffer.extend_from_slice(&part[..part.len().min(room)]);
+        digest.update(part);
         let used = part.len();
         input.consume(used);
         consumed += used;
@@ -180,7 +202,8 @@ mod tests {
         let mut lines = Vec::new();
         loop {
             let mut buffer = Vec::new();
-            let (read, complete) = read_line(&mut reader, &mut buffer).unwrap();
+            let (read, complete) =
+                read_line(&mut reader, &mut buffer, &mut ContentDigest::default()).unwrap();
             if read == 0 {
                 break;
             }

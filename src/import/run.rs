@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::client::batch::BatchPacker;
-use crate::client::event_id::EventId;
 use crate::client::item_error::ItemError;
 use crate::client::validate;
 use crate::error::{Error, Result, TransportKind};
 use crate::import::checkpoint::Checkpoint;
+use crate::import::content_digest::ContentDigest;
 use crate::import::dead_letter::DeadLetters;
 use crate::import::entry::{Entry, Packer};
 use crate::import::format_check::FormatCheck;
@@ -25,7 +25,7 @@ use crate::import::input::Input;
 use crate::import::lanes::{Lane, lagging, lane_for, wait_for_an_answer};
 use crate::import::ledger::{CheckpointFile, ChunkId, Ledger, Rejected};
 use crate::import::progress::{ImportFailure, ImportSummary, Progress};
-use crate::import::reader::{Item, NdjsonReader, Record};
+use crate::import::reader::{IDS_BY_CONTENT, Item, NdjsonReader, Record};
 use crate::import::timer::with_timer;
 use crate::limit::clock::SystemClock;
 use crate::queue::client_call::{ClientCall, Reply};
@@ -123,9 +123,9 @@ pub(super) struct Run {
     callback: Option<ProgressCallback>,
     progress_every: Duration,
     last_progress: Instant,
-    /// The checkpoint resumed from, and the line it names: the input must
-    /// reach that line, or it is not the input the checkpoint was kept for.
-    resumed_at: Option<(PathBuf, u64)>,
+    /// The checkpoint resumed from: the input must reach its line, with
+    /// the same digest, or it is not the input the checkpoint was kept for.
+    resumed_at: Option<ResumedAt>,
     /// The last line read.
     last_line: u64,
     /// Records taken, and how many the timer saw at the tick that last saw
@@ -160,7 +160,14 @@ impl Run {
                     &std::io::Error::new(std::io::ErrorKind::InvalidData, err.to_string()),
                 )
             })?;
-            return Ok((run, Input::Csv { rows, skip_to }));
+            return Ok((
+                run,
+                Input::Csv {
+                    rows,
+                    skip_to,
+                    digest: ContentDigest::default(),
+                },
+            ));
         }
         Ok((
             run,
@@ -205,6 +212,11 @@ impl Run {
             }
             _ => None,
         };
+        let resumed_at = resumed.as_ref().map(|checkpoint| ResumedAt {
+            path: importer.checkpoint.clone().expect("resumed from it"),
+            line: checkpoint.line(),
+            digest: checkpoint.digest(),
+        });
         let (import_id, skip_to, before, dead_letters) = match resumed {
             Some(checkpoint) => (
                 checkpoint.import_id().to_owned(),
@@ -216,7 +228,7 @@ impl Run {
                 importer
                     .import_id
                     .clone()
-                    .unwrap_or_else(|| EventId::new().to_string()),
+                    .unwrap_or_else(|| IDS_BY_CONTENT.to_owned()),
                 0,
                 (0, 0),
                 DeadLetters::start(&dead_letter_path),
@@ -249,11 +261,6 @@ impl Run {
         let lanes = (0..importer.workers)
             .map(|_| Ok(Lane::new(packer()?)))
             .collect::<Result<_>>()?;
-        let resumed_at = importer
-            .checkpoint
-            .clone()
-            .filter(|_| importer.resume)
-            .map(|path| (path, skip_to));
         let checkpoint = importer.checkpoint.filter(|_| !importer.dry_run);
         let checkpoint = checkpoint.map(|path| CheckpointFile {
             path,
@@ -263,7 +270,13 @@ impl Run {
         let ledger = Ledger::new(
             dead_letters,
             checkpoint,
-            skip_to,
+            (
+                skip_to,
+                resumed_at
+                    .as_ref()
+                    .and_then(|resumed| resumed.digest)
+                    .unwrap_or_default(),
+            ),
             Arc::new(SystemClock),
             importer.checkpoint_every,
         );
@@ -333,11 +346,11 @@ impl Run {
     /// not the input the checkpoint was kept for.
     fn check_the_input_reached_the_checkpoint(&self) -> Result<()> {
         match &self.resumed_at {
-            Some((path, line)) if self.last_line < *line => Err(Error::Checkpoint {
-                path: path.clone(),
+            Some(resumed) if self.last_line < resumed.line => Err(Error::Checkpoint {
+                path: resumed.path.clone(),
                 reason: format!(
-                    "it names line {line}, but the input ends at line {}: it was kept for another input",
-                    self.last_line
+                    "it names line {}, but the input ends at line {}: it was kept for another input",
+                    resumed.line, self.last_line
                 ),
             }),
             _ => Ok(()),
@@ -377,8 +390,11 @@ impl Run {
             return Err(error);
         }
         self.taken += 1;
-        let line = record.line;
+        let (line, digest) = (record.line, record.digest);
         self.last_line = line;
+        if let Some(resumed) = self.resumed_at.as_ref().filter(|r| r.line == line) {
+            resumed.check(digest)?;
+        }
         if !matches!(record.item, Item::Skipped) {
             self.progress.lines_read += 1;
             self.progress.bytes_read += record.bytes_read;
@@ -387,9 +403,9 @@ impl Run {
         match record.item {
             // Settled by an earlier run: the ledger starts after it.
             Item::Skipped => self.progress.skipped += 1,
-            Item::Blank => self.ledger.pass(line)?,
-            Item::Bad { reason, original } => self.ledger.dead(line, reason, &original)?,
-            Item::Entry(entry) => self.push(line, entry)?,
+            Item::Blank => self.ledger.pass(line, digest)?,
+            Item::Bad { reason, original } => self.ledger.dead(line, digest, reason, &original)?,
+            Item::Entry(entry) => self.push(line, digest, entry)?,
         }
         let lag = MAX_PACKED_LAG_PER_LANE * self.lanes.len() as u64;
         if let Some(lane) = lagging(&self.lanes, line, lag) {
@@ -407,24 +423,24 @@ impl Run {
 
     /// Puts `entry` in its person's lane: in the lane's next batch, or in a
     /// request of its own in single mode.
-    fn push(&mut self, line: u64, entry: Entry) -> Result<()> {
+    fn push(&mut self, line: u64, digest: ContentDigest, entry: Entry) -> Result<()> {
         let lane = lane_for(&entry, line, self.lanes.len());
         if self.mode == ImportMode::Single {
-            let chunk = self.ledger.open(line);
+            let chunk = self.ledger.open(line, digest);
             return self.send(lane, chunk, entry.into_call());
         }
         match self.lanes[lane].packer.push(&entry) {
             Err(invalid) => self
                 .ledger
-                .dead(line, invalid.to_string(), &entry.as_bytes()),
+                .dead(line, digest, invalid.to_string(), &entry.as_bytes()),
             Ok(full) => {
                 if let Some(full) = full {
                     let (chunk, _) = self.lanes[lane].packing.take().expect("a batch has lines");
                     self.send(lane, chunk, full)?;
                 }
                 match self.lanes[lane].packing {
-                    Some((chunk, _)) => self.ledger.add(chunk, line),
-                    None => self.lanes[lane].packing = Some((self.ledger.open(line), line)),
+                    Some((chunk, _)) => self.ledger.add(chunk, line, digest),
+                    None => self.lanes[lane].packing = Some((self.ledger.open(line, digest), line)),
                 }
                 Ok(())
             }
@@ -570,6 +586,32 @@ impl Run {
             callback(&self.progress);
         }
         self.ledger.store_checkpoint_if_due()
+    }
+}
+
+/// The checkpoint a run resumes from: where, and how far the input it was
+/// kept for had got.
+struct ResumedAt {
+    path: PathBuf,
+    line: u64,
+    /// `None` in checkpoints written before digests were kept.
+    digest: Option<ContentDigest>,
+}
+
+impl ResumedAt {
+    /// Checks the input's digest through the checkpoint's line: any other
+    /// input would have lines skipped that were never sent.
+    fn check(&self, digest: ContentDigest) -> Result<()> {
+        match self.digest {
+            Some(kept) if kept != digest => Err(Error::Checkpoint {
+                path: self.path.clone(),
+                reason: format!(
+                    "the input's first {} lines are not the ones it was kept for: resume with the same input",
+                    self.line
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
