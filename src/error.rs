@@ -299,8 +299,8 @@ impl fmt::Display for Error {
             Error::Stopped => f.write_str("stopped on request"),
             Error::WrongFormat { lines, bad } => write!(
                 f,
-                "{bad} of the first {lines} lines are not valid operations: the input looks like \
-                 another format (binary, or not one JSON operation per line), so the import stopped"
+                "{bad} of the first {lines} lines are not valid operations: the input is not in \
+                 the format it is read as (a binary file, say), so the import stopped"
             ),
             Error::SharedSettingsMismatch { key, shared, ours } => write!(
                 f,

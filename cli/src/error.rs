@@ -66,6 +66,12 @@ pub enum Error {
     Emulator(io::Error),
     /// Standard output could not be written.
     Output(io::Error),
+    /// A flag that applies to CSV input only was given for NDJSON input:
+    /// it would be ignored, so nothing was read.
+    CsvOnly {
+        /// The flag, e.g. `--id-column`.
+        flag: &'static str,
+    },
     /// `get-person --email` found no one with the email, or several people.
     NotOnePerson {
         /// The email.
@@ -169,6 +175,11 @@ impl fmt::Display for Error {
                 cio_ids.join(", ")
             ),
             Error::Output(_) => f.write_str("cannot write to standard output"),
+            Error::CsvOnly { flag } => write!(
+                f,
+                "{flag} applies to CSV input only (a .csv file, or --format csv), \
+                 and this input is read as NDJSON; nothing was sent"
+            ),
             Error::Import {
                 failure,
                 resumable,
@@ -231,6 +242,7 @@ impl std::error::Error for Error {
             Error::MissingCredentials(_)
             | Error::EmptyKeyFile { .. }
             | Error::File { .. }
+            | Error::CsvOnly { .. }
             | Error::NotAnObject { .. }
             | Error::NotOnePerson { .. } => None,
         }

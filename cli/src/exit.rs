@@ -85,6 +85,7 @@ impl From<&Error> for Exit {
             | Error::Stdin { .. }
             | Error::Emulator(_)
             | Error::NotOnePerson { .. }
+            | Error::CsvOnly { .. }
             | Error::Output(_) => Exit::Fatal,
         }
     }

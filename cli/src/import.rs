@@ -96,6 +96,15 @@ fn redis_limiter(
 /// [`Error::Import`] when it stopped before the end (how far it got is in
 /// there), or any error setting it up.
 pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
+    if import.format() == FormatArg::Ndjson {
+        let csv_flags = [
+            (import.id_column.is_some(), "--id-column"),
+            (import.csv_strings, "--csv-strings"),
+        ];
+        if let Some((_, flag)) = csv_flags.into_iter().find(|(given, _)| *given) {
+            return Err(Error::CsvOnly { flag });
+        }
+    }
     let global = &import.global;
     let embedded = global.emulator.then(Embedded::start).transpose()?;
     let (builder, site_id) = match &embedded {

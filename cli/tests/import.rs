@@ -930,3 +930,75 @@ fn resuming_from_standard_input_with_other_content_exits_2_sending_nothing() {
     let after = emu.snapshot();
     assert_eq!((after.events.len(), after.duplicate_events), (150, 0));
 }
+
+#[test]
+fn a_binary_file_stops_with_exit_2_after_its_first_hundred_lines() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("binary");
+    let input = dir.join("photo.ndjson");
+    // 4 MB of noise: about 16,000 "lines", none of them JSON.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let noise: Vec<u8> = (0..4 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    fs::write(&input, &noise).unwrap();
+    let outcome = against(&emu, &["import", input.to_str().unwrap(), "--json"]).run();
+    outcome.assert_code(2);
+    let json = outcome.json();
+    assert_eq!(json["lines_read"], 100, "nothing further was read");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("100 of the first 100 lines are not valid operations"),
+        "{json}"
+    );
+    assert_eq!(emu.snapshot().requests, 0);
+    let dead = fs::read(dir.join("photo.ndjson.dead-letter.ndjson")).unwrap_or_default();
+    assert!(
+        dead.len() < noise.len() / 10,
+        "{} bytes of dead letters",
+        dead.len()
+    );
+}
+
+#[test]
+fn csv_flags_on_ndjson_input_exit_2_naming_the_flag() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("csv-flags");
+    let input = dir.join("input.ndjson");
+    write_input(&input, 10, false);
+    for flags in [&["--id-column", "email"][..], &["--csv-strings"]] {
+        let outcome = against(
+            &emu,
+            &[&["import", input.to_str().unwrap()][..], flags].concat(),
+        )
+        .run();
+        outcome.assert_code(2);
+        assert!(
+            outcome.stderr.contains(flags[0]) && outcome.stderr.contains("CSV"),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(emu.snapshot().requests, 0);
+    // With CSV input, they are welcome.
+    let csv = dir.join("people.csv");
+    fs::write(&csv, "email,plan\na@example.com,pro\n").unwrap();
+    against(
+        &emu,
+        &[
+            "import",
+            csv.to_str().unwrap(),
+            "--id-column",
+            "email",
+            "--csv-strings",
+        ],
+    )
+    .run()
+    .assert_code(0);
+}
