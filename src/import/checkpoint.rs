@@ -56,9 +56,20 @@ impl Checkpoint {
     }
 
     /// The digest of the input up to [`line`](Checkpoint::line), if the
-    /// checkpoint has one: a resume compares it with the input's.
+    /// checkpoint has one (a resume compares it through its
+    /// [`resume_point`](Checkpoint::resume_point)).
     pub(crate) fn digest(&self) -> Option<ContentDigest> {
         self.digest
+    }
+
+    /// What a resume from this checkpoint, kept at `path`, checks its
+    /// input against.
+    pub(crate) fn resume_point(&self, path: &Path) -> ResumePoint {
+        ResumePoint {
+            path: path.to_owned(),
+            line: self.line,
+            digest: self.digest,
+        }
     }
 
     /// The import's id: events without one get ids derived from it and their
@@ -145,6 +156,56 @@ impl Checkpoint {
             fs::rename(&temporary, path)
         };
         write().map_err(|err| Error::io("write the checkpoint", path, &err))
+    }
+}
+
+/// Where a resumed import starts after, and what the input it was kept for
+/// held up to there: the input must reach that line with the same digest,
+/// or lines that were never sent would be skipped.
+#[derive(Debug)]
+pub(crate) struct ResumePoint {
+    path: PathBuf,
+    line: u64,
+    /// `None` in checkpoints written before digests were kept.
+    digest: Option<ContentDigest>,
+}
+
+impl ResumePoint {
+    /// Checks the input's `digest` through `line`, if it is the line the
+    /// checkpoint names.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Checkpoint`] when the input differs from the one the
+    /// checkpoint was kept for.
+    pub(crate) fn check_line(&self, line: u64, digest: ContentDigest) -> Result<()> {
+        match self.digest {
+            Some(kept) if line == self.line && kept != digest => Err(Error::Checkpoint {
+                path: self.path.clone(),
+                reason: format!(
+                    "the input's first {line} lines are not the ones it was kept for: resume with the same input"
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks that the input, ending at `last_line`, reached the checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Checkpoint`] when it ended before.
+    pub(crate) fn check_end(&self, last_line: u64) -> Result<()> {
+        if last_line < self.line {
+            return Err(Error::Checkpoint {
+                path: self.path.clone(),
+                reason: format!(
+                    "it names line {}, but the input ends at line {last_line}: it was kept for another input",
+                    self.line
+                ),
+            });
+        }
+        Ok(())
     }
 }
 

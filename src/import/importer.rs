@@ -432,9 +432,9 @@ impl ImporterBuilder {
     /// whose error is [`Error::Stopped`], with the counts so far. Resume it
     /// with [`resume`](Self::resume): nothing is lost or sent twice.
     ///
-    /// The flag is checked between lines, and while waiting for the last
-    /// requests; an import that finishes before it sees the flag returns
-    /// its summary as usual.
+    /// The flag is checked before each line is read: once the whole input
+    /// is read, the import finishes its last requests and returns its
+    /// summary as usual.
     ///
     /// ```
     /// use std::sync::Arc;

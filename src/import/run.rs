@@ -15,7 +15,7 @@ use crate::client::batch::BatchPacker;
 use crate::client::item_error::ItemError;
 use crate::client::validate;
 use crate::error::{Error, Result, TransportKind};
-use crate::import::checkpoint::Checkpoint;
+use crate::import::checkpoint::{Checkpoint, ResumePoint};
 use crate::import::content_digest::ContentDigest;
 use crate::import::dead_letter::DeadLetters;
 use crate::import::entry::{Entry, Packer};
@@ -125,7 +125,7 @@ pub(super) struct Run {
     last_progress: Instant,
     /// The checkpoint resumed from: the input must reach its line, with
     /// the same digest, or it is not the input the checkpoint was kept for.
-    resumed_at: Option<ResumedAt>,
+    resumed_at: Option<ResumePoint>,
     /// The last line read.
     last_line: u64,
     /// Records taken, and how many the timer saw at the tick that last saw
@@ -212,11 +212,14 @@ impl Run {
             }
             _ => None,
         };
-        let resumed_at = resumed.as_ref().map(|checkpoint| ResumedAt {
-            path: importer.checkpoint.clone().expect("resumed from it"),
-            line: checkpoint.line(),
-            digest: checkpoint.digest(),
-        });
+        let resumed_at = resumed
+            .as_ref()
+            .zip(importer.checkpoint.as_deref())
+            .map(|(checkpoint, path)| checkpoint.resume_point(path));
+        let digest_at_start = resumed
+            .as_ref()
+            .and_then(Checkpoint::digest)
+            .unwrap_or_default();
         let (import_id, skip_to, before, dead_letters) = match resumed {
             Some(checkpoint) => (
                 checkpoint.import_id().to_owned(),
@@ -270,13 +273,7 @@ impl Run {
         let ledger = Ledger::new(
             dead_letters,
             checkpoint,
-            (
-                skip_to,
-                resumed_at
-                    .as_ref()
-                    .and_then(|resumed| resumed.digest)
-                    .unwrap_or_default(),
-            ),
+            (skip_to, digest_at_start),
             Arc::new(SystemClock),
             importer.checkpoint_every,
         );
@@ -346,14 +343,8 @@ impl Run {
     /// not the input the checkpoint was kept for.
     fn check_the_input_reached_the_checkpoint(&self) -> Result<()> {
         match &self.resumed_at {
-            Some(resumed) if self.last_line < resumed.line => Err(Error::Checkpoint {
-                path: resumed.path.clone(),
-                reason: format!(
-                    "it names line {}, but the input ends at line {}: it was kept for another input",
-                    resumed.line, self.last_line
-                ),
-            }),
-            _ => Ok(()),
+            Some(resumed) => resumed.check_end(self.last_line),
+            None => Ok(()),
         }
     }
 
@@ -392,8 +383,8 @@ impl Run {
         self.taken += 1;
         let (line, digest) = (record.line, record.digest);
         self.last_line = line;
-        if let Some(resumed) = self.resumed_at.as_ref().filter(|r| r.line == line) {
-            resumed.check(digest)?;
+        if let Some(resumed) = &self.resumed_at {
+            resumed.check_line(line, digest)?;
         }
         if !matches!(record.item, Item::Skipped) {
             self.progress.lines_read += 1;
@@ -586,32 +577,6 @@ impl Run {
             callback(&self.progress);
         }
         self.ledger.store_checkpoint_if_due()
-    }
-}
-
-/// The checkpoint a run resumes from: where, and how far the input it was
-/// kept for had got.
-struct ResumedAt {
-    path: PathBuf,
-    line: u64,
-    /// `None` in checkpoints written before digests were kept.
-    digest: Option<ContentDigest>,
-}
-
-impl ResumedAt {
-    /// Checks the input's digest through the checkpoint's line: any other
-    /// input would have lines skipped that were never sent.
-    fn check(&self, digest: ContentDigest) -> Result<()> {
-        match self.digest {
-            Some(kept) if kept != digest => Err(Error::Checkpoint {
-                path: self.path.clone(),
-                reason: format!(
-                    "the input's first {} lines are not the ones it was kept for: resume with the same input",
-                    self.line
-                ),
-            }),
-            _ => Ok(()),
-        }
     }
 }
 
