@@ -97,6 +97,8 @@ pub struct Stopped {
     pub signal: StopSignal,
     /// The command that resumes the import (keys hidden).
     pub resume_command: String,
+    /// Whether the input was standard input, which the command needs again.
+    pub from_stdin: bool,
 }
 
 /// A credential that was given nowhere.
@@ -195,7 +197,11 @@ impl fmt::Display for Error {
                     progress.dead_lettered
                 )?;
                 if *resumable {
-                    f.write_str("the checkpoint is stored. Resume with:\n  ")?;
+                    f.write_str("the checkpoint is stored. Resume with")?;
+                    if stopped.from_stdin {
+                        f.write_str(" (the same standard input again)")?;
+                    }
+                    f.write_str(":\n  ")?;
                 } else {
                     f.write_str(
                         "without --checkpoint it cannot be resumed. Run it again (events keep \

@@ -250,6 +250,7 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
                         resumable,
                         &suggested_checkpoint(&import.input),
                     ),
+                    from_stdin: import.input.as_os_str() == "-",
                 });
             Err(Error::Import {
                 failure: Box::new(failure),
