@@ -29,7 +29,8 @@ Exit codes:
   1  some lines were dead-lettered (import)
   2  usage, credentials, bad input, or another error that trying again will not fix
   3  Customer.io unavailable after retries (5xx, 429, timeouts, connection failures),
-     or Redis unreachable for longer than --redis-wait: try again later";
+     or Redis unreachable for longer than --redis-wait: try again later
+  130, 143  an import stopped cleanly on SIGINT (Ctrl-C) or SIGTERM: resume it";
 
 /// Send data to Customer.io from scripts and shells, as fast as the
 /// workspace's rate limits allow and never faster, with retries.
@@ -635,7 +636,8 @@ Each line is one v2 operation, the body /api/v2/entity takes, e.g.
 Bad lines go to the dead-letter file with their line number and reason; the
 import goes on. Exit 0: every line delivered; 1: some dead-lettered; 2: fatal
 (credentials, region, files); 3: Customer.io unavailable, resume later with
---checkpoint PATH --resume.")]
+--checkpoint PATH --resume. Ctrl-C or SIGTERM stops it cleanly (exit 130 or
+143) and prints the command that resumes it; a second one exits at once.")]
 pub struct Import {
     /// The NDJSON or CSV file (gzip too), or - for standard input
     #[arg(value_name = "FILE", default_value = "-")]
