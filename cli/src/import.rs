@@ -22,6 +22,7 @@ use crate::progress::ProgressDisplay;
 use crate::rate::RateReport;
 use crate::resume_command::resume_command;
 use crate::signals::StopSignals;
+use crate::stoppable_stdin::StoppableStdin;
 
 /// The Track limiter the flags ask for: a Redis budget shared with other
 /// processes, or a sliding window of this process's own; either learns the
@@ -205,10 +206,16 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
         limit.per_second(),
         limit.burst()
     );
-    let result = if import.input.as_os_str() == "-" {
-        importer.import_reader(io::stdin().lock(), None)
-    } else {
-        importer.import_file(&import.input)
+    let result = match (import.input.as_os_str() == "-", &signals) {
+        (true, Some(signals)) => {
+            let stdin = StoppableStdin::new(signals.flag()).map_err(|source| Error::Stdin {
+                flag: "import -",
+                source,
+            })?;
+            importer.import_reader(stdin, None)
+        }
+        (true, None) => importer.import_reader(io::stdin().lock(), None),
+        (false, _) => importer.import_file(&import.input),
     };
     display.lock().expect("the display lock").finish();
     if let Some(metrics) = metrics.lock().expect("the metrics lock").as_mut() {

@@ -28,6 +28,7 @@ mod progress;
 mod rate;
 mod resume_command;
 mod signals;
+mod stoppable_stdin;
 
 use std::process::ExitCode;
 

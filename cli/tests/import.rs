@@ -1002,3 +1002,65 @@ fn csv_flags_on_ndjson_input_exit_2_naming_the_flag() {
     .run()
     .assert_code(0);
 }
+
+#[test]
+fn sigterm_stops_an_import_from_a_pipe_that_stays_open_at_once() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("open-pipe");
+    let checkpoint = dir.join("import.checkpoint");
+    let dead_letter = dir.join("dead.ndjson");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cio-ratelimit"))
+        .args([
+            "import",
+            "-",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--dead-letter",
+            dead_letter.to_str().unwrap(),
+            "--track-url",
+            &emu.url(),
+        ])
+        .env("CUSTOMERIO_SITE_ID", cio_emulator::DEFAULT_SITE_ID)
+        .env("CUSTOMERIO_TRACK_API_KEY", cio_emulator::DEFAULT_API_KEY)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `tail -f`: a hundred lines, then the pipe stays open and silent.
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(events_without_ids(100).as_bytes()).unwrap();
+    pipe.flush().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while emu.snapshot().events.len() < 100 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lines never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let signalled = std::time::Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if signalled.elapsed() > Duration::from_secs(5) {
+            child.kill().unwrap();
+            panic!("still waiting for the pipe 5 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(143));
+    let stored = cio_ratelimit::Checkpoint::load(&checkpoint).unwrap();
+    assert_eq!((stored.line(), stored.delivered()), (100, 100));
+    drop(pipe);
+}

@@ -322,12 +322,15 @@ impl Run {
         let run = Mutex::new(self);
         let read = with_timer(&run, TICK, Run::tick, || {
             while !stopping() {
-                let Some(record) = next_record()
-                    .map_err(|err| Error::io("read the input", Path::new("-"), &err))?
-                else {
-                    return Ok(());
-                };
-                run.lock().take(record)?;
+                match next_record() {
+                    Ok(Some(record)) => run.lock().take(record)?,
+                    // An input that ends, or fails (a gzip stream cut
+                    // short), because of the stop (a reader watching the
+                    // same flag) is a stopped import, not a finished one.
+                    Ok(None) | Err(_) if stopping() => break,
+                    Ok(None) => return Ok(()),
+                    Err(err) => return Err(Error::io("read the input", Path::new("-"), &err)),
+                }
             }
             Err(Error::Stopped)
         });
@@ -543,7 +546,8 @@ impl Run {
     #[allow(clippy::result_large_err)]
     fn end(mut self, outcome: Result<()>) -> std::result::Result<ImportSummary, ImportFailure> {
         let mut error = outcome.err();
-        if error.is_some() {
+        // A clean stop has already had every answer.
+        if error.as_ref().is_some_and(|error| *error != Error::Stopped) {
             // Queued requests are not sent, nor are held ones; running ones
             // finish. The ledger settles no line after a failed request's.
             self.dispatcher.shutdown_timeout(Duration::ZERO);
