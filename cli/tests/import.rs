@@ -619,23 +619,7 @@ fn a_checkpoint_past_the_end_of_the_input_exits_2_and_is_not_rewound() {
     write_input(&input, 300, false);
     let text = fs::read_to_string(&input).unwrap();
     let checkpoint = dir.join("import.checkpoint");
-    let dead_letter = dir.join("letters.ndjson");
-    // From standard input the import id comes from the checkpoint, so only
-    // the line count can tell that the input is not the one it was kept for.
-    let run = |stdin: &str, resume: bool| {
-        let mut args = vec![
-            "import",
-            "-",
-            "--checkpoint",
-            checkpoint.to_str().unwrap(),
-            "--dead-letter",
-            dead_letter.to_str().unwrap(),
-        ];
-        if resume {
-            args.push("--resume");
-        }
-        against(&emu, &args).stdin(stdin).run()
-    };
+    let run = |stdin: &str, resume: bool| import_stdin(&emu, &dir, stdin, resume);
     run(&text, false).assert_code(0);
     let kept = fs::read_to_string(&checkpoint).unwrap();
     let requests = emu.snapshot().requests;
@@ -889,33 +873,32 @@ fn the_same_standard_input_twice_gives_every_event_the_same_id() {
     );
 }
 
+/// `import -` reading `stdin`, with its checkpoint and dead letters in `dir`.
+fn import_stdin(emu: &Emulator, dir: &Path, stdin: &str, resume: bool) -> command::Outcome {
+    let checkpoint = dir.join("import.checkpoint");
+    let dead_letter = dir.join("dead.ndjson");
+    let mut args = vec![
+        "import",
+        "-",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--dead-letter",
+        dead_letter.to_str().unwrap(),
+    ];
+    if resume {
+        args.push("--resume");
+    }
+    against(emu, &args).stdin(stdin).run()
+}
+
 #[test]
 fn resuming_from_standard_input_with_other_content_exits_2_sending_nothing() {
     let emu = Emulator::start(Config::default()).unwrap();
     let dir = scratch("stdin-resume");
-    let checkpoint = dir.join("import.checkpoint");
-    let dead_letter = dir.join("dead.ndjson");
-    let args = |resume: bool| {
-        let mut args = vec![
-            "import",
-            "-",
-            "--dead-letter",
-            dead_letter.to_str().unwrap(),
-            "--checkpoint",
-            checkpoint.to_str().unwrap(),
-        ];
-        if resume {
-            args.push("--resume");
-        }
-        args
-    };
-    against(&emu, &args(false))
-        .stdin(&events_without_ids(100))
-        .run()
-        .assert_code(0);
+    import_stdin(&emu, &dir, &events_without_ids(100), false).assert_code(0);
     let sent = emu.snapshot().requests;
     let other = events_without_ids(150).replacen("\"p1\"", "\"p0\"", 1);
-    let outcome = against(&emu, &args(true)).stdin(&other).run();
+    let outcome = import_stdin(&emu, &dir, &other, true);
     outcome.assert_code(2);
     assert!(
         outcome.stderr.contains("not the ones it was kept for"),
@@ -923,10 +906,7 @@ fn resuming_from_standard_input_with_other_content_exits_2_sending_nothing() {
     );
     assert_eq!(emu.snapshot().requests, sent, "nothing sent");
     // The same content, grown, resumes: only the new lines go.
-    let outcome = against(&emu, &args(true))
-        .stdin(&events_without_ids(150))
-        .run();
-    outcome.assert_code(0);
+    import_stdin(&emu, &dir, &events_without_ids(150), true).assert_code(0);
     let after = emu.snapshot();
     assert_eq!((after.events.len(), after.duplicate_events), (150, 0));
 }
