@@ -123,6 +123,22 @@ pub enum Error {
         /// This process's settings.
         ours: String,
     },
+    /// An import was asked to stop
+    /// ([`ImporterBuilder::stop_when`](crate::ImporterBuilder::stop_when))
+    /// and did: the requests in flight finished and the checkpoint covers
+    /// every line done, so resuming sends the rest. Not a fault, and not
+    /// transient: nothing failed.
+    Stopped,
+    /// An import's input is not what the importer reads (a binary file,
+    /// another format): almost every line of the first ones read was bad, so
+    /// it stopped rather than dead-letter the whole file. The dead letters
+    /// already written stay.
+    WrongFormat {
+        /// Lines read (blank ones aside) when it stopped.
+        lines: u64,
+        /// How many of them were bad.
+        bad: u64,
+    },
 }
 
 /// Which credential Customer.io refused.
@@ -279,6 +295,12 @@ impl fmt::Display for Error {
                 f,
                 "Redis at {url} has been unreachable for {:.0?}, longer than the limiter may wait; nothing was sent",
                 waited
+            ),
+            Error::Stopped => f.write_str("stopped on request"),
+            Error::WrongFormat { lines, bad } => write!(
+                f,
+                "{bad} of the first {lines} lines are not valid operations: the input is not in \
+                 the format it is read as (a binary file, say), so the import stopped"
             ),
             Error::SharedSettingsMismatch { key, shared, ours } => write!(
                 f,

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -475,6 +476,9 @@ fn a_failed_chunk_holds_the_checkpoint_before_it_even_when_later_chunks_succeed(
     .checkpoint(dir.join("import.checkpoint"))
     .max_batch_bytes(6_000)
     .workers(4)
+    // Event ids from the import id and the line, for `expected_event_ids`
+    // (from a reader they would otherwise come from the content).
+    .import_id("held")
     .build()
     .unwrap()
     .import_reader(text.as_bytes(), None)
@@ -823,4 +827,180 @@ fn an_import_keeps_its_rate_through_5xx_and_finishes_at_30_percent() {
             Some(_) => {}
         }
     }
+}
+
+#[test]
+fn a_dry_run_validates_and_dead_letters_everything_but_sends_nothing_and_keeps_no_checkpoint() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("dry-run");
+    let (text, bad) = sample(1_000);
+    let input = dir.join("input.ndjson");
+    fs::write(&input, &text).unwrap();
+    // A dry run makes no request: placeholder credentials do.
+    let client = Client::builder("placeholder", "placeholder")
+        .track_url(emu.url())
+        .build()
+        .unwrap();
+    let summary = Importer::builder(client)
+        .dead_letter(dir.join("dead.ndjson"))
+        .checkpoint(dir.join("import.checkpoint"))
+        .dry_run(true)
+        .build()
+        .unwrap()
+        .import_file(&input)
+        .unwrap();
+    let progress = &summary.progress;
+    assert_eq!(
+        (
+            progress.delivered,
+            progress.dead_lettered,
+            progress.requests
+        ),
+        (1_000 - bad, bad, 0)
+    );
+    assert_eq!(dead_letters(&dir.join("dead.ndjson")).len() as u64, bad);
+    assert!(!dir.join("import.checkpoint").exists(), "no checkpoint");
+    let snapshot = emu.snapshot();
+    assert_eq!((snapshot.requests, snapshot.people.len()), (0, 0));
+}
+
+/// The people and events `sample(n)` holds arrived exactly once each.
+fn assert_sample_arrived_once(emu: &Emulator, n: u64) {
+    let snapshot = emu.snapshot();
+    assert_eq!(
+        snapshot.people.len() as u64,
+        n / 2,
+        "every identify arrived"
+    );
+    assert!(
+        snapshot.people.values().all(|p| p.identify_count == 1),
+        "no identify sent twice"
+    );
+    assert_eq!(snapshot.events.len() as u64, n / 2 - n / 10, "every event");
+    assert_eq!(snapshot.duplicate_events, 0, "no event sent twice");
+}
+
+#[test]
+fn a_stop_handle_stops_cleanly_with_the_checkpoint_stored_and_a_resume_sends_the_rest_once() {
+    let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
+    let dir = scratch("stop-handle");
+    let (text, bad) = sample(600);
+    let input = dir.join("input.ndjson");
+    fs::write(&input, &text).unwrap();
+    let importer = |client: Client| {
+        Importer::builder(client)
+            .mode(ImportMode::Single)
+            .workers(3)
+            .dead_letter(dir.join("dead.ndjson"))
+            .checkpoint(dir.join("import.checkpoint"))
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = OnRequest::new({
+        let stop = stop.clone();
+        move |n| {
+            if n == 100 {
+                stop.store(true, Ordering::SeqCst);
+            }
+        }
+    });
+    let failure = importer(client_with(&emu, DEFAULT_API_KEY, stopping))
+        .stop_when(stop)
+        .build()
+        .unwrap()
+        .import_file(&input)
+        .unwrap_err();
+    assert_eq!(failure.error, Error::Stopped);
+    assert!(!failure.error.is_transient());
+    let progress = &failure.summary.progress;
+    assert!(
+        (100..=120).contains(&progress.checkpoint_line),
+        "stopped within a few lines of the stop: {progress:?}"
+    );
+    let checkpoint = Checkpoint::load(&dir.join("import.checkpoint")).unwrap();
+    assert_eq!(checkpoint.line(), progress.checkpoint_line, "stored");
+    let sent = emu.snapshot();
+    assert_eq!(
+        sent.people.len() as u64 + sent.events.len() as u64,
+        checkpoint.delivered(),
+        "what was in flight finished and is counted; nothing else was sent"
+    );
+
+    importer(client(&emu, DEFAULT_API_KEY))
+        .resume(true)
+        .build()
+        .unwrap()
+        .import_file(&input)
+        .unwrap();
+    assert_sample_arrived_once(&emu, 600);
+    assert_eq!(dead_letters(&dir.join("dead.ndjson")).len() as u64, bad);
+}
+
+#[test]
+fn the_same_input_read_twice_from_a_reader_gives_its_events_the_same_ids() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("reader-ids");
+    let (text, _) = sample(300);
+    let import = |text: &str| {
+        Importer::builder(client(&emu, DEFAULT_API_KEY))
+            .dead_letter(dir.join("dead.ndjson"))
+            .build()
+            .unwrap()
+            .import_reader(text.as_bytes(), None)
+            .unwrap()
+    };
+    import(&text);
+    let first = emu.snapshot();
+    assert_eq!(first.events.len(), 120);
+    import(&text);
+    let second = emu.snapshot();
+    assert_eq!(second.event_ids(), first.event_ids(), "the same ids");
+    assert_eq!(second.duplicate_events, 120, "each one a repeat");
+    // Another input's events get other ids, even on the same lines.
+    import(&text.replacen("\"line\":2}", "\"line\":-2}", 1));
+    let third = emu.snapshot();
+    assert_eq!(third.events.len(), 240, "a new id for every event");
+}
+
+fn first_lines(text: &str, n: usize) -> String {
+    text.split_inclusive('\n').take(n).collect()
+}
+
+#[test]
+fn resuming_with_other_input_before_the_checkpoint_is_refused_before_anything_is_sent() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("other-input");
+    let (text, _) = sample(300);
+    let importer = || {
+        Importer::builder(client(&emu, DEFAULT_API_KEY))
+            .dead_letter(dir.join("dead.ndjson"))
+            .checkpoint(dir.join("import.checkpoint"))
+    };
+    importer()
+        .build()
+        .unwrap()
+        .import_reader(first_lines(&text, 150).as_bytes(), None)
+        .unwrap();
+    let before = emu.snapshot().requests;
+    let changed = text.replacen("\"u1\"", "\"someone else\"", 1);
+    let failure = importer()
+        .resume(true)
+        .build()
+        .unwrap()
+        .import_reader(changed.as_bytes(), None)
+        .unwrap_err();
+    assert!(
+        matches!(&failure.error, Error::Checkpoint { reason, .. } if reason.contains("not the ones it was kept for")),
+        "{}",
+        failure.error
+    );
+    assert_eq!(emu.snapshot().requests, before, "nothing sent");
+    // The same input resumes, and sends only the rest.
+    let summary = importer()
+        .resume(true)
+        .build()
+        .unwrap()
+        .import_reader(text.as_bytes(), None)
+        .unwrap();
+    assert_eq!(summary.progress.skipped, 150);
+    assert_sample_arrived_once(&emu, 300);
 }

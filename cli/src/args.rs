@@ -29,7 +29,8 @@ Exit codes:
   1  some lines were dead-lettered (import)
   2  usage, credentials, bad input, or another error that trying again will not fix
   3  Customer.io unavailable after retries (5xx, 429, timeouts, connection failures),
-     or Redis unreachable for longer than --redis-wait: try again later";
+     or Redis unreachable for longer than --redis-wait: try again later
+  130, 143  an import stopped cleanly on SIGINT (Ctrl-C) or SIGTERM: resume it";
 
 /// Send data to Customer.io from scripts and shells, as fast as the
 /// workspace's rate limits allow and never faster, with retries.
@@ -640,7 +641,8 @@ messageId gets one derived from the file and the line, so a retry or a
 Bad lines go to the dead-letter file with their line number and reason; the
 import goes on. Exit 0: every line delivered; 1: some dead-lettered; 2: fatal
 (credentials, region, files); 3: Customer.io unavailable, resume later with
---checkpoint PATH --resume.")]
+--checkpoint PATH --resume. Ctrl-C or SIGTERM stops it cleanly (exit 130 or
+143) and prints the command that resumes it; a second one exits at once.")]
 pub struct Import {
     /// The NDJSON or CSV file (gzip too), or - for standard input
     #[arg(value_name = "FILE", default_value = "-")]
@@ -684,6 +686,11 @@ pub struct Import {
     /// Continue after the line the checkpoint names
     #[arg(long, requires = "checkpoint")]
     pub resume: bool,
+    /// Read and check every line and write the dead-letter file, but send
+    /// nothing (no credentials needed, no checkpoint written). Exit 0: every
+    /// line is valid; 1: some were dead-lettered
+    #[arg(long)]
+    pub dry_run: bool,
     /// Share one rate with every process importing to the same workspace
     /// (with --api pipelines: every Pipelines import) through this Redis
     /// (redis://[:password@]host[:port][/db]); what one process learns from

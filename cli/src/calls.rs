@@ -140,6 +140,8 @@ pub enum Receipt {
     },
     /// An import finished (boxed: its counts are large beside the rest).
     Imported(Box<ImportSummary>),
+    /// A dry run finished: every line checked, none sent.
+    Checked(Box<ImportSummary>),
     /// A broadcast was triggered.
     BroadcastTriggered {
         /// The broadcast.

@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::signals::StopSignal;
+
 /// Why a command failed. [`Exit::from`](crate::exit::Exit) turns it into the
 /// process's exit code; no variant ever holds an API key.
 #[derive(Debug)]
@@ -64,6 +66,12 @@ pub enum Error {
     Emulator(io::Error),
     /// Standard output could not be written.
     Output(io::Error),
+    /// A flag that applies to CSV input only was given for NDJSON input:
+    /// it would be ignored, so nothing was read.
+    CsvOnly {
+        /// The flag, e.g. `--id-column`.
+        flag: &'static str,
+    },
     /// `get-person --email` found no one with the email, or several people.
     NotOnePerson {
         /// The email.
@@ -77,7 +85,20 @@ pub enum Error {
         failure: Box<cio_ratelimit::ImportFailure>,
         /// Whether a checkpoint was kept, so `--resume` can continue.
         resumable: bool,
+        /// Set when a signal stopped it cleanly.
+        stopped: Option<Stopped>,
     },
+}
+
+/// An import that a signal stopped cleanly: which, and how to go on.
+#[derive(Debug)]
+pub struct Stopped {
+    /// SIGINT or SIGTERM.
+    pub signal: StopSignal,
+    /// The command that resumes the import (keys hidden).
+    pub resume_command: String,
+    /// Whether the input was standard input, which the command needs again.
+    pub from_stdin: bool,
 }
 
 /// A credential that was given nowhere.
@@ -156,7 +177,42 @@ impl fmt::Display for Error {
                 cio_ids.join(", ")
             ),
             Error::Output(_) => f.write_str("cannot write to standard output"),
-            Error::Import { failure, resumable } => {
+            Error::CsvOnly { flag } => write!(
+                f,
+                "{flag} applies to CSV input only (a .csv file, or --format csv), \
+                 and this input is read as NDJSON; nothing was sent"
+            ),
+            Error::Import {
+                failure,
+                resumable,
+                stopped: Some(stopped),
+            } => {
+                let progress = &failure.summary.progress;
+                write!(
+                    f,
+                    "stopped by {} after line {} ({} lines delivered, {} dead-lettered); ",
+                    stopped.signal.name(),
+                    progress.checkpoint_line,
+                    progress.delivered,
+                    progress.dead_lettered
+                )?;
+                if *resumable {
+                    f.write_str("the checkpoint is stored. Resume with")?;
+                    if stopped.from_stdin {
+                        f.write_str(" (the same standard input again)")?;
+                    }
+                    f.write_str(":\n  ")?;
+                } else {
+                    f.write_str(
+                        "without --checkpoint it cannot be resumed. Run it again (events keep \
+                         their ids, so none is stored twice), keeping a checkpoint this time:\n  ",
+                    )?;
+                }
+                f.write_str(&stopped.resume_command)
+            }
+            Error::Import {
+                failure, resumable, ..
+            } => {
                 let progress = &failure.summary.progress;
                 write!(
                     f,
@@ -192,6 +248,7 @@ impl std::error::Error for Error {
             Error::MissingCredentials(_)
             | Error::EmptyKeyFile { .. }
             | Error::File { .. }
+            | Error::CsvOnly { .. }
             | Error::NotAnObject { .. }
             | Error::NotOnePerson { .. } => None,
         }

@@ -7,12 +7,15 @@
 //! | 1 | some lines were dead-lettered (imports only) |
 //! | 2 | usage, credentials, bad input, or another error that trying again will not fix |
 //! | 3 | Customer.io unavailable after retries (5xx, 429 past the deadline, timeouts, refused or dropped connections), or Redis unreachable past `--redis-wait`: resume later |
+//! | 130 | an import stopped cleanly on SIGINT (Ctrl-C): resume it |
+//! | 143 | an import stopped cleanly on SIGTERM: resume it |
 //!
 //! clap's own usage errors exit with 2 as well.
 
 use std::process::ExitCode;
 
 use crate::error::Error;
+use crate::signals::StopSignal;
 
 /// How the process ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,16 +28,20 @@ pub enum Exit {
     Fatal,
     /// Customer.io stayed unavailable through every retry: try again later.
     Unavailable,
+    /// An import stopped cleanly on a signal: 128 + its number, as a shell
+    /// reports a process the signal killed.
+    Stopped(StopSignal),
 }
 
 impl Exit {
-    /// The process exit code: 0, 1, 2 or 3.
+    /// The process exit code: 0, 1, 2, 3, or 130 / 143 after a signal.
     pub fn code(self) -> u8 {
         match self {
             Exit::Success => 0,
             Exit::DeadLettered => 1,
             Exit::Fatal => 2,
             Exit::Unavailable => 3,
+            Exit::Stopped(signal) => signal.exit_code(),
         }
     }
 
@@ -64,6 +71,10 @@ impl From<&Error> for Exit {
     fn from(error: &Error) -> Exit {
         match error {
             Error::Api(error) => Exit::of(error),
+            Error::Import {
+                stopped: Some(stopped),
+                ..
+            } => Exit::Stopped(stopped.signal),
             Error::Import { failure, .. } => Exit::of(&failure.error),
             Error::MissingCredentials(_)
             | Error::KeyFile { .. }
@@ -74,6 +85,7 @@ impl From<&Error> for Exit {
             | Error::Stdin { .. }
             | Error::Emulator(_)
             | Error::NotOnePerson { .. }
+            | Error::CsvOnly { .. }
             | Error::Output(_) => Exit::Fatal,
         }
     }
@@ -115,9 +127,11 @@ mod tests {
             Exit::DeadLettered,
             Exit::Fatal,
             Exit::Unavailable,
+            Exit::Stopped(StopSignal::Interrupt),
+            Exit::Stopped(StopSignal::Terminate),
         ]
         .map(Exit::code);
-        assert_eq!(codes, [0, 1, 2, 3]);
+        assert_eq!(codes, [0, 1, 2, 3, 130, 143]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! `Importer`.
 
 use std::io::{self, IsTerminal};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use cio_ratelimit::{
@@ -14,12 +15,15 @@ use crate::args::{ApiArg, FormatArg, Import, ModeArg};
 use crate::calls::Receipt;
 use crate::credentials::{Api, Credentials};
 use crate::embedded::Embedded;
-use crate::error::Error;
+use crate::error::{Error, Stopped};
 use crate::exit::Exit;
 use crate::metrics::{self, MetricsFile};
 use crate::output::Output;
 use crate::progress::ProgressDisplay;
 use crate::rate::RateReport;
+use crate::resume_command::resume_command;
+use crate::signals::StopSignals;
+use crate::stoppable_stdin::StoppableStdin;
 
 /// What `--api` means to the library: what the lines are, whose limiter
 /// sets the rate, its preset, and which credentials the import needs.
@@ -60,7 +64,8 @@ fn with_limiter(
     class: ApiClass,
     workspace: &str,
 ) -> Result<ClientBuilder, Error> {
-    if let Some(url) = &import.redis_url {
+    // A dry run sends nothing, so it shares no budget either.
+    if let Some(url) = import.redis_url.as_ref().filter(|_| !import.dry_run) {
         let redis = redis_limiter(url, import, limit, class, workspace)?;
         log::info!(
             "sharing {} requests/s through Redis",
@@ -123,6 +128,15 @@ fn redis_limiter(
 /// [`Error::Import`] when it stopped before the end (how far it got is in
 /// there), or any error setting it up.
 pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
+    if import.format() == FormatArg::Ndjson {
+        let csv_flags = [
+            (import.id_column.is_some(), "--id-column"),
+            (import.csv_strings, "--csv-strings"),
+        ];
+        if let Some((_, flag)) = csv_flags.into_iter().find(|(given, _)| *given) {
+            return Err(Error::CsvOnly { flag });
+        }
+    }
     let global = &import.global;
     let target = Target::of(import.api);
     let embedded = global.emulator.then(Embedded::start).transpose()?;
@@ -132,7 +146,11 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
             Some(cio_emulator::DEFAULT_SITE_ID.to_owned()),
         ),
         None => {
-            let credentials = Credentials::from_args(global, target.credentials)?;
+            let credentials = if import.dry_run {
+                Credentials::dry_run()
+            } else {
+                Credentials::from_args(global, target.credentials)?
+            };
             let site_id = credentials.site_id().map(str::to_owned);
             (credentials.client_builder(global)?, site_id)
         }
@@ -176,6 +194,7 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
         })
         .workers(usize::from(import.workers))
         .resume(import.resume)
+        .dry_run(import.dry_run)
         .progress({
             let display = display.clone();
             let metrics = metrics.clone();
@@ -207,6 +226,13 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
     if let Some(path) = &import.checkpoint {
         importer = importer.checkpoint(path);
     }
+    // From here on, SIGINT and SIGTERM stop the import cleanly.
+    let signals = StopSignals::install()
+        .inspect_err(|error| log::warn!("a signal will not stop the import cleanly: {error}"))
+        .ok();
+    if let Some(signals) = &signals {
+        importer = importer.stop_when(signals.flag());
+    }
     let importer = importer.build()?;
     log::info!(
         "importing {} at {} requests/s, burst {}",
@@ -214,10 +240,16 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
         limit.per_second(),
         limit.burst()
     );
-    let result = if import.input.as_os_str() == "-" {
-        importer.import_reader(io::stdin().lock(), None)
-    } else {
-        importer.import_file(&import.input)
+    let result = match (import.input.as_os_str() == "-", &signals) {
+        (true, Some(signals)) => {
+            let stdin = StoppableStdin::new(signals.flag()).map_err(|source| Error::Stdin {
+                flag: "import -",
+                source,
+            })?;
+            importer.import_reader(stdin, None)
+        }
+        (true, None) => importer.import_reader(io::stdin().lock(), None),
+        (false, _) => importer.import_file(&import.input),
     };
     display.lock().expect("the display lock").finish();
     if let Some(metrics) = metrics.lock().expect("the metrics lock").as_mut() {
@@ -238,14 +270,47 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
     match result {
         Ok(summary) => {
             let exit = exit_of(&summary);
-            output.success(&Receipt::Imported(Box::new(summary)))?;
+            let summary = Box::new(summary);
+            output.success(&if import.dry_run {
+                Receipt::Checked(summary)
+            } else {
+                Receipt::Imported(summary)
+            })?;
             Ok(exit)
         }
-        Err(failure) => Err(Error::Import {
-            failure: Box::new(failure),
-            resumable: import.checkpoint.is_some(),
-        }),
+        Err(failure) => {
+            let resumable = import.checkpoint.is_some();
+            let stopped = signals
+                .as_ref()
+                .and_then(StopSignals::received)
+                .filter(|_| failure.error == cio_ratelimit::Error::Stopped)
+                .map(|signal| Stopped {
+                    signal,
+                    resume_command: resume_command(
+                        std::env::args_os(),
+                        resumable,
+                        &suggested_checkpoint(&import.input),
+                    ),
+                    from_stdin: import.input.as_os_str() == "-",
+                });
+            Err(Error::Import {
+                failure: Box::new(failure),
+                resumable,
+                stopped,
+            })
+        }
     }
+}
+
+/// Where to keep a checkpoint, for an import that kept none: beside the
+/// input, or in the current folder for standard input.
+fn suggested_checkpoint(input: &Path) -> PathBuf {
+    if input.as_os_str() == "-" {
+        return PathBuf::from("cio-import.checkpoint");
+    }
+    let mut name = input.as_os_str().to_owned();
+    name.push(".checkpoint");
+    PathBuf::from(name)
 }
 
 /// How a finished import ends the process.

@@ -26,6 +26,9 @@ mod output;
 mod pipelines;
 mod progress;
 mod rate;
+mod resume_command;
+mod signals;
+mod stoppable_stdin;
 
 use std::process::ExitCode;
 

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use cio_emulator::Snapshot;
 use serde_json::{Map, Value, json};
 
-use cio_ratelimit::Identifier;
+use cio_ratelimit::{Identifier, ImportSummary};
 
 use crate::calls::Receipt;
 use crate::error::Error;
@@ -82,11 +82,21 @@ impl Output {
             let mut object = self.object(false);
             let exit = Exit::from(error);
             let transient = exit == Exit::Unavailable;
-            if let Error::Import { failure, .. } = error {
+            if let Error::Import {
+                failure, stopped, ..
+            } = error
+            {
                 // How far it got: the same counts a finished import reports.
                 object.extend(receipt_json(&Receipt::Imported(Box::new(
                     failure.summary.clone(),
                 ))));
+                if let Some(stopped) = stopped {
+                    object.insert("signal".into(), stopped.signal.name().into());
+                    object.insert(
+                        "resume_command".into(),
+                        stopped.resume_command.clone().into(),
+                    );
+                }
             }
             object.insert(
                 "error".into(),
@@ -209,6 +219,18 @@ fn receipt_line(receipt: &Receipt) -> String {
             call.person(),
             call.message_id()
         ),
+        Receipt::Checked(summary) => {
+            let progress = &summary.progress;
+            let mut line = format!(
+                "dry run: checked {} lines in {:.1} s: {} valid, {} dead-lettered; nothing was sent",
+                progress.lines_read,
+                progress.elapsed.as_secs_f64(),
+                progress.delivered,
+                progress.dead_lettered,
+            );
+            push_dead_letter_file(&mut line, summary);
+            line
+        }
         Receipt::Imported(summary) => {
             let progress = &summary.progress;
             let mut line = format!(
@@ -229,15 +251,20 @@ fn receipt_line(receipt: &Receipt) -> String {
                     progress.skipped
                 ));
             }
-            if let Some(path) = summary
-                .dead_letter_file
-                .as_ref()
-                .filter(|_| progress.dead_lettered > 0)
-            {
-                line.push_str(&format!("\ndead letters: {}", path.display()));
-            }
+            push_dead_letter_file(&mut line, summary);
             line
         }
+    }
+}
+
+/// Where the dead letters went, if this run wrote any.
+fn push_dead_letter_file(line: &mut String, summary: &ImportSummary) {
+    if let Some(path) = summary
+        .dead_letter_file
+        .as_ref()
+        .filter(|_| summary.progress.dead_lettered > 0)
+    {
+        line.push_str(&format!("\ndead letters: {}", path.display()));
     }
 }
 
@@ -275,6 +302,11 @@ fn receipt_json(receipt: &Receipt) -> Map<String, Value> {
             trigger,
         } => json!({"campaign_id": campaign_id, "trigger_id": trigger.id}),
         Receipt::PipelinesSent(call) => json!({"pipelines": call.to_json()}),
+        Receipt::Checked(summary) => {
+            let mut object = receipt_json(&Receipt::Imported(summary.clone()));
+            object.insert("dry_run".into(), Value::Bool(true));
+            return object;
+        }
         Receipt::Imported(summary) => {
             let progress = &summary.progress;
             json!({

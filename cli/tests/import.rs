@@ -619,23 +619,7 @@ fn a_checkpoint_past_the_end_of_the_input_exits_2_and_is_not_rewound() {
     write_input(&input, 300, false);
     let text = fs::read_to_string(&input).unwrap();
     let checkpoint = dir.join("import.checkpoint");
-    let dead_letter = dir.join("letters.ndjson");
-    // From standard input the import id comes from the checkpoint, so only
-    // the line count can tell that the input is not the one it was kept for.
-    let run = |stdin: &str, resume: bool| {
-        let mut args = vec![
-            "import",
-            "-",
-            "--checkpoint",
-            checkpoint.to_str().unwrap(),
-            "--dead-letter",
-            dead_letter.to_str().unwrap(),
-        ];
-        if resume {
-            args.push("--resume");
-        }
-        against(&emu, &args).stdin(stdin).run()
-    };
+    let run = |stdin: &str, resume: bool| import_stdin(&emu, &dir, stdin, resume);
     run(&text, false).assert_code(0);
     let kept = fs::read_to_string(&checkpoint).unwrap();
     let requests = emu.snapshot().requests;
@@ -656,4 +640,407 @@ fn a_checkpoint_past_the_end_of_the_input_exits_2_and_is_not_rewound() {
     // The whole input again resumes to nothing, cleanly.
     run(&text, true).assert_code(0);
     assert_eq!(emu.snapshot().requests, requests);
+}
+
+#[test]
+fn a_dry_run_needs_no_credentials_dead_letters_bad_lines_and_sends_nothing() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("dry-run");
+    let input = dir.join("input.ndjson");
+    write_input(&input, 500, true);
+    let url = emu.url();
+    let dry_run = |input: &Path| {
+        cio_ratelimit(&[
+            "import",
+            input.to_str().unwrap(),
+            "--dry-run",
+            "--track-url",
+            &url,
+            "--checkpoint",
+            dir.join("import.checkpoint").to_str().unwrap(),
+            "--json",
+        ])
+        .run()
+    };
+    let outcome = dry_run(&input);
+    outcome.assert_code(1);
+    let json = outcome.json();
+    assert_eq!(
+        (
+            json["dry_run"].as_bool(),
+            json["delivered"].as_u64(),
+            json["dead_lettered"].as_u64(),
+            json["requests"].as_u64()
+        ),
+        (Some(true), Some(490), Some(10), Some(0))
+    );
+    let dead = fs::read_to_string(dir.join("input.ndjson.dead-letter.ndjson")).unwrap();
+    assert_eq!(dead.lines().count(), 10);
+    assert!(!dir.join("import.checkpoint").exists(), "no checkpoint");
+
+    let clean = dir.join("clean.ndjson");
+    write_input(&clean, 500, false);
+    let outcome = dry_run(&clean);
+    outcome.assert_code(0);
+    assert_eq!(outcome.json()["delivered"], 500);
+    let text = cio_ratelimit(&["import", clean.to_str().unwrap(), "--dry-run"]).run();
+    text.assert_code(0);
+    assert!(
+        text.stdout.contains("dry run: checked 500 lines")
+            && text.stdout.contains("nothing was sent"),
+        "{text:?}"
+    );
+    assert_eq!(emu.snapshot().requests, 0, "nothing reached the server");
+}
+
+/// Starts an import of 1,500 lines at 500 requests/s, sends it `signal` once
+/// the server has received something, and checks it stops cleanly with
+/// `code` and the exact resume command; then runs that command and checks
+/// every line arrived exactly once over both runs.
+fn a_signal_stops_cleanly_and_the_printed_command_resumes(signal: &str, code: i32) {
+    let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
+    let dir = scratch(&format!("signal-{signal}"));
+    let input = dir.join("input.ndjson");
+    let (people_sent, events_sent) = write_input(&input, 1_500, false);
+    let checkpoint = dir.join("import.checkpoint");
+    let args = [
+        "import",
+        input.to_str().unwrap(),
+        "--mode",
+        "single",
+        "--rate",
+        "500",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+    ];
+    let child = against(&emu, &args).spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while emu.snapshot().requests == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing arrived in 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let killed = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "{stderr}");
+    let stopped = emu.snapshot();
+    assert!(
+        stopped.people.len() < people_sent.len(),
+        "stopped before the end"
+    );
+    assert!(
+        stderr.contains(&format!("stopped by SIG{signal} after line")),
+        "{stderr}"
+    );
+    // The exact command, with every flag as given, and --resume.
+    let command = stderr
+        .lines()
+        .skip_while(|line| !line.ends_with("Resume with:"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no resume command: {stderr}"))
+        .trim();
+    let words: Vec<&str> = command.split(' ').collect();
+    assert_eq!(words[0], env!("CARGO_BIN_EXE_cio-ratelimit"));
+    let resumed_args = &words[1..];
+    assert_eq!(resumed_args[..args.len()], args, "{command}");
+    assert_eq!(resumed_args.last(), Some(&"--resume"), "{command}");
+
+    // The printed flags (the emulator's URLs among them), run again.
+    let mut resume = command::cio_ratelimit(resumed_args);
+    for (name, value) in [
+        ("CUSTOMERIO_SITE_ID", cio_emulator::DEFAULT_SITE_ID),
+        ("CUSTOMERIO_TRACK_API_KEY", cio_emulator::DEFAULT_API_KEY),
+    ] {
+        resume = resume.env(name, value);
+    }
+    resume.run().assert_code(0);
+    let after = emu.snapshot();
+    assert_eq!(people(&[&after]), people_sent);
+    assert!(
+        after.people.values().all(|p| p.identify_count == 1),
+        "no identify sent twice"
+    );
+    assert_eq!(after.event_ids(), events_sent, "every event, by id");
+    assert_eq!(after.duplicate_events, 0, "no event sent twice");
+    assert_eq!(after.requests, 1_500, "one request per line, in all");
+}
+
+#[test]
+fn sigterm_stops_cleanly_with_exit_143_and_the_resume_command_sends_the_rest_once() {
+    a_signal_stops_cleanly_and_the_printed_command_resumes("TERM", 143);
+}
+
+#[test]
+fn sigint_stops_cleanly_with_exit_130_and_the_resume_command_sends_the_rest_once() {
+    a_signal_stops_cleanly_and_the_printed_command_resumes("INT", 130);
+}
+
+#[test]
+fn a_second_signal_exits_at_once_without_waiting_for_the_requests_in_flight() {
+    // Every answer takes 20 s: a clean stop would wait that long for them.
+    let emu = Emulator::start(Config::default().latency(Duration::from_secs(20))).unwrap();
+    let dir = scratch("second-signal");
+    let input = dir.join("input.ndjson");
+    write_input(&input, 100, false);
+    let mut child = against(
+        &emu,
+        &["import", input.to_str().unwrap(), "--mode", "single"],
+    )
+    .spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while emu.snapshot().requests == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing arrived in 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Signals sent close together may merge into one: send them until the
+    // process is gone, as an impatient user would.
+    let first_signal = std::time::Instant::now();
+    let pid = child.id().to_string();
+    let status = loop {
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            first_signal.elapsed() < Duration::from_secs(10),
+            "still running 10 s after the first signal"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(143));
+    assert!(
+        first_signal.elapsed() < Duration::from_secs(10),
+        "exited at once, not after the answers: {:?}",
+        first_signal.elapsed()
+    );
+}
+
+/// `n` events without ids, each for its own person.
+fn events_without_ids(n: u64) -> String {
+    (1..=n)
+        .map(|line| {
+            json!({"type": "person", "action": "event", "identifiers": {"id": format!("p{line}")},
+                "name": "seen", "attributes": {"line": line}})
+            .to_string()
+                + "\n"
+        })
+        .collect()
+}
+
+#[test]
+fn the_same_standard_input_twice_gives_every_event_the_same_id() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("stdin-ids");
+    let dead_letter = dir.join("dead.ndjson");
+    let input = events_without_ids(200);
+    let import = || {
+        against(
+            &emu,
+            &[
+                "import",
+                "-",
+                "--dead-letter",
+                dead_letter.to_str().unwrap(),
+            ],
+        )
+        .stdin(&input)
+        .run()
+        .assert_code(0);
+    };
+    import();
+    let first = emu.snapshot();
+    assert_eq!(first.events.len(), 200);
+    import();
+    let second = emu.snapshot();
+    assert_eq!(second.event_ids(), first.event_ids());
+    assert_eq!(
+        (second.events.len(), second.duplicate_events),
+        (200, 200),
+        "every event of the second run was a repeat"
+    );
+}
+
+/// `import -` reading `stdin`, with its checkpoint and dead letters in `dir`.
+fn import_stdin(emu: &Emulator, dir: &Path, stdin: &str, resume: bool) -> command::Outcome {
+    let checkpoint = dir.join("import.checkpoint");
+    let dead_letter = dir.join("dead.ndjson");
+    let mut args = vec![
+        "import",
+        "-",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--dead-letter",
+        dead_letter.to_str().unwrap(),
+    ];
+    if resume {
+        args.push("--resume");
+    }
+    against(emu, &args).stdin(stdin).run()
+}
+
+#[test]
+fn resuming_from_standard_input_with_other_content_exits_2_sending_nothing() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("stdin-resume");
+    import_stdin(&emu, &dir, &events_without_ids(100), false).assert_code(0);
+    let sent = emu.snapshot().requests;
+    let other = events_without_ids(150).replacen("\"p1\"", "\"p0\"", 1);
+    let outcome = import_stdin(&emu, &dir, &other, true);
+    outcome.assert_code(2);
+    assert!(
+        outcome.stderr.contains("not the ones it was kept for"),
+        "{outcome:?}"
+    );
+    assert_eq!(emu.snapshot().requests, sent, "nothing sent");
+    // The same content, grown, resumes: only the new lines go.
+    import_stdin(&emu, &dir, &events_without_ids(150), true).assert_code(0);
+    let after = emu.snapshot();
+    assert_eq!((after.events.len(), after.duplicate_events), (150, 0));
+}
+
+#[test]
+fn a_binary_file_stops_with_exit_2_after_its_first_hundred_lines() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("binary");
+    let input = dir.join("photo.ndjson");
+    // 4 MB of noise: about 16,000 "lines", none of them JSON.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let noise: Vec<u8> = (0..4 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    fs::write(&input, &noise).unwrap();
+    let outcome = against(&emu, &["import", input.to_str().unwrap(), "--json"]).run();
+    outcome.assert_code(2);
+    let json = outcome.json();
+    assert_eq!(json["lines_read"], 100, "nothing further was read");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("100 of the first 100 lines are not valid operations"),
+        "{json}"
+    );
+    assert_eq!(emu.snapshot().requests, 0);
+    let dead = fs::read(dir.join("photo.ndjson.dead-letter.ndjson")).unwrap_or_default();
+    assert!(
+        dead.len() < noise.len() / 10,
+        "{} bytes of dead letters",
+        dead.len()
+    );
+}
+
+#[test]
+fn csv_flags_on_ndjson_input_exit_2_naming_the_flag() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("csv-flags");
+    let input = dir.join("input.ndjson");
+    write_input(&input, 10, false);
+    for flags in [&["--id-column", "email"][..], &["--csv-strings"]] {
+        let outcome = against(
+            &emu,
+            &[&["import", input.to_str().unwrap()][..], flags].concat(),
+        )
+        .run();
+        outcome.assert_code(2);
+        assert!(
+            outcome.stderr.contains(flags[0]) && outcome.stderr.contains("CSV"),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(emu.snapshot().requests, 0);
+    // With CSV input, they are welcome.
+    let csv = dir.join("people.csv");
+    fs::write(&csv, "email,plan\na@example.com,pro\n").unwrap();
+    against(
+        &emu,
+        &[
+            "import",
+            csv.to_str().unwrap(),
+            "--id-column",
+            "email",
+            "--csv-strings",
+        ],
+    )
+    .run()
+    .assert_code(0);
+}
+
+#[test]
+fn sigterm_stops_an_import_from_a_pipe_that_stays_open_at_once() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("open-pipe");
+    let checkpoint = dir.join("import.checkpoint");
+    let dead_letter = dir.join("dead.ndjson");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cio-ratelimit"))
+        .args([
+            "import",
+            "-",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--dead-letter",
+            dead_letter.to_str().unwrap(),
+            "--track-url",
+            &emu.url(),
+        ])
+        .env("CUSTOMERIO_SITE_ID", cio_emulator::DEFAULT_SITE_ID)
+        .env("CUSTOMERIO_TRACK_API_KEY", cio_emulator::DEFAULT_API_KEY)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `tail -f`: a hundred lines, then the pipe stays open and silent.
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(events_without_ids(100).as_bytes()).unwrap();
+    pipe.flush().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while emu.snapshot().events.len() < 100 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lines never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let signalled = std::time::Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if signalled.elapsed() > Duration::from_secs(5) {
+            child.kill().unwrap();
+            panic!("still waiting for the pipe 5 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(143));
+    let stored = cio_ratelimit::Checkpoint::load(&checkpoint).unwrap();
+    assert_eq!((stored.line(), stored.delivered()), (100, 100));
+    drop(pipe);
 }

@@ -393,3 +393,34 @@ fn two_pipelines_imports_sharing_a_redis_budget_stay_within_it_together() {
         "both were sending: {pipelines:?}"
     );
 }
+
+#[test]
+fn a_pipelines_dry_run_needs_no_key_checks_every_call_and_sends_nothing() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("dry-run");
+    let input = dir.join("calls.ndjson");
+    // Every 5th line is a track without its event: refused before sending.
+    write_input(&input, 20, Some(5));
+    let dead_letter = dir.join("dead.ndjson");
+    let outcome = cio_ratelimit(&[
+        "import",
+        input.to_str().unwrap(),
+        "--api",
+        "pipelines",
+        "--dry-run",
+        "--pipelines-url",
+        &emu.url(),
+        "--dead-letter",
+        dead_letter.to_str().unwrap(),
+        "--json",
+    ])
+    .run();
+    outcome.assert_code(1);
+    let lines: Vec<u64> = dead_letters(&dead_letter)
+        .iter()
+        .map(|letter| letter["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [5, 10, 15, 20]);
+    assert_eq!(outcome.json()["requests"], 0);
+    assert_eq!(emu.snapshot().requests, 0, "a dry run sends nothing");
+}

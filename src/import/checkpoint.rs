@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::import::content_digest::ContentDigest;
 
 /// How far an import has got, as its checkpoint file says: every line up to
 /// [`line`](Checkpoint::line) is accounted for (acknowledged by the server,
@@ -19,9 +20,13 @@ pub struct Checkpoint {
     line: u64,
     delivered: u64,
     dead_lettered: u64,
+    /// The digest of the input up to and including `line`; `None` in the
+    /// checkpoints of versions that did not keep one.
+    digest: Option<ContentDigest>,
 }
 
-/// The file's format, version 1.
+/// The file's format, version 1. `digest` came later: files without it
+/// still load, and older versions ignore it.
 #[derive(Serialize, Deserialize)]
 struct File {
     version: u32,
@@ -29,15 +34,41 @@ struct File {
     line: u64,
     delivered: u64,
     dead_lettered: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
 }
 
 impl Checkpoint {
-    pub(crate) fn new(import_id: String, line: u64, delivered: u64, dead_lettered: u64) -> Self {
+    pub(crate) fn new(
+        import_id: String,
+        line: u64,
+        delivered: u64,
+        dead_lettered: u64,
+        digest: ContentDigest,
+    ) -> Self {
         Checkpoint {
             import_id,
             line,
             delivered,
             dead_lettered,
+            digest: Some(digest),
+        }
+    }
+
+    /// The digest of the input up to [`line`](Checkpoint::line), if the
+    /// checkpoint has one (a resume compares it through its
+    /// [`resume_point`](Checkpoint::resume_point)).
+    pub(crate) fn digest(&self) -> Option<ContentDigest> {
+        self.digest
+    }
+
+    /// What a resume from this checkpoint, kept at `path`, checks its
+    /// input against.
+    pub(crate) fn resume_point(&self, path: &Path) -> ResumePoint {
+        ResumePoint {
+            path: path.to_owned(),
+            line: self.line,
+            digest: self.digest,
         }
     }
 
@@ -81,12 +112,23 @@ impl Checkpoint {
                 reason: format!("version {} is not supported", file.version),
             });
         }
-        Ok(Checkpoint::new(
-            file.import_id,
-            file.line,
-            file.delivered,
-            file.dead_lettered,
-        ))
+        let digest = file
+            .digest
+            .as_deref()
+            .map(|text| {
+                ContentDigest::parse(text).ok_or_else(|| Error::Checkpoint {
+                    path: path.to_owned(),
+                    reason: format!("its digest {text:?} is not 32 hexadecimal digits"),
+                })
+            })
+            .transpose()?;
+        Ok(Checkpoint {
+            import_id: file.import_id,
+            line: file.line,
+            delivered: file.delivered,
+            dead_lettered: file.dead_lettered,
+            digest,
+        })
     }
 
     /// Writes the checkpoint atomically: to a temporary file beside it,
@@ -104,6 +146,7 @@ impl Checkpoint {
             line: self.line,
             delivered: self.delivered,
             dead_lettered: self.dead_lettered,
+            digest: self.digest.map(|digest| digest.to_string()),
         };
         let write = || -> io::Result<()> {
             let mut file = fs::File::create(&temporary)?;
@@ -113,6 +156,56 @@ impl Checkpoint {
             fs::rename(&temporary, path)
         };
         write().map_err(|err| Error::io("write the checkpoint", path, &err))
+    }
+}
+
+/// Where a resumed import starts after, and what the input it was kept for
+/// held up to there: the input must reach that line with the same digest,
+/// or lines that were never sent would be skipped.
+#[derive(Debug)]
+pub(crate) struct ResumePoint {
+    path: PathBuf,
+    line: u64,
+    /// `None` in checkpoints written before digests were kept.
+    digest: Option<ContentDigest>,
+}
+
+impl ResumePoint {
+    /// Checks the input's `digest` through `line`, if it is the line the
+    /// checkpoint names.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Checkpoint`] when the input differs from the one the
+    /// checkpoint was kept for.
+    pub(crate) fn check_line(&self, line: u64, digest: ContentDigest) -> Result<()> {
+        match self.digest {
+            Some(kept) if line == self.line && kept != digest => Err(Error::Checkpoint {
+                path: self.path.clone(),
+                reason: format!(
+                    "the input's first {line} lines are not the ones it was kept for: resume with the same input"
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks that the input, ending at `last_line`, reached the checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Checkpoint`] when it ended before.
+    pub(crate) fn check_end(&self, last_line: u64) -> Result<()> {
+        if last_line < self.line {
+            return Err(Error::Checkpoint {
+                path: self.path.clone(),
+                reason: format!(
+                    "it names line {}, but the input ends at line {last_line}: it was kept for another input",
+                    self.line
+                ),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -136,7 +229,9 @@ mod tests {
     #[test]
     fn a_stored_checkpoint_loads_back_and_leaves_no_temporary_file() {
         let path = scratch("roundtrip");
-        let checkpoint = Checkpoint::new("abc".into(), 42, 40, 2);
+        let mut digest = ContentDigest::default();
+        digest.update(b"input\n");
+        let checkpoint = Checkpoint::new("abc".into(), 42, 40, 2, digest);
         checkpoint.store(&path).unwrap();
         assert_eq!(Checkpoint::load(&path).unwrap(), checkpoint);
         assert!(!temporary_path(&path).exists());
@@ -161,5 +256,24 @@ mod tests {
             Checkpoint::load(&path.with_extension("missing")),
             Err(Error::Io { .. })
         ));
+        fs::write(
+            &path,
+            r#"{"version":1,"import_id":"x","line":1,"delivered":1,"dead_lettered":0,"digest":"zz"}"#,
+        )
+        .unwrap();
+        let err = Checkpoint::load(&path).unwrap_err();
+        assert!(err.to_string().contains("digest"), "{err}");
+    }
+
+    #[test]
+    fn a_checkpoint_from_before_digests_still_loads() {
+        let path = scratch("old");
+        fs::write(
+            &path,
+            r#"{"version":1,"import_id":"x","line":7,"delivered":6,"dead_lettered":1}"#,
+        )
+        .unwrap();
+        let checkpoint = Checkpoint::load(&path).unwrap();
+        assert_eq!((checkpoint.line(), checkpoint.digest()), (7, None));
     }
 }

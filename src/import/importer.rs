@@ -5,6 +5,8 @@ use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crate::client::client::Client;
@@ -12,6 +14,7 @@ use crate::client::operation::Operation;
 use crate::error::{Error, Result};
 use crate::import::api::ImportApi;
 use crate::import::compressed::decompressed;
+use crate::import::content_digest::ContentDigest;
 #[cfg(feature = "csv")]
 use crate::import::csv_rows::CsvOptions;
 use crate::import::entry::Entry;
@@ -121,6 +124,8 @@ pub struct Importer {
     pub(super) progress_every: Duration,
     pub(super) checkpoint_every: Duration,
     pub(super) max_batch_bytes: Option<usize>,
+    pub(super) dry_run: bool,
+    pub(super) stop: Option<Arc<AtomicBool>>,
     #[cfg(feature = "csv")]
     pub(super) csv: Option<CsvOptions>,
 }
@@ -156,6 +161,8 @@ impl Importer {
                 progress_every: Duration::from_millis(200),
                 checkpoint_every: Duration::from_millis(250),
                 max_batch_bytes: None,
+                dry_run: false,
+                stop: None,
                 #[cfg(feature = "csv")]
                 csv: None,
             },
@@ -215,9 +222,13 @@ impl Importer {
 
     /// Imports from any reader, e.g. standard input. `total_bytes`, when
     /// known, feeds the ETA. Unless set, the dead-letter file is
-    /// `cio-import.dead-letter.ndjson` in the current directory and the import
-    /// id is random (a resume takes it from the checkpoint). The files it
-    /// will write are checked first, as for [`Importer::import_file`].
+    /// `cio-import.dead-letter.ndjson` in the current directory. The files
+    /// it will write are checked first, as for [`Importer::import_file`].
+    ///
+    /// Unless an [`import_id`](ImporterBuilder::import_id) is set, an event
+    /// without an `id` gets one derived from everything read up to and
+    /// including its line: importing the same input again (from a pipe, say)
+    /// repeats the same ids, and Customer.io stores none of them twice.
     ///
     /// # Errors
     ///
@@ -299,10 +310,17 @@ impl Importer {
         let _lock = self.check_outputs(None).map_err(failure_before_start)?;
         let (run, _, skip_to) = Run::begin(self, None).map_err(failure_before_start)?;
         let mut operations = operations.into_iter().zip(1..);
+        // The operations' own digest, so that a resume can tell others apart.
+        let mut digest = ContentDigest::default();
         run.import(move || {
             Ok(operations.next().map(|(operation, line)| Record {
                 line,
                 bytes_read: operation.as_bytes().len() as u64,
+                digest: {
+                    digest.update(operation.as_bytes());
+                    digest.update(b"\n");
+                    digest
+                },
                 item: match line <= skip_to {
                     true => Item::Skipped,
                     false => Item::Entry(Entry::Track(operation)),
@@ -312,7 +330,8 @@ impl Importer {
     }
 
     /// Checks the files the import will write before anything is read or
-    /// sent, and holds the checkpoint's lock for as long as it is kept.
+    /// sent, and holds the checkpoint's lock for as long as it is kept (a
+    /// dry run writes no checkpoint, so it takes no lock).
     fn check_outputs(&self, input: Option<&Path>) -> Result<Option<CheckpointLock>> {
         let dead_letter = self
             .dead_letter
@@ -321,6 +340,7 @@ impl Importer {
         check_dead_letter(dead_letter, input, self.checkpoint.as_deref())?;
         self.checkpoint
             .as_deref()
+            .filter(|_| !self.dry_run)
             .map(CheckpointLock::acquire)
             .transpose()
     }
@@ -385,6 +405,11 @@ impl ImporterBuilder {
     }
 
     /// Continues after the line the checkpoint names, with its import id.
+    ///
+    /// The checkpoint keeps a digest of the input up to its line: a resume
+    /// whose input differs there stops with [`Error::Checkpoint`] before
+    /// anything is sent, rather than skip lines that were never sent.
+    /// (Checkpoints written before digests were kept are resumed unchecked.)
     pub fn resume(mut self, resume: bool) -> Self {
         self.importer.resume = resume;
         self
@@ -406,6 +431,58 @@ impl ImporterBuilder {
     /// e.g. for shorter requests on a slow link.
     pub fn max_batch_bytes(mut self, bytes: usize) -> Self {
         self.importer.max_batch_bytes = Some(bytes);
+        self
+    }
+
+    /// Reads and validates the whole input and writes the dead-letter file,
+    /// but sends nothing: the client is never called, so placeholder
+    /// credentials will do (`Client::builder("-", "-")`).
+    ///
+    /// The summary's [`delivered`](Progress::delivered) counts the lines
+    /// that would have been sent (items over 32 KB and invalid lines are
+    /// dead-lettered as in a real import; only the server's own refusals
+    /// cannot be foreseen). No checkpoint is written or locked; with
+    /// [`resume`](Self::resume), the checkpoint is read, and only the lines
+    /// after it are checked.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.importer.dry_run = dry_run;
+        self
+    }
+
+    /// Stops the import cleanly once `stop` is set (by a signal handler,
+    /// say): no further line is taken; the lines already taken are sent
+    /// (what the workers' batches hold: at most two requests per worker)
+    /// and every request finishes (each bounded by the client's timeout and
+    /// retry policy); the checkpoint is stored, and the import returns an
+    /// [`ImportFailure`] whose error is [`Error::Stopped`], with the counts
+    /// so far. Resume it with [`resume`](Self::resume): nothing is lost or
+    /// sent twice.
+    ///
+    /// The flag is checked before each line is read: once the whole input
+    /// is read, the import finishes its last requests and returns its
+    /// summary as usual.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use cio_ratelimit::{Client, Error, Importer};
+    /// # let dir = std::env::temp_dir().join(format!("cio-stop-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    ///
+    /// let stop = Arc::new(AtomicBool::new(false));
+    /// let importer = Importer::builder(Client::builder("site", "key").build()?)
+    ///     .dead_letter(dir.join("dead.ndjson"))
+    ///     .stop_when(stop.clone())
+    ///     .build()?;
+    /// stop.store(true, Ordering::SeqCst); // e.g. from a SIGTERM handler
+    /// let input = r#"{"type":"person","action":"identify","identifiers":{"id":"1"}}"#;
+    /// let failure = importer.import_reader(input.as_bytes(), None).unwrap_err();
+    /// assert_eq!(failure.error, Error::Stopped);
+    /// assert_eq!(failure.summary.progress.lines_read, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stop_when(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.importer.stop = Some(stop);
         self
     }
 
@@ -465,6 +542,7 @@ impl fmt::Debug for Importer {
             .field("dead_letter", &self.dead_letter)
             .field("checkpoint", &self.checkpoint)
             .field("resume", &self.resume)
+            .field("dry_run", &self.dry_run)
             .finish_non_exhaustive()
     }
 }

@@ -8,6 +8,8 @@ use crate::client::event_id::EventId;
 #[cfg(feature = "csv")]
 use crate::client::operation::Operation;
 #[cfg(feature = "csv")]
+use crate::import::content_digest::ContentDigest;
+#[cfg(feature = "csv")]
 use crate::import::csv_rows::CsvRows;
 #[cfg(feature = "csv")]
 use crate::import::entry::Entry;
@@ -22,7 +24,11 @@ pub(crate) enum Input<R: BufRead> {
     /// One person per row; rows starting on or before `skip_to` were
     /// settled by the run a resume continues.
     #[cfg(feature = "csv")]
-    Csv { rows: CsvRows<R>, skip_to: u64 },
+    Csv {
+        rows: CsvRows<R>,
+        skip_to: u64,
+        digest: ContentDigest,
+    },
 }
 
 impl<R: BufRead> Input<R> {
@@ -31,12 +37,21 @@ impl<R: BufRead> Input<R> {
         match self {
             Input::Ndjson(reader) => reader.next_record(),
             #[cfg(feature = "csv")]
-            Input::Csv { rows, skip_to } => match rows.next_row() {
+            Input::Csv {
+                rows,
+                skip_to,
+                digest,
+            } => match rows.next_row() {
                 None => Ok(None),
                 Some(Err(err)) => Err(io::Error::new(io::ErrorKind::InvalidData, err.to_string())),
                 Some(Ok(row)) => Ok(Some(Record {
                     line: row.line,
                     bytes_read: row.original.len() as u64,
+                    digest: {
+                        digest.update(&row.original);
+                        digest.update(b"\n");
+                        *digest
+                    },
                     item: if row.line <= *skip_to {
                         Item::Skipped
                     } else {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::import::checkpoint::Checkpoint;
+use crate::import::content_digest::ContentDigest;
 use crate::import::dead_letter::{DeadLetter, DeadLetters};
 use crate::limit::clock::Clock;
 
@@ -38,6 +39,8 @@ pub(crate) struct ChunkId(u64);
 struct Chunk {
     /// The line of each item of the request.
     lines: Vec<u64>,
+    /// The input's digest through the line before its first.
+    digest_before: ContentDigest,
     /// How many of `lines` are settled.
     settled: usize,
     state: State,
@@ -81,10 +84,14 @@ pub(crate) struct Ledger {
     bad_bytes: usize,
     /// The last line read.
     read: u64,
+    /// The input's digest through `read`.
+    read_digest: ContentDigest,
     dead_letters: DeadLetters,
     checkpoint: Option<CheckpointFile>,
     /// Every line up to this one is settled.
     line: u64,
+    /// The input's digest through `line`, for the checkpoint.
+    digest: ContentDigest,
     delivered: u64,
     dead_lettered: u64,
     stored_line: u64,
@@ -94,12 +101,13 @@ pub(crate) struct Ledger {
 }
 
 impl Ledger {
-    /// A ledger from `line` on (0, or where a resumed import starts after),
-    /// storing its checkpoint (if any) at most every `checkpoint_every`.
+    /// A ledger from `line` on (0, or where a resumed import starts after,
+    /// the input's digest through it being `digest`), storing its
+    /// checkpoint (if any) at most every `checkpoint_every`.
     pub(crate) fn new(
         dead_letters: DeadLetters,
         checkpoint: Option<CheckpointFile>,
-        line: u64,
+        (line, digest): (u64, ContentDigest),
         clock: Arc<dyn Clock>,
         checkpoint_every: Duration,
     ) -> Ledger {
@@ -109,9 +117,11 @@ impl Ledger {
             bad: VecDeque::new(),
             bad_bytes: 0,
             read: line,
+            read_digest: digest,
             dead_letters,
             checkpoint,
             line,
+            digest,
             delivered: 0,
             dead_lettered: 0,
             stored_line: line,
@@ -122,11 +132,17 @@ impl Ledger {
     }
 
     /// Opens the chunk of a new request, with `line` its first item.
-    pub(crate) fn open(&mut self, line: u64) -> ChunkId {
-        self.read(line);
+    ///
+    /// Each line comes with the input's digest through it, for the
+    /// checkpoint: here, and in [`add`](Ledger::add), [`pass`](Ledger::pass)
+    /// and [`dead`](Ledger::dead).
+    pub(crate) fn open(&mut self, line: u64, digest: ContentDigest) -> ChunkId {
+        let digest_before = self.read_digest;
+        self.read(line, digest);
         let id = ChunkId(self.first + self.chunks.len() as u64);
         self.chunks.push_back(Chunk {
             lines: vec![line],
+            digest_before,
             settled: 0,
             state: State::Open,
         });
@@ -134,22 +150,28 @@ impl Ledger {
     }
 
     /// `line` is the next item of chunk `id`'s request, still being packed.
-    pub(crate) fn add(&mut self, id: ChunkId, line: u64) {
-        self.read(line);
+    pub(crate) fn add(&mut self, id: ChunkId, line: u64, digest: ContentDigest) {
+        self.read(line, digest);
         if let Some(chunk) = self.chunk(id) {
             chunk.lines.push(line);
         }
     }
 
     /// `line` needs nothing sent (blank, or done by an earlier run).
-    pub(crate) fn pass(&mut self, line: u64) -> Result<()> {
-        self.read(line);
+    pub(crate) fn pass(&mut self, line: u64, digest: ContentDigest) -> Result<()> {
+        self.read(line, digest);
         self.settle()
     }
 
     /// `line` cannot be sent, for `reason`.
-    pub(crate) fn dead(&mut self, line: u64, reason: String, original: &[u8]) -> Result<()> {
-        self.read(line);
+    pub(crate) fn dead(
+        &mut self,
+        line: u64,
+        digest: ContentDigest,
+        reason: String,
+        original: &[u8],
+    ) -> Result<()> {
+        self.read(line, digest);
         let letter = DeadLetter::new(line, reason, original);
         self.bad_bytes += size(&letter);
         self.bad.push_back(letter);
@@ -161,9 +183,10 @@ impl Ledger {
         self.bad_bytes
     }
 
-    fn read(&mut self, line: u64) {
+    fn read(&mut self, line: u64, digest: ContentDigest) {
         debug_assert!(line > self.read, "lines come in input order");
         self.read = line;
+        self.read_digest = digest;
     }
 
     /// The server answered chunk `id`'s request, rejecting `rejected`.
@@ -194,7 +217,9 @@ impl Ledger {
             .chunks
             .iter()
             .find(|chunk| !matches!(chunk.state, State::Acknowledged(..)));
-        let through = open.map_or(self.read, |chunk| chunk.lines[0] - 1);
+        let (through, digest) = open.map_or((self.read, self.read_digest), |chunk| {
+            (chunk.lines[0] - 1, chunk.digest_before)
+        });
         if through <= self.line {
             return Ok(());
         }
@@ -241,6 +266,7 @@ impl Ledger {
         }
         self.dead_lettered += letters.len() as u64;
         self.line = through;
+        self.digest = digest;
         self.store_checkpoint_if_due()
     }
 
@@ -288,6 +314,7 @@ impl Ledger {
             self.line,
             file.before.0 + self.delivered,
             file.before.1 + self.dead_lettered,
+            self.digest,
         )
         .store(&file.path)?;
         self.stored_line = self.line;
@@ -325,7 +352,7 @@ pub(crate) mod tests {
                 import_id: "import".into(),
                 before: (0, 0),
             }),
-            0,
+            (0, ContentDigest::default()),
             Arc::new(clock.clone()),
             EVERY,
         )
@@ -339,9 +366,9 @@ pub(crate) mod tests {
     /// A chunk of the items on `lines`, read one after the other.
     fn items(ledger: &mut Ledger, lines: impl IntoIterator<Item = u64>) -> ChunkId {
         let mut lines = lines.into_iter();
-        let id = ledger.open(lines.next().unwrap());
+        let id = ledger.open(lines.next().unwrap(), ContentDigest::default());
         for line in lines {
-            ledger.add(id, line);
+            ledger.add(id, line, ContentDigest::default());
         }
         id
     }
@@ -392,21 +419,23 @@ pub(crate) mod tests {
         let clock = ManualClock::new();
         let mut ledger = ledger(&dir, &clock);
         // Lane 0 packs lines 1, then 4; lane 1 packs 2, 3 and 5.
-        let first = ledger.open(1);
-        let second = ledger.open(2);
-        ledger.add(second, 3);
+        let first = ledger.open(1, ContentDigest::default());
+        let second = ledger.open(2, ContentDigest::default());
+        ledger.add(second, 3, ContentDigest::default());
         ledger.acknowledge(first, Vec::new()).unwrap();
         assert_eq!((ledger.line(), ledger.delivered()), (1, 1));
-        let third = ledger.open(4);
-        ledger.add(second, 5);
+        let third = ledger.open(4, ContentDigest::default());
+        ledger.add(second, 5, ContentDigest::default());
         ledger.acknowledge(second, vec![rejected(2)]).unwrap();
         assert_eq!(
             (ledger.line(), ledger.delivered(), ledger.dead_lettered()),
             (3, 3, 0),
             "line 4 is in lane 0's packer: line 5 waits for it"
         );
-        ledger.dead(6, "invalid JSON".into(), b"{").unwrap();
-        ledger.pass(7).unwrap();
+        ledger
+            .dead(6, ContentDigest::default(), "invalid JSON".into(), b"{")
+            .unwrap();
+        ledger.pass(7, ContentDigest::default()).unwrap();
         ledger.store_checkpoint().unwrap();
         assert_eq!(stored(&dir), Some(3), "a resume would send line 4 again");
         ledger.acknowledge(third, vec![rejected(0)]).unwrap();
@@ -432,10 +461,12 @@ pub(crate) mod tests {
         let dir = scratch("packer");
         let clock = ManualClock::new();
         let mut ledger = ledger(&dir, &clock);
-        ledger.pass(1).unwrap();
-        let packing = ledger.open(2);
-        ledger.pass(3).unwrap();
-        ledger.dead(4, "bad".into(), b"x").unwrap();
+        ledger.pass(1, ContentDigest::default()).unwrap();
+        let packing = ledger.open(2, ContentDigest::default());
+        ledger.pass(3, ContentDigest::default()).unwrap();
+        ledger
+            .dead(4, ContentDigest::default(), "bad".into(), b"x")
+            .unwrap();
         ledger.store_checkpoint().unwrap();
         assert_eq!((ledger.line(), stored(&dir)), (1, Some(1)));
         assert!(
@@ -452,11 +483,13 @@ pub(crate) mod tests {
         let dir = scratch("rejected");
         let clock = ManualClock::new();
         let mut ledger = ledger(&dir, &clock);
-        let id = ledger.open(1);
-        ledger.dead(2, "invalid JSON".into(), b"{").unwrap();
-        ledger.add(id, 3);
-        ledger.pass(4).unwrap();
-        ledger.add(id, 5);
+        let id = ledger.open(1, ContentDigest::default());
+        ledger
+            .dead(2, ContentDigest::default(), "invalid JSON".into(), b"{")
+            .unwrap();
+        ledger.add(id, 3, ContentDigest::default());
+        ledger.pass(4, ContentDigest::default()).unwrap();
+        ledger.add(id, 5, ContentDigest::default());
         ledger
             .acknowledge(id, vec![rejected(2), rejected(0)])
             .unwrap();
@@ -490,14 +523,14 @@ pub(crate) mod tests {
         let dir = scratch("failed");
         let clock = ManualClock::new();
         let mut ledger = ledger(&dir, &clock);
-        let first = ledger.open(1);
-        let second = ledger.open(2);
-        let third = ledger.open(3);
-        ledger.add(first, 4);
+        let first = ledger.open(1, ContentDigest::default());
+        let second = ledger.open(2, ContentDigest::default());
+        let third = ledger.open(3, ContentDigest::default());
+        ledger.add(first, 4, ContentDigest::default());
         ledger.acknowledge(first, Vec::new()).unwrap();
         ledger.fail(second);
         ledger.acknowledge(third, Vec::new()).unwrap();
-        ledger.pass(5).unwrap();
+        ledger.pass(5, ContentDigest::default()).unwrap();
         ledger.store_checkpoint().unwrap();
         assert_eq!((ledger.line(), stored(&dir)), (1, Some(1)));
         assert_eq!(
@@ -512,8 +545,8 @@ pub(crate) mod tests {
         let dir = scratch("unsent");
         let clock = ManualClock::new();
         let mut ledger = ledger(&dir, &clock);
-        let sent = ledger.open(1);
-        ledger.pass(2).unwrap();
+        let sent = ledger.open(1, ContentDigest::default());
+        ledger.pass(2, ContentDigest::default()).unwrap();
         assert_eq!(ledger.line(), 0);
         ledger.acknowledge(sent, Vec::new()).unwrap();
         assert_eq!(ledger.line(), 2);
@@ -524,10 +557,12 @@ pub(crate) mod tests {
         let dir = scratch("interval");
         let clock = ManualClock::new();
         let mut ledger = ledger(&dir, &clock);
-        ledger.dead(1, "bad".into(), b"x").unwrap();
+        ledger
+            .dead(1, ContentDigest::default(), "bad".into(), b"x")
+            .unwrap();
         assert_eq!(stored(&dir), None, "not yet due");
         clock.advance(EVERY);
-        let id = ledger.open(2);
+        let id = ledger.open(2, ContentDigest::default());
         ledger.store_checkpoint_if_due().unwrap();
         assert_eq!(stored(&dir), Some(1), "due");
         assert_eq!(dead_lines(&dir).len(), 1, "its dead letter is on disk");
@@ -538,5 +573,34 @@ pub(crate) mod tests {
         assert_eq!(stored(&dir), Some(2));
         let checkpoint = Checkpoint::load(&dir.join("checkpoint")).unwrap();
         assert_eq!((checkpoint.delivered(), checkpoint.dead_lettered()), (1, 1));
+    }
+
+    #[test]
+    fn the_checkpoint_keeps_the_digest_of_the_input_through_its_line() {
+        let dir = scratch("digest");
+        let clock = ManualClock::new();
+        let mut ledger = ledger(&dir, &clock);
+        let mut read = ContentDigest::default();
+        let mut through = Vec::new();
+        for line in ["a\n", "b\n", "c\n", "d\n"] {
+            read.update(line.as_bytes());
+            through.push(read);
+        }
+        // Lane 0 packs lines 1 and 3, lane 1 packs 2; line 4 is blank.
+        let first = ledger.open(1, through[0]);
+        let second = ledger.open(2, through[1]);
+        ledger.add(first, 3, through[2]);
+        ledger.acknowledge(second, Vec::new()).unwrap();
+        ledger.store_checkpoint().unwrap();
+        assert_eq!(stored(&dir), None, "line 1 is still open");
+        ledger.acknowledge(first, Vec::new()).unwrap();
+        let third = ledger.open(4, through[3]);
+        ledger.store_checkpoint().unwrap();
+        let stored = Checkpoint::load(&dir.join("checkpoint")).unwrap();
+        assert_eq!((stored.line(), stored.digest()), (3, Some(through[2])));
+        ledger.acknowledge(third, Vec::new()).unwrap();
+        ledger.store_checkpoint().unwrap();
+        let stored = Checkpoint::load(&dir.join("checkpoint")).unwrap();
+        assert_eq!((stored.line(), stored.digest()), (4, Some(through[3])));
     }
 }

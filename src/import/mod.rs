@@ -29,10 +29,12 @@
 pub(crate) mod api;
 pub(crate) mod checkpoint;
 pub(crate) mod compressed;
+pub(crate) mod content_digest;
 #[cfg(feature = "csv")]
 pub(crate) mod csv_rows;
 pub(crate) mod dead_letter;
 pub(crate) mod entry;
+pub(crate) mod format_check;
 pub(crate) mod importer;
 pub(crate) mod input;
 pub(crate) mod lanes;

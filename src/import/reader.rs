@@ -11,11 +11,18 @@ use crate::client::operation::Operation;
 use crate::client::pipelines_call::PipelinesCall;
 use crate::client::validate::Invalid;
 use crate::import::api::ImportApi;
+use crate::import::content_digest::ContentDigest;
 use crate::import::entry::Entry;
 
 /// Lines longer than this are dead-lettered unread past this point: no item
 /// can be over 32 KB anyway, and memory stays bounded.
 pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// The import id under which events without an `id` get one derived from
+/// the input's digest through their line (see [`ContentDigest`]) rather
+/// than from the import id and their line number: the default for input
+/// that is not a file, whose content cannot be looked at before it is read.
+pub(crate) const IDS_BY_CONTENT: &str = "by-content";
 
 /// One line of the input, as the importer sees it.
 #[derive(Debug)]
@@ -24,6 +31,8 @@ pub(crate) struct Record {
     pub(crate) line: u64,
     /// Bytes read for it, its end of line included.
     pub(crate) bytes_read: u64,
+    /// The digest of the input through this line.
+    pub(crate) digest: ContentDigest,
     pub(crate) item: Item,
 }
 
@@ -44,7 +53,8 @@ pub(crate) enum Item {
 /// constant memory.
 ///
 /// Events without an `id` (calls without a `messageId`) get one derived from
-/// the import's id and the line number, so that a retried or resumed import
+/// the import's id and the line number (or, under [`IDS_BY_CONTENT`], from
+/// the input read so far), so that a retried, resumed or repeated import
 /// repeats the same ids; the rest of each line goes out byte for byte.
 pub(crate) struct NdjsonReader<R> {
     input: R,
@@ -53,6 +63,7 @@ pub(crate) struct NdjsonReader<R> {
     skip_to: u64,
     import_id: String,
     api: ImportApi,
+    digest: ContentDigest,
 }
 
 impl<R: BufRead> NdjsonReader<R> {
@@ -65,6 +76,7 @@ impl<R: BufRead> NdjsonReader<R> {
             skip_to,
             import_id,
             api: ImportApi::Track,
+            digest: ContentDigest::default(),
         }
     }
 
@@ -77,7 +89,7 @@ impl<R: BufRead> NdjsonReader<R> {
     /// The next line, or `None` at the end of the input.
     pub(crate) fn next_record(&mut self) -> io::Result<Option<Record>> {
         self.buffer.clear();
-        let (read, complete) = read_line(&mut self.input, &mut self.buffer)?;
+        let (read, complete) = read_line(&mut self.input, &mut self.buffer, &mut self.digest)?;
         if read == 0 {
             return Ok(None);
         }
@@ -110,14 +122,19 @@ impl<R: BufRead> NdjsonReader<R> {
         Ok(Some(Record {
             line,
             bytes_read: read as u64,
+            digest: self.digest,
             item,
         }))
     }
 
     /// A line as an entry for the import's API, or why it is not one. The
-    /// key `{import id}:{line}` gives a missing event id or `messageId`.
+    /// key `{import id}:{line}` (or, under [`IDS_BY_CONTENT`], the digest of
+    /// the input so far) gives a missing event id or `messageId`.
     fn entry(&self, line: u64, text: &[u8]) -> Result<Entry, String> {
-        let key = || format!("{}:{line}", self.import_id);
+        let key = || match self.import_id.as_str() {
+            IDS_BY_CONTENT => format!("content-{}", self.digest),
+            import_id => format!("{import_id}:{line}"),
+        };
         match self.api {
             ImportApi::Track => {
                 let value: Value =
@@ -138,8 +155,13 @@ impl<R: BufRead> NdjsonReader<R> {
 }
 
 /// Reads one line (without its end) into `buffer`, keeping at most
-/// `MAX_LINE_BYTES`: returns the bytes consumed and whether the whole line fit.
-fn read_line(input: &mut impl BufRead, buffer: &mut Vec<u8>) -> io::Result<(usize, bool)> {
+/// `MAX_LINE_BYTES`, and adds every byte consumed to `digest`: returns the
+/// bytes consumed and whether the whole line fit.
+fn read_line(
+    input: &mut impl BufRead,
+    buffer: &mut Vec<u8>,
+    digest: &mut ContentDigest,
+) -> io::Result<(usize, bool)> {
     let mut consumed = 0;
     let mut complete = true;
     loop {
@@ -160,6 +182,7 @@ fn read_line(input: &mut impl BufRead, buffer: &mut Vec<u8>) -> io::Result<(usiz
             complete = false;
         }
         buffer.extend_from_slice(&part[..part.len().min(room)]);
+        digest.update(part);
         let used = part.len();
         input.consume(used);
         consumed += used;
@@ -206,7 +229,8 @@ mod tests {
         let mut lines = Vec::new();
         loop {
             let mut buffer = Vec::new();
-            let (read, complete) = read_line(&mut reader, &mut buffer).unwrap();
+            let (read, complete) =
+                read_line(&mut reader, &mut buffer, &mut ContentDigest::default()).unwrap();
             if read == 0 {
                 break;
             }

@@ -6,22 +6,24 @@ use std::borrow::Cow;
 use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::client::event_id::EventId;
 use crate::client::item_error::ItemError;
 use crate::error::{Error, Result, TransportKind};
-use crate::import::checkpoint::Checkpoint;
+use crate::import::checkpoint::{Checkpoint, ResumePoint};
+use crate::import::content_digest::ContentDigest;
 use crate::import::dead_letter::DeadLetters;
 use crate::import::entry::{Entry, Packer};
+use crate::import::format_check::FormatCheck;
 use crate::import::importer::{ImportMode, Importer, ProgressCallback};
 use crate::import::input::Input;
 use crate::import::lanes::{Lane, lagging, lane_for, wait_for_an_answer};
 use crate::import::ledger::{CheckpointFile, ChunkId, Ledger, Rejected};
 use crate::import::progress::{ImportFailure, ImportSummary, Progress};
-use crate::import::reader::{Item, NdjsonReader, Record};
+use crate::import::reader::{IDS_BY_CONTENT, Item, NdjsonReader, Record};
 use crate::import::timer::with_timer;
 use crate::limit::clock::SystemClock;
 use crate::queue::client_call::{ClientCall, Reply};
@@ -119,9 +121,9 @@ pub(super) struct Run {
     callback: Option<ProgressCallback>,
     progress_every: Duration,
     last_progress: Instant,
-    /// The checkpoint resumed from, and the line it names: the input must
-    /// reach that line, or it is not the input the checkpoint was kept for.
-    resumed_at: Option<(PathBuf, u64)>,
+    /// The checkpoint resumed from: the input must reach its line, with
+    /// the same digest, or it is not the input the checkpoint was kept for.
+    resumed_at: Option<ResumePoint>,
     /// The last line read.
     last_line: u64,
     /// Records taken, and how many the timer saw at the tick that last saw
@@ -130,6 +132,11 @@ pub(super) struct Run {
     taken_seen: (u64, Instant),
     /// What stopped the timer's work; the reader stops at its next record.
     timer_failed: Option<Error>,
+    /// A dry run: requests are packed, never sent.
+    dry_run: bool,
+    /// Once set, no further line is read.
+    stop: Option<Arc<AtomicBool>>,
+    format_check: FormatCheck,
 }
 
 impl Run {
@@ -152,7 +159,14 @@ impl Run {
                     &std::io::Error::new(std::io::ErrorKind::InvalidData, err.to_string()),
                 )
             })?;
-            return Ok((run, Input::Csv { rows, skip_to }));
+            return Ok((
+                run,
+                Input::Csv {
+                    rows,
+                    skip_to,
+                    digest: ContentDigest::default(),
+                },
+            ));
         }
         Ok((
             run,
@@ -188,7 +202,7 @@ impl Run {
                 }
                 Some(checkpoint)
             }
-            (Some(path), false) if path.exists() => {
+            (Some(path), false) if path.exists() && !importer.dry_run => {
                 return Err(Error::Checkpoint {
                     path: path.clone(),
                     reason: "a checkpoint from an earlier import is there: resume it, or delete it to start over"
@@ -197,6 +211,14 @@ impl Run {
             }
             _ => None,
         };
+        let resumed_at = resumed
+            .as_ref()
+            .zip(importer.checkpoint.as_deref())
+            .map(|(checkpoint, path)| checkpoint.resume_point(path));
+        let digest_at_start = resumed
+            .as_ref()
+            .and_then(Checkpoint::digest)
+            .unwrap_or_default();
         let (import_id, skip_to, before, dead_letters) = match resumed {
             Some(checkpoint) => (
                 checkpoint.import_id().to_owned(),
@@ -208,7 +230,7 @@ impl Run {
                 importer
                     .import_id
                     .clone()
-                    .unwrap_or_else(|| EventId::new().to_string()),
+                    .unwrap_or_else(|| IDS_BY_CONTENT.to_owned()),
                 0,
                 (0, 0),
                 DeadLetters::start(&dead_letter_path),
@@ -240,12 +262,8 @@ impl Run {
                 )?))
             })
             .collect::<Result<_>>()?;
-        let resumed_at = importer
-            .checkpoint
-            .clone()
-            .filter(|_| importer.resume)
-            .map(|path| (path, skip_to));
-        let checkpoint = importer.checkpoint.map(|path| CheckpointFile {
+        let checkpoint = importer.checkpoint.filter(|_| !importer.dry_run);
+        let checkpoint = checkpoint.map(|path| CheckpointFile {
             path,
             import_id: import_id.clone(),
             before,
@@ -253,7 +271,7 @@ impl Run {
         let ledger = Ledger::new(
             dead_letters,
             checkpoint,
-            skip_to,
+            (skip_to, digest_at_start),
             Arc::new(SystemClock),
             importer.checkpoint_every,
         );
@@ -278,6 +296,9 @@ impl Run {
             taken: 0,
             taken_seen: (0, now),
             timer_failed: None,
+            dry_run: importer.dry_run,
+            stop: importer.stop,
+            format_check: FormatCheck::default(),
         };
         Ok((run, import_id, skip_to))
     }
@@ -291,20 +312,39 @@ impl Run {
         self,
         mut next_record: impl FnMut() -> io::Result<Option<Record>>,
     ) -> std::result::Result<ImportSummary, ImportFailure> {
+        let stop = self.stop.clone();
+        let stopping = move || {
+            stop.as_ref()
+                .is_some_and(|stop| stop.load(Ordering::SeqCst))
+        };
         let run = Mutex::new(self);
         let read = with_timer(&run, TICK, Run::tick, || {
-            while let Some(record) =
-                next_record().map_err(|err| Error::io("read the input", Path::new("-"), &err))?
-            {
-                run.lock().take(record)?;
+            while !stopping() {
+                match next_record() {
+                    Ok(Some(record)) => run.lock().take(record)?,
+                    // An input that ends, or fails (a gzip stream cut
+                    // short), because of the stop (a reader watching the
+                    // same flag) is a stopped import, not a finished one.
+                    Ok(None) | Err(_) if stopping() => break,
+                    Ok(None) => return Ok(()),
+                    Err(err) => return Err(Error::io("read the input", Path::new("-"), &err)),
+                }
             }
-            Ok(())
+            Err(Error::Stopped)
         });
         let mut run = run.into_inner();
         let outcome = read
             .and_then(|()| run.timer_failed.take().map_or(Ok(()), Err))
             .and_then(|()| run.check_the_input_reached_the_checkpoint())
             .and_then(|()| run.finish());
+        let outcome = match outcome {
+            // What the lanes hold was read and may come before lines already
+            // delivered in other lanes: send it, so that the checkpoint
+            // passes every line taken and a resume repeats none. At most two
+            // requests per lane.
+            Err(Error::Stopped) => run.finish().and(Err(Error::Stopped)),
+            outcome => outcome,
+        };
         run.end(outcome)
     }
 
@@ -312,14 +352,8 @@ impl Run {
     /// not the input the checkpoint was kept for.
     fn check_the_input_reached_the_checkpoint(&self) -> Result<()> {
         match &self.resumed_at {
-            Some((path, line)) if self.last_line < *line => Err(Error::Checkpoint {
-                path: path.clone(),
-                reason: format!(
-                    "it names line {line}, but the input ends at line {}: it was kept for another input",
-                    self.last_line
-                ),
-            }),
-            _ => Ok(()),
+            Some(resumed) => resumed.check_end(self.last_line),
+            None => Ok(()),
         }
     }
 
@@ -356,18 +390,22 @@ impl Run {
             return Err(error);
         }
         self.taken += 1;
-        let line = record.line;
+        let (line, digest) = (record.line, record.digest);
         self.last_line = line;
+        if let Some(resumed) = &self.resumed_at {
+            resumed.check_line(line, digest)?;
+        }
         if !matches!(record.item, Item::Skipped) {
             self.progress.lines_read += 1;
             self.progress.bytes_read += record.bytes_read;
         }
+        self.format_check.count(&record.item)?;
         match record.item {
             // Settled by an earlier run: the ledger starts after it.
             Item::Skipped => self.progress.skipped += 1,
-            Item::Blank => self.ledger.pass(line)?,
-            Item::Bad { reason, original } => self.ledger.dead(line, reason, &original)?,
-            Item::Entry(entry) => self.push(line, entry)?,
+            Item::Blank => self.ledger.pass(line, digest)?,
+            Item::Bad { reason, original } => self.ledger.dead(line, digest, reason, &original)?,
+            Item::Entry(entry) => self.push(line, digest, entry)?,
         }
         let lag = MAX_PACKED_LAG_PER_LANE * self.lanes.len() as u64;
         if let Some(lane) = lagging(&self.lanes, line, lag) {
@@ -385,24 +423,24 @@ impl Run {
 
     /// Puts `entry` in its person's lane: in the lane's next batch, or in a
     /// request of its own in single mode.
-    fn push(&mut self, line: u64, entry: Entry) -> Result<()> {
+    fn push(&mut self, line: u64, digest: ContentDigest, entry: Entry) -> Result<()> {
         let lane = lane_for(&entry, line, self.lanes.len());
         if self.mode == ImportMode::Single {
-            let chunk = self.ledger.open(line);
+            let chunk = self.ledger.open(line, digest);
             return self.send(lane, chunk, entry.into_call());
         }
         match self.lanes[lane].packer.push(&entry) {
             Err(invalid) => self
                 .ledger
-                .dead(line, invalid.to_string(), &entry.as_bytes()),
+                .dead(line, digest, invalid.to_string(), &entry.as_bytes()),
             Ok(full) => {
                 if let Some(full) = full {
                     let (chunk, _) = self.lanes[lane].packing.take().expect("a batch has lines");
                     self.send(lane, chunk, full)?;
                 }
                 match self.lanes[lane].packing {
-                    Some((chunk, _)) => self.ledger.add(chunk, line),
-                    None => self.lanes[lane].packing = Some((self.ledger.open(line), line)),
+                    Some((chunk, _)) => self.ledger.add(chunk, line, digest),
+                    None => self.lanes[lane].packing = Some((self.ledger.open(line, digest), line)),
                 }
                 Ok(())
             }
@@ -412,6 +450,10 @@ impl Run {
     /// Sends `call` for `lane` now if the lane is free, or holds it until
     /// the lane's request is answered; with one held already, waits first.
     fn send(&mut self, lane: usize, chunk: ChunkId, call: ClientCall) -> Result<()> {
+        if self.dry_run {
+            // Nothing goes out: the request is settled as if all was taken.
+            return self.ledger.acknowledge(chunk, Vec::new());
+        }
         while self.lanes[lane].held.is_some() {
             wait_for_an_answer(&self.lanes, self.progress_every);
             self.poll()?;
@@ -502,7 +544,8 @@ impl Run {
     #[allow(clippy::result_large_err)]
     fn end(mut self, outcome: Result<()>) -> std::result::Result<ImportSummary, ImportFailure> {
         let mut error = outcome.err();
-        if error.is_some() {
+        // A clean stop has already had every answer.
+        if error.as_ref().is_some_and(|error| *error != Error::Stopped) {
             // Queued requests are not sent, nor are held ones; running ones
             // finish. The ledger settles no line after a failed request's.
             self.dispatcher.shutdown_timeout(Duration::ZERO);

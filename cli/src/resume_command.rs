@@ -1,0 +1,155 @@
+//! The exact command that resumes an import, to print when it stops: this
+//! process's own command line, with `--resume` (or, when no checkpoint was
+//! kept, a `--checkpoint` to keep one next time), quoted for a POSIX shell,
+//! with keys and passwords left out.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+/// What a key or a password on the command line is replaced with.
+const HIDDEN: &str = "HIDDEN";
+
+/// `args` (the program first) as a command that goes on from where the
+/// import stopped: with `--resume` when `checkpoint` is kept, else with
+/// `--checkpoint` and `suggested`, so that the next run can be resumed.
+pub fn resume_command(
+    args: impl IntoIterator<Item = OsString>,
+    checkpoint: bool,
+    suggested: &Path,
+) -> String {
+    let mut words = Vec::new();
+    let mut previous = String::new();
+    for arg in args {
+        let arg = arg.to_string_lossy().into_owned();
+        if arg == "--resume" {
+            continue;
+        }
+        let word = match arg.split_once('=') {
+            _ if hides(&previous, &arg) => HIDDEN.to_owned(),
+            Some((flag, value)) if hides(flag, value) => format!("{flag}={HIDDEN}"),
+            _ => arg.clone(),
+        };
+        words.push(quoted(&word));
+        previous = arg;
+    }
+    if checkpoint {
+        words.push("--resume".into());
+    } else {
+        words.push("--checkpoint".into());
+        words.push(quoted(&suggested.to_string_lossy()));
+    }
+    words.join(" ")
+}
+
+/// Whether `flag`'s `value` is a key, or a URL with a password in it.
+fn hides(flag: &str, value: &str) -> bool {
+    match flag {
+        "--api-key" | "--app-key" | "--pipelines-key" => true,
+        "--redis-url" => value.contains('@'),
+        _ => false,
+    }
+}
+
+/// `word` as a POSIX shell reads it back: bare when that is safe, else in
+/// single quotes.
+fn quoted(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:=,@%+".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(args: &[&str], checkpoint: bool) -> String {
+        resume_command(
+            args.iter().map(OsString::from),
+            checkpoint,
+            Path::new("in.ndjson.checkpoint"),
+        )
+    }
+
+    #[test]
+    fn a_kept_checkpoint_is_resumed_once_whatever_the_flags_say() {
+        assert_eq!(
+            command(
+                &["cio-ratelimit", "import", "in.ndjson", "--checkpoint", "cp"],
+                true
+            ),
+            "cio-ratelimit import in.ndjson --checkpoint cp --resume"
+        );
+        assert_eq!(
+            command(
+                &[
+                    "cio-ratelimit",
+                    "import",
+                    "--resume",
+                    "in",
+                    "--checkpoint",
+                    "cp"
+                ],
+                true
+            ),
+            "cio-ratelimit import in --checkpoint cp --resume"
+        );
+    }
+
+    #[test]
+    fn without_a_checkpoint_one_is_suggested() {
+        assert_eq!(
+            command(&["cio-ratelimit", "import", "in.ndjson"], false),
+            "cio-ratelimit import in.ndjson --checkpoint in.ndjson.checkpoint"
+        );
+    }
+
+    #[test]
+    fn words_a_shell_would_split_or_expand_are_quoted() {
+        assert_eq!(
+            command(
+                &[
+                    "cio",
+                    "import",
+                    "my file.ndjson",
+                    "--dead-letter",
+                    "it's$HOME",
+                    ""
+                ],
+                true
+            ),
+            r"cio import 'my file.ndjson' --dead-letter 'it'\''s$HOME' '' --resume"
+        );
+    }
+
+    #[test]
+    fn keys_and_redis_passwords_are_never_printed() {
+        let text = command(
+            &[
+                "cio",
+                "import",
+                "in",
+                "--api-key",
+                "sekrit1",
+                "--app-key=sekrit2",
+                "--pipelines-key",
+                "sekrit3",
+                "--redis-url",
+                "redis://:sekrit4@host",
+            ],
+            true,
+        );
+        assert!(!text.contains("sekrit"), "{text}");
+        assert_eq!(
+            text,
+            "cio import in --api-key HIDDEN --app-key=HIDDEN --pipelines-key HIDDEN --redis-url HIDDEN --resume"
+        );
+        let plain = command(
+            &["cio", "import", "in", "--redis-url", "redis://host"],
+            true,
+        );
+        assert!(plain.contains("redis://host"), "{plain}");
+    }
+}
