@@ -4,8 +4,6 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::error::Error;
-
 /// One item Customer.io rejected in a batch it otherwise accepted (HTTP 207),
 /// or refused when sent alone.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -38,22 +36,6 @@ impl ItemError {
             text.push_str(&self.message);
         }
         text
-    }
-
-    /// The item at `index` as `error` rejected it, if `error` rejects
-    /// content (400, 413, 422); `None` for any other error.
-    pub(crate) fn from_error(index: usize, error: &Error) -> Option<ItemError> {
-        match error {
-            Error::Status {
-                status, message, ..
-            } if error.rejects_content() => Some(ItemError {
-                index,
-                reason: format!("HTTP {status}"),
-                field: None,
-                message: message.clone(),
-            }),
-            _ => None,
-        }
     }
 
     /// The items a 207's body rejects in a batch of `items`, each once, in
@@ -119,17 +101,5 @@ mod tests {
         assert!(why.contains("names item 3"), "{why}");
         assert!(ItemError::from_207("<html>oops</html>", 3).is_err());
         assert_eq!(ItemError::from_207(r#"{"errors":[]}"#, 3), Ok(Vec::new()));
-    }
-
-    #[test]
-    fn only_content_errors_become_item_errors() {
-        let status = |status| Error::Status {
-            status,
-            message: "too big".into(),
-            retry_after: None,
-        };
-        let item = ItemError::from_error(4, &status(413)).unwrap();
-        assert_eq!(item.to_string(), "item 4: HTTP 413: too big");
-        assert_eq!(ItemError::from_error(4, &status(503)), None);
     }
 }

@@ -61,6 +61,7 @@ pub(crate) mod pipelines_batch;
 pub(crate) mod pipelines_call;
 pub(crate) mod push_metric;
 pub(crate) mod region;
+pub(crate) mod rejection;
 pub(crate) mod request;
 pub(crate) mod segments;
 pub(crate) mod track;

@@ -10,6 +10,7 @@ use crate::client::event::{Event, to_object};
 use crate::client::identifier::{Identifier, percent_encode};
 use crate::client::item_error::ItemError;
 use crate::client::operation::Operation;
+use crate::client::rejection::rejected_item;
 use crate::client::request::{Answer, Method, Request};
 use crate::client::validate::{self, Invalid};
 use crate::error::{Error, Result};
@@ -277,7 +278,7 @@ impl Client {
             answered => return answered,
         };
         if batch.len() == 1 {
-            let item = ItemError::from_error(0, &error).expect("the error rejects content");
+            let item = rejected_item(0, &error).expect("the error rejects content");
             return Ok(BatchResponse {
                 rejected: vec![item],
             });
@@ -288,7 +289,7 @@ impl Client {
             // Each item is as safe to repeat as the batch: which one held a merge is not kept.
             let call = repeatable_call("send_batch item", batch.repeatable());
             if let Err(error) = self.send(&entity(call, item)) {
-                rejected.push(ItemError::from_error(index, &error).ok_or(error)?);
+                rejected.push(rejected_item(index, &error).ok_or(error)?);
             }
         }
         Ok(BatchResponse { rejected })

@@ -22,23 +22,10 @@ use crate::import::output_paths::{CheckpointLock, check_dead_letter};
 use crate::import::progress::{ImportFailure, ImportSummary, Progress};
 use crate::import::reader::{Item, Record, content_id};
 use crate::import::run::Run;
+use crate::import::settings::{ImportMode, ImportSettings};
 
 /// Where dead letters go when the input has no file name to derive it from.
 const DEFAULT_DEAD_LETTER: &str = "cio-import.dead-letter.ndjson";
-
-/// How lines become requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ImportMode {
-    /// Lines are packed into `/api/v2/batch` requests (`/v1/batch` for
-    /// [`ImportApi::Pipelines`]), under 500 KB each: thousands of lines per
-    /// request, so a 50 requests/s budget moves hundreds of thousands of
-    /// lines a second.
-    #[default]
-    Batch,
-    /// One `/api/v2/entity` request per line (`/v1/{type}` for
-    /// [`ImportApi::Pipelines`]).
-    Single,
-}
 
 /// Imports newline-delimited JSON: one Customer.io v2 operation per line (the
 /// body `/api/v2/entity` takes), or one Pipelines call per line with
@@ -112,25 +99,8 @@ pub enum ImportMode {
 /// may reach Customer.io in either order. Name each person the same way
 /// throughout a file when order matters.
 pub struct Importer {
-    pub(super) client: Client,
-    pub(super) api: ImportApi,
-    pub(super) mode: ImportMode,
-    pub(super) workers: usize,
-    pub(super) dead_letter: Option<PathBuf>,
-    pub(super) checkpoint: Option<PathBuf>,
-    pub(super) resume: bool,
-    pub(super) import_id: Option<String>,
-    pub(super) progress: Option<ProgressCallback>,
-    pub(super) progress_every: Duration,
-    pub(super) checkpoint_every: Duration,
-    pub(super) max_batch_bytes: Option<usize>,
-    pub(super) dry_run: bool,
-    pub(super) stop: Option<Arc<AtomicBool>>,
-    #[cfg(feature = "csv")]
-    pub(super) csv: Option<CsvOptions>,
+    pub(super) settings: ImportSettings,
 }
-
-pub(super) type ProgressCallback = Box<dyn FnMut(&Progress) + Send>;
 
 /// Builds an [`Importer`].
 pub struct ImporterBuilder {
@@ -149,22 +119,24 @@ impl Importer {
     pub fn builder(client: Client) -> ImporterBuilder {
         ImporterBuilder {
             importer: Importer {
-                client,
-                api: ImportApi::Track,
-                mode: ImportMode::Batch,
-                workers: Importer::DEFAULT_WORKERS,
-                dead_letter: None,
-                checkpoint: None,
-                resume: false,
-                import_id: None,
-                progress: None,
-                progress_every: Duration::from_millis(200),
-                checkpoint_every: Duration::from_millis(250),
-                max_batch_bytes: None,
-                dry_run: false,
-                stop: None,
-                #[cfg(feature = "csv")]
-                csv: None,
+                settings: ImportSettings {
+                    client,
+                    api: ImportApi::Track,
+                    mode: ImportMode::Batch,
+                    workers: Importer::DEFAULT_WORKERS,
+                    dead_letter: None,
+                    checkpoint: None,
+                    resume: false,
+                    import_id: None,
+                    progress: None,
+                    progress_every: Duration::from_millis(200),
+                    checkpoint_every: Duration::from_millis(250),
+                    max_batch_bytes: None,
+                    dry_run: false,
+                    stop: None,
+                    #[cfg(feature = "csv")]
+                    csv: None,
+                },
             },
         }
     }
@@ -186,10 +158,10 @@ impl Importer {
     /// [`ImportFailure`]: why it stopped, and how far it got; with nothing
     /// sent when an output check failed.
     pub fn import_file(mut self, path: &Path) -> std::result::Result<ImportSummary, ImportFailure> {
-        if self.dead_letter.is_none() {
+        if self.settings.dead_letter.is_none() {
             let mut name = path.file_name().unwrap_or_default().to_owned();
             name.push(".dead-letter.ndjson");
-            self.dead_letter = Some(path.with_file_name(name));
+            self.settings.dead_letter = Some(path.with_file_name(name));
         }
         let opened = File::open(path).and_then(|file| Ok((file.metadata()?.len(), file)));
         let (size, mut file) = match opened {
@@ -205,9 +177,9 @@ impl Importer {
         let _lock = self
             .check_outputs(Some(path))
             .map_err(failure_before_start)?;
-        if self.import_id.is_none() {
+        if self.settings.import_id.is_none() {
             match content_id(&mut file, size) {
-                Ok(id) => self.import_id = Some(id),
+                Ok(id) => self.settings.import_id = Some(id),
                 Err(err) => {
                     return Err(failure_before_start(Error::io(
                         "read the input",
@@ -238,8 +210,8 @@ impl Importer {
         input: impl BufRead,
         total_bytes: Option<u64>,
     ) -> std::result::Result<ImportSummary, ImportFailure> {
-        if self.dead_letter.is_none() {
-            self.dead_letter = Some(PathBuf::from(DEFAULT_DEAD_LETTER));
+        if self.settings.dead_letter.is_none() {
+            self.settings.dead_letter = Some(PathBuf::from(DEFAULT_DEAD_LETTER));
         }
         let _lock = self.check_outputs(None).map_err(failure_before_start)?;
         self.run(input, total_bytes)
@@ -297,18 +269,18 @@ impl Importer {
         mut self,
         operations: impl IntoIterator<Item = Operation>,
     ) -> std::result::Result<ImportSummary, ImportFailure> {
-        if self.api != ImportApi::Track {
+        if self.settings.api != ImportApi::Track {
             return Err(failure_before_start(Error::invalid(
                 "api",
                 "Pipelines for import_operations",
                 "ImportApi::Track: operations are Track v2 operations",
             )));
         }
-        if self.dead_letter.is_none() {
-            self.dead_letter = Some(PathBuf::from(DEFAULT_DEAD_LETTER));
+        if self.settings.dead_letter.is_none() {
+            self.settings.dead_letter = Some(PathBuf::from(DEFAULT_DEAD_LETTER));
         }
         let _lock = self.check_outputs(None).map_err(failure_before_start)?;
-        let (run, _, skip_to) = Run::begin(self, None).map_err(failure_before_start)?;
+        let (run, _, skip_to) = Run::begin(self.settings, None).map_err(failure_before_start)?;
         let mut operations = operations.into_iter().zip(1..);
         // The operations' own digest, so that a resume can tell others apart.
         let mut digest = ContentDigest::default();
@@ -334,13 +306,15 @@ impl Importer {
     /// dry run writes no checkpoint, so it takes no lock).
     fn check_outputs(&self, input: Option<&Path>) -> Result<Option<CheckpointLock>> {
         let dead_letter = self
+            .settings
             .dead_letter
             .as_deref()
             .expect("set by each import method");
-        check_dead_letter(dead_letter, input, self.checkpoint.as_deref())?;
-        self.checkpoint
+        check_dead_letter(dead_letter, input, self.settings.checkpoint.as_deref())?;
+        self.settings
+            .checkpoint
             .as_deref()
-            .filter(|_| !self.dry_run)
+            .filter(|_| !self.settings.dry_run)
             .map(CheckpointLock::acquire)
             .transpose()
     }
@@ -361,7 +335,7 @@ impl Importer {
                 )));
             }
         };
-        let (run, mut reader) = match Run::start(self, input, total_bytes) {
+        let (run, mut reader) = match Run::start(self.settings, input, total_bytes) {
             Ok(started) => started,
             Err(error) => return Err(failure_before_start(error)),
         };
@@ -374,13 +348,13 @@ impl ImporterBuilder {
     /// or [`ImportApi::Pipelines`] calls. The client needs that API's
     /// credentials, and its limiter for that API sets the rate.
     pub fn api(mut self, api: ImportApi) -> Self {
-        self.importer.api = api;
+        self.importer.settings.api = api;
         self
     }
 
     /// [`ImportMode::Batch`] (the default) or [`ImportMode::Single`].
     pub fn mode(mut self, mode: ImportMode) -> Self {
-        self.importer.mode = mode;
+        self.importer.settings.mode = mode;
         self
     }
 
@@ -388,19 +362,19 @@ impl ImporterBuilder {
     /// client's limiter sets the rate whatever this is; more workers keep it
     /// up when requests are slow or back off after failures.
     pub fn workers(mut self, workers: usize) -> Self {
-        self.importer.workers = workers;
+        self.importer.settings.workers = workers;
         self
     }
 
     /// Where dead letters go (NDJSON: `{"line", "reason", "original"}`).
     pub fn dead_letter(mut self, path: impl Into<PathBuf>) -> Self {
-        self.importer.dead_letter = Some(path.into());
+        self.importer.settings.dead_letter = Some(path.into());
         self
     }
 
     /// Keeps a checkpoint in this file, so that the import can resume.
     pub fn checkpoint(mut self, path: impl Into<PathBuf>) -> Self {
-        self.importer.checkpoint = Some(path.into());
+        self.importer.settings.checkpoint = Some(path.into());
         self
     }
 
@@ -411,26 +385,26 @@ impl ImporterBuilder {
     /// anything is sent, rather than skip lines that were never sent.
     /// (Checkpoints written before digests were kept are resumed unchecked.)
     pub fn resume(mut self, resume: bool) -> Self {
-        self.importer.resume = resume;
+        self.importer.settings.resume = resume;
         self
     }
 
     /// The id events without one derive theirs from (with their line number).
     pub fn import_id(mut self, import_id: impl Into<String>) -> Self {
-        self.importer.import_id = Some(import_id.into());
+        self.importer.settings.import_id = Some(import_id.into());
         self
     }
 
     /// Called with a [`Progress`] report a few times a second, and at the end.
     pub fn progress(mut self, callback: impl FnMut(&Progress) + Send + 'static) -> Self {
-        self.importer.progress = Some(Box::new(callback));
+        self.importer.settings.progress = Some(Box::new(callback));
         self
     }
 
     /// Packs batch bodies up to this size instead of Customer.io's limit,
     /// e.g. for shorter requests on a slow link.
     pub fn max_batch_bytes(mut self, bytes: usize) -> Self {
-        self.importer.max_batch_bytes = Some(bytes);
+        self.importer.settings.max_batch_bytes = Some(bytes);
         self
     }
 
@@ -445,7 +419,7 @@ impl ImporterBuilder {
     /// [`resume`](Self::resume), the checkpoint is read, and only the lines
     /// after it are checked.
     pub fn dry_run(mut self, dry_run: bool) -> Self {
-        self.importer.dry_run = dry_run;
+        self.importer.settings.dry_run = dry_run;
         self
     }
 
@@ -482,7 +456,7 @@ impl ImporterBuilder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn stop_when(mut self, stop: Arc<AtomicBool>) -> Self {
-        self.importer.stop = Some(stop);
+        self.importer.settings.stop = Some(stop);
         self
     }
 
@@ -492,7 +466,7 @@ impl ImporterBuilder {
     /// refuses CSV with [`ImportApi::Pipelines`].
     #[cfg(feature = "csv")]
     pub fn csv(mut self, options: CsvOptions) -> Self {
-        self.importer.csv = Some(options);
+        self.importer.settings.csv = Some(options);
         self
     }
 
@@ -506,27 +480,32 @@ impl ImporterBuilder {
     pub fn build(self) -> Result<Importer> {
         let importer = self.importer;
         #[cfg(feature = "csv")]
-        if importer.csv.is_some() && importer.api == ImportApi::Pipelines {
+        if importer.settings.csv.is_some() && importer.settings.api == ImportApi::Pipelines {
             return Err(Error::invalid(
                 "api",
                 "Pipelines with CSV input",
                 "NDJSON input, one Pipelines call with its \"type\" per line",
             ));
         }
-        if importer.workers == 0 {
+        if importer.settings.workers == 0 {
             return Err(Error::invalid("workers", 0, "at least 1"));
         }
-        if importer.max_batch_bytes == Some(0) {
+        if importer.settings.max_batch_bytes == Some(0) {
             return Err(Error::invalid("max_batch_bytes", 0, "more than zero"));
         }
-        if importer.resume && importer.checkpoint.is_none() {
+        if importer.settings.resume && importer.settings.checkpoint.is_none() {
             return Err(Error::invalid(
                 "resume",
                 true,
                 "a checkpoint file to resume from",
             ));
         }
-        if importer.import_id.as_deref().is_some_and(str::is_empty) {
+        if importer
+            .settings
+            .import_id
+            .as_deref()
+            .is_some_and(str::is_empty)
+        {
             return Err(Error::invalid("import_id", "\"\"", "a non-empty id"));
         }
         Ok(importer)
@@ -536,13 +515,13 @@ impl ImporterBuilder {
 impl fmt::Debug for Importer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Importer")
-            .field("api", &self.api)
-            .field("mode", &self.mode)
-            .field("workers", &self.workers)
-            .field("dead_letter", &self.dead_letter)
-            .field("checkpoint", &self.checkpoint)
-            .field("resume", &self.resume)
-            .field("dry_run", &self.dry_run)
+            .field("api", &self.settings.api)
+            .field("mode", &self.settings.mode)
+            .field("workers", &self.settings.workers)
+            .field("dead_letter", &self.settings.dead_letter)
+            .field("checkpoint", &self.settings.checkpoint)
+            .field("resume", &self.settings.resume)
+            .field("dry_run", &self.settings.dry_run)
             .finish_non_exhaustive()
     }
 }

@@ -43,6 +43,7 @@ pub(crate) mod output_paths;
 pub(crate) mod progress;
 pub(crate) mod reader;
 pub(crate) mod run;
+pub(crate) mod settings;
 pub(crate) mod timer;
 
 pub use api::ImportApi;
@@ -50,5 +51,6 @@ pub use checkpoint::Checkpoint;
 #[cfg(feature = "csv")]
 pub use csv_rows::CsvOptions;
 pub use dead_letter::DeadLetter;
-pub use importer::{ImportMode, Importer, ImporterBuilder};
+pub use importer::{Importer, ImporterBuilder};
 pub use progress::{ImportFailure, ImportSummary, Progress};
+pub use settings::ImportMode;

@@ -11,19 +11,19 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::client::item_error::ItemError;
+use crate::client::rejection::rejected_item;
 use crate::error::{Error, Result, TransportKind};
 use crate::import::checkpoint::{Checkpoint, ResumePoint};
 use crate::import::content_digest::ContentDigest;
 use crate::import::dead_letter::DeadLetters;
 use crate::import::entry::{Entry, Packer};
 use crate::import::format_check::FormatCheck;
-use crate::import::importer::{ImportMode, Importer, ProgressCallback};
 use crate::import::input::Input;
 use crate::import::lanes::{Lane, lagging, lane_for, wait_for_an_answer};
 use crate::import::ledger::{CheckpointFile, ChunkId, Ledger, Rejected};
 use crate::import::progress::{ImportFailure, ImportSummary, Progress};
 use crate::import::reader::{IDS_BY_CONTENT, Item, NdjsonReader, Record};
+use crate::import::settings::{ImportMode, ImportSettings, ProgressCallback};
 use crate::import::timer::with_timer;
 use crate::limit::clock::SystemClock;
 use crate::queue::client_call::{ClientCall, Reply};
@@ -83,7 +83,7 @@ impl Sent {
             Ok(Reply::Batch(response)) => response.rejected,
             Ok(_) => Vec::new(),
             // One operation alone: the server refused its content.
-            Err(error) => match (&self.call, ItemError::from_error(0, &error)) {
+            Err(error) => match (&self.call, rejected_item(0, &error)) {
                 (Some(ClientCall::Entity(_) | ClientCall::Pipelines(_)), Some(item)) => vec![item],
                 _ => return Err(error),
             },
@@ -142,7 +142,7 @@ pub(super) struct Run {
 impl Run {
     /// Starts an import of `input`: the run, and the records it reads.
     pub(super) fn start<R: BufRead>(
-        importer: Importer,
+        importer: ImportSettings,
         input: R,
         total_bytes: Option<u64>,
     ) -> Result<(Run, Input<R>)> {
@@ -177,7 +177,7 @@ impl Run {
     /// Starts an import, whatever its input: the run, the import's id, and
     /// the line it starts after (0, or where a resumed import stopped).
     pub(super) fn begin(
-        importer: Importer,
+        importer: ImportSettings,
         total_bytes: Option<u64>,
     ) -> Result<(Run, String, u64)> {
         let dead_letter_path = importer
