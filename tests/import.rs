@@ -267,14 +267,7 @@ fn a_server_that_goes_down_stops_the_import_with_the_checkpoint_intact_then_resu
     let failing = importer(client_with(
         &emu,
         DEFAULT_API_KEY,
-        OnRequest::new({
-            let emu = emu.clone();
-            move |n| {
-                if n == 20 {
-                    emu.set_faults(Faults::default().unavailable(1.0));
-                }
-            }
-        }),
+        OnRequest::outage_from(emu.clone(), 20),
     ));
     let failure = failing.build().unwrap().import_file(&input).unwrap_err();
     assert!(

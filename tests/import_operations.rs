@@ -133,14 +133,7 @@ fn an_import_that_stops_resumes_by_position_and_loses_nothing() {
             .checkpoint(dir.join("checkpoint"))
     };
     // From the 40th request on, the server answers 503 to everything.
-    let failing = OnRequest::new({
-        let emulator = emulator.clone();
-        move |n| {
-            if n == 40 {
-                emulator.set_faults(Faults::default().unavailable(1.0));
-            }
-        }
-    });
+    let failing = OnRequest::outage_from(emulator.clone(), 40);
     let failure = importer(client(&emulator.url(), failing, 1))
         .build()
         .unwrap()

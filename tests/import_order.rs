@@ -243,14 +243,7 @@ fn one_persons_writes_stay_in_order_across_a_stop_and_a_resume() {
             .checkpoint(dir.join("checkpoint"))
     };
     // From the 100th request on, the server answers 503 to everything.
-    let failing = OnRequest::new({
-        let emulator = emulator.clone();
-        move |n| {
-            if n == 100 {
-                emulator.set_faults(Faults::default().unavailable(1.0));
-            }
-        }
-    });
+    let failing = OnRequest::outage_from(emulator.clone(), 100);
     let failure = importer(client_with(&emulator.url(), failing, 2))
         .build()
         .unwrap()

@@ -1,9 +1,11 @@
 //! A limiter that lets everything through and calls a hook before each
 //! request: a test can make the server fail at a known request.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use cio_emulator::{Emulator, Faults};
 use cio_ratelimit::{Limiter, Unlimited};
 
 /// A limiter that lets everything through (pauses aside) and calls `hook`
@@ -22,6 +24,16 @@ impl OnRequest {
             seen: AtomicU64::new(0),
             inner: Unlimited::new(),
         }
+    }
+
+    /// From request `n` on, `emulator` answers 503 to everything: an outage
+    /// that starts at a known point of the import, whatever the timing.
+    pub fn outage_from(emulator: Arc<Emulator>, n: u64) -> OnRequest {
+        OnRequest::new(move |seen| {
+            if seen == n {
+                emulator.set_faults(Faults::default().unavailable(1.0));
+            }
+        })
     }
 }
 
