@@ -27,6 +27,7 @@ fn throttled(retry_after: Option<Duration>) -> Failure {
 #[derive(Debug, Default)]
 struct Recorder {
     acquired: AtomicU32,
+    answered: AtomicU32,
     pauses: Mutex<Vec<Duration>>,
 }
 
@@ -44,6 +45,9 @@ impl Limiter for Recorder {
     }
     fn pause_for(&self, duration: Duration) {
         self.pauses.lock().unwrap().push(duration);
+    }
+    fn answered(&self) {
+        self.answered.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -100,6 +104,11 @@ fn every_attempt_takes_a_permit_and_transient_failures_back_off() {
     );
     assert_eq!(result, Ok("done"));
     assert_eq!(limiter.acquired.load(Ordering::SeqCst), 4);
+    assert_eq!(
+        limiter.answered.load(Ordering::SeqCst),
+        4,
+        "every attempt's end is told, failed or not"
+    );
     assert!(
         limiter.pauses.lock().unwrap().is_empty(),
         "errors and timeouts are not rate limits"
@@ -127,6 +136,7 @@ fn retries_stop_after_max_retries_with_the_last_error() {
         5,
         "1 attempt + 4 retries"
     );
+    assert_eq!(limiter.answered.load(Ordering::SeqCst), 5);
 }
 
 #[test]

@@ -30,6 +30,14 @@ pub trait Limiter: Send + Sync + fmt::Debug {
     /// server answers 429: the whole workspace is throttled, not one caller.
     fn pause_for(&self, duration: Duration);
 
+    /// Told once per permit, when the request it was taken for got an
+    /// answer of any kind, or failed without one (a timeout, a reset). The
+    /// request reached the server before then, if at all, so a limiter that
+    /// counts requests where the server does can count it at this time at
+    /// the latest: [`SlidingWindow`](crate::SlidingWindow) does. The
+    /// default does nothing. The retry loop calls it after every attempt.
+    fn answered(&self) {}
+
     /// Told after each call the server accepted. A limiter that learns the
     /// server's limit counts it here; the default does nothing.
     fn record_success(&self) {}
@@ -83,6 +91,9 @@ impl<L: Limiter + ?Sized> Limiter for Arc<L> {
     fn pause_for(&self, duration: Duration) {
         (**self).pause_for(duration)
     }
+    fn answered(&self) {
+        (**self).answered()
+    }
     fn record_success(&self) {
         (**self).record_success()
     }
@@ -112,6 +123,9 @@ impl<L: Limiter + ?Sized> Limiter for &L {
     }
     fn pause_for(&self, duration: Duration) {
         (**self).pause_for(duration)
+    }
+    fn answered(&self) {
+        (**self).answered()
     }
     fn record_success(&self) {
         (**self).record_success()

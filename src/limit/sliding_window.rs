@@ -34,40 +34,52 @@ use crate::limit::rate_limit::RateLimit;
 ///     .build()?;
 /// for _ in 0..1_000 {
 ///     limiter.acquire();
+///     // ... send the request; when its answer comes:
+///     limiter.answered();
 /// }
-/// // 100 per 1 s window, plus the 20 ms margin for jitter:
-/// assert!(clock.elapsed() >= Duration::from_millis(9 * 1_020));
-/// assert!(clock.elapsed() < Duration::from_millis(10 * 1_020));
+/// // 100 in any 1 s window: the 1,000th went at 9.9 s.
+/// assert_eq!(clock.elapsed(), Duration::from_millis(9_900));
 /// # Ok::<(), cio_ratelimit::Error>(())
 /// ```
 ///
-/// # The window, and its margin
+/// # The window, and when a request counts
 ///
 /// A [`RateLimit`] of `r` per second means `r` per 1 s window (for rates
 /// below 1/s, 1 per `1/r` seconds: [`RateLimit::BROADCAST_TRIGGERS`] is 1 per
-/// 10 s); [`window`](SlidingWindowBuilder::window) sets another. The limiter
-/// keeps the times of its last grants and grants a permit only when fewer
-/// than N fall in the window before it.
+/// 10 s); [`window`](SlidingWindowBuilder::window) sets another. A permit is
+/// granted only while fewer than N requests are counted.
 ///
-/// The server counts arrivals, not sends: a request that goes out at t
-/// arrives at t plus a network delay that varies. If request k + N is
-/// delayed less than request k by more than the gap the limiter left between
-/// them, the server sees N + 1 in one window. So the limiter counts over a
-/// window longer by a margin, default 2 % of the window (20 ms per second,
-/// at least 1 ms), which [`margin`](SlidingWindowBuilder::margin) changes.
-/// How it was chosen: on a busy two-core machine sending to a local
-/// emulator (`examples/learning_bench.rs`), 10 ms let a thread scheduled late
-/// put the 101st request into a 100-per-second window several times a run,
-/// 20 ms almost never; the one-way jitter of a path over the internet is of
-/// the same order. It costs 2 % of the rate: the steady throughput is N per
-/// W + margin. A delay beyond the margin
-/// costs one 429; when learning, a 429 that comes although the server had
-/// accepted no more than N in the window doubles the margin, up to a tenth
-/// of the window.
+/// The server counts arrivals, not sends: a request granted at t arrives
+/// at t plus a delay that varies (a thread scheduled late, the network). If
+/// the limiter counted it from its grant, a request delayed more than the
+/// next window's first one would crowd that window: N + 1 arrivals, a 429.
+/// So a request counts from its grant until its answer comes
+/// ([`answered`](Limiter::answered)), and then for one window more. It
+/// reached the server before its answer came, so no window of the server's
+/// holds more than N, however late a thread was scheduled or a packet
+/// delivered. [`Client`](crate::Client) reports every answer: its retry loop
+/// calls `answered` after each attempt. The cost is the time from a
+/// request's arrival to its answer (the server's handling and the way back;
+/// under a millisecond against a local emulator, about half the round trip
+/// over the internet): the steady throughput is N per W plus that.
 ///
-/// Within the window, permits are paced N per W + margin, with bursts of up
-/// to the limit's [`burst`](RateLimit::burst), so that requests arrive spread
-/// out rather than all at the start of a window.
+/// A grant whose answer is never reported (a caller that uses the limiter
+/// directly) counts for the window plus a margin after the grant: default
+/// 2 % of the window (20 ms per second, at least 1 ms), which
+/// [`margin`](SlidingWindowBuilder::margin) changes. That margin is the
+/// jitter allowed between grant and arrival: on a busy two-core machine
+/// sending to a local emulator (`examples/learning_bench.rs`), 10 ms let a
+/// thread scheduled late put the 101st request into a 100-per-second window
+/// several times a run, 20 ms rarely; counting to the answer never.
+///
+/// When learning, a 429 that comes although the server had accepted no more
+/// than N in the window shows the server counting over a longer window: an
+/// answered request then counts 1 ms longer after its answer (doubling on
+/// each such 429), and the margin doubles, both up to a tenth of the window.
+///
+/// Within the window, permits are paced N per W, with bursts of up to the
+/// limit's [`burst`](RateLimit::burst), so that requests arrive spread out
+/// rather than all at the start of a window.
 ///
 /// # Learning the real limit
 ///
@@ -117,64 +129,144 @@ struct Shared {
 /// Times are nanoseconds since `Shared::origin`.
 #[derive(Debug)]
 struct State {
-    /// The last grants, oldest first; at most the ceiling's count.
-    grants: VecDeque<u64>,
+    /// Grants whose answer has not come, oldest first. Each is counted in
+    /// every window until an answer comes, or for `span` after it was
+    /// granted if none does (a caller that never reports answers).
+    open: VecDeque<u64>,
+    /// When the answers came, oldest first; the last `ceiling` of them.
+    /// Each is counted for `window + slack` after it came.
+    answers: VecDeque<u64>,
     /// The pacer's theoretical arrival time (GCRA): when it is next empty.
     tat: u64,
     paused_until: u64,
-    /// The window plus the margin: what grants are counted over.
+    /// The window plus the margin: how long an unanswered grant is counted.
     span: u64,
     margin: u64,
+    /// How much longer than the window an answer is counted: zero until a
+    /// 429 shows the server counts a request later than its answer.
+    slack: u64,
     learned: Learned,
 }
+
+/// When a permit can next be granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Earliest {
+    /// At this time, whatever answers come meanwhile.
+    At(u64),
+    /// At this time at the latest; an answer that comes sooner may free a
+    /// permit sooner, so a waiter looks again before then.
+    AtOrSooner(u64),
+}
+
+/// How often a waiter held only by unanswered grants looks again.
+const ANSWER_POLL: u64 = 1_000_000;
 
 impl State {
     /// Nanoseconds between permits at the limit in force, rounded up.
     fn interval(&self) -> u64 {
-        self.span.div_ceil(u64::from(self.learned.limit()))
+        self.learned
+            .law()
+            .window
+            .div_ceil(u64::from(self.learned.limit()))
     }
 
-    /// The earliest time a permit can be granted, at or after `now`.
-    fn earliest(&self, now: u64, burst: u32) -> u64 {
+    /// Forgets what no window at or after `now` counts: unanswered grants
+    /// older than the span.
+    fn expire(&mut self, now: u64) {
+        while self
+            .open
+            .front()
+            .is_some_and(|&granted| granted.saturating_add(self.span) <= now)
+        {
+            self.open.pop_front();
+        }
+    }
+
+    /// The earliest time a permit can be granted, at or after `now`, if no
+    /// answer comes meanwhile.
+    fn earliest(&self, now: u64, burst: u32) -> Earliest {
         let limit = self.learned.limit();
         let interval = self.interval();
         let tolerance = interval.saturating_mul(u64::from(burst.min(limit)) - 1);
-        let mut at = now
+        let paced = now
             .max(self.paused_until)
             .max(self.tat.saturating_sub(tolerance));
-        let len = self.grants.len();
-        let limit = limit as usize;
-        if len >= limit {
-            at = at.max(self.grants[len - limit].saturating_add(self.span));
+        // Each request is counted until it leaves the window: an answered
+        // one `window + slack` after its answer, an unanswered one when its
+        // answer comes (or after the span). A permit is free once fewer than
+        // the limit are counted: once `excess` of them have left.
+        let counted_for = self.learned.law().window.saturating_add(self.slack);
+        let answered = self
+            .answers
+            .iter()
+            .map(|&at| at.saturating_add(counted_for))
+            .skip_while(|&leaves| leaves <= now);
+        let unanswered = self
+            .open
+            .iter()
+            .map(|&granted| granted.saturating_add(self.span));
+        let counted = answered.clone().count() + self.open.len();
+        let Some(excess) = (counted + 1).checked_sub(limit as usize) else {
+            return Earliest::At(paced);
+        };
+        // The excess-th of the two sorted lists of leaving times, merged.
+        let (mut answered, mut unanswered) = (answered.peekable(), unanswered.peekable());
+        let mut leaves = Earliest::At(0);
+        for _ in 0..excess {
+            leaves = match (answered.peek(), unanswered.peek()) {
+                (Some(&a), Some(&u)) if a <= u => Earliest::At(answered.next().unwrap_or(a)),
+                (_, Some(&u)) => Earliest::AtOrSooner(unanswered.next().unwrap_or(u)),
+                (Some(&a), None) => Earliest::At(answered.next().unwrap_or(a)),
+                (None, None) => break,
+            };
         }
-        at
+        match leaves {
+            Earliest::At(at) => Earliest::At(paced.max(at)),
+            Earliest::AtOrSooner(at) if at <= paced => Earliest::At(paced),
+            Earliest::AtOrSooner(at) => Earliest::AtOrSooner(at),
+        }
     }
 
     fn grant(&mut self, now: u64) {
-        if self.grants.len() >= self.learned.law().ceiling as usize {
-            self.grants.pop_front();
-        }
-        self.grants.push_back(now);
+        self.open.push_back(now);
         self.tat = self.tat.max(now).saturating_add(self.interval());
     }
 
-    /// A 429 although the server had accepted no more than the limit: the
-    /// requests arrived closer together than they were sent, by more than
-    /// the margin. Doubles it, up to a tenth of the window.
+    /// An answer came: the oldest unanswered grant is answered. (Answers are
+    /// matched to grants in order, not to their own grant: each request
+    /// arrived before its answer came, so the k-th answer to come came no
+    /// sooner than the k-th arrival, and counting the answers counts no
+    /// fewer requests in any window than the server does.)
+    fn answered(&mut self, now: u64) {
+        self.open.pop_front();
+        // Twice the most that may be counted: no answer still counted is dropped.
+        if self.answers.len() >= 2 * self.learned.law().ceiling as usize {
+            self.answers.pop_front();
+        }
+        self.answers.push_back(now);
+    }
+
+    /// A 429 although the server had accepted no more than the limit: it
+    /// counts requests over a longer window than this limiter does. Doubles
+    /// the margin and the slack, up to a tenth of the window.
     fn widen_margin(&mut self) {
         let window = self.learned.law().window;
-        let margin = self
-            .margin
-            .saturating_mul(2)
-            .max(1_000_000)
-            .min(window / 10)
-            .max(self.margin);
-        if margin > self.margin {
+        let widen = |now: u64| {
+            now.saturating_mul(2)
+                .max(1_000_000)
+                .min(window / 10)
+                .max(now)
+        };
+        let (margin, slack) = (widen(self.margin), widen(self.slack));
+        if (margin, slack) != (self.margin, self.slack) {
             log::info!(
-                "rate limit: arrivals bunched more than the margin; now {:?}",
+                "rate limit: the server counts over a longer window; requests now count \
+                 {:?} longer after their answer, {:?} after their grant when unanswered",
+                Duration::from_nanos(slack),
                 Duration::from_nanos(margin)
             );
             self.margin = margin;
+            self.slack = slack;
             self.span = window.saturating_add(margin);
         }
     }
@@ -215,9 +307,10 @@ impl SlidingWindowBuilder {
         self
     }
 
-    /// How much longer than the window grants are counted over, for the
-    /// jitter between sending and arrival; default 2 % of the window, at
-    /// least 1 ms.
+    /// How much longer than the window a grant whose answer is never
+    /// reported counts, for the jitter between grant and arrival; default 2 %
+    /// of the window, at least 1 ms. (A request whose answer is reported
+    /// counts until then and a window more: see [`SlidingWindow`].)
     pub fn margin(mut self, margin: Duration) -> Self {
         self.margin = Some(margin);
         self
@@ -286,11 +379,13 @@ impl SlidingWindowBuilder {
                 origin,
                 ceiling: self.limit,
                 state: Mutex::new(State {
-                    grants: VecDeque::with_capacity(ceiling.min(4096) as usize),
+                    open: VecDeque::with_capacity(ceiling.min(4096) as usize),
+                    answers: VecDeque::with_capacity(ceiling.min(4096) as usize),
                     tat: 0,
                     paused_until: 0,
                     span: duration_nanos(window + margin),
                     margin: duration_nanos(margin),
+                    slack: 0,
                     learned: Learned::new(law),
                 }),
             }),
@@ -354,7 +449,8 @@ impl SlidingWindow {
         Duration::from_nanos(self.law().window)
     }
 
-    /// The margin grants are counted over beyond the window.
+    /// How much longer than the window a grant whose answer has not come is
+    /// counted.
     pub fn margin(&self) -> Duration {
         Duration::from_nanos(self.shared.state.lock().margin)
     }
@@ -373,28 +469,38 @@ impl SlidingWindow {
     }
 
     /// Grants a permit at once if one is free, or says when one will be.
-    fn take_at(&self, now: u64) -> std::result::Result<(), u64> {
+    fn take_at(&self, now: u64) -> std::result::Result<(), Earliest> {
         let shared = &self.shared;
         let mut state = shared.state.lock();
-        let at = state.earliest(now, shared.ceiling.burst());
-        if at > now {
-            return Err(at);
+        state.expire(now);
+        match state.earliest(now, shared.ceiling.burst()) {
+            Earliest::At(at) if at <= now => {
+                state.grant(now);
+                Ok(())
+            }
+            later => Err(later),
         }
-        state.grant(now);
-        Ok(())
     }
 
     /// Waits for a permit until `deadline` (`None`: as long as it takes).
     /// Waiters look again when they wake: a pause or another caller may
-    /// have taken their turn.
+    /// have taken their turn, or an answer freed a permit sooner.
     fn take(&self, deadline: Option<u64>) -> bool {
         loop {
             let now = self.now();
-            match self.take_at(now) {
+            let wake = match self.take_at(now) {
                 Ok(()) => return true,
-                Err(at) if deadline.is_some_and(|deadline| at > deadline) => return false,
-                Err(at) => self.shared.clock.sleep(Duration::from_nanos(at - now)),
-            }
+                Err(Earliest::At(at)) if deadline.is_some_and(|deadline| at > deadline) => {
+                    return false;
+                }
+                Err(Earliest::At(at)) => at,
+                Err(Earliest::AtOrSooner(at)) => match deadline {
+                    Some(deadline) if now >= deadline => return false,
+                    Some(deadline) => at.min(now + ANSWER_POLL).min(deadline),
+                    None => at.min(now + ANSWER_POLL),
+                },
+            };
+            self.shared.clock.sleep(Duration::from_nanos(wake - now));
         }
     }
 }
@@ -429,6 +535,13 @@ impl Limiter for SlidingWindow {
         }
     }
 
+    /// Counts the oldest unanswered grant at `now` from here on, instead of
+    /// until its answer comes (or for the margin after the window).
+    fn answered(&self) {
+        let now = self.now();
+        self.shared.state.lock().answered(now);
+    }
+
     fn record_success(&self) {
         let now = self.now();
         self.shared.state.lock().learned.accepted(now);
@@ -461,6 +574,7 @@ impl fmt::Debug for SlidingWindow {
             .field("per_window", &state.learned.limit())
             .field("window", &Duration::from_nanos(law.window))
             .field("margin", &Duration::from_nanos(state.margin))
+            .field("slack", &Duration::from_nanos(state.slack))
             .field("ceiling", &law.ceiling)
             .field("floor", &law.floor)
             .field("learning", &law.learning)
@@ -520,7 +634,76 @@ mod tests {
         }
         assert!(!limiter.try_acquire());
         limiter.acquire();
-        assert_eq!(clock.elapsed(), Duration::from_nanos(1_020 * MS / 100));
+        assert_eq!(clock.elapsed(), Duration::from_millis(10), "1 s / 100");
+    }
+
+    #[test]
+    fn answered_requests_go_at_n_per_window_exactly() {
+        let clock = ManualClock::new();
+        let limiter = limiter(100.0, 10, &clock);
+        let mut answers = Vec::new();
+        for _ in 0..1_000 {
+            limiter.acquire();
+            limiter.answered(); // an answer at once: the request arrived by now
+            answers.push(clock.elapsed().as_nanos() as u64);
+        }
+        assert_eq!(most_in_any(&answers, 1_000 * MS), 100);
+        // No margin: 100 per 1 s, the last of the 1,000 at 9.9 s.
+        assert_eq!(clock.elapsed(), Duration::from_millis(9_900));
+    }
+
+    #[test]
+    fn a_request_answered_late_counts_until_its_answer_so_the_window_cannot_overfill() {
+        // Ten go at once; nine are answered at once, one only 300 ms later
+        // (say its thread was descheduled before it sent it). It may have
+        // arrived at 300 ms: the tenth permit of the next window waits until
+        // 1.3 s, where counting from the grant would have given it at 1.02 s,
+        // 11 in the server's window (0.3 s, 1.3 s].
+        let clock = ManualClock::new();
+        let limiter = limiter(10.0, 10, &clock);
+        for _ in 0..10 {
+            limiter.acquire();
+        }
+        for _ in 0..9 {
+            limiter.answered();
+        }
+        clock.advance(Duration::from_millis(300));
+        limiter.answered();
+        let mut grants = Vec::new();
+        for _ in 0..10 {
+            limiter.acquire();
+            grants.push(clock.elapsed());
+            limiter.answered();
+        }
+        assert_eq!(grants[..9], [Duration::from_secs(1); 9]);
+        assert_eq!(grants[9], Duration::from_millis(1_300));
+    }
+
+    #[test]
+    fn an_unanswered_grant_counts_until_its_answer_and_a_waiter_sees_the_answer() {
+        let clock = ManualClock::new();
+        let limiter = limiter(2.0, 2, &clock);
+        limiter.acquire();
+        limiter.acquire();
+        // Both still unanswered: nothing is free, and a waiter that gives up
+        // at 0.5 s gives up then, having looked again every millisecond.
+        assert!(!limiter.acquire_timeout(Duration::from_millis(500)));
+        assert_eq!(clock.elapsed(), Duration::from_millis(500));
+        // Answered at 0.5 s, they count until 1.5 s; unanswered, a grant
+        // counts for the window and the margin only (for callers that never
+        // report answers).
+        limiter.answered();
+        limiter.answered();
+        limiter.acquire();
+        assert_eq!(clock.elapsed(), Duration::from_millis(1_500));
+        limiter.acquire();
+        assert_eq!(clock.elapsed(), Duration::from_millis(1_500));
+        limiter.acquire();
+        assert_eq!(
+            clock.elapsed(),
+            Duration::from_millis(1_500 + 1_020),
+            "never answered: the window and the 20 ms margin after the grant"
+        );
     }
 
     #[test]
@@ -573,6 +756,15 @@ mod tests {
         assert_eq!(limiter.margin(), Duration::from_millis(40));
         limiter.acquire();
         assert_eq!(clock.elapsed(), Duration::from_millis(1_040));
+        // An answered request counts 1 ms past the window now, then 2 ms.
+        let answered_at = clock.elapsed();
+        limiter.answered();
+        for _ in 0..9 {
+            assert!(limiter.try_acquire());
+            limiter.answered();
+        }
+        limiter.acquire();
+        assert_eq!(clock.elapsed(), answered_at + Duration::from_millis(1_001));
         for _ in 0..8 {
             clock.advance(Duration::from_secs(2));
             for _ in 0..10 {

@@ -489,7 +489,9 @@ impl RetryPolicy {
                 requests: 1,
                 ..RetryStats::default()
             });
-            let error = match attempt() {
+            let outcome = attempt();
+            limiter.answered();
+            let error = match outcome {
                 Ok(value) => {
                     limiter.record_success();
                     return Ok(value);
