@@ -234,3 +234,48 @@ fn track_operations_from_memory_are_refused_by_a_pipelines_importer() {
     );
     assert_eq!(emu.snapshot().requests, 0);
 }
+
+#[test]
+fn resuming_a_track_imports_checkpoint_as_a_pipelines_import_is_refused_before_sending() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("other-api");
+    let path = dir.join("import.checkpoint");
+    let client = || {
+        Client::builder(cio_emulator::DEFAULT_SITE_ID, cio_emulator::DEFAULT_API_KEY)
+            .pipelines_key(DEFAULT_PIPELINES_KEY)
+            .base_url(emu.url())
+            .build()
+            .unwrap()
+    };
+    let importer = |api: ImportApi, resume: bool| {
+        Importer::builder(client())
+            .api(api)
+            .dead_letter(dir.join("dead.ndjson"))
+            .checkpoint(&path)
+            .resume(resume)
+            .import_id("import")
+            .build()
+            .unwrap()
+    };
+    let track_line = r#"{"type":"person","action":"identify","identifiers":{"id":"1"}}"#;
+    importer(ImportApi::Track, false)
+        .import_reader(format!("{track_line}\n").as_bytes(), None)
+        .unwrap();
+    let checkpoint = cio_ratelimit::Checkpoint::load(&path).unwrap();
+    assert_eq!(checkpoint.api(), Some(ImportApi::Track));
+    let requests = emu.snapshot().requests;
+    let (text, _) = input(5);
+    let refused = importer(ImportApi::Pipelines, true)
+        .import_reader(text.as_bytes(), None)
+        .unwrap_err()
+        .error;
+    assert!(matches!(refused, Error::Checkpoint { .. }), "{refused:?}");
+    assert!(
+        refused
+            .to_string()
+            .contains("it belongs to an import to the Track API, not the Pipelines API"),
+        "{refused}"
+    );
+    assert_eq!(emu.snapshot().requests, requests, "nothing more was sent");
+    assert!(emu.snapshot().pipelines.is_empty());
+}

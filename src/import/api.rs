@@ -49,3 +49,13 @@ pub enum ImportApi {
     /// client's Pipelines limiter sets the rate. NDJSON input only.
     Pipelines,
 }
+
+/// "the Track API" without the article: `Track API`, `Pipelines API`.
+impl std::fmt::Display for ImportApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ImportApi::Track => "Track API",
+            ImportApi::Pipelines => "Pipelines API",
+        })
+    }
+}

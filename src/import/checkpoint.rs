@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::import::api::ImportApi;
 use crate::import::content_digest::ContentDigest;
 
 /// How far an import has got, as its checkpoint file says: every line up to
@@ -23,10 +24,13 @@ pub struct Checkpoint {
     /// The digest of the input up to and including `line`; `None` in the
     /// checkpoints of versions that did not keep one.
     digest: Option<ContentDigest>,
+    /// The API the import sends to; `None` in the checkpoints of versions
+    /// that did not keep it.
+    api: Option<ImportApi>,
 }
 
-/// The file's format, version 1. `digest` came later: files without it
-/// still load, and older versions ignore it.
+/// The file's format, version 1. `digest` and `api` came later: files
+/// without them still load, and older versions ignore them.
 #[derive(Serialize, Deserialize)]
 struct File {
     version: u32,
@@ -36,6 +40,17 @@ struct File {
     dead_lettered: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     digest: Option<String>,
+    /// `"track"` or `"pipelines"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    api: Option<String>,
+}
+
+/// The name of `api` in the file.
+fn api_name(api: ImportApi) -> &'static str {
+    match api {
+        ImportApi::Track => "track",
+        ImportApi::Pipelines => "pipelines",
+    }
 }
 
 impl Checkpoint {
@@ -45,6 +60,7 @@ impl Checkpoint {
         delivered: u64,
         dead_lettered: u64,
         digest: ContentDigest,
+        api: ImportApi,
     ) -> Self {
         Checkpoint {
             import_id,
@@ -52,6 +68,7 @@ impl Checkpoint {
             delivered,
             dead_lettered,
             digest: Some(digest),
+            api: Some(api),
         }
     }
 
@@ -93,6 +110,13 @@ impl Checkpoint {
         self.dead_lettered
     }
 
+    /// The API the import sends its lines to; `None` in a checkpoint written
+    /// by a version that did not record it. A resume must send to the same
+    /// one: the same lines mean different calls to the other.
+    pub fn api(&self) -> Option<ImportApi> {
+        self.api
+    }
+
     /// Reads a checkpoint file.
     ///
     /// # Errors
@@ -122,12 +146,26 @@ impl Checkpoint {
                 })
             })
             .transpose()?;
+        let api = file
+            .api
+            .as_deref()
+            .map(|name| {
+                [ImportApi::Track, ImportApi::Pipelines]
+                    .into_iter()
+                    .find(|&api| api_name(api) == name)
+                    .ok_or_else(|| Error::Checkpoint {
+                        path: path.to_owned(),
+                        reason: format!("its api {name:?} is neither \"track\" nor \"pipelines\""),
+                    })
+            })
+            .transpose()?;
         Ok(Checkpoint {
             import_id: file.import_id,
             line: file.line,
             delivered: file.delivered,
             dead_lettered: file.dead_lettered,
             digest,
+            api,
         })
     }
 
@@ -147,6 +185,7 @@ impl Checkpoint {
             delivered: self.delivered,
             dead_lettered: self.dead_lettered,
             digest: self.digest.map(|digest| digest.to_string()),
+            api: self.api.map(|api| api_name(api).to_owned()),
         };
         let write = || -> io::Result<()> {
             let mut file = fs::File::create(&temporary)?;
@@ -231,9 +270,12 @@ mod tests {
         let path = scratch("roundtrip");
         let mut digest = ContentDigest::default();
         digest.update(b"input\n");
-        let checkpoint = Checkpoint::new("abc".into(), 42, 40, 2, digest);
-        checkpoint.store(&path).unwrap();
-        assert_eq!(Checkpoint::load(&path).unwrap(), checkpoint);
+        for api in [ImportApi::Track, ImportApi::Pipelines] {
+            let checkpoint = Checkpoint::new("abc".into(), 42, 40, 2, digest, api);
+            checkpoint.store(&path).unwrap();
+            assert_eq!(Checkpoint::load(&path).unwrap(), checkpoint);
+            assert_eq!(Checkpoint::load(&path).unwrap().api(), Some(api));
+        }
         assert!(!temporary_path(&path).exists());
     }
 
@@ -263,10 +305,20 @@ mod tests {
         .unwrap();
         let err = Checkpoint::load(&path).unwrap_err();
         assert!(err.to_string().contains("digest"), "{err}");
+        fs::write(
+            &path,
+            r#"{"version":1,"import_id":"x","line":1,"delivered":1,"dead_lettered":0,"api":"app"}"#,
+        )
+        .unwrap();
+        let err = Checkpoint::load(&path).unwrap_err();
+        assert!(
+            err.to_string().contains(r#"its api "app" is neither"#),
+            "{err}"
+        );
     }
 
     #[test]
-    fn a_checkpoint_from_before_digests_still_loads() {
+    fn a_checkpoint_from_before_digests_and_apis_still_loads() {
         let path = scratch("old");
         fs::write(
             &path,
@@ -274,6 +326,9 @@ mod tests {
         )
         .unwrap();
         let checkpoint = Checkpoint::load(&path).unwrap();
-        assert_eq!((checkpoint.line(), checkpoint.digest()), (7, None));
+        assert_eq!(
+            (checkpoint.line(), checkpoint.digest(), checkpoint.api()),
+            (7, None, None)
+        );
     }
 }

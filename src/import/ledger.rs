@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
+use crate::import::api::ImportApi;
 use crate::import::checkpoint::Checkpoint;
 use crate::import::content_digest::ContentDigest;
 use crate::import::dead_letter::{DeadLetter, DeadLetters};
@@ -62,6 +63,7 @@ enum State {
 pub(crate) struct CheckpointFile {
     pub(crate) path: PathBuf,
     pub(crate) import_id: String,
+    pub(crate) api: ImportApi,
     /// Lines delivered and dead-lettered by the runs before this one.
     pub(crate) before: (u64, u64),
 }
@@ -315,6 +317,7 @@ impl Ledger {
             file.before.0 + self.delivered,
             file.before.1 + self.dead_lettered,
             self.digest,
+            file.api,
         )
         .store(&file.path)?;
         self.stored_line = self.line;
@@ -350,6 +353,7 @@ pub(crate) mod tests {
             Some(CheckpointFile {
                 path: dir.join("checkpoint"),
                 import_id: "import".into(),
+                api: ImportApi::Track,
                 before: (0, 0),
             }),
             (0, ContentDigest::default()),

@@ -200,6 +200,15 @@ impl Run {
                         ),
                     });
                 }
+                if let Some(api) = checkpoint.api().filter(|&api| api != importer.api) {
+                    return Err(Error::Checkpoint {
+                        path: path.clone(),
+                        reason: format!(
+                            "it belongs to an import to the {api}, not the {}: resume it sending to the same API",
+                            importer.api
+                        ),
+                    });
+                }
                 Some(checkpoint)
             }
             (Some(path), false) if path.exists() && !importer.dry_run => {
@@ -266,6 +275,7 @@ impl Run {
         let checkpoint = checkpoint.map(|path| CheckpointFile {
             path,
             import_id: import_id.clone(),
+            api: importer.api,
             before,
         });
         let ledger = Ledger::new(
