@@ -1,8 +1,10 @@
-//! Property tests of `SlidingWindow`'s promise, on a manual clock: never more
-//! than N grants in any window W + margin, nothing during a pause, a learned
-//! limit between the floor and the ceiling, and the full rate for a steady
-//! caller.
+//! Property tests of `SlidingWindow`'s promise, on a manual clock: a request
+//! counts from its grant until its answer and a window more (or the window
+//! and the margin, never answered), and never more than N count at a grant;
+//! nothing during a pause, a learned limit between the floor and the
+//! ceiling, and the full rate for a steady caller.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use cio_ratelimit::{Limiter, ManualClock, RateLimit, SlidingWindow};
@@ -16,6 +18,7 @@ enum Op {
     AcquireTimeout(Duration),
     Pause(Duration),
     Success,
+    Answered,
     Throttled(Duration),
 }
 
@@ -27,6 +30,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u64..500_000).prop_map(|us| Op::AcquireTimeout(Duration::from_micros(us))),
         1 => (0u64..3_000_000).prop_map(|us| Op::Pause(Duration::from_micros(us))),
         4 => Just(Op::Success),
+        4 => Just(Op::Answered),
         1 => (0u64..2_000_000).prop_map(|us| Op::Throttled(Duration::from_micros(us))),
     ]
 }
@@ -49,49 +53,90 @@ fn limiter(rate: f64, burst: u32, learning: bool, clock: &ManualClock) -> Slidin
         .unwrap()
 }
 
-/// Grant times and pauses, in nanoseconds on the manual clock.
+/// Grant times, when each grant's answer came, and pauses, in nanoseconds
+/// on the manual clock.
+#[derive(Default)]
 struct Outcome {
     grants: Vec<u64>,
+    answers: Vec<Option<u64>>,
+    /// Grants without an answer, oldest first.
+    open: VecDeque<usize>,
+    /// Whether any answer was reported.
+    reported: bool,
     pauses: Vec<(u64, u64)>,
+}
+
+impl Outcome {
+    fn granted(&mut self, at: u64) {
+        self.open.push_back(self.grants.len());
+        self.grants.push(at);
+        self.answers.push(None);
+    }
+
+    /// An answer goes to the oldest grant still counted without one.
+    fn answered(&mut self, at: u64, span: u64) {
+        self.reported = true;
+        while self
+            .open
+            .front()
+            .is_some_and(|&i| self.grants[i] + span <= at)
+        {
+            self.open.pop_front();
+        }
+        if let Some(i) = self.open.pop_front() {
+            self.answers[i] = Some(at);
+        }
+    }
 }
 
 fn run(limiter: &SlidingWindow, clock: &ManualClock, ops: &[Op]) -> Outcome {
     let now = || clock.elapsed().as_nanos() as u64;
     let (ceiling, floor) = (limiter.per_window(), limiter.per_window().div_ceil(20));
-    let mut grants = Vec::new();
-    let mut pauses = Vec::new();
+    let span = (limiter.window() + limiter.margin()).as_nanos() as u64;
+    let mut outcome = Outcome::default();
     for op in ops {
         match *op {
             Op::Advance(d) => clock.advance(d),
             Op::TryAcquire => {
                 if limiter.try_acquire() {
-                    grants.push(now());
+                    outcome.granted(now());
                 }
             }
             Op::Acquire => {
                 limiter.acquire();
-                grants.push(now());
+                outcome.granted(now());
             }
             Op::AcquireTimeout(d) => {
                 let before = now();
                 if limiter.acquire_timeout(d) {
-                    grants.push(now());
+                    outcome.granted(now());
                     assert!(
                         now() - before <= d.as_nanos() as u64,
                         "served after its deadline"
                     );
+                } else if !outcome.reported {
+                    assert_eq!(now(), before, "no answer expected: a refusal must not wait");
                 } else {
-                    assert_eq!(now(), before, "a refusal must not wait");
+                    // An answer might have come from another thread: it
+                    // looked for one, until the deadline at the latest.
+                    assert!(
+                        now() - before <= d.as_nanos() as u64,
+                        "refused after its deadline"
+                    );
                 }
+            }
+            Op::Answered => {
+                limiter.answered();
+                outcome.answered(now(), span);
             }
             Op::Pause(d) => {
                 limiter.pause_for(d);
-                pauses.push((now(), now() + d.as_nanos() as u64));
+                outcome.pauses.push((now(), now() + d.as_nanos() as u64));
             }
             Op::Success => limiter.record_success(),
             Op::Throttled(d) => {
                 limiter.throttled(d);
-                pauses.push((now(), now() + d.as_nanos() as u64));
+                outcome.pauses.push((now(), now() + d.as_nanos() as u64));
             }
         }
         let limit = limiter.per_window();
@@ -100,30 +145,34 @@ fn run(limiter: &SlidingWindow, clock: &ManualClock, ops: &[Op]) -> Outcome {
             "{limit} outside {floor}..={ceiling}"
         );
     }
-    Outcome { grants, pauses }
+    outcome
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// No window of length W + margin (the margin it started with) holds
-    /// more than the configured N, learning or not.
+    /// At each grant, fewer than the configured N earlier requests still
+    /// count (with the window and margin it started with), learning or not.
+    /// So whenever in [grant, answer] each request reached the server, no
+    /// window W there holds more than N.
     #[test]
     fn never_more_than_n_in_any_window((rate, burst, learning, ops) in scenario()) {
         let clock = ManualClock::new();
         let limiter = limiter(rate, burst, learning, &clock);
         let n = limiter.per_window() as usize;
+        let window = limiter.window().as_nanos() as u64;
         let span = (limiter.window() + limiter.margin()).as_nanos() as u64;
-        let grants = run(&limiter, &clock, &ops).grants;
+        let Outcome { grants, answers, .. } = run(&limiter, &clock, &ops);
         prop_assert!(grants.windows(2).all(|w| w[0] <= w[1]));
-        // The fullest window ends at a grant: count back from each one.
-        let mut first = 0;
-        for (end, &t) in grants.iter().enumerate() {
-            while grants[first] + span <= t {
-                first += 1;
-            }
-            let inside = end - first + 1;
-            prop_assert!(inside <= n, "{} grants in the window ending at {}, limit {}", inside, t, n);
+        for (r, &t) in grants.iter().enumerate() {
+            let counted = (0..r)
+                .filter(|&j| match answers[j] {
+                    Some(answer) if answer <= t => t < answer + window,
+                    // Not answered by t: it counts until the span ends.
+                    _ => t < grants[j] + span,
+                })
+                .count();
+            prop_assert!(counted < n, "{} requests counted at the grant at {}, limit {}", counted, t, n);
         }
     }
 
@@ -132,7 +181,7 @@ proptest! {
     fn nothing_is_granted_during_a_pause((rate, burst, learning, ops) in scenario()) {
         let clock = ManualClock::new();
         let limiter = limiter(rate, burst, learning, &clock);
-        let Outcome { grants, pauses } = run(&limiter, &clock, &ops);
+        let Outcome { grants, pauses, .. } = run(&limiter, &clock, &ops);
         for &(start, end) in &pauses {
             for &t in &grants {
                 prop_assert!(!(start < t && t < end), "granted at {} inside pause {}..{}", t, start, end);

@@ -145,6 +145,9 @@ struct State {
     /// How much longer than the window an answer is counted: zero until a
     /// 429 shows the server counts a request later than its answer.
     slack: u64,
+    /// Whether any answer was reported. Until one is, nobody is expected to
+    /// report them, and a waiter does not look for one.
+    reported: bool,
     learned: Learned,
 }
 
@@ -205,6 +208,13 @@ impl State {
             .open
             .iter()
             .map(|&granted| granted.saturating_add(self.span));
+        let answer_may_come = |leaves| {
+            if self.reported {
+                Earliest::AtOrSooner(leaves)
+            } else {
+                Earliest::At(leaves)
+            }
+        };
         let counted = answered.clone().count() + self.open.len();
         let Some(excess) = (counted + 1).checked_sub(limit as usize) else {
             return Earliest::At(paced);
@@ -215,7 +225,7 @@ impl State {
         for _ in 0..excess {
             leaves = match (answered.peek(), unanswered.peek()) {
                 (Some(&a), Some(&u)) if a <= u => Earliest::At(answered.next().unwrap_or(a)),
-                (_, Some(&u)) => Earliest::AtOrSooner(unanswered.next().unwrap_or(u)),
+                (_, Some(&u)) => answer_may_come(unanswered.next().unwrap_or(u)),
                 (Some(&a), None) => Earliest::At(answered.next().unwrap_or(a)),
                 (None, None) => break,
             };
@@ -238,6 +248,8 @@ impl State {
     /// sooner than the k-th arrival, and counting the answers counts no
     /// fewer requests in any window than the server does.)
     fn answered(&mut self, now: u64) {
+        self.reported = true;
+        self.expire(now);
         self.open.pop_front();
         // Twice the most that may be counted: no answer still counted is dropped.
         if self.answers.len() >= 2 * self.learned.law().ceiling as usize {
@@ -386,6 +398,7 @@ impl SlidingWindowBuilder {
                     span: duration_nanos(window + margin),
                     margin: duration_nanos(margin),
                     slack: 0,
+                    reported: false,
                     learned: Learned::new(law),
                 }),
             }),
@@ -685,24 +698,37 @@ mod tests {
         let limiter = limiter(2.0, 2, &clock);
         limiter.acquire();
         limiter.acquire();
-        // Both still unanswered: nothing is free, and a waiter that gives up
-        // at 0.5 s gives up then, having looked again every millisecond.
+        // Until an answer is reported, none is expected: a waiter that
+        // cannot be served in time is refused at once.
         assert!(!limiter.acquire_timeout(Duration::from_millis(500)));
-        assert_eq!(clock.elapsed(), Duration::from_millis(500));
-        // Answered at 0.5 s, they count until 1.5 s; unanswered, a grant
-        // counts for the window and the margin only (for callers that never
-        // report answers).
-        limiter.answered();
+        assert_eq!(clock.elapsed(), Duration::ZERO);
         limiter.answered();
         limiter.acquire();
-        assert_eq!(clock.elapsed(), Duration::from_millis(1_500));
-        limiter.acquire();
-        assert_eq!(clock.elapsed(), Duration::from_millis(1_500));
+        assert_eq!(clock.elapsed(), Duration::from_secs(1), "answered at 0");
         limiter.acquire();
         assert_eq!(
             clock.elapsed(),
-            Duration::from_millis(1_500 + 1_020),
-            "never answered: the window and the 20 ms margin after the grant"
+            Duration::from_millis(1_020),
+            "the unanswered grant leaves the window and the margin after it"
+        );
+        // Two unanswered now, and answers are reported: a waiter that gives
+        // up at 0.5 s gives up then, having looked for one every millisecond.
+        let start = clock.elapsed();
+        assert!(!limiter.acquire_timeout(Duration::from_millis(500)));
+        assert_eq!(clock.elapsed(), start + Duration::from_millis(500));
+        // Answered at 1.5 s, they count until 2.5 s; a grant that is never
+        // answered counts for the window and the 20 ms margin after it.
+        limiter.answered();
+        limiter.answered();
+        limiter.acquire();
+        assert_eq!(clock.elapsed(), start + Duration::from_millis(1_500));
+        limiter.acquire();
+        assert_eq!(clock.elapsed(), start + Duration::from_millis(1_500));
+        limiter.acquire();
+        assert_eq!(
+            clock.elapsed(),
+            start + Duration::from_millis(1_500 + 1_020),
+            "never answered: the window and the margin after the grant"
         );
     }
 
