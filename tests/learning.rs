@@ -56,13 +56,10 @@ fn track_stats(snapshot: &Snapshot) -> (u64, u64) {
 #[test]
 fn told_the_right_number_it_runs_at_that_number_without_a_429() {
     let emu = emulator(Config::default().track_limit(200));
-    // The default 20 ms margin is measured in examples/learning_bench.rs; a
-    // CI machine shared with other builds can delay a thread longer than
-    // that, so this test gives the jitter 60 ms.
-    let limiter = SlidingWindow::builder(RateLimit::new(200.0, 20).unwrap())
-        .margin(Duration::from_millis(60))
-        .build()
-        .unwrap();
+    // The client reports every answer, so each request counts until its
+    // answer and a window more: however late a loaded machine runs a
+    // thread, the server never sees 201 in a window.
+    let limiter = SlidingWindow::new(RateLimit::new(200.0, 20).unwrap());
     let client = Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
         .base_url(emu.url())
         .limiter(ApiClass::Track, limiter)
@@ -73,10 +70,10 @@ fn told_the_right_number_it_runs_at_that_number_without_a_429() {
     assert_eq!(snapshot.people.len(), 600);
     let (max_in_window, throttled) = track_stats(&snapshot);
     // A token bucket at 200/s, burst 20, sends 220 in a window: dozens of 429s.
-    assert!(throttled <= 1, "{throttled} × 429");
-    assert!(max_in_window <= 201, "{max_in_window}");
-    // 600 at 200 per 1.06 s: the third window of 200 starts at 2.12 s.
-    assert!(took >= Duration::from_millis(2_100), "{took:?}");
+    assert_eq!(throttled, 0, "no 429");
+    assert!(max_in_window <= 200, "{max_in_window}");
+    // 600 at 200 per second: the third window of 200 starts after 2 s.
+    assert!(took >= Duration::from_secs(2), "{took:?}");
     assert!(took < Duration::from_secs(6), "{took:?}");
 }
 
