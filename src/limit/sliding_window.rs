@@ -134,8 +134,8 @@ struct State {
     /// every window until an answer comes, or for `span` after it was
     /// granted if none does (a caller that never reports answers).
     open: VecDeque<u64>,
-    /// When the answers came, oldest first; at most twice the ceiling's
-    /// count. Each is counted for `window + slack` after it came.
+    /// When the answers still counted came, oldest first; at most twice the
+    /// ceiling's count. Each is counted for `window + slack` after it came.
     answers: VecDeque<u64>,
     /// The pacer's theoretical arrival time (GCRA): when it is next empty.
     tat: u64,
@@ -174,8 +174,13 @@ impl State {
             .div_ceil(u64::from(self.learned.limit()))
     }
 
+    /// How long after it came an answer counts.
+    fn counted_for(&self) -> u64 {
+        self.learned.law().window.saturating_add(self.slack)
+    }
+
     /// Forgets what no window at or after `now` counts: unanswered grants
-    /// older than the span.
+    /// older than the span, answers older than the window and the slack.
     fn expire(&mut self, now: u64) {
         while self
             .open
@@ -184,10 +189,18 @@ impl State {
         {
             self.open.pop_front();
         }
+        let counted_for = self.counted_for();
+        while self
+            .answers
+            .front()
+            .is_some_and(|&at| at.saturating_add(counted_for) <= now)
+        {
+            self.answers.pop_front();
+        }
     }
 
     /// The earliest time a permit can be granted, at or after `now`, if no
-    /// answer comes meanwhile.
+    /// answer comes meanwhile. Call [`expire`](State::expire) first.
     fn earliest(&self, now: u64, burst: u32) -> Earliest {
         let limit = self.learned.limit();
         let interval = self.interval();
@@ -199,12 +212,11 @@ impl State {
         // one `window + slack` after its answer, an unanswered one when its
         // answer comes (or after the span). A permit is free once fewer than
         // the limit are counted: once `excess` of them have left.
-        let counted_for = self.learned.law().window.saturating_add(self.slack);
+        let counted_for = self.counted_for();
         let answered = self
             .answers
             .iter()
-            .map(|&at| at.saturating_add(counted_for))
-            .skip_while(|&leaves| leaves <= now);
+            .map(|&at| at.saturating_add(counted_for));
         let unanswered = self
             .open
             .iter()
@@ -216,7 +228,7 @@ impl State {
                 Earliest::At(leaves)
             }
         };
-        let counted = answered.clone().count() + self.open.len();
+        let counted = self.answers.len() + self.open.len();
         let Some(excess) = (counted + 1).checked_sub(limit as usize) else {
             return Earliest::At(paced);
         };
