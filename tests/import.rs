@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator, Faults};
 use cio_ratelimit::{
@@ -918,6 +918,80 @@ fn a_stop_handle_stops_cleanly_with_the_checkpoint_stored_and_a_resume_sends_the
         "what was in flight finished and is counted; nothing else was sent"
     );
 
+    importer(client(&emu, DEFAULT_API_KEY))
+        .resume(true)
+        .build()
+        .unwrap()
+        .import_file(&input)
+        .unwrap();
+    assert_sample_arrived_once(&emu, 600);
+    assert_eq!(dead_letters(&dir.join("dead.ndjson")).len() as u64, bad);
+}
+
+#[test]
+fn a_stop_during_an_outage_ends_the_retries_instead_of_waiting_for_them() {
+    let emu = Arc::new(Emulator::start(Config::default().track_limit(0)).unwrap());
+    let dir = scratch("stop-outage");
+    let (text, bad) = sample(600);
+    let input = dir.join("input.ndjson");
+    fs::write(&input, &text).unwrap();
+    let importer = |client: Client| {
+        Importer::builder(client)
+            .mode(ImportMode::Single)
+            .workers(3)
+            .dead_letter(dir.join("dead.ndjson"))
+            .checkpoint(dir.join("import.checkpoint"))
+    };
+    // From request 50 on the server answers 503, and a call that meets one
+    // backs off for 3.75 s or more (10 retries: over a minute). The stop
+    // comes once the server has answered a 503.
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = std::thread::spawn({
+        let (emu, stop) = (emu.clone(), stop.clone());
+        move || {
+            while emu.snapshot().status_count(503) == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            stop.store(true, Ordering::SeqCst);
+        }
+    });
+    let slow_retries = RetryPolicy::builder()
+        .base_delay(Duration::from_secs(5))
+        .max_delay(Duration::from_secs(10))
+        .max_retries(10)
+        .build()
+        .unwrap();
+    let patient = Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
+        .track_url(emu.url())
+        .limiter(ApiClass::Track, OnRequest::outage_from(emu.clone(), 50))
+        .retry_policy(slow_retries)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let failure = importer(patient)
+        .stop_when(stop)
+        .build()
+        .unwrap()
+        .import_file(&input)
+        .unwrap_err();
+    let took = started.elapsed();
+    watcher.join().unwrap();
+    assert_eq!(failure.error, Error::Stopped, "a stop, not an outage");
+    assert!(
+        took < Duration::from_millis(3_500),
+        "no backoff waited out (the first is 3.75 s at least): {took:?}"
+    );
+    assert_eq!(failure.summary.progress.retried, 0, "nothing retried");
+    let checkpoint = Checkpoint::load(&dir.join("import.checkpoint")).unwrap();
+    assert!(checkpoint.line() < 600, "{checkpoint:?}");
+    let sent = emu.snapshot();
+    assert_eq!(
+        sent.people.len() as u64 + sent.events.len() as u64,
+        checkpoint.delivered(),
+        "the failed calls' lines are after the checkpoint"
+    );
+
+    emu.set_faults(Faults::default());
     importer(client(&emu, DEFAULT_API_KEY))
         .resume(true)
         .build()

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crate::client::base_url;
@@ -44,6 +45,7 @@ pub struct Client {
     pub(crate) inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 pub(crate) struct Inner {
     pub(crate) agent: ureq::Agent,
     pub(crate) site_id: Option<String>,
@@ -93,6 +95,17 @@ impl Client {
     /// The retry policy.
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.inner.retry
+    }
+
+    /// This client (its connections, limiters, retry budget and counters),
+    /// but its calls are not retried once `stop` is set: see
+    /// [`RetryPolicy::stopping_when`].
+    pub(crate) fn stopping_when(&self, stop: Arc<AtomicBool>) -> Client {
+        let mut inner = Inner::clone(&self.inner);
+        inner.retry = inner.retry.stopping_when(stop);
+        Client {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The region the client was built for.

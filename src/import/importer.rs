@@ -426,11 +426,14 @@ impl ImporterBuilder {
     /// Stops the import cleanly once `stop` is set (by a signal handler,
     /// say): no further line is taken; the lines already taken are sent
     /// (what the workers' batches hold: at most two requests per worker)
-    /// and every request finishes (each bounded by the client's timeout and
-    /// retry policy); the checkpoint is stored, and the import returns an
+    /// and every request's attempt under way finishes, bounded by the
+    /// client's timeout. Nothing is retried once the stop is asked, and a
+    /// backoff under way ends: a request that fails leaves its lines after
+    /// the checkpoint. The checkpoint is stored, and the import returns an
     /// [`ImportFailure`] whose error is [`Error::Stopped`], with the counts
-    /// so far. Resume it with [`resume`](Self::resume): nothing is lost or
-    /// sent twice.
+    /// so far. Resume it with [`resume`](Self::resume): nothing is lost, and
+    /// only the lines of requests that failed during the stop are sent
+    /// again.
     ///
     /// The flag is checked before each line is read: once the whole input
     /// is read, the import finishes its last requests and returns its

@@ -245,7 +245,12 @@ impl Run {
                 DeadLetters::start(&dead_letter_path),
             ),
         };
-        let client = importer.client;
+        // Once a stop is asked, what fails is left for the resume, not
+        // retried: the stop waits for the attempts under way, not for backoffs.
+        let client = match &importer.stop {
+            Some(stop) => importer.client.stopping_when(stop.clone()),
+            None => importer.client,
+        };
         let dispatcher = Dispatcher::builder()
             .workers(importer.workers)
             .capacity(importer.workers * 2)
@@ -566,6 +571,15 @@ impl Run {
                     error.get_or_insert(err);
                 }
             }
+        }
+        // Once a stop is asked, a call that fails is not retried: that is
+        // the stop, and the resume sends its lines.
+        let stop_asked = self
+            .stop
+            .as_ref()
+            .is_some_and(|stop| stop.load(Ordering::SeqCst));
+        if stop_asked && error.as_ref().is_some_and(Error::is_transient) {
+            error = Some(Error::Stopped);
         }
         if let Err(err) = self.ledger.store_checkpoint() {
             error.get_or_insert(err);

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -146,7 +146,13 @@ pub struct RetryPolicy {
     clock: Arc<dyn Clock>,
     budget: Option<RetryBudget>,
     counters: Arc<Counters>,
+    /// Once set, a failed attempt is not retried: see
+    /// [`stopping_when`](RetryPolicy::stopping_when).
+    stop: Option<Arc<AtomicBool>>,
 }
+
+/// How often a backoff looks at the stop flag while it sleeps.
+const STOP_POLL: Duration = Duration::from_millis(50);
 
 /// Totals over every call of a policy and its clones.
 #[derive(Debug, Default)]
@@ -316,6 +322,7 @@ impl RetryPolicyBuilder {
             throttle_deadline: self.throttle_deadline,
             retry_unsafe: self.retry_unsafe,
             counters: Arc::default(),
+            stop: None,
             budget: self.budget.map(|(share, window, min_retries)| {
                 RetryBudget::new(share, window, min_retries, clock.clone())
             }),
@@ -499,7 +506,20 @@ impl RetryPolicy {
                 Err(error) => error,
             };
             let failure = error.failure();
-            match self.decide(failure, call.idempotency, retries, throttles) {
+            let decision = self.decide(failure, call.idempotency, retries, throttles);
+            if self.stop_asked() && decision != Decision::GiveUp {
+                if let Decision::Throttle(wait) = decision {
+                    // Stopping or not, the workspace is throttled.
+                    limiter.throttled(wait);
+                    self.count(RetryStats {
+                        throttled: 1,
+                        ..RetryStats::default()
+                    });
+                }
+                log::info!("{}: {failure}; not retried: a stop was asked", call.name);
+                return Err(error);
+            }
+            match decision {
                 Decision::GiveUp => return Err(error),
                 Decision::Throttle(wait) => {
                     // The workspace is throttled, whether or not this call goes
@@ -541,19 +561,60 @@ impl RetryPolicy {
                         return Err(error);
                     }
                     retries += 1;
-                    self.count(RetryStats {
-                        retries: 1,
-                        ..RetryStats::default()
-                    });
                     log::warn!(
                         "{}: {failure}; retry {retries}/{} in {wait:?}",
                         call.name,
                         self.max_retries
                     );
-                    self.clock.sleep(wait);
+                    if !self.sleep_unless_stopped(wait) {
+                        log::info!("{}: {failure}; not retried: a stop was asked", call.name);
+                        return Err(error);
+                    }
+                    // Counted once it is certain to be made.
+                    self.count(RetryStats {
+                        retries: 1,
+                        ..RetryStats::default()
+                    });
                 }
             }
         }
+    }
+}
+
+impl RetryPolicy {
+    /// This policy (sharing its budget and counters), but once `stop` is
+    /// set a failed attempt is not retried, nor a backoff slept to its end:
+    /// the call fails with its last error at once. An attempt under way
+    /// finishes, and a call waiting for a permit still waits for it. For an
+    /// import that stops cleanly: what was sent is answered, what failed is
+    /// left for the resume.
+    pub(crate) fn stopping_when(&self, stop: Arc<AtomicBool>) -> RetryPolicy {
+        RetryPolicy {
+            stop: Some(stop),
+            ..self.clone()
+        }
+    }
+
+    fn stop_asked(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|stop| stop.load(Ordering::SeqCst))
+    }
+
+    /// Sleeps `wait`, looking at the stop flag every [`STOP_POLL`]: whether
+    /// it slept all of it with no stop asked.
+    fn sleep_unless_stopped(&self, wait: Duration) -> bool {
+        if self.stop.is_none() {
+            self.clock.sleep(wait);
+            return true;
+        }
+        let mut left = wait;
+        while !left.is_zero() && !self.stop_asked() {
+            let slice = left.min(STOP_POLL);
+            self.clock.sleep(slice);
+            left -= slice;
+        }
+        !self.stop_asked()
     }
 }
 
@@ -732,5 +793,84 @@ mod tests {
             policy.decide(failure, Idempotency::Safe, 0, 0),
             Decision::Retry(9 * SECOND)
         );
+    }
+
+    /// A manual clock that asks for a stop once `after` has passed.
+    #[derive(Debug)]
+    struct StopAfter {
+        clock: crate::ManualClock,
+        stop: Arc<AtomicBool>,
+        after: Duration,
+    }
+
+    impl Clock for StopAfter {
+        fn now(&self) -> Instant {
+            self.clock.now()
+        }
+        fn sleep(&self, duration: Duration) {
+            self.clock.advance(duration);
+            if self.clock.elapsed() >= self.after {
+                self.stop.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn stopping(after: Duration) -> (RetryPolicy, crate::ManualClock, Arc<AtomicBool>) {
+        let clock = crate::ManualClock::new();
+        let stop = Arc::new(AtomicBool::new(false));
+        let policy = RetryPolicy::builder()
+            .clock(StopAfter {
+                clock: clock.clone(),
+                stop: stop.clone(),
+                after,
+            })
+            .build()
+            .unwrap()
+            .stopping_when(stop.clone());
+        (policy, clock, stop)
+    }
+
+    #[test]
+    fn a_stop_asked_during_a_backoff_ends_it_and_the_call_fails_with_its_last_error() {
+        // The first backoff is 1 s or more; the stop comes 200 ms into it.
+        let (policy, clock, _) = stopping(Duration::from_millis(200));
+        let mut attempts = 0;
+        let result: std::result::Result<(), Failure> =
+            policy.run(&crate::Unlimited::new(), Call::safe("identify"), || {
+                attempts += 1;
+                Err(status(503))
+            });
+        assert_eq!(result, Err(status(503)));
+        assert_eq!(attempts, 1, "not retried");
+        assert_eq!(clock.elapsed(), Duration::from_millis(200), "woken at once");
+        assert_eq!(policy.stats().retries, 0);
+    }
+
+    #[test]
+    fn once_a_stop_is_asked_a_429_still_pauses_everyone_but_is_not_retried() {
+        let (policy, clock, stop) = stopping(Duration::MAX);
+        stop.store(true, Ordering::SeqCst);
+        let limiter = crate::Unlimited::new();
+        let mut attempts = 0;
+        let result: std::result::Result<(), Failure> =
+            policy.run(&limiter, Call::safe("identify"), || {
+                attempts += 1;
+                Err(throttled(Some(5 * SECOND)))
+            });
+        assert_eq!(result, Err(throttled(Some(5 * SECOND))));
+        assert_eq!(attempts, 1);
+        assert_eq!(clock.elapsed(), Duration::ZERO);
+        assert_eq!(policy.stats().throttled, 1);
+        assert!(!limiter.try_acquire(), "the workspace is paused");
+        // A policy without the flag retries as ever.
+        let mut answers = vec![Ok(()), Err(status(503))];
+        let plain = RetryPolicy::builder()
+            .clock(crate::ManualClock::new())
+            .build()
+            .unwrap();
+        let result = plain.run(&crate::Unlimited::new(), Call::safe("identify"), || {
+            answers.pop().unwrap()
+        });
+        assert_eq!(result, Ok(()));
     }
 }
