@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator, Faults};
 use cio_ratelimit::{
-    ApiClass, Checkpoint, Client, Credential, DeadLetter, Error, EventId, ImportMode, Importer,
-    Limiter, RateLimit, RetryPolicy, TokenBucket, Unlimited,
+    ApiClass, Checkpoint, Client, Credential, DeadLetter, Error, EventId, ImportFailure,
+    ImportMode, Importer, ImporterBuilder, Limiter, RateLimit, RetryPolicy, TokenBucket, Unlimited,
 };
 use serde_json::json;
 
@@ -873,20 +873,82 @@ fn assert_sample_arrived_once(emu: &Emulator, n: u64) {
     assert_eq!(snapshot.duplicate_events, 0, "no event sent twice");
 }
 
-#[test]
-fn a_stop_handle_stops_cleanly_with_the_checkpoint_stored_and_a_resume_sends_the_rest_once() {
-    let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("stop-handle");
-    let (text, bad) = sample(600);
-    let input = dir.join("input.ndjson");
-    fs::write(&input, &text).unwrap();
-    let importer = |client: Client| {
+/// The stop tests' import: 600 sample lines in a file, imported in single
+/// mode by three workers with a checkpoint.
+struct StoppedImport {
+    dir: PathBuf,
+    input: PathBuf,
+    bad: u64,
+}
+
+impl StoppedImport {
+    fn new(name: &str) -> StoppedImport {
+        let dir = scratch(name);
+        let (text, bad) = sample(600);
+        let input = dir.join("input.ndjson");
+        fs::write(&input, &text).unwrap();
+        StoppedImport { dir, input, bad }
+    }
+
+    fn importer(&self, client: Client) -> ImporterBuilder {
         Importer::builder(client)
             .mode(ImportMode::Single)
             .workers(3)
-            .dead_letter(dir.join("dead.ndjson"))
-            .checkpoint(dir.join("import.checkpoint"))
-    };
+            .dead_letter(self.dir.join("dead.ndjson"))
+            .checkpoint(self.dir.join("import.checkpoint"))
+    }
+
+    /// Runs the import on `client` until `stop` stops it, and checks the
+    /// checkpoint it stored; returns it with the failure.
+    fn stop(
+        &self,
+        emu: &Emulator,
+        client: Client,
+        stop: Arc<AtomicBool>,
+    ) -> (ImportFailure, Checkpoint) {
+        let failure = self
+            .importer(client)
+            .stop_when(stop)
+            .build()
+            .unwrap()
+            .import_file(&self.input)
+            .unwrap_err();
+        assert_eq!(failure.error, Error::Stopped);
+        assert!(!failure.error.is_transient());
+        let checkpoint = Checkpoint::load(&self.dir.join("import.checkpoint")).unwrap();
+        let progress = &failure.summary.progress;
+        assert_eq!(checkpoint.line(), progress.checkpoint_line, "stored");
+        assert!(checkpoint.line() < 600, "{checkpoint:?}");
+        assert_eq!(
+            checkpoint.delivered() + checkpoint.dead_lettered(),
+            checkpoint.line()
+        );
+        (failure, checkpoint)
+    }
+
+    /// Resumes on a healthy server: every identify arrives and every event
+    /// is stored once (by its id), every bad line dead-lettered once.
+    fn resume(&self, emu: &Emulator) {
+        self.importer(client(emu, DEFAULT_API_KEY))
+            .resume(true)
+            .build()
+            .unwrap()
+            .import_file(&self.input)
+            .unwrap();
+        let snapshot = emu.snapshot();
+        assert_eq!(snapshot.people.len(), 300, "every identify");
+        assert_eq!(snapshot.events.len(), 240, "every event, stored once");
+        assert_eq!(
+            dead_letters(&self.dir.join("dead.ndjson")).len() as u64,
+            self.bad
+        );
+    }
+}
+
+#[test]
+fn a_stop_handle_stops_cleanly_with_the_checkpoint_stored_and_a_resume_sends_the_rest_once() {
+    let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
+    let import = StoppedImport::new("stop-handle");
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = OnRequest::new({
         let stop = stop.clone();
@@ -896,52 +958,27 @@ fn a_stop_handle_stops_cleanly_with_the_checkpoint_stored_and_a_resume_sends_the
             }
         }
     });
-    let failure = importer(client_with(&emu, DEFAULT_API_KEY, stopping))
-        .stop_when(stop)
-        .build()
-        .unwrap()
-        .import_file(&input)
-        .unwrap_err();
-    assert_eq!(failure.error, Error::Stopped);
-    assert!(!failure.error.is_transient());
+    let (failure, checkpoint) =
+        import.stop(&emu, client_with(&emu, DEFAULT_API_KEY, stopping), stop);
     let progress = &failure.summary.progress;
     assert!(
         (100..=120).contains(&progress.checkpoint_line),
         "stopped within a few lines of the stop: {progress:?}"
     );
-    let checkpoint = Checkpoint::load(&dir.join("import.checkpoint")).unwrap();
-    assert_eq!(checkpoint.line(), progress.checkpoint_line, "stored");
     let sent = emu.snapshot();
     assert_eq!(
         sent.people.len() as u64 + sent.events.len() as u64,
         checkpoint.delivered(),
         "what was in flight finished and is counted; nothing else was sent"
     );
-
-    importer(client(&emu, DEFAULT_API_KEY))
-        .resume(true)
-        .build()
-        .unwrap()
-        .import_file(&input)
-        .unwrap();
+    import.resume(&emu);
     assert_sample_arrived_once(&emu, 600);
-    assert_eq!(dead_letters(&dir.join("dead.ndjson")).len() as u64, bad);
 }
 
 #[test]
 fn a_stop_during_an_outage_ends_the_retries_instead_of_waiting_for_them() {
     let emu = Arc::new(Emulator::start(Config::default().track_limit(0)).unwrap());
-    let dir = scratch("stop-outage");
-    let (text, bad) = sample(600);
-    let input = dir.join("input.ndjson");
-    fs::write(&input, &text).unwrap();
-    let importer = |client: Client| {
-        Importer::builder(client)
-            .mode(ImportMode::Single)
-            .workers(3)
-            .dead_letter(dir.join("dead.ndjson"))
-            .checkpoint(dir.join("import.checkpoint"))
-    };
+    let import = StoppedImport::new("stop-outage");
     // From request 50 on the server answers 503, and a call that meets one
     // backs off for 3.75 s or more (10 retries: over a minute). The stop
     // comes once the server has answered a 503.
@@ -968,38 +1005,16 @@ fn a_stop_during_an_outage_ends_the_retries_instead_of_waiting_for_them() {
         .build()
         .unwrap();
     let started = Instant::now();
-    let failure = importer(patient)
-        .stop_when(stop)
-        .build()
-        .unwrap()
-        .import_file(&input)
-        .unwrap_err();
+    let (failure, _) = import.stop(&emu, patient, stop);
     let took = started.elapsed();
     watcher.join().unwrap();
-    assert_eq!(failure.error, Error::Stopped, "a stop, not an outage");
     assert!(
         took < Duration::from_millis(3_500),
         "no backoff waited out (the first is 3.75 s at least): {took:?}"
     );
     assert_eq!(failure.summary.progress.retried, 0, "nothing retried");
-    let checkpoint = Checkpoint::load(&dir.join("import.checkpoint")).unwrap();
-    assert!(checkpoint.line() < 600, "{checkpoint:?}");
-    let sent = emu.snapshot();
-    assert_eq!(
-        sent.people.len() as u64 + sent.events.len() as u64,
-        checkpoint.delivered(),
-        "the failed calls' lines are after the checkpoint"
-    );
-
     emu.set_faults(Faults::default());
-    importer(client(&emu, DEFAULT_API_KEY))
-        .resume(true)
-        .build()
-        .unwrap()
-        .import_file(&input)
-        .unwrap();
-    assert_sample_arrived_once(&emu, 600);
-    assert_eq!(dead_letters(&dir.join("dead.ndjson")).len() as u64, bad);
+    import.resume(&emu);
 }
 
 #[test]
