@@ -923,6 +923,11 @@ impl StoppedImport {
             checkpoint.delivered() + checkpoint.dead_lettered(),
             checkpoint.line()
         );
+        let sent = emu.snapshot();
+        assert!(
+            sent.people.len() as u64 + sent.events.len() as u64 >= checkpoint.delivered(),
+            "every line counted delivered arrived"
+        );
         (failure, checkpoint)
     }
 
