@@ -506,20 +506,11 @@ impl RetryPolicy {
                 Err(error) => error,
             };
             let failure = error.failure();
-            let decision = self.decide(failure, call.idempotency, retries, throttles);
-            if self.stop_asked() && decision != Decision::GiveUp {
-                if let Decision::Throttle(wait) = decision {
-                    // Stopping or not, the workspace is throttled.
-                    limiter.throttled(wait);
-                    self.count(RetryStats {
-                        throttled: 1,
-                        ..RetryStats::default()
-                    });
-                }
+            let stopped = |error| {
                 log::info!("{}: {failure}; not retried: a stop was asked", call.name);
-                return Err(error);
-            }
-            match decision {
+                Err(error)
+            };
+            match self.decide(failure, call.idempotency, retries, throttles) {
                 Decision::GiveUp => return Err(error),
                 Decision::Throttle(wait) => {
                     // The workspace is throttled, whether or not this call goes
@@ -529,6 +520,9 @@ impl RetryPolicy {
                         throttled: 1,
                         ..RetryStats::default()
                     });
+                    if self.stop_asked() {
+                        return stopped(error);
+                    }
                     let now = self.clock.now();
                     let since = *throttled_since.get_or_insert(now);
                     if self.throttle_deadline.is_zero()
@@ -548,6 +542,9 @@ impl RetryPolicy {
                     );
                 }
                 Decision::Retry(wait) => {
+                    if self.stop_asked() {
+                        return stopped(error);
+                    }
                     if self
                         .budget
                         .as_ref()
@@ -567,8 +564,7 @@ impl RetryPolicy {
                         self.max_retries
                     );
                     if !self.sleep_unless_stopped(wait) {
-                        log::info!("{}: {failure}; not retried: a stop was asked", call.name);
-                        return Err(error);
+                        return stopped(error);
                     }
                     // Counted once it is certain to be made.
                     self.count(RetryStats {
