@@ -18,7 +18,12 @@ use std::time::{Duration, Instant};
 use cio_ratelimit::{Dispatcher, Unlimited};
 
 const JOBS: u64 = 1_000_000;
-const ROUNDS: usize = 10;
+/// Rounds (pairs) per mode. A fire-and-forget pair takes a fifth of a
+/// second and its ratio swings with the machine's other load, so it gets
+/// three times the pairs: the median of more pairs moves less.
+const FIRE_ROUNDS: usize = 30;
+/// A ticket pair takes seconds and swings less.
+const TICKET_ROUNDS: usize = 10;
 const WORKERS: usize = 4;
 const CAPACITY: usize = 1_000;
 
@@ -128,24 +133,24 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 fn main() {
     println!(
-        "no-op jobs, {WORKERS} workers, queue {CAPACITY}, {JOBS} jobs, {ROUNDS} rounds; \
-         medians, and the median of each round's ratio"
+        "no-op jobs, {WORKERS} workers, queue {CAPACITY}, {JOBS} jobs, {FIRE_ROUNDS} rounds \
+         (tickets: {TICKET_ROUNDS}); medians, and the median of each round's ratio"
     );
     println!(
         "  mode                    Dispatcher ns/job  plain pool ns/job  ratio (goal <= 1.3)  \
          CPU ns/job: Dispatcher  plain  ratio"
     );
     let only = std::env::args().nth(1);
-    for (label, mode, with_results) in [
-        ("fire and forget", "fire", false),
-        ("with a ticket per job", "ticket", true),
+    for (label, mode, with_results, rounds) in [
+        ("fire and forget", "fire", false, FIRE_ROUNDS),
+        ("with a ticket per job", "ticket", true, TICKET_ROUNDS),
     ] {
         if only.as_deref().is_some_and(|only| only != mode) {
             continue;
         }
         let (mut ours, mut plain, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         let (mut our_cpu, mut plain_cpu) = (Some(Duration::ZERO), Some(Duration::ZERO));
-        for round in 0..ROUNDS {
+        for round in 0..rounds {
             // Pairs, in alternating order: whichever pool runs second in a pair
             // finds the caches and the CPU's clock warmed by the first, and
             // drift on a shared machine hits both sides of a pair alike.
@@ -166,7 +171,7 @@ fn main() {
         let (ours, plain) = (median(ours), median(plain));
         print!("  {label:<22}  {ours:>17.0}  {plain:>17.0}  {ratio:>19.2}");
         if let (Some(our_cpu), Some(plain_cpu)) = (our_cpu, plain_cpu) {
-            let per_job = |cpu: Duration| cpu.as_nanos() as f64 / (JOBS * ROUNDS as u64) as f64;
+            let per_job = |cpu: Duration| cpu.as_nanos() as f64 / (JOBS * rounds as u64) as f64;
             let (our_cpu, plain_cpu) = (per_job(our_cpu), per_job(plain_cpu));
             let cpu_ratio = our_cpu / plain_cpu;
             print!("  {our_cpu:>22.0}  {plain_cpu:>5.0}  {cpu_ratio:>5.2}");
