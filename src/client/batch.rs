@@ -138,6 +138,16 @@ impl BatchPacker {
         Ok(full)
     }
 
+    /// Whether `operation` may go in a batch at all.
+    pub(crate) fn check(&self, operation: &Operation) -> Result<(), Invalid> {
+        self.packer.check(operation.as_bytes().len())
+    }
+
+    /// Whether `operation` fits beside what is packed (the first always does).
+    pub(crate) fn fits(&self, operation: &Operation) -> bool {
+        self.packer.fits(operation.as_bytes().len())
+    }
+
     /// Operations packed but not yet handed out.
     pub fn pending(&self) -> usize {
         self.packer.pending()

@@ -85,16 +85,11 @@ impl BatchBodyPacker {
     /// [`Invalid::ItemTooLarge`] if `item` alone is over the item limit;
     /// nothing is added.
     pub(crate) fn push(&mut self, item: &[u8]) -> Result<Option<BatchBody>, Invalid> {
-        if item.len() > self.max_item_bytes {
-            return Err(Invalid::ItemTooLarge(item.len()));
-        }
-        validate::item_size(item.len())?;
-        let full = if !self.starts.is_empty()
-            && self.body.len() + 1 + item.len() + CLOSE.len() > self.max_batch_bytes
-        {
-            self.finish()
-        } else {
+        self.check(item.len())?;
+        let full = if self.fits(item.len()) {
             None
+        } else {
+            self.finish()
         };
         if self.starts.is_empty() {
             self.body.extend_from_slice(OPEN);
@@ -104,6 +99,24 @@ impl BatchBodyPacker {
         self.starts.push(self.body.len());
         self.body.extend_from_slice(item);
         Ok(full)
+    }
+
+    /// Whether an item of `len` bytes may go in a batch at all.
+    ///
+    /// # Errors
+    ///
+    /// [`Invalid::ItemTooLarge`] if it is over the item limit.
+    pub(crate) fn check(&self, len: usize) -> Result<(), Invalid> {
+        if len > self.max_item_bytes {
+            return Err(Invalid::ItemTooLarge(len));
+        }
+        validate::item_size(len)
+    }
+
+    /// Whether an item of `len` bytes fits beside what is packed (the first
+    /// item always does).
+    pub(crate) fn fits(&self, len: usize) -> bool {
+        self.starts.is_empty() || self.body.len() + 1 + len + CLOSE.len() <= self.max_batch_bytes
     }
 
     /// Items packed but not yet handed out.

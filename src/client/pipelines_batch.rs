@@ -101,6 +101,16 @@ impl PipelinesBatchPacker {
         Ok(full.map(|body| PipelinesBatch { body }))
     }
 
+    /// Whether `call` may go in a batch at all.
+    pub(crate) fn check(&self, call: &PipelinesCall) -> Result<(), Invalid> {
+        self.packer.check(call.checked_bytes()?.len())
+    }
+
+    /// Whether `call` fits beside what is packed (the first always does).
+    pub(crate) fn fits(&self, call: &PipelinesCall) -> bool {
+        self.packer.fits(call.to_bytes().len())
+    }
+
     /// Calls packed but not yet handed out.
     pub fn pending(&self) -> usize {
         self.packer.pending()

@@ -385,6 +385,14 @@ impl PipelinesCall {
             .unwrap_or_default()
     }
 
+    /// The person an alias renames: its `previousId`, if any.
+    pub(crate) fn previous_id(&self) -> Option<&str> {
+        self.body
+            .get("previousId")
+            .and_then(Value::as_str)
+            .filter(|previous| !previous.is_empty())
+    }
+
     /// The call as JSON.
     pub fn to_json(&self) -> Value {
         Value::Object(self.body.clone())

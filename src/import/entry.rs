@@ -53,6 +53,25 @@ impl Entry {
         }
     }
 
+    /// A second person the entry writes to: a merge's `secondary` (whom
+    /// it removes), an alias's `previousId` (whom it renames). Their earlier
+    /// writes must land before it, and their later ones after it.
+    pub(crate) fn second_person(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Entry::Track(operation) => {
+                let body = operation.as_json();
+                match (
+                    body.get("type").and_then(Value::as_str),
+                    body.get("action").and_then(Value::as_str),
+                ) {
+                    (Some("person"), Some("merge")) => body.get("secondary").and_then(identifier),
+                    _ => None,
+                }
+            }
+            Entry::Pipelines(call) => call.previous_id().map(Cow::Borrowed),
+        }
+    }
+
     /// The request that sends this entry alone.
     pub(crate) fn into_call(self) -> ClientCall {
         match self {
@@ -62,20 +81,25 @@ impl Entry {
     }
 }
 
+/// An identifier as a key: a string as written, a number as its digits.
+fn text(value: &Value) -> Option<Cow<'_, str>> {
+    match value {
+        Value::String(text) => Some(Cow::Borrowed(text)),
+        Value::Number(number) => Some(Cow::Owned(number.to_string())),
+        _ => None,
+    }
+}
+
+/// The person an `identifiers` object names: its `id`, else `email`, else `cio_id`.
+fn identifier(identifiers: &Value) -> Option<Cow<'_, str>> {
+    ["id", "email", "cio_id"]
+        .iter()
+        .find_map(|key| identifiers.get(key).and_then(text))
+}
+
 /// The person (or object) a Track v2 operation names; see [`Entry::person`].
 fn track_person(body: &Map<String, Value>) -> Option<Cow<'_, str>> {
-    fn text(value: &Value) -> Option<Cow<'_, str>> {
-        match value {
-            Value::String(text) => Some(Cow::Borrowed(text)),
-            Value::Number(number) => Some(Cow::Owned(number.to_string())),
-            _ => None,
-        }
-    }
-    fn person(identifiers: &Value) -> Option<Cow<'_, str>> {
-        ["id", "email", "cio_id"]
-            .iter()
-            .find_map(|key| identifiers.get(key).and_then(text))
-    }
+    let person = identifier;
     match (
         body.get("type").and_then(Value::as_str),
         body.get("action").and_then(Value::as_str),
@@ -148,11 +172,103 @@ impl Packer {
         }
     }
 
+    /// Whether `entry` may go in a batch at all, without adding it.
+    ///
+    /// # Errors
+    ///
+    /// Why the entry cannot go in any batch (too large, malformed).
+    pub(crate) fn check(&self, entry: &Entry) -> Result<(), Invalid> {
+        match (self, entry) {
+            (Packer::Track(packer), Entry::Track(operation)) => packer.check(operation),
+            (Packer::Pipelines(packer), Entry::Pipelines(call)) => packer.check(call),
+            _ => unreachable!("an import reads entries for one API only"),
+        }
+    }
+
+    /// Adds `entry`, [checked](Packer::check) before, if it fits beside what
+    /// is packed (the first always does); `false`, adding nothing, if not.
+    pub(crate) fn add_if_it_fits(&mut self, entry: &Entry) -> bool {
+        let fits = match (&*self, entry) {
+            (Packer::Track(packer), Entry::Track(operation)) => packer.fits(operation),
+            (Packer::Pipelines(packer), Entry::Pipelines(call)) => packer.fits(call),
+            _ => unreachable!("an import reads entries for one API only"),
+        };
+        if fits {
+            let full = self
+                .push(entry)
+                .expect("the entry was checked when it was read");
+            debug_assert!(full.is_none(), "it fitted");
+        }
+        fits
+    }
+
     /// Hands out what is packed, if anything.
     pub(crate) fn finish(&mut self) -> Option<ClientCall> {
         match self {
             Packer::Track(packer) => packer.finish().map(ClientCall::Batch),
             Packer::Pipelines(packer) => packer.finish().map(ClientCall::PipelinesBatch),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn track(value: serde_json::Value) -> Entry {
+        Entry::Track(Operation::from_json(value).unwrap())
+    }
+
+    #[test]
+    fn entries_name_the_person_they_write_to() {
+        let person = |entry: Entry| entry.person().map(|key| key.into_owned());
+        let identify = |identifiers| {
+            track(json!({"type": "person", "action": "identify", "identifiers": identifiers}))
+        };
+        assert_eq!(person(identify(json!({"id": "42"}))).as_deref(), Some("42"));
+        assert_eq!(
+            person(identify(json!({"id": 42}))).as_deref(),
+            Some("42"),
+            "a number as its digits"
+        );
+        assert_eq!(
+            person(identify(json!({"email": "a@example.com", "id": "7"}))).as_deref(),
+            Some("7"),
+            "the id before the email"
+        );
+        assert_eq!(
+            person(identify(json!({"cio_id": "c1"}))).as_deref(),
+            Some("c1")
+        );
+        let merge = track(json!({"type": "person", "action": "merge",
+            "primary": {"email": "p@example.com"}, "secondary": {"id": "s"}}));
+        assert_eq!(person(merge).as_deref(), Some("p@example.com"));
+        let anonymous = track(json!({"type": "person", "action": "event", "name": "seen",
+            "anonymous_id": "anon-1"}));
+        assert_eq!(person(anonymous).as_deref(), Some("anon-1"));
+        let object = track(json!({"type": "object", "action": "identify",
+            "identifiers": {"object_type_id": "1", "object_id": "acme"}}));
+        assert_eq!(person(object).as_deref(), Some("object 1 acme"));
+        let delivery = track(
+            json!({"type": "delivery", "action": "event", "name": "opened",
+            "identifiers": {"id": "d1"}}),
+        );
+        assert_eq!(person(delivery), None);
+        let call = |value| Entry::Pipelines(PipelinesCall::from_json(value).unwrap());
+        assert_eq!(
+            person(call(
+                json!({"type": "track", "event": "x", "userId": "u", "anonymousId": "a"})
+            ))
+            .as_deref(),
+            Some("u")
+        );
+        assert_eq!(
+            person(call(
+                json!({"type": "track", "event": "x", "anonymousId": "a"})
+            ))
+            .as_deref(),
+            Some("a")
+        );
     }
 }

@@ -45,13 +45,12 @@ const DEFAULT_DEAD_LETTER: &str = "cio-import.dead-letter.ndjson";
 ///   failures that outlast the retries stop it with the checkpoint intact —
 ///   they never turn good lines into dead letters.
 /// - Writes to one person reach Customer.io in input order, whatever the
-///   workers, batches, retries and resumes: lines are spread over one lane
-///   per worker by the person they name, and each lane has one request in
-///   flight at a time (see "Per-person order" below).
+///   workers, batches, retries and resumes, and a slow answer holds back
+///   only the people it names (see "Per-person order" below).
 /// - The checkpoint advances only over lines that are all done (the line
-///   before the first one still in flight or packed in any lane), so a
-///   resume after a crash (even `kill -9`) loses nothing and repeats only
-///   what was in flight.
+///   before the first one still waiting or in flight), so a resume after a
+///   crash (even `kill -9`) loses nothing; it repeats what was in flight,
+///   and what was delivered after the first line still open.
 /// - In batch mode, what is packed goes out once the input has been quiet
 ///   for a second, so `tail -f log | cio-ratelimit import -` delivers each
 ///   line within about a second.
@@ -86,12 +85,24 @@ const DEFAULT_DEAD_LETTER: &str = "cio-import.dead-letter.ndjson";
 ///
 /// An operation's person is its `identifiers` (`id`, else `email`, else
 /// `cio_id`), a merge's `primary`, an anonymous event's `anonymous_id`; an
-/// object's type and id count as a person too. Operations naming the same
-/// one go through the same lane, and a lane sends its next request only
-/// once the one before is answered, retries included: an identify is never
-/// overtaken by the next line's identify, nor a delete by the identify
-/// before it. Lanes are [`workers`](ImporterBuilder::workers) in number, and
-/// keep the rate up as long as the input names many people.
+/// object's type and id count as a person too; a Pipelines call's `userId`,
+/// else `anonymousId`. A merge also names its `secondary`, and an alias its
+/// `previousId`: such a line waits for both people, and holds both.
+///
+/// A line waits only while an earlier line naming the same person is
+/// unsettled: in a request not yet answered (retries and backoffs
+/// included), or waiting itself. Lines naming no one never wait. Up to
+/// [`workers`](ImporterBuilder::workers) requests are in flight at once,
+/// each carrying any ready lines, oldest first (a person's consecutive
+/// lines may share one, in order): an identify is never overtaken by the
+/// next line's identify, nor a delete by the identify before it, and one
+/// slow answer or one person's 503s delay that person alone.
+///
+/// Meanwhile the reader goes on, into a bounded window: at most
+/// 8,000,000 lines past the checkpoint (a byte each), of which at most
+/// 16 MiB of line text waits to be sent (about four times that in memory,
+/// parsed). That is ~30 s of one stuck request at 50 requests/s in batch
+/// mode with 150-byte lines; past it, the reader waits for the answers.
 ///
 /// The limit: a person is matched by the identifier as written. One person
 /// named by id on one line and by email on another gives two keys, and
@@ -425,8 +436,8 @@ impl ImporterBuilder {
 
     /// Stops the import cleanly once `stop` is set (by a signal handler,
     /// say): no further line is taken; the lines already taken are sent
-    /// (what the workers' batches hold: at most two requests per worker)
-    /// and every request's attempt under way finishes, bounded by the
+    /// (a line waiting for an earlier line of its person goes once that one
+    /// is answered) and every request's attempt under way finishes, bounded by the
     /// client's timeout. Nothing is retried once the stop is asked, and a
     /// backoff under way ends: a request that fails leaves its lines after
     /// the checkpoint. The checkpoint is stored, and the import returns an

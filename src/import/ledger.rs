@@ -1,14 +1,18 @@
-//! The acknowledgement ledger: which lines each request carries, and a
+//! The acknowledgement ledger: what became of each line read, and a
 //! checkpoint that advances only over lines that are all done.
 //!
-//! The requests of different lanes carry interleaved lines (one lane's
-//! batch lines 1, 4 and 9, another's 2, 3 and 5) and are answered in any
-//! order. A line is settled (counted, its dead letter written) only once
-//! every line before it is done, so the checkpoint is the line before the
-//! first one still open: waiting in a lane's packer, in a request not yet
-//! answered, or not yet read. A resume never skips an unacknowledged line.
+//! Requests carry lines in any order (a person's late line goes out once
+//! their earlier request is answered, after other people's later lines) and
+//! are answered in any order. A line is settled (counted, its dead letter
+//! written) only once every line before it is done, so the checkpoint is the
+//! line before the first one still open: waiting in the order window, in a
+//! request not yet answered, or not yet read. A resume never skips an
+//! unacknowledged line.
+//!
+//! Memory: a byte per line between the checkpoint and the last line read,
+//! the digest of each line still open, and the dead letters not yet settled.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +24,7 @@ use crate::import::content_digest::ContentDigest;
 use crate::import::dead_letter::{DeadLetter, DeadLetters};
 use crate::limit::clock::Clock;
 
-/// An item of a chunk's request that the server rejected.
+/// An item of a request that the server rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Rejected {
     /// Its position in the request.
@@ -30,32 +34,17 @@ pub(crate) struct Rejected {
     pub(crate) original: String,
 }
 
-/// A chunk's place in the ledger: chunks are numbered in the order they
-/// open, which is the order of their first lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct ChunkId(u64);
-
-/// The lines that travel in one request, in input order.
-#[derive(Debug)]
-struct Chunk {
-    /// The line of each item of the request.
-    lines: Vec<u64>,
-    /// The input's digest through the line before its first.
-    digest_before: ContentDigest,
-    /// How many of `lines` are settled.
-    settled: usize,
-    state: State,
-}
-
-#[derive(Debug)]
-enum State {
-    /// Being packed, or sent and not answered.
+/// What became of a line past the checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// To be sent, or sent and not answered.
     Open,
-    /// Answered: the rejected items in request order, and how many of them
-    /// are settled.
-    Acknowledged(Vec<Rejected>, usize),
-    /// Never to be answered: the checkpoint stays before its first line.
-    Failed,
+    /// Acknowledged by the server.
+    Delivered,
+    /// Its dead letter waits in `Ledger::letters`.
+    Dead,
+    /// Nothing to send (blank).
+    Passed,
 }
 
 /// Where an import's checkpoint goes, and what an earlier run counted.
@@ -68,22 +57,25 @@ pub(crate) struct CheckpointFile {
     pub(crate) before: (u64, u64),
 }
 
-/// Lines in input order, each read line given to a chunk (a request),
-/// dead-lettered, or passed; chunks are acknowledged in any order, and every
-/// line before the first line of the first chunk still open is settled
-/// (delivered or dead-lettered) and the checkpoint moves over it. A failed
-/// chunk holds the checkpoint before it for good.
+/// Lines in input order, each read line opened (to be sent), dead-lettered
+/// or passed; sent lines are acknowledged in any order, and every line
+/// before the first line still open is settled (delivered or
+/// dead-lettered) and the checkpoint moves over it. A line whose request
+/// failed stays open: the checkpoint stays before it for good.
 ///
 /// The dead letters of settled lines are written in line order, and reach
 /// the disk before any checkpoint that passes them.
 pub(crate) struct Ledger {
-    /// Chunks not yet settled in full, in the order they opened.
-    chunks: VecDeque<Chunk>,
-    /// The id of `chunks[0]`.
-    first: u64,
-    /// Bad lines found while reading, not yet settled, in line order.
-    bad: VecDeque<DeadLetter>,
-    bad_bytes: usize,
+    /// What became of each line after `line`, through `read`.
+    slots: VecDeque<Slot>,
+    /// Lines opened, in line order, each with the input's digest through the
+    /// line before it; lines since closed are dropped lazily.
+    opened: VecDeque<(u64, ContentDigest)>,
+    /// How many of `opened` are still open.
+    open: usize,
+    /// Dead letters not yet settled, by line.
+    letters: BTreeMap<u64, DeadLetter>,
+    letter_bytes: usize,
     /// The last line read.
     read: u64,
     /// The input's digest through `read`.
@@ -114,10 +106,11 @@ impl Ledger {
         checkpoint_every: Duration,
     ) -> Ledger {
         Ledger {
-            chunks: VecDeque::new(),
-            first: 0,
-            bad: VecDeque::new(),
-            bad_bytes: 0,
+            slots: VecDeque::new(),
+            opened: VecDeque::new(),
+            open: 0,
+            letters: BTreeMap::new(),
+            letter_bytes: 0,
             read: line,
             read_digest: digest,
             dead_letters,
@@ -133,35 +126,21 @@ impl Ledger {
         }
     }
 
-    /// Opens the chunk of a new request, with `line` its first item.
+    /// `line` is to be sent: it stays open until a request carrying it is
+    /// [acknowledged](Ledger::acknowledge).
     ///
     /// Each line comes with the input's digest through it, for the
-    /// checkpoint: here, and in [`add`](Ledger::add), [`pass`](Ledger::pass)
-    /// and [`dead`](Ledger::dead).
-    pub(crate) fn open(&mut self, line: u64, digest: ContentDigest) -> ChunkId {
-        let digest_before = self.read_digest;
-        self.read(line, digest);
-        let id = ChunkId(self.first + self.chunks.len() as u64);
-        self.chunks.push_back(Chunk {
-            lines: vec![line],
-            digest_before,
-            settled: 0,
-            state: State::Open,
-        });
-        id
-    }
-
-    /// `line` is the next item of chunk `id`'s request, still being packed.
-    pub(crate) fn add(&mut self, id: ChunkId, line: u64, digest: ContentDigest) {
-        self.read(line, digest);
-        if let Some(chunk) = self.chunk(id) {
-            chunk.lines.push(line);
-        }
+    /// checkpoint: here, and in [`pass`](Ledger::pass) and
+    /// [`dead`](Ledger::dead).
+    pub(crate) fn open(&mut self, line: u64, digest: ContentDigest) {
+        self.opened.push_back((line, self.read_digest));
+        self.open += 1;
+        self.read(line, digest, Slot::Open);
     }
 
     /// `line` needs nothing sent (blank, or done by an earlier run).
     pub(crate) fn pass(&mut self, line: u64, digest: ContentDigest) -> Result<()> {
-        self.read(line, digest);
+        self.read(line, digest, Slot::Passed);
         self.settle()
     }
 
@@ -173,96 +152,110 @@ impl Ledger {
         reason: String,
         original: &[u8],
     ) -> Result<()> {
-        self.read(line, digest);
-        let letter = DeadLetter::new(line, reason, original);
-        self.bad_bytes += size(&letter);
-        self.bad.push_back(letter);
+        self.read(line, digest, Slot::Dead);
+        self.hold(DeadLetter::new(line, reason, original));
         self.settle()
     }
 
     /// Bytes of dead letters held until the lines before them are done.
     pub(crate) fn held_dead_bytes(&self) -> usize {
-        self.bad_bytes
+        self.letter_bytes
     }
 
-    fn read(&mut self, line: u64, digest: ContentDigest) {
+    /// Lines read past the checkpoint: settled or not, each costs a byte
+    /// here until every line before it is done.
+    pub(crate) fn unsettled(&self) -> u64 {
+        self.read - self.line
+    }
+
+    fn read(&mut self, line: u64, digest: ContentDigest, slot: Slot) {
         debug_assert!(line > self.read, "lines come in input order");
+        // Numbers the reader skipped need nothing.
+        let skipped = line.saturating_sub(self.read + 1);
+        self.slots
+            .extend(std::iter::repeat_n(Slot::Passed, skipped as usize));
+        self.slots.push_back(slot);
         self.read = line;
         self.read_digest = digest;
     }
 
-    /// The server answered chunk `id`'s request, rejecting `rejected`.
-    pub(crate) fn acknowledge(&mut self, id: ChunkId, mut rejected: Vec<Rejected>) -> Result<()> {
+    fn hold(&mut self, letter: DeadLetter) {
+        self.letter_bytes += size(&letter);
+        self.letters.insert(letter.line, letter);
+    }
+
+    fn slot(&mut self, line: u64) -> Option<&mut Slot> {
+        let index = line.checked_sub(self.line + 1)?;
+        self.slots.get_mut(usize::try_from(index).ok()?)
+    }
+
+    /// The server answered the request carrying `lines` (in request order),
+    /// rejecting `rejected`.
+    pub(crate) fn acknowledge(&mut self, lines: &[u64], mut rejected: Vec<Rejected>) -> Result<()> {
         rejected.sort_by_key(|item| item.index);
-        if let Some(chunk) = self.chunk(id) {
-            chunk.state = State::Acknowledged(rejected, 0);
+        let mut rejected = rejected.into_iter().peekable();
+        for (index, &line) in lines.iter().enumerate() {
+            // The client names each rejected item once, within the request.
+            while rejected.next_if(|item| item.index < index).is_some() {}
+            let letter = rejected
+                .next_if(|item| item.index == index)
+                .map(|item| DeadLetter::new(line, item.reason, item.original.as_bytes()));
+            let Some(slot) = self.slot(line).filter(|slot| **slot == Slot::Open) else {
+                debug_assert!(false, "line {line} acknowledged twice");
+                continue;
+            };
+            *slot = if letter.is_some() {
+                Slot::Dead
+            } else {
+                Slot::Delivered
+            };
+            self.open -= 1;
+            if let Some(letter) = letter {
+                self.hold(letter);
+            }
         }
+        self.forget_closed();
         self.settle()
     }
 
-    /// Chunk `id`'s request failed: neither its lines nor any after its
-    /// first will be settled, so the checkpoint stays before them.
-    pub(crate) fn fail(&mut self, id: ChunkId) {
-        if let Some(chunk) = self.chunk(id) {
-            chunk.state = State::Failed;
+    /// Drops closed lines from `opened`: from its front at once, and from
+    /// anywhere once they are most of it, so it stays the size of what is open.
+    fn forget_closed(&mut self) {
+        while let Some(&(line, _)) = self.opened.front() {
+            if self.slot(line).is_some_and(|slot| *slot == Slot::Open) {
+                break;
+            }
+            self.opened.pop_front();
         }
-    }
-
-    fn chunk(&mut self, id: ChunkId) -> Option<&mut Chunk> {
-        let index = id.0.checked_sub(self.first)?;
-        self.chunks.get_mut(usize::try_from(index).ok()?)
+        if self.opened.len() > 2 * self.open + 64 {
+            let (base, slots) = (self.line + 1, &self.slots);
+            self.opened
+                .retain(|&(line, _)| slots[(line - base) as usize] == Slot::Open);
+        }
     }
 
     /// Settles every line before the first one still open, in line order.
     fn settle(&mut self) -> Result<()> {
-        let open = self
-            .chunks
-            .iter()
-            .find(|chunk| !matches!(chunk.state, State::Acknowledged(..)));
-        let (through, digest) = open.map_or((self.read, self.read_digest), |chunk| {
-            (chunk.lines[0] - 1, chunk.digest_before)
-        });
+        let (through, digest) = match self.opened.front() {
+            Some(&(first_open, digest_before)) => (first_open - 1, digest_before),
+            None => (self.read, self.read_digest),
+        };
         if through <= self.line {
             return Ok(());
         }
         let mut letters = Vec::new();
-        while self
-            .bad
-            .front()
-            .is_some_and(|letter| letter.line <= through)
-        {
-            let letter = self.bad.pop_front().expect("the front exists");
-            self.bad_bytes -= size(&letter);
-            letters.push(letter);
-        }
-        for chunk in &mut self.chunks {
-            let State::Acknowledged(rejected, next) = &mut chunk.state else {
-                break;
-            };
-            while let Some(&line) = chunk.lines.get(chunk.settled).filter(|&&l| l <= through) {
-                let index = chunk.settled;
-                // The client names each rejected item once, within the request.
-                while rejected.get(*next).is_some_and(|item| item.index < index) {
-                    *next += 1;
+        for line in self.line + 1..=through {
+            match self.slots.pop_front().expect("a slot per line read") {
+                Slot::Delivered => self.delivered += 1,
+                Slot::Dead => {
+                    let letter = self.letters.remove(&line).expect("a dead line's letter");
+                    self.letter_bytes -= size(&letter);
+                    letters.push(letter);
                 }
-                match rejected.get_mut(*next).filter(|item| item.index == index) {
-                    Some(item) => {
-                        let reason = std::mem::take(&mut item.reason);
-                        letters.push(DeadLetter::new(line, reason, item.original.as_bytes()));
-                        *next += 1;
-                    }
-                    None => self.delivered += 1,
-                }
-                chunk.settled += 1;
+                Slot::Passed => {}
+                Slot::Open => unreachable!("line {line} is open, before the first open line"),
             }
         }
-        while self.chunks.front().is_some_and(|chunk| {
-            matches!(chunk.state, State::Acknowledged(..)) && chunk.settled == chunk.lines.len()
-        }) {
-            self.chunks.pop_front();
-            self.first += 1;
-        }
-        letters.sort_by_key(|letter| letter.line);
         for letter in &letters {
             self.dead_letters.write(letter)?;
         }
@@ -362,19 +355,17 @@ pub(crate) mod tests {
         )
     }
 
-    /// Chunk ids, for tests of the chunks' owners.
-    pub(crate) fn chunk_ids() -> impl Iterator<Item = ChunkId> {
-        (0..).map(ChunkId)
+    /// Opens `lines`, read one after the other: a request carrying them.
+    fn items(ledger: &mut Ledger, lines: impl IntoIterator<Item = u64>) -> Vec<u64> {
+        let lines: Vec<u64> = lines.into_iter().collect();
+        for &line in &lines {
+            ledger.open(line, ContentDigest::default());
+        }
+        lines
     }
 
-    /// A chunk of the items on `lines`, read one after the other.
-    fn items(ledger: &mut Ledger, lines: impl IntoIterator<Item = u64>) -> ChunkId {
-        let mut lines = lines.into_iter();
-        let id = ledger.open(lines.next().unwrap(), ContentDigest::default());
-        for line in lines {
-            ledger.add(id, line, ContentDigest::default());
-        }
-        id
+    fn open(ledger: &mut Ledger, line: u64) -> Vec<u64> {
+        items(ledger, [line])
     }
 
     fn rejected(index: usize) -> Rejected {
@@ -410,39 +401,37 @@ pub(crate) mod tests {
         let first = items(&mut ledger, 1..=3);
         let second = items(&mut ledger, 4..=6);
         let third = items(&mut ledger, 7..=9);
-        ledger.acknowledge(third, Vec::new()).unwrap();
-        ledger.acknowledge(second, Vec::new()).unwrap();
+        ledger.acknowledge(&third, Vec::new()).unwrap();
+        ledger.acknowledge(&second, Vec::new()).unwrap();
         assert_eq!((ledger.line(), ledger.delivered()), (0, 0), "1-3 still out");
-        ledger.acknowledge(first, Vec::new()).unwrap();
+        assert_eq!(ledger.unsettled(), 9);
+        ledger.acknowledge(&first, Vec::new()).unwrap();
         assert_eq!((ledger.line(), ledger.delivered()), (9, 9));
+        assert_eq!(ledger.unsettled(), 0);
     }
 
     #[test]
-    fn interleaved_lanes_settle_only_lines_before_the_first_one_still_open() {
-        let dir = scratch("lanes");
+    fn requests_carrying_interleaved_lines_settle_only_lines_before_the_first_one_still_open() {
+        let dir = scratch("interleaved");
         let clock = ManualClock::new();
         let mut ledger = ledger(&dir, &clock);
-        // Lane 0 packs lines 1, then 4; lane 1 packs 2, 3 and 5.
-        let first = ledger.open(1, ContentDigest::default());
-        let second = ledger.open(2, ContentDigest::default());
-        ledger.add(second, 3, ContentDigest::default());
-        ledger.acknowledge(first, Vec::new()).unwrap();
-        assert_eq!((ledger.line(), ledger.delivered()), (1, 1));
-        let third = ledger.open(4, ContentDigest::default());
-        ledger.add(second, 5, ContentDigest::default());
-        ledger.acknowledge(second, vec![rejected(2)]).unwrap();
-        assert_eq!(
-            (ledger.line(), ledger.delivered(), ledger.dead_lettered()),
-            (3, 3, 0),
-            "line 4 is in lane 0's packer: line 5 waits for it"
-        );
+        items(&mut ledger, 1..=5);
+        // One request carries lines 1, then (a person's later line) 4;
+        // another 2, 3 and 5.
+        ledger.acknowledge(&[2, 3, 5], vec![rejected(2)]).unwrap();
+        assert_eq!((ledger.line(), ledger.delivered()), (0, 0), "line 1 is out");
         ledger
             .dead(6, ContentDigest::default(), "invalid JSON".into(), b"{")
             .unwrap();
         ledger.pass(7, ContentDigest::default()).unwrap();
+        ledger.acknowledge(&[1], Vec::new()).unwrap();
         ledger.store_checkpoint().unwrap();
         assert_eq!(stored(&dir), Some(3), "a resume would send line 4 again");
-        ledger.acknowledge(third, vec![rejected(0)]).unwrap();
+        assert_eq!(
+            (ledger.line(), ledger.delivered(), ledger.dead_lettered()),
+            (3, 3, 0)
+        );
+        ledger.acknowledge(&[4], vec![rejected(0)]).unwrap();
         ledger.store_checkpoint().unwrap();
         assert_eq!(
             (ledger.line(), ledger.delivered(), ledger.dead_lettered()),
@@ -455,18 +444,18 @@ pub(crate) mod tests {
                 (5, "rejected item 2".to_string()),
                 (6, "invalid JSON".to_string())
             ],
-            "dead letters in line order, whichever lane answered first"
+            "dead letters in line order, whichever request was answered first"
         );
         assert_eq!(stored(&dir), Some(7));
     }
 
     #[test]
-    fn lines_in_a_packer_not_yet_sent_hold_the_checkpoint() {
-        let dir = scratch("packer");
+    fn lines_not_yet_sent_hold_the_checkpoint() {
+        let dir = scratch("unsent");
         let clock = ManualClock::new();
         let mut ledger = ledger(&dir, &clock);
         ledger.pass(1, ContentDigest::default()).unwrap();
-        let packing = ledger.open(2, ContentDigest::default());
+        let waiting = open(&mut ledger, 2);
         ledger.pass(3, ContentDigest::default()).unwrap();
         ledger
             .dead(4, ContentDigest::default(), "bad".into(), b"x")
@@ -478,7 +467,7 @@ pub(crate) mod tests {
             "line 4's letter waits for line 2"
         );
         assert!(dead_lines(&dir).is_empty());
-        ledger.acknowledge(packing, Vec::new()).unwrap();
+        ledger.acknowledge(&waiting, Vec::new()).unwrap();
         assert_eq!((ledger.line(), ledger.held_dead_bytes()), (4, 0));
     }
 
@@ -487,15 +476,15 @@ pub(crate) mod tests {
         let dir = scratch("rejected");
         let clock = ManualClock::new();
         let mut ledger = ledger(&dir, &clock);
-        let id = ledger.open(1, ContentDigest::default());
+        ledger.open(1, ContentDigest::default());
         ledger
             .dead(2, ContentDigest::default(), "invalid JSON".into(), b"{")
             .unwrap();
-        ledger.add(id, 3, ContentDigest::default());
+        ledger.open(3, ContentDigest::default());
         ledger.pass(4, ContentDigest::default()).unwrap();
-        ledger.add(id, 5, ContentDigest::default());
+        ledger.open(5, ContentDigest::default());
         ledger
-            .acknowledge(id, vec![rejected(2), rejected(0)])
+            .acknowledge(&[1, 3, 5], vec![rejected(2), rejected(0)])
             .unwrap();
         ledger.store_checkpoint().unwrap();
         assert_eq!(
@@ -517,43 +506,59 @@ pub(crate) mod tests {
         let dir = scratch("index");
         let clock = ManualClock::new();
         let mut ledger = ledger(&dir, &clock);
-        let id = items(&mut ledger, [1, 2]);
-        ledger.acknowledge(id, vec![rejected(2)]).unwrap();
-        assert_eq!((ledger.delivered(), ledger.dead_lettered()), (2, 0));
+        let lines = items(&mut ledger, [1, 2]);
+        ledger
+            .acknowledge(&lines, vec![rejected(2), rejected(0), rejected(0)])
+            .unwrap();
+        assert_eq!((ledger.delivered(), ledger.dead_lettered()), (1, 1));
     }
 
     #[test]
-    fn a_failed_chunk_holds_the_checkpoint_before_it_for_good() {
+    fn an_unanswered_line_holds_the_checkpoint_before_it_for_good() {
         let dir = scratch("failed");
         let clock = ManualClock::new();
         let mut ledger = ledger(&dir, &clock);
-        let first = ledger.open(1, ContentDigest::default());
-        let second = ledger.open(2, ContentDigest::default());
-        let third = ledger.open(3, ContentDigest::default());
-        ledger.add(first, 4, ContentDigest::default());
-        ledger.acknowledge(first, Vec::new()).unwrap();
-        ledger.fail(second);
-        ledger.acknowledge(third, Vec::new()).unwrap();
+        items(&mut ledger, 1..=4);
+        ledger.acknowledge(&[1, 4], Vec::new()).unwrap();
+        // Line 2's request failed: it is never acknowledged.
+        ledger.acknowledge(&[3], Vec::new()).unwrap();
         ledger.pass(5, ContentDigest::default()).unwrap();
         ledger.store_checkpoint().unwrap();
         assert_eq!((ledger.line(), stored(&dir)), (1, Some(1)));
         assert_eq!(
             ledger.delivered(),
             1,
-            "line 4 was delivered, but after line 2"
+            "lines 3 and 4 were delivered, but after line 2"
         );
     }
 
     #[test]
     fn passed_lines_are_done_once_those_before_them_are() {
-        let dir = scratch("unsent");
+        let dir = scratch("passed");
         let clock = ManualClock::new();
         let mut ledger = ledger(&dir, &clock);
-        let sent = ledger.open(1, ContentDigest::default());
+        let sent = open(&mut ledger, 1);
         ledger.pass(2, ContentDigest::default()).unwrap();
         assert_eq!(ledger.line(), 0);
-        ledger.acknowledge(sent, Vec::new()).unwrap();
+        ledger.acknowledge(&sent, Vec::new()).unwrap();
         assert_eq!(ledger.line(), 2);
+    }
+
+    #[test]
+    fn many_lines_answered_around_one_slow_line_cost_no_memory_for_their_digests() {
+        let dir = scratch("slow");
+        let clock = ManualClock::new();
+        let mut ledger = ledger(&dir, &clock);
+        let slow = open(&mut ledger, 1);
+        for line in 2..=10_000 {
+            let request = open(&mut ledger, line);
+            ledger.acknowledge(&request, Vec::new()).unwrap();
+        }
+        assert!(ledger.opened.len() < 200, "{}", ledger.opened.len());
+        assert_eq!((ledger.line(), ledger.unsettled()), (0, 10_000));
+        ledger.acknowledge(&slow, Vec::new()).unwrap();
+        assert_eq!((ledger.line(), ledger.delivered()), (10_000, 10_000));
+        assert!(ledger.opened.is_empty() && ledger.slots.is_empty());
     }
 
     #[test]
@@ -566,11 +571,11 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(stored(&dir), None, "not yet due");
         clock.advance(EVERY);
-        let id = ledger.open(2, ContentDigest::default());
+        let request = open(&mut ledger, 2);
         ledger.store_checkpoint_if_due().unwrap();
         assert_eq!(stored(&dir), Some(1), "due");
         assert_eq!(dead_lines(&dir).len(), 1, "its dead letter is on disk");
-        ledger.acknowledge(id, Vec::new()).unwrap();
+        ledger.acknowledge(&request, Vec::new()).unwrap();
         assert_eq!(stored(&dir), Some(1), "stored less than an interval ago");
         clock.advance(EVERY);
         ledger.store_checkpoint_if_due().unwrap();
@@ -590,19 +595,19 @@ pub(crate) mod tests {
             read.update(line.as_bytes());
             through.push(read);
         }
-        // Lane 0 packs lines 1 and 3, lane 1 packs 2; line 4 is blank.
-        let first = ledger.open(1, through[0]);
-        let second = ledger.open(2, through[1]);
-        ledger.add(first, 3, through[2]);
-        ledger.acknowledge(second, Vec::new()).unwrap();
+        // One request carries lines 1 and 3, another line 2.
+        ledger.open(1, through[0]);
+        ledger.open(2, through[1]);
+        ledger.open(3, through[2]);
+        ledger.acknowledge(&[2], Vec::new()).unwrap();
         ledger.store_checkpoint().unwrap();
         assert_eq!(stored(&dir), None, "line 1 is still open");
-        ledger.acknowledge(first, Vec::new()).unwrap();
-        let third = ledger.open(4, through[3]);
+        ledger.acknowledge(&[1, 3], Vec::new()).unwrap();
+        ledger.open(4, through[3]);
         ledger.store_checkpoint().unwrap();
         let stored = Checkpoint::load(&dir.join("checkpoint")).unwrap();
         assert_eq!((stored.line(), stored.digest()), (3, Some(through[2])));
-        ledger.acknowledge(third, Vec::new()).unwrap();
+        ledger.acknowledge(&[4], Vec::new()).unwrap();
         ledger.store_checkpoint().unwrap();
         let stored = Checkpoint::load(&dir.join("checkpoint")).unwrap();
         assert_eq!((stored.line(), stored.digest()), (4, Some(through[3])));

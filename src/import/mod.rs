@@ -10,11 +10,12 @@
 //! Inside, one file per job: `reader` turns input lines into entries (or
 //! reasons why not); `entry` is what a line sends, a Track operation or a
 //! Pipelines call, the person it names, and the packer for its batches;
-//! `lanes` keeps one person's entries in order (a lane per worker, one
-//! request in flight per lane); `ledger` records which lines each request
-//! carries and settles them in input order, whatever order the answers come
-//! in; `run` is one import in progress, wiring the reader, the lanes, the
-//! queue and the ledger together; `timer` sends what is packed when the
+//! `order_window` holds read lines until no earlier line of their person is
+//! unsettled, so one person's writes stay in order while a slow answer
+//! holds back only the people it names; `ledger` records what became of
+//! each line and settles them in input order, whatever order the answers
+//! come in; `run` is one import in progress, wiring the reader, the window,
+//! the queue and the ledger together; `timer` sends what is packed when the
 //! input goes quiet; `importer` is the public face: files, readers, and
 //! operations from memory.
 //! - [`ImportApi`]: whether the lines are Track v2 operations (the default)
@@ -37,8 +38,8 @@ pub(crate) mod entry;
 pub(crate) mod format_check;
 pub(crate) mod importer;
 pub(crate) mod input;
-pub(crate) mod lanes;
 pub(crate) mod ledger;
+pub(crate) mod order_window;
 pub(crate) mod output_paths;
 pub(crate) mod progress;
 pub(crate) mod reader;

@@ -1,6 +1,7 @@
-//! One import in progress: lines from the reader are packed into requests,
-//! the requests go through the queue as `ClientCall`s, and the ledger settles
-//! their lines in input order.
+//! One import in progress: lines from the reader wait in the order window
+//! until no earlier line of their person is unsettled, are packed into
+//! requests, go through the queue as `ClientCall`s, and the ledger settles
+//! them in input order.
 
 use std::borrow::Cow;
 use std::io::{self, BufRead};
@@ -9,9 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Select;
 use parking_lot::Mutex;
 
 use crate::client::rejection::rejected_item;
+use crate::client::validate::MAX_BATCH_BYTES;
 use crate::error::{Error, Result, TransportKind};
 use crate::import::checkpoint::{Checkpoint, ResumePoint};
 use crate::import::content_digest::ContentDigest;
@@ -19,8 +22,8 @@ use crate::import::dead_letter::DeadLetters;
 use crate::import::entry::{Entry, Packer};
 use crate::import::format_check::FormatCheck;
 use crate::import::input::Input;
-use crate::import::lanes::{Lane, lagging, lane_for, wait_for_an_answer};
-use crate::import::ledger::{CheckpointFile, ChunkId, Ledger, Rejected};
+use crate::import::ledger::{CheckpointFile, Ledger, Rejected};
+use crate::import::order_window::{OrderWindow, PersonKey};
 use crate::import::progress::{ImportFailure, ImportSummary, Progress};
 use crate::import::reader::{IDS_BY_CONTENT, Item, NdjsonReader, Record};
 use crate::import::settings::{ImportMode, ImportSettings, ProgressCallback};
@@ -28,7 +31,7 @@ use crate::import::timer::with_timer;
 use crate::limit::clock::SystemClock;
 use crate::queue::client_call::{ClientCall, Reply};
 use crate::queue::dispatcher::Dispatcher;
-use crate::queue::ticket::{JobError, Outcome};
+use crate::queue::ticket::{JobError, Outcome, Ticket};
 use crate::retry::stats::RetryStats;
 
 /// A batch mode import sends what it has packed at most this long after
@@ -49,16 +52,20 @@ const MIN_TICK: Duration = Duration::from_millis(10);
 /// thousand a second.
 const POLL_EVERY: u64 = 32;
 
-/// A lane's partial batch goes out once this many lines per lane have been
-/// read after its first: lines of a person seldom named do not hold the
-/// checkpoint (and the ledger's memory) back. A full batch holds at most
-/// ~10,000 lines (of 50 bytes), so it spans at most 10,000 lines per lane
-/// when people spread evenly, and a lane with its share of people never lags.
-const MAX_PACKED_LAG_PER_LANE: u64 = 25_000;
+/// The order window holds at most this many lines past the checkpoint
+/// (settled or not, each costs the ledger a byte): the reader goes on past
+/// one slow request for ~5,000,000 lines, what 50 requests/s of batches of
+/// 150-byte lines carry in 30 s.
+pub(crate) const WINDOW_LINES: u64 = 8_000_000;
 
-/// Dead letters waiting for the lines before them to be answered: at this
-/// size every lane sends what it has packed and the import waits for the
-/// answers, so that a file of bad lines does not pile them up in memory.
+/// And at most this many bytes of lines waiting to be sent (about four
+/// times as much memory, parsed): a person named on many lines, whose
+/// request is slow, makes their lines wait here.
+pub(crate) const WINDOW_BYTES: usize = 16 << 20;
+
+/// Dead letters waiting for the lines before them to be settled: at this
+/// size the reader waits for the answers, so that a file of bad lines does
+/// not pile them up in memory.
 const MAX_HELD_DEAD_BYTES: usize = 1 << 20;
 
 /// A call the import made, handed back with what came of it and what it
@@ -107,12 +114,27 @@ impl Sent {
     }
 }
 
-/// One import in progress: entries are spread over lanes by the person they
-/// name, each lane's requests go through the queue one at a time, and the
-/// ledger settles their lines in input order.
+/// A request the server has not answered: the lines it carries, in request
+/// order, and the people they name.
+struct InFlight {
+    lines: Vec<u64>,
+    people: Vec<PersonKey>,
+    ticket: Ticket<Sent>,
+}
+
+/// One import in progress: entries wait in the order window until they are
+/// ready, ready entries go out in requests (up to one per worker at a time),
+/// and the ledger settles their lines in input order.
 pub(super) struct Run {
     mode: ImportMode,
-    lanes: Vec<Lane<Sent>>,
+    window: OrderWindow,
+    /// Packs batches; in single mode, checks nothing and packs nothing.
+    packer: Packer,
+    /// A batch mode request goes once this many bytes are ready (or the
+    /// input is quiet, or ends).
+    request_bytes: usize,
+    workers: usize,
+    in_flight: Vec<InFlight>,
     dispatcher: Dispatcher<ClientCall, Sent>,
     ledger: Ledger,
     progress: Progress,
@@ -268,14 +290,14 @@ impl Run {
                     stats,
                 }
             })?;
-        let lanes = (0..importer.workers)
-            .map(|_| {
-                Ok(Lane::new(Packer::new(
-                    importer.api,
-                    importer.max_batch_bytes,
-                )?))
-            })
-            .collect::<Result<_>>()?;
+        let packer = Packer::new(importer.api, importer.max_batch_bytes)?;
+        let request_bytes = match importer.mode {
+            ImportMode::Single => 1,
+            ImportMode::Batch => importer
+                .max_batch_bytes
+                .unwrap_or(MAX_BATCH_BYTES)
+                .min(MAX_BATCH_BYTES - 1),
+        };
         let checkpoint = importer.checkpoint.filter(|_| !importer.dry_run);
         let checkpoint = checkpoint.map(|path| CheckpointFile {
             path,
@@ -293,7 +315,11 @@ impl Run {
         let now = Instant::now();
         let run = Run {
             mode: importer.mode,
-            lanes,
+            window: OrderWindow::default(),
+            packer,
+            request_bytes,
+            workers: importer.workers,
+            in_flight: Vec::new(),
             dispatcher,
             ledger,
             progress: Progress {
@@ -353,10 +379,9 @@ impl Run {
             .and_then(|()| run.check_the_input_reached_the_checkpoint())
             .and_then(|()| run.finish());
         let outcome = match outcome {
-            // What the lanes hold was read and may come before lines already
-            // delivered in other lanes: send it, so that the checkpoint
-            // passes every line taken and a resume repeats none. At most two
-            // requests per lane.
+            // What the window holds was read and may come before lines
+            // already delivered: send it, so that the checkpoint passes
+            // every line taken and a resume repeats none.
             Err(Error::Stopped) => run.finish().and(Err(Error::Stopped)),
             outcome => outcome,
         };
@@ -373,7 +398,7 @@ impl Run {
     }
 
     /// The timer's tick while the input is read: once the input has been
-    /// quiet for `FLUSH_AFTER - TICK`, sends what is packed; settles what
+    /// quiet for `FLUSH_AFTER - TICK`, sends what is ready; settles what
     /// was answered, and reports progress. Returns when it is due again.
     fn tick(&mut self) -> Duration {
         if self.taken != self.taken_seen.0 {
@@ -381,25 +406,17 @@ impl Run {
         }
         if self.timer_failed.is_none() {
             let quiet = self.taken_seen.1.elapsed() >= FLUSH_AFTER - TICK;
-            let ticked = if quiet && self.packed() {
-                self.send_packed()
-            } else {
-                Ok(())
-            }
-            .and_then(|()| self.poll())
-            .and_then(|()| self.report(false));
+            let ticked = self
+                .poll()
+                .and_then(|()| self.send_ready(quiet))
+                .and_then(|()| self.report(false));
             // The reader stops at its next record.
             self.timer_failed = ticked.err();
         }
         TICK.min(self.progress_every).max(MIN_TICK)
     }
 
-    /// Whether a lane has lines packed and not sent.
-    fn packed(&self) -> bool {
-        self.lanes.iter().any(|lane| lane.packing.is_some())
-    }
-
-    /// Takes one record: counts it, and sends, packs, dead-letters or passes it.
+    /// Takes one record: counts it, and sends, holds, dead-letters or passes it.
     fn take(&mut self, record: Record) -> Result<()> {
         if let Some(error) = self.timer_failed.take() {
             return Err(error);
@@ -420,91 +437,141 @@ impl Run {
             Item::Skipped => self.progress.skipped += 1,
             Item::Blank => self.ledger.pass(line, digest)?,
             Item::Bad { reason, original } => self.ledger.dead(line, digest, reason, &original)?,
-            Item::Entry(entry) => self.push(line, digest, entry)?,
+            Item::Entry(entry) => self.hold(line, digest, entry)?,
         }
-        let lag = MAX_PACKED_LAG_PER_LANE * self.lanes.len() as u64;
-        if let Some(lane) = lagging(&self.lanes, line, lag) {
-            self.send_packed_in(lane)?;
+        if self.taken.is_multiple_of(POLL_EVERY) {
+            self.poll()?;
         }
-        if self.ledger.held_dead_bytes() >= MAX_HELD_DEAD_BYTES {
-            self.send_packed()?;
-            self.wait_for_every_answer()?;
-        }
-        match self.taken % POLL_EVERY {
-            0 => self.poll(),
-            _ => Ok(()),
-        }
+        self.send_ready(false)?;
+        self.make_room()
     }
 
-    /// Puts `entry` in its person's lane: in the lane's next batch, or in a
-    /// request of its own in single mode.
-    fn push(&mut self, line: u64, digest: ContentDigest, entry: Entry) -> Result<()> {
-        let lane = lane_for(&entry, line, self.lanes.len());
-        if self.mode == ImportMode::Single {
-            let chunk = self.ledger.open(line, digest);
-            return self.send(lane, chunk, entry.into_call());
-        }
-        match self.lanes[lane].packer.push(&entry) {
-            Err(invalid) => self
+    /// Puts `entry` in the order window, to go once no earlier line of its
+    /// person is unsettled; dead-letters it if no batch can take it.
+    fn hold(&mut self, line: u64, digest: ContentDigest, entry: Entry) -> Result<()> {
+        if self.mode == ImportMode::Batch
+            && let Err(invalid) = self.packer.check(&entry)
+        {
+            return self
                 .ledger
-                .dead(line, digest, invalid.to_string(), &entry.as_bytes()),
-            Ok(full) => {
-                if let Some(full) = full {
-                    let (chunk, _) = self.lanes[lane].packing.take().expect("a batch has lines");
-                    self.send(lane, chunk, full)?;
-                }
-                match self.lanes[lane].packing {
-                    Some((chunk, _)) => self.ledger.add(chunk, line, digest),
-                    None => self.lanes[lane].packing = Some((self.ledger.open(line, digest), line)),
-                }
-                Ok(())
+                .dead(line, digest, invalid.to_string(), &entry.as_bytes());
+        }
+        self.ledger.open(line, digest);
+        if self.dry_run {
+            // Nothing goes out: the line is settled as if it was taken.
+            return self.ledger.acknowledge(&[line], Vec::new());
+        }
+        self.window.push(line, entry);
+        Ok(())
+    }
+
+    /// Sends ready lines while a worker is free: full requests only, or
+    /// whatever is ready when `all`.
+    fn send_ready(&mut self, all: bool) -> Result<()> {
+        while self.in_flight.len() < self.workers
+            && (self.window.ready_bytes() >= self.request_bytes || all && self.window.has_ready())
+        {
+            if !self.send_one()? {
+                break;
             }
         }
+        Ok(())
     }
 
-    /// Sends `call` for `lane` now if the lane is free, or holds it until
-    /// the lane's request is answered; with one held already, waits first.
-    fn send(&mut self, lane: usize, chunk: ChunkId, call: ClientCall) -> Result<()> {
-        if self.dry_run {
-            // Nothing goes out: the request is settled as if all was taken.
-            return self.ledger.acknowledge(chunk, Vec::new());
-        }
-        while self.lanes[lane].held.is_some() {
-            wait_for_an_answer(&self.lanes, self.progress_every);
-            self.poll()?;
-            self.report(false)?;
-        }
-        if self.lanes[lane].in_flight.is_some() {
-            self.lanes[lane].held = Some((chunk, call));
-            return Ok(());
-        }
+    /// Sends one request of the oldest ready lines; `false` if none is ready.
+    fn send_one(&mut self) -> Result<bool> {
+        let single = self.mode == ImportMode::Single;
+        let packer = &mut self.packer;
+        let mut count = 0;
+        let taken = self.window.take(|pending| {
+            count += 1;
+            match single {
+                true => count == 1,
+                false => packer.add_if_it_fits(&pending.entry),
+            }
+        });
+        let Some(taken) = taken else {
+            return Ok(false);
+        };
+        let lines = taken.lines.iter().map(|pending| pending.line).collect();
+        let call = match single {
+            true => {
+                let pending = taken.lines.into_iter().next().expect("a request has lines");
+                pending.entry.into_call()
+            }
+            false => self.packer.finish().expect("a request has lines"),
+        };
         let ticket = self
             .dispatcher
             .submit(call)
             .map_err(|_| transport("the import's senders stopped"))?;
-        self.lanes[lane].in_flight = Some((chunk, ticket));
-        Ok(())
+        self.in_flight.push(InFlight {
+            lines,
+            people: taken.people,
+            ticket,
+        });
+        Ok(true)
     }
 
-    /// Settles the requests that are answered, without waiting, and sends
-    /// the requests their lanes held.
+    /// Waits while the reader is ahead of what can go: a full request is
+    /// ready and every worker is busy (the rate sets the pace), or the
+    /// window is full (a slow request holds the checkpoint back).
+    fn make_room(&mut self) -> Result<()> {
+        loop {
+            let window_full = self.ledger.unsettled() >= WINDOW_LINES
+                || self.window.held_bytes() >= WINDOW_BYTES
+                || self.ledger.held_dead_bytes() >= MAX_HELD_DEAD_BYTES;
+            if window_full {
+                // Nothing more is read until an answer comes: send what is ready.
+                self.send_ready(true)?;
+            } else if self.window.ready_bytes() < self.request_bytes {
+                return Ok(());
+            }
+            if self.in_flight.len() < self.workers && !window_full {
+                return Ok(());
+            }
+            if self.in_flight.is_empty() {
+                // Nothing to wait for: every line read is settled or ready.
+                return Ok(());
+            }
+            self.wait_for_an_answer();
+            self.poll()?;
+            self.send_ready(false)?;
+            self.report(false)?;
+        }
+    }
+
+    /// Blocks until a request in flight is answered, or `progress_every`
+    /// has passed; at once when none is in flight.
+    fn wait_for_an_answer(&self) {
+        let mut select = Select::new();
+        for request in &self.in_flight {
+            select.recv(request.ticket.receiver());
+        }
+        if !self.in_flight.is_empty() {
+            // Readiness is all: the answer is taken with `try_wait`.
+            let _ = select.ready_timeout(self.progress_every);
+        }
+    }
+
+    /// Settles the requests that are answered, without waiting: their
+    /// people's next lines are ready.
     fn poll(&mut self) -> Result<()> {
-        for lane in 0..self.lanes.len() {
-            let in_flight = &mut self.lanes[lane].in_flight;
-            let Some(result) = in_flight.as_ref().and_then(|(_, ticket)| ticket.try_wait()) else {
+        let mut index = 0;
+        while index < self.in_flight.len() {
+            let Some(result) = self.in_flight[index].ticket.try_wait() else {
+                index += 1;
                 continue;
             };
-            let (chunk, _) = in_flight.take().expect("it was answered");
-            self.settle(chunk, result)?;
-            if let Some((chunk, call)) = self.lanes[lane].held.take() {
-                self.send(lane, chunk, call)?;
-            }
+            let request = self.in_flight.swap_remove(index);
+            self.settle(&request.lines, result)?;
+            self.window.settled(&request.people);
         }
         Ok(())
     }
 
     /// Counts what a request cost and hands its answer to the ledger.
-    fn settle(&mut self, id: ChunkId, sent: std::result::Result<Sent, JobError>) -> Result<()> {
+    fn settle(&mut self, lines: &[u64], sent: std::result::Result<Sent, JobError>) -> Result<()> {
         let rejected = sent
             .map_err(|err| transport(&format!("the import's sender failed: {err}")))
             .and_then(|sent| {
@@ -513,45 +580,23 @@ impl Run {
                 self.progress.throttled += sent.stats.throttled;
                 sent.rejected()
             });
-        match rejected {
-            Ok(rejected) => self.ledger.acknowledge(id, rejected),
-            Err(error) => {
-                self.ledger.fail(id);
-                Err(error)
+        // A failed request's lines are never acknowledged: the checkpoint
+        // stays before them, and their people's later lines are not sent.
+        self.ledger.acknowledge(lines, rejected?)
+    }
+
+    /// Sends everything held and waits for every answer.
+    fn finish(&mut self) -> Result<()> {
+        loop {
+            self.send_ready(true)?;
+            if self.in_flight.is_empty() {
+                debug_assert_eq!(self.window.held_lines(), 0, "a held line waits for no one");
+                return Ok(());
             }
-        }
-    }
-
-    /// Sends (or holds) what every lane has packed.
-    fn send_packed(&mut self) -> Result<()> {
-        (0..self.lanes.len()).try_for_each(|lane| self.send_packed_in(lane))
-    }
-
-    /// Sends (or holds) what `lane` has packed.
-    fn send_packed_in(&mut self, lane: usize) -> Result<()> {
-        match self.lanes[lane].packer.finish() {
-            Some(call) => {
-                let (chunk, _) = self.lanes[lane].packing.take().expect("a batch has lines");
-                self.send(lane, chunk, call)
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Waits until every request sent or held is answered.
-    fn wait_for_every_answer(&mut self) -> Result<()> {
-        while self.lanes.iter().any(|lane| lane.in_flight.is_some()) {
-            wait_for_an_answer(&self.lanes, self.progress_every);
+            self.wait_for_an_answer();
             self.poll()?;
             self.report(false)?;
         }
-        Ok(())
-    }
-
-    /// Sends what is left and waits for every request.
-    fn finish(&mut self) -> Result<()> {
-        self.send_packed()?;
-        self.wait_for_every_answer()
     }
 
     /// Wraps up: on failure, stops the senders and settles what finished
@@ -561,13 +606,11 @@ impl Run {
         let mut error = outcome.err();
         // A clean stop has already had every answer.
         if error.as_ref().is_some_and(|error| *error != Error::Stopped) {
-            // Queued requests are not sent, nor are held ones; running ones
+            // Queued requests are not sent, nor are held lines; running ones
             // finish. The ledger settles no line after a failed request's.
             self.dispatcher.shutdown_timeout(Duration::ZERO);
-            for lane in 0..self.lanes.len() {
-                if let Some((id, ticket)) = self.lanes[lane].in_flight.take()
-                    && let Err(err) = self.settle(id, ticket.wait())
-                {
+            for request in std::mem::take(&mut self.in_flight) {
+                if let Err(err) = self.settle(&request.lines, request.ticket.wait()) {
                     error.get_or_insert(err);
                 }
             }
