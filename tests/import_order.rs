@@ -332,7 +332,7 @@ fn lines_naming(people: &[Option<String>]) -> String {
         let entry = match who {
             None => json!({"type": "delivery", "action": "event", "name": "opened",
                 "identifiers": {"id": format!("d{line}")}, "attributes": {"line": line}}),
-            Some(who) if line % 3 == 0 => json!({"type": "person", "action": "event",
+            Some(who) if line.is_multiple_of(3) => json!({"type": "person", "action": "event",
                 "identifiers": {"id": who}, "name": "seen", "attributes": {"line": line}}),
             Some(who) => json!({"type": "person", "action": "identify",
                 "identifiers": {"id": who}, "attributes": {"line": line}}),
