@@ -17,6 +17,14 @@
 //!    lines, alternating, when `CIO_BENCH_BASELINE` names the other binary
 //!    (goal: within 10 %).
 //! 4. Single mode: the achieved rate against --rate, and the 429s (goal: 0).
+//! 5. Slow answers and 5xx: each mode's time with 2 % (and in batch mode
+//!    10 %) of answers 3 s late, or 7 % of requests answered 503, against the
+//!    same import without faults, in one run (goals: single mode ≤ 1.3 ×,
+//!    batch mode ≤ 2.5 × the time without faults). With
+//!    `CIO_BENCH_BASELINE`, the same rows for that binary beside them.
+//!
+//! Sections run alone when named: `cargo bench -p cio-ratelimit-cli --bench
+//! import -- faults` (or `batch`, `formats`, `order`, `single`).
 //!
 //! Both programs run as processes of their own (the emulator through
 //! `cio-ratelimit emulator`), so the RSS is the importer's alone.
@@ -25,6 +33,7 @@
 //! with main: build main's `cio-ratelimit` (`--profile bench`), copy it
 //! aside, and run `CIO_BENCH_BASELINE=/path/to/it cargo bench -p cio-ratelimit-cli --bench import`.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -45,8 +54,14 @@ struct EmulatorProcess {
 
 impl EmulatorProcess {
     fn start(track_limit: u32) -> EmulatorProcess {
+        EmulatorProcess::with(track_limit, &[])
+    }
+
+    /// An emulator with more of `cio-emulator`'s flags (faults, say).
+    fn with(track_limit: u32, flags: &[&str]) -> EmulatorProcess {
         let mut child = Command::new(BINARY)
             .args(["emulator", "--track-limit", &track_limit.to_string()])
+            .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -241,7 +256,30 @@ fn vm_hwm(status: &str) -> Option<u64> {
 fn main() {
     let dir = std::env::temp_dir().join(format!("cio-import-bench-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
+    // `cargo bench` passes `--bench`; any other argument names the sections to run.
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    let runs = |section: &str| named.is_empty() || named.iter().any(|name| name == section);
+    let baseline = std::env::var("CIO_BENCH_BASELINE").ok();
 
+    if runs("faults") {
+        faults(&dir, baseline.as_deref());
+    }
+    if runs("batch") || runs("formats") || runs("order") {
+        batch_and_formats(&dir, baseline.as_deref());
+    }
+    if runs("single") {
+        single(&dir);
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// Sections 1 to 3: batch mode as the file grows, Pipelines, the formats,
+/// and the cost of per-person order against `baseline`.
+fn batch_and_formats(dir: &Path, baseline: Option<&str>) {
+    let dir = dir.to_path_buf();
     println!(
         "batch mode, --rate 50 (default), emulator limit 100/s; each import in its own process"
     );
@@ -310,19 +348,22 @@ fn main() {
     fs::remove_file(&gzipped).unwrap();
     fs::remove_file(&csv).unwrap();
 
-    match std::env::var("CIO_BENCH_BASELINE") {
-        Ok(baseline) => compare(&baseline, &ndjson),
-        Err(_) => println!(
+    match baseline {
+        Some(baseline) => compare(baseline, &ndjson),
+        None => println!(
             "\nper-person order: set CIO_BENCH_BASELINE to another cio-ratelimit binary (main's) to compare"
         ),
     }
     fs::remove_file(&ndjson).unwrap();
+}
 
+/// Section 4: single mode's achieved rate against --rate.
+fn single(dir: &Path) {
     println!("\nsingle mode, one request per line, emulator limit 100/s");
     println!("  --rate  lines  seconds  achieved/s  of --rate  429s");
     for rate in [40u32, 80] {
         let lines = u64::from(rate) * 8;
-        let input = generate(&dir, lines);
+        let input = generate(dir, lines);
         let emulator = EmulatorProcess::start(100);
         let (summary, ..) = import(
             &emulator,
@@ -341,10 +382,80 @@ fn main() {
         );
         fs::remove_file(&input).unwrap();
     }
-    let _ = fs::remove_dir_all(&dir);
 }
 
-/// This binary (per-person lanes) against `baseline` on the same input,
+/// Section 5: each mode's time with slow answers or 503s beside its time
+/// without, for this binary and `baseline`.
+fn faults(dir: &Path, baseline: Option<&str>) {
+    println!("\nslow answers and 503s against a 100/s emulator; time / time without faults");
+    println!(
+        "  mode    lines  faults                  binary    seconds  × no faults  requests  429s"
+    );
+    let single = ["--mode", "single", "--rate", "100", "--workers", "10"];
+    let cases: [(&str, u64, &[&str], &[&str]); 7] = [
+        ("single", 1_000, &single, &[]),
+        (
+            "single",
+            1_000,
+            &single,
+            &["--slow", "0.02", "--slow-ms", "3000"],
+        ),
+        ("single", 1_000, &single, &["--unavailable", "0.07"]),
+        ("batch", 100_000, &[], &[]),
+        (
+            "batch",
+            100_000,
+            &[],
+            &["--slow", "0.02", "--slow-ms", "3000"],
+        ),
+        (
+            "batch",
+            100_000,
+            &[],
+            &["--slow", "0.10", "--slow-ms", "3000"],
+        ),
+        ("batch", 100_000, &[], &["--unavailable", "0.07"]),
+    ];
+    let binaries: Vec<(&str, &str)> = std::iter::once(("this", BINARY))
+        .chain(baseline.map(|baseline| ("baseline", baseline)))
+        .collect();
+    for (name, binary) in binaries {
+        let mut without = BTreeMap::new();
+        for (seed, (mode, lines, flags, faults)) in cases.into_iter().enumerate() {
+            let input = generate(dir, lines);
+            let seed = seed.to_string();
+            let faults_with_seed: Vec<&str> =
+                faults.iter().copied().chain(["--seed", &seed]).collect();
+            let emulator = EmulatorProcess::with(100, &faults_with_seed);
+            let (summary, elapsed, ..) = import_with(binary, &emulator, &input, flags);
+            assert_eq!(summary["delivered"], lines, "{summary}");
+            let seconds = elapsed.as_secs_f64();
+            if faults.is_empty() {
+                without.insert(mode, seconds);
+            }
+            let described = match faults {
+                [] => "none".to_owned(),
+                ["--slow", share, ..] => format!("{}% answers 3 s late", percent(share)),
+                ["--unavailable", share] => format!("{}% requests 503", percent(share)),
+                _ => faults.join(" "),
+            };
+            println!(
+                "  {mode:<6}  {lines:>6}  {described:<22}  {name:<8}  {seconds:>7.2}  {:>11.2}  {:>8}  {:>4}",
+                seconds / without[mode],
+                summary["requests"],
+                emulator.snapshot()["throttled"],
+            );
+            fs::remove_file(&input).unwrap();
+        }
+    }
+}
+
+/// A probability as a percentage: `0.07` is `7`.
+fn percent(probability: &str) -> f64 {
+    (probability.parse::<f64>().unwrap() * 100.0).round()
+}
+
+/// This binary (per-person order) against `baseline` on the same input,
 /// alternating so that the noise of a shared machine falls on both.
 fn compare(baseline: &str, input: &Path) {
     println!("\nper-person order: this binary against {baseline}, 1,000,000 lines, alternating");
