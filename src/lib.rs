@@ -186,9 +186,16 @@
 //!
 //! # Features
 //!
-//! - `redis` (off by default): `RedisLimiter`, `RedisLimiterBuilder` and
-//!   `WhenUnreachable`, on the blocking client of the `redis` crate (no async
-//!   runtime), with `rediss://` over rustls.
+//! All off by default; the default build depends on ureq, serde, serde_json,
+//! parking_lot, crossbeam-channel, fastrand, log and httpdate only.
+//!
+//! - `redis`: `RedisLimiter`, `RedisLimiterBuilder` and `WhenUnreachable`, one
+//!   budget shared by every process, on the blocking client of the `redis`
+//!   crate (no async runtime), with `rediss://` over rustls.
+//! - `csv`: CSV input for imports, one person per row (`CsvOptions`,
+//!   `ImporterBuilder::csv`), on the `csv` crate.
+//! - `gzip`: gzip-compressed input for imports, recognised by its magic
+//!   bytes and decompressed as it streams, on `flate2` (pure Rust).
 //!
 //! # Errors
 //!
@@ -210,6 +217,7 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
 mod error;

@@ -56,12 +56,12 @@ const POLL_EVERY: u64 = 32;
 /// (settled or not, each costs the ledger a byte): the reader goes on past
 /// one slow request for ~5,000,000 lines, what 50 requests/s of batches of
 /// 150-byte lines carry in 30 s.
-pub(crate) const WINDOW_LINES: u64 = 8_000_000;
+const WINDOW_LINES: u64 = 8_000_000;
 
 /// And at most this many bytes of lines waiting to be sent (about four
 /// times as much memory, parsed): a person named on many lines, whose
 /// request is slow, makes their lines wait here.
-pub(crate) const WINDOW_BYTES: usize = 16 << 20;
+const WINDOW_BYTES: usize = 16 << 20;
 
 /// Dead letters waiting for the lines before them to be settled: at this
 /// size the reader waits for the answers, so that a file of bad lines does
