@@ -429,7 +429,10 @@ impl RetryPolicy {
                 after,
                 may_have_acted,
             } if repeatable || !may_have_acted => after.map(|wait| wait.min(self.max_retry_after)),
-            Verdict::Retry { .. } | Verdict::RejectContent | Verdict::Fatal => {
+            Verdict::Retry { .. }
+            | Verdict::Unavailable
+            | Verdict::RejectContent
+            | Verdict::Fatal => {
                 return Decision::GiveUp;
             }
         };
