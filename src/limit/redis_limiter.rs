@@ -360,8 +360,10 @@ fn parse_settings(text: &str) -> Option<(RateLimit, Option<Duration>)> {
 pub enum WhenUnreachable {
     /// Grant nothing until Redis answers again: waiting callers try it every
     /// 50 ms at first, backing off to once a second. The shared budget is
-    /// never overspent; the job stalls for as long as Redis is away. The
-    /// default.
+    /// never overspent; the job stalls for as long as Redis is away (or
+    /// until its [stop flag](RedisLimiterBuilder::stop_when) is set). The
+    /// default. A Redis that refuses the limiter is not waited for, in any
+    /// mode: see [`Error::RedisRefused`].
     Wait,
     /// Grant from a local [`TokenBucket`] at `share` of the rate and of the
     /// burst (at least 1) until Redis answers again; meanwhile one caller at
