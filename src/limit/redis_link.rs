@@ -426,6 +426,38 @@ mod tests {
     }
 
     #[test]
+    fn an_outage_is_told_apart_from_a_refusal() {
+        use redis::{ErrorKind, RedisError, ServerErrorKind};
+        use std::io;
+        let io = |kind| RedisError::from(io::Error::new(kind, "from the socket"));
+        for away in [
+            io(io::ErrorKind::ConnectionRefused),
+            io(io::ErrorKind::ConnectionReset),
+            io(io::ErrorKind::UnexpectedEof),
+            io(io::ErrorKind::TimedOut),
+            io(io::ErrorKind::WouldBlock),
+            RedisError::from((ErrorKind::Server(ServerErrorKind::BusyLoading), "loading")),
+            RedisError::from((ErrorKind::Server(ServerErrorKind::ReadOnly), "failover")),
+        ] {
+            assert!(is_away(&away), "{away:?}");
+        }
+        for refusal in [
+            // rustls reports a certificate it does not trust as InvalidData.
+            io(io::ErrorKind::InvalidData),
+            RedisError::from((ErrorKind::AuthenticationFailed, "WRONGPASS")),
+            RedisError::from((
+                ErrorKind::Server(ServerErrorKind::ResponseError),
+                "DB index is out of range",
+            )),
+            RedisError::from((ErrorKind::Parse, "not Redis's protocol")),
+        ] {
+            assert!(!is_away(&refusal), "{refusal:?}");
+        }
+        assert!(is_tls("invalid peer certificate: UnknownIssuer"));
+        assert!(!is_tls("WRONGPASS invalid username-password pair"));
+    }
+
+    #[test]
     fn retries_back_off_from_50_ms_to_at_most_1_s() {
         assert!((40..=60).contains(&retry_delay(1).as_millis()));
         assert!((80..=120).contains(&retry_delay(2).as_millis()));
