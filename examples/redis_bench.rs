@@ -6,8 +6,10 @@
 //!    script, against an uncontended mutex), at 1 and 4 threads; and of a
 //!    refusal (`try_acquire` on an empty bucket).
 //! 2. 8 threads at 200/s, burst 10, for 3 s: the rate each reaches, and the
-//!    busiest second against the bound of 10 + 200 (grant times are taken
-//!    when `acquire` returns, so scheduling delays can add a permit or two).
+//!    busiest second against its bound: 10 + 200 for the `TokenBucket`, 200
+//!    for the `RedisLimiter`, which keeps "at most N in any window" (grant
+//!    times are taken when `acquire` returns, so scheduling delays can add a
+//!    permit or two).
 //!
 //! It starts its own `redis-server` on a free loopback port, or uses
 //! `REDIS_URL` if set (the key `cio-ratelimit-bench:*` is overwritten).
@@ -180,7 +182,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let limit = RateLimit::new(200.0, 10)?;
     let (b_rate, b_most) = steady(Arc::new(TokenBucket::from_limit(limit)));
     let (r_rate, r_most) = steady(Arc::new(redis(&url, "steady", limit)));
-    println!("8 threads at 200/s burst 10 for 3 s (bound: 210 in any second)");
+    println!(
+        "8 threads at 200/s burst 10 for 3 s (bound in any second: 210 for the bucket, 200 through Redis)"
+    );
     println!("  TokenBucket   {b_rate:>7.1}/s   busiest second: {b_most}");
     println!(
         "  RedisLimiter  {r_rate:>7.1}/s   busiest second: {r_most}   rate ratio {:.3}",

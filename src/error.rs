@@ -111,6 +111,19 @@ pub enum Error {
         /// How long Redis had been unreachable.
         waited: Duration,
     },
+    /// Redis answered, but refuses the shared limiter (`RedisLimiter`): a
+    /// wrong password, a database it does not have, a certificate that is
+    /// not trusted, something that does not speak Redis. Nothing was sent,
+    /// and waiting will not help: fix the setting named here.
+    RedisRefused {
+        /// The Redis URL, without its password.
+        url: String,
+        /// The limiter's setting to fix: `"redis_url"`, or `"trust_ca"`
+        /// for a TLS handshake that failed.
+        setting: &'static str,
+        /// What Redis (or the TLS handshake) said, without the password.
+        reason: String,
+    },
     /// Another process shares the limiter's Redis key with different
     /// settings; nothing was sent. Use the same settings, or let this
     /// process adopt the shared ones
@@ -295,6 +308,15 @@ impl fmt::Display for Error {
                 f,
                 "Redis at {url} has been unreachable for {:.0?}, longer than the limiter may wait; nothing was sent",
                 waited
+            ),
+            Error::RedisRefused {
+                url,
+                setting,
+                reason,
+            } => write!(
+                f,
+                "Redis at {url} refuses the shared rate limiter ({reason}); nothing was sent: \
+                 check {setting}"
             ),
             Error::Stopped => f.write_str("stopped on request"),
             Error::WrongFormat { lines, bad } => write!(

@@ -152,13 +152,13 @@ fn an_idle_key_grants_its_burst_then_one_permit_per_interval() {
         .query(&mut connection(&redis))
         .unwrap();
     assert!(
-        (59_000..=61_000).contains(&ttl),
-        "the key expires: {ttl} ms"
+        (59_000..=62_000).contains(&ttl),
+        "the key expires a minute after what it holds stops counting: {ttl} ms"
     );
 }
 
 #[test]
-fn threads_of_two_limiters_never_exceed_burst_plus_rate_in_any_second() {
+fn threads_of_two_limiters_never_exceed_the_limit_in_any_second() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -188,12 +188,12 @@ fn threads_of_two_limiters_never_exceed_burst_plus_rate_in_any_second() {
     let span = (grants[grants.len() - 1] - grants[0]) as f64 / 1e6;
     let rate = (grants.len() - 10) as f64 / span;
     println!("16 threads, 2 limiters: {most} permits in the busiest second; {rate:.1}/s");
-    assert!(most <= 90, "{most} permits in one second, bound 90");
+    assert!(most <= 80, "{most} permits in one second, bound 80");
     assert!((72.0..=80.5).contains(&rate), "{rate}/s over {span} s");
 }
 
 #[test]
-fn processes_never_exceed_burst_plus_rate_in_any_second() {
+fn processes_never_exceed_the_limit_in_any_second() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -226,7 +226,7 @@ fn processes_never_exceed_burst_plus_rate_in_any_second() {
     let span = (grants[grants.len() - 1] - grants[0]) as f64 / 1e6;
     let rate = (grants.len() - 5) as f64 / span;
     println!("3 processes x 4 threads at 40/s burst 5: {most} in the busiest second; {rate:.1}/s");
-    assert!(most <= 45, "{most} permits in one second, bound 45");
+    assert!(most <= 40, "{most} permits in one second, bound 40");
     assert!((36.0..=40.5).contains(&rate), "{rate}/s over {span} s");
 }
 
@@ -276,8 +276,8 @@ fn four_processes_sharing_a_budget_stay_under_it_at_the_server_and_use_it_all() 
         track.max_in_window
     );
     assert_eq!(track.requests - before, total, "one request per record");
-    assert!(track.max_in_window <= 90, "{track:?}");
-    assert!(combined >= 78.0, "{combined}/s");
+    assert!(track.max_in_window <= 80, "{track:?}");
+    assert!(combined >= 76.0, "{combined}/s");
     for (i, &n) in sent.iter().enumerate() {
         for k in 0..n {
             assert!(
@@ -380,7 +380,7 @@ fn acquire_timeout_gives_its_slot_back_when_a_pause_outlasts_the_deadline() {
 }
 
 #[test]
-fn a_reservation_lost_with_redis_data_is_made_again() {
+fn a_budget_lost_with_redis_data_starts_again() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -398,16 +398,16 @@ fn a_reservation_lost_with_redis_data_is_made_again() {
     sleeps.recv_timeout(Duration::from_secs(5)).unwrap();
     let _: () = redis::cmd("DEL")
         .arg(&key)
+        .arg(format!("{key}:open"))
         .query(&mut connection(&redis))
         .unwrap();
     let waiting = waiter.join().unwrap();
-    let issued: i64 = redis::cmd("HGET")
-        .arg(&key)
-        .arg("issued")
+    let open: i64 = redis::cmd("ZCARD")
+        .arg(format!("{key}:open"))
         .query(&mut connection(&redis))
         .unwrap();
-    assert_eq!(issued, 1, "it reserved again in the new hash");
-    assert!(!waiting.try_acquire(), "and took that permit");
+    assert_eq!(open, 1, "it was granted in the new log");
+    assert!(!waiting.try_acquire(), "and paced from there");
 }
 
 #[test]
@@ -484,7 +484,7 @@ fn falling_back_grants_a_share_locally_until_redis_comes_back() {
 }
 
 #[test]
-fn a_key_redis_refuses_to_use_counts_as_unreachable() {
+fn a_key_that_holds_something_else_is_a_setting_to_fix() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -495,13 +495,149 @@ fn a_key_redis_refuses_to_use_counts_as_unreachable() {
         .query(&mut connection(&redis))
         .unwrap();
     assert!(!waits.try_acquire());
+    assert!(matches!(
+        Limiter::check(&waits),
+        Err(Error::RedisRefused {
+            setting: "redis_url",
+            ..
+        })
+    ));
     let falls_back = limiter(&redis, "wrongtype", 10.0, 1)
         .when_unreachable(WhenUnreachable::FallBack { share: 1.0 })
         .build()
         .unwrap();
-    assert!(falls_back.try_acquire());
+    assert!(
+        !falls_back.try_acquire(),
+        "a setting to fix is no outage to fall back through"
+    );
     let logs = logged_about(redis.port());
     assert!(logs.iter().any(|l| l.contains("WRONGTYPE")), "{logs:?}");
+}
+
+/// Issue 24: a wrong password, `NOAUTH` or a database Redis does not have
+/// used to count as an outage, and the limiter waited for it forever.
+#[test]
+fn a_redis_that_refuses_the_limiter_fails_at_once_in_every_mode() {
+    let Some(redis) = RedisServer::with_password(PASSWORD) else {
+        return;
+    };
+    let port = redis.port();
+    let urls = [
+        (
+            format!("redis://:{PASSWORD}-wrong@127.0.0.1:{port}/0"),
+            "a wrong password",
+        ),
+        (format!("redis://127.0.0.1:{port}/0"), "no password: NOAUTH"),
+        (
+            format!("redis://:{PASSWORD}@127.0.0.1:{port}/99"),
+            "a database Redis does not have",
+        ),
+    ];
+    let modes = [
+        WhenUnreachable::Wait,
+        WhenUnreachable::WaitAtMost(Duration::from_secs(60)),
+        WhenUnreachable::FallBack { share: 0.5 },
+    ];
+    for (url, what) in &urls {
+        for when in modes {
+            capture_logs();
+            let limiter = RedisLimiter::builder(RateLimit::TRACK_API)
+                .url(url)
+                .workspace("refused")
+                .when_unreachable(when)
+                .build()
+                .unwrap();
+            let connected = limiter.connect();
+            assert!(
+                matches!(
+                    connected,
+                    Err(Error::RedisRefused {
+                        setting: "redis_url",
+                        ..
+                    })
+                ),
+                "{what}, {when:?}: {connected:?}"
+            );
+            let error = connected.unwrap_err();
+            assert!(!error.is_transient(), "{error}");
+            assert!(!error.to_string().contains(PASSWORD), "{error}");
+            // Nobody waits for a setting to change: the caller is let go
+            // without a permit, and its check says why.
+            let (told, checked) = mpsc::channel();
+            let start = Instant::now();
+            thread::spawn(move || {
+                limiter.acquire();
+                let _ = told.send(Limiter::check(&limiter));
+            });
+            let checked = checked
+                .recv_timeout(Duration::from_secs(3))
+                .unwrap_or_else(|_| panic!("{what}, {when:?}: still waiting after 3 s"));
+            assert!(
+                matches!(checked, Err(Error::RedisRefused { .. })),
+                "{what}, {when:?}: {checked:?}"
+            );
+            assert!(start.elapsed() < Duration::from_secs(2), "{what}");
+        }
+    }
+}
+
+/// Issue 24: while Redis was away, the first SIGTERM was ignored.
+#[test]
+fn a_stop_ends_every_wait_within_a_second() {
+    let Some(redis) = RedisServer::not_started(None) else {
+        return;
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (announce, sleeps) = mpsc::channel();
+    let away = limiter(&redis, "stop", 10.0, 1)
+        .clock(AnnouncingClock(announce))
+        .stop_when(stop.clone())
+        .build()
+        .unwrap();
+    let (told, checked) = mpsc::channel();
+    thread::spawn(move || {
+        away.acquire();
+        let _ = told.send(Limiter::check(&away));
+    });
+    // It waits for Redis: it sleeps, and sleeps again.
+    for _ in 0..3 {
+        sleeps.recv_timeout(Duration::from_secs(5)).unwrap();
+    }
+    assert!(checked.try_recv().is_err(), "granted while Redis was away");
+    let asked = Instant::now();
+    stop.store(true, Ordering::SeqCst);
+    let checked = checked.recv_timeout(Duration::from_secs(5)).unwrap();
+    let took = asked.elapsed();
+    assert_eq!(checked, Err(Error::Stopped));
+    assert!(took < Duration::from_secs(1), "{took:?}");
+
+    // A long pause, with Redis there, ends as soon.
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (announce, sleeps) = mpsc::channel();
+    let paused = limiter(&redis, "stop-pause", 10.0, 1)
+        .clock(AnnouncingClock(announce))
+        .stop_when(stop.clone())
+        .build()
+        .unwrap();
+    paused.pause_for(Duration::from_secs(60));
+    let (told, checked) = mpsc::channel();
+    thread::spawn(move || {
+        paused.acquire();
+        let _ = told.send(Limiter::check(&paused));
+    });
+    sleeps.recv_timeout(Duration::from_secs(5)).unwrap();
+    let asked = Instant::now();
+    stop.store(true, Ordering::SeqCst);
+    let checked = checked.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(checked, Err(Error::Stopped));
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
 }
 
 #[test]
@@ -523,7 +659,11 @@ fn the_password_never_appears_in_debug_errors_or_logs() {
         .when_unreachable(WhenUnreachable::FallBack { share: 0.5 })
         .build()
         .unwrap();
-    assert!(wrong.try_acquire(), "refused by Redis: falls back");
+    assert!(
+        !wrong.try_acquire(),
+        "refused by Redis: nothing to fall back for"
+    );
+    let refused = wrong.connect().unwrap_err();
     let bad_url = RedisLimiter::builder(RateLimit::TRACK_API)
         .url(format!("redis://:{PASSWORD}@127.0.0.1:notaport"))
         .workspace("secret")
@@ -536,6 +676,7 @@ fn the_password_never_appears_in_debug_errors_or_logs() {
         format!("{wrong:?}"),
         format!("{bad_url:?} {bad_url}"),
         logged_about(redis.port()).join("\n"),
+        format!("{refused:?} {refused}"),
     ];
     for text in &texts {
         assert!(!text.contains(PASSWORD), "{text}");
@@ -626,11 +767,15 @@ fn tls_redis_with_a_private_ca_shares_one_budget() {
         return;
     };
     let ca = std::fs::read(redis.ca().unwrap()).unwrap();
-    let one = limiter(&redis, "tls", 0.2, 3)
-        .trust_ca(ca.clone())
-        .build()
-        .unwrap();
-    let other = limiter(&redis, "tls", 0.2, 3).trust_ca(ca).build().unwrap();
+    // Three per 15 s, so that the burst is the whole window's.
+    let tls = |ca: &[u8]| {
+        limiter(&redis, "tls", 0.2, 3)
+            .window(Duration::from_secs(15))
+            .trust_ca(ca.to_vec())
+            .build()
+            .unwrap()
+    };
+    let (one, other) = (tls(&ca), tls(&ca));
     assert!(
         format!("{one:?}").contains("rediss://127.0.0.1:"),
         "{one:?}"
@@ -648,19 +793,22 @@ fn tls_redis_with_a_private_ca_shares_one_budget() {
         })
         .count();
     assert_eq!(granted, 3, "the burst is shared over TLS");
-    let issued: i64 = redis::cmd("HGET")
-        .arg(one.key())
-        .arg("issued")
+    let open: i64 = redis::cmd("ZCARD")
+        .arg(format!("{}:open", one.key()))
         .query(&mut connection(&redis))
         .unwrap();
-    assert_eq!(issued, 3, "the state lives in the TLS Redis");
+    assert_eq!(open, 3, "the log lives in the TLS Redis");
 
-    // Without the private CA, the system's roots do not trust the server.
+    // Without the private CA, the system's roots do not trust the server:
+    // a setting to fix, not an outage to wait out.
     let untrusting = limiter(&redis, "tls", 0.2, 3).build().unwrap();
     assert!(!untrusting.try_acquire());
     assert!(matches!(
         untrusting.connect(),
-        Err(Error::RedisUnreachable { .. })
+        Err(Error::RedisRefused {
+            setting: "trust_ca",
+            ..
+        })
     ));
     let logs = logged_about(redis.port()).join("\n");
     assert!(logs.contains("rediss://127.0.0.1"), "{logs}");
@@ -687,8 +835,8 @@ fn settings_that_differ_are_refused_naming_both_unless_adopted() {
         .query(&mut connection(&redis))
         .unwrap();
     assert!(
-        (59_000..=60_000).contains(&ttl),
-        "they expire a minute after the last process recorded them: {ttl} ms"
+        (29_000..=30_000).contains(&ttl),
+        "they live as long as the last lease on them: {ttl} ms"
     );
     let same = limiter(&redis, "settings", 80.0, 10).build().unwrap();
     same.connect().unwrap();
@@ -1259,6 +1407,81 @@ fn a_fixed_rate_limiter_keeps_its_rate_and_learns_nothing() {
     fixed.acquire();
     assert_eq!(fixed.rate(), 100.0);
     assert!(fixed.rate_changes().is_empty());
+}
+
+/// Issue 24: the settings outlived every sharer by a minute, so a new rate
+/// was refused for a minute after every process had stopped.
+#[test]
+fn shared_settings_go_with_the_last_sharer() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let first = limiter(&redis, "lease", 80.0, 10).build().unwrap();
+    let second = limiter(&redis, "lease", 80.0, 10).build().unwrap();
+    first.connect().unwrap();
+    second.connect().unwrap();
+    assert!(second.try_acquire());
+    let another_rate = || limiter(&redis, "lease", 50.0, 5).build().unwrap().connect();
+    assert!(matches!(
+        another_rate(),
+        Err(Error::SharedSettingsMismatch { .. })
+    ));
+    drop(first);
+    assert!(
+        matches!(another_rate(), Err(Error::SharedSettingsMismatch { .. })),
+        "the second still shares the key"
+    );
+    drop(second);
+    assert_eq!(another_rate(), Ok(()), "accepted once every sharer is gone");
+}
+
+/// Issue 24: `--rate 90 --burst 30` through Redis put 120 requests into
+/// one second at the server (`burst + rate`); the log in Redis keeps it at
+/// 90, as `SlidingWindow` does in one process.
+#[test]
+fn a_burst_never_puts_more_than_the_limit_into_a_window_at_the_server() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let emulator = Emulator::start(Config::default().track_limit(0)).unwrap();
+    // Two limiters and two clients, as two processes would have.
+    let clients: Vec<Client> = (0..2)
+        .map(|_| {
+            let limiter = limiter(&redis, "burst-window", 90.0, 30).build().unwrap();
+            limiter.connect().unwrap();
+            Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
+                .track_url(emulator.url())
+                .limiter(ApiClass::Track, limiter)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let run_for = Duration::from_millis(2_500);
+    let sent = AtomicU64::new(0);
+    thread::scope(|scope| {
+        for t in 0..8 {
+            let (client, sent) = (&clients[t % 2], &sent);
+            scope.spawn(move || {
+                let start = Instant::now();
+                while start.elapsed() < run_for {
+                    let n = sent.fetch_add(1, Ordering::Relaxed);
+                    client
+                        .identify(
+                            cio_ratelimit::Identifier::id(format!("w{n}")),
+                            serde_json::json!({}),
+                        )
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let track = &emulator.snapshot().classes["track"];
+    println!(
+        "rate 90, burst 30, two limiters: busiest 1 s window at the server {} of {} requests",
+        track.max_in_window, track.requests
+    );
+    assert!(track.max_in_window <= 90, "{track:?}");
+    assert!(track.max_in_window >= 80, "the budget was used: {track:?}");
 }
 
 #[test]

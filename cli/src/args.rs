@@ -27,7 +27,8 @@ Credentials (every call takes them the same way):
 Exit codes:
   0  success
   1  some lines were dead-lettered (import)
-  2  usage, credentials, bad input, or another error that trying again will not fix
+  2  usage, credentials, bad input, a --redis-url Redis refuses (password, database,
+     TLS), or another error that trying again will not fix
   3  Customer.io unavailable after retries (5xx, 429, timeouts, connection failures),
      or Redis unreachable for longer than --redis-wait: try again later
   130, 143  an import stopped cleanly on SIGINT (Ctrl-C) or SIGTERM: resume it";
@@ -695,7 +696,8 @@ pub struct Import {
     /// (with --api pipelines: every Pipelines import) through this Redis
     /// (redis://[:password@]host[:port][/db]); what one process learns from
     /// 429s, every process sharing it follows (unless --fixed-rate), never
-    /// above --rate
+    /// above --rate. A Redis that refuses it (password, database, TLS)
+    /// stops the import at once with exit 2
     #[arg(long, value_name = "URL")]
     pub redis_url: Option<String>,
     /// While Redis is unreachable, go on at this share of --rate (0-1]

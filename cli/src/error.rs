@@ -34,6 +34,17 @@ pub enum Error {
         /// What is wrong with it.
         problem: String,
     },
+    /// Redis answered `--redis-url`, but refuses the shared limiter: a
+    /// wrong password or database, a certificate `--redis-ca` does not
+    /// trust. Nothing was sent; waiting would not help.
+    RedisRefused {
+        /// The flag to fix: `--redis-url` or `--redis-ca`.
+        flag: &'static str,
+        /// The Redis URL, without its password.
+        url: String,
+        /// What Redis (or the TLS handshake) said, without the password.
+        reason: String,
+    },
     /// A key file holds nothing but white space.
     EmptyKeyFile {
         /// The flag that named the file.
@@ -155,6 +166,11 @@ impl fmt::Display for Error {
                 path,
                 problem,
             } => write!(f, "{flag} {}: {problem}", path.display()),
+            Error::RedisRefused { flag, url, reason } => write!(
+                f,
+                "Redis at {url} refuses the shared rate limiter ({reason}); nothing was sent: \
+                 check {flag}"
+            ),
             Error::EmptyKeyFile { flag, path } => {
                 write!(f, "{flag} {} is empty", path.display())
             }
@@ -247,6 +263,7 @@ impl std::error::Error for Error {
             Error::Json { source, .. } => Some(source),
             Error::MissingCredentials(_)
             | Error::EmptyKeyFile { .. }
+            | Error::RedisRefused { .. }
             | Error::File { .. }
             | Error::CsvOnly { .. }
             | Error::NotAnObject { .. }

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | 0 | success |
 //! | 1 | some lines were dead-lettered (imports only) |
-//! | 2 | usage, credentials, bad input, or another error that trying again will not fix |
+//! | 2 | usage, credentials, bad input, a Redis that refuses `--redis-url` (password, database, TLS), or another error that trying again will not fix |
 //! | 3 | Customer.io unavailable after retries (5xx, 429 past the deadline, timeouts, refused or dropped connections), or Redis unreachable past `--redis-wait`: resume later |
 //! | 130 | an import stopped cleanly on SIGINT (Ctrl-C): resume it |
 //! | 143 | an import stopped cleanly on SIGTERM: resume it |
@@ -79,6 +79,7 @@ impl From<&Error> for Exit {
             Error::MissingCredentials(_)
             | Error::KeyFile { .. }
             | Error::File { .. }
+            | Error::RedisRefused { .. }
             | Error::EmptyKeyFile { .. }
             | Error::Json { .. }
             | Error::NotAnObject { .. }

@@ -4,6 +4,7 @@
 
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use cio_ratelimit::{
@@ -60,13 +61,12 @@ impl Target {
 fn with_limiter(
     builder: ClientBuilder,
     import: &Import,
-    limit: RateLimit,
-    class: ApiClass,
-    workspace: &str,
+    shared: SharedBudget<'_>,
 ) -> Result<ClientBuilder, Error> {
+    let SharedBudget { limit, class, .. } = shared;
     // A dry run sends nothing, so it shares no budget either.
     if let Some(url) = import.redis_url.as_ref().filter(|_| !import.dry_run) {
-        let redis = redis_limiter(url, import, limit, class, workspace)?;
+        let redis = redis_limiter(url, import, shared)?;
         log::info!(
             "sharing {} requests/s through Redis",
             redis.limit().per_second()
@@ -80,15 +80,29 @@ fn with_limiter(
     }
 }
 
+/// What the import's budget is: its limit, for which API class and
+/// workspace, and the flag that stops the import (and its waits for Redis).
+#[derive(Clone, Copy)]
+struct SharedBudget<'a> {
+    limit: RateLimit,
+    class: ApiClass,
+    workspace: &'a str,
+    stop: Option<&'a Arc<AtomicBool>>,
+}
+
 /// `--redis-url` and its flags: a limiter that has recorded (or adopted)
 /// its settings beside the shared state, or the reason it may not share it.
 fn redis_limiter(
     url: &str,
     import: &Import,
-    limit: RateLimit,
-    class: ApiClass,
-    workspace: &str,
+    shared: SharedBudget<'_>,
 ) -> Result<RedisLimiter, Error> {
+    let SharedBudget {
+        limit,
+        class,
+        workspace,
+        stop,
+    } = shared;
     // Waiting for as long as Redis is away is the default: the shared budget
     // is never overspent and the job carries on by itself. A scheduler that
     // needs the job to end says how long with --redis-wait.
@@ -112,10 +126,27 @@ fn redis_limiter(
         })?;
         builder = builder.trust_ca(pem);
     }
+    if let Some(stop) = stop {
+        // A signal ends every wait for Redis, as it ends the import.
+        builder = builder.stop_when(Arc::clone(stop));
+    }
     let redis = builder.build()?;
     match redis.connect() {
         // Logged by the limiter, which waits or falls back as configured.
         Ok(()) | Err(cio_ratelimit::Error::RedisUnreachable { .. }) => Ok(redis),
+        // A password, database or certificate to fix: waiting would not help.
+        Err(cio_ratelimit::Error::RedisRefused {
+            url,
+            setting,
+            reason,
+        }) => Err(Error::RedisRefused {
+            flag: match setting {
+                "trust_ca" => "--redis-ca",
+                _ => "--redis-url",
+            },
+            url,
+            reason,
+        }),
         Err(error) => Err(error.into()),
     }
 }
@@ -167,7 +198,19 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
         (Some(rate), None) => RateLimit::at(rate)?,
         (rate, Some(burst)) => RateLimit::new(rate.unwrap_or(target.preset.per_second()), burst)?,
     };
-    let client = with_limiter(builder, import, limit, target.class, &workspace)?
+    // From here on, SIGINT and SIGTERM stop the import cleanly, and end
+    // any wait for Redis.
+    let signals = StopSignals::install()
+        .inspect_err(|error| log::warn!("a signal will not stop the import cleanly: {error}"))
+        .ok();
+    let stop = signals.as_ref().map(StopSignals::flag);
+    let shared = SharedBudget {
+        limit,
+        class: target.class,
+        workspace: &workspace,
+        stop: stop.as_ref(),
+    };
+    let client = with_limiter(builder, import, shared)?
         .max_idle_connections(usize::from(import.workers))
         .build()?;
     let limiter = client.limiter(target.class).clone();
@@ -226,10 +269,6 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
     if let Some(path) = &import.checkpoint {
         importer = importer.checkpoint(path);
     }
-    // From here on, SIGINT and SIGTERM stop the import cleanly.
-    let signals = StopSignals::install()
-        .inspect_err(|error| log::warn!("a signal will not stop the import cleanly: {error}"))
-        .ok();
     if let Some(signals) = &signals {
         importer = importer.stop_when(signals.flag());
     }

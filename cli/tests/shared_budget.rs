@@ -5,15 +5,18 @@
 mod command;
 
 use std::fs;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cio_emulator::{Config, Emulator};
 use cio_test_redis::RedisServer;
 use serde_json::json;
 
-use command::against;
+use command::{Outcome, against};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cio-cli-shared-{}-{name}", std::process::id()));
@@ -33,6 +36,41 @@ fn write_input(path: &Path, prefix: &str, n: u32) {
         })
         .collect();
     fs::write(path, text).unwrap();
+}
+
+/// Waits for `child` at most `limit`; kills it and fails if it is still
+/// running then. Its standard error is read as it comes.
+fn finish_within(mut child: Child, limit: Duration) -> Outcome {
+    let start = Instant::now();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stdout = String::new();
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut stdout)
+                .unwrap();
+            return Outcome {
+                code: status.code().expect("exited, not killed"),
+                stdout,
+                stderr: reader.join().unwrap(),
+                elapsed: start.elapsed(),
+            };
+        }
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("still running after {limit:?}: {}", reader.join().unwrap());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -68,9 +106,9 @@ fn two_imports_sharing_a_redis_budget_stay_within_it_together() {
     }
     let snapshot = emu.snapshot();
     assert_eq!(snapshot.people.len(), 240, "everything arrived");
-    // One budget of 40/s burst 4 for both: at most 44 in any second (80 apart).
+    // One budget of 40/s for both: at most 40 in any second (80 apart).
     let track = &snapshot.classes["track"];
-    assert!(track.max_in_window <= 44, "{track:?}");
+    assert!(track.max_in_window <= 40, "{track:?}");
     assert!(track.max_in_window >= 30, "both were sending: {track:?}");
 }
 
@@ -261,19 +299,16 @@ fn an_import_shares_a_tls_redis_trusting_a_private_ca() {
     outcome.assert_code(0);
     assert_eq!(emu.snapshot().people.len(), 20);
 
-    // The system's roots do not know the private CA: nothing is sent, and
-    // --redis-wait ends the wait.
-    let outcome = against(
-        &emu,
-        &[&args[..], &["--redis-wait", "0.5", "--max-retries", "0"]].concat(),
-    )
-    .run();
-    outcome.assert_code(3);
+    // The system's roots do not know the private CA: a setting to fix, at
+    // once, whatever the wait (issue 24: it used to wait for it).
+    let outcome = finish_within(against(&emu, &args).spawn(), Duration::from_secs(10));
+    outcome.assert_code(2);
     assert!(
-        outcome.stderr.contains("rediss://127.0.0.1"),
+        outcome.stderr.contains("rediss://127.0.0.1") && outcome.stderr.contains("--redis-ca"),
         "{}",
         outcome.stderr
     );
+    assert!(outcome.elapsed < Duration::from_secs(3), "{outcome:?}");
     let missing = dir.join("no-such-ca.pem");
     let outcome = against(
         &emu,
@@ -293,12 +328,14 @@ fn imports_at_another_rate_on_the_same_key_are_refused_unless_they_adopt_it() {
     let emu = Emulator::start(Config::default()).unwrap();
     let dir = scratch("settings");
     let url = redis.url();
-    let import = |name: &str, rate: &str, adopt: bool| {
+    let import = |name: &str, rate: &str, lines: u32, adopt: bool| {
         let input = dir.join(format!("{name}.ndjson"));
-        write_input(&input, name, 10);
+        write_input(&input, name, lines);
         let mut args = vec![
             "import",
             input.to_str().unwrap(),
+            "--mode",
+            "single",
             "--rate",
             rate,
             "--redis-url",
@@ -307,10 +344,19 @@ fn imports_at_another_rate_on_the_same_key_are_refused_unless_they_adopt_it() {
         if adopt {
             args.push("--redis-adopt");
         }
-        against(&emu, &args).run()
+        against(&emu, &args)
     };
-    import("first", "40", false).assert_code(0);
-    let refused = import("second", "20", false);
+    // The first shares the key at 40/s for a while.
+    let first = import("first", "40", 200, false).spawn();
+    let start = Instant::now();
+    while emu.snapshot().people.is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the first is sending"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let refused = import("second", "20", 10, false).run();
     refused.assert_code(2);
     assert!(
         refused.stderr.contains("rate=40/s burst=4")
@@ -318,13 +364,268 @@ fn imports_at_another_rate_on_the_same_key_are_refused_unless_they_adopt_it() {
         "names both: {}",
         refused.stderr
     );
-    assert_eq!(
-        emu.snapshot().people.len(),
-        10,
+    assert!(
+        emu.snapshot()
+            .people
+            .keys()
+            .all(|id| id.starts_with("first")),
         "the refused import sent nothing"
     );
-    import("third", "20", true).assert_code(0);
-    assert_eq!(emu.snapshot().people.len(), 20);
+    import("third", "20", 10, true).run().assert_code(0);
+    assert!(emu.snapshot().people.contains_key("third9"));
+    finish_within(first, Duration::from_secs(30)).assert_code(0);
+
+    // Issue 24: once every sharer has exited, another rate is accepted at
+    // once (the settings used to outlive them by a minute).
+    import("fourth", "20", 10, false).run().assert_code(0);
+    assert!(emu.snapshot().people.contains_key("fourth9"));
+}
+
+/// Issue 24: a Redis URL that can never work (a wrong password, a
+/// database Redis does not have) waited forever; it is a setting to fix.
+#[test]
+fn a_redis_url_that_can_never_work_exits_2_at_once_naming_it() {
+    let Some(redis) = RedisServer::with_password("s3cret-redis-pw") else {
+        return;
+    };
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("refused");
+    let input = dir.join("people.ndjson");
+    write_input(&input, "p", 10);
+    let port = redis.port();
+    for url in [
+        format!("redis://:not-the-s3cret@127.0.0.1:{port}/0"),
+        format!("redis://127.0.0.1:{port}/0"),
+        format!("redis://:s3cret-redis-pw@127.0.0.1:{port}/99"),
+    ] {
+        let args = ["import", input.to_str().unwrap(), "--redis-url", &url];
+        let outcome = finish_within(against(&emu, &args).spawn(), Duration::from_secs(20));
+        println!("{url}: exit {} after {:?}", outcome.code, outcome.elapsed);
+        outcome.assert_code(2);
+        assert!(outcome.elapsed < Duration::from_secs(3), "{outcome:?}");
+        assert!(outcome.stderr.contains("--redis-url"), "{}", outcome.stderr);
+        assert!(
+            !outcome.stderr.contains("s3cret"),
+            "no password shown: {}",
+            outcome.stderr
+        );
+    }
+    assert_eq!(emu.snapshot().requests, 0, "nothing was sent");
+}
+
+/// Issue 24: `--redis-wait 2` stopped after 19.6 s, retrying with warnings
+/// that blamed Customer.io's connection.
+#[test]
+fn redis_wait_means_that_many_seconds_and_the_warnings_name_redis() {
+    let Some(redis) = RedisServer::not_started(None) else {
+        return;
+    };
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("redis-wait-seconds");
+    let input = dir.join("people.ndjson");
+    write_input(&input, "p", 20);
+    let url = redis.url();
+    let args = [
+        "import",
+        input.to_str().unwrap(),
+        "--mode",
+        "single",
+        "--redis-url",
+        &url,
+        "--redis-wait",
+        "2",
+    ];
+    let outcome = finish_within(against(&emu, &args).spawn(), Duration::from_secs(30));
+    println!(
+        "--redis-wait 2: exit {} after {:?}",
+        outcome.code, outcome.elapsed
+    );
+    outcome.assert_code(3);
+    assert!(
+        (Duration::from_secs(1)..Duration::from_secs(3)).contains(&outcome.elapsed),
+        "{outcome:?}"
+    );
+    assert!(outcome.stderr.contains("Redis"), "{}", outcome.stderr);
+    assert!(
+        !outcome.stderr.contains("connection refused"),
+        "nothing blames Customer.io: {}",
+        outcome.stderr
+    );
+    assert_eq!(emu.snapshot().requests, 0);
+}
+
+/// Issue 24: while Redis was away, the first SIGTERM or Ctrl-C was ignored
+/// (the import's requests waited for Redis, whatever the stop).
+#[test]
+fn a_signal_ends_a_wait_for_redis_within_a_second() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("redis-signal");
+    let input = dir.join("people.ndjson");
+    write_input(&input, "p", 400);
+    let url = redis.url();
+    for (signal, code) in [("TERM", 143), ("INT", 130)] {
+        let checkpoint = dir.join(format!("checkpoint-{signal}"));
+        let args = [
+            "import",
+            input.to_str().unwrap(),
+            "--mode",
+            "single",
+            "--rate",
+            "20",
+            "--redis-url",
+            &url,
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+        ];
+        let before = emu.snapshot().requests;
+        let mut child = against(&emu, &args).spawn();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let (said, saying) = mpsc::channel();
+        thread::spawn(move || {
+            let mut line = String::new();
+            while stderr.read_line(&mut line).unwrap_or(0) > 0 {
+                let _ = said.send(std::mem::take(&mut line));
+            }
+        });
+        // It is sending; then Redis goes away, and once it says so, its
+        // requests wait for Redis.
+        let start = Instant::now();
+        while emu.snapshot().requests < before + 5 {
+            assert!(start.elapsed() < Duration::from_secs(10), "it is sending");
+            thread::sleep(Duration::from_millis(10));
+        }
+        redis.stop();
+        let mut seen = String::new();
+        while !seen.contains("unreachable") {
+            seen.push_str(&saying.recv_timeout(Duration::from_secs(10)).unwrap());
+        }
+        let killed = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let asked = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if asked.elapsed() > Duration::from_secs(10) {
+                child.kill().unwrap();
+                panic!("SIG{signal} ignored while waiting for Redis: {seen}");
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        let took = asked.elapsed();
+        // The reader ends with the process.
+        while let Ok(line) = saying.recv_timeout(Duration::from_secs(5)) {
+            seen.push_str(&line);
+        }
+        println!("SIG{signal} while waiting for Redis: exit after {took:?}");
+        assert_eq!(status.code(), Some(code), "{seen}");
+        assert!(took < Duration::from_secs(1), "{took:?}");
+        assert!(seen.contains(&format!("stopped by SIG{signal}")), "{seen}");
+        redis.restart();
+    }
+}
+
+/// Issue 24: `--rate 90 --burst 30 --redis-url` put 120 requests into one
+/// second at the server.
+#[test]
+fn imports_sharing_a_redis_never_put_more_than_the_rate_into_a_second() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
+    let dir = scratch("redis-burst");
+    let url = redis.url();
+    let imports: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let input = dir.join(format!("{name}.ndjson"));
+            write_input(&input, name, 150);
+            let args = [
+                "import",
+                input.to_str().unwrap(),
+                "--mode",
+                "single",
+                "--rate",
+                "90",
+                "--burst",
+                "30",
+                "--redis-url",
+                &url,
+            ];
+            against(&emu, &args).spawn()
+        })
+        .collect();
+    for import in imports {
+        finish_within(import, Duration::from_secs(30)).assert_code(0);
+    }
+    let snapshot = emu.snapshot();
+    let track = &snapshot.classes["track"];
+    println!(
+        "--rate 90 --burst 30, two imports through Redis: busiest 1 s window at the server {}",
+        track.max_in_window
+    );
+    assert_eq!(snapshot.people.len(), 300);
+    assert!(track.max_in_window <= 90, "{track:?}");
+    assert!(track.max_in_window >= 80, "the budget was used: {track:?}");
+}
+
+/// Issue 24: at `--rate` equal to the workspace's limit, imports sharing a
+/// Redis drew 9 × 429 and ran at about half the limit.
+#[test]
+fn imports_sharing_a_redis_at_the_workspace_limit_run_at_it_without_429s() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let emu = Emulator::start(Config::default().track_limit(100)).unwrap();
+    let dir = scratch("redis-at-limit");
+    let url = redis.url();
+    let per_import = 400;
+    let imports: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let input = dir.join(format!("{name}.ndjson"));
+            write_input(&input, name, per_import);
+            let args = [
+                "import",
+                input.to_str().unwrap(),
+                "--mode",
+                "single",
+                "--rate",
+                "100",
+                "--redis-url",
+                &url,
+            ];
+            against(&emu, &args).spawn()
+        })
+        .collect();
+    // Timed from the first arrival: the processes' start-up is not the rate.
+    let start = Instant::now();
+    while emu.snapshot().requests == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "nothing arrived");
+        thread::sleep(Duration::from_millis(2));
+    }
+    let first = Instant::now();
+    for import in imports {
+        finish_within(import, Duration::from_secs(60)).assert_code(0);
+    }
+    let elapsed = first.elapsed().as_secs_f64();
+    let snapshot = emu.snapshot();
+    let admitted = snapshot.classes["track"].admitted;
+    let rate = admitted as f64 / elapsed;
+    println!(
+        "two imports at --rate 100 through Redis against 100/s: {} × 429, {admitted} admitted \
+         in {elapsed:.2} s: {rate:.1}/s ({rate:.1} % of the limit)",
+        snapshot.throttled
+    );
+    assert_eq!(snapshot.people.len(), 2 * per_import as usize);
+    assert!(snapshot.throttled <= 3, "{} × 429", snapshot.throttled);
+    assert!(rate >= 95.0, "{rate:.1}/s");
 }
 
 #[test]

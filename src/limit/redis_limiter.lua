@@ -1,30 +1,36 @@
--- The shared half of RedisLimiter (src/redis_limiter.rs): the generic cell
--- rate algorithm (virtual scheduling) on one hash per workspace and API class,
--- timed by the Redis server's clock. One script, so that every operation is
--- atomic; callers sleep in their own process, never in Redis.
+-- The shared half of RedisLimiter (src/limit/redis_limiter.rs): the same
+-- "at most N requests in any window" as SlidingWindow
+-- (src/limit/sliding_window.rs), on a log of grants and answers per
+-- workspace and API class in Redis, timed by the Redis server's clock. One
+-- script, so that every operation is atomic; callers sleep in their own
+-- process, never in Redis.
 --
--- KEYS[1]   the bucket's hash
--- ARGV[1]   the operation: "reserve", "check", "pause", "measure" or "learn"
--- ARGV[2]   interval: microseconds between permits at the configured rate
--- ARGV[3]   tolerance: interval * (burst - 1)
--- ARGV[4]   milliseconds the hash outlives its last scheduled permit
--- ARGV[5]   the window, in microseconds, over which accepted answers count
--- ARGV[6]   the configured limit: permits per window
+-- KEYS[1]   the budget's hash
+-- ARGV[1]   the operation: "take", "answer", "pause", "measure" or "learn"
+-- ARGV[2]   the window, in microseconds
+-- ARGV[3]   the configured limit: permits per window (the ceiling)
+-- ARGV[4]   the burst: permits the pacer lets go back to back
+-- ARGV[5]   the margin, in microseconds: how much longer than the window a
+--           grant whose answer never comes is counted
+-- ARGV[6]   milliseconds the keys outlive what they hold
 -- ARGV[7]   1 if the caller follows the learned limit, 0 if its rate is fixed
 -- ARGV[8..] the operation's own arguments
 --
--- The hash mirrors TokenBucket's Schedule (src/token_bucket.rs), in
--- microseconds of the server's clock:
---   tat         theoretical arrival time: when the bucket would next be empty
---   issued      permits reserved so far
---   run_start   `issued` when the last caller was granted without waiting
---   changed_at  when a pause last moved the slots of waiting callers
---   version     bumped whenever that happens
---   epoch       when the hash was created: a reservation made before it (the
---               hash expired, or Redis lost its data) no longer exists
---   resume      when the last pause ends: slots laid out again at a learned
---               interval (longer than the one the pause moved them by) never
---               fall inside it
+-- The budget, in microseconds of the server's clock:
+--   {key}           hash: tat (the pacer's theoretical arrival time, GCRA),
+--                   paused (when the last pause ends), seq (names grants)
+--   {key}:open      sorted set: grants whose answer has not come, scored by
+--                   when they were granted. Each counts until its answer
+--                   comes, or for the window and the margin after its grant
+--                   if none does (a process killed mid-request).
+--   {key}:answered  sorted set: when answers came. Each counts for one
+--                   window after it came: the request reached the server
+--                   before its answer came, so no window of the server's
+--                   holds more than the log does.
+-- Answers are matched to grants in order, not to their own grant: the k-th
+-- answer to come came no sooner than the k-th arrival, in any process.
+-- A permit is granted when fewer than the limit in force are counted and
+-- the pacer (N per window, bursts of up to the burst) lets it go.
 -- Lua numbers are doubles; microseconds since 1970 stay exact below 2^53.
 --
 -- Beside it, the learning every process shares (src/limit/learning.rs's
@@ -37,32 +43,35 @@
 --   {key}:accepted  answers the server accepted, reported by the processes
 --                   with their next call, counted in buckets of 1/100 of
 --                   the window by the server's clock.
--- While a learned limit below the configured one is in force, permits are
--- spaced at window / limit with no burst.
 
 local key = KEYS[1]
 local op = ARGV[1]
-local interval = tonumber(ARGV[2])
-local tolerance = tonumber(ARGV[3])
-local linger_ms = tonumber(ARGV[4])
-local window = tonumber(ARGV[5])
-local ceiling = tonumber(ARGV[6])
+local window = tonumber(ARGV[2])
+local ceiling = tonumber(ARGV[3])
+local burst = tonumber(ARGV[4])
+local margin = tonumber(ARGV[5])
+local linger_ms = tonumber(ARGV[6])
 local following = ARGV[7] == '1'
+local open_key = key .. ':open'
+local answered_key = key .. ':answered'
 local rate_key = key .. ':rate'
 local accepted_key = key .. ':accepted'
 local bucket = math.max(math.floor(window / 100), 1)
 local course_fields = {'limit', 'quiet', 'hold', 'probe', 'step', 'settled', 'measured'}
+local span = window + margin
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 
+local limit = ceiling
 if following then
   local learned = tonumber(redis.call('HGET', rate_key, 'limit'))
   if learned and learned >= 1 and learned < ceiling then
-    interval = math.ceil(window / learned)
-    tolerance = 0
+    limit = learned
   end
 end
+local interval = math.ceil(window / limit)
+local tolerance = interval * (math.min(burst, limit) - 1)
 
 -- Adds answers accepted since the caller's last call.
 local function note_accepted(count)
@@ -109,115 +118,119 @@ local function append(list, more)
   return list
 end
 
-local fields = redis.call('HMGET', key, 'tat', 'issued', 'run_start', 'changed_at', 'version', 'epoch')
-local epoch = tonumber(fields[6])
+local fields = redis.call('HMGET', key, 'tat', 'paused')
 local tat = tonumber(fields[1]) or 0
-local issued = tonumber(fields[2]) or 0
-local run_start = tonumber(fields[3]) or 0
-local changed_at = tonumber(fields[4]) or 0
-local version = tonumber(fields[5]) or 0
+local paused = tonumber(fields[2]) or 0
 
-local function save()
-  redis.call('HSET', key, 'tat', tat, 'issued', issued, 'run_start', run_start,
-    'changed_at', changed_at, 'version', version, 'epoch', epoch or now)
-  local ahead_ms = math.ceil(math.max(tat - now, 0) / 1000)
-  redis.call('PEXPIRE', key, ahead_ms + linger_ms)
+-- Keeps every key of the budget for as long as it holds something that
+-- counts, and the linger after.
+local function keep()
+  local ahead_ms = math.ceil(math.max(tat - now, paused - now, 0) / 1000)
+  local counted_ms = math.ceil(span / 1000)
+  redis.call('PEXPIRE', key, ahead_ms + counted_ms + linger_ms)
+  redis.call('PEXPIRE', open_key, counted_ms + linger_ms)
+  redis.call('PEXPIRE', answered_key, counted_ms + linger_ms)
 end
 
-if op == 'reserve' then
-  -- ARGV[8]: the longest the caller will wait, or -1 for as long as it takes;
-  -- ARGV[9]: answers the caller's process saw accepted since it last said.
-  -- Returns {1, wait, slot, issued, version, epoch} followed, for a caller
-  -- that follows the learned limit, by the shared course; or {0, wait}
-  -- having reserved nothing.
-  note_accepted(tonumber(ARGV[9]))
+-- Forgets what no window at or after now counts.
+local function expire()
+  redis.call('ZREMRANGEBYSCORE', open_key, '-inf', now - span)
+  redis.call('ZREMRANGEBYSCORE', answered_key, '-inf', now - window)
+end
+
+-- The earliest a permit can be granted, at or after now, and 1 if an
+-- answer that comes meanwhile may free one sooner (SlidingWindow's
+-- Earliest::AtOrSooner), else 0.
+local function earliest()
+  local paced = math.max(now, paused, tat - tolerance)
+  local counted = redis.call('ZCARD', open_key) + redis.call('ZCARD', answered_key)
+  local excess = counted + 1 - limit
+  if excess <= 0 then
+    return paced, 0
+  end
+  -- The excess-th of the two sorted lists of leaving times, merged.
+  local answers = redis.call('ZRANGE', answered_key, 0, excess - 1, 'WITHSCORES')
+  local opens = redis.call('ZRANGE', open_key, 0, excess - 1, 'WITHSCORES')
+  local a, o = 2, 2
+  local leaves, sooner = 0, 0
+  for _ = 1, excess do
+    local next_a = answers[a] and (tonumber(answers[a]) + window)
+    local next_o = opens[o] and (tonumber(opens[o]) + span)
+    if next_o and (not next_a or next_o < next_a) then
+      leaves, sooner = next_o, 1
+      o = o + 2
+    elseif next_a then
+      leaves, sooner = next_a, 0
+      a = a + 2
+    else
+      break
+    end
+  end
+  if sooner == 0 or leaves <= paced then
+    return math.max(paced, leaves), 0
+  end
+  return leaves, 1
+end
+
+if op == 'take' then
+  -- ARGV[8]: answers the caller's process saw accepted since it last said.
+  -- Grants a permit now if one is free: returns {1, now}; else
+  -- {0, now, microseconds to wait, 1 if an answer may free one sooner}.
+  -- Either is followed, for a caller that follows the learned limit, by the
+  -- shared course.
+  note_accepted(tonumber(ARGV[8]))
   if redis.call('HLEN', accepted_key) > 200 then
     count_accepted()
   end
-  local max_wait = tonumber(ARGV[8])
-  local slot = math.max(tat - tolerance, now)
-  if max_wait >= 0 and slot - now > max_wait then
-    return {0, slot - now}
+  expire()
+  local at, sooner = earliest()
+  local answer
+  if at <= now then
+    local seq = redis.call('HINCRBY', key, 'seq', 1)
+    redis.call('ZADD', open_key, now, seq)
+    tat = math.max(tat, now) + interval
+    redis.call('HSET', key, 'tat', tat)
+    keep()
+    answer = {1, now}
+  else
+    answer = {0, now, at - now, sooner}
   end
-  tat = math.max(tat, slot) + interval
-  issued = issued + 1
-  if slot <= now then
-    run_start = issued
-  end
-  save()
-  local answer = {1, slot - now, slot, issued, version, epoch or now}
   if following then
     -- Followers keep what was learned alive as long as the budget.
-    redis.call('PEXPIRE', rate_key, math.ceil(math.max(tat - now, 0) / 1000) + linger_ms)
+    redis.call('PEXPIRE', rate_key, math.ceil(span / 1000) + linger_ms)
     append(answer, course())
   end
   return answer
 end
 
-if op == 'check' then
-  -- A waiter woke up. ARGV[8..12]: its slot, `issued` right after its
-  -- reservation, the version and epoch it last saw, and its deadline (-1 for
-  -- none). Returns {1} to go, {0, wait, slot, version} to sleep and check
-  -- again, {2} if a pause pushed it past its deadline (its permit given back
-  -- when nobody reserved after it), or {3} if its reservation is gone.
-  local slot = tonumber(ARGV[8])
-  local last = tonumber(ARGV[9])
-  local seen_version = tonumber(ARGV[10])
-  local seen_epoch = tonumber(ARGV[11])
-  local deadline = tonumber(ARGV[12])
-  if epoch ~= seen_epoch then
-    return {3}
+if op == 'answer' then
+  -- An answer came (or a request failed without one): the oldest grant
+  -- still open is answered, and counts for one window from now. Returns {1}.
+  expire()
+  local popped = redis.call('ZPOPMIN', open_key)
+  local seq = popped[1] or ('a' .. redis.call('HINCRBY', key, 'seq', 1))
+  redis.call('ZADD', answered_key, now, seq)
+  -- Twice the most that may be counted: no answer still counted is dropped.
+  local extra = redis.call('ZCARD', answered_key) - 2 * ceiling
+  if extra > 0 then
+    redis.call('ZREMRANGEBYRANK', answered_key, 0, extra - 1)
   end
-  if version ~= seen_version then
-    if slot <= changed_at then
-      -- Due before the slots moved: granted then, just woken late.
-      return {1}
-    end
-    -- Waiting reservations sit back to back, one interval apart, ending one
-    -- interval before tat minus the tolerance; a pause keeps that true.
-    slot = tat - tolerance - (issued - last + 1) * interval
-    slot = math.max(slot, tonumber(redis.call('HGET', key, 'resume')) or 0)
-    if deadline >= 0 and slot > deadline then
-      if issued == last then
-        issued = issued - 1
-        tat = tat - interval
-        save()
-      end
-      return {2}
-    end
-  end
-  if slot <= now then
-    return {1}
-  end
-  return {0, slot - now, slot, version}
+  keep()
+  return {1}
 end
 
 if op == 'pause' then
-  -- ARGV[8]: microseconds during which nothing is granted. Every slot not yet
-  -- due moves by the same amount, keeping order and spacing, to the end of
-  -- the pause or later; the bucket is left empty so that nothing bursts out
-  -- when it ends. A shorter pause never shortens a longer one.
-  -- Returns {1} if slots moved, {0} if an earlier pause already covers it.
+  -- ARGV[8]: microseconds during which nothing is granted, to anyone; after
+  -- it, permits resume paced, without a burst. A shorter pause never
+  -- shortens a longer one. Returns {1} if it lengthened the pause, else {0}.
   local resume = now + tonumber(ARGV[8])
-  local free = tat - tolerance
-  local run_first = free - (issued - run_start) * interval
-  local first_pending = now
-  if run_first > now then
-    first_pending = run_first
-  elseif free > now then
-    -- Part of the run is already due; the rest is one interval apart.
-    first_pending = now + (free - now - 1) % interval + 1
-  end
-  local moved = math.max(tat + math.max(resume - first_pending, 0), resume + tolerance)
-  if moved == tat then
+  if resume <= paused then
     return {0}
   end
-  tat = moved
-  changed_at = now
-  version = version + 1
-  save()
-  local resumed = tonumber(redis.call('HGET', key, 'resume')) or 0
-  redis.call('HSET', key, 'resume', math.max(resume, resumed))
+  paused = resume
+  tat = math.max(tat, paused + tolerance)
+  redis.call('HSET', key, 'tat', tat, 'paused', paused)
+  keep()
   return {1}
 end
 
@@ -238,11 +251,11 @@ if op == 'learn' then
   if gen ~= tonumber(ARGV[8]) then
     return append({0}, course())
   end
-  local fields = {'gen', gen + 1}
+  local stored = {'gen', gen + 1}
   for i = 1, #course_fields do
-    append(fields, {course_fields[i], ARGV[8 + i]})
+    append(stored, {course_fields[i], ARGV[8 + i]})
   end
-  redis.call('HSET', rate_key, unpack(fields))
+  redis.call('HSET', rate_key, unpack(stored))
   redis.call('PEXPIRE', rate_key, linger_ms)
   return {1, gen + 1}
 end

@@ -1,9 +1,10 @@
 //! `RedisLimiter`: one rate limit shared by every process and machine that
 //! sends to a workspace, kept in Redis.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
@@ -12,17 +13,25 @@ use crate::error::{Error, Result};
 use crate::limit::api_class::ApiClass;
 use crate::limit::clock::{Clock, SystemClock, duration_nanos};
 use crate::limit::learning::{Changes, Course, Law, RateChange, Throttle};
-use crate::limit::limiter::{Limiter, Unlimited};
+use crate::limit::limiter::Limiter;
 use crate::limit::rate_limit::RateLimit;
-use crate::limit::redis_link::{self, RedisLink, Refused};
+use crate::limit::redis_link::{self, RedisLink, Refusal, Refused};
 use crate::limit::token_bucket::TokenBucket;
 
-/// How long the hash lives on after its last scheduled permit. Past that it
-/// would hold nothing but a full bucket, which is what a missing hash means.
+/// How long the budget's keys, and what was learned, live on after the
+/// last grant that counts in them.
 const LINGER: Duration = Duration::from_secs(60);
-/// How often a process records its settings again while it uses the key;
-/// they live for [`LINGER`] after that.
+/// How often a process renews its lease on the shared settings while it
+/// uses the key.
 const SETTINGS_REFRESH: Duration = Duration::from_secs(10);
+/// How long a lease on the shared settings lasts unless renewed: how long
+/// they outlive a process that died without giving its lease back.
+const LEASE: Duration = Duration::from_secs(30);
+/// The longest a waiting caller sleeps without looking at its stop flag.
+const STOP_POLL: Duration = Duration::from_millis(100);
+/// How often a caller held only by grants whose answers have not come
+/// looks again: an answer may free a permit sooner.
+const ANSWER_POLL: Duration = Duration::from_millis(10);
 
 /// A rate limiter shared through Redis by every process, on every machine,
 /// that sends to one workspace: together they never send faster than its limit.
@@ -47,34 +56,36 @@ const SETTINGS_REFRESH: Duration = Duration::from_secs(10);
 /// # Ok::<(), cio_ratelimit::Error>(())
 /// ```
 ///
-/// **Guarantee:** with Redis reachable, in any window of length T at most
-/// `burst + rate × T` permits are granted, across all processes and threads
-/// that share the key, and a steady stream of callers gets the full rate.
-/// The rate is the configured one until the server's 429s teach the
-/// processes a lower one (see [Learning](#learning-the-real-limit-together)).
+/// **Guarantee:** with Redis reachable, at most N requests in any window W
+/// reach the server, across all processes and threads that share the key,
+/// exactly as [`SlidingWindow`](crate::SlidingWindow) promises in one
+/// process: N is the rate times the window (default 1 s), so `--rate 90
+/// --burst 30` never puts more than 90 into a second at the server, and a
+/// rate equal to the workspace's limit runs at that limit without 429s. The
+/// rate is the configured one until the server's 429s teach the processes
+/// a lower one (see [Learning](#learning-the-real-limit-together)).
 ///
 /// # How it works
 ///
-/// The same generic cell rate algorithm as [`TokenBucket`], with its state in
-/// one Redis hash per workspace and API class (key
-/// `cio-ratelimit:{workspace}:{class}`, expiring a minute after its last
-/// scheduled permit) and its time taken from the Redis server's clock, so
-/// machines need not agree on the time. Each operation is one atomic Lua
-/// script: a caller reserves the next free slot in one round trip and sleeps
-/// in its own process until the slot is due; callers are served in the order
-/// they reserved, whichever process they are in.
+/// The same log as [`SlidingWindow`](crate::SlidingWindow)'s, kept in Redis
+/// (keys `cio-ratelimit:{workspace}:{class}`, `…:open` and `…:answered`) and
+/// timed by the Redis server's clock, so machines need not agree on the
+/// time: a request counts from its grant until its answer comes
+/// ([`answered`](Limiter::answered), which a `Client` reports after every
+/// attempt) and for one window more; a grant whose answer never comes (a
+/// process killed mid-request) counts for the window and a margin of 2 %
+/// of it after the grant. A permit is granted while fewer than N are
+/// counted, paced N per window with bursts of up to the limit's burst.
+/// Each operation is one atomic Lua script and one round trip; a caller
+/// that cannot be granted now is told how long to wait, sleeps in its own
+/// process and asks again. Reporting an answer is one more round trip.
 ///
 /// [`pause_for`](RedisLimiter::pause_for), which a client calls on a 429,
-/// moves every slot not yet due, in every process, behind the pause, keeping
-/// order and spacing; after it, permits resume at the steady rate with no
-/// burst. A caller that slept checks with Redis before it goes, and sleeps
-/// again if a pause moved its slot. So a waiting caller costs two round
-/// trips, one granted at once costs one.
+/// grants nothing to anyone sharing the key, in any process, until the
+/// pause ends; then permits resume paced, with no burst.
 ///
-/// Every process sharing a key must use the same [`RateLimit`]. Slots are
-/// whole microseconds, rounded up, so the rate is never exceeded. A Redis
-/// server whose clock steps backwards holds every caller for the size of the
-/// step. It needs Redis 5 or later, or Valkey, reached directly (not through
+/// Every process sharing a key must use the same [`RateLimit`] and window.
+/// It needs Redis 5 or later, or Valkey, reached directly (not through
 /// Redis Cluster's redirects).
 ///
 /// # TLS
@@ -113,24 +124,40 @@ const SETTINGS_REFRESH: Duration = Duration::from_secs(10);
 /// Each process shows the changes it saw in
 /// [`rate_changes`](Limiter::rate_changes). A process that does not learn
 /// keeps its configured rate whatever the others learned. What was learned
-/// expires with the budget, a minute after the last process stops.
+/// expires a minute after the last grant.
 ///
 /// # Shared settings
 ///
 /// Every process records the rate, burst and window it uses beside the
 /// shared state (key `{key}:settings`, e.g. `rate=80/s burst=10 window=1s`;
 /// `rate=80/s burst=10`, as earlier releases recorded it, means a window of
-/// 1 s), again every 10 s while it sends; they expire a minute after the
-/// last process stops. The learned rate is not a setting: processes with
-/// the same settings share it. A process
-/// whose settings differ is refused: [`connect`](RedisLimiter::connect) and
-/// [`check`](RedisLimiter::check) return [`Error::SharedSettingsMismatch`]
-/// naming both, and it grants nothing, unless it was built to
+/// 1 s) and holds a lease on them (key `{key}:sharers`), renewed every 10 s
+/// while it sends. The settings live as long as the last lease: the last
+/// limiter of a process gives its lease back when it is dropped, so once
+/// every sharer has stopped, a new rate is accepted at once; a process that
+/// died holds its lease for 30 s more. The learned rate is not a setting:
+/// processes with the same settings share it. A process whose settings
+/// differ from those leased is refused: [`connect`](RedisLimiter::connect)
+/// and [`check`](RedisLimiter::check) return
+/// [`Error::SharedSettingsMismatch`] naming both, and it grants nothing,
+/// unless it was built to
 /// [`adopt_shared_settings`](RedisLimiterBuilder::adopt_shared_settings).
 ///
-/// # When Redis cannot be reached
+/// # When Redis refuses, or cannot be reached
 ///
-/// Connecting and each command time out after 1 s
+/// A Redis that answers but refuses the limiter (a wrong password,
+/// `NOAUTH`, a database it does not have, a certificate that is not
+/// trusted, something that does not speak Redis, a key that holds
+/// something else) is a setting to fix, not an outage: the limiter lets
+/// its callers go at once without a permit, whatever [`WhenUnreachable`]
+/// says, and [`connect`](RedisLimiter::connect) and
+/// [`check`](RedisLimiter::check) fail with [`Error::RedisRefused`], naming
+/// the setting (`redis_url` or `trust_ca`). A `Client` then fails its
+/// requests without sending them, as it does for any error that trying
+/// again will not fix.
+///
+/// A Redis that cannot be connected to, or whose connection is lost,
+/// is away. Connecting and each command time out after 1 s
 /// ([`timeout`](RedisLimiterBuilder::timeout)); then, as configured with
 /// [`WhenUnreachable`], callers either wait for Redis, retrying with backoff
 /// (the default: the budget is never overspent), wait at most a set time and
@@ -140,6 +167,11 @@ const SETTINGS_REFRESH: Duration = Duration::from_secs(10);
 /// of an outage is logged with `log::warn!`, the recovery with `log::info!`;
 /// the Redis password never appears in logs, errors or `Debug`. A pause that
 /// cannot reach Redis still holds this process.
+///
+/// Every wait (for Redis, a pause or a permit) ends within 100 ms once the
+/// flag given to [`stop_when`](RedisLimiterBuilder::stop_when) is set: the
+/// caller goes without a permit and [`check`](RedisLimiter::check) fails
+/// with [`Error::Stopped`].
 ///
 /// # Threads and cloning
 ///
@@ -163,9 +195,13 @@ struct Shared {
     adopt: bool,
     when_unreachable: WhenUnreachable,
     fallback: Option<TokenBucket>,
-    /// Pauses, also kept here: one that could not reach Redis still holds
-    /// this process.
-    paused: Unlimited,
+    /// When the last pause ends, also kept here: one that could not reach
+    /// Redis still holds this process.
+    paused_until: Mutex<Option<Instant>>,
+    /// This process's name among the sharers of the settings.
+    sharer: String,
+    /// Set to end every wait: see [`RedisLimiterBuilder::stop_when`].
+    stop: Option<Arc<AtomicBool>>,
     /// Whether to learn, and how long to hold a learned rate: what a law
     /// for adopted settings is built with.
     learning: bool,
@@ -184,27 +220,27 @@ struct Schedule {
     limit: RateLimit,
     /// The learning law, its window and ceiling (the limit per window).
     law: Law,
-    /// The arguments every script call starts with: interval, tolerance,
-    /// linger, window, ceiling, and whether to follow the learned limit,
-    /// all in the script's units.
+    /// The arguments every script call starts with: the window, the
+    /// ceiling, the burst, the margin, the linger, and whether to follow
+    /// the learned limit, all in the script's units.
     params: [i64; 6],
 }
 
 impl Schedule {
     fn new(limit: RateLimit, law: Law) -> Schedule {
-        let interval = micros_up(1e6 / limit.per_second());
-        let tolerance = interval.saturating_mul(i64::from(limit.burst()) - 1);
-        let linger = i64::try_from(LINGER.as_millis()).unwrap_or(i64::MAX);
         let window = i64::try_from(law.window / 1_000).unwrap_or(i64::MAX);
+        // SlidingWindow's default: 2 % of the window, at least 1 ms.
+        let margin = (window / 50).max(1_000);
+        let linger = i64::try_from(LINGER.as_millis()).unwrap_or(i64::MAX);
         Schedule {
             limit,
             law,
             params: [
-                interval,
-                tolerance,
-                linger,
                 window,
                 i64::from(law.ceiling),
+                i64::from(limit.burst()),
+                margin,
+                linger,
                 i64::from(law.learning),
             ],
         }
@@ -324,8 +360,10 @@ fn parse_settings(text: &str) -> Option<(RateLimit, Option<Duration>)> {
 pub enum WhenUnreachable {
     /// Grant nothing until Redis answers again: waiting callers try it every
     /// 50 ms at first, backing off to once a second. The shared budget is
-    /// never overspent; the job stalls for as long as Redis is away. The
-    /// default.
+    /// never overspent; the job stalls for as long as Redis is away (or
+    /// until its [stop flag](RedisLimiterBuilder::stop_when) is set). The
+    /// default. A Redis that refuses the limiter is not waited for, in any
+    /// mode: see [`Error::RedisRefused`].
     Wait,
     /// Grant from a local [`TokenBucket`] at `share` of the rate and of the
     /// burst (at least 1) until Redis answers again; meanwhile one caller at
@@ -367,9 +405,22 @@ pub struct RedisLimiterBuilder {
     window: Option<Duration>,
     learning: bool,
     probe_after: Duration,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl RedisLimiterBuilder {
+    /// Ends every wait of the limiter's callers, within 100 ms, once `stop`
+    /// is set: for Redis to come back, for a pause to end, or for a permit.
+    /// A caller let go that way has no permit, and
+    /// [`check`](RedisLimiter::check) fails with [`Error::Stopped`]. For a
+    /// program that stops cleanly on a signal: give it the flag the signal
+    /// handler sets (an import's
+    /// [`stop_when`](crate::ImporterBuilder::stop_when) flag).
+    pub fn stop_when(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
     /// The server's window, over which what it accepted is counted and a
     /// learned limit is set; default 1 s, or `1 / rate` for rates below 1
     /// per second. Part of the settings every process sharing the key must
@@ -470,7 +521,7 @@ impl RedisLimiterBuilder {
     }
 
     /// The clock callers sleep on and local timeouts are measured with;
-    /// default [`SystemClock`]. Slots are always timed by the Redis server.
+    /// default [`SystemClock`]. The log is always timed by the Redis server.
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
         self
@@ -574,7 +625,9 @@ impl RedisLimiterBuilder {
                 adopt: self.adopt,
                 when_unreachable: self.when_unreachable,
                 fallback,
-                paused: Unlimited::with_clock(self.clock.clone()),
+                paused_until: Mutex::new(None),
+                sharer: format!("{}-{:016x}", std::process::id(), fastrand::u64(..)),
+                stop: self.stop,
                 learning: self.learning,
                 probe_after: self.probe_after,
                 following: Mutex::new(Following {
@@ -605,6 +658,7 @@ impl fmt::Debug for RedisLimiterBuilder {
             .field("window", &self.window)
             .field("learning", &self.learning)
             .field("probe_after", &self.probe_after)
+            .field("stop_when", &self.stop.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -622,29 +676,31 @@ fn class_name(class: ApiClass) -> &'static str {
 
 thread_local! {
     /// The limiter (its [`id`](RedisLimiter::id)) that let this thread's
-    /// last caller go without a permit, Redis having been away too long:
-    /// its [`check`](RedisLimiter::check) fails even if Redis is back.
-    static LET_GO: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// last caller go without a permit, and why: its
+    /// [`check`](RedisLimiter::check) fails even if Redis is back.
+    static LET_GO: Cell<(usize, LetGo)> = const { Cell::new((0, LetGo::Unreachable)) };
+    /// The limiter whose permits this thread holds, and how many, until
+    /// their answers are reported: an answer from a thread that holds none
+    /// (its caller was let go) answers nobody's grant.
+    static HELD: Cell<(usize, u32)> = const { Cell::new((0, 0)) };
 }
 
-/// What a round of the script's reserve-sleep-check said.
+/// Why a caller was let go without a permit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LetGo {
+    /// Redis was away longer than [`WhenUnreachable::WaitAtMost`] allows.
+    Unreachable,
+    /// Redis refused the limiter: a setting to fix.
+    Refused,
+    /// The stop flag was set.
+    Stopped,
+}
+
+/// What one try for a permit in Redis said.
 enum Taken {
     Granted,
-    /// Not in time: nothing taken (or the permit given back, or wasted if
-    /// someone reserved after it while a pause moved it past the deadline).
-    Refused,
-    /// The reservation is gone with Redis's data; reserve again.
-    Lost,
-}
-
-/// What the script said to a caller that woke up.
-enum Checked {
-    Go,
-    /// Not yet: sleep this many microseconds, for this slot, at this version.
-    Sleep(i64, i64, i64),
-    /// A pause pushed the slot past the deadline.
-    Late,
-    Lost,
+    /// Not yet: wait this long; `true` if an answer may free a permit sooner.
+    Wait(Duration, bool),
 }
 
 impl RedisLimiter {
@@ -667,6 +723,7 @@ impl RedisLimiter {
             window: None,
             learning: true,
             probe_after: Duration::from_secs(20),
+            stop: None,
         }
     }
 
@@ -846,14 +903,27 @@ impl RedisLimiter {
     ///
     /// [`Error::SharedSettingsMismatch`] when another process shares the key
     /// with a different rate or burst (unless adopting);
+    /// [`Error::RedisRefused`] when Redis refuses the limiter (a wrong
+    /// password or database, a certificate not trusted: a setting to fix);
     /// [`Error::RedisUnreachable`] when Redis cannot be reached now (the
     /// limiter still works as configured with [`WhenUnreachable`]).
     pub fn connect(&self) -> Result<()> {
         if self.shared.link.next_try().is_some() || self.register(true).is_err() {
+            if let Some(refusal) = self.shared.link.refusal() {
+                return Err(self.refused(refusal));
+            }
             let waited = self.shared.link.down_for().unwrap_or_default();
             return Err(self.unreachable(waited));
         }
         self.refusal().map_or(Ok(()), Err)
+    }
+
+    fn refused(&self, refusal: Refusal) -> Error {
+        Error::RedisRefused {
+            url: self.shared.link.shown().to_owned(),
+            setting: refusal.setting,
+            reason: refusal.reason,
+        }
     }
 
     fn unreachable(&self, waited: Duration) -> Error {
@@ -878,8 +948,10 @@ impl RedisLimiter {
         }
         let schedule = *shared.schedule.read();
         let ours = settings_text(schedule.limit, &schedule.law);
-        let key = format!("{}:settings", shared.key);
-        let recorded = shared.link.register(&key, &ours, LINGER)?;
+        let (key, sharers) = settings_keys(&shared.key);
+        let recorded = shared
+            .link
+            .register(&key, &sharers, &shared.sharer, &ours, LEASE)?;
         let mut settings = shared.settings.lock();
         settings.next = Some(due + SETTINGS_REFRESH);
         settings.refused = None;
@@ -926,22 +998,36 @@ impl RedisLimiter {
     /// # Errors
     ///
     /// [`Error::SharedSettingsMismatch`] when another process's settings
-    /// were refused; [`Error::RedisUnreachable`] when Redis has been away
-    /// longer than [`WhenUnreachable::WaitAtMost`] allows.
+    /// were refused; [`Error::RedisRefused`] when Redis refuses the
+    /// limiter; [`Error::RedisUnreachable`] when Redis has been away longer
+    /// than [`WhenUnreachable::WaitAtMost`] allows; [`Error::Stopped`] when
+    /// this thread's caller was let go because the stop flag was set.
     pub fn check(&self) -> Result<()> {
         if let Some(refused) = self.refusal() {
             return Err(refused);
+        }
+        if let Some(refusal) = self.shared.link.refusal() {
+            return Err(self.refused(refusal));
         }
         if let Some(waited) = self.waited_too_long() {
             return Err(self.unreachable(waited));
         }
         // Redis may have come back since this thread was let go: its
         // caller still has no permit.
-        if LET_GO.with(|let_go| let_go.get() == self.id()) {
-            LET_GO.with(|let_go| let_go.set(0));
-            if let WhenUnreachable::WaitAtMost(waited) = self.shared.when_unreachable {
-                return Err(self.unreachable(waited));
-            }
+        let (id, why) = LET_GO.with(Cell::get);
+        if id == self.id() {
+            LET_GO.with(|let_go| let_go.set((0, LetGo::Unreachable)));
+            return Err(match (why, self.shared.when_unreachable) {
+                (LetGo::Stopped, _) => Error::Stopped,
+                (LetGo::Unreachable, WhenUnreachable::WaitAtMost(waited)) => {
+                    self.unreachable(waited)
+                }
+                (LetGo::Unreachable | LetGo::Refused, _) => Error::RedisRefused {
+                    url: self.shared.link.shown().to_owned(),
+                    setting: "redis_url",
+                    reason: "refused earlier; no permit was granted".to_owned(),
+                },
+            });
         }
         Ok(())
     }
@@ -965,7 +1051,8 @@ impl RedisLimiter {
     }
 
     /// Blocks until a permit is granted (by Redis, or by the fallback while
-    /// Redis is away).
+    /// Redis is away), or until the limiter gives up: see
+    /// [`check`](RedisLimiter::check).
     pub fn acquire(&self) {
         self.take(None);
     }
@@ -977,9 +1064,8 @@ impl RedisLimiter {
         self.take(Some(self.shared.clock.now()))
     }
 
-    /// Blocks at most `timeout` for a permit. Returns `false` if none could
-    /// be granted in time; then it takes nothing, unless a pause began while
-    /// it waited and someone reserved after it.
+    /// Blocks at most `timeout` for a permit. Returns `false`, having taken
+    /// nothing, if none could be granted in time.
     pub fn acquire_timeout(&self, timeout: Duration) -> bool {
         let deadline = self.shared.clock.now().checked_add(timeout);
         // A timeout too long to represent is no timeout.
@@ -987,12 +1073,19 @@ impl RedisLimiter {
     }
 
     /// Grants nothing to anyone sharing the key, in any process, for
-    /// `duration` from now. Waiting callers keep their order and spacing and
-    /// are moved to the end of the pause or later. A shorter pause never
-    /// shortens a longer one.
+    /// `duration` from now; after it, permits resume paced, with no burst.
+    /// A shorter pause never shortens a longer one.
     pub fn pause_for(&self, duration: Duration) {
         let shared = &self.shared;
-        shared.paused.pause_for(duration);
+        let until = shared.clock.now().checked_add(duration);
+        {
+            let mut paused = shared.paused_until.lock();
+            *paused = match (*paused, until) {
+                (_, None) => until,
+                (Some(before), Some(until)) => Some(before.max(until)),
+                (None, until) => until,
+            };
+        }
         if let Some(fallback) = &shared.fallback {
             fallback.pause_for(duration);
         }
@@ -1003,6 +1096,28 @@ impl RedisLimiter {
                 matches!(answer, [0] | [1]).then_some(())
             });
         }
+    }
+
+    /// Told once per permit, when its request got an answer (or failed
+    /// without one): the request counts for one window from now, instead
+    /// of until its answer. One round trip to Redis; nothing for a thread
+    /// that holds no permit of this limiter, or while Redis is away (the
+    /// grant then counts for the window and the margin after it).
+    pub fn answered(&self) {
+        let id = self.id();
+        let held = HELD.with(|held| {
+            let (holder, count) = held.get();
+            let holds = holder == id && count > 0;
+            if holds {
+                held.set((id, count - 1));
+            }
+            holds
+        });
+        if !held || self.shared.link.is_down() {
+            return;
+        }
+        // A failure is logged by the link; the grant leaves the log by itself.
+        let _ = self.run("answer", &[], |answer| (answer == [1]).then_some(()));
     }
 
     fn run<T>(
@@ -1036,27 +1151,65 @@ impl RedisLimiter {
         answer
     }
 
+    fn stop_asked(&self) -> bool {
+        self.shared
+            .stop
+            .as_ref()
+            .is_some_and(|stop| stop.load(Ordering::SeqCst))
+    }
+
+    /// Sleeps `duration`, looking at the stop flag every [`STOP_POLL`].
+    fn nap(&self, duration: Duration) {
+        let clock = &self.shared.clock;
+        if self.shared.stop.is_none() {
+            clock.sleep(duration);
+            return;
+        }
+        let mut left = duration;
+        while !left.is_zero() && !self.stop_asked() {
+            let slice = left.min(STOP_POLL);
+            clock.sleep(slice);
+            left = left.saturating_sub(slice);
+        }
+    }
+
+    /// Lets this thread's caller go without a permit: its `check` fails.
+    fn let_go(&self, why: LetGo) -> bool {
+        LET_GO.with(|let_go| let_go.set((self.id(), why)));
+        false
+    }
+
     /// One permit, waiting until `deadline` (`None`: as long as it takes).
     fn take(&self, deadline: Option<Instant>) -> bool {
         LET_GO.with(|let_go| {
-            if let_go.get() == self.id() {
-                let_go.set(0);
+            if let_go.get().0 == self.id() {
+                let_go.set((0, LetGo::Unreachable));
             }
         });
         let shared = &self.shared;
         let clock = &shared.clock;
         let left = |deadline: Instant| deadline.saturating_duration_since(clock.now());
-        let waited = match deadline {
-            None => {
-                shared.paused.acquire();
-                true
-            }
-            Some(deadline) => shared.paused.acquire_timeout(left(deadline)),
-        };
-        if !waited {
-            return false;
-        }
+        let late = |at: Instant| deadline.is_some_and(|deadline| at > deadline);
         loop {
+            if self.stop_asked() {
+                return self.let_go(LetGo::Stopped);
+            }
+            // A pause this process knows of holds it, whether or not Redis
+            // could be told.
+            let paused = *shared.paused_until.lock();
+            if let Some(until) = paused.filter(|until| *until > clock.now()) {
+                if late(until) {
+                    return false;
+                }
+                // Woken now and then, so that the lease is renewed.
+                self.nap(
+                    until
+                        .saturating_duration_since(clock.now())
+                        .min(SETTINGS_REFRESH),
+                );
+                let _ = self.register(false);
+                continue;
+            }
             if let Some(next_try) = shared.link.next_try() {
                 if let Some(fallback) = &shared.fallback {
                     return match deadline {
@@ -1068,85 +1221,106 @@ impl RedisLimiter {
                     };
                 }
                 // Wait for the next attempt, unless it comes too late.
-                if deadline.is_some_and(|deadline| next_try > deadline) {
+                if late(next_try) {
                     return false;
                 }
-                if self.waited_too_long().is_some() {
-                    LET_GO.with(|let_go| let_go.set(self.id()));
-                    return false;
+                let mut wake = next_try;
+                if let WhenUnreachable::WaitAtMost(wait) = shared.when_unreachable {
+                    let down = shared.link.down_for().unwrap_or_default();
+                    if down >= wait {
+                        return self.let_go(LetGo::Unreachable);
+                    }
+                    wake = wake.min(clock.now() + (wait - down));
                 }
-                clock.sleep(next_try.saturating_duration_since(clock.now()));
+                self.nap(wake.saturating_duration_since(clock.now()));
                 continue;
             }
             if self.register(false).is_err() {
+                if shared.link.refusal().is_some() {
+                    return self.let_go(LetGo::Refused);
+                }
                 continue;
             }
             if self.refusal().is_some() {
                 return false;
             }
-            match self.take_from_redis(deadline) {
-                Ok(Taken::Granted) => return true,
-                Ok(Taken::Refused) => return false,
-                // Redis lost the reservation, or failed: start again.
-                Ok(Taken::Lost) | Err(()) => continue,
+            let now = clock.now();
+            match self.take_from_redis() {
+                Ok(Taken::Granted) => {
+                    let id = self.id();
+                    HELD.with(|held| {
+                        let (holder, count) = held.get();
+                        let count = if holder == id { count } else { 0 };
+                        held.set((id, count.saturating_add(1)));
+                    });
+                    return true;
+                }
+                Ok(Taken::Wait(wait, sooner)) => {
+                    let at = now + wait;
+                    let wake = if sooner {
+                        // An answer may free a permit sooner: look again soon.
+                        if deadline.is_some_and(|deadline| now >= deadline) {
+                            return false;
+                        }
+                        let soon = at.min(now + ANSWER_POLL);
+                        deadline.map_or(soon, |deadline| soon.min(deadline))
+                    } else if late(at) {
+                        return false;
+                    } else {
+                        at
+                    };
+                    self.nap(wake.saturating_duration_since(clock.now()));
+                }
+                Err(()) if shared.link.refusal().is_some() => {
+                    return self.let_go(LetGo::Refused);
+                }
+                // Redis failed: an outage, which the loop waits out.
+                Err(()) => {}
             }
         }
     }
 
-    /// Reserves a slot in Redis, sleeps until it is due, and checks before
-    /// going that no pause has moved it.
-    fn take_from_redis(&self, deadline: Option<Instant>) -> std::result::Result<Taken, ()> {
-        let clock = &self.shared.clock;
-        let max_wait = deadline.map_or(-1, |deadline| {
-            micros_down(deadline.saturating_duration_since(clock.now()))
-        });
+    /// Asks Redis for a permit now: granted, or how long to wait.
+    fn take_from_redis(&self) -> std::result::Result<Taken, ()> {
         let law = self.shared.schedule.read().law;
-        let reserved = self.run_reporting("reserve", &[max_wait], |answer| match *answer {
-            [1, wait, slot, last, version, epoch, ref seen @ ..] => {
-                let seen = match seen {
-                    [] => None,
-                    seen => Some(Seen::read(seen, &law)?),
-                };
-                Some(Some((wait, slot, last, version, epoch, seen)))
-            }
-            [0, _] => Some(None),
-            _ => None,
+        let (taken, now, seen) = self.run_reporting("take", &[], |answer| {
+            let (taken, now, seen) = match *answer {
+                [1, now, ref seen @ ..] => (Taken::Granted, now, seen),
+                [0, now, wait, sooner, ref seen @ ..] => {
+                    let wait = Duration::from_micros(u64::try_from(wait).ok()?);
+                    (Taken::Wait(wait, sooner == 1), now, seen)
+                }
+                _ => return None,
+            };
+            let seen = match seen {
+                [] => None,
+                seen => Some(Seen::read(seen, &law)?),
+            };
+            Some((taken, now, seen))
         })?;
-        let Some((wait, slot, last, version, epoch, seen)) = reserved else {
-            return Ok(Taken::Refused);
-        };
         if let Some(seen) = seen {
             self.follow(seen);
-            self.probe(micros_to_nanos(slot - wait));
+            self.probe(micros_to_nanos(now));
         }
-        // The deadline in the server's time: its clock and ours tick alike.
-        let server_deadline = if max_wait < 0 {
-            -1
-        } else {
-            slot - wait + max_wait
-        };
-        let (mut wait, mut slot, mut version) = (wait, slot, version);
-        while wait > 0 {
-            clock.sleep(Duration::from_micros(wait.unsigned_abs()));
-            let checked = self.run(
-                "check",
-                &[slot, last, version, epoch, server_deadline],
-                |answer| match *answer {
-                    [1] => Some(Checked::Go),
-                    [0, again, moved, seen] => Some(Checked::Sleep(again, moved, seen)),
-                    [2] => Some(Checked::Late),
-                    [3] => Some(Checked::Lost),
-                    _ => None,
-                },
-            )?;
-            match checked {
-                Checked::Go => return Ok(Taken::Granted),
-                Checked::Sleep(again, moved, seen) => (wait, slot, version) = (again, moved, seen),
-                Checked::Late => return Ok(Taken::Refused),
-                Checked::Lost => return Ok(Taken::Lost),
-            }
+        Ok(taken)
+    }
+}
+
+/// The keys of the settings and of the leases on them, beside `key`.
+fn settings_keys(key: &str) -> (String, String) {
+    (format!("{key}:settings"), format!("{key}:sharers"))
+}
+
+impl Drop for Shared {
+    /// The last clone gives the lease on the shared settings back: once
+    /// every sharer has, another rate may use the key at once.
+    fn drop(&mut self) {
+        let settings = self.settings.get_mut();
+        if settings.next.is_none() || settings.refused.is_some() || self.link.is_down() {
+            return;
         }
-        Ok(Taken::Granted)
+        let (key, sharers) = settings_keys(&self.key);
+        self.link.release(&key, &sharers, &self.sharer);
     }
 }
 
@@ -1164,11 +1338,6 @@ fn micros_to_nanos(micros: i64) -> u64 {
     u64::try_from(micros).unwrap_or(0).saturating_mul(1_000)
 }
 
-/// Whole microseconds, rounded down: a deadline is never overshot.
-fn micros_down(duration: Duration) -> i64 {
-    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
-}
-
 impl Limiter for RedisLimiter {
     fn acquire(&self) {
         RedisLimiter::acquire(self)
@@ -1184,6 +1353,9 @@ impl Limiter for RedisLimiter {
     }
     fn check(&self) -> Result<()> {
         RedisLimiter::check(self)
+    }
+    fn answered(&self) {
+        RedisLimiter::answered(self)
     }
     fn record_success(&self) {
         RedisLimiter::record_success(self)
@@ -1220,13 +1392,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn waits_round_up_and_deadlines_round_down() {
+    fn waits_round_up() {
         assert_eq!(micros_up(12_500.0), 12_500);
         assert_eq!(micros_up(3_333.4), 3_334);
         assert_eq!(micros_up(0.0), 1);
         assert_eq!(micros_up(f64::INFINITY), i64::MAX);
-        assert_eq!(micros_down(Duration::from_nanos(1_999)), 1);
-        assert_eq!(micros_down(Duration::MAX), i64::MAX);
     }
 
     fn law(limit: RateLimit) -> Law {

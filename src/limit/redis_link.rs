@@ -1,5 +1,6 @@
 //! The connection behind a `RedisLimiter`: a small pool of blocking
-//! connections, the limiter's script, timeouts, outages told once, and URLs
+//! connections, the limiter's script, timeouts, outages told once, a Redis
+//! that refuses the limiter told apart from one that is away, and URLs
 //! shown without their password.
 
 use std::sync::Arc;
@@ -30,7 +31,22 @@ pub(crate) struct RedisLink {
     /// What the limiter does while Redis is away, for the warning.
     meanwhile: &'static str,
     outage: Mutex<Option<Outage>>,
+    /// Why Redis refused the last command, if it did: a setting to fix.
+    refused: Mutex<Option<Refusal>>,
+    /// Whether the URL is `rediss://`: a TLS failure names the CA.
+    tls: bool,
     clock: Arc<dyn Clock>,
+}
+
+/// Redis answered, but refused this limiter: a wrong password, a database
+/// it does not have, a certificate that is not trusted, something that is
+/// not Redis. Waiting does not help; fixing the setting does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    /// The builder setting to fix: `redis_url` or `trust_ca`.
+    pub(crate) setting: &'static str,
+    /// What Redis (or the TLS handshake) said, without the password.
+    pub(crate) reason: String,
 }
 
 struct Outage {
@@ -105,6 +121,7 @@ impl RedisLink {
             redis::ConnectionAddr::Unix(path) => format!("redis+unix://{}", path.display()),
             other => other.to_string(),
         };
+        let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
         let password = info
             .redis_settings()
             .password()
@@ -120,6 +137,8 @@ impl RedisLink {
             password,
             meanwhile,
             outage: Mutex::new(None),
+            refused: Mutex::new(None),
+            tls,
             clock,
         }
     }
@@ -127,6 +146,11 @@ impl RedisLink {
     /// The URL without its credentials.
     pub(crate) fn shown(&self) -> &str {
         &self.shown
+    }
+
+    /// Why Redis refused the last command, if it did.
+    pub(crate) fn refusal(&self) -> Option<Refusal> {
+        self.refused.lock().clone()
     }
 
     /// Whether an outage is going on.
@@ -169,16 +193,42 @@ impl RedisLink {
         })
     }
 
-    /// Records `ours`, the settings of a process, at `key` for `linger` if
-    /// none are recorded there (or the same are), and returns the settings
-    /// recorded there. `Err` (already logged) if Redis could not be reached.
-    pub(crate) fn register(&self, key: &str, ours: &str, linger: Duration) -> Result<String, ()> {
+    /// Records `ours`, the settings of a process, at `key` and takes (or
+    /// renews) a lease of `lease` on them for `sharer`, in `sharers`, if none
+    /// are recorded there (or the same are); returns the settings recorded
+    /// there. `Err` (already logged) if Redis could not be reached.
+    pub(crate) fn register(
+        &self,
+        key: &str,
+        sharers: &str,
+        sharer: &str,
+        ours: &str,
+        lease: Duration,
+    ) -> Result<String, ()> {
         let mut invocation = self.settings_script.key(key);
         invocation
+            .key(sharers)
+            .arg("register")
+            .arg(sharer)
             .arg(ours)
-            .arg(u64::try_from(linger.as_millis()).unwrap_or(u64::MAX));
+            .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX));
         let answer = self.invoke::<String>(&invocation);
         self.read(answer, |answer| Ok(answer.clone()))
+    }
+
+    /// Gives `sharer`'s lease on the settings at `key` back: with the last
+    /// lease, the settings go. Quietly, once: a process on its way out.
+    pub(crate) fn release(&self, key: &str, sharers: &str, sharer: &str) {
+        let mut invocation = self.settings_script.key(key);
+        invocation.key(sharers).arg("release").arg(sharer);
+        if let Err(err) = self.invoke::<i64>(&invocation) {
+            log::debug!(
+                "Redis at {}: the lease on the shared settings was not given back ({}); \
+                 it runs out by itself",
+                self.shown,
+                self.scrub(&err.to_string())
+            );
+        }
     }
 
     /// How long the current outage has lasted, if one is going on.
@@ -202,26 +252,54 @@ impl RedisLink {
         Ok(answer)
     }
 
-    /// Reads an answer, noting an outage's start or end.
+    /// Reads an answer, noting an outage's start or end, or a refusal.
     fn read<A, T>(
         &self,
         answer: redis::RedisResult<A>,
         read: impl FnOnce(&A) -> Result<T, String>,
     ) -> Result<T, ()> {
         let read = match answer {
-            Ok(answer) => read(&answer),
-            Err(err) => Err(self.scrub(&err.to_string())),
+            Ok(answer) => read(&answer).map_err(|reason| (reason, true)),
+            Err(err) => Err((self.scrub(&err.to_string()), is_away(&err))),
         };
         match read {
             Ok(value) => {
                 self.recovered();
                 Ok(value)
             }
-            Err(reason) => {
+            Err((reason, true)) => {
                 self.failed(&reason);
                 Err(())
             }
+            Err((reason, false)) => {
+                self.refuse(reason);
+                Err(())
+            }
         }
+    }
+
+    /// Redis answered, but refuses this limiter: told once, until it
+    /// answers again. Not an outage: nobody waits for it.
+    fn refuse(&self, reason: String) {
+        self.idle.lock().clear();
+        *self.outage.lock() = None;
+        let setting = if self.tls && is_tls(&reason) {
+            "trust_ca"
+        } else {
+            "redis_url"
+        };
+        let mut refused = self.refused.lock();
+        if refused.as_ref().map(|r| &r.reason) != Some(&reason) {
+            log::error!(
+                "Redis at {} refuses this limiter ({reason}); check the {}",
+                self.shown,
+                match setting {
+                    "trust_ca" => "CA trusted for it and the rediss:// URL",
+                    _ => "URL: its password, database and scheme",
+                }
+            );
+        }
+        *refused = Some(Refusal { setting, reason });
     }
 
     fn connection(&self) -> redis::RedisResult<redis::Connection> {
@@ -237,6 +315,7 @@ impl RedisLink {
     fn failed(&self, reason: &str) {
         // Pooled connections to a server that went away are all dead.
         self.idle.lock().clear();
+        *self.refused.lock() = None;
         let now = self.clock.now();
         let mut outage = self.outage.lock();
         match outage.as_mut() {
@@ -260,6 +339,7 @@ impl RedisLink {
     }
 
     fn recovered(&self) {
+        *self.refused.lock() = None;
         let mut outage = self.outage.lock();
         if let Some(ended) = outage.take() {
             log::info!(
@@ -276,6 +356,52 @@ impl RedisLink {
             None => text.to_owned(),
         }
     }
+}
+
+/// Whether a failed command means Redis is away for now (it cannot be
+/// connected to, the connection was lost or timed out, or it is loading,
+/// failing over or out of memory), not that it refuses this limiter.
+fn is_away(err: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    match err.kind() {
+        // A TLS handshake that failed, or something that does not speak
+        // Redis's protocol: a setting, not an outage.
+        ErrorKind::Io => io_kind(err) != Some(std::io::ErrorKind::InvalidData),
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::MasterDown
+            | ServerErrorKind::ClusterDown
+            | ServerErrorKind::ReadOnly,
+        ) => true,
+        _ => matches!(err.code(), Some("OOM" | "BUSY" | "LOADING" | "MASTERDOWN")),
+    }
+}
+
+/// The kind of the I/O error behind a Redis error, if there is one.
+fn io_kind(err: &redis::RedisError) -> Option<std::io::ErrorKind> {
+    let source = std::error::Error::source(err)?;
+    if let Some(io) = source.downcast_ref::<std::io::Error>() {
+        return Some(io.kind());
+    }
+    let shared = source.downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>()?;
+    shared
+        .downcast_ref::<std::io::Error>()
+        .map(std::io::Error::kind)
+}
+
+/// Whether a refusal's text is the TLS handshake's.
+fn is_tls(reason: &str) -> bool {
+    let reason = reason.to_lowercase();
+    [
+        "certificate",
+        "tls",
+        "handshake",
+        "unknownissuer",
+        "corrupt message",
+    ]
+    .iter()
+    .any(|word| reason.contains(word))
 }
 
 /// 50 ms, 100 ms, 200 ms, … up to 1 s, each ±20 % so that processes spread out.
@@ -297,6 +423,38 @@ mod tests {
         assert_eq!(redact("redis://:p@ss@host"), "redis://***@host");
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
         assert_eq!(redact("not a url @ all"), "not a url @ all");
+    }
+
+    #[test]
+    fn an_outage_is_told_apart_from_a_refusal() {
+        use redis::{ErrorKind, RedisError, ServerErrorKind};
+        use std::io;
+        let io = |kind| RedisError::from(io::Error::new(kind, "from the socket"));
+        for away in [
+            io(io::ErrorKind::ConnectionRefused),
+            io(io::ErrorKind::ConnectionReset),
+            io(io::ErrorKind::UnexpectedEof),
+            io(io::ErrorKind::TimedOut),
+            io(io::ErrorKind::WouldBlock),
+            RedisError::from((ErrorKind::Server(ServerErrorKind::BusyLoading), "loading")),
+            RedisError::from((ErrorKind::Server(ServerErrorKind::ReadOnly), "failover")),
+        ] {
+            assert!(is_away(&away), "{away:?}");
+        }
+        for refusal in [
+            // rustls reports a certificate it does not trust as InvalidData.
+            io(io::ErrorKind::InvalidData),
+            RedisError::from((ErrorKind::AuthenticationFailed, "WRONGPASS")),
+            RedisError::from((
+                ErrorKind::Server(ServerErrorKind::ResponseError),
+                "DB index is out of range",
+            )),
+            RedisError::from((ErrorKind::Parse, "not Redis's protocol")),
+        ] {
+            assert!(!is_away(&refusal), "{refusal:?}");
+        }
+        assert!(is_tls("invalid peer certificate: UnknownIssuer"));
+        assert!(!is_tls("WRONGPASS invalid username-password pair"));
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub enum Failure {
     ConnectionReset,
     /// The connection was refused: the request never left.
     ConnectionRefused,
+    /// The Redis of a shared rate limit stayed unreachable for as long as
+    /// its limiter may wait: nothing was sent. Not retried, as the limiter
+    /// already waited; trying again later may succeed.
+    RedisUnreachable,
     /// The server said it succeeded, but its answer could not be read (a
     /// batch's list of rejected items, say): what it did is unknown.
     UnreadableAnswer,
@@ -47,6 +51,10 @@ pub(crate) enum Verdict {
         after: Option<Duration>,
         may_have_acted: bool,
     },
+    /// Transient, but already waited out by whoever failed it (a shared
+    /// limiter's Redis, away longer than it may wait): not retried now;
+    /// trying again later may succeed.
+    Unavailable,
     /// The content is wrong (400, 413, 422): the same content fails the
     /// same way again, but other content may pass.
     RejectContent,
@@ -79,6 +87,7 @@ impl Failure {
                 retry(None, true)
             }
             Failure::ConnectionRefused => retry(None, false),
+            Failure::RedisUnreachable => Verdict::Unavailable,
             Failure::Status { .. } | Failure::Permanent => Verdict::Fatal,
         }
     }
@@ -91,6 +100,9 @@ impl fmt::Display for Failure {
             Failure::Timeout => f.write_str("timeout"),
             Failure::ConnectionReset => f.write_str("connection reset"),
             Failure::ConnectionRefused => f.write_str("connection refused"),
+            Failure::RedisUnreachable => {
+                f.write_str("the shared rate limit's Redis is unreachable")
+            }
             Failure::UnreadableAnswer => f.write_str("unreadable answer"),
             Failure::Permanent => f.write_str("permanent error"),
         }
@@ -119,7 +131,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(
             self.failure().verdict(),
-            Verdict::Pause(_) | Verdict::Retry { .. }
+            Verdict::Pause(_) | Verdict::Retry { .. } | Verdict::Unavailable
         )
     }
 
@@ -150,8 +162,8 @@ impl Classify for Error {
                 kind: TransportKind::ConnectionReset,
                 ..
             } => Failure::ConnectionReset,
-            // Nothing left: safe to try again, whatever the call.
-            Error::RedisUnreachable { .. } => Failure::ConnectionRefused,
+            // Nothing left, and the limiter already waited for Redis.
+            Error::RedisUnreachable { .. } => Failure::RedisUnreachable,
             // A 207 whose list of rejected items cannot be read: which items
             // were accepted is unknown, so the whole batch is tried again.
             Error::Unreadable { status: 207, .. } => Failure::UnreadableAnswer,

@@ -429,7 +429,10 @@ impl RetryPolicy {
                 after,
                 may_have_acted,
             } if repeatable || !may_have_acted => after.map(|wait| wait.min(self.max_retry_after)),
-            Verdict::Retry { .. } | Verdict::RejectContent | Verdict::Fatal => {
+            Verdict::Retry { .. }
+            | Verdict::Unavailable
+            | Verdict::RejectContent
+            | Verdict::Fatal => {
                 return Decision::GiveUp;
             }
         };
@@ -722,6 +725,22 @@ mod tests {
             policy.decide(Failure::Permanent, safe, 0, 0),
             Decision::GiveUp
         );
+    }
+
+    /// Issue 24: `--redis-wait 2` ended after 19.6 s, the retry loop
+    /// retrying what the limiter had already waited out.
+    #[test]
+    fn a_redis_outage_the_limiter_waited_out_is_not_retried_but_stays_transient() {
+        let policy = RetryPolicy::default();
+        assert_eq!(
+            policy.decide(Failure::RedisUnreachable, Idempotency::Safe, 0, 0),
+            Decision::GiveUp
+        );
+        let error = Error::RedisUnreachable {
+            url: "redis://127.0.0.1:6379/0".into(),
+            waited: SECOND,
+        };
+        assert!(error.is_transient(), "exit 3: try again later");
     }
 
     #[test]
