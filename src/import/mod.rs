@@ -39,6 +39,7 @@ pub(crate) mod importer;
 pub(crate) mod input;
 pub(crate) mod lanes;
 pub(crate) mod ledger;
+pub(crate) mod line_ids;
 pub(crate) mod output_paths;
 pub(crate) mod progress;
 pub(crate) mod reader;
