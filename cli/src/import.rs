@@ -279,7 +279,9 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
             Ok(exit)
         }
         Err(failure) => {
-            let resumable = import.checkpoint.is_some();
+            // A checkpoint asked for may never have been written (nothing
+            // settled yet, or a full disk): only one on disk resumes.
+            let resumable = import.checkpoint.as_ref().is_some_and(|path| path.exists());
             let stopped = signals
                 .as_ref()
                 .and_then(StopSignals::received)

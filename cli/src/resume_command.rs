@@ -10,7 +10,8 @@ use std::path::Path;
 const HIDDEN: &str = "HIDDEN";
 
 /// `args` (the program first) as a command that goes on from where the
-/// import stopped: with `--resume` when `checkpoint` is kept, else with
+/// import stopped: with `--resume` when `checkpoint` is on disk; else as it
+/// was when it asks for a checkpoint (none was stored yet), or with
 /// `--checkpoint` and `suggested`, so that the next run can be resumed.
 pub fn resume_command(
     args: impl IntoIterator<Item = OsString>,
@@ -19,11 +20,13 @@ pub fn resume_command(
 ) -> String {
     let mut words = Vec::new();
     let mut previous = String::new();
+    let mut has_checkpoint = false;
     for arg in args {
         let arg = arg.to_string_lossy().into_owned();
         if arg == "--resume" {
             continue;
         }
+        has_checkpoint |= arg == "--checkpoint" || arg.starts_with("--checkpoint=");
         let word = match arg.split_once('=') {
             _ if hides(&previous, &arg) => HIDDEN.to_owned(),
             Some((flag, value)) if hides(flag, value) => format!("{flag}={HIDDEN}"),
@@ -34,7 +37,7 @@ pub fn resume_command(
     }
     if checkpoint {
         words.push("--resume".into());
-    } else {
+    } else if !has_checkpoint {
         words.push("--checkpoint".into());
         words.push(quoted(&suggested.to_string_lossy()));
     }
@@ -103,6 +106,20 @@ mod tests {
         assert_eq!(
             command(&["cio-ratelimit", "import", "in.ndjson"], false),
             "cio-ratelimit import in.ndjson --checkpoint in.ndjson.checkpoint"
+        );
+    }
+
+    /// Issue 24: a checkpoint asked for but never stored was named in a
+    /// `--resume` command; a second `--checkpoint` must not be added either.
+    #[test]
+    fn a_checkpoint_asked_for_but_not_stored_is_run_again_as_it_was() {
+        assert_eq!(
+            command(&["cio", "import", "in", "--checkpoint", "cp"], false),
+            "cio import in --checkpoint cp"
+        );
+        assert_eq!(
+            command(&["cio", "import", "in", "--checkpoint=cp"], false),
+            "cio import in --checkpoint=cp"
         );
     }
 

@@ -505,6 +505,69 @@ fn a_gzip_file_delivers_every_line() {
     );
 }
 
+/// Issue 24: on a full disk the last dead letter was cut mid-line, the next
+/// run appended to the cut line, the summary counted fewer letters than were
+/// written, and the hint named a checkpoint that was never written.
+#[test]
+fn a_full_disk_stops_the_import_with_whole_dead_letters_counted_as_written() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("full-disk");
+    let input = dir.join("input.ndjson");
+    let mut text = String::new();
+    for line in 1..=2_000 {
+        let entry = match line % 2 {
+            0 => format!("{{broken line {line} {}", "x".repeat(100)),
+            _ => json!({"type": "person", "action": "identify", "identifiers": {"id": format!("p{line}")}})
+                .to_string(),
+        };
+        text.push_str(&entry);
+        text.push('\n');
+    }
+    fs::write(&input, text).unwrap();
+    let dead = dir.join("dead.ndjson");
+    let checkpoint = dir.join("import.checkpoint");
+    let args = [
+        "import",
+        input.to_str().unwrap(),
+        "--dead-letter",
+        dead.to_str().unwrap(),
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--json",
+    ];
+    // 24 blocks: 12 or 24 KB, a tenth of the letters at most.
+    let full = against(&emu, &args).with_file_size_limit(24).run();
+    full.assert_code(2);
+    let written = fs::read_to_string(&dead).unwrap();
+    let tail = &written[written.len().saturating_sub(200)..];
+    assert!(written.ends_with('\n'), "ends on a whole line: ...{tail:?}");
+    for line in written.lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|err| panic!("{err}: {line}"));
+    }
+    assert!(written.lines().count() > 10 && written.lines().count() < 500);
+    assert_eq!(
+        full.json()["dead_lettered"].as_u64(),
+        Some(written.lines().count() as u64),
+        "the count printed is the count written"
+    );
+    if !checkpoint.exists() {
+        assert!(!full.stderr.contains("--resume"), "{}", full.stderr);
+    }
+    // With room again, the import goes on: every bad line once, each whole.
+    let mut again = args.to_vec();
+    if checkpoint.exists() {
+        again.push("--resume");
+    }
+    against(&emu, &again).run().assert_code(1);
+    let lines: Vec<u64> = fs::read_to_string(&dead)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1_000, "each bad line once");
+    assert_eq!(lines.iter().collect::<BTreeSet<_>>().len(), 1_000);
+}
+
 #[test]
 fn a_csv_file_arrives_typed_and_quoted_and_its_bad_rows_are_dead_lettered_by_line() {
     let emu = Emulator::start(Config::default()).unwrap();
