@@ -994,6 +994,52 @@ fn a_stop_handle_stops_cleanly_with_the_checkpoint_stored_and_a_resume_sends_the
     assert_sample_arrived_once(&emu, 600);
 }
 
+/// Issue 24: Ctrl-C during a long 429 pause was honoured only when the
+/// pause ended, up to a minute later.
+#[test]
+fn a_stop_during_a_long_429_pause_ends_the_import_within_a_second() {
+    // One request per minute: the second is answered 429, Retry-After ~60 s,
+    // and every worker waits for the pause.
+    let emu = Arc::new(
+        Emulator::start(
+            Config::default()
+                .track_limit(1)
+                .window(Duration::from_secs(60)),
+        )
+        .unwrap(),
+    );
+    let import = StoppedImport::new("stop-pause");
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped_at = Arc::new(Mutex::new(None));
+    let watcher = std::thread::spawn({
+        let (emu, stop, stopped_at) = (emu.clone(), stop.clone(), stopped_at.clone());
+        move || {
+            while emu.snapshot().status_count(429) == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // Well into the pause.
+            std::thread::sleep(Duration::from_millis(300));
+            *stopped_at.lock().unwrap() = Some(Instant::now());
+            stop.store(true, Ordering::SeqCst);
+        }
+    });
+    let failure = import
+        .importer(client_with(&emu, DEFAULT_API_KEY, Unlimited::new()))
+        .stop_when(stop)
+        .build()
+        .unwrap()
+        .import_file(&import.input)
+        .unwrap_err();
+    let ended = Instant::now();
+    watcher.join().unwrap();
+    let took = ended - stopped_at.lock().unwrap().expect("the stop was asked");
+    assert!(took < Duration::from_secs(1), "stopped {took:?} after the stop");
+    assert_eq!(failure.error, Error::Stopped);
+    assert!(failure.summary.progress.checkpoint_line <= 3);
+    let throttled = emu.snapshot().status_count(429);
+    assert!(throttled <= 3, "only what was in flight: {throttled} × 429");
+}
+
 #[test]
 fn a_stop_during_an_outage_ends_the_retries_instead_of_waiting_for_them() {
     let emu = Arc::new(Emulator::start(Config::default().track_limit(0)).unwrap());

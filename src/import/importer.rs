@@ -453,8 +453,9 @@ impl ImporterBuilder {
     /// (what the workers' batches hold: at most two requests per worker)
     /// and every request's attempt under way finishes, bounded by the
     /// client's timeout. Nothing is retried once the stop is asked, and a
-    /// backoff under way ends: a request that fails leaves its lines after
-    /// the checkpoint. The checkpoint is stored, and the import returns an
+    /// backoff under way ends, as does a wait for a permit behind a 429
+    /// pause (within 50 ms, however long the pause): a request that fails
+    /// or is left unsent leaves its lines after the checkpoint. The checkpoint is stored, and the import returns an
     /// [`ImportFailure`] whose error is [`Error::Stopped`], with the counts
     /// so far. Resume it with [`resume`](Self::resume): nothing is lost, and
     /// only the lines of requests that failed during the stop are sent
