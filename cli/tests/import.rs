@@ -568,6 +568,26 @@ fn a_full_disk_stops_the_import_with_whole_dead_letters_counted_as_written() {
     assert_eq!(lines.iter().collect::<BTreeSet<_>>().len(), 1_000);
 }
 
+/// Issue 24: a pipe as FILE (`import <(zcat x.gz)`, a FIFO, `/dev/stdin`)
+/// was refused with `Illegal seek (os error 29)`.
+#[test]
+fn a_pipe_named_as_the_file_is_read_as_standard_input_is() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("pipe-as-file");
+    let plain = dir.join("plain.ndjson");
+    let (people_sent, _) = write_input(&plain, 100, true);
+    let text = fs::read_to_string(&plain).unwrap();
+    let outcome = against(&emu, &["import", "/dev/stdin", "--json"])
+        .stdin(&text)
+        .current_dir(&dir)
+        .run();
+    outcome.assert_code(1);
+    assert_eq!(outcome.json()["delivered"].as_u64(), Some(98));
+    assert_eq!(people(&[&emu.snapshot()]), people_sent);
+    let dead = fs::read_to_string(dir.join("cio-import.dead-letter.ndjson")).unwrap();
+    assert_eq!(dead.lines().count(), 2, "beside standard input's: {dead}");
+}
+
 #[test]
 fn a_csv_file_arrives_typed_and_quoted_and_its_bad_rows_are_dead_lettered_by_line() {
     let emu = Emulator::start(Config::default()).unwrap();

@@ -174,6 +174,11 @@ impl Importer {
     }
 
     /// Imports a file. Unless set, the dead-letter file is `<path>.dead-letter.ndjson`.
+    ///
+    /// A path that is not a regular file (a FIFO, `/dev/stdin`, a shell's
+    /// `<(zcat x.gz)`) is read once from start to end, as
+    /// [`import_reader`](Importer::import_reader) reads, and its dead letters
+    /// go where that method puts them unless set.
     /// Events without an `id` get theirs from their line (see "Event ids"
     /// on [`Importer`]), so importing the same file again, or a fixed or
     /// extended copy of it, repeats the same ids.
@@ -191,13 +196,8 @@ impl Importer {
     /// [`ImportFailure`]: why it stopped, and how far it got; with nothing
     /// sent when an output check failed.
     pub fn import_file(mut self, path: &Path) -> std::result::Result<ImportSummary, ImportFailure> {
-        if self.settings.dead_letter.is_none() {
-            let mut name = path.file_name().unwrap_or_default().to_owned();
-            name.push(".dead-letter.ndjson");
-            self.settings.dead_letter = Some(path.with_file_name(name));
-        }
-        let opened = File::open(path).and_then(|file| Ok((file.metadata()?.len(), file)));
-        let (size, file) = match opened {
+        let opened = File::open(path).and_then(|file| Ok((file.metadata()?, file)));
+        let (metadata, file) = match opened {
             Ok(opened) => opened,
             Err(err) => {
                 return Err(failure_before_start(Error::io(
@@ -207,10 +207,26 @@ impl Importer {
                 )));
             }
         };
+        // A pipe, a FIFO or `/dev/stdin` is read as standard input is: from
+        // where it is, with no size and no folder of its own to write beside.
+        let (size, dead_letter_beside) = match metadata.is_file() {
+            true => (Some(metadata.len()), true),
+            false => (None, false),
+        };
+        if self.settings.dead_letter.is_none() {
+            self.settings.dead_letter = Some(match dead_letter_beside {
+                true => {
+                    let mut name = path.file_name().unwrap_or_default().to_owned();
+                    name.push(".dead-letter.ndjson");
+                    path.with_file_name(name)
+                }
+                false => PathBuf::from(DEFAULT_DEAD_LETTER),
+            });
+        }
         let _lock = self
             .check_outputs(Some(path))
             .map_err(failure_before_start)?;
-        self.run(BufReader::with_capacity(1 << 16, file), Some(size))
+        self.run(BufReader::with_capacity(1 << 16, file), size)
     }
 
     /// Imports from any reader, e.g. standard input. `total_bytes`, when

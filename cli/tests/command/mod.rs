@@ -105,6 +105,13 @@ impl Run {
         }
     }
 
+    /// Runs it in `dir`.
+    #[allow(dead_code)]
+    pub fn current_dir(mut self, dir: &std::path::Path) -> Run {
+        self.command.current_dir(dir);
+        self
+    }
+
     /// Feeds `text` to standard input (otherwise it is empty).
     pub fn stdin(mut self, text: &str) -> Run {
         self.stdin = Some(text.to_owned());
