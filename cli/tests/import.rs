@@ -588,6 +588,32 @@ fn a_pipe_named_as_the_file_is_read_as_standard_input_is() {
     assert_eq!(dead.lines().count(), 2, "beside standard input's: {dead}");
 }
 
+/// Issue 24: a duplicate or unnamed CSV column was dropped without a word,
+/// and integers past 2^53 went out as numbers Customer.io may round.
+#[test]
+fn a_csv_header_that_would_lose_a_column_is_refused_and_big_integers_stay_exact() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("csv-header");
+    let input = dir.join("people.csv");
+    for (header, column) in [
+        ("id,email,email", "\"email\" appears twice (columns 2 and 3)"),
+        ("id,,plan", "column 2 has no name"),
+    ] {
+        fs::write(&input, format!("{header}\nu1,a,b\n")).unwrap();
+        let outcome = against(&emu, &["import", input.to_str().unwrap()]).run();
+        outcome.assert_code(2);
+        assert!(outcome.stderr.contains(column), "{}", outcome.stderr);
+    }
+    assert_eq!(emu.snapshot().requests, 0, "nothing sent");
+    fs::write(&input, "id,big,fits\nu1,9007199254740993,9007199254740992\n").unwrap();
+    against(&emu, &["import", input.to_str().unwrap()])
+        .run()
+        .assert_code(0);
+    let attributes = &emu.snapshot().people["u1"].attributes;
+    assert_eq!(attributes["big"], json!("9007199254740993"));
+    assert_eq!(attributes["fits"], json!(9007199254740992u64));
+}
+
 #[test]
 fn a_csv_file_arrives_typed_and_quoted_and_its_bad_rows_are_dead_lettered_by_line() {
     let emu = Emulator::start(Config::default()).unwrap();
