@@ -802,6 +802,56 @@ fn a_dry_run_needs_no_credentials_dead_letters_bad_lines_and_sends_nothing() {
     assert_eq!(emu.snapshot().requests, 0, "nothing reached the server");
 }
 
+/// Issue 24: `--dry-run --json` said `"delivered": 300` while nothing was
+/// sent, and passed lines the emulator refuses: a blank event name, a
+/// timestamp with a fraction (and an email given as a number).
+#[test]
+fn a_dry_run_reports_what_it_checked_and_refuses_what_the_server_would() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("dry-run-verdicts");
+    let input = dir.join("input.ndjson");
+    let lines = [
+        json!({"type": "person", "action": "identify", "identifiers": {"id": "1"}}),
+        json!({"type": "person", "action": "event", "identifiers": {"id": "1"}, "name": "ok", "timestamp": 1700000000}),
+        json!({"type": "person", "action": "event", "identifiers": {"id": "1"}, "name": "  "}),
+        json!({"type": "person", "action": "event", "identifiers": {"id": "1"}, "name": "x", "timestamp": 1.5}),
+        json!({"type": "person", "action": "identify", "identifiers": {"email": 5}}),
+    ];
+    let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
+    fs::write(&input, text).unwrap();
+    let checked = cio_ratelimit(&["import", input.to_str().unwrap(), "--dry-run", "--json"]).run();
+    checked.assert_code(1);
+    let json = checked.json();
+    assert_eq!(
+        (
+            json["checked"].as_u64(),
+            json["valid"].as_u64(),
+            json["sent"].as_u64(),
+            json["dead_lettered"].as_u64()
+        ),
+        (Some(5), Some(2), Some(0), Some(3)),
+        "{json}"
+    );
+    // The server's verdicts are the dry run's.
+    let dead = dir.join("real.dead-letter.ndjson");
+    let real = against(
+        &emu,
+        &["import", input.to_str().unwrap(), "--dead-letter", dead.to_str().unwrap(), "--json"],
+    )
+    .run();
+    real.assert_code(1);
+    let refused: Vec<u64> = fs::read_to_string(&dead)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(refused, [3, 4, 5]);
+    assert!(
+        !fs::read_to_string(&dead).unwrap().contains("rejected by Customer.io"),
+        "each refused before sending"
+    );
+}
+
 /// Starts an import of 1,500 lines at 500 requests/s, sends it `signal` once
 /// the server has received something, and checks it stops cleanly with
 /// `code` and the exact resume command; then runs that command and checks

@@ -454,7 +454,8 @@ impl ImporterBuilder {
     /// credentials will do (`Client::builder("-", "-")`).
     ///
     /// The summary's [`delivered`](Progress::delivered) counts the lines
-    /// that would have been sent (items over 32 KB and invalid lines are
+    /// that would have been sent (the CLI's `--json` says `"valid"`, with
+    /// `"checked"` and `"sent": 0`) (items over 32 KB and invalid lines are
     /// dead-lettered as in a real import; only the server's own refusals
     /// cannot be foreseen). No checkpoint is written or locked; with
     /// [`resume`](Self::resume), the checkpoint is read, and only the lines
