@@ -985,6 +985,12 @@ fn a_second_signal_exits_at_once_without_waiting_for_the_requests_in_flight() {
         "exited at once, not after the answers: {:?}",
         first_signal.elapsed()
     );
+    // Issue 24: it exited without a word.
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let said: Vec<&str> = stderr.lines().filter(|line| line.contains("again")).collect();
+    assert_eq!(said.len(), 1, "{stderr}");
+    assert!(said[0].contains("SIGTERM again: exiting now"), "{stderr}");
 }
 
 /// `n` events without ids, each for its own person.
