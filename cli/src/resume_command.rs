@@ -1,13 +1,15 @@
 //! The exact command that resumes an import, to print when it stops: this
 //! process's own command line, with `--resume` (or, when no checkpoint was
 //! kept, a `--checkpoint` to keep one next time), quoted for a POSIX shell,
-//! with keys and passwords left out.
+//! with keys and passwords left out: each is replaced by the environment
+//! variable to supply it in (`"$CUSTOMERIO_TRACK_API_KEY"`,
+//! `"$REDIS_PASSWORD"`), which the shell fills in when the command is run.
 
 use std::ffi::OsString;
 use std::path::Path;
 
-/// What a key or a password on the command line is replaced with.
-const HIDDEN: &str = "HIDDEN";
+/// The variable a Redis URL's password is replaced with.
+const REDIS_PASSWORD: &str = "REDIS_PASSWORD";
 
 /// `args` (the program first) as a command that goes on from where the
 /// import stopped: with `--resume` when `checkpoint` is on disk; else as it
@@ -27,12 +29,13 @@ pub fn resume_command(
             continue;
         }
         has_checkpoint |= arg == "--checkpoint" || arg.starts_with("--checkpoint=");
-        let word = match arg.split_once('=') {
-            _ if hides(&previous, &arg) => HIDDEN.to_owned(),
-            Some((flag, value)) if hides(flag, value) => format!("{flag}={HIDDEN}"),
-            _ => arg.clone(),
-        };
-        words.push(quoted(&word));
+        let inline = arg
+            .split_once('=')
+            .and_then(|(flag, value)| Some(format!("{flag}={}", secret(flag, value)?)));
+        let word = secret(&previous, &arg)
+            .or(inline)
+            .unwrap_or_else(|| quoted(&arg));
+        words.push(word);
         previous = arg;
     }
     if checkpoint {
@@ -44,13 +47,33 @@ pub fn resume_command(
     words.join(" ")
 }
 
-/// Whether `flag`'s `value` is a key, or a URL with a password in it.
-fn hides(flag: &str, value: &str) -> bool {
-    match flag {
-        "--api-key" | "--app-key" | "--pipelines-key" => true,
-        "--redis-url" => value.contains('@'),
-        _ => false,
-    }
+/// When `flag`'s `value` is a key, or a URL with a password in it: the
+/// shell word to print instead, naming the environment variable that
+/// supplies it.
+fn secret(flag: &str, value: &str) -> Option<String> {
+    let variable = match flag {
+        "--api-key" => "CUSTOMERIO_TRACK_API_KEY",
+        "--app-key" => "CUSTOMERIO_APP_API_KEY",
+        "--pipelines-key" => "CUSTOMERIO_PIPELINES_API_KEY",
+        "--redis-url" => return without_password(value),
+        _ => return None,
+    };
+    Some(format!("\"${variable}\""))
+}
+
+/// A Redis URL with its password (`redis://[user]:PASSWORD@host`) replaced
+/// by `"$REDIS_PASSWORD"`, when it has one.
+fn without_password(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (user, _) = userinfo.split_once(':')?;
+    let after = &rest[userinfo.len()..]; // from the `@` on
+    Some(format!(
+        "{}\"${REDIS_PASSWORD}\"{}",
+        quoted(&format!("{scheme}://{user}:")),
+        quoted(after)
+    ))
 }
 
 /// `word` as a POSIX shell reads it back: bare when that is safe, else in
@@ -159,9 +182,18 @@ mod tests {
             true,
         );
         assert!(!text.contains("sekrit"), "{text}");
+        // Issue 24: `HIDDEN` said nothing of what to supply instead.
         assert_eq!(
             text,
-            "cio import in --api-key HIDDEN --app-key=HIDDEN --pipelines-key HIDDEN --redis-url HIDDEN --resume"
+            r#"cio import in --api-key "$CUSTOMERIO_TRACK_API_KEY" --app-key="$CUSTOMERIO_APP_API_KEY" --pipelines-key "$CUSTOMERIO_PIPELINES_API_KEY" --redis-url redis://:"$REDIS_PASSWORD"@host --resume"#
+        );
+        let user = command(
+            &["cio", "import", "in", "--redis-url", "redis://me:sekrit@h:6379/2"],
+            true,
+        );
+        assert_eq!(
+            user,
+            r#"cio import in --redis-url redis://me:"$REDIS_PASSWORD"@h:6379/2 --resume"#
         );
         let plain = command(
             &["cio", "import", "in", "--redis-url", "redis://host"],
