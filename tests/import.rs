@@ -1197,6 +1197,41 @@ fn lines_appended_to_a_file_are_sent_by_its_resume_and_twins_keep_apart() {
     assert_eq!(snapshot.events.len(), 122, "every event once");
 }
 
+/// Issue 24: 20 MB of random bytes after 1,000 good lines made an 82 MB
+/// dead-letter file: the binary-input guard looked at the first lines only.
+#[test]
+fn random_bytes_after_good_lines_stop_the_import_before_they_fill_the_dead_letters() {
+    let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
+    let dir = scratch("binary-tail");
+    let (text, _) = sample(1_000);
+    let mut input = text.into_bytes();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    input.extend((0..4_000_000).map(|_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 56) as u8
+    }));
+    let failure = Importer::builder(client(&emu, DEFAULT_API_KEY))
+        .dead_letter(dir.join("dead.ndjson"))
+        .build()
+        .unwrap()
+        .import_reader(&input[..], None)
+        .unwrap_err();
+    assert!(
+        matches!(failure.error, Error::WrongFormat { .. }),
+        "{}",
+        failure.error
+    );
+    let dead = fs::metadata(dir.join("dead.ndjson")).map_or(0, |meta| meta.len());
+    assert!(dead < 2_000_000, "{dead} bytes of dead letters");
+    assert!(
+        failure.summary.progress.bytes_read < 1_000_000,
+        "stopped soon after the good lines: {:?}",
+        failure.summary.progress
+    );
+}
+
 fn first_lines(text: &str, n: usize) -> String {
     text.split_inclusive('\n').take(n).collect()
 }
