@@ -1033,7 +1033,10 @@ fn a_stop_during_a_long_429_pause_ends_the_import_within_a_second() {
     let ended = Instant::now();
     watcher.join().unwrap();
     let took = ended - stopped_at.lock().unwrap().expect("the stop was asked");
-    assert!(took < Duration::from_secs(1), "stopped {took:?} after the stop");
+    assert!(
+        took < Duration::from_secs(1),
+        "stopped {took:?} after the stop"
+    );
     assert_eq!(failure.error, Error::Stopped);
     assert!(failure.summary.progress.checkpoint_line <= 3);
     let throttled = emu.snapshot().status_count(429);
@@ -1105,7 +1108,11 @@ fn the_same_input_read_twice_from_a_reader_gives_its_events_the_same_ids() {
     // A changed line is another event; the others keep their ids.
     import(&text.replacen("\"line\":2}", "\"line\":-2}", 1));
     let third = emu.snapshot();
-    assert_eq!(third.events.len(), 121, "a new id for the changed event only");
+    assert_eq!(
+        third.events.len(),
+        121,
+        "a new id for the changed event only"
+    );
 }
 
 /// Issue 24: event ids came from the file's digest and the line number, so
@@ -1125,14 +1132,24 @@ fn a_fixed_file_imported_again_from_a_file_or_a_pipe_counts_every_event_once() {
             .build()
             .unwrap()
             .import_file(&input)
+            .map(|summary| summary.progress.delivered)
+            .map_err(|failure| failure.error)
     };
     let _ = import_file("first.ndjson");
     let first = emu.snapshot();
-    assert_eq!(first.events.len(), 122, "120 events and the twins, each its own");
+    assert_eq!(
+        first.events.len(),
+        122,
+        "120 events and the twins, each its own"
+    );
     // Fix the first broken line, drop another bad one (shifting every later
     // line), and import the file again: only the fixed line is new.
     let fixed = text
-        .replacen("{not json", r#"{"type":"person","action":"event","identifiers":{"id":"f"},"name":"fixed"}"#, 1)
+        .replacen(
+            "{not json",
+            r#"{"type":"person","action":"event","identifiers":{"id":"f"},"name":"fixed"}"#,
+            1,
+        )
         .replacen("{not json\n", "", 1);
     fs::write(&input, &fixed).unwrap();
     let _ = import_file("second.ndjson");
@@ -1147,7 +1164,11 @@ fn a_fixed_file_imported_again_from_a_file_or_a_pipe_counts_every_event_once() {
         .unwrap()
         .import_reader(fixed.as_bytes(), None);
     let third = emu.snapshot();
-    assert_eq!(third.event_ids(), second.event_ids(), "standard input alike");
+    assert_eq!(
+        third.event_ids(),
+        second.event_ids(),
+        "standard input alike"
+    );
     assert_eq!(third.duplicate_events, 122 + 123);
 }
 

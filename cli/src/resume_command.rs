@@ -188,7 +188,13 @@ mod tests {
             r#"cio import in --api-key "$CUSTOMERIO_TRACK_API_KEY" --app-key="$CUSTOMERIO_APP_API_KEY" --pipelines-key "$CUSTOMERIO_PIPELINES_API_KEY" --redis-url redis://:"$REDIS_PASSWORD"@host --resume"#
         );
         let user = command(
-            &["cio", "import", "in", "--redis-url", "redis://me:sekrit@h:6379/2"],
+            &[
+                "cio",
+                "import",
+                "in",
+                "--redis-url",
+                "redis://me:sekrit@h:6379/2",
+            ],
             true,
         );
         assert_eq!(

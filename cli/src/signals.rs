@@ -70,10 +70,7 @@ impl StopSignals {
             interrupt: Arc::new(AtomicBool::new(false)),
             terminate: Arc::new(AtomicBool::new(false)),
         };
-        for (signal, own) in [
-            (SIGINT, &signals.interrupt),
-            (SIGTERM, &signals.terminate),
-        ] {
+        for (signal, own) in [(SIGINT, &signals.interrupt), (SIGTERM, &signals.terminate)] {
             flag::register(signal, Arc::clone(own))?;
             flag::register(signal, Arc::clone(&signals.any))?;
         }

@@ -565,7 +565,11 @@ fn a_full_disk_stops_the_import_with_whole_dead_letters_counted_as_written() {
     let lines: Vec<u64> = fs::read_to_string(&dead)
         .unwrap()
         .lines()
-        .map(|line| serde_json::from_str::<Value>(line).unwrap()["line"].as_u64().unwrap())
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["line"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(lines.iter().collect::<BTreeSet<_>>().len(), 1_000);
     if resumed {
@@ -601,7 +605,10 @@ fn a_csv_header_that_would_lose_a_column_is_refused_and_big_integers_stay_exact(
     let dir = scratch("csv-header");
     let input = dir.join("people.csv");
     for (header, column) in [
-        ("id,email,email", "\"email\" appears twice (columns 2 and 3)"),
+        (
+            "id,email,email",
+            "\"email\" appears twice (columns 2 and 3)",
+        ),
         ("id,,plan", "column 2 has no name"),
     ] {
         fs::write(&input, format!("{header}\nu1,a,b\n")).unwrap();
@@ -610,7 +617,11 @@ fn a_csv_header_that_would_lose_a_column_is_refused_and_big_integers_stay_exact(
         assert!(outcome.stderr.contains(column), "{}", outcome.stderr);
     }
     assert_eq!(emu.snapshot().requests, 0, "nothing sent");
-    fs::write(&input, "id,big,fits\nu1,9007199254740993,9007199254740992\n").unwrap();
+    fs::write(
+        &input,
+        "id,big,fits\nu1,9007199254740993,9007199254740992\n",
+    )
+    .unwrap();
     against(&emu, &["import", input.to_str().unwrap()])
         .run()
         .assert_code(0);
@@ -841,18 +852,30 @@ fn a_dry_run_reports_what_it_checked_and_refuses_what_the_server_would() {
     let dead = dir.join("real.dead-letter.ndjson");
     let real = against(
         &emu,
-        &["import", input.to_str().unwrap(), "--dead-letter", dead.to_str().unwrap(), "--json"],
+        &[
+            "import",
+            input.to_str().unwrap(),
+            "--dead-letter",
+            dead.to_str().unwrap(),
+            "--json",
+        ],
     )
     .run();
     real.assert_code(1);
     let refused: Vec<u64> = fs::read_to_string(&dead)
         .unwrap()
         .lines()
-        .map(|line| serde_json::from_str::<Value>(line).unwrap()["line"].as_u64().unwrap())
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["line"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(refused, [3, 4, 5]);
     assert!(
-        !fs::read_to_string(&dead).unwrap().contains("rejected by Customer.io"),
+        !fs::read_to_string(&dead)
+            .unwrap()
+            .contains("rejected by Customer.io"),
         "each refused before sending"
     );
 }
@@ -993,7 +1016,10 @@ fn a_second_signal_exits_at_once_without_waiting_for_the_requests_in_flight() {
     // Issue 24: it exited without a word.
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    let said: Vec<&str> = stderr.lines().filter(|line| line.contains("again")).collect();
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("again"))
+        .collect();
     assert_eq!(said.len(), 1, "{stderr}");
     assert!(said[0].contains("SIGTERM again: exiting now"), "{stderr}");
 }

@@ -495,9 +495,12 @@ mod tests {
     /// Issue 24: `email,email` or an unnamed column silently lost a column.
     #[test]
     fn a_header_with_a_name_twice_or_an_unnamed_column_is_refused_naming_it() {
-        let err = CsvRows::new("id,email,plan,email\n1,a,b,c\n".as_bytes(), &CsvOptions::new())
-            .err()
-            .unwrap();
+        let err = CsvRows::new(
+            "id,email,plan,email\n1,a,b,c\n".as_bytes(),
+            &CsvOptions::new(),
+        )
+        .err()
+        .unwrap();
         let text = err.to_string();
         assert!(
             text.contains("\"email\" appears twice (columns 2 and 4)"),

@@ -112,7 +112,7 @@ impl DeadLetters {
                 Err(_) if torn => break,
                 Err(err) => {
                     return Err(Error::Checkpoint {
-                    path: path.to_owned(),
+                        path: path.to_owned(),
                         reason: format!(
                             "the dead-letter file has a line that is not a dead letter: {err}"
                         ),

@@ -357,7 +357,10 @@ mod tests {
         assert_eq!(all[1], None);
         // Another line before them changes none.
         let shifted = event_ids(&format!("{other}\n{twin}\n{twin}\n{twin}\n"), 0);
-        assert_eq!(shifted[1..], [all[0].clone(), all[2].clone(), all[4].clone()]);
+        assert_eq!(
+            shifted[1..],
+            [all[0].clone(), all[2].clone(), all[4].clone()]
+        );
         assert_eq!(shifted[0], all[3]);
         // Lines skipped on resume still count the twins after them.
         let resumed = event_ids(&format!("{twin}\n{identify}\n{twin}\n"), 2);

@@ -911,7 +911,11 @@ mod tests {
             });
         assert_eq!(result, Err(throttled(Some(60 * SECOND))));
         assert_eq!(attempts, 1, "not sent again");
-        assert!(clock.elapsed() < SECOND, "stopped after {:?}", clock.elapsed());
+        assert!(
+            clock.elapsed() < SECOND,
+            "stopped after {:?}",
+            clock.elapsed()
+        );
         // A call that had not been sent yet leaves its wait as well, unsent.
         let second: std::result::Result<(), Failure> = policy.run_unless_stopped(
             &limiter,

@@ -90,7 +90,9 @@ impl Run {
         let mut command = Command::new("sh");
         command
             .arg("-c")
-            .arg(format!("ulimit -f {blocks} && trap '' XFSZ && exec \"$0\" \"$@\""))
+            .arg(format!(
+                "ulimit -f {blocks} && trap '' XFSZ && exec \"$0\" \"$@\""
+            ))
             .arg(self.command.get_program())
             .args(self.command.get_args());
         for (name, value) in self.command.get_envs() {
