@@ -102,7 +102,8 @@ const DEFAULT_DEAD_LETTER: &str = "cio-import.dead-letter.ndjson";
 ///
 /// To count the identical lines before each one, the importer remembers a
 /// 64-bit digest of every line it gave an id: about 9 to 19 MB for a million
-/// such lines (identifies, and events with their own `id`, cost nothing). A
+/// such lines, up to 28 MB while its table grows (identifies, and events
+/// with their own `id`, cost nothing). A
 /// resumed import reads the lines before its checkpoint for this, without
 /// sending them.
 ///

@@ -22,7 +22,9 @@ use crate::import::content_digest::ContentDigest;
 ///
 /// One remembered line costs a 64-bit digest in a hash set (9 bytes a slot,
 /// at most twice the slots it needs): a million distinct lines given ids
-/// take 9 to 19 MB, and a line seen more than once 17 bytes more. Lines that
+/// take 9 to 19 MB, up to 28 MB while the set doubles, and a line seen more
+/// than once 17 bytes more. Measured: a dry run of a million events without
+/// ids peaks at 45 MB of RSS, of a million identifies at 19 MB. Lines that
 /// need no id (identifies, events with their own) are not remembered.
 #[derive(Debug)]
 pub(crate) struct LineIds {
