@@ -147,7 +147,8 @@ pub enum Error {
     /// it stopped rather than dead-letter the whole file. The dead letters
     /// already written stay.
     WrongFormat {
-        /// Lines read (blank ones aside) when it stopped.
+        /// The lines judged (blank ones aside): the first ones read, or
+        /// the last ones before it stopped.
         lines: u64,
         /// How many of them were bad.
         bad: u64,
@@ -321,7 +322,7 @@ impl fmt::Display for Error {
             Error::Stopped => f.write_str("stopped on request"),
             Error::WrongFormat { lines, bad } => write!(
                 f,
-                "{bad} of the first {lines} lines are not valid operations: the input is not in \
+                "{bad} of {lines} lines in a row are not valid operations: the input is not in \
                  the format it is read as (a binary file, say), so the import stopped"
             ),
             Error::SharedSettingsMismatch { key, shared, ours } => write!(

@@ -100,11 +100,27 @@ fn dead_letters(path: &Path) -> Vec<DeadLetter> {
         .collect()
 }
 
-/// The event ids an import with `import_id` derives for the event lines of `sample(n)`.
+/// The id an import with `import_id` gives an event without one on the line
+/// `text`, after `before` identical lines: from the line's FNV-1a 128 digest.
+/// The derivation is pinned here: ids that changed between versions would
+/// count every re-imported event twice.
+fn line_event_id(import_id: &str, text: &str, before: u32) -> String {
+    let mut digest: u128 = 0x6c62272e07bb014262b821756295c58d;
+    for &byte in text.as_bytes() {
+        digest ^= u128::from(byte);
+        digest = digest.wrapping_mul(0x0000000001000000000000000000013B);
+    }
+    EventId::from_key(&format!("{import_id}:{digest:032x}:{before}")).to_string()
+}
+
+/// The event ids an import with `import_id` derives for the event lines of
+/// `sample(n)` (all different).
 fn expected_event_ids(import_id: &str, n: u64) -> BTreeSet<String> {
-    (1..=n)
-        .filter(|line| line % 10 != 0 && line % 2 == 0)
-        .map(|line| EventId::from_key(&format!("{import_id}:{line}")).to_string())
+    let (text, _) = sample(n);
+    text.lines()
+        .zip(1u64..)
+        .filter(|(_, line)| line % 10 != 0 && line % 2 == 0)
+        .map(|(text, _)| line_event_id(import_id, text, 0))
         .collect()
 }
 
@@ -469,8 +485,6 @@ fn a_failed_chunk_holds_the_checkpoint_before_it_even_when_later_chunks_succeed(
     .checkpoint(dir.join("import.checkpoint"))
     .max_batch_bytes(6_000)
     .workers(4)
-    // Event ids from the import id and the line, for `expected_event_ids`
-    // (from a reader they would otherwise come from the content).
     .import_id("held")
     .build()
     .unwrap()
@@ -527,7 +541,7 @@ fn import_lines(
 fn large_integers_go_out_with_every_digit_in_both_modes() {
     let identify = r#"{"type":"person","action":"identify","identifiers":{"id":12345678901234567890123},"attributes":{"share":0.100000000000000000000001}}"#;
     let event = r#"{"type":"person","action":"event","identifiers":{"id":12345678901234567890123},"name":"paid","attributes":{"cents":98765432109876543210}}"#;
-    let id = EventId::from_key("import:2");
+    let id = line_event_id("import", event, 0);
     let event_with_id = format!("{},\"id\":\"{id}\"}}", &event[..event.len() - 1]);
     for mode in [ImportMode::Batch, ImportMode::Single] {
         let server = Scripted::start(&[]);
@@ -980,6 +994,55 @@ fn a_stop_handle_stops_cleanly_with_the_checkpoint_stored_and_a_resume_sends_the
     assert_sample_arrived_once(&emu, 600);
 }
 
+/// Issue 24: Ctrl-C during a long 429 pause was honoured only when the
+/// pause ended, up to a minute later.
+#[test]
+fn a_stop_during_a_long_429_pause_ends_the_import_within_a_second() {
+    // One request per minute: the second is answered 429, Retry-After ~60 s,
+    // and every worker waits for the pause.
+    let emu = Arc::new(
+        Emulator::start(
+            Config::default()
+                .track_limit(1)
+                .window(Duration::from_secs(60)),
+        )
+        .unwrap(),
+    );
+    let import = StoppedImport::new("stop-pause");
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped_at = Arc::new(Mutex::new(None));
+    let watcher = std::thread::spawn({
+        let (emu, stop, stopped_at) = (emu.clone(), stop.clone(), stopped_at.clone());
+        move || {
+            while emu.snapshot().status_count(429) == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // Well into the pause.
+            std::thread::sleep(Duration::from_millis(300));
+            *stopped_at.lock().unwrap() = Some(Instant::now());
+            stop.store(true, Ordering::SeqCst);
+        }
+    });
+    let failure = import
+        .importer(client_with(&emu, DEFAULT_API_KEY, Unlimited::new()))
+        .stop_when(stop)
+        .build()
+        .unwrap()
+        .import_file(&import.input)
+        .unwrap_err();
+    let ended = Instant::now();
+    watcher.join().unwrap();
+    let took = ended - stopped_at.lock().unwrap().expect("the stop was asked");
+    assert!(
+        took < Duration::from_secs(1),
+        "stopped {took:?} after the stop"
+    );
+    assert_eq!(failure.error, Error::Stopped);
+    assert!(failure.summary.progress.checkpoint_line <= 3);
+    let throttled = emu.snapshot().status_count(429);
+    assert!(throttled <= 3, "only what was in flight: {throttled} × 429");
+}
+
 #[test]
 fn a_stop_during_an_outage_ends_the_retries_instead_of_waiting_for_them() {
     let emu = Arc::new(Emulator::start(Config::default().track_limit(0)).unwrap());
@@ -1042,10 +1105,152 @@ fn the_same_input_read_twice_from_a_reader_gives_its_events_the_same_ids() {
     let second = emu.snapshot();
     assert_eq!(second.event_ids(), first.event_ids(), "the same ids");
     assert_eq!(second.duplicate_events, 120, "each one a repeat");
-    // Another input's events get other ids, even on the same lines.
+    // A changed line is another event; the others keep their ids.
     import(&text.replacen("\"line\":2}", "\"line\":-2}", 1));
     let third = emu.snapshot();
-    assert_eq!(third.events.len(), 240, "a new id for every event");
+    assert_eq!(
+        third.events.len(),
+        121,
+        "a new id for the changed event only"
+    );
+}
+
+/// Issue 24: event ids came from the file's digest and the line number, so
+/// a file fixed as its dead-letter hint says stored most events twice.
+#[test]
+fn a_fixed_file_imported_again_from_a_file_or_a_pipe_counts_every_event_once() {
+    let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
+    let dir = scratch("fixed-file");
+    let twin = r#"{"type":"person","action":"event","identifiers":{"id":"t"},"name":"clicked"}"#;
+    let (sample, _) = sample(300);
+    let text = format!("{twin}\n{sample}{twin}\n");
+    let input = dir.join("input.ndjson");
+    fs::write(&input, &text).unwrap();
+    let import_file = |name: &str| {
+        Importer::builder(client(&emu, DEFAULT_API_KEY))
+            .dead_letter(dir.join(name))
+            .build()
+            .unwrap()
+            .import_file(&input)
+            .map(|summary| summary.progress.delivered)
+            .map_err(|failure| failure.error)
+    };
+    let _ = import_file("first.ndjson");
+    let first = emu.snapshot();
+    assert_eq!(
+        first.events.len(),
+        122,
+        "120 events and the twins, each its own"
+    );
+    // Fix the first broken line, drop another bad one (shifting every later
+    // line), and import the file again: only the fixed line is new.
+    let fixed = text
+        .replacen(
+            "{not json",
+            r#"{"type":"person","action":"event","identifiers":{"id":"f"},"name":"fixed"}"#,
+            1,
+        )
+        .replacen("{not json\n", "", 1);
+    fs::write(&input, &fixed).unwrap();
+    let _ = import_file("second.ndjson");
+    let second = emu.snapshot();
+    assert_eq!(second.events.len(), 123, "one new event: the fixed line");
+    assert_eq!(second.duplicate_events, 122, "every other event a repeat");
+    assert!(second.event_ids().is_superset(&first.event_ids()));
+    // The same lines through a pipe get the same ids as from the file.
+    let _ = Importer::builder(client(&emu, DEFAULT_API_KEY))
+        .dead_letter(dir.join("third.ndjson"))
+        .build()
+        .unwrap()
+        .import_reader(fixed.as_bytes(), None);
+    let third = emu.snapshot();
+    assert_eq!(
+        third.event_ids(),
+        second.event_ids(),
+        "standard input alike"
+    );
+    assert_eq!(third.duplicate_events, 122 + 123);
+}
+
+/// Issue 24: appending lines to a file made `--resume` refuse it ("belongs
+/// to import ..."). The twin after the checkpoint must not take the id of
+/// the one before it: the lines skipped still count.
+#[test]
+fn lines_appended_to_a_file_are_sent_by_its_resume_and_twins_keep_apart() {
+    let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
+    let dir = scratch("appended");
+    let twin = r#"{"type":"person","action":"event","identifiers":{"id":"t"},"name":"clicked"}"#;
+    let (sample, _) = sample(300);
+    let mut lines: Vec<&str> = sample.lines().collect();
+    lines[10] = twin; // line 11: an identify of the sample, now an event
+    lines[160] = twin; // line 161
+    let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
+    let input = dir.join("input.ndjson");
+    let importer = || {
+        Importer::builder(client(&emu, DEFAULT_API_KEY))
+            .dead_letter(dir.join("dead.ndjson"))
+            .checkpoint(dir.join("import.checkpoint"))
+    };
+    fs::write(&input, first_lines(&text, 150)).unwrap();
+    importer().build().unwrap().import_file(&input).unwrap();
+    // The last line without its end, then completed: the same line.
+    fs::write(&input, text.trim_end()).unwrap();
+    fs::write(&input, &text).unwrap();
+    let summary = importer()
+        .resume(true)
+        .build()
+        .unwrap()
+        .import_file(&input)
+        .unwrap();
+    assert_eq!(summary.progress.skipped, 150);
+    let snapshot = emu.snapshot();
+    assert_eq!(snapshot.duplicate_events, 0, "no event sent twice");
+    let twins: Vec<_> = snapshot
+        .events
+        .iter()
+        .filter(|event| event.person.as_deref() == Some("t"))
+        .collect();
+    assert_eq!(twins.len(), 2, "each twin stored: {twins:?}");
+    assert_eq!(
+        twins[1].id.as_deref(),
+        Some(line_event_id("by-content", twin, 1).as_str())
+    );
+    assert_eq!(snapshot.events.len(), 122, "every event once");
+}
+
+/// Issue 24: 20 MB of random bytes after 1,000 good lines made an 82 MB
+/// dead-letter file: the binary-input guard looked at the first lines only.
+#[test]
+fn random_bytes_after_good_lines_stop_the_import_before_they_fill_the_dead_letters() {
+    let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
+    let dir = scratch("binary-tail");
+    let (text, _) = sample(1_000);
+    let mut input = text.into_bytes();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    input.extend((0..4_000_000).map(|_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 56) as u8
+    }));
+    let failure = Importer::builder(client(&emu, DEFAULT_API_KEY))
+        .dead_letter(dir.join("dead.ndjson"))
+        .build()
+        .unwrap()
+        .import_reader(&input[..], None)
+        .unwrap_err();
+    assert!(
+        matches!(failure.error, Error::WrongFormat { .. }),
+        "{}",
+        failure.error
+    );
+    let dead = fs::metadata(dir.join("dead.ndjson")).map_or(0, |meta| meta.len());
+    assert!(dead < 2_000_000, "{dead} bytes of dead letters");
+    assert!(
+        failure.summary.progress.bytes_read < 1_000_000,
+        "stopped soon after the good lines: {:?}",
+        failure.summary.progress
+    );
 }
 
 fn first_lines(text: &str, n: usize) -> String {

@@ -94,7 +94,7 @@ pub enum Error {
     Import {
         /// Why, and the counts when it stopped.
         failure: Box<cio_ratelimit::ImportFailure>,
-        /// Whether a checkpoint was kept, so `--resume` can continue.
+        /// Whether a checkpoint is on disk, so `--resume` can continue.
         resumable: bool,
         /// Set when a signal stopped it cleanly.
         stopped: Option<Stopped>,
@@ -220,8 +220,8 @@ impl fmt::Display for Error {
                     f.write_str(":\n  ")?;
                 } else {
                     f.write_str(
-                        "without --checkpoint it cannot be resumed. Run it again (events keep \
-                         their ids, so none is stored twice), keeping a checkpoint this time:\n  ",
+                        "no checkpoint was stored, so it cannot be resumed. Run it again (events \
+                         keep their ids, so none is stored twice), keeping a checkpoint:\n  ",
                     )?;
                 }
                 f.write_str(&stopped.resume_command)
@@ -240,7 +240,7 @@ impl fmt::Display for Error {
                         f.write_str("; the checkpoint is intact: run again with --resume later)")
                     }
                     (true, false) => f.write_str(
-                        "; try again later, with --checkpoint PATH to resume next time)",
+                        "; no checkpoint was stored: try again later, with --checkpoint PATH to resume next time)",
                     ),
                     (false, true) => f.write_str("; fix that, then run again with --resume)"),
                     (false, false) => f.write_str(")"),

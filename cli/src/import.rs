@@ -318,7 +318,9 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
             Ok(exit)
         }
         Err(failure) => {
-            let resumable = import.checkpoint.is_some();
+            // A checkpoint asked for may never have been written (nothing
+            // settled yet, or a full disk): only one on disk resumes.
+            let resumable = import.checkpoint.as_ref().is_some_and(|path| path.exists());
             let stopped = signals
                 .as_ref()
                 .and_then(StopSignals::received)
@@ -330,7 +332,7 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
                         resumable,
                         &suggested_checkpoint(&import.input),
                     ),
-                    from_stdin: import.input.as_os_str() == "-",
+                    from_stdin: streamed(&import.input),
                 });
             Err(Error::Import {
                 failure: Box::new(failure),
@@ -341,10 +343,16 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
     }
 }
 
+/// Whether the input is read as a stream: standard input, or a path that
+/// is not a regular file (a FIFO, `/dev/stdin`, `<(zcat x.gz)`).
+fn streamed(input: &Path) -> bool {
+    input.as_os_str() == "-" || std::fs::metadata(input).is_ok_and(|meta| !meta.is_file())
+}
+
 /// Where to keep a checkpoint, for an import that kept none: beside the
-/// input, or in the current folder for standard input.
+/// input, or in the current folder for a stream.
 fn suggested_checkpoint(input: &Path) -> PathBuf {
-    if input.as_os_str() == "-" {
+    if streamed(input) {
         return PathBuf::from("cio-import.checkpoint");
     }
     let mut name = input.as_os_str().to_owned();

@@ -303,8 +303,14 @@ fn receipt_json(receipt: &Receipt) -> Map<String, Value> {
         } => json!({"campaign_id": campaign_id, "trigger_id": trigger.id}),
         Receipt::PipelinesSent(call) => json!({"pipelines": call.to_json()}),
         Receipt::Checked(summary) => {
+            // The keys of an import, kept for scripts; a dry run sends
+            // nothing, so what it found is said outright: lines checked,
+            // and how many of them would be sent.
             let mut object = receipt_json(&Receipt::Imported(summary.clone()));
             object.insert("dry_run".into(), Value::Bool(true));
+            object.insert("checked".into(), summary.progress.lines_read.into());
+            object.insert("valid".into(), summary.progress.delivered.into());
+            object.insert("sent".into(), 0.into());
             return object;
         }
         Receipt::Imported(summary) => {

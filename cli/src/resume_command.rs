@@ -1,16 +1,19 @@
 //! The exact command that resumes an import, to print when it stops: this
 //! process's own command line, with `--resume` (or, when no checkpoint was
 //! kept, a `--checkpoint` to keep one next time), quoted for a POSIX shell,
-//! with keys and passwords left out.
+//! with keys and passwords left out: each is replaced by the environment
+//! variable to supply it in (`"$CUSTOMERIO_TRACK_API_KEY"`,
+//! `"$REDIS_PASSWORD"`), which the shell fills in when the command is run.
 
 use std::ffi::OsString;
 use std::path::Path;
 
-/// What a key or a password on the command line is replaced with.
-const HIDDEN: &str = "HIDDEN";
+/// The variable a Redis URL's password is replaced with.
+const REDIS_PASSWORD: &str = "REDIS_PASSWORD";
 
 /// `args` (the program first) as a command that goes on from where the
-/// import stopped: with `--resume` when `checkpoint` is kept, else with
+/// import stopped: with `--resume` when `checkpoint` is on disk; else as it
+/// was when it asks for a checkpoint (none was stored yet), or with
 /// `--checkpoint` and `suggested`, so that the next run can be resumed.
 pub fn resume_command(
     args: impl IntoIterator<Item = OsString>,
@@ -19,35 +22,58 @@ pub fn resume_command(
 ) -> String {
     let mut words = Vec::new();
     let mut previous = String::new();
+    let mut has_checkpoint = false;
     for arg in args {
         let arg = arg.to_string_lossy().into_owned();
         if arg == "--resume" {
             continue;
         }
-        let word = match arg.split_once('=') {
-            _ if hides(&previous, &arg) => HIDDEN.to_owned(),
-            Some((flag, value)) if hides(flag, value) => format!("{flag}={HIDDEN}"),
-            _ => arg.clone(),
-        };
-        words.push(quoted(&word));
+        has_checkpoint |= arg == "--checkpoint" || arg.starts_with("--checkpoint=");
+        let inline = arg
+            .split_once('=')
+            .and_then(|(flag, value)| Some(format!("{flag}={}", secret(flag, value)?)));
+        let word = secret(&previous, &arg)
+            .or(inline)
+            .unwrap_or_else(|| quoted(&arg));
+        words.push(word);
         previous = arg;
     }
     if checkpoint {
         words.push("--resume".into());
-    } else {
+    } else if !has_checkpoint {
         words.push("--checkpoint".into());
         words.push(quoted(&suggested.to_string_lossy()));
     }
     words.join(" ")
 }
 
-/// Whether `flag`'s `value` is a key, or a URL with a password in it.
-fn hides(flag: &str, value: &str) -> bool {
-    match flag {
-        "--api-key" | "--app-key" | "--pipelines-key" => true,
-        "--redis-url" => value.contains('@'),
-        _ => false,
-    }
+/// When `flag`'s `value` is a key, or a URL with a password in it: the
+/// shell word to print instead, naming the environment variable that
+/// supplies it.
+fn secret(flag: &str, value: &str) -> Option<String> {
+    let variable = match flag {
+        "--api-key" => "CUSTOMERIO_TRACK_API_KEY",
+        "--app-key" => "CUSTOMERIO_APP_API_KEY",
+        "--pipelines-key" => "CUSTOMERIO_PIPELINES_API_KEY",
+        "--redis-url" => return without_password(value),
+        _ => return None,
+    };
+    Some(format!("\"${variable}\""))
+}
+
+/// A Redis URL with its password (`redis://[user]:PASSWORD@host`) replaced
+/// by `"$REDIS_PASSWORD"`, when it has one.
+fn without_password(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (user, _) = userinfo.split_once(':')?;
+    let after = &rest[userinfo.len()..]; // from the `@` on
+    Some(format!(
+        "{}\"${REDIS_PASSWORD}\"{}",
+        quoted(&format!("{scheme}://{user}:")),
+        quoted(after)
+    ))
 }
 
 /// `word` as a POSIX shell reads it back: bare when that is safe, else in
@@ -106,6 +132,20 @@ mod tests {
         );
     }
 
+    /// Issue 24: a checkpoint asked for but never stored was named in a
+    /// `--resume` command; a second `--checkpoint` must not be added either.
+    #[test]
+    fn a_checkpoint_asked_for_but_not_stored_is_run_again_as_it_was() {
+        assert_eq!(
+            command(&["cio", "import", "in", "--checkpoint", "cp"], false),
+            "cio import in --checkpoint cp"
+        );
+        assert_eq!(
+            command(&["cio", "import", "in", "--checkpoint=cp"], false),
+            "cio import in --checkpoint=cp"
+        );
+    }
+
     #[test]
     fn words_a_shell_would_split_or_expand_are_quoted() {
         assert_eq!(
@@ -142,9 +182,24 @@ mod tests {
             true,
         );
         assert!(!text.contains("sekrit"), "{text}");
+        // Issue 24: `HIDDEN` said nothing of what to supply instead.
         assert_eq!(
             text,
-            "cio import in --api-key HIDDEN --app-key=HIDDEN --pipelines-key HIDDEN --redis-url HIDDEN --resume"
+            r#"cio import in --api-key "$CUSTOMERIO_TRACK_API_KEY" --app-key="$CUSTOMERIO_APP_API_KEY" --pipelines-key "$CUSTOMERIO_PIPELINES_API_KEY" --redis-url redis://:"$REDIS_PASSWORD"@host --resume"#
+        );
+        let user = command(
+            &[
+                "cio",
+                "import",
+                "in",
+                "--redis-url",
+                "redis://me:sekrit@h:6379/2",
+            ],
+            true,
+        );
+        assert_eq!(
+            user,
+            r#"cio import in --redis-url redis://me:"$REDIS_PASSWORD"@h:6379/2 --resume"#
         );
         let plain = command(
             &["cio", "import", "in", "--redis-url", "redis://host"],

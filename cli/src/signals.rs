@@ -1,6 +1,7 @@
 //! SIGINT and SIGTERM during an import: the first asks for a clean stop
 //! (stop reading, finish what is in flight, write the checkpoint, print the
-//! summary and the resume command); a second one exits at once.
+//! summary and the resume command); a second one says so in one line and
+//! exits at once.
 
 use std::io;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::flag;
+use signal_hook::iterator::Signals;
 
 /// A signal that asked the import to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +38,16 @@ impl StopSignal {
     }
 }
 
+/// The line a second signal prints before the process exits.
+fn second_signal_line(signal: StopSignal) -> String {
+    format!(
+        "cio-ratelimit: {} again: exiting now, without waiting for the requests in flight; \
+         the checkpoint (if kept) is where it was last stored, so --resume repeats only what \
+         was in flight",
+        signal.name()
+    )
+}
+
 /// Watches SIGINT and SIGTERM from installation on.
 #[derive(Debug, Clone)]
 pub struct StopSignals {
@@ -46,8 +58,8 @@ pub struct StopSignals {
 
 impl StopSignals {
     /// Installs the handlers. From now on the first signal only sets a
-    /// flag; a second one (of either kind) exits the process at once with
-    /// that signal's code.
+    /// flag; a second one (of either kind) prints one line on standard
+    /// error and exits the process at once with that signal's code.
     ///
     /// # Errors
     ///
@@ -58,20 +70,30 @@ impl StopSignals {
             interrupt: Arc::new(AtomicBool::new(false)),
             terminate: Arc::new(AtomicBool::new(false)),
         };
-        for (signal, code, own) in [
-            (SIGINT, StopSignal::Interrupt, &signals.interrupt),
-            (SIGTERM, StopSignal::Terminate, &signals.terminate),
-        ] {
-            // Registered first, so it sees the flag as it was before this
-            // signal: only a second signal finds it set and exits.
-            flag::register_conditional_shutdown(
-                signal,
-                i32::from(code.exit_code()),
-                Arc::clone(&signals.any),
-            )?;
+        for (signal, own) in [(SIGINT, &signals.interrupt), (SIGTERM, &signals.terminate)] {
             flag::register(signal, Arc::clone(own))?;
             flag::register(signal, Arc::clone(&signals.any))?;
         }
+        // Counting the signals on a thread of its own (a handler may not
+        // print): the second one exits, after saying why.
+        let mut received = Signals::new([SIGINT, SIGTERM])?;
+        std::thread::Builder::new()
+            .name("stop-signals".into())
+            .spawn(move || {
+                let mut seen = 0;
+                for signal in received.forever() {
+                    seen += 1;
+                    if seen < 2 {
+                        continue;
+                    }
+                    let signal = match signal {
+                        SIGINT => StopSignal::Interrupt,
+                        _ => StopSignal::Terminate,
+                    };
+                    eprintln!("{}", second_signal_line(signal));
+                    std::process::exit(i32::from(signal.exit_code()));
+                }
+            })?;
         Ok(signals)
     }
 

@@ -505,6 +505,131 @@ fn a_gzip_file_delivers_every_line() {
     );
 }
 
+/// Issue 24: on a full disk the last dead letter was cut mid-line, the next
+/// run appended to the cut line, the summary counted fewer letters than were
+/// written, and the hint named a checkpoint that was never written.
+#[test]
+fn a_full_disk_stops_the_import_with_whole_dead_letters_counted_as_written() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("full-disk");
+    let input = dir.join("input.ndjson");
+    let mut text = String::new();
+    for line in 1..=2_000 {
+        let entry = match line % 2 {
+            0 => format!("{{broken line {line} {}", "x".repeat(100)),
+            _ => json!({"type": "person", "action": "identify", "identifiers": {"id": format!("p{line}")}})
+                .to_string(),
+        };
+        text.push_str(&entry);
+        text.push('\n');
+    }
+    fs::write(&input, text).unwrap();
+    let dead = dir.join("dead.ndjson");
+    let checkpoint = dir.join("import.checkpoint");
+    let args = [
+        "import",
+        input.to_str().unwrap(),
+        "--dead-letter",
+        dead.to_str().unwrap(),
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--json",
+    ];
+    // 24 blocks: 12 or 24 KB, a tenth of the letters at most.
+    let full = against(&emu, &args).with_file_size_limit(24).run();
+    full.assert_code(2);
+    let written = fs::read_to_string(&dead).unwrap();
+    let tail = &written[written.len().saturating_sub(200)..];
+    assert!(written.ends_with('\n'), "ends on a whole line: ...{tail:?}");
+    for line in written.lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|err| panic!("{err}: {line}"));
+    }
+    assert!(written.lines().count() > 10 && written.lines().count() < 500);
+    assert_eq!(
+        full.json()["dead_lettered"].as_u64(),
+        Some(written.lines().count() as u64),
+        "the count printed is the count written"
+    );
+    if !checkpoint.exists() {
+        assert!(!full.stderr.contains("--resume"), "{}", full.stderr);
+    }
+    // With room again, the import goes on (resumed if a checkpoint was
+    // stored before the disk filled, else from the start): every line of
+    // the file whole, every bad line in it, and once when resumed.
+    let mut again = args.to_vec();
+    let resumed = checkpoint.exists();
+    if resumed {
+        again.push("--resume");
+    }
+    against(&emu, &again).run().assert_code(1);
+    let lines: Vec<u64> = fs::read_to_string(&dead)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["line"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(lines.iter().collect::<BTreeSet<_>>().len(), 1_000);
+    if resumed {
+        assert_eq!(lines.len(), 1_000, "each bad line once");
+    }
+}
+
+/// Issue 24: a pipe as FILE (`import <(zcat x.gz)`, a FIFO, `/dev/stdin`)
+/// was refused with `Illegal seek (os error 29)`.
+#[test]
+fn a_pipe_named_as_the_file_is_read_as_standard_input_is() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("pipe-as-file");
+    let plain = dir.join("plain.ndjson");
+    let (people_sent, _) = write_input(&plain, 100, true);
+    let text = fs::read_to_string(&plain).unwrap();
+    let outcome = against(&emu, &["import", "/dev/stdin", "--json"])
+        .stdin(&text)
+        .current_dir(&dir)
+        .run();
+    outcome.assert_code(1);
+    assert_eq!(outcome.json()["delivered"].as_u64(), Some(98));
+    assert_eq!(people(&[&emu.snapshot()]), people_sent);
+    let dead = fs::read_to_string(dir.join("cio-import.dead-letter.ndjson")).unwrap();
+    assert_eq!(dead.lines().count(), 2, "beside standard input's: {dead}");
+}
+
+/// Issue 24: a duplicate or unnamed CSV column was dropped without a word,
+/// and integers past 2^53 went out as numbers Customer.io may round.
+#[test]
+fn a_csv_header_that_would_lose_a_column_is_refused_and_big_integers_stay_exact() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("csv-header");
+    let input = dir.join("people.csv");
+    for (header, column) in [
+        (
+            "id,email,email",
+            "\"email\" appears twice (columns 2 and 3)",
+        ),
+        ("id,,plan", "column 2 has no name"),
+    ] {
+        fs::write(&input, format!("{header}\nu1,a,b\n")).unwrap();
+        let outcome = against(&emu, &["import", input.to_str().unwrap()]).run();
+        outcome.assert_code(2);
+        assert!(outcome.stderr.contains(column), "{}", outcome.stderr);
+    }
+    assert_eq!(emu.snapshot().requests, 0, "nothing sent");
+    fs::write(
+        &input,
+        "id,big,fits\nu1,9007199254740993,9007199254740992\n",
+    )
+    .unwrap();
+    against(&emu, &["import", input.to_str().unwrap()])
+        .run()
+        .assert_code(0);
+    let attributes = &emu.snapshot().people["u1"].attributes;
+    assert_eq!(attributes["big"], json!("9007199254740993"));
+    assert_eq!(attributes["fits"], json!(9007199254740992u64));
+}
+
 #[test]
 fn a_csv_file_arrives_typed_and_quoted_and_its_bad_rows_are_dead_lettered_by_line() {
     let emu = Emulator::start(Config::default()).unwrap();
@@ -693,6 +818,68 @@ fn a_dry_run_needs_no_credentials_dead_letters_bad_lines_and_sends_nothing() {
     assert_eq!(emu.snapshot().requests, 0, "nothing reached the server");
 }
 
+/// Issue 24: `--dry-run --json` said `"delivered": 300` while nothing was
+/// sent, and passed lines the emulator refuses: a blank event name, a
+/// timestamp with a fraction (and an email given as a number).
+#[test]
+fn a_dry_run_reports_what_it_checked_and_refuses_what_the_server_would() {
+    let emu = Emulator::start(Config::default()).unwrap();
+    let dir = scratch("dry-run-verdicts");
+    let input = dir.join("input.ndjson");
+    let lines = [
+        json!({"type": "person", "action": "identify", "identifiers": {"id": "1"}}),
+        json!({"type": "person", "action": "event", "identifiers": {"id": "1"}, "name": "ok", "timestamp": 1700000000}),
+        json!({"type": "person", "action": "event", "identifiers": {"id": "1"}, "name": "  "}),
+        json!({"type": "person", "action": "event", "identifiers": {"id": "1"}, "name": "x", "timestamp": 1.5}),
+        json!({"type": "person", "action": "identify", "identifiers": {"email": 5}}),
+    ];
+    let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
+    fs::write(&input, text).unwrap();
+    let checked = cio_ratelimit(&["import", input.to_str().unwrap(), "--dry-run", "--json"]).run();
+    checked.assert_code(1);
+    let json = checked.json();
+    assert_eq!(
+        (
+            json["checked"].as_u64(),
+            json["valid"].as_u64(),
+            json["sent"].as_u64(),
+            json["dead_lettered"].as_u64()
+        ),
+        (Some(5), Some(2), Some(0), Some(3)),
+        "{json}"
+    );
+    // The server's verdicts are the dry run's.
+    let dead = dir.join("real.dead-letter.ndjson");
+    let real = against(
+        &emu,
+        &[
+            "import",
+            input.to_str().unwrap(),
+            "--dead-letter",
+            dead.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .run();
+    real.assert_code(1);
+    let refused: Vec<u64> = fs::read_to_string(&dead)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["line"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(refused, [3, 4, 5]);
+    assert!(
+        !fs::read_to_string(&dead)
+            .unwrap()
+            .contains("rejected by Customer.io"),
+        "each refused before sending"
+    );
+}
+
 /// Starts an import of 1,500 lines at 500 requests/s, sends it `signal` once
 /// the server has received something, and checks it stops cleanly with
 /// `code` and the exact resume command; then runs that command and checks
@@ -826,6 +1013,15 @@ fn a_second_signal_exits_at_once_without_waiting_for_the_requests_in_flight() {
         "exited at once, not after the answers: {:?}",
         first_signal.elapsed()
     );
+    // Issue 24: it exited without a word.
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("again"))
+        .collect();
+    assert_eq!(said.len(), 1, "{stderr}");
+    assert!(said[0].contains("SIGTERM again: exiting now"), "{stderr}");
 }
 
 /// `n` events without ids, each for its own person.
@@ -935,7 +1131,7 @@ fn a_binary_file_stops_with_exit_2_after_its_first_hundred_lines() {
         json["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("100 of the first 100 lines are not valid operations"),
+            .contains("100 of 100 lines in a row are not valid operations"),
         "{json}"
     );
     assert_eq!(emu.snapshot().requests, 0);

@@ -242,6 +242,7 @@ impl Operation {
         }
         if is_event {
             validate::event_name(body.get("name").and_then(Value::as_str).unwrap_or(""))?;
+            validate::timestamp(body.get("timestamp"))?;
         }
         match body.get("attributes") {
             None => {}
@@ -334,6 +335,9 @@ fn check_identifiers(kind: &str, body: &Map<String, Value>) -> Result<(), Invali
     let Some(Value::Object(identifiers)) = body.get("identifiers") else {
         return Err(Invalid::Operation("no \"identifiers\" object".into()));
     };
+    if kind == "person" {
+        validate::person_identifiers(identifiers)?;
+    }
     check_any_of(identifiers, required_identifiers(kind))
 }
 
@@ -341,6 +345,7 @@ const PERSON_IDENTIFIERS: &[&str] = &["id", "email", "cio_id"];
 
 /// A merge's `primary` or `secondary`: one person's identifiers.
 fn check_person(identifiers: &Map<String, Value>) -> Result<(), Invalid> {
+    validate::person_identifiers(identifiers)?;
     check_any_of(identifiers, &[PERSON_IDENTIFIERS])
 }
 

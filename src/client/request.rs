@@ -78,11 +78,19 @@ impl Client {
         read: impl Fn(Answer) -> Result<T>,
     ) -> Result<T> {
         let limiter = self.limiter(request.class);
-        self.inner.retry.run(limiter, request.call, || {
-            // A limiter that gave up granted nothing: fail without sending.
-            limiter.check()?;
-            self.attempt(request).and_then(&read)
-        })
+        // A stop asked while the request waits for its first permit (behind
+        // a 429 pause) leaves it unsent, for the import's resume.
+        let stopped = || Some(Error::Stopped);
+        self.inner.retry.run_unless_stopped(
+            limiter,
+            request.call,
+            || {
+                // A limiter that gave up granted nothing: fail without sending.
+                limiter.check()?;
+                self.attempt(request).and_then(&read)
+            },
+            stopped,
+        )
     }
 
     /// One attempt: no limiter, no retry.

@@ -165,15 +165,39 @@ pub(crate) fn attributes(attributes: &Map<String, Value>) -> Result<(), Invalid>
     Ok(())
 }
 
-/// An event name: present, at most 100 bytes.
+/// An event name: present and not blank (Customer.io refuses one of only
+/// spaces), at most 100 bytes.
 pub(crate) fn event_name(name: &str) -> Result<(), Invalid> {
-    if name.is_empty() {
+    if name.trim().is_empty() {
         return Err(Invalid::MissingEventName);
     }
     if name.len() > MAX_EVENT_NAME_BYTES {
         return Err(Invalid::EventNameTooLong(name.len()));
     }
     Ok(())
+}
+
+/// An event's optional `timestamp`: Unix time in whole seconds (Customer.io
+/// refuses a fraction or a date written out).
+pub(crate) fn timestamp(timestamp: Option<&Value>) -> Result<(), Invalid> {
+    match timestamp {
+        None | Some(Value::Null) => Ok(()),
+        Some(value) if value.is_i64() => Ok(()),
+        Some(value) => Err(Invalid::Operation(format!(
+            "timestamp {value} is not a Unix timestamp in whole seconds"
+        ))),
+    }
+}
+
+/// A person's identifiers: an `email` is always a string (Customer.io
+/// takes a number as an `id` or a `cio_id`, never as an email).
+pub(crate) fn person_identifiers(identifiers: &Map<String, Value>) -> Result<(), Invalid> {
+    match identifiers.get("email") {
+        Some(email) if !email.is_string() => Err(Invalid::Operation(format!(
+            "identifier \"email\" must be a string, not {email}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Event data: at most 100,000 bytes as JSON.

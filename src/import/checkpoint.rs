@@ -90,7 +90,8 @@ impl Checkpoint {
     }
 
     /// The import's id: events without one get ids derived from it and their
-    /// line, so a resumed import repeats the same ids.
+    /// line's bytes (see "Event ids" on [`Importer`](crate::Importer)), so a
+    /// resumed import repeats the same ids.
     pub fn import_id(&self) -> &str {
         &self.import_id
     }

@@ -1,7 +1,6 @@
-//! A running digest of the input read so far: the same bytes give the same
-//! digest, so events read from standard input get the same ids each time,
-//! and a resume can tell that the lines before its checkpoint are the ones
-//! the checkpoint was kept for.
+//! A digest of bytes: of the input read so far, so that a resume can tell
+//! that the lines before its checkpoint are the ones the checkpoint was kept
+//! for; and of one line, for the id an event without one gets.
 
 use std::fmt;
 
@@ -20,6 +19,11 @@ impl ContentDigest {
             self.0 ^= u128::from(byte);
             self.0 = self.0.wrapping_mul(Self::PRIME);
         }
+    }
+
+    /// The digest folded to 64 bits, for a set of digests.
+    pub(crate) fn short(self) -> u64 {
+        (self.0 ^ (self.0 >> 64)) as u64
     }
 
     /// Reads one back from its text (as `Display` writes it).

@@ -4,12 +4,15 @@
 //! - The identifier column is the one named, else `id`, else `email`, else
 //!   `cio_id`; its cell becomes `identifiers.<column>` (always a string, so a
 //!   long numeric id keeps every digit).
-//! - Every other column becomes an attribute; empty cells are left out.
+//! - Every other column becomes an attribute; empty cells are left out. A
+//!   header with an unnamed column, or a name twice, is refused: either
+//!   would lose cells.
 //! - Cells are typed unless told to keep strings: an integer becomes a JSON
 //!   integer, a decimal a number, `true`/`false` a boolean, anything else a
 //!   string. A number written with a leading zero (`02134`, a ZIP code), in
-//!   exponent form, or with more digits than a JSON number keeps exactly
-//!   stays a string: typing never changes a value.
+//!   exponent form, with more digits than a double keeps exactly, or an
+//!   integer past 2^53 that a double does not hold exactly, stays a string:
+//!   typing never changes a value.
 //! - RFC 4180 quoting (quoted commas, doubled quotes, CRLF, line breaks in
 //!   quotes), by the `csv` crate.
 //! - A row with the wrong number of fields, or without an identifier, is
@@ -161,6 +164,24 @@ impl<R: BufRead> CsvRows<R> {
         if columns.iter().all(String::is_empty) {
             return Err(CsvError::Header("the header row is empty".into()));
         }
+        // Every column is an attribute's name: one without a name, or with
+        // another's, would lose its cells.
+        for (i, column) in columns.iter().enumerate() {
+            if column.is_empty() {
+                return Err(CsvError::Header(format!(
+                    "column {} has no name: name it, or remove the column",
+                    i + 1
+                )));
+            }
+            if let Some(first) = columns[..i].iter().position(|other| other == column) {
+                return Err(CsvError::Header(format!(
+                    "the column name {column:?} appears twice (columns {} and {}): \
+                     rename one",
+                    first + 1,
+                    i + 1
+                )));
+            }
+        }
         rows.id_index = match &options.id_column {
             Some(asked) => columns.iter().position(|column| column == asked),
             None => DEFAULT_ID_COLUMNS
@@ -263,7 +284,7 @@ impl<R: BufRead> CsvRows<R> {
         let mut attributes = Map::new();
         for (i, column) in self.columns.iter().enumerate() {
             let text = cell(i)?;
-            if i == self.id_index || text.is_empty() || column.is_empty() {
+            if i == self.id_index || text.is_empty() {
                 continue;
             }
             let value = if self.strings {
@@ -305,13 +326,18 @@ fn typed(text: &str) -> Value {
         return Value::String(text.to_owned());
     }
     if !digits.contains('.') {
-        if let Ok(n) = text.parse::<i64>() {
-            return Value::Number(n.into());
-        }
-        if let Ok(n) = text.parse::<u64>() {
-            return Value::Number(n.into());
-        }
-        return Value::String(text.to_owned()); // too large to be exact
+        // Customer.io reads numbers as doubles: past 2^53 an integer keeps
+        // every digit only if a double holds it exactly.
+        return match text.parse::<i128>() {
+            Ok(n) if n.unsigned_abs() <= 1 << 53 || (n as f64) as i128 == n => {
+                match (i64::try_from(n), u64::try_from(n)) {
+                    (Ok(n), _) => Value::Number(n.into()),
+                    (_, Ok(n)) => Value::Number(n.into()),
+                    _ => Value::String(text.to_owned()),
+                }
+            }
+            _ => Value::String(text.to_owned()),
+        };
     }
     // An f64 holds any decimal of up to 15 significant digits exactly.
     let significant = digits.replace('.', "");
@@ -466,6 +492,26 @@ mod tests {
         ));
     }
 
+    /// Issue 24: `email,email` or an unnamed column silently lost a column.
+    #[test]
+    fn a_header_with_a_name_twice_or_an_unnamed_column_is_refused_naming_it() {
+        let err = CsvRows::new(
+            "id,email,plan,email\n1,a,b,c\n".as_bytes(),
+            &CsvOptions::new(),
+        )
+        .err()
+        .unwrap();
+        let text = err.to_string();
+        assert!(
+            text.contains("\"email\" appears twice (columns 2 and 4)"),
+            "{text}"
+        );
+        let err = CsvRows::new("id,,plan\n1,a,b\n".as_bytes(), &CsvOptions::new())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("column 2 has no name"), "{err}");
+    }
+
     #[test]
     fn rfc_4180_quoting_and_crlf() {
         let text = "id,name,quote\r\n1,\"Lovelace, Ada\",\"she said \"\"hi\"\"\"\r\n2,\"two\nlines\",x\r\n3,c,d\r\n";
@@ -532,7 +578,12 @@ mod tests {
         for (cell, expected) in [
             ("0", json!(0)),
             ("-12", json!(-12)),
-            ("18446744073709551615", json!(18446744073709551615u64)),
+            ("9007199254740992", json!(9007199254740992u64)),
+            ("-9007199254740992", json!(-9007199254740992i64)),
+            ("1152921504606846976", json!(1152921504606846976u64)), // 2^60: exact
+            ("9007199254740993", json!("9007199254740993")),
+            ("-9007199254740993", json!("-9007199254740993")),
+            ("18446744073709551615", json!("18446744073709551615")),
             ("12345678901234567890123", json!("12345678901234567890123")),
             ("0.5", json!(0.5)),
             ("-2.25", json!(-2.25)),

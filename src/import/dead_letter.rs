@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -48,12 +48,19 @@ impl DeadLetter {
 
 /// Appends dead letters to a file, opened only when the first one comes.
 ///
-/// Never truncates or removes: an existing file (an earlier run's letters)
-/// is appended to. A resumed import skips the letters that the interrupted
-/// run already wrote past its checkpoint, so each appears once.
+/// Never truncates or removes what it did not write: an existing file (an
+/// earlier run's letters) is appended to. A resumed import skips the
+/// letters that the interrupted run already wrote past its checkpoint, so
+/// each appears once.
+///
+/// Each letter is written whole or not at all: one that does not fit (a
+/// full disk) is cut back off, so the file always ends on a complete line,
+/// and the error stops the import. A file that a crash left ending in the
+/// middle of a line gets a line end before the first letter, so that
+/// letter stays a line of its own.
 pub(crate) struct DeadLetters {
     path: PathBuf,
-    file: Option<BufWriter<File>>,
+    file: Option<Appended<File>>,
     written: u64,
     /// Letters already in the file past the checkpoint, as (line, original).
     already_written: HashSet<(u64, String)>,
@@ -84,15 +91,34 @@ impl DeadLetters {
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(letters),
             Err(err) => return Err(Error::io("open the dead-letter file", path, &err)),
         };
-        for line in BufReader::new(file).lines() {
-            let line = line.map_err(|err| Error::io("read the dead-letter file", path, &err))?;
-            let letter: DeadLetter =
-                serde_json::from_str(&line).map_err(|err| Error::Checkpoint {
-                    path: path.to_owned(),
-                    reason: format!(
-                        "the dead-letter file has a line that is not a dead letter: {err}"
-                    ),
-                })?;
+        let mut reader = BufReader::new(file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            reader
+                .read_until(b'\n', &mut line)
+                .map_err(|err| Error::io("read the dead-letter file", path, &err))?;
+            let torn = match line.strip_suffix(b"\n") {
+                Some(whole) => {
+                    line.truncate(whole.len());
+                    false
+                }
+                None if line.is_empty() => break,
+                None => true,
+            };
+            let letter: DeadLetter = match serde_json::from_slice(&line) {
+                Ok(letter) => letter,
+                // Cut short by a crash: the letter will be written again.
+                Err(_) if torn => break,
+                Err(err) => {
+                    return Err(Error::Checkpoint {
+                        path: path.to_owned(),
+                        reason: format!(
+                            "the dead-letter file has a line that is not a dead letter: {err}"
+                        ),
+                    });
+                }
+            };
             if letter.line > checkpoint_line {
                 letters
                     .already_written
@@ -110,11 +136,11 @@ impl DeadLetters {
             self.written += 1; // dead-lettered in this run, written in the last
             return Ok(());
         }
+        let mut record = serde_json::to_vec(letter).expect("a dead letter serializes");
+        record.push(b'\n');
         let path = self.path.clone();
-        let file = self.open()?;
-        serde_json::to_writer(&mut *file, letter)
-            .map_err(io::Error::from)
-            .and_then(|()| file.write_all(b"\n"))
+        self.open()?
+            .append(&record)
             .map_err(|err| Error::io("write the dead-letter file", &path, &err))?;
         self.written += 1;
         Ok(())
@@ -123,8 +149,8 @@ impl DeadLetters {
     /// Makes what was written durable; called before a checkpoint moves past it.
     pub(crate) fn flush(&mut self) -> Result<()> {
         if let Some(file) = &mut self.file {
-            file.flush()
-                .and_then(|()| file.get_ref().sync_data())
+            file.file
+                .sync_data()
                 .map_err(|err| Error::io("write the dead-letter file", &self.path, &err))?;
         }
         Ok(())
@@ -136,16 +162,82 @@ impl DeadLetters {
         self.written
     }
 
-    fn open(&mut self) -> Result<&mut BufWriter<File>> {
+    fn open(&mut self) -> Result<&mut Appended<File>> {
         if self.file.is_none() {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .map_err(|err| Error::io("create the dead-letter file", &self.path, &err))?;
-            self.file = Some(BufWriter::new(file));
+            let open = || -> io::Result<Appended<File>> {
+                let file = OpenOptions::new()
+                    .create(true)
+                    .read(true)
+                    .append(true)
+                    .open(&self.path)?;
+                let end = file.metadata()?.len();
+                let mut appended = Appended { file, end };
+                if appended.ends_mid_line()? {
+                    log::warn!(
+                        "{} ended in the middle of a line (cut short by a crash?): \
+                         the next dead letter starts on a line of its own",
+                        self.path.display()
+                    );
+                    appended.append(b"\n")?;
+                }
+                Ok(appended)
+            };
+            let file =
+                open().map_err(|err| Error::io("open the dead-letter file", &self.path, &err))?;
+            self.file = Some(file);
         }
         Ok(self.file.as_mut().expect("opened above"))
+    }
+}
+
+/// A file written only at its end, by whole records.
+struct Appended<F> {
+    file: F,
+    /// Where the last whole record ends.
+    end: u64,
+}
+
+/// What [`Appended`] needs of a file: to be written, and cut back.
+trait CutBack: Write {
+    /// Cuts the file back to its first `len` bytes.
+    fn cut_back(&mut self, len: u64) -> io::Result<()>;
+}
+
+impl CutBack for File {
+    fn cut_back(&mut self, len: u64) -> io::Result<()> {
+        self.set_len(len)
+    }
+}
+
+impl<F: CutBack> Appended<F> {
+    /// Appends `record` whole, or, when it cannot (a full disk), cuts off
+    /// what of it was written and returns the error: the file ends where
+    /// the last whole record does.
+    fn append(&mut self, record: &[u8]) -> io::Result<()> {
+        match self.file.write_all(record) {
+            Ok(()) => {
+                self.end += record.len() as u64;
+                Ok(())
+            }
+            Err(err) => {
+                // Should this fail too, the next run finds the torn line.
+                let _ = self.file.cut_back(self.end);
+                Err(err)
+            }
+        }
+    }
+}
+
+impl Appended<File> {
+    /// Whether the file is not empty and its last byte is not a line end.
+    fn ends_mid_line(&mut self) -> io::Result<bool> {
+        if self.end == 0 {
+            return Ok(false);
+        }
+        let mut last = [0u8];
+        self.file.seek(SeekFrom::Start(self.end - 1))?;
+        self.file.read_exact(&mut last)?;
+        Ok(last[0] != b'\n')
     }
 }
 
@@ -227,6 +319,76 @@ mod tests {
         assert_eq!(text.original_base64, None);
         let json = serde_json::to_string(&text).unwrap();
         assert!(!json.contains("original_base64"), "{json}");
+    }
+
+    /// A file that takes `room` bytes, then fails as a full disk does:
+    /// after a partial write.
+    struct FullDisk {
+        bytes: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let fits = buf.len().min(self.room - self.bytes.len());
+            if fits == 0 {
+                return Err(io::Error::new(io::ErrorKind::StorageFull, "no space"));
+            }
+            self.bytes.extend_from_slice(&buf[..fits]);
+            Ok(fits)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl CutBack for FullDisk {
+        fn cut_back(&mut self, len: u64) -> io::Result<()> {
+            self.bytes.truncate(len as usize);
+            Ok(())
+        }
+    }
+
+    /// Issue 24: on a full disk the last record was cut mid-line.
+    #[test]
+    fn on_a_full_disk_a_record_is_written_whole_or_not_at_all() {
+        let mut file = Appended {
+            file: FullDisk {
+                bytes: Vec::new(),
+                room: 25,
+            },
+            end: 0,
+        };
+        file.append(b"{\"line\":1}\n").unwrap();
+        let err = file.append(b"{\"line\":2,\"long\":true}\n").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+        assert_eq!(file.file.bytes, b"{\"line\":1}\n", "ends on a whole line");
+        file.file.room = 100;
+        file.append(b"{\"line\":3}\n").unwrap();
+        assert_eq!(file.file.bytes, b"{\"line\":1}\n{\"line\":3}\n");
+    }
+
+    /// Issue 24: the next run appended to a line a crash had cut.
+    #[test]
+    fn a_torn_last_line_is_ended_before_the_next_letter_and_ignored_on_resume() {
+        let path = scratch("torn");
+        let whole = serde_json::to_string(&letter(1)).unwrap();
+        let torn = &serde_json::to_string(&letter(4)).unwrap()[..10];
+        fs::write(&path, format!("{whole}\n{torn}")).unwrap();
+        let mut letters = DeadLetters::resume(&path, 0).unwrap();
+        letters.write(&letter(4)).unwrap();
+        letters.write(&letter(5)).unwrap();
+        letters.flush().unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().nth(1), Some(torn), "the torn line kept, alone");
+        let read: Vec<u64> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<DeadLetter>(l).ok())
+            .map(|l| l.line)
+            .collect();
+        assert_eq!(read, vec![1, 4, 5], "line 4 written again, whole");
+        assert_eq!(letters.written(), 2);
     }
 
     #[test]

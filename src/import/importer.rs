@@ -20,7 +20,7 @@ use crate::import::csv_rows::CsvOptions;
 use crate::import::entry::Entry;
 use crate::import::output_paths::{CheckpointLock, check_dead_letter};
 use crate::import::progress::{ImportFailure, ImportSummary, Progress};
-use crate::import::reader::{Item, Record, content_id};
+use crate::import::reader::{Item, Record};
 use crate::import::run::Run;
 use crate::import::settings::{ImportMode, ImportSettings};
 
@@ -33,8 +33,8 @@ const DEFAULT_DEAD_LETTER: &str = "cio-import.dead-letter.ndjson";
 ///
 /// - Lines are validated, and sent byte for byte as they were read; events
 ///   without an `id` (and Pipelines calls without a `messageId`) get one
-///   derived from the import and the line number, so a retried or resumed
-///   import never counts one twice.
+///   derived from the line itself (see "Event ids" below), so a retried,
+///   resumed, repeated, fixed or extended import never counts one twice.
 /// - Requests go through a [`Dispatcher`](crate::Dispatcher) of
 ///   [`ClientCall`](crate::ClientCall)s, as a program's own would, and the
 ///   client isolates the items the server rejects ([`Client::send_batch`]).
@@ -80,6 +80,39 @@ const DEFAULT_DEAD_LETTER: &str = "cio-import.dead-letter.ndjson";
 /// assert_eq!((summary.progress.delivered, summary.progress.dead_lettered), (2, 1));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Event ids
+///
+/// An event without an `id` (a Pipelines call without a `messageId`) gets
+/// one derived from three things: the line's own bytes (its end of line
+/// aside), the number of identical lines before it in the input, and the
+/// [`import_id`](ImporterBuilder::import_id) if one is set. Nothing else
+/// counts: not the line's number, not the other lines, not whether the
+/// input is a file, a pipe or standard input, nor whether it was gzipped.
+/// So importing a file again after fixing its dead-lettered lines, after
+/// appending lines to it, or after completing a truncated download, gives
+/// every event that was already sent the id it had, and Customer.io stores
+/// each one once.
+///
+/// The other side of the rule: the same line in two different files is the
+/// same event. Give events a `timestamp` (or an `id`) when two identical
+/// lines in different inputs are two events, or keep the imports apart with
+/// an [`import_id`](ImporterBuilder::import_id) each.
+///
+/// To count the identical lines before each one, the importer remembers a
+/// 64-bit digest of every line it gave an id: about 9 to 19 MB for a million
+/// such lines, up to 28 MB while its table grows (identifies, and events
+/// with their own `id`, cost nothing). A
+/// resumed import reads the lines before its checkpoint for this, without
+/// sending them.
+///
+/// # Resuming
+///
+/// A checkpoint keeps a digest of the input up to its line. A resume is
+/// accepted when the input's lines up to there are the same (their ends of
+/// line aside), whatever follows: lines appended since, or the rest of a
+/// truncated gzip file, are sent; other input is refused with
+/// [`Error::Checkpoint`] before anything is sent.
 ///
 /// # Per-person order
 ///
@@ -152,9 +185,15 @@ impl Importer {
         }
     }
 
-    /// Imports a file. Unless set, the dead-letter file is `<path>.dead-letter.ndjson`
-    /// and the import id is derived from the file's size and first 64 KB, so
-    /// importing the same file again repeats the same event ids.
+    /// Imports a file. Unless set, the dead-letter file is `<path>.dead-letter.ndjson`.
+    ///
+    /// A path that is not a regular file (a FIFO, `/dev/stdin`, a shell's
+    /// `<(zcat x.gz)`) is read once from start to end, as
+    /// [`import_reader`](Importer::import_reader) reads, and its dead letters
+    /// go where that method puts them unless set.
+    /// Events without an `id` get theirs from their line (see "Event ids"
+    /// on [`Importer`]), so importing the same file again, or a fixed or
+    /// extended copy of it, repeats the same ids.
     ///
     /// Gzip input (feature `gzip`) is recognised by its magic bytes, whatever
     /// the file is called, and decompressed as it streams; standard input too.
@@ -169,13 +208,8 @@ impl Importer {
     /// [`ImportFailure`]: why it stopped, and how far it got; with nothing
     /// sent when an output check failed.
     pub fn import_file(mut self, path: &Path) -> std::result::Result<ImportSummary, ImportFailure> {
-        if self.settings.dead_letter.is_none() {
-            let mut name = path.file_name().unwrap_or_default().to_owned();
-            name.push(".dead-letter.ndjson");
-            self.settings.dead_letter = Some(path.with_file_name(name));
-        }
-        let opened = File::open(path).and_then(|file| Ok((file.metadata()?.len(), file)));
-        let (size, mut file) = match opened {
+        let opened = File::open(path).and_then(|file| Ok((file.metadata()?, file)));
+        let (metadata, file) = match opened {
             Ok(opened) => opened,
             Err(err) => {
                 return Err(failure_before_start(Error::io(
@@ -185,22 +219,26 @@ impl Importer {
                 )));
             }
         };
+        // A pipe, a FIFO or `/dev/stdin` is read as standard input is: from
+        // where it is, with no size and no folder of its own to write beside.
+        let (size, dead_letter_beside) = match metadata.is_file() {
+            true => (Some(metadata.len()), true),
+            false => (None, false),
+        };
+        if self.settings.dead_letter.is_none() {
+            self.settings.dead_letter = Some(match dead_letter_beside {
+                true => {
+                    let mut name = path.file_name().unwrap_or_default().to_owned();
+                    name.push(".dead-letter.ndjson");
+                    path.with_file_name(name)
+                }
+                false => PathBuf::from(DEFAULT_DEAD_LETTER),
+            });
+        }
         let _lock = self
             .check_outputs(Some(path))
             .map_err(failure_before_start)?;
-        if self.settings.import_id.is_none() {
-            match content_id(&mut file, size) {
-                Ok(id) => self.settings.import_id = Some(id),
-                Err(err) => {
-                    return Err(failure_before_start(Error::io(
-                        "read the input",
-                        path,
-                        &err,
-                    )));
-                }
-            }
-        }
-        self.run(BufReader::with_capacity(1 << 16, file), Some(size))
+        self.run(BufReader::with_capacity(1 << 16, file), size)
     }
 
     /// Imports from any reader, e.g. standard input. `total_bytes`, when
@@ -208,10 +246,10 @@ impl Importer {
     /// `cio-import.dead-letter.ndjson` in the current directory. The files
     /// it will write are checked first, as for [`Importer::import_file`].
     ///
-    /// Unless an [`import_id`](ImporterBuilder::import_id) is set, an event
-    /// without an `id` gets one derived from everything read up to and
-    /// including its line: importing the same input again (from a pipe, say)
-    /// repeats the same ids, and Customer.io stores none of them twice.
+    /// An event without an `id` gets one from its line, as from a file (see
+    /// "Event ids" on [`Importer`]): importing the same input again (from a
+    /// pipe, say) repeats the same ids, and Customer.io stores none of them
+    /// twice.
     ///
     /// # Errors
     ///
@@ -400,7 +438,11 @@ impl ImporterBuilder {
         self
     }
 
-    /// The id events without one derive theirs from (with their line number).
+    /// A name that keeps this import's event ids apart from other imports':
+    /// events without an `id` derive theirs from it, their line, and the
+    /// identical lines before it (see "Event ids" on [`Importer`]). Without
+    /// one, two imports give the same line the same id. A resume must give
+    /// the one its checkpoint was kept with, or none.
     pub fn import_id(mut self, import_id: impl Into<String>) -> Self {
         self.importer.settings.import_id = Some(import_id.into());
         self
@@ -424,7 +466,8 @@ impl ImporterBuilder {
     /// credentials will do (`Client::builder("-", "-")`).
     ///
     /// The summary's [`delivered`](Progress::delivered) counts the lines
-    /// that would have been sent (items over 32 KB and invalid lines are
+    /// that would have been sent (the CLI's `--json` says `"valid"`, with
+    /// `"checked"` and `"sent": 0`) (items over 32 KB and invalid lines are
     /// dead-lettered as in a real import; only the server's own refusals
     /// cannot be foreseen). No checkpoint is written or locked; with
     /// [`resume`](Self::resume), the checkpoint is read, and only the lines
@@ -439,8 +482,9 @@ impl ImporterBuilder {
     /// (a line waiting for an earlier line of its person goes once that one
     /// is answered) and every request's attempt under way finishes, bounded by the
     /// client's timeout. Nothing is retried once the stop is asked, and a
-    /// backoff under way ends: a request that fails leaves its lines after
-    /// the checkpoint. The checkpoint is stored, and the import returns an
+    /// backoff under way ends, as does a wait for a permit behind a 429
+    /// pause (within 50 ms, however long the pause): a request that fails
+    /// or is left unsent leaves its lines after the checkpoint. The checkpoint is stored, and the import returns an
     /// [`ImportFailure`] whose error is [`Error::Stopped`], with the counts
     /// so far. Resume it with [`resume`](Self::resume): nothing is lost, and
     /// only the lines of requests that failed during the stop are sent

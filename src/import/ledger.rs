@@ -258,8 +258,8 @@ impl Ledger {
         }
         for letter in &letters {
             self.dead_letters.write(letter)?;
+            self.dead_lettered += 1; // counted as written, should the next fail
         }
-        self.dead_lettered += letters.len() as u64;
         self.line = through;
         self.digest = digest;
         self.store_checkpoint_if_due()

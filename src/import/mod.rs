@@ -39,6 +39,7 @@ pub(crate) mod format_check;
 pub(crate) mod importer;
 pub(crate) mod input;
 pub(crate) mod ledger;
+pub(crate) mod line_ids;
 pub(crate) mod order_window;
 pub(crate) mod output_paths;
 pub(crate) mod progress;

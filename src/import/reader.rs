@@ -1,8 +1,7 @@
 //! Reading an import's input: NDJSON lines, each turned into an entry (a
 //! Track operation or a Pipelines call) or a reason why not.
 
-use std::fs::File;
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead};
 
 use serde_json::Value;
 
@@ -13,15 +12,15 @@ use crate::client::validate::Invalid;
 use crate::import::api::ImportApi;
 use crate::import::content_digest::ContentDigest;
 use crate::import::entry::Entry;
+use crate::import::line_ids::LineIds;
 
 /// Lines longer than this are dead-lettered unread past this point: no item
 /// can be over 32 KB anyway, and memory stays bounded.
 pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
 
-/// The import id under which events without an `id` get one derived from
-/// the input's digest through their line (see [`ContentDigest`]) rather
-/// than from the import id and their line number: the default for input
-/// that is not a file, whose content cannot be looked at before it is read.
+/// The import id of an import not given one: its events' ids (see
+/// [`LineIds`]) are then the same whatever the input is called, a file or
+/// standard input.
 pub(crate) const IDS_BY_CONTENT: &str = "by-content";
 
 /// One line of the input, as the importer sees it.
@@ -53,28 +52,33 @@ pub(crate) enum Item {
 /// constant memory.
 ///
 /// Events without an `id` (calls without a `messageId`) get one derived from
-/// the import's id and the line number (or, under [`IDS_BY_CONTENT`], from
-/// the input read so far), so that a retried, resumed or repeated import
-/// repeats the same ids; the rest of each line goes out byte for byte.
+/// the line's own bytes and the number of identical lines before it (see
+/// [`LineIds`]), so that a retried, resumed, repeated, fixed or extended
+/// import repeats the same ids; the rest of each line goes out byte for byte.
+///
+/// The digest of the input, kept for the checkpoint, is of its lines with
+/// `\n` ends whatever ends they had (`\r\n`, or none at the end of the input):
+/// a last line without its end, completed later, is the line it was.
 pub(crate) struct NdjsonReader<R> {
     input: R,
     buffer: Vec<u8>,
     line: u64,
     skip_to: u64,
-    import_id: String,
+    ids: LineIds,
     api: ImportApi,
     digest: ContentDigest,
 }
 
 impl<R: BufRead> NdjsonReader<R> {
-    /// Reads `input`, skipping (unparsed) the lines up to `skip_to`.
+    /// Reads `input`, skipping the lines up to `skip_to` (read only for the
+    /// ids they were given), with event ids in `import_id`'s namespace.
     pub(crate) fn new(input: R, import_id: String, skip_to: u64) -> NdjsonReader<R> {
         NdjsonReader {
             input,
             buffer: Vec::with_capacity(4096),
             line: 0,
             skip_to,
-            import_id,
+            ids: LineIds::new(import_id),
             api: ImportApi::Track,
             digest: ContentDigest::default(),
         }
@@ -95,23 +99,32 @@ impl<R: BufRead> NdjsonReader<R> {
         }
         self.line += 1;
         let line = self.line;
-        let text = trim(&self.buffer);
+        let buffer = std::mem::take(&mut self.buffer);
+        let text = trim(&buffer);
+        self.digest.update(text);
+        self.digest.update(b"\n");
         // Editors on Windows start a UTF-8 file with a byte order mark.
         let text = match line {
             1 => text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text),
             _ => text,
         };
+        let blank = text.iter().all(u8::is_ascii_whitespace);
         let item = if line <= self.skip_to {
+            // Done by an earlier run, but the ids it gave count for the
+            // lines after.
+            if complete && !blank {
+                let _ = self.entry(text);
+            }
             Item::Skipped
         } else if !complete {
             Item::Bad {
                 reason: format!("the line is longer than {MAX_LINE_BYTES} bytes"),
                 original: text.to_vec(),
             }
-        } else if text.iter().all(u8::is_ascii_whitespace) {
+        } else if blank {
             Item::Blank
         } else {
-            match self.entry(line, text) {
+            match self.entry(text) {
                 Ok(entry) => Item::Entry(entry),
                 Err(reason) => Item::Bad {
                     reason,
@@ -119,6 +132,7 @@ impl<R: BufRead> NdjsonReader<R> {
                 },
             }
         };
+        self.buffer = buffer;
         Ok(Some(Record {
             line,
             bytes_read: read as u64,
@@ -127,36 +141,46 @@ impl<R: BufRead> NdjsonReader<R> {
         }))
     }
 
-    /// A line as an entry for the import's API, or why it is not one. The
-    /// key `{import id}:{line}` (or, under [`IDS_BY_CONTENT`], the digest of
-    /// the input so far) gives a missing event id or `messageId`.
-    fn entry(&self, line: u64, text: &[u8]) -> Result<Entry, String> {
-        let key = || match self.import_id.as_str() {
-            IDS_BY_CONTENT => format!("content-{}", self.digest),
-            import_id => format!("{import_id}:{line}"),
-        };
+    /// A line as an entry for the import's API, or why it is not one; a
+    /// missing event id or `messageId` is the line's own (see [`LineIds`]).
+    fn entry(&mut self, text: &[u8]) -> Result<Entry, String> {
+        let ids = &mut self.ids;
         match self.api {
             ImportApi::Track => {
                 let value: Value =
                     serde_json::from_slice(text).map_err(|err| format!("invalid JSON: {err}"))?;
-                let event_id = || EventId::from_key(&key());
+                let event_id = || {
+                    let key = ids.key(text);
+                    ids.given(key);
+                    ids.id(key)
+                };
                 Operation::from_text(value, text, event_id)
                     .map(Entry::Track)
                     .map_err(|invalid| invalid.to_string())
             }
-            ImportApi::Pipelines => match PipelinesCall::from_line(text, &key()) {
-                Ok(call) => Ok(Entry::Pipelines(call)),
-                // Worded as for Track lines, so one reason reads the same in both.
-                Err(Invalid::Json(reason)) => Err(format!("invalid JSON: {reason}")),
-                Err(invalid) => Err(invalid.to_string()),
-            },
+            ImportApi::Pipelines => {
+                let key = ids.key(text);
+                let key_text = ids.key_text(key);
+                match PipelinesCall::from_line(text, &key_text) {
+                    Ok(call) => {
+                        // Only a call that had no `messageId` of its own was given one.
+                        if call.message_id() == EventId::from_key(&key_text).as_str() {
+                            ids.given(key);
+                        }
+                        Ok(Entry::Pipelines(call))
+                    }
+                    // Worded as for Track lines, so one reason reads the same in both.
+                    Err(Invalid::Json(reason)) => Err(format!("invalid JSON: {reason}")),
+                    Err(invalid) => Err(invalid.to_string()),
+                }
+            }
         }
     }
 }
 
-/// Reads one line (without its end) into `buffer`, keeping at most
-/// `MAX_LINE_BYTES`, and adds every byte consumed to `digest`: returns the
-/// bytes consumed and whether the whole line fit.
+/// Reads one line (with its end) into `buffer`, keeping at most
+/// `MAX_LINE_BYTES`, and adds the bytes it does not keep to `digest`:
+/// returns the bytes consumed and whether the whole line fit.
 fn read_line(
     input: &mut impl BufRead,
     buffer: &mut Vec<u8>,
@@ -181,8 +205,9 @@ fn read_line(
         if part.len() > room {
             complete = false;
         }
-        buffer.extend_from_slice(&part[..part.len().min(room)]);
-        digest.update(part);
+        let kept = part.len().min(room);
+        buffer.extend_from_slice(&part[..kept]);
+        digest.update(&part[kept..]);
         let used = part.len();
         input.consume(used);
         consumed += used;
@@ -198,26 +223,9 @@ fn trim(raw: &[u8]) -> &[u8] {
     raw.strip_suffix(b"\r").unwrap_or(raw)
 }
 
-/// An import id from a file's size and first 64 KB: the same file gives the
-/// same id (so a re-import repeats event ids), a changed one another.
-pub(crate) fn content_id(file: &mut File, size: u64) -> io::Result<String> {
-    use std::io::{Seek, SeekFrom};
-    let mut head = Vec::with_capacity(1 << 16);
-    file.by_ref().take(1 << 16).read_to_end(&mut head)?;
-    file.seek(SeekFrom::Start(0))?;
-    let mut key = size.to_string().into_bytes();
-    key.push(b':');
-    key.extend_from_slice(&head);
-    Ok(format!(
-        "file-{}",
-        EventId::from_key(&String::from_utf8_lossy(&key))
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::BufReader;
-    use std::path::Path;
 
     use super::*;
 
@@ -245,24 +253,6 @@ mod tests {
                 (4, true, 4)
             ]
         );
-    }
-
-    #[test]
-    fn content_ids_follow_the_content() {
-        let dir = std::env::temp_dir().join(format!("cio-import-id-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("a.ndjson");
-        std::fs::write(&path, "one\n").unwrap();
-        let id = |path: &Path| {
-            content_id(
-                &mut File::open(path).unwrap(),
-                std::fs::metadata(path).unwrap().len(),
-            )
-        };
-        let first = id(&path).unwrap();
-        assert_eq!(first, id(&path).unwrap());
-        std::fs::write(&path, "two\n").unwrap();
-        assert_ne!(first, id(&path).unwrap());
     }
 
     fn records(input: &str, skip_to: u64) -> Vec<Record> {
@@ -303,7 +293,8 @@ mod tests {
             })
             .collect();
         assert_eq!(sent[0], identify.as_bytes(), "every digit kept");
-        let id = EventId::from_key("import:2").to_string();
+        let ids = LineIds::new("import".into());
+        let id = ids.id(ids.key(event.as_bytes())).to_string();
         let expected = format!(
             r#"{{ "type":"person", "action":"event", "identifiers":{{"id":"7"}}, "name":"x","id":"{id}"}}"#
         );
@@ -329,10 +320,9 @@ mod tests {
             Item::Entry(Entry::Pipelines(call)) => call.message_id().to_owned(),
             other => panic!("{other:?}"),
         };
-        assert_eq!(
-            message_id(&items[0]),
-            EventId::from_key("import:1").as_str()
-        );
+        let ids = LineIds::new("import".into());
+        let key = ids.key(br#"{"type":"identify","userId":"1"}"#);
+        assert_eq!(message_id(&items[0]), ids.id(key).as_str());
         assert_eq!(message_id(&items[1]), "mine", "a line's own id is kept");
         let reason = |item: &Item| match item {
             Item::Bad { reason, .. } => reason.clone(),
@@ -340,6 +330,52 @@ mod tests {
         };
         assert!(reason(&items[2]).starts_with("invalid JSON"), "{items:?}");
         assert!(reason(&items[3]).contains("\"event\""), "{items:?}");
+    }
+
+    /// The id each line of `input` was given, skipping through `skip_to`.
+    fn event_ids(input: &str, skip_to: u64) -> Vec<Option<String>> {
+        records(input, skip_to)
+            .into_iter()
+            .map(|record| match record.item {
+                Item::Entry(Entry::Track(operation)) => {
+                    let value: Value = serde_json::from_slice(&operation.to_bytes()).unwrap();
+                    value["id"].as_str().map(str::to_owned)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_event_id_follows_its_line_and_its_twins_before_it_even_skipped_ones() {
+        let twin = r#"{"type":"person","action":"event","identifiers":{"id":"1"},"name":"x"}"#;
+        let other = r#"{"type":"person","action":"event","identifiers":{"id":"2"},"name":"y"}"#;
+        let identify = r#"{"type":"person","action":"identify","identifiers":{"id":"1"}}"#;
+        let all = event_ids(&format!("{twin}\n{identify}\n{twin}\r\n{other}\n{twin}"), 0);
+        assert_ne!(all[0], all[2]);
+        assert_ne!(all[2], all[4]);
+        assert_eq!(all[1], None);
+        // Another line before them changes none.
+        let shifted = event_ids(&format!("{other}\n{twin}\n{twin}\n{twin}\n"), 0);
+        assert_eq!(
+            shifted[1..],
+            [all[0].clone(), all[2].clone(), all[4].clone()]
+        );
+        assert_eq!(shifted[0], all[3]);
+        // Lines skipped on resume still count the twins after them.
+        let resumed = event_ids(&format!("{twin}\n{identify}\n{twin}\n"), 2);
+        assert_eq!(resumed[2], all[2]);
+    }
+
+    #[test]
+    fn the_input_digest_ignores_how_lines_end() {
+        let digest = |input: &str| records(input, 0).last().unwrap().digest;
+        assert_eq!(digest("a\nb\n"), digest("a\r\nb"));
+        assert_eq!(digest("a\nb"), digest("a\nb\n"));
+        assert_ne!(digest("a\nb\n"), digest("a\nbc\n"));
+        let mut plain = ContentDigest::default();
+        plain.update(b"a\nb\n");
+        assert_eq!(digest("a\nb\n"), plain, "as before for \\n ends");
     }
 
     #[test]

@@ -471,7 +471,22 @@ impl RetryPolicy {
         call: Call<'_>,
         attempt: impl FnMut() -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        let result = self.attempts(limiter, call, attempt);
+        self.run_unless_stopped(limiter, call, attempt, || None)
+    }
+
+    /// [`run`](RetryPolicy::run), but once a stop is asked (see
+    /// [`stopping_when`](RetryPolicy::stopping_when)) while the first
+    /// attempt waits for its permit (a 429 pause under way, say), the wait
+    /// ends with the error `stopped` gives, if it gives one, and nothing is
+    /// sent. Later attempts end their waits with the last attempt's error.
+    pub(crate) fn run_unless_stopped<T, E: Classify>(
+        &self,
+        limiter: &dyn Limiter,
+        call: Call<'_>,
+        attempt: impl FnMut() -> std::result::Result<T, E>,
+        stopped: impl FnOnce() -> Option<E>,
+    ) -> std::result::Result<T, E> {
+        let result = self.attempts(limiter, call, attempt, stopped);
         if result.is_err() {
             self.count(RetryStats {
                 gave_up: 1,
@@ -486,6 +501,7 @@ impl RetryPolicy {
         limiter: &dyn Limiter,
         call: Call<'_>,
         mut attempt: impl FnMut() -> std::result::Result<T, E>,
+        stopped_first: impl FnOnce() -> Option<E>,
     ) -> std::result::Result<T, E> {
         if let Some(budget) = &self.budget {
             budget.record_request();
@@ -493,8 +509,23 @@ impl RetryPolicy {
         let mut retries = 0;
         let mut throttles = 0;
         let mut throttled_since: Option<Instant> = None;
+        let mut last_error: Option<E> = None;
+        let mut stopped_first = Some(stopped_first);
         loop {
-            limiter.acquire();
+            if !self.acquire_unless_stopped(limiter) {
+                let error = match last_error.take() {
+                    Some(error) => Some(error),
+                    None => stopped_first.take().and_then(|stopped| stopped()),
+                };
+                match error {
+                    Some(error) => {
+                        log::info!("{}: not sent: a stop was asked", call.name);
+                        return Err(error);
+                    }
+                    // Nothing to fail with: wait for the permit as ever.
+                    None => limiter.acquire(),
+                }
+            }
             self.count(RetryStats {
                 requests: 1,
                 ..RetryStats::default()
@@ -543,6 +574,7 @@ impl RetryPolicy {
                         "{}: throttled (429), pausing every caller for {wait:?} (throttle {throttles})",
                         call.name
                     );
+                    last_error = Some(error);
                 }
                 Decision::Retry(wait) => {
                     if self.stop_asked() {
@@ -574,6 +606,7 @@ impl RetryPolicy {
                         retries: 1,
                         ..RetryStats::default()
                     });
+                    last_error = Some(error);
                 }
             }
         }
@@ -598,6 +631,29 @@ impl RetryPolicy {
         self.stop
             .as_ref()
             .is_some_and(|stop| stop.load(Ordering::SeqCst))
+    }
+
+    /// Waits for a permit from `limiter`, looking at the stop flag every
+    /// [`STOP_POLL`] (a 429 pause may last a minute): whether it got one.
+    /// Once a stop is asked, a permit that comes within [`STOP_POLL`] is
+    /// still taken (what was taken is sent); one further off is not.
+    fn acquire_unless_stopped(&self, limiter: &dyn Limiter) -> bool {
+        if self.stop.is_none() {
+            limiter.acquire();
+            return true;
+        }
+        loop {
+            let asked = self.clock.now();
+            if limiter.acquire_timeout(STOP_POLL) {
+                return true;
+            }
+            if self.stop_asked() {
+                return false;
+            }
+            // A limiter may say at once that no permit comes in time.
+            let waited = self.clock.now().saturating_duration_since(asked);
+            self.clock.sleep(STOP_POLL.saturating_sub(waited));
+        }
     }
 
     /// Sleeps `wait`, looking at the stop flag every [`STOP_POLL`]: whether
@@ -859,6 +915,34 @@ mod tests {
         assert_eq!(attempts, 1, "not retried");
         assert_eq!(clock.elapsed(), Duration::from_millis(200), "woken at once");
         assert_eq!(policy.stats().retries, 0);
+    }
+
+    /// Issue 24: Ctrl-C during a 60 s pause was honoured when the pause ended.
+    #[test]
+    fn a_stop_asked_during_a_429_pause_ends_the_wait_for_the_next_permit() {
+        let (policy, clock, _) = stopping(Duration::from_millis(300));
+        let limiter = crate::Unlimited::with_clock(clock.clone());
+        let mut attempts = 0;
+        let result: std::result::Result<(), Failure> =
+            policy.run(&limiter, Call::safe("identify"), || {
+                attempts += 1;
+                Err(throttled(Some(60 * SECOND)))
+            });
+        assert_eq!(result, Err(throttled(Some(60 * SECOND))));
+        assert_eq!(attempts, 1, "not sent again");
+        assert!(
+            clock.elapsed() < SECOND,
+            "stopped after {:?}",
+            clock.elapsed()
+        );
+        // A call that had not been sent yet leaves its wait as well, unsent.
+        let second: std::result::Result<(), Failure> = policy.run_unless_stopped(
+            &limiter,
+            Call::safe("identify"),
+            || panic!("sent during the pause"),
+            || Some(Failure::Permanent),
+        );
+        assert_eq!(second, Err(Failure::Permanent));
     }
 
     #[test]

@@ -81,6 +81,39 @@ impl Run {
         self
     }
 
+    /// Runs it through `sh` with `ulimit -f blocks` and SIGXFSZ ignored: a
+    /// write past that size (512- or 1024-byte blocks, as the shell counts)
+    /// fails as on a full disk, with no root and no small filesystem.
+    // Not every test binary that shares this kit needs it.
+    #[allow(dead_code)]
+    pub fn with_file_size_limit(self, blocks: u32) -> Run {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!(
+                "ulimit -f {blocks} && trap '' XFSZ && exec \"$0\" \"$@\""
+            ))
+            .arg(self.command.get_program())
+            .args(self.command.get_args());
+        for (name, value) in self.command.get_envs() {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        Run {
+            command,
+            stdin: self.stdin,
+        }
+    }
+
+    /// Runs it in `dir`.
+    #[allow(dead_code)]
+    pub fn current_dir(mut self, dir: &std::path::Path) -> Run {
+        self.command.current_dir(dir);
+        self
+    }
+
     /// Feeds `text` to standard input (otherwise it is empty).
     pub fn stdin(mut self, text: &str) -> Run {
         self.stdin = Some(text.to_owned());
