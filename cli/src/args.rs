@@ -660,7 +660,7 @@ pub struct Import {
     /// Requests allowed at once after a quiet spell [default: a tenth of --rate, at least 1]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub burst: Option<u32>,
-    /// Requests in flight at once; more keep --rate up when requests are slow or back off
+    /// Requests on the wire at once (one backing off after a failure holds no place); more keep --rate up when answers are slow
     #[arg(long, value_name = "N", default_value_t = Importer::DEFAULT_WORKERS as u16, value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: u16,
     /// batch: many lines per /api/v2/batch (or /v1/batch) request; single: one

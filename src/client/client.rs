@@ -13,6 +13,7 @@ use crate::limit::api_class::ApiClass;
 use crate::limit::limiter::Limiter;
 use crate::limit::rate_limit::RateLimit;
 use crate::limit::sliding_window::SlidingWindow;
+use crate::retry::attempt_gate::AttemptGate;
 use crate::retry::policy::RetryPolicy;
 
 /// A blocking Customer.io client for the Track, App and Pipelines APIs, rate
@@ -103,6 +104,16 @@ impl Client {
     pub(crate) fn stopping_when(&self, stop: Arc<AtomicBool>) -> Client {
         let mut inner = Inner::clone(&self.inner);
         inner.retry = inner.retry.stopping_when(stop);
+        Client {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// This client, but each attempt waits for a place in `gate` first and
+    /// holds it until answered: see [`RetryPolicy::gated_by`].
+    pub(crate) fn gated_by(&self, gate: Arc<AttemptGate>) -> Client {
+        let mut inner = Inner::clone(&self.inner);
+        inner.retry = inner.retry.gated_by(gate);
         Client {
             inner: Arc::new(inner),
         }

@@ -407,9 +407,11 @@ impl ImporterBuilder {
         self
     }
 
-    /// Requests in flight at once; default [`Importer::DEFAULT_WORKERS`]. The
-    /// client's limiter sets the rate whatever this is; more workers keep it
-    /// up when requests are slow or back off after failures.
+    /// Requests on the wire at once; default [`Importer::DEFAULT_WORKERS`].
+    /// A request waiting out a backoff (after a 5xx or a reset) holds no
+    /// place: up to four times as many requests may be under way, the rest
+    /// of them waiting. The client's limiter sets the rate whatever this is;
+    /// more workers keep it up when answers are slow.
     pub fn workers(mut self, workers: usize) -> Self {
         self.importer.settings.workers = workers;
         self

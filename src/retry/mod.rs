@@ -16,6 +16,7 @@
 //! This room uses the limit room and nothing above it: it knows nothing of
 //! HTTP clients, queues or imports.
 
+pub(crate) mod attempt_gate;
 pub(crate) mod budget;
 pub(crate) mod classify;
 pub(crate) mod policy;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::limit::clock::{Clock, SystemClock};
 use crate::limit::limiter::Limiter;
+use crate::retry::attempt_gate::AttemptGate;
 use crate::retry::budget::RetryBudget;
 use crate::retry::classify::{Classify, Failure, Verdict};
 use crate::retry::stats::RetryStats;
@@ -149,6 +150,8 @@ pub struct RetryPolicy {
     /// Once set, a failed attempt is not retried: see
     /// [`stopping_when`](RetryPolicy::stopping_when).
     stop: Option<Arc<AtomicBool>>,
+    /// Each attempt holds a place here: see [`gated_by`](RetryPolicy::gated_by).
+    gate: Option<Arc<AttemptGate>>,
 }
 
 /// How often a backoff looks at the stop flag while it sleeps.
@@ -323,6 +326,7 @@ impl RetryPolicyBuilder {
             retry_unsafe: self.retry_unsafe,
             counters: Arc::default(),
             stop: None,
+            gate: None,
             budget: self.budget.map(|(share, window, min_retries)| {
                 RetryBudget::new(share, window, min_retries, clock.clone())
             }),
@@ -512,6 +516,8 @@ impl RetryPolicy {
         let mut last_error: Option<E> = None;
         let mut stopped_first = Some(stopped_first);
         loop {
+            // The place is taken before the permit, as a worker would be.
+            let place = self.gate.as_deref().map(AttemptGate::enter);
             if !self.acquire_unless_stopped(limiter) {
                 let error = match last_error.take() {
                     Some(error) => Some(error),
@@ -532,6 +538,7 @@ impl RetryPolicy {
             });
             let outcome = attempt();
             limiter.answered();
+            drop(place);
             let error = match outcome {
                 Ok(value) => {
                     limiter.record_success();
@@ -623,6 +630,17 @@ impl RetryPolicy {
     pub(crate) fn stopping_when(&self, stop: Arc<AtomicBool>) -> RetryPolicy {
         RetryPolicy {
             stop: Some(stop),
+            ..self.clone()
+        }
+    }
+
+    /// This policy (sharing its budget and counters), but each attempt
+    /// waits for a place in `gate` before its permit and holds it until it
+    /// is answered; a backoff holds none. An import lets more calls be under
+    /// way than it has workers, and keeps its attempts to the workers.
+    pub(crate) fn gated_by(&self, gate: Arc<AttemptGate>) -> RetryPolicy {
+        RetryPolicy {
+            gate: Some(gate),
             ..self.clone()
         }
     }
