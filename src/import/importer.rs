@@ -409,7 +409,7 @@ impl ImporterBuilder {
 
     /// Requests on the wire at once; default [`Importer::DEFAULT_WORKERS`].
     /// A request waiting out a backoff (after a 5xx or a reset) holds no
-    /// place: up to four times as many requests may be under way, the rest
+    /// place: up to twice as many requests may be under way, the rest
     /// of them waiting. The client's limiter sets the rate whatever this is;
     /// more workers keep it up when answers are slow.
     pub fn workers(mut self, workers: usize) -> Self {

@@ -67,8 +67,9 @@ const WINDOW_BYTES: usize = 16 << 20;
 /// Requests under way per worker: a worker's place on the wire is taken by
 /// attempts only, so while some requests wait out a backoff (a 5xx, a reset)
 /// others use the places. 7 % of requests failing at 100 requests/s with a
-/// 1 s backoff keep ~8 requests in backoff.
-const CALLS_PER_WORKER: usize = 4;
+/// 1 s backoff keep ~8 requests in backoff: with --workers 10, 12 others
+/// may go meanwhile.
+const CALLS_PER_WORKER: usize = 2;
 
 /// Dead letters waiting for the lines before them to be settled: at this
 /// size the reader waits for the answers, so that a file of bad lines does
