@@ -187,14 +187,16 @@ fn a_3_s_throttle_asking_for_no_pause_draws_a_handful_of_requests() {
 #[test]
 fn batches_learn_through_the_same_machinery_as_single_calls() {
     let emu = emulator(Config::default().track_limit(30));
-    let client = client(&emu, 150.0, true);
+    // Throttled in its first window, it lowers 50/s to 35/s at most; at
+    // 35/s the next 429 measures the server's 30.
+    let client = client(&emu, 50.0, true);
     let next = AtomicU64::new(0);
     thread::scope(|scope| {
         for _ in 0..4 {
             scope.spawn(|| {
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= 60 {
+                    if n >= 100 {
                         break;
                     }
                     let mut packer = BatchPacker::new();
@@ -209,7 +211,7 @@ fn batches_learn_through_the_same_machinery_as_single_calls() {
         }
     });
     let snapshot = emu.snapshot();
-    assert_eq!(snapshot.people.len(), 120);
+    assert_eq!(snapshot.people.len(), 200);
     let (_, throttled) = track_stats(&snapshot);
     assert!((1..=10).contains(&throttled), "{throttled} × 429");
     let rate = client.limiter(ApiClass::Track).rate().unwrap();

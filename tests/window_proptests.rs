@@ -233,11 +233,11 @@ fn clones_share_one_window_and_one_learned_rate_across_threads() {
     learning.clone().throttled(Duration::from_secs(1));
     assert_eq!(
         learning.rate(),
-        Some(3.0),
-        "nothing accepted: the floor, 50 / 20, seen by every clone"
+        Some(35.0),
+        "nothing accepted in its first window: 0.7 × 50, seen by every clone"
     );
     assert!(
-        format!("{learning:?}").contains("per_window: 3"),
+        format!("{learning:?}").contains("per_window: 35"),
         "{learning:?}"
     );
 }

@@ -12,10 +12,6 @@ use crate::limit::rate_limit::RateLimit;
 /// The most rate changes a limiter remembers; older ones are forgotten.
 const REMEMBERED_CHANGES: usize = 64;
 
-/// The longest a learned rate is held before probing again, however often
-/// probes have failed.
-const LONGEST_HOLD: u64 = 300_000_000_000;
-
 /// One change of a learning limiter's rate: when, from what, to what, and why.
 ///
 /// Its `Display` is what a progress line shows, e.g.
@@ -80,14 +76,26 @@ impl fmt::Display for Shown {
 /// What a 429 meant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Throttle {
-    /// The server accepted fewer than the limit: the limit is now what it
-    /// accepted, less headroom.
+    /// The limit was lowered.
     Lowered,
     /// The server had accepted the whole limit: the requests were not too
     /// many but arrived too close together.
     AtLimit,
     /// Not learning, or part of an overload already counted.
     Counted,
+}
+
+/// β: a 429 that is not a measurement lowers the limit to β × the limit,
+/// the decrease of CUBIC and of AWS's adaptive retry.
+const DECREASE: f64 = 0.7;
+
+/// How far above the peak probing has gone after `windows` windows: steps
+/// of 1, 2, 4, ... up to `most` each.
+fn probe_gain(most: u32, windows: u64) -> f64 {
+    let most = f64::from(most.max(1));
+    // The steps below `most` double: 1, 2, ..., then `most` each.
+    let doubling = (most.log2().ceil() as u64).min(windows);
+    2f64.powi(doubling as i32) - 1.0 + (windows - doubling) as f64 * most
 }
 
 /// What the server accepted, less 4 %, rounded (at least one permit): room
@@ -106,12 +114,12 @@ pub(crate) struct Law {
     pub(crate) floor: u32,
     /// The server's window, over which accepted requests are counted.
     pub(crate) window: u64,
-    /// How long a learned limit is held, without a 429, before probing above it.
+    /// How long the limit holds at the rate the server last gave before
+    /// probing above it.
     pub(crate) hold: u64,
     /// Whether 429s move the limit at all.
     pub(crate) learning: bool,
 }
-
 impl Law {
     /// The law for `limit` (its rate is the ceiling) counted over `window`
     /// (default 1 s, or `1 / rate` for rates below 1 per second), with a
@@ -183,26 +191,45 @@ impl Law {
 /// processes sharing one budget must share to learn once. Times are
 /// nanoseconds on the clock the caller measures `now` with.
 ///
-/// On a 429 the limit becomes what the server accepted in the trailing
-/// window (measured, as BBR measures delivery, not guessed), less 4 %
-/// headroom; if the server had accepted the whole limit, the limit stays
-/// (the requests arrived too close together). 429s of the same overload
-/// (until the pause ends, and at least one window) count once. After `hold`
-/// without a 429 it probes: +1, +2, +4, ... per window up to the ceiling. A
-/// 429 met while probing doubles the next hold, up to 5 minutes; reaching
-/// the ceiling resets it.
+/// A 429 lowers the limit to the server's measured delivery in the trailing
+/// window, less 4 % headroom, when that window is a full one of the
+/// limiter's life and the delivery is at least half the limit: a limiter
+/// alone, throttled at 37/s, settles at 36/s. Otherwise (the limiter's
+/// first window, or a delivery well below its limit) it lowers it at most
+/// multiplicatively, to β × the limit (β = 0.7, as CUBIC and AWS's adaptive
+/// retry), or to the delivery if that is higher: it never falls to the
+/// floor on a count it had no time to make. If the server had accepted the
+/// whole limit, the limit stays (the requests arrived too close together).
+/// 429s of the same overload (until the pause ends, and at least one
+/// window) count once.
+///
+/// Then the limit grows again by time since the pause ended, not by its
+/// own size, so every uncoordinated limiter grows at the same absolute pace
+/// (Chiu & Jain: additive or cubic increase with multiplicative decrease
+/// converges to fair shares, multiplicative increase does not): it holds
+/// for `hold` (twice that after a probe of its own met a 429: alone, the
+/// limit is the server's rate, and probing above it costs a pause), then
+/// probes above it, +1, +2, +4, ... per window, each step at most a
+/// twentieth of the ceiling, up to the ceiling. Capacity a neighbour frees
+/// is found within the hold and a few windows; a limiter whose probe made
+/// others meet the 429s cannot run away with their share. After a cut in
+/// the first window the limit probes one step sooner, and the next 429
+/// measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Course {
     /// Permits per window in force.
     pub(crate) limit: u32,
     /// Until when a 429 belongs to the overload already counted.
     pub(crate) quiet_until: u64,
+    /// When the hold began: the end of the last 429's pause.
+    pub(crate) since: u64,
+    /// Where probing starts from: the limit the last 429 left (one less
+    /// after a cut in the first window). The ceiling until a 429.
+    pub(crate) peak: u32,
+    /// How long the limit holds before probing: the law's, or twice it
+    /// after a probe of this limiter's own met a 429, back to the law's
+    /// when a probe gets through or another's 429 comes.
     pub(crate) hold: u64,
-    /// When probing may raise the limit next; `None` at the ceiling.
-    pub(crate) probe_at: Option<u64>,
-    pub(crate) step: u32,
-    /// The limit the last 429 left: above it, a 429 means a probe failed.
-    pub(crate) settled: u32,
 }
 
 impl Course {
@@ -211,51 +238,96 @@ impl Course {
         Course {
             limit: law.ceiling,
             quiet_until: 0,
+            since: 0,
+            peak: law.ceiling,
             hold: law.hold,
-            probe_at: None,
-            step: 1,
-            settled: law.ceiling,
         }
     }
 
     /// The server answered 429 at `now`, asked for a pause of `pause`, and
-    /// had accepted `measured` answers in the window before: what it means
-    /// for the limit, which is lowered in place.
-    pub(crate) fn throttled(&mut self, law: &Law, now: u64, pause: u64, measured: u32) -> Throttle {
+    /// had accepted `measured` answers in the window before, a window that
+    /// is `young` if it began before the limiter did (the count is then
+    /// what there was time to make, not a measurement): what it means for
+    /// the limit, which is lowered in place.
+    pub(crate) fn throttled(
+        &mut self,
+        law: &Law,
+        now: u64,
+        pause: u64,
+        measured: u32,
+        young: bool,
+    ) -> Throttle {
         if !law.learning || now < self.quiet_until {
             return Throttle::Counted;
         }
         let resume = now.saturating_add(pause);
         self.quiet_until = resume.max(now.saturating_add(law.window));
-        if measured >= self.limit {
+        let before = self.limit;
+        if measured >= before {
             return Throttle::AtLimit;
         }
-        let next = headroom(measured).max(law.floor);
-        if self.limit > self.settled {
-            self.hold = self.hold.saturating_mul(2).min(LONGEST_HOLD);
+        let decreased = (f64::from(before) * DECREASE).floor() as u32;
+        let delivered = headroom(measured);
+        // A full window's delivery not far below the limit is the server's
+        // answer; anything else only says the limit was too high.
+        let next = if !young && measured >= before / 2 {
+            delivered
+        } else {
+            decreased.max(delivered)
+        };
+        let next = next.min(before.saturating_sub(1)).max(law.floor);
+        let probing = before > self.peak;
+        if young {
+            // A guess, not a measurement: the next 429 measures.
+            self.peak = next.saturating_sub(1).max(law.floor);
+        } else {
+            self.peak = next;
+            self.hold = if probing {
+                law.hold.saturating_mul(2)
+            } else {
+                law.hold
+            };
         }
-        self.probe_at = Some(resume.saturating_add(self.hold));
-        self.step = 1;
-        self.settled = next;
+        self.since = resume;
         self.limit = next;
         Throttle::Lowered
     }
 
-    /// Raises the limit by the next step if it is time to probe. Returns
-    /// whether it rose.
+    /// The limit the course grows to by `now`, without a 429.
+    fn grown(&self, law: &Law, now: u64) -> u32 {
+        let Some(elapsed) = now.checked_sub(self.since) else {
+            return self.peak;
+        };
+        // One step a window: a rate change shows once a window at most.
+        let windows = elapsed / law.window;
+        let held = self.hold.div_ceil(law.window);
+        let grown = if windows < held {
+            f64::from(self.peak)
+        } else {
+            f64::from(self.peak) + probe_gain(law.ceiling.div_ceil(20), windows - held + 1)
+        };
+        (grown.floor() as u32).clamp(law.floor, law.ceiling)
+    }
+
+    /// Raises the limit along the course if it is time. Returns whether it
+    /// rose.
     pub(crate) fn probe(&mut self, law: &Law, now: u64) -> bool {
-        if !law.learning || self.probe_at.is_none_or(|at| now < at) {
+        if !law.learning || self.limit >= law.ceiling {
             return false;
         }
-        let next = self.limit.saturating_add(self.step).min(law.ceiling);
-        self.step = self.step.saturating_mul(2);
-        if next == law.ceiling {
-            self.probe_at = None;
-            self.hold = law.hold;
-        } else {
-            self.probe_at = Some(now.saturating_add(law.window));
+        let grown = self.grown(law, now);
+        if grown <= self.limit {
+            return false;
         }
-        self.limit = next;
+        if grown > self.peak.saturating_add(1) && self.limit > self.peak {
+            // A probe got through a window: the next one need not wait
+            // long. The climb goes on where it is.
+            self.since = self
+                .since
+                .saturating_add(self.hold - law.hold.min(self.hold));
+            self.hold = law.hold;
+        }
+        self.limit = grown;
         true
     }
 }
@@ -339,7 +411,10 @@ impl Learned {
         self.forget_before(now);
         let measured = u32::try_from(self.accepted.len()).unwrap_or(u32::MAX);
         let from = self.course.limit;
-        let throttle = self.course.throttled(&self.law, now, pause, measured);
+        let young = now < self.law.window;
+        let throttle = self
+            .course
+            .throttled(&self.law, now, pause, measured, young);
         if throttle == Throttle::Lowered {
             self.record(now, from, Some(self.law.per_second(measured)));
         }
@@ -382,15 +457,17 @@ mod tests {
         }
     }
 
-    /// `n` answers accepted evenly over the window ending at `end`.
+    /// `n` answers accepted evenly over the window ending at `end` (or
+    /// since the limiter began, if that is later).
     fn accept(learned: &mut Learned, n: u64, end: u64) {
+        let start = end.saturating_sub(SECOND);
         for i in 0..n {
-            learned.accepted(end - SECOND + (i + 1) * SECOND / n);
+            learned.accepted(start + (i + 1) * (end - start) / n);
         }
     }
 
     #[test]
-    fn a_429_sets_the_limit_to_what_the_server_accepted_in_the_window() {
+    fn a_429_in_a_full_window_sets_the_limit_to_what_the_server_accepted() {
         let mut learned = Learned::new(law());
         accept(&mut learned, 20, SECOND); // an older window: forgotten
         accept(&mut learned, 37, 2 * SECOND);
@@ -403,12 +480,39 @@ mod tests {
     }
 
     #[test]
+    fn a_429_in_the_first_window_or_far_below_the_limit_lowers_it_by_beta_at_most() {
+        // A late starter meets a window its neighbours filled: 2 accepted.
+        let mut learned = Learned::new(law());
+        accept(&mut learned, 2, SECOND / 2);
+        assert_eq!(learned.throttled(SECOND / 2, SECOND), Throttle::Lowered);
+        assert_eq!(learned.limit(), 35, "0.7 × 50, not the floor");
+        assert_eq!(
+            learned.changes()[0].to_string(),
+            "throttled at 2/s; now 35/s"
+        );
+        // In the first window, a delivery above β × the limit is taken.
+        let mut learned = Learned::new(law());
+        accept(&mut learned, 40, SECOND / 2);
+        learned.throttled(SECOND / 2, 0);
+        assert_eq!(learned.limit(), 38, "40, less 4 %");
+        // A full window, but well below the limit: only β.
+        let mut learned = Learned::new(law());
+        accept(&mut learned, 10, 3 * SECOND);
+        learned.throttled(3 * SECOND, 0);
+        assert_eq!(learned.limit(), 35);
+        // Again: 35 → 24, then 16, ... multiplicatively, never at once.
+        accept(&mut learned, 10, 5 * SECOND);
+        learned.throttled(5 * SECOND, 0);
+        assert_eq!(learned.limit(), 24);
+    }
+
+    #[test]
     fn the_limit_never_rises_on_a_429_nor_falls_below_the_floor() {
-        let mut learned = Learned::new(law());
+        let mut learned = Learned::new(Law { floor: 40, ..law() });
         assert_eq!(learned.throttled(SECOND, 0), Throttle::Lowered);
-        assert_eq!(learned.limit(), 3, "nothing accepted: the floor");
+        assert_eq!(learned.limit(), 40, "0.7 × 50 is below the floor");
         let mut learned = Learned::new(law());
-        learned.course.limit = 30;
+        (learned.course.limit, learned.course.peak) = (30, 30);
         accept(&mut learned, 45, SECOND);
         assert_eq!(learned.throttled(SECOND, 0), Throttle::AtLimit);
         assert_eq!(learned.limit(), 30);
@@ -460,42 +564,85 @@ mod tests {
         assert!(learned.changes().is_empty());
     }
 
+    /// The limit after an answer accepted at each of `seconds`.
+    fn limits(learned: &mut Learned, seconds: std::ops::Range<u64>) -> Vec<u32> {
+        seconds
+            .map(|s| {
+                learned.accepted(s * SECOND);
+                learned.limit()
+            })
+            .collect()
+    }
+
     #[test]
-    fn after_the_hold_it_probes_up_faster_and_faster_to_the_ceiling_never_above() {
+    fn it_holds_then_probes_in_growing_steps_never_above() {
         let mut learned = Learned::new(law());
-        accept(&mut learned, 20, SECOND);
-        learned.throttled(SECOND, SECOND); // resume at 2 s, probe at 12 s
-        accept(&mut learned, 19, 12 * SECOND - 1);
-        assert_eq!(learned.limit(), 19, "held");
-        let mut limits = Vec::new();
-        for s in 12..20 {
-            learned.accepted(s * SECOND);
-            limits.push(learned.limit());
-        }
-        assert_eq!(limits, [20, 22, 26, 34, 50, 50, 50, 50]);
+        accept(&mut learned, 37, 2 * SECOND);
+        learned.throttled(2 * SECOND, SECOND); // 36, held from 3 s, the pause's end
+        assert_eq!(limits(&mut learned, 3..13), [36; 10]);
+        // Then up by 1, 2, then 3 (a twentieth of the ceiling) a window.
+        assert_eq!(limits(&mut learned, 13..20), [37, 39, 42, 45, 48, 50, 50]);
         let last = *learned.changes().last().unwrap();
         assert_eq!(last.to_string(), "probing: now 50/s");
     }
 
     #[test]
-    fn a_failed_probe_doubles_the_hold_and_reaching_the_ceiling_resets_it() {
+    fn uncoordinated_limiters_grow_at_the_same_absolute_pace() {
+        // Two limiters throttled together, one at 42, one at 18: after the
+        // hold both gain the same per window, whatever their size.
+        let (mut big, mut small) = (Learned::new(law()), Learned::new(law()));
+        (big.course.limit, big.course.peak) = (42, 42);
+        (small.course.limit, small.course.peak) = (18, 18);
+        accept(&mut big, 41, 2 * SECOND);
+        accept(&mut small, 17, 2 * SECOND);
+        big.throttled(2 * SECOND, 0);
+        small.throttled(2 * SECOND, 0);
+        let big_limits = limits(&mut big, 2..18);
+        let small_limits = limits(&mut small, 2..18);
+        assert_eq!(
+            (big_limits[0], small_limits[0]),
+            (39, 16),
+            "41 and 17, less 4 %"
+        );
+        // From the end of the hold (12 s): +1, +2, +3 for both.
+        let gained =
+            |limits: &[u32]| -> Vec<u32> { limits[10..13].iter().map(|l| l - limits[0]).collect() };
+        assert_eq!(gained(&big_limits), [1, 3, 6]);
+        assert_eq!(gained(&small_limits), [1, 3, 6]);
+    }
+
+    #[test]
+    fn a_probe_of_its_own_that_meets_a_429_doubles_the_next_hold() {
         let mut learned = Learned::new(law());
-        accept(&mut learned, 20, SECOND);
-        learned.throttled(SECOND, 0); // probe at 11 s
-        learned.accepted(11 * SECOND);
-        assert_eq!(learned.limit(), 20);
-        accept(&mut learned, 19, 12 * SECOND);
-        assert_eq!(learned.throttled(12 * SECOND, 0), Throttle::Lowered);
-        assert_eq!(learned.limit(), 18);
-        learned.accepted(31 * SECOND);
-        assert_eq!(learned.limit(), 18, "the hold is now 20 s");
-        learned.accepted(32 * SECOND);
-        assert_eq!(learned.limit(), 19);
-        for s in 33..40 {
-            learned.accepted(s * SECOND);
-        }
-        assert_eq!(learned.limit(), 50);
+        (learned.course.limit, learned.course.peak) = (40, 37);
+        accept(&mut learned, 37, 2 * SECOND);
+        learned.throttled(2 * SECOND, 0);
+        assert_eq!((learned.limit(), learned.course.hold), (36, 20 * SECOND));
+        assert_eq!(limits(&mut learned, 2..22), [36; 20], "held 20 s, not 10");
+        assert_eq!(limits(&mut learned, 22..24), [37, 39]);
+        // That probe got through a window: the hold is the law's again,
+        // and the climb goes on where it is.
         assert_eq!(learned.course.hold, 10 * SECOND);
+        assert_eq!(limits(&mut learned, 24..26), [42, 45]);
+        // At its limit, not probing, it meets a 429 another's probe drew:
+        // the law's hold.
+        let mut learned = Learned::new(law());
+        let course = &mut learned.course;
+        (course.limit, course.peak, course.hold) = (40, 40, 20 * SECOND);
+        accept(&mut learned, 39, 3 * SECOND);
+        learned.throttled(3 * SECOND, 0);
+        assert_eq!((learned.limit(), learned.course.hold), (37, 10 * SECOND));
+    }
+
+    #[test]
+    fn after_a_cut_in_the_first_window_the_next_429_measures() {
+        let mut learned = Learned::new(law());
+        accept(&mut learned, 20, SECOND / 2);
+        learned.throttled(SECOND / 2, SECOND);
+        assert_eq!(learned.limit(), 35);
+        accept(&mut learned, 30, 3 * SECOND);
+        learned.throttled(3 * SECOND, SECOND);
+        assert_eq!(learned.limit(), 29, "30, less 4 %");
     }
 
     #[test]

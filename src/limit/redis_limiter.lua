@@ -36,10 +36,12 @@
 -- Beside it, the learning every process shares (src/limit/learning.rs's
 -- Course, which the processes compute; this script only stores it):
 --   {key}:rate      gen (bumped by every write: compare-and-set), limit
---                   (permits per window), quiet, hold, probe (-1: none),
---                   step, settled, and measured (what the server had
---                   accepted at the last 429, -1 after a probe). Times are
---                   nanoseconds of the server's clock, stored as given.
+--                   (permits per window), quiet, since (when the limit
+--                   started its hold), peak (where probing starts from),
+--                   hold (how long it holds before probing), and measured (what
+--                   the server had accepted at the last 429, -1 after a
+--                   probe). Times are nanoseconds of the server's clock,
+--                   stored as given.
 --   {key}:accepted  answers the server accepted, reported by the processes
 --                   with their next call, counted in buckets of 1/100 of
 --                   the window by the server's clock.
@@ -57,7 +59,7 @@ local answered_key = key .. ':answered'
 local rate_key = key .. ':rate'
 local accepted_key = key .. ':accepted'
 local bucket = math.max(math.floor(window / 100), 1)
-local course_fields = {'limit', 'quiet', 'hold', 'probe', 'step', 'settled', 'measured'}
+local course_fields = {'limit', 'quiet', 'since', 'peak', 'hold', 'measured'}
 local span = window + margin
 
 local time = redis.call('TIME')
@@ -96,8 +98,8 @@ local function count_accepted()
   return sum
 end
 
--- The shared course: {gen, limit, quiet, hold, probe, step, settled,
--- measured}, or {0} when nothing was learned yet.
+-- The shared course: {gen, limit, quiet, since, peak, hold, measured}, or
+-- {0} when nothing was learned yet.
 local function course()
   local gen = redis.call('HGET', rate_key, 'gen')
   if not gen then
@@ -244,7 +246,7 @@ end
 
 if op == 'learn' then
   -- Compare-and-set of the shared course. ARGV[8]: the gen the caller
-  -- computed from; ARGV[9..15]: the new course, in course_fields' order.
+  -- computed from; ARGV[9..14]: the new course, in course_fields' order.
   -- Returns {1, the new gen} if it was stored, or {0} followed by the
   -- course another process stored meanwhile.
   local gen = tonumber(redis.call('HGET', rate_key, 'gen')) or 0

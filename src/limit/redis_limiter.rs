@@ -109,7 +109,9 @@ const ANSWER_POLL: Duration = Duration::from_millis(10);
 ///   in buckets of a hundredth of the [window](RedisLimiterBuilder::window).
 /// - On a 429 ([`throttled`](Limiter::throttled)) the rate becomes what the
 ///   server accepted from all of them in the trailing window, less 4 %
-///   headroom, never below a twentieth of the configured rate. The learned
+///   headroom, when that is at least half the rate; otherwise, or in the
+///   first window of the process that met it, it is lowered at most to 0.7
+///   × the rate. Never below a twentieth of the configured rate. The learned
 ///   rate lives in Redis beside the budget (key `{key}:rate`) and is
 ///   written compare-and-set: 429s that several processes meet in one
 ///   overload count once. Below the configured rate permits are spaced
@@ -117,9 +119,10 @@ const ANSWER_POLL: Duration = Duration::from_millis(10);
 /// - Every process reads the learned rate with each permit it takes, in the
 ///   same round trip, so the others follow at once, without 429s of their
 ///   own.
-/// - After 20 s ([`probe_after`](RedisLimiterBuilder::probe_after)) without
-///   a 429 one process raises it by 1, 2, 4, ... per window for all, up to
-///   the configured rate and never above it.
+/// - After 8 s ([`probe_after`](RedisLimiterBuilder::probe_after); twice
+///   that after a probe met a 429) without a 429 one process raises it by
+///   1, 2, 4, ... per window (each step at most a twentieth of the
+///   configured rate) for all, up to the configured rate and never above it.
 ///
 /// Each process shows the changes it saw in
 /// [`rate_changes`](Limiter::rate_changes). A process that does not learn
@@ -266,35 +269,26 @@ struct Seen {
 }
 
 impl Seen {
-    /// Reads the script's `{generation, limit, quiet, hold, probe, step, settled,
+    /// Reads the script's `{generation, limit, quiet, since, peak, hold,
     /// measured}`, or `{0}`: nothing learned yet.
     fn read(answer: &[i64], law: &Law) -> Option<Seen> {
         let nanos = |value: i64| u64::try_from(value).ok();
         let permits = |value: i64| u32::try_from(value).ok();
+        let rate = |value: i64| Some(permits(value)?.clamp(law.floor, law.ceiling));
         match *answer {
             [0] => Some(Seen {
                 generation: 0,
                 course: Course::new(law),
                 measured: None,
             }),
-            [
-                generation,
-                limit,
-                quiet,
-                hold,
-                probe,
-                step,
-                settled,
-                measured,
-            ] => Some(Seen {
+            [generation, limit, quiet, since, peak, hold, measured] => Some(Seen {
                 generation,
                 course: Course {
-                    limit: permits(limit)?.clamp(law.floor, law.ceiling),
+                    limit: rate(limit)?,
                     quiet_until: nanos(quiet)?,
+                    since: nanos(since)?,
+                    peak: rate(peak)?,
                     hold: nanos(hold)?,
-                    probe_at: nanos(probe),
-                    step: permits(step)?,
-                    settled: permits(settled)?,
                 },
                 measured: permits(measured),
             }),
@@ -304,17 +298,16 @@ impl Seen {
 
     /// The arguments of the script's `learn`: the generation it was computed
     /// from, then the course.
-    fn args(&self) -> [i64; 8] {
+    fn args(&self) -> [i64; 7] {
         let signed = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         let course = &self.course;
         [
             self.generation,
             i64::from(course.limit),
             signed(course.quiet_until),
+            signed(course.since),
+            i64::from(course.peak),
             signed(course.hold),
-            course.probe_at.map_or(-1, signed),
-            i64::from(course.step),
-            i64::from(course.settled),
             self.measured.map_or(-1, i64::from),
         ]
     }
@@ -439,7 +432,7 @@ impl RedisLimiterBuilder {
     }
 
     /// How long a learned rate holds without a 429 before the processes
-    /// probe above it; default 20 s.
+    /// probe above it; default 8 s (twice that after a probe met a 429).
     pub fn probe_after(mut self, hold: Duration) -> Self {
         self.probe_after = hold;
         self
@@ -722,7 +715,7 @@ impl RedisLimiter {
             adopt: false,
             window: None,
             learning: true,
-            probe_after: Duration::from_secs(20),
+            probe_after: Duration::from_secs(8),
             stop: None,
         }
     }
@@ -810,7 +803,15 @@ impl RedisLimiter {
         for _ in 0..4 {
             self.follow(seen);
             let mut course = seen.course;
-            let throttle = course.throttled(&law, now, pause, measured);
+            // The shared delivery is a measurement once this process has
+            // been counting for a window.
+            let young = self
+                .shared
+                .clock
+                .now()
+                .saturating_duration_since(self.shared.origin)
+                < Duration::from_nanos(law.window);
+            let throttle = course.throttled(&law, now, pause, measured, young);
             if throttle == Throttle::Counted {
                 return Ok(());
             }
@@ -1440,10 +1441,9 @@ mod tests {
             course: Course {
                 limit: 38,
                 quiet_until: 1_700_000_000_000_000_000,
-                hold: 40_000_000_000,
-                probe_at: None,
-                step: 1,
-                settled: 38,
+                since: 1_700_000_001_000_000_000,
+                peak: 38,
+                hold: 12_000_000_000,
             },
             measured: Some(40),
         };
@@ -1463,6 +1463,7 @@ mod tests {
             "never above the ceiling"
         );
         assert!(Seen::read(&[1, 2, 3], &law).is_none());
+        assert!(Seen::read(&[1, 2, 3, 4, 5, 6, 7, 8], &law).is_none());
         let mut negative = args;
         negative[2] = -5;
         assert!(Seen::read(&negative, &law).is_none());

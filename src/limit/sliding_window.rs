@@ -95,17 +95,24 @@ use crate::limit::rate_limit::RateLimit;
 ///   server's measured delivery, the way BBR measures rather than guesses.
 ///   It keeps 4 % headroom (rounded, at least one permit), room for the
 ///   server's window and the limiter's to disagree by twice the margin, so
-///   that the learned rate draws no further 429s; and it never goes below the floor
-///   (default N / 20). If the server had accepted the whole limit, the
-///   limit was not too high: the margin widens instead. Every caller is
-///   paused for the server's Retry-After.
+///   that the learned rate draws no further 429s. That holds when the
+///   window is a full one of the limiter's life and the delivery is at least
+///   half of N. In the limiter's first window, or when the delivery is
+///   well below N (the process sent less, or others took the room), the
+///   count is not the server's rate: N is lowered at most to 0.7 × N, so a
+///   late starter that meets a full window never collapses. Never below
+///   the floor (default N / 20). If the server had accepted the whole
+///   limit, the limit was not too high: the margin widens instead. Every
+///   caller is paused for the server's Retry-After.
 /// - The 429s of one overload arrive together: after a change, 429s are not
 ///   counted again until the pause has ended and at least one window passed.
-/// - After 20 s without a 429 ([`probe_after`](SlidingWindowBuilder::probe_after)),
-///   it probes: N rises by 1, then 2, 4, 8, ... per window while calls
-///   succeed, up to the ceiling and never above it. A 429 while probing sets
-///   N from the server's answer again and doubles the wait before the next
-///   probe, up to 5 minutes; reaching the ceiling resets it.
+/// - After 8 s without a 429 ([`probe_after`](SlidingWindowBuilder::probe_after);
+///   twice that after a probe of its own met a 429, which alone means N is
+///   the server's rate) it probes: N rises by 1, then 2, 4, ... per window
+///   while no 429 comes, each step at most a twentieth of the ceiling, up to
+///   the ceiling and never above it. The climb depends on time, not on N, so
+///   uncoordinated processes grow at the same pace and their shares
+///   converge, and capacity a neighbour frees is taken back within seconds.
 /// - Only 429s lower the rate. 5xx answers, timeouts and resets never do.
 ///
 /// [`rate`](Limiter::rate) and [`rate_changes`](Limiter::rate_changes) tell
@@ -364,8 +371,9 @@ impl SlidingWindowBuilder {
         self
     }
 
-    /// How long a learned rate holds without a 429 before the limiter probes
-    /// above it; default 20 s.
+    /// How long a learned rate holds without a 429 before the limiter
+    /// probes above it; default 8 s (twice that after a probe of its own
+    /// met a 429).
     pub fn probe_after(mut self, hold: Duration) -> Self {
         self.probe_after = hold;
         self
@@ -464,7 +472,7 @@ impl SlidingWindow {
             margin: None,
             learning: true,
             floor: None,
-            probe_after: Duration::from_secs(20),
+            probe_after: Duration::from_secs(8),
             clock: Arc::new(SystemClock),
         }
     }

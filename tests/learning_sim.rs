@@ -1,0 +1,132 @@
+//! Issue 20's goals, asserted on the simulator in `tests/simulation/`:
+//! uncoordinated learning `SlidingWindow`s against a strict sliding-window
+//! server, on a manual clock (each scenario runs in well under a second).
+//! `examples/learning_sim.rs` prints the same scenarios as a table.
+//!
+//! Goals the law does not reach yet are kept as ignored tests that say the
+//! figure measured, so that the gap stays in view; a regression test beside
+//! each holds what it reaches today.
+
+mod simulation;
+
+use simulation::{Outcome, Scenario, run, scenarios};
+
+/// The scenario whose name starts with `prefix`, run.
+fn outcome(prefix: &str) -> Outcome {
+    let scenario: Scenario = scenarios()
+        .into_iter()
+        .find(|s| s.name.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no scenario {prefix:?}"));
+    run(&scenario)
+}
+
+#[test]
+fn told_the_right_number_it_meets_no_429() {
+    let told = outcome("told right");
+    assert_eq!(told.throttled, 0, "{told}");
+    assert!(told.utilisation >= 0.97, "{told}");
+}
+
+#[test]
+fn throttled_alone_it_takes_at_most_1_1_times_the_ideal() {
+    // 900 lines at 60/s, plus the first 429's pause of 1 s: 16 s.
+    let alone = outcome("alone");
+    let took = alone.took[0] as f64 / 1000.0;
+    assert!(took <= 16.0 * 1.10, "{took} s: {alone}");
+    // One 429 in the first window, one that measures; no probe failed.
+    let changes = &alone.changes[0];
+    assert!(
+        changes[0]
+            .to_string()
+            .starts_with("throttled at 60/s; now 70/s"),
+        "{changes:?}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.to_string() == "throttled at 60/s; now 58/s"),
+        "{changes:?}"
+    );
+}
+
+#[test]
+fn three_staggered_imports_finish_together_with_few_429s() {
+    let staggered = outcome("3 staggered");
+    assert!(staggered.spread() <= 1.6, "{staggered}");
+    assert!(staggered.throttled_share <= 0.02, "{staggered}");
+    // What it reaches today (the law before issue 20: 79 %, 1.73 ×).
+    assert!(staggered.utilisation >= 0.76, "{staggered}");
+}
+
+#[test]
+#[ignore = "issue 20's goal, not reached: 78 % of capacity measured"]
+fn three_staggered_imports_use_87_percent_of_capacity() {
+    let staggered = outcome("3 staggered");
+    assert!(staggered.utilisation >= 0.87, "{staggered}");
+}
+
+#[test]
+fn three_imports_started_together_share_evenly() {
+    let together = outcome("3 together");
+    assert!(together.spread() <= 1.3, "{together}");
+    assert!(together.fairness.unwrap() >= 0.95, "{together}");
+    assert!(together.utilisation >= 0.84, "{together}");
+}
+
+#[test]
+#[ignore = "issue 20's goal, not reached: 86 % of capacity measured"]
+fn three_imports_started_together_use_90_percent_of_capacity() {
+    let together = outcome("3 together");
+    assert!(together.utilisation >= 0.90, "{together}");
+}
+
+#[test]
+fn capacity_a_neighbour_frees_is_taken_back_within_10_s() {
+    let freed = outcome("fixed 50/s neighbour stops");
+    let reclaim = freed.reclaim.expect("taken back");
+    assert!(reclaim <= 10_000, "{freed}");
+    // The fixed-rate neighbour never learned anything.
+    assert!(freed.changes[0].is_empty());
+    assert_eq!(freed.rates[0], 50.0);
+}
+
+#[test]
+fn when_the_server_s_limit_changes_they_follow_it_down_and_up_again() {
+    let changed = outcome("server 100/s → 50/s");
+    assert!(changed.fairness.unwrap() >= 0.9, "{changed}");
+    assert!(changed.throttled_share <= 0.02, "{changed}");
+    // Down to about a third of 50 each by 30 s, then probing back up.
+    let total: f64 = changed.rates.iter().sum();
+    assert!(total > 60.0, "{:?}: {changed}", changed.rates);
+}
+
+#[test]
+fn ten_processes_converge_to_fair_shares() {
+    let ten = outcome("10 learning");
+    assert!(ten.fairness.unwrap() >= 0.9, "{ten}");
+    assert!(ten.utilisation >= 0.8, "{ten}");
+}
+
+#[test]
+fn rate_changes_show_as_progress_lines_do() {
+    let three = outcome("3 learning");
+    for changes in &three.changes {
+        assert!(!changes.is_empty());
+        for change in changes {
+            let shown = change.to_string();
+            let throttled = shown.starts_with("throttled at ") && shown.contains("/s; now ");
+            let probing = shown.starts_with("probing: now ");
+            assert!(throttled || probing, "{shown}");
+            assert!(shown.ends_with("/s"), "{shown}");
+        }
+    }
+}
+
+#[test]
+fn the_simulation_is_deterministic() {
+    let (a, b) = (outcome("3 staggered"), outcome("3 staggered"));
+    assert_eq!(
+        (a.took, a.requests, a.throttled),
+        (b.took, b.requests, b.throttled)
+    );
+}
