@@ -287,10 +287,8 @@ impl Run {
         // backoff holds no place, so more calls than that may be under way.
         let client = client.gated_by(Arc::new(AttemptGate::new(importer.workers)));
         let calls = importer.workers * CALLS_PER_WORKER;
-        let dispatcher = Dispatcher::builder()
-            .workers(calls)
-            .capacity(calls)
-            .build(move |call: ClientCall| {
+        let dispatcher = Dispatcher::builder().workers(calls).capacity(calls).build(
+            move |call: ClientCall| {
                 let (result, stats) = RetryStats::during(|| call.run(&client));
                 // A batch all accepted is dropped here, not after it is settled.
                 let rejected = match &result {
@@ -303,7 +301,8 @@ impl Run {
                     result,
                     stats,
                 }
-            })?;
+            },
+        )?;
         let packer = Packer::new(importer.api, importer.max_batch_bytes)?;
         let request_bytes = match importer.mode {
             ImportMode::Single => 1,
