@@ -668,6 +668,12 @@ impl RetryPolicy {
             if self.stop_asked() {
                 return false;
             }
+            // A limiter that lets its callers go without a permit (Redis
+            // away longer than allowed, or refusing) says so in `check`:
+            // the attempt then fails with its error, unsent.
+            if limiter.check().is_err() {
+                return true;
+            }
             // A limiter may say at once that no permit comes in time.
             let waited = self.clock.now().saturating_duration_since(asked);
             self.clock.sleep(STOP_POLL.saturating_sub(waited));
