@@ -242,7 +242,7 @@ pub use crate::import::{
     ImporterBuilder, Progress,
 };
 pub use crate::limit::{
-    AdaptiveLimiter, AdaptiveLimiterBuilder, ApiClass, Clock, Limiter, ManualClock, NotUntil,
+    ApiClass, Clock, Limiter, ManualClock, NotUntil,
     RateChange, RateLimit, SlidingWindow, SlidingWindowBuilder, SystemClock, TokenBucket,
     Unlimited,
 };
@@ -270,7 +270,6 @@ fn _ensure_thread_promises() {
     send_sync::<Client>();
     send_sync::<SlidingWindow>();
     send_sync::<TokenBucket>();
-    send_sync::<AdaptiveLimiter>();
     send_sync::<Unlimited>();
     send_sync::<RetryPolicy>();
     send_sync::<Dispatcher<u64, u64>>();

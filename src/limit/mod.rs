@@ -9,8 +9,6 @@
 //!   client's default. [`RateChange`] reports what it learned.
 //! - [`TokenBucket`]: a blocking GCRA bucket, at most `burst + rate × T`
 //!   permits in any window T, served in arrival order.
-//! - [`AdaptiveLimiter`]: a bucket that lowers its rate on 429s and climbs
-//!   back while calls succeed.
 //! - `RedisLimiter` (feature `redis`): one budget shared by every process
 //!   that points at the same Redis key, learning the workspace's limit once
 //!   for all of them with `SlidingWindow`'s law.
@@ -22,7 +20,6 @@
 //! This room depends on nothing else in the crate but [`Error`](crate::Error).
 //! The retry loop, the client, the queue and the importer all wait here.
 
-pub(crate) mod adaptive;
 pub(crate) mod api_class;
 pub(crate) mod clock;
 pub(crate) mod learning;
@@ -35,7 +32,6 @@ pub(crate) mod redis_link;
 pub(crate) mod sliding_window;
 pub(crate) mod token_bucket;
 
-pub use adaptive::{AdaptiveLimiter, AdaptiveLimiterBuilder};
 pub use api_class::ApiClass;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use learning::RateChange;

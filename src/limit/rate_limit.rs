@@ -49,8 +49,8 @@ impl RateLimit {
     /// Pipelines API calls (`/v1/identify`, ..., `/v1/batch`): 50/s, burst 5.
     /// Customer.io's Pipelines API reference gives payload limits (32 KB a
     /// call, 500 KB a batch) but no request rate, so this preset stays well
-    /// under the Track API's ~100/s fair use; raise it, or let an
-    /// [`AdaptiveLimiter`](crate::AdaptiveLimiter) find the workspace's rate.
+    /// under the Track API's ~100/s fair use; raise it, and let a learning
+    /// [`SlidingWindow`](crate::SlidingWindow) find the workspace's rate.
     pub const PIPELINES_API: RateLimit = RateLimit::preset(50.0, 5);
 
     /// Bulk imports: 50/s, burst 5, leaving room for the workspace's live traffic.
