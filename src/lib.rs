@@ -242,9 +242,8 @@ pub use crate::import::{
     ImporterBuilder, Progress,
 };
 pub use crate::limit::{
-    ApiClass, Clock, Limiter, ManualClock, NotUntil,
-    RateChange, RateLimit, SlidingWindow, SlidingWindowBuilder, SystemClock, TokenBucket,
-    Unlimited,
+    ApiClass, Clock, Limiter, ManualClock, NotUntil, RateChange, RateLimit, SlidingWindow,
+    SlidingWindowBuilder, SystemClock, TokenBucket, Unlimited,
 };
 #[cfg(feature = "redis")]
 pub use crate::limit::{RedisLimiter, RedisLimiterBuilder, WhenUnreachable};

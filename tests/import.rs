@@ -498,7 +498,7 @@ fn a_failed_chunk_holds_the_checkpoint_before_it_even_when_later_chunks_succeed(
         failure.error
     );
     assert!(checkpoint.line() < 3_000, "{checkpoint:?}");
-    // Whatever the lanes sent after it, the checkpoint stays before the
+    // Whatever was sent after it, the checkpoint stays before the
     // failed request's lines: every good line up to it arrived.
     let snapshot = emu.snapshot();
     let missing_events: Vec<_> = expected_event_ids(checkpoint.import_id(), checkpoint.line())
@@ -525,7 +525,7 @@ fn import_lines(
     let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
     Importer::builder(client)
         .mode(mode)
-        // One lane: in batch mode, the lines travel in one request.
+        // One worker: in batch mode, the lines travel in one request.
         .workers(1)
         .dead_letter(dir.join("dead.ndjson"))
         .import_id("import")

@@ -100,7 +100,7 @@ fn an_operation_the_server_rejects_is_dead_lettered_with_its_position() {
     let dir = scratch("rejected");
     let operations = ["a", "b", "c"].map(|id| Operation::identify(id, json!({})).unwrap());
     let summary = Importer::builder(client(server.url(), Unlimited::new(), 0))
-        // One lane: the three travel in one batch.
+        // One worker: the three travel in one batch.
         .workers(1)
         .dead_letter(dir.join("dead.ndjson"))
         .build()

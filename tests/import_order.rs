@@ -280,7 +280,7 @@ fn a_person_named_once_is_sent_without_waiting_for_the_end_of_the_input() {
             "{{\"type\":\"person\",\"action\":\"identify\",\"identifiers\":{{\"id\":\"{who}\"}},\"attributes\":{{\"line\":{line}}}}}\n"
         )
     };
-    // Four people named once cover the lanes the busy one is not in.
+    // Four people named once, before the busy one.
     let mut text: String = (1..=4)
         .map(|line| identify(&format!("once{line}"), line))
         .collect();

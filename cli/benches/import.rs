@@ -13,7 +13,7 @@
 //! 2. Formats: 1,000,000 rows as plain NDJSON, gzip NDJSON and CSV, in
 //!    one run: rows/s and peak RSS (goals: ≥ 100,000 rows/s, < 64 MB).
 //! 3. The cost of per-person order: this binary against another (today's
-//!    `main`, which sends batches without lanes) on the same 1,000,000
+//!    `main`, or one from before key-level ordering) on the same 1,000,000
 //!    lines, alternating, when `CIO_BENCH_BASELINE` names the other binary
 //!    (goal: within 10 %).
 //! 4. Single mode: the achieved rate against --rate, and the 429s (goal: 0).

@@ -143,9 +143,17 @@ impl BatchPacker {
         self.packer.check(operation.as_bytes().len())
     }
 
-    /// Whether `operation` fits beside what is packed (the first always does).
-    pub(crate) fn fits(&self, operation: &Operation) -> bool {
-        self.packer.fits(operation.as_bytes().len())
+    /// Adds an operation's bytes ([checked](BatchPacker::check) before) if
+    /// they fit beside what is packed (the first always does); `false`,
+    /// adding nothing, if not.
+    pub(crate) fn add_if_it_fits(&mut self, bytes: &[u8], repeatable: bool) -> bool {
+        if !self.packer.fits(bytes.len()) {
+            return false;
+        }
+        let full = self.packer.push(bytes).expect("checked when read");
+        debug_assert!(full.is_none(), "it fitted");
+        self.repeatable &= repeatable;
+        true
     }
 
     /// Operations packed but not yet handed out.

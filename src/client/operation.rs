@@ -300,6 +300,11 @@ impl Operation {
     pub fn is_repeatable(&self) -> bool {
         !(self.kind() == "person" && self.action() == "merge")
     }
+
+    /// The bytes that go out, the parsed body dropped.
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
 }
 
 /// Whether `body` is an event operation without an id, that will need one.

@@ -106,9 +106,16 @@ impl PipelinesBatchPacker {
         self.packer.check(call.checked_bytes()?.len())
     }
 
-    /// Whether `call` fits beside what is packed (the first always does).
-    pub(crate) fn fits(&self, call: &PipelinesCall) -> bool {
-        self.packer.fits(call.to_bytes().len())
+    /// Adds a call's bytes ([checked](PipelinesBatchPacker::check) before)
+    /// if they fit beside what is packed (the first always does); `false`,
+    /// adding nothing, if not.
+    pub(crate) fn add_if_it_fits(&mut self, bytes: &[u8]) -> bool {
+        if !self.packer.fits(bytes.len()) {
+            return false;
+        }
+        let full = self.packer.push(bytes).expect("checked when read");
+        debug_assert!(full.is_none(), "it fitted");
+        true
     }
 
     /// Calls packed but not yet handed out.

@@ -385,6 +385,15 @@ impl PipelinesCall {
             .unwrap_or_default()
     }
 
+    /// The bytes that go out (the line it was read from, or compact JSON),
+    /// the parsed body dropped.
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        match self.line {
+            Some(line) => line,
+            None => serde_json::to_vec(&self.body).expect("a JSON map always serializes"),
+        }
+    }
+
     /// The person an alias renames: its `previousId`, if any.
     pub(crate) fn previous_id(&self) -> Option<&str> {
         self.body

@@ -72,6 +72,20 @@ impl Entry {
         }
     }
 
+    /// The entry as a batch takes it, its parsed body dropped.
+    pub(crate) fn into_batch_item(self) -> BatchItem {
+        match self {
+            Entry::Track(operation) => BatchItem {
+                repeatable: operation.is_repeatable(),
+                bytes: operation.into_bytes(),
+            },
+            Entry::Pipelines(call) => BatchItem {
+                repeatable: true,
+                bytes: call.into_bytes(),
+            },
+        }
+    }
+
     /// The request that sends this entry alone.
     pub(crate) fn into_call(self) -> ClientCall {
         match self {
@@ -119,6 +133,22 @@ fn track_person(body: &Map<String, Value>) -> Option<Cow<'_, str>> {
     }
 }
 
+/// An entry as a batch takes it: its bytes, and whether sending it twice is
+/// harmless. What a batch mode import holds of a line until it is sent: the
+/// parsed entry is dropped as soon as it is read, while it is still in cache.
+#[derive(Debug)]
+pub(crate) struct BatchItem {
+    bytes: Vec<u8>,
+    repeatable: bool,
+}
+
+impl BatchItem {
+    /// Its size as sent.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
 /// Packs entries, in order, into batch requests as large as the API allows.
 #[derive(Debug)]
 pub(crate) enum Packer {
@@ -149,29 +179,6 @@ impl Packer {
         })
     }
 
-    /// Adds `entry`; when it does not fit beside what is packed, the full
-    /// batch comes out and `entry` starts the next one.
-    ///
-    /// # Errors
-    ///
-    /// Why the entry cannot go in any batch (too large, malformed); nothing
-    /// is added.
-    ///
-    /// # Panics
-    ///
-    /// If the entry is for the other API: a run packs one kind only.
-    pub(crate) fn push(&mut self, entry: &Entry) -> Result<Option<ClientCall>, Invalid> {
-        match (self, entry) {
-            (Packer::Track(packer), Entry::Track(operation)) => {
-                Ok(packer.push(operation)?.map(ClientCall::Batch))
-            }
-            (Packer::Pipelines(packer), Entry::Pipelines(call)) => {
-                Ok(packer.push(call)?.map(ClientCall::PipelinesBatch))
-            }
-            _ => unreachable!("an import reads entries for one API only"),
-        }
-    }
-
     /// Whether `entry` may go in a batch at all, without adding it.
     ///
     /// # Errors
@@ -185,21 +192,14 @@ impl Packer {
         }
     }
 
-    /// Adds `entry`, [checked](Packer::check) before, if it fits beside what
-    /// is packed (the first always does); `false`, adding nothing, if not.
-    pub(crate) fn add_if_it_fits(&mut self, entry: &Entry) -> bool {
-        let fits = match (&*self, entry) {
-            (Packer::Track(packer), Entry::Track(operation)) => packer.fits(operation),
-            (Packer::Pipelines(packer), Entry::Pipelines(call)) => packer.fits(call),
-            _ => unreachable!("an import reads entries for one API only"),
-        };
-        if fits {
-            let full = self
-                .push(entry)
-                .expect("the entry was checked when it was read");
-            debug_assert!(full.is_none(), "it fitted");
+    /// Adds `item` (its entry [checked](Packer::check) before) if it fits
+    /// beside what is packed (the first always does); `false`, adding
+    /// nothing, if not.
+    pub(crate) fn add_if_it_fits(&mut self, item: &BatchItem) -> bool {
+        match self {
+            Packer::Track(packer) => packer.add_if_it_fits(&item.bytes, item.repeatable),
+            Packer::Pipelines(packer) => packer.add_if_it_fits(&item.bytes),
         }
-        fits
     }
 
     /// Hands out what is packed, if anything.

@@ -22,25 +22,25 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use crate::import::entry::Entry;
-
 /// Whom a line writes to, as a number: lines with the same key keep their
 /// order. Two people whose names hash alike share a key, which costs them
 /// some waiting, never their order.
 pub(crate) type PersonKey = u64;
 
-fn key(person: &str) -> PersonKey {
+/// The key of the person named `person`.
+pub(crate) fn person_key(person: &str) -> PersonKey {
     // A fixed-key hasher: the same person gets the same key in every run.
     let mut hasher = DefaultHasher::new();
     person.hash(&mut hasher);
     hasher.finish()
 }
 
-/// One line held in the window.
+/// One line held in the window, and what it holds of it (`T`): the entry,
+/// or only what a batch takes of it.
 #[derive(Debug)]
-pub(crate) struct Pending {
+pub(crate) struct Pending<T> {
     pub(crate) line: u64,
-    pub(crate) entry: Entry,
+    pub(crate) item: T,
     /// Its size as sent, for the window's bound and for filling requests.
     pub(crate) bytes: usize,
     /// The second person it names, if any; it is held in the first one's
@@ -51,22 +51,22 @@ pub(crate) struct Pending {
 /// The lines of one request taken from the window, in request order, and
 /// the people they name: those people's later lines wait until the run
 /// calls [`OrderWindow::settled`] with them.
-#[derive(Debug, Default)]
-pub(crate) struct Taken {
-    pub(crate) lines: Vec<Pending>,
+#[derive(Debug)]
+pub(crate) struct Taken<T> {
+    pub(crate) lines: Vec<Pending<T>>,
     pub(crate) people: Vec<PersonKey>,
 }
 
 /// A place in a person's queue.
 #[derive(Debug)]
-enum Queued {
+enum Queued<T> {
     /// A line of theirs.
-    Line(Pending),
+    Line(Pending<T>),
     /// The line of this number, held in `holder`'s queue, names them second.
     Second { line: u64, holder: PersonKey },
 }
 
-impl Queued {
+impl<T> Queued<T> {
     fn line(&self) -> u64 {
         match self {
             Queued::Line(pending) => pending.line,
@@ -76,33 +76,43 @@ impl Queued {
 }
 
 /// A person with lines in the window or in a request.
-#[derive(Debug, Default)]
-struct Person {
+#[derive(Debug)]
+struct Person<T> {
     /// Their lines not yet sent, in input order.
-    queue: VecDeque<Queued>,
+    queue: VecDeque<Queued<T>>,
     /// The bytes of the lines held in `queue`.
     bytes: usize,
     /// Whether a request carrying their lines is unanswered.
     in_flight: bool,
 }
 
-impl Person {
+impl<T> Default for Person<T> {
+    fn default() -> Person<T> {
+        Person {
+            queue: VecDeque::new(),
+            bytes: 0,
+            in_flight: false,
+        }
+    }
+}
+
+impl<T> Person<T> {
     fn free(&self) -> bool {
         !self.in_flight && !self.queue.is_empty()
     }
 }
 
 /// Lines read and not yet sent; see the module docs.
-#[derive(Debug, Default)]
-pub(crate) struct OrderWindow {
+#[derive(Debug)]
+pub(crate) struct OrderWindow<T> {
     /// Everyone with a line in the window or in a request.
-    people: HashMap<PersonKey, Person>,
+    people: HashMap<PersonKey, Person<T>>,
     /// People who may be ready, by their next line, oldest first: every
     /// person with lines and nothing in flight is here, perhaps more than
     /// once, or with a line since sent; such entries are dropped when met.
     ready: BinaryHeap<Reverse<(u64, PersonKey)>>,
     /// Lines naming no one, in input order: always ready.
-    anonymous: VecDeque<Pending>,
+    anonymous: VecDeque<Pending<T>>,
     /// The bytes of the lines of people with nothing in flight, and of
     /// lines naming no one.
     ready_bytes: usize,
@@ -112,23 +122,38 @@ pub(crate) struct OrderWindow {
     held_lines: usize,
 }
 
-impl OrderWindow {
-    /// Holds `entry`, read on `line` (after every line held so far), until a
-    /// request takes it.
-    pub(crate) fn push(&mut self, line: u64, entry: Entry) {
-        let bytes = entry.as_bytes().len();
-        let first = entry.person().map(|person| key(&person));
-        let second = entry
-            .second_person()
-            .map(|person| key(&person))
-            .filter(|&second| Some(second) != first);
+impl<T> Default for OrderWindow<T> {
+    fn default() -> OrderWindow<T> {
+        OrderWindow {
+            people: HashMap::new(),
+            ready: BinaryHeap::new(),
+            anonymous: VecDeque::new(),
+            ready_bytes: 0,
+            held_bytes: 0,
+            held_lines: 0,
+        }
+    }
+}
+
+impl<T> OrderWindow<T> {
+    /// Holds `item`, `bytes` long as sent, read on `line` (after every line
+    /// held so far) and naming the people `first` and `second` (see
+    /// [`person_key`]), until a request takes it.
+    pub(crate) fn push(
+        &mut self,
+        line: u64,
+        item: T,
+        bytes: usize,
+        (first, second): (Option<PersonKey>, Option<PersonKey>),
+    ) {
+        let second = second.filter(|&second| Some(second) != first);
         self.held_bytes += bytes;
         self.held_lines += 1;
         let Some(first) = first else {
             self.ready_bytes += bytes;
             self.anonymous.push_back(Pending {
                 line,
-                entry,
+                item,
                 bytes,
                 second: None,
             });
@@ -136,7 +161,7 @@ impl OrderWindow {
         };
         let pending = Pending {
             line,
-            entry,
+            item,
             bytes,
             second,
         };
@@ -147,7 +172,7 @@ impl OrderWindow {
         self.enqueue(first, line, Queued::Line(pending), bytes);
     }
 
-    fn enqueue(&mut self, key: PersonKey, line: u64, queued: Queued, bytes: usize) {
+    fn enqueue(&mut self, key: PersonKey, line: u64, queued: Queued<T>, bytes: usize) {
         let person = self.people.entry(key).or_default();
         if !person.in_flight {
             if person.queue.is_empty() {
@@ -164,8 +189,11 @@ impl OrderWindow {
     /// `false` when the request is full (it must take the first line
     /// offered). A person taken goes on with their next lines while they
     /// fit. `None` when no line is ready.
-    pub(crate) fn take(&mut self, mut add: impl FnMut(&Pending) -> bool) -> Option<Taken> {
-        let mut taken = Taken::default();
+    pub(crate) fn take(&mut self, mut add: impl FnMut(&Pending<T>) -> bool) -> Option<Taken<T>> {
+        let mut taken = Taken {
+            lines: Vec::new(),
+            people: Vec::new(),
+        };
         loop {
             let person_next = self.next_ready();
             let anonymous_next = self.anonymous.front().map(|pending| pending.line);
@@ -234,7 +262,7 @@ impl OrderWindow {
     }
 
     /// `first`'s next line, which [`next_ready`](OrderWindow::next_ready) found.
-    fn next_line_of(&self, first: PersonKey) -> &Pending {
+    fn next_line_of(&self, first: PersonKey) -> &Pending<T> {
         match self.people[&first].queue.front() {
             Some(Queued::Line(pending)) => pending,
             _ => unreachable!("next_ready names the person holding the line"),
@@ -247,8 +275,8 @@ impl OrderWindow {
     fn take_run(
         &mut self,
         first: PersonKey,
-        add: &mut impl FnMut(&Pending) -> bool,
-        taken: &mut Taken,
+        add: &mut impl FnMut(&Pending<T>) -> bool,
+        taken: &mut Taken<T>,
     ) -> bool {
         let person = self
             .people
@@ -339,48 +367,35 @@ impl OrderWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::operation::Operation;
-    use serde_json::json;
 
-    fn identify(who: &str) -> Entry {
-        Entry::Track(
-            Operation::from_json(json!({"type": "person", "action": "identify",
-                "identifiers": {"id": who}}))
-            .unwrap(),
-        )
+    /// Each line is 10 bytes.
+    const BYTES: usize = 10;
+
+    /// Whom `who` names: `""` no one, `"a"` a, `"a>b"` a and (second) b,
+    /// as a merge of b into a does.
+    fn people(who: &str) -> (Option<PersonKey>, Option<PersonKey>) {
+        match who.split_once('>') {
+            Some((first, second)) => (Some(person_key(first)), Some(person_key(second))),
+            None if who.is_empty() => (None, None),
+            None => (Some(person_key(who)), None),
+        }
     }
 
-    fn delivery() -> Entry {
-        Entry::Track(
-            Operation::from_json(json!({"type": "delivery", "action": "event",
-                "name": "opened", "identifiers": {"id": "d1"}}))
-            .unwrap(),
-        )
+    fn push(window: &mut OrderWindow<()>, line: u64, who: &str) {
+        window.push(line, (), BYTES, people(who));
     }
 
-    fn merge(primary: &str, secondary: &str) -> Entry {
-        Entry::Track(
-            Operation::from_json(json!({"type": "person", "action": "merge",
-                "primary": {"id": primary}, "secondary": {"id": secondary}}))
-            .unwrap(),
-        )
-    }
-
-    /// A window holding `people[i]`'s line `i + 1` (`""` names no one).
-    fn window(people: &[&str]) -> OrderWindow {
+    /// A window holding `people[i]`'s line `i + 1`.
+    fn window(people: &[&str]) -> OrderWindow<()> {
         let mut window = OrderWindow::default();
         for (index, who) in people.iter().enumerate() {
-            let entry = match *who {
-                "" => delivery(),
-                who => identify(who),
-            };
-            window.push(index as u64 + 1, entry);
+            push(&mut window, index as u64 + 1, who);
         }
         window
     }
 
     /// Takes a request of at most `most` lines: their line numbers.
-    fn take(window: &mut OrderWindow, most: usize) -> Option<(Vec<u64>, Vec<PersonKey>)> {
+    fn take(window: &mut OrderWindow<()>, most: usize) -> Option<(Vec<u64>, Vec<PersonKey>)> {
         let mut count = 0;
         let taken = window.take(|_| {
             count += 1;
@@ -410,9 +425,9 @@ mod tests {
         let mut window = window(&["slow", "b"]);
         let (first, slow) = take(&mut window, 1).unwrap();
         assert_eq!(first, [1]);
-        window.push(3, identify("slow"));
-        window.push(4, identify("c"));
-        window.push(5, delivery());
+        push(&mut window, 3, "slow");
+        push(&mut window, 4, "c");
+        push(&mut window, 5, "");
         let (next, _) = take(&mut window, 10).unwrap();
         assert_eq!(next, [2, 4, 5], "line 3 waits for line 1's answer");
         assert!(take(&mut window, 10).is_none());
@@ -441,10 +456,10 @@ mod tests {
     fn ready_bytes_count_only_lines_that_can_go() {
         let mut window = window(&["a"]);
         let one = window.ready_bytes();
-        assert!(one > 0);
+        assert_eq!(one, BYTES);
         let (_, people) = take(&mut window, 1).unwrap();
-        window.push(2, identify("a"));
-        window.push(3, identify("a"));
+        push(&mut window, 2, "a");
+        push(&mut window, 3, "a");
         assert_eq!(window.ready_bytes(), 0, "a's lines wait");
         assert_eq!(window.held_bytes(), 2 * one);
         window.settled(&people);
@@ -470,10 +485,10 @@ mod tests {
     fn a_merge_waits_for_its_secondarys_earlier_lines_and_holds_their_later_ones() {
         let mut window = window(&["b"]);
         let (_, b) = take(&mut window, 10).unwrap();
-        window.push(2, identify("a"));
-        window.push(3, merge("a", "b"));
-        window.push(4, identify("b"));
-        window.push(5, identify("c"));
+        push(&mut window, 2, "a");
+        push(&mut window, 3, "a>b");
+        push(&mut window, 4, "b");
+        push(&mut window, 5, "c");
         let (lines, a_and_c) = take(&mut window, 10).unwrap();
         assert_eq!(
             lines,
@@ -499,7 +514,7 @@ mod tests {
     #[test]
     fn a_merge_goes_once_both_its_people_are_answered() {
         let mut window = window(&["b", "a"]);
-        window.push(3, merge("a", "b"));
+        push(&mut window, 3, "a>b");
         let (lines, people) = take(&mut window, 10).unwrap();
         assert_eq!(lines, [1, 2], "the merge goes in a request of its own");
         window.settled(&people[..1]);

@@ -19,11 +19,11 @@ use crate::error::{Error, Result, TransportKind};
 use crate::import::checkpoint::{Checkpoint, ResumePoint};
 use crate::import::content_digest::ContentDigest;
 use crate::import::dead_letter::DeadLetters;
-use crate::import::entry::{Entry, Packer};
+use crate::import::entry::{BatchItem, Entry, Packer};
 use crate::import::format_check::FormatCheck;
 use crate::import::input::Input;
 use crate::import::ledger::{CheckpointFile, Ledger, Rejected};
-use crate::import::order_window::{OrderWindow, PersonKey};
+use crate::import::order_window::{OrderWindow, PersonKey, person_key};
 use crate::import::progress::{ImportFailure, ImportSummary, Progress};
 use crate::import::reader::{IDS_BY_CONTENT, Item, NdjsonReader, Record};
 use crate::import::settings::{ImportMode, ImportSettings, ProgressCallback};
@@ -122,6 +122,13 @@ impl Sent {
     }
 }
 
+/// What the order window holds of a line: the entry itself in single mode,
+/// only what a batch takes of it in batch mode.
+enum Held {
+    Entry(Entry),
+    Item(BatchItem),
+}
+
 /// A request the server has not answered: the lines it carries, in request
 /// order, and the people they name.
 struct InFlight {
@@ -135,7 +142,7 @@ struct InFlight {
 /// and the ledger settles their lines in input order.
 pub(super) struct Run {
     mode: ImportMode,
-    window: OrderWindow,
+    window: OrderWindow<Held>,
     /// Packs batches; in single mode, checks nothing and packs nothing.
     packer: Packer,
     /// A batch mode request goes once this many bytes are ready (or the
@@ -474,7 +481,20 @@ impl Run {
             // Nothing goes out: the line is settled as if it was taken.
             return self.ledger.acknowledge(&[line], Vec::new());
         }
-        self.window.push(line, entry);
+        let first = entry.person().map(|person| person_key(&person));
+        let second = entry.second_person().map(|person| person_key(&person));
+        let (held, bytes) = match self.mode {
+            ImportMode::Single => {
+                let bytes = entry.as_bytes().len();
+                (Held::Entry(entry), bytes)
+            }
+            ImportMode::Batch => {
+                let item = entry.into_batch_item();
+                let bytes = item.len();
+                (Held::Item(item), bytes)
+            }
+        };
+        self.window.push(line, held, bytes, (first, second));
         Ok(())
     }
 
@@ -493,26 +513,23 @@ impl Run {
 
     /// Sends one request of the oldest ready lines; `false` if none is ready.
     fn send_one(&mut self) -> Result<bool> {
-        let single = self.mode == ImportMode::Single;
         let packer = &mut self.packer;
         let mut count = 0;
         let taken = self.window.take(|pending| {
             count += 1;
-            match single {
-                true => count == 1,
-                false => packer.add_if_it_fits(&pending.entry),
+            match &pending.item {
+                Held::Entry(_) => count == 1,
+                Held::Item(item) => packer.add_if_it_fits(item),
             }
         });
         let Some(taken) = taken else {
             return Ok(false);
         };
         let lines = taken.lines.iter().map(|pending| pending.line).collect();
-        let call = match single {
-            true => {
-                let pending = taken.lines.into_iter().next().expect("a request has lines");
-                pending.entry.into_call()
-            }
-            false => self.packer.finish().expect("a request has lines"),
+        let call = match taken.lines.into_iter().next().map(|pending| pending.item) {
+            Some(Held::Entry(entry)) => entry.into_call(),
+            Some(Held::Item(_)) => self.packer.finish().expect("a request has lines"),
+            None => unreachable!("a request has lines"),
         };
         let ticket = self
             .dispatcher
