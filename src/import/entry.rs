@@ -44,31 +44,19 @@ impl Entry {
     /// The key is the identifier as written (a number as its digits), so
     /// one person named by id on one line and by email on another gives two
     /// keys: nothing here can know they are the same person.
-    pub(crate) fn person(&self) -> Option<Cow<'_, str>> {
-        match self {
-            Entry::Track(operation) => track_person(operation.as_json()),
-            Entry::Pipelines(call) => Some(call.person())
-                .filter(|person| !person.is_empty())
-                .map(Cow::Borrowed),
-        }
-    }
-
-    /// A second person the entry writes to: a merge's `secondary` (whom
+    ///
+    /// And a second person the entry writes to: a merge's `secondary` (whom
     /// it removes), an alias's `previousId` (whom it renames). Their earlier
     /// writes must land before it, and their later ones after it.
-    pub(crate) fn second_person(&self) -> Option<Cow<'_, str>> {
+    pub(crate) fn people(&self) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
         match self {
-            Entry::Track(operation) => {
-                let body = operation.as_json();
-                match (
-                    body.get("type").and_then(Value::as_str),
-                    body.get("action").and_then(Value::as_str),
-                ) {
-                    (Some("person"), Some("merge")) => body.get("secondary").and_then(identifier),
-                    _ => None,
-                }
-            }
-            Entry::Pipelines(call) => call.previous_id().map(Cow::Borrowed),
+            Entry::Track(operation) => track_people(operation.as_json()),
+            Entry::Pipelines(call) => (
+                Some(call.person())
+                    .filter(|person| !person.is_empty())
+                    .map(Cow::Borrowed),
+                call.previous_id().map(Cow::Borrowed),
+            ),
         }
     }
 
@@ -111,26 +99,31 @@ fn identifier(identifiers: &Value) -> Option<Cow<'_, str>> {
         .find_map(|key| identifiers.get(key).and_then(text))
 }
 
-/// The person (or object) a Track v2 operation names; see [`Entry::person`].
-fn track_person(body: &Map<String, Value>) -> Option<Cow<'_, str>> {
-    let person = identifier;
+/// The people (or object) a Track v2 operation names; see [`Entry::people`].
+fn track_people(body: &Map<String, Value>) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
     match (
         body.get("type").and_then(Value::as_str),
         body.get("action").and_then(Value::as_str),
     ) {
-        (Some("person"), Some("merge")) => body.get("primary").and_then(person),
+        (Some("person"), Some("merge")) => (
+            body.get("primary").and_then(identifier),
+            body.get("secondary").and_then(identifier),
+        ),
         (Some("person"), _) => match body.get("identifiers") {
-            Some(identifiers) => person(identifiers),
-            None => body.get("anonymous_id").and_then(text),
+            Some(identifiers) => (identifier(identifiers), None),
+            None => (body.get("anonymous_id").and_then(text), None),
         },
-        (Some("object"), _) => {
-            let identifiers = body.get("identifiers")?;
-            let kind = identifiers.get("object_type_id").and_then(text)?;
-            let id = identifiers.get("object_id").and_then(text)?;
-            Some(Cow::Owned(format!("object {kind} {id}")))
-        }
-        _ => None,
+        (Some("object"), _) => (object(body), None),
+        _ => (None, None),
     }
+}
+
+/// An object's type and id, as one key.
+fn object(body: &Map<String, Value>) -> Option<Cow<'_, str>> {
+    let identifiers = body.get("identifiers")?;
+    let kind = identifiers.get("object_type_id").and_then(text)?;
+    let id = identifiers.get("object_id").and_then(text)?;
+    Some(Cow::Owned(format!("object {kind} {id}")))
 }
 
 /// An entry as a batch takes it: its bytes, and whether sending it twice is
@@ -222,7 +215,7 @@ mod tests {
 
     #[test]
     fn entries_name_the_person_they_write_to() {
-        let person = |entry: Entry| entry.person().map(|key| key.into_owned());
+        let person = |entry: Entry| entry.people().0.map(|key| key.into_owned());
         let identify = |identifiers| {
             track(json!({"type": "person", "action": "identify", "identifiers": identifiers}))
         };
@@ -243,7 +236,11 @@ mod tests {
         );
         let merge = track(json!({"type": "person", "action": "merge",
             "primary": {"email": "p@example.com"}, "secondary": {"id": "s"}}));
-        assert_eq!(person(merge).as_deref(), Some("p@example.com"));
+        assert_eq!(
+            merge.people(),
+            (Some("p@example.com".into()), Some("s".into())),
+            "a merge names its secondary second"
+        );
         let anonymous = track(json!({"type": "person", "action": "event", "name": "seen",
             "anonymous_id": "anon-1"}));
         assert_eq!(person(anonymous).as_deref(), Some("anon-1"));
@@ -269,6 +266,11 @@ mod tests {
             ))
             .as_deref(),
             Some("a")
+        );
+        assert_eq!(
+            call(json!({"type": "alias", "userId": "u", "previousId": "old"})).people(),
+            (Some("u".into()), Some("old".into())),
+            "an alias names the id it renames second"
         );
     }
 }

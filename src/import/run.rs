@@ -481,8 +481,11 @@ impl Run {
             // Nothing goes out: the line is settled as if it was taken.
             return self.ledger.acknowledge(&[line], Vec::new());
         }
-        let first = entry.person().map(|person| person_key(&person));
-        let second = entry.second_person().map(|person| person_key(&person));
+        let (first, second) = entry.people();
+        let people = (
+            first.map(|person| person_key(&person)),
+            second.map(|person| person_key(&person)),
+        );
         let (held, bytes) = match self.mode {
             ImportMode::Single => {
                 let bytes = entry.as_bytes().len();
@@ -494,7 +497,7 @@ impl Run {
                 (Held::Item(item), bytes)
             }
         };
-        self.window.push(line, held, bytes, (first, second));
+        self.window.push(line, held, bytes, people);
         Ok(())
     }
 
