@@ -224,17 +224,18 @@ mod error;
 mod import;
 mod limit;
 mod queue;
+mod region;
 mod retry;
 
 pub use crate::client::validate;
 pub use crate::client::{
     Batch, BatchPacker, BatchResponse, BroadcastTrigger, Client, ClientBuilder, Delivery, Device,
-    Event, EventId, EventKind, Export, Identifier, Invalid, ItemError, MAX_SEGMENT_IDS_PER_REQUEST,
-    Operation, PersonIdentifiers, PersonProfile, PipelinesBatch, PipelinesBatchPacker,
-    PipelinesCall, PipelinesCallType, PipelinesUser, Platform, PushEvent, PushMetric, Region,
-    Segment, SegmentMembers, TransactionalMessage,
+    Event, EventId, EventKind, Export, Identifier, MAX_SEGMENT_IDS_PER_REQUEST, Operation,
+    PersonIdentifiers, PersonProfile, PipelinesBatch, PipelinesBatchPacker, PipelinesCall,
+    PipelinesCallType, PipelinesUser, Platform, PushEvent, PushMetric, Segment, SegmentMembers,
+    TransactionalMessage,
 };
-pub use crate::error::{Credential, Error, Result, TimeoutKind, TransportKind};
+pub use crate::error::{Credential, Error, Invalid, ItemError, Result, TimeoutKind, TransportKind};
 #[cfg(feature = "csv")]
 pub use crate::import::CsvOptions;
 pub use crate::import::{
@@ -251,6 +252,7 @@ pub use crate::queue::{
     CallTicket, ClientCall, ClientDispatcher, Dispatcher, DispatcherBuilder, DispatcherStats,
     JobError, Outcome, Reply, SubmitError, Ticket, TrySubmitError,
 };
+pub use crate::region::Region;
 pub use crate::retry::{
     Call, Classify, Failure, Idempotency, Jitter, RetryPolicy, RetryPolicyBuilder, RetryStats,
     parse_retry_after,

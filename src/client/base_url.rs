@@ -2,8 +2,8 @@
 
 use std::net::IpAddr;
 
-use crate::client::region::Region;
 use crate::error::{Error, Result, redact_url};
+use crate::region::Region;
 
 impl std::str::FromStr for Region {
     type Err = Error;

@@ -3,9 +3,9 @@
 use std::fmt;
 
 use crate::client::batch_body::{BatchBody, BatchBodyPacker};
-use crate::client::item_error::ItemError;
 use crate::client::operation::Operation;
 use crate::client::validate::{Invalid, MAX_BATCH_BYTES, MAX_ITEM_BYTES};
+use crate::error::ItemError;
 
 /// One `/api/v2/batch` request body, ready to send: under 500 KB, every item
 /// at most 32 KB. Made by a [`BatchPacker`].

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use crate::client::base_url;
 use crate::client::credentials::Secret;
-use crate::client::region::Region;
 use crate::error::{Error, Result};
 use crate::limit::api_class::ApiClass;
 use crate::limit::limiter::Limiter;
 use crate::limit::rate_limit::RateLimit;
 use crate::limit::sliding_window::SlidingWindow;
+use crate::region::Region;
 use crate::retry::attempt_gate::AttemptGate;
 use crate::retry::policy::RetryPolicy;
 

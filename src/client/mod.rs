@@ -14,9 +14,9 @@
 //!   Customer.io's size limits, each item's bytes as they will go out;
 //!   [`Client::send_batch`] isolates the items the server rejects (from a
 //!   207, or by resending them one by one when it refuses the whole batch),
-//!   and [`BatchResponse`] and [`ItemError`] say which.
+//!   and [`BatchResponse`] and [`ItemError`](crate::ItemError) say which.
 //! - [`validate`]: Customer.io's size limits, checked before anything is sent.
-//! - [`Region`]: which hosts a workspace answers on.
+//! - [`Region`](crate::Region): which hosts a workspace answers on.
 //!
 //! # Pipelines
 //!
@@ -60,7 +60,6 @@ pub(crate) mod pipelines;
 pub(crate) mod pipelines_batch;
 pub(crate) mod pipelines_call;
 pub(crate) mod push_metric;
-pub(crate) mod region;
 pub(crate) mod rejection;
 pub(crate) mod request;
 pub(crate) mod segments;
@@ -75,12 +74,9 @@ pub use event::{Event, EventKind};
 pub use event_id::EventId;
 pub use exports::Export;
 pub use identifier::Identifier;
-pub use item_error::ItemError;
 pub use operation::Operation;
 pub use people::{PersonIdentifiers, PersonProfile};
 pub use pipelines_batch::{PipelinesBatch, PipelinesBatchPacker};
 pub use pipelines_call::{PipelinesCall, PipelinesCallType, PipelinesUser};
 pub use push_metric::{PushEvent, PushMetric};
-pub use region::Region;
 pub use segments::{MAX_SEGMENT_IDS_PER_REQUEST, Segment, SegmentMembers};
-pub use validate::Invalid;

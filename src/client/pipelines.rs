@@ -5,10 +5,10 @@
 use crate::client::batch::BatchResponse;
 use crate::client::batch_body::BatchBody;
 use crate::client::client::Client;
-use crate::client::item_error::ItemError;
 use crate::client::pipelines_batch::{PipelinesBatch, PipelinesBatchPacker};
 use crate::client::pipelines_call::PipelinesCall;
 use crate::client::request::{Method, Request};
+use crate::error::ItemError;
 use crate::error::{Error, Result};
 use crate::limit::api_class::ApiClass;
 use crate::retry::policy::Call;

@@ -1,7 +1,7 @@
 //! A whole request's error read as the rejection of the one item it carried.
 
-use crate::client::item_error::ItemError;
 use crate::error::Error;
+use crate::error::ItemError;
 
 /// The item at `index` as `error` rejected it, if `error` rejects content
 /// (400, 413, 422); `None` for any other error.

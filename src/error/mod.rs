@@ -5,9 +5,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::client::item_error::ItemError;
-use crate::client::region::Region;
-use crate::client::validate::Invalid;
+pub(crate) mod invalid;
+pub(crate) mod item_error;
+
+pub use invalid::Invalid;
+pub use item_error::ItemError;
+
+use crate::region::Region;
 
 /// What can go wrong in this crate.
 ///
