@@ -13,8 +13,8 @@ use cio_emulator::{
 };
 use cio_ratelimit::{
     ApiClass, BatchPacker, Client, ClientBuilder, Credential, Device, Error, Event, Identifier,
-    Invalid, Limiter, Operation, Platform, Region, RetryPolicy, TransactionalMessage,
-    TransportKind, Unlimited,
+    Invalid, Limiter, ManualClock, Operation, Platform, RateLimit, Region, RetryPolicy,
+    SlidingWindow, TransactionalMessage, TransportKind, Unlimited,
 };
 use serde_json::json;
 
@@ -993,5 +993,65 @@ fn a_failure_other_than_the_content_while_sending_items_alone_fails_the_batch() 
         server.received().len(),
         2,
         "it stopped at the first failure"
+    );
+}
+
+/// Learning through a `Client`, on a manual clock: a 429 lowers the rate,
+/// and calls that keep being accepted raise it again (a probe), up to the
+/// configured ceiling. Without the probe a workspace whose neighbour went
+/// quiet would stay at the lowered rate for ever.
+#[test]
+fn after_a_429_a_learning_client_probes_back_up_to_its_ceiling() {
+    let clock = ManualClock::new();
+    let limiter = SlidingWindow::builder(RateLimit::new(20.0, 1).unwrap())
+        .probe_after(Duration::from_secs(2))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    // Two full windows accepted, then one 429 (without Retry-After), then
+    // everything is accepted.
+    let mut script = vec![("/api/v1/customers", 200, "{}"); 40];
+    script.push(("/api/v1/customers", 429, "{}"));
+    let server = Scripted::start(&script);
+    let client = Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
+        .track_url(server.url())
+        .limiter(ApiClass::Track, limiter.clone())
+        .retry_policy(quick_retries().build().unwrap())
+        .build()
+        .unwrap();
+    let rate = || client.limiter(ApiClass::Track).rate().unwrap();
+    for i in 0..40 {
+        client.identify(format!("p{i}"), json!({})).unwrap();
+    }
+    assert_eq!(rate(), 20.0, "no 429 yet");
+    client.identify("throttled", json!({})).unwrap();
+    let lowered = rate();
+    assert!(lowered < 20.0, "the 429 lowered the rate: {lowered}");
+    let throttled_at = clock.elapsed();
+    let mut risen_at = None;
+    for i in 0..400 {
+        client.identify(format!("q{i}"), json!({})).unwrap();
+        if risen_at.is_none() && rate() > lowered {
+            risen_at = Some(clock.elapsed() - throttled_at);
+        }
+    }
+    let risen_at = risen_at.expect("the rate rose again after the 429");
+    assert!(
+        risen_at <= Duration::from_secs(4),
+        "the first probe came {risen_at:?} after the 429 (hold 2 s)"
+    );
+    assert_eq!(
+        rate(),
+        20.0,
+        "back at the ceiling: {:?}",
+        limiter.rate_changes()
+    );
+    let changes = limiter.rate_changes();
+    assert!(changes[0].to < changes[0].from, "{changes:?}");
+    assert!(changes[1..].iter().all(|c| c.to > c.from), "{changes:?}");
+    assert_eq!(
+        server.received().len(),
+        40 + 2 + 400,
+        "every call once, the throttled one twice"
     );
 }
