@@ -3,8 +3,8 @@
 //! threads and processes, a shared pause, timeouts that take nothing, Redis
 //! going away and coming back, and the figures against cio-emulator.
 //!
-//! Without `redis-server` on the PATH these tests pass after saying why they
-//! skipped, unless `CIO_REQUIRE_REDIS=1`, which makes its absence a failure.
+//! Without `redis-server` on the PATH these tests fail, unless
+//! `CIO_SKIP_REDIS=1` asks to skip them (see `cio-test-redis`).
 
 #![cfg(feature = "redis")]
 
