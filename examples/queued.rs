@@ -20,7 +20,12 @@ struct HealthLines;
 
 impl log::Log for HealthLines {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::Level::Info
+        // ureq-proto logs raw request bytes, the Authorization header
+        // included, at trace level (see the crate docs' "Logging"): keep
+        // them out even if the level here is raised.
+        let raw_bytes =
+            metadata.level() == log::Level::Trace && metadata.target().starts_with("ureq_proto");
+        metadata.level() <= log::Level::Info && !raw_bytes
     }
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {

@@ -204,8 +204,54 @@
 //! `Retry-After`, refused credentials (never retried), the wrong region,
 //! timeouts and transport failures. [`Error::is_transient`] tells whether
 //! trying again later may help. An invalid configuration cannot be built:
-//! builders validate and name the setting at fault. No error, `Debug` output
-//! or log line ever contains an API key.
+//! builders validate and name the setting at fault. No error or `Debug`
+//! output contains an API key, and neither does any line this crate logs
+//! (but see [Logging](#logging) for what the HTTP crate below it logs).
+//!
+//! # Logging
+//!
+//! The crate logs through the [`log`](https://docs.rs/log) facade: retries
+//! and 429s at `warn`, rate changes at `info`, none of them with a key.
+//! The HTTP stack under it, ureq-proto 0.7, logs every byte it sends and
+//! receives at **`trace` level, target `ureq_proto::util`**, in rows of 16
+//! bytes, and the `Authorization` header is among those bytes: the Basic
+//! value (base64 of `site_id:api_key`), the App API's Bearer key, the
+//! Pipelines key. A library cannot keep another crate's records from the
+//! logger the application installs, so **an application that logs at
+//! `trace` must drop records whose target starts with `ureq_proto` at
+//! `trace` level.** With `env_logger`, name that target at a lower level,
+//! as in `RUST_LOG=trace,ureq_proto=debug`; with a logger of your own, leave
+//! those records out in `enabled` and `log`:
+//!
+//! ```
+//! use log::{Level, Log, Metadata, Record};
+//!
+//! /// ureq-proto's `trace` records are raw bytes on the wire, credentials
+//! /// included.
+//! fn raw_bytes(metadata: &Metadata<'_>) -> bool {
+//!     metadata.level() == Level::Trace && metadata.target().starts_with("ureq_proto")
+//! }
+//!
+//! struct Stderr;
+//!
+//! impl Log for Stderr {
+//!     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+//!         !raw_bytes(metadata)
+//!     }
+//!     fn log(&self, record: &Record<'_>) {
+//!         if self.enabled(record.metadata()) {
+//!             eprintln!("{} {}: {}", record.level(), record.target(), record.args());
+//!         }
+//!     }
+//!     fn flush(&self) {}
+//! }
+//!
+//! log::set_logger(&Stderr).expect("no logger yet");
+//! log::set_max_level(log::LevelFilter::Trace);
+//! ```
+//!
+//! Below `trace` nothing needs filtering. The `cio-ratelimit` command
+//! applies this filter whatever `RUST_LOG` says.
 //!
 //! # Threads
 //!

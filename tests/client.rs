@@ -13,8 +13,8 @@ use cio_emulator::{
 };
 use cio_ratelimit::{
     ApiClass, BatchPacker, Client, ClientBuilder, Credential, Device, Error, Event, Identifier,
-    Invalid, Limiter, Operation, Platform, Region, RetryPolicy, TransactionalMessage,
-    TransportKind, Unlimited,
+    Invalid, Limiter, ManualClock, Operation, Platform, RateLimit, Region, RetryPolicy,
+    SlidingWindow, TransactionalMessage, TransportKind, Unlimited,
 };
 use serde_json::json;
 
@@ -427,64 +427,114 @@ fn a_301_wrong_datacenter_names_the_region_to_use_and_is_not_followed() {
     );
 }
 
-/// A limiter that reports every pause on a channel and otherwise lets everything through.
+/// A limiter that lets everything through (pauses aside), reports every
+/// pause on a channel with the time taken before it began, and notes the
+/// time of each grant by the granted thread's name: a request cannot reach
+/// the server before its grant.
 #[derive(Debug)]
 struct ReportingPauses {
     inner: Unlimited,
     pauses: Mutex<mpsc::Sender<(Instant, Duration)>>,
+    grants: Mutex<Vec<(Option<String>, Instant)>>,
+}
+
+impl ReportingPauses {
+    fn granted(&self) {
+        let name = thread::current().name().map(str::to_string);
+        self.grants.lock().unwrap().push((name, Instant::now()));
+    }
+
+    /// When the thread named `name` was first granted a permit.
+    fn first_grant_of(&self, name: &str) -> Option<Instant> {
+        let grants = self.grants.lock().unwrap();
+        grants
+            .iter()
+            .find(|(granted, _)| granted.as_deref() == Some(name))
+            .map(|(_, at)| *at)
+    }
 }
 
 impl Limiter for ReportingPauses {
     fn acquire(&self) {
-        self.inner.acquire()
+        self.inner.acquire();
+        self.granted();
     }
     fn try_acquire(&self) -> bool {
-        self.inner.try_acquire()
+        let granted = self.inner.try_acquire();
+        if granted {
+            self.granted();
+        }
+        granted
     }
     fn acquire_timeout(&self, timeout: Duration) -> bool {
-        self.inner.acquire_timeout(timeout)
+        let granted = self.inner.acquire_timeout(timeout);
+        if granted {
+            self.granted();
+        }
+        granted
     }
     fn pause_for(&self, duration: Duration) {
+        let before = Instant::now();
         self.inner.pause_for(duration);
-        let _ = self.pauses.lock().unwrap().send((Instant::now(), duration));
+        let _ = self.pauses.lock().unwrap().send((before, duration));
     }
 }
 
-/// One thread gets a 429; another that never sees one must still wait out the pause.
+/// One thread gets a 429; a bystander that starts during the pause, into a
+/// window that is still full, must not send until the pause ends. If the
+/// pause were the throttled thread's alone, the bystander would send at once
+/// and get a 429 of its own (or arrive before the pause's end).
 fn a_429_pauses_every_thread(style: RetryAfterStyle) {
-    let emu = emulator(Config::default().track_limit(2).retry_after(style));
+    // Two per 2 s: the window stays full for about 2 s after the third call's
+    // 429, long enough that a bystander sent in it is throttled too.
+    let emu = emulator(
+        Config::default()
+            .track_limit(2)
+            .window(Duration::from_secs(2))
+            .retry_after(style),
+    );
     let (tx, pauses) = mpsc::channel();
-    let limiter = ReportingPauses {
+    let limiter = Arc::new(ReportingPauses {
         inner: Unlimited::new(),
         pauses: Mutex::new(tx),
-    };
+        grants: Mutex::new(Vec::new()),
+    });
     let client = client_for(&emu)
-        .limiter(ApiClass::Track, limiter)
+        .limiter(ApiClass::Track, limiter.clone())
         .build()
         .unwrap();
     client.identify("a", json!({})).unwrap();
     client.identify("b", json!({})).unwrap();
     let throttled = {
         let client = client.clone();
-        thread::spawn(move || client.identify("c", json!({})))
+        thread::Builder::new()
+            .name("throttled".into())
+            .spawn(move || client.identify("c", json!({})))
+            .unwrap()
     };
-    let (paused_at, pause) = pauses
+    let (paused_from, pause) = pauses
         .recv_timeout(Duration::from_secs(10))
         .expect("a 429 paused the limiter");
-    assert!(pause <= Duration::from_secs(2), "{pause:?}");
+    assert!(
+        pause >= Duration::from_millis(500) && pause <= Duration::from_secs(3),
+        "{pause:?}"
+    );
     let bystander = {
         let client = client.clone();
-        thread::spawn(move || {
-            client.identify("d", json!({})).unwrap();
-            Instant::now()
-        })
+        thread::Builder::new()
+            .name("bystander".into())
+            .spawn(move || client.identify("d", json!({})))
+            .unwrap()
     };
-    let bystander_done = bystander.join().unwrap();
+    bystander.join().unwrap().unwrap();
     throttled.join().unwrap().unwrap();
+    let bystander_sent = limiter
+        .first_grant_of("bystander")
+        .expect("the bystander was granted a permit");
     assert!(
-        bystander_done >= paused_at + pause,
-        "the bystander went at {:?} into a pause of {pause:?}",
-        bystander_done - paused_at
+        bystander_sent >= paused_from + pause,
+        "the bystander sent {:?} into a pause of {pause:?}",
+        bystander_sent - paused_from
     );
     let snapshot = emu.snapshot();
     assert!(
@@ -492,7 +542,11 @@ fn a_429_pauses_every_thread(style: RetryAfterStyle) {
             .iter()
             .all(|id| snapshot.people.contains_key(*id))
     );
-    assert!(snapshot.throttled >= 1);
+    assert_eq!(
+        snapshot.throttled, 1,
+        "only the throttled thread's first attempt met a 429; the bystander never did"
+    );
+    assert!(pauses.try_recv().is_err(), "one pause");
 }
 
 #[test]
@@ -668,23 +722,103 @@ fn retries_respect_the_rate_limit() {
     );
 }
 
-/// Captures every log line, to check that none carries a key.
+/// One log record as the logger saw it.
+struct Logged {
+    level: log::Level,
+    target: String,
+    line: String,
+}
+
+/// Captures every log record of this test binary, at every level.
 struct Capture;
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static LOGGED: Mutex<Vec<Logged>> = Mutex::new(Vec::new());
 impl log::Log for Capture {
     fn enabled(&self, _: &log::Metadata<'_>) -> bool {
         true
     }
     fn log(&self, record: &log::Record<'_>) {
-        LINES.lock().unwrap().push(record.args().to_string());
+        LOGGED.lock().unwrap().push(Logged {
+            level: record.level(),
+            target: record.target().to_string(),
+            line: record.args().to_string(),
+        });
     }
     fn flush(&self) {}
 }
 
+/// Installs [`Capture`] at `trace` once for the whole binary (a process has
+/// one logger).
+fn capture_logs_at_trace() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        log::set_logger(&Capture).unwrap();
+        log::set_max_level(log::LevelFilter::Trace);
+    });
+}
+
+/// The filter the crate docs (`# Logging`) tell an app to apply:
+/// ureq-proto's `trace` records are its raw bytes on the wire.
+fn passes_documented_filter(logged: &Logged) -> bool {
+    !(logged.level == log::Level::Trace && logged.target.starts_with("ureq_proto"))
+}
+
+/// The captured lines that `keep` lets through, one text.
+fn logged_lines(keep: impl Fn(&Logged) -> bool) -> String {
+    LOGGED
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|logged| keep(logged))
+        .map(|logged| format!("{} {}: {}", logged.level, logged.target, logged.line))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every 8-byte piece of `secret`, as text and as the lowercase hex that
+/// ureq-proto's rows also show (spaces removed): a key can leak cut in rows.
+fn pieces_of(secret: &str) -> Vec<String> {
+    secret
+        .as_bytes()
+        .windows(8)
+        .flat_map(|window| {
+            let hex: String = window.iter().map(|b| format!("{b:02x}")).collect();
+            [std::str::from_utf8(window).unwrap().to_string(), hex]
+        })
+        .collect()
+}
+
+/// The first piece of `secret` found in `text` (spaces removed too).
+fn piece_of_in(secret: &str, text: &str) -> Option<String> {
+    let squeezed: String = text.chars().filter(|c| *c != ' ').collect();
+    pieces_of(secret)
+        .into_iter()
+        .find(|piece| text.contains(piece.as_str()) || squeezed.contains(piece.as_str()))
+}
+
+/// Standard base64 with padding, for the `Authorization: Basic` value.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut text = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            let sextet = (n >> (18 - 6 * i)) & 63;
+            text.push(if i <= chunk.len() {
+                char::from(ALPHABET[sextet as usize])
+            } else {
+                '='
+            });
+        }
+    }
+    text
+}
+
 #[test]
 fn keys_never_appear_in_debug_display_errors_or_logs() {
-    log::set_logger(&Capture).unwrap();
-    log::set_max_level(log::LevelFilter::Trace);
+    capture_logs_at_trace();
     let secret_key = "sk-live-0123456789abcdef";
     let secret_app = "app-live-fedcba9876543210";
     let emu = emulator(
@@ -700,29 +834,67 @@ fn keys_never_appear_in_debug_display_errors_or_logs() {
     let builder_debug = format!("{builder:?}");
     let client = builder.build().unwrap();
     let err = client.identify("1", json!({})).unwrap_err();
+    // The App API's Bearer header goes out too.
+    let app_err = client
+        .send_email(&TransactionalMessage::new(
+            7,
+            Identifier::email("ada@example.com"),
+        ))
+        .unwrap_err();
     let bad = Client::builder(DEFAULT_SITE_ID, "wrong")
         .base_url(emu.url())
         .build()
         .unwrap();
     let unauthorized = bad.identify("1", json!({})).unwrap_err();
+    let logs = logged_lines(passes_documented_filter);
     let texts = [
         builder_debug,
         format!("{client:?}"),
         format!("{err:?} {err}"),
+        format!("{app_err:?} {app_err}"),
         format!("{unauthorized:?} {unauthorized}"),
-        LINES.lock().unwrap().join("\n"),
+        logs.clone(),
     ];
-    let basic = "ZW11bGF0b3Itc2l0ZS1pZDpzay1saXZl"; // base64 of "emulator-site-id:sk-live"
-    for text in &texts {
-        assert!(
-            !text.contains(secret_key) && !text.contains(secret_app) && !text.contains(basic),
-            "{text}"
-        );
+    let basic = base64(format!("{DEFAULT_SITE_ID}:{secret_key}").as_bytes());
+    for secret in [secret_key, secret_app, basic.as_str()] {
+        for text in &texts {
+            if let Some(piece) = piece_of_in(secret, text) {
+                panic!("{piece:?} of a secret leaked:\n{text}");
+            }
+        }
     }
+    assert!(logs.contains("retry"), "the retries were logged: {logs}");
     assert!(
-        texts[4].contains("retry"),
-        "the retries were logged: {}",
-        texts[4]
+        logs.lines().any(|line| line.starts_with("TRACE ")),
+        "the check ran at trace level"
+    );
+}
+
+/// The other half of the check above: without the documented filter,
+/// ureq-proto's `trace` rows carry the `Authorization` header, cut in
+/// 16-byte rows, so a check for whole keys could never see it.
+#[test]
+fn without_the_documented_filter_ureq_proto_s_trace_rows_carry_pieces_of_the_basic_value() {
+    capture_logs_at_trace();
+    let secret_key = "sk-rows-aaaabbbbccccdddd";
+    let emu = emulator(Config::default().api_key(secret_key));
+    let client = Client::builder(DEFAULT_SITE_ID, secret_key)
+        .base_url(emu.url())
+        .build()
+        .unwrap();
+    client.identify("1", json!({})).unwrap();
+    let basic = base64(format!("{DEFAULT_SITE_ID}:{secret_key}").as_bytes());
+    let raw = logged_lines(|logged| !passes_documented_filter(logged));
+    assert!(
+        piece_of_in(&basic, &raw).is_some(),
+        "ureq-proto's trace rows no longer carry the header: {raw}"
+    );
+    assert!(!raw.contains(&basic), "never whole, only in pieces");
+    let filtered = logged_lines(passes_documented_filter);
+    assert_eq!(
+        piece_of_in(&basic, &filtered),
+        None,
+        "the filter takes them out"
     );
 }
 
@@ -821,5 +993,65 @@ fn a_failure_other_than_the_content_while_sending_items_alone_fails_the_batch() 
         server.received().len(),
         2,
         "it stopped at the first failure"
+    );
+}
+
+/// Learning through a `Client`, on a manual clock: a 429 lowers the rate,
+/// and calls that keep being accepted raise it again (a probe), up to the
+/// configured ceiling. Without the probe a workspace whose neighbour went
+/// quiet would stay at the lowered rate for ever.
+#[test]
+fn after_a_429_a_learning_client_probes_back_up_to_its_ceiling() {
+    let clock = ManualClock::new();
+    let limiter = SlidingWindow::builder(RateLimit::new(20.0, 1).unwrap())
+        .probe_after(Duration::from_secs(2))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    // Two full windows accepted, then one 429 (without Retry-After), then
+    // everything is accepted.
+    let mut script = vec![("/api/v1/customers", 200, "{}"); 40];
+    script.push(("/api/v1/customers", 429, "{}"));
+    let server = Scripted::start(&script);
+    let client = Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
+        .track_url(server.url())
+        .limiter(ApiClass::Track, limiter.clone())
+        .retry_policy(quick_retries().build().unwrap())
+        .build()
+        .unwrap();
+    let rate = || client.limiter(ApiClass::Track).rate().unwrap();
+    for i in 0..40 {
+        client.identify(format!("p{i}"), json!({})).unwrap();
+    }
+    assert_eq!(rate(), 20.0, "no 429 yet");
+    client.identify("throttled", json!({})).unwrap();
+    let lowered = rate();
+    assert!(lowered < 20.0, "the 429 lowered the rate: {lowered}");
+    let throttled_at = clock.elapsed();
+    let mut risen_at = None;
+    for i in 0..400 {
+        client.identify(format!("q{i}"), json!({})).unwrap();
+        if risen_at.is_none() && rate() > lowered {
+            risen_at = Some(clock.elapsed() - throttled_at);
+        }
+    }
+    let risen_at = risen_at.expect("the rate rose again after the 429");
+    assert!(
+        risen_at <= Duration::from_secs(4),
+        "the first probe came {risen_at:?} after the 429 (hold 2 s)"
+    );
+    assert_eq!(
+        rate(),
+        20.0,
+        "back at the ceiling: {:?}",
+        limiter.rate_changes()
+    );
+    let changes = limiter.rate_changes();
+    assert!(changes[0].to < changes[0].from, "{changes:?}");
+    assert!(changes[1..].iter().all(|c| c.to > c.from), "{changes:?}");
+    assert_eq!(
+        server.received().len(),
+        40 + 2 + 400,
+        "every call once, the throttled one twice"
     );
 }

@@ -4,14 +4,17 @@
 //! TLS; killed when dropped.
 //!
 //! Without `redis-server` (or, for TLS, `openssl`) on the PATH, the
-//! constructors return `None` after saying why, and the test skips; with
-//! `CIO_REQUIRE_REDIS=1` (as in CI) their absence is a failure.
+//! constructors fail the test, saying what to install: a test that needs
+//! Redis never passes without running. To skip those tests on purpose, set
+//! `CIO_SKIP_REDIS=1`: the constructors then return `None` after saying why,
+//! and the test returns. `CIO_REQUIRE_REDIS=1` (as in CI) makes their absence
+//! a failure even then.
 //!
 //! ```no_run
 //! use cio_test_redis::RedisServer;
 //!
 //! let Some(redis) = RedisServer::start() else {
-//!     return; // redis-server is not installed
+//!     return; // not installed, and CIO_SKIP_REDIS=1 asked to skip
 //! };
 //! assert!(redis.url().starts_with("redis://127.0.0.1:"));
 //! ```
@@ -155,9 +158,10 @@ impl Drop for RedisServer {
     }
 }
 
-/// Whether `program` runs (asked for its version); if not, says so and
-/// returns `false`, unless `CIO_REQUIRE_REDIS=1`, which makes its absence a
-/// failure. Its Debian package has its name.
+/// Whether `program` runs (asked for its version). If not, the test fails
+/// saying what to install, unless `CIO_SKIP_REDIS=1` asks to skip (then it
+/// says so and returns `false`); `CIO_REQUIRE_REDIS=1` makes its absence a
+/// failure whatever `CIO_SKIP_REDIS` says. Its Debian package has its name.
 fn installed(program: &str, version: &str) -> bool {
     let installed = Command::new(program)
         .arg(version)
@@ -166,11 +170,17 @@ fn installed(program: &str, version: &str) -> bool {
         .status()
         .is_ok_and(|status| status.success());
     if !installed {
+        let set = |name: &str| std::env::var(name).as_deref() == Ok("1");
         assert!(
-            std::env::var("CIO_REQUIRE_REDIS").as_deref() != Ok("1"),
+            !set("CIO_REQUIRE_REDIS"),
             "CIO_REQUIRE_REDIS=1 but {program} is not on the PATH"
         );
-        eprintln!("skipped: {program} is not installed (apt-get install {program})");
+        assert!(
+            set("CIO_SKIP_REDIS"),
+            "{program} is not on the PATH: install it (apt-get install {program}), \
+             or set CIO_SKIP_REDIS=1 to skip the tests that need it"
+        );
+        eprintln!("skipped (CIO_SKIP_REDIS=1): {program} is not installed");
     }
     installed
 }
