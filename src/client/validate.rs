@@ -1,7 +1,6 @@
 //! Customer.io's size limits, checked before anything is sent: the limits
 //! themselves, and [`Invalid`], what breaking one looks like.
 
-
 use serde_json::{Map, Value};
 
 pub use crate::error::invalid::{

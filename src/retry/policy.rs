@@ -538,7 +538,6 @@ impl RetryPolicy {
             });
             let outcome = attempt();
             limiter.answered();
-            drop(place);
             let error = match outcome {
                 Ok(value) => {
                     limiter.record_success();
@@ -556,7 +555,10 @@ impl RetryPolicy {
                 Decision::Throttle(wait) => {
                     // The workspace is throttled, whether or not this call goes
                     // on: everyone pauses, and a learning limiter lowers its rate.
+                    // The place is given back only once the pause is set, so
+                    // that no call waiting for it goes out in between.
                     limiter.throttled(wait);
+                    drop(place);
                     self.count(RetryStats {
                         throttled: 1,
                         ..RetryStats::default()
@@ -584,6 +586,8 @@ impl RetryPolicy {
                     last_error = Some(error);
                 }
                 Decision::Retry(wait) => {
+                    // A backoff holds no place.
+                    drop(place);
                     if self.stop_asked() {
                         return stopped(error);
                     }
