@@ -2,17 +2,22 @@
 //! a 5xx, or a connection dropped without one. It records the operations it
 //! accepted, in the order they arrived, so a test can check what the server
 //! saw rather than what the client says it sent.
+//!
+//! A test file that uses it declares `mod scripted;` too: requests are read
+//! as [`scripted`](crate::scripted) reads them.
 
 // Each test file uses its own part of this module.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
+
+use crate::scripted::{Received, read_request};
 
 /// What the server does with one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,35 +73,7 @@ impl Fickle {
 fn serve(stream: TcpStream, judge: &dyn Fn(&[Value]) -> Answer, accepted: &Mutex<Vec<Value>>) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let path = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        let mut length = 0;
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                return;
-            }
-            if header.trim().is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
+    while let Some(Received { path, body }) = read_request(&mut reader) {
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let operations = match path.as_str() {
             "/api/v2/batch" => body["batch"].as_array().cloned().unwrap_or_default(),
