@@ -26,6 +26,17 @@ impl ContentDigest {
         (self.0 ^ (self.0 >> 64)) as u64
     }
 
+    /// Its text, as `Display` writes it (32 lowercase hex digits), without
+    /// the formatting machinery: an import makes one per event.
+    pub(crate) fn to_hex(self) -> [u8; 32] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0; 32];
+        for (i, digit) in text.iter_mut().enumerate() {
+            *digit = HEX[(self.0 >> (4 * (31 - i)) & 0xF) as usize];
+        }
+        text
+    }
+
     /// Reads one back from its text (as `Display` writes it).
     pub(crate) fn parse(text: &str) -> Option<ContentDigest> {
         if text.len() != 32 {
@@ -70,6 +81,7 @@ mod tests {
     #[test]
     fn a_digest_reads_back_from_its_text() {
         let one = digest(&["line\n"]);
+        assert_eq!(one.to_hex(), one.to_string().as_bytes());
         assert_eq!(ContentDigest::parse(&one.to_string()), Some(one));
         assert_eq!(ContentDigest::parse("xyz"), None);
         assert_eq!(ContentDigest::parse(&"g".repeat(32)), None);

@@ -4,10 +4,10 @@
 //! else in the input changes.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::client::event_id::EventId;
 use crate::import::content_digest::ContentDigest;
+use crate::import::prehashed::Prehashed;
 
 /// Gives lines their ids, and remembers the lines it gave one to.
 ///
@@ -69,12 +69,36 @@ impl LineIds {
 
     /// The id `key` stands for.
     pub(crate) fn id(&self, key: LineKey) -> EventId {
-        EventId::from_key(&self.key_text(key))
+        let text = self.key_bytes(key);
+        EventId::from_key(std::str::from_utf8(&text).expect("ASCII around a UTF-8 namespace"))
     }
 
     /// The text [`LineIds::id`] derives the id of `key` from.
     pub(crate) fn key_text(&self, key: LineKey) -> String {
-        format!("{}:{}:{}", self.namespace, key.digest, key.before)
+        String::from_utf8(self.key_bytes(key)).expect("ASCII around a UTF-8 namespace")
+    }
+
+    /// `{namespace}:{digest}:{before}`, written without `format!`: an
+    /// import writes one per event.
+    fn key_bytes(&self, key: LineKey) -> Vec<u8> {
+        let mut text = Vec::with_capacity(self.namespace.len() + 44);
+        text.extend_from_slice(self.namespace.as_bytes());
+        text.push(b':');
+        text.extend_from_slice(&key.digest.to_hex());
+        text.push(b':');
+        let mut digits = [0; 10];
+        let mut rest = key.before;
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        text.extend_from_slice(&digits[start..]);
+        text
     }
 
     /// Remembers that the line of `key` was given its id.
@@ -83,28 +107,6 @@ impl LineIds {
         if !self.seen.insert(short) {
             *self.repeats.entry(short).or_insert(0) += 1;
         }
-    }
-}
-
-/// The digests are hashes already: a set of them needs no other.
-type Prehashed = BuildHasherDefault<PassThrough>;
-
-#[derive(Debug, Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
-        }
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        self.0 = value;
     }
 }
 
@@ -123,6 +125,19 @@ mod tests {
                 ids.id(key)
             })
             .collect()
+    }
+
+    #[test]
+    fn the_key_text_is_namespace_digest_and_twins_before() {
+        let ids = LineIds::new("import-7".into());
+        let mut digest = ContentDigest::default();
+        digest.update(b"a line");
+        for before in [0, 7, 10, 4_294_967_295] {
+            assert_eq!(
+                ids.key_text(LineKey { digest, before }),
+                format!("import-7:{digest}:{before}")
+            );
+        }
     }
 
     #[test]

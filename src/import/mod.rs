@@ -42,6 +42,7 @@ pub(crate) mod ledger;
 pub(crate) mod line_ids;
 pub(crate) mod order_window;
 pub(crate) mod output_paths;
+pub(crate) mod prehashed;
 pub(crate) mod progress;
 pub(crate) mod reader;
 pub(crate) mod run;

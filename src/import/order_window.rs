@@ -20,33 +20,14 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use crate::import::prehashed::Prehashed;
 
 /// Whom a line writes to, as a number: lines with the same key keep their
 /// order. Two people whose names hash alike share a key, which costs them
 /// some waiting, never their order.
 pub(crate) type PersonKey = u64;
-
-/// Person keys are hashes already: the map uses them as they are.
-#[derive(Debug, Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used; anything else still hashes, slowly.
-        for &byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
-        }
-    }
-
-    fn write_u64(&mut self, key: u64) {
-        self.0 = key;
-    }
-}
 
 /// The key of the person named `person`.
 pub(crate) fn person_key(person: &str) -> PersonKey {
@@ -127,7 +108,8 @@ impl<T> Person<T> {
 #[derive(Debug)]
 pub(crate) struct OrderWindow<T> {
     /// Everyone with a line in the window or in a request.
-    people: HashMap<PersonKey, Person<T>, BuildHasherDefault<KeyHasher>>,
+    /// Keys are hashes already: the map uses them as they are.
+    people: HashMap<PersonKey, Person<T>, Prehashed>,
     /// People who may be ready, by their next line, oldest first: every
     /// person with lines and nothing in flight is here, perhaps more than
     /// once, or with a line since sent; such entries are dropped when met.
