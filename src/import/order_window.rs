@@ -6,9 +6,10 @@
 //! included); lines naming no one are always ready. A request takes ready
 //! lines, oldest first, and a person's consecutive lines may share it, in
 //! order. While a request is out, its people's later lines wait here and
-//! everyone else's go on: a slow answer, a retry's backoff or a 503 for one
-//! person holds back that person and nobody else (key-ordered parallel
-//! consumers, as in Confluent's parallel-consumer in `KEY` mode).
+//! everyone else's go on: a slow answer, a retry's backoff or a 503 holds
+//! back the people that request names (in single mode, one) and nobody else
+//! (key-ordered parallel consumers, as in Confluent's parallel-consumer in
+//! `KEY` mode).
 //!
 //! A line may name two people: a merge (its primary and its secondary), an
 //! alias (the new id and the previous one). It goes once both are free and

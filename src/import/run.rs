@@ -501,7 +501,8 @@ impl Run {
         Ok(())
     }
 
-    /// Sends ready lines while a worker is free: full requests only, or
+    /// Sends ready lines while fewer than `calls` requests are under way:
+    /// full requests only, or
     /// whatever is ready when `all`.
     fn send_ready(&mut self, all: bool) -> Result<()> {
         while self.in_flight.len() < self.calls
