@@ -502,8 +502,7 @@ impl Run {
     }
 
     /// Sends ready lines while fewer than `calls` requests are under way:
-    /// full requests only, or
-    /// whatever is ready when `all`.
+    /// full requests only, or whatever is ready when `all`.
     fn send_ready(&mut self, all: bool) -> Result<()> {
         while self.in_flight.len() < self.calls
             && (self.window.ready_bytes() >= self.request_bytes || all && self.window.has_ready())
