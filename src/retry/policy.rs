@@ -930,6 +930,46 @@ mod tests {
     }
 
     #[test]
+    fn a_call_waiting_out_a_backoff_holds_no_place_in_its_gate() {
+        // One place: a call backing off for 2 s must let another through.
+        let gate = Arc::new(AttemptGate::new(1));
+        let policy = RetryPolicy::builder()
+            .base_delay(2 * SECOND)
+            .build()
+            .unwrap()
+            .gated_by(gate);
+        let (failed, first_failed) = crossbeam_channel::bounded(1);
+        let backing_off = std::thread::spawn({
+            let policy = policy.clone();
+            move || {
+                let mut attempts = 0;
+                let result: std::result::Result<Instant, Failure> =
+                    policy.run(&crate::Unlimited::new(), Call::safe("identify"), || {
+                        attempts += 1;
+                        match attempts {
+                            1 => {
+                                failed.send(()).unwrap();
+                                Err(status(503))
+                            }
+                            _ => Ok(Instant::now()),
+                        }
+                    });
+                result.unwrap()
+            }
+        });
+        first_failed.recv().unwrap();
+        let other: std::result::Result<Instant, Failure> =
+            policy.run(&crate::Unlimited::new(), Call::safe("identify"), || {
+                Ok(Instant::now())
+            });
+        let retried_at = backing_off.join().unwrap();
+        assert!(
+            other.unwrap() < retried_at,
+            "the other call went while the first one backed off"
+        );
+    }
+
+    #[test]
     fn a_stop_asked_during_a_backoff_ends_it_and_the_call_fails_with_its_last_error() {
         // The first backoff is 1 s or more; the stop comes 200 ms into it.
         let (policy, clock, _) = stopping(Duration::from_millis(200));
