@@ -8,6 +8,7 @@
 
 #![cfg(feature = "redis")]
 
+mod grant_stamps;
 mod worker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +24,7 @@ use cio_ratelimit::{
 };
 use cio_test_redis::RedisServer;
 
+use grant_stamps::most_surely_in_window;
 use worker::Worker;
 
 const MS: Duration = Duration::from_millis(1);
@@ -113,28 +115,6 @@ fn redis_worker_process(params: &[(&str, String)]) -> Worker {
     Worker::spawn("redis_worker", &all)
 }
 
-/// The most permits that surely fell in one window of `window_us`: each
-/// permit is known only to lie between a stamp taken before `acquire` and
-/// one taken after (microseconds since the epoch), and a window holds a
-/// permit for certain only when it holds both stamps. Stamps taken after
-/// `acquire` alone come late on a loaded machine and bunch up; these never
-/// count more than were granted, and a limiter that grants too many still
-/// fails (its callers hardly wait, so their intervals are short).
-fn most_surely_in_window(mut grants: Vec<(u64, u64)>, window_us: u64) -> usize {
-    grants.sort_unstable();
-    (0..grants.len())
-        .map(|first| {
-            let end = grants[first].0 + window_us;
-            grants[first..]
-                .iter()
-                .take_while(|(asked, _)| *asked <= end)
-                .filter(|(_, granted)| *granted <= end)
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 /// Permits per second after the first `burst`, counted over the longest
 /// span the stamps allow (from the first stamp before `acquire` to the last
 /// after): never more than the true rate.
@@ -203,9 +183,10 @@ fn threads_of_two_limiters_never_exceed_the_limit_in_any_second() {
         }
     });
     drop(tx);
-    let grants: Vec<(u64, u64)> = rx.iter().collect();
+    let mut grants: Vec<(u64, u64)> = rx.iter().collect();
+    grants.sort_unstable();
     let (rate, span) = rate_at_most(&grants, 10);
-    let most = most_surely_in_window(grants, 1_000_000);
+    let most = most_surely_in_window(&grants, 1_000_000);
     println!("16 threads, 2 limiters: {most} permits surely in the busiest second; {rate:.1}/s");
     // At most 80 in any window, the limiter's promise (not GCRA's burst + rate).
     assert!(most <= 80, "{most} permits surely in one second, bound 80");
@@ -232,7 +213,7 @@ fn processes_never_exceed_the_limit_in_any_second() {
         .collect();
     workers.iter().for_each(Worker::ready);
     workers.iter_mut().for_each(Worker::go);
-    let grants: Vec<(u64, u64)> = workers
+    let mut grants: Vec<(u64, u64)> = workers
         .into_iter()
         .flat_map(|w| {
             let list: String = w.finish().get("grants");
@@ -244,8 +225,9 @@ fn processes_never_exceed_the_limit_in_any_second() {
                 .collect::<Vec<_>>()
         })
         .collect();
+    grants.sort_unstable();
     let (rate, span) = rate_at_most(&grants, 5);
-    let most = most_surely_in_window(grants, 1_000_000);
+    let most = most_surely_in_window(&grants, 1_000_000);
     println!(
         "3 processes x 4 threads at 40/s burst 5: {most} surely in the busiest second; {rate:.1}/s"
     );

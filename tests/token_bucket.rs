@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use cio_ratelimit::{Clock, Error, Limiter, ManualClock, RateLimit, TokenBucket};
 
+mod grant_stamps;
+use grant_stamps::most_surely_in_window;
+
 const MS: Duration = Duration::from_millis(1);
 
 fn bucket(rate: f64, burst: u32) -> (TokenBucket, ManualClock) {
@@ -480,21 +483,4 @@ fn many_real_threads_never_exceed_burst_plus_rate_in_any_second() {
     let span = after.last().unwrap().duration_since(origin).as_secs_f64();
     let rate = (after.len() - 10) as f64 / span;
     assert!(rate >= 64.0, "{rate}/s over {span} s");
-}
-
-/// The most permits that surely fell in one `window`: the most `(asked,
-/// granted)` intervals, sorted by `asked`, that fit inside a window
-/// starting at one of them.
-fn most_surely_in_window(sorted: &[(Instant, Instant)], window: Duration) -> usize {
-    (0..sorted.len())
-        .map(|first| {
-            let end = sorted[first].0 + window;
-            sorted[first..]
-                .iter()
-                .take_while(|(asked, _)| *asked <= end)
-                .filter(|(_, granted)| *granted <= end)
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
 }
