@@ -76,11 +76,11 @@
 //!
 //! ```
 //! use cio_ratelimit::limit::ManualClock;
-//! use cio_ratelimit::{Limiter, TokenBucket};
+//! use cio_ratelimit::{Limiter, RateLimit, TokenBucket};
 //! use std::time::Duration;
 //!
 //! let clock = ManualClock::new();
-//! let bucket = TokenBucket::with_clock(10.0, 2, clock.clone())?;
+//! let bucket = TokenBucket::with_clock(RateLimit::new(10.0, 2)?, clock.clone());
 //! for _ in 0..12 {
 //!     bucket.acquire(); // sleeps on the manual clock: instant
 //! }

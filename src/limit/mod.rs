@@ -17,6 +17,37 @@
 //! - [`Clock`], [`SystemClock`], [`ManualClock`]: time is injected, so
 //!   timing logic is tested without sleeping.
 //!
+//! # Building a limiter
+//!
+//! Every limiter is built from a validated [`RateLimit`]:
+//! `new(limit)`, `with_clock(limit, clock)` or `builder(limit)` when it has
+//! more to set ([`SlidingWindow`] has all three, `RedisLimiter` a builder).
+//! [`TokenBucket::new`] keeps its `(rate, burst)` arguments, so its
+//! [`RateLimit`] forms are [`TokenBucket::from_limit`] and
+//! [`TokenBucket::with_clock`]. [`Unlimited`] has no limit: `new()` and
+//! `with_clock(clock)`.
+//!
+//! ```
+//! use cio_ratelimit::limit::ManualClock;
+//! use cio_ratelimit::{RateLimit, SlidingWindow, TokenBucket};
+//! use std::time::Duration;
+//!
+//! let clock = ManualClock::new();
+//! let window = SlidingWindow::builder(RateLimit::TRACK_API)
+//!     .window(Duration::from_secs(10))
+//!     .clock(clock.clone())
+//!     .build()?;
+//! let bucket = TokenBucket::with_clock(RateLimit::new(80.0, 10)?, clock);
+//! assert!(bucket.try_acquire());
+//! # let _ = window;
+//! # Ok::<(), cio_ratelimit::Error>(())
+//! ```
+//!
+//! Inherent methods mean what the [`Limiter`] methods of the same name mean;
+//! where a limiter always has a rate, [`TokenBucket::rate_per_sec`] says it
+//! as a number, and [`TokenBucket::acquire_now`] takes a permit or says how
+//! long until one ([`NotUntil`]).
+//!
 //! This room depends on nothing else in the crate but [`Error`](crate::Error).
 //! The retry loop, the client, the queue and the importer all wait here.
 

@@ -593,7 +593,7 @@ impl RedisLimiterBuilder {
                 }
                 let burst = (f64::from(self.limit.burst()) * share).floor().max(1.0) as u32;
                 let local = RateLimit::new(self.limit.per_second() * share, burst)?;
-                let bucket = TokenBucket::from_limit_with_clock(local, self.clock.clone());
+                let bucket = TokenBucket::with_clock(local, self.clock.clone());
                 (
                     Some(bucket),
                     "falling back to a local limit at a share of the rate",
@@ -750,8 +750,9 @@ impl RedisLimiter {
     }
 
     /// The rate in force, in permits per second: the shared learned rate
-    /// when learning (as last seen in Redis), else the limit's.
-    pub fn rate(&self) -> f64 {
+    /// when learning (as last seen in Redis), else the limit's
+    /// ([`Limiter::rate`] says the same as an `Option`).
+    pub fn rate_per_sec(&self) -> f64 {
         let schedule = *self.shared.schedule.read();
         let limit = self.shared.following.lock().course.limit;
         if !schedule.law.learning || limit >= schedule.law.ceiling {
@@ -1370,7 +1371,7 @@ impl Limiter for RedisLimiter {
         RedisLimiter::throttled(self, pause)
     }
     fn rate(&self) -> Option<f64> {
-        Some(RedisLimiter::rate(self))
+        Some(RedisLimiter::rate_per_sec(self))
     }
     fn rate_changes(&self) -> Vec<RateChange> {
         RedisLimiter::rate_changes(self)
@@ -1386,7 +1387,7 @@ impl fmt::Debug for RedisLimiter {
             .field("rate_per_sec", &self.limit().per_second())
             .field("burst", &self.limit().burst())
             .field("learning", &shared.learning)
-            .field("rate_in_force", &self.rate())
+            .field("rate_in_force", &self.rate_per_sec())
             .field("when_unreachable", &shared.when_unreachable)
             .field("unreachable", &shared.link.is_down())
             .finish_non_exhaustive()
