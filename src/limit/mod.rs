@@ -9,9 +9,10 @@
 //!   client's default. [`RateChange`] reports what it learned.
 //! - [`TokenBucket`]: a blocking GCRA bucket, at most `burst + rate × T`
 //!   permits in any window T, served in arrival order.
-//! - `RedisLimiter` (feature `redis`): one budget shared by every process
-//!   that points at the same Redis key, learning the workspace's limit once
-//!   for all of them with `SlidingWindow`'s law.
+//! - [`RedisLimiter`] (feature `redis`, in [`redis`], with a
+//!   [guide](redis::guide)): one budget shared by every process that points
+//!   at the same Redis key, learning the workspace's limit once for all of
+//!   them with `SlidingWindow`'s law.
 //! - [`RateLimit`]: a validated rate, with presets for Customer.io's limits;
 //!   [`ApiClass`]: the budgets Customer.io keeps apart.
 //! - [`Clock`], [`SystemClock`], [`ManualClock`]: time is injected, so
@@ -21,7 +22,7 @@
 //!
 //! Every limiter is built from a validated [`RateLimit`]:
 //! `new(limit)`, `with_clock(limit, clock)` or `builder(limit)` when it has
-//! more to set ([`SlidingWindow`] has all three, `RedisLimiter` a builder).
+//! more to set ([`SlidingWindow`] has all three, [`RedisLimiter`] a builder).
 //! [`TokenBucket::new`] keeps its `(rate, burst)` arguments, so its
 //! [`RateLimit`] forms are [`TokenBucket::from_limit`] and
 //! [`TokenBucket::with_clock`]. [`Unlimited`] has no limit: `new()` and
@@ -57,9 +58,8 @@ pub(crate) mod learning;
 pub(crate) mod limiter;
 pub(crate) mod rate_limit;
 #[cfg(feature = "redis")]
-pub(crate) mod redis_limiter;
-#[cfg(feature = "redis")]
-pub(crate) mod redis_link;
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 pub(crate) mod sliding_window;
 pub(crate) mod token_bucket;
 
@@ -69,6 +69,6 @@ pub use learning::RateChange;
 pub use limiter::{Limiter, Unlimited};
 pub use rate_limit::RateLimit;
 #[cfg(feature = "redis")]
-pub use redis_limiter::{RedisLimiter, RedisLimiterBuilder, WhenUnreachable};
+pub use redis::{RedisLimiter, RedisLimiterBuilder, WhenUnreachable};
 pub use sliding_window::{SlidingWindow, SlidingWindowBuilder};
 pub use token_bucket::{NotUntil, TokenBucket};
