@@ -195,13 +195,10 @@ mod tests {
     use super::*;
     use crate::limit::rate_limit::RateLimit;
 
-    fn law(limit: RateLimit) -> Law {
-        Law::new(limit, None, None, Duration::from_secs(20), true).unwrap()
-    }
-
     #[test]
     fn a_shared_course_reads_back_as_written_and_garbage_is_refused() {
-        let law = law(RateLimit::new(80.0, 10).unwrap());
+        let limit = RateLimit::new(80.0, 10).unwrap();
+        let law = Law::new(limit, None, None, Duration::from_secs(20), true).unwrap();
         let seen = Seen {
             generation: 3,
             course: Course {
