@@ -307,3 +307,17 @@ fn _ensure_thread_promises() {
     send_sync::<queue::ClientDispatcher>();
     send::<Importer>();
 }
+
+/// The `TokenBucket` methods programs and the CLI rely on keep their exact
+/// signatures, checked at compile time; `Clone` shares the bucket (a test
+/// in `tests/token_bucket.rs` checks that).
+#[allow(dead_code)]
+fn _ensure_token_bucket_contract() {
+    let _: fn(f64, u32) -> TokenBucket = TokenBucket::new;
+    let _: fn(f64, u32) -> Result<TokenBucket> = TokenBucket::try_new;
+    let _: fn(&TokenBucket) = TokenBucket::acquire;
+    let _: fn(&TokenBucket) -> bool = TokenBucket::try_acquire;
+    let _: fn(&TokenBucket, std::time::Duration) = TokenBucket::pause_for;
+    let _: fn(&TokenBucket) -> TokenBucket = TokenBucket::clone;
+    let _: fn(RateLimit) -> TokenBucket = TokenBucket::from_limit;
+}

@@ -44,10 +44,11 @@
 //! # Ok::<(), cio_ratelimit::Error>(())
 //! ```
 //!
-//! Inherent methods mean what the [`Limiter`] methods of the same name mean;
-//! where a limiter always has a rate, [`TokenBucket::rate_per_sec`] says it
-//! as a number, and [`TokenBucket::acquire_now`] takes a permit or says how
-//! long until one ([`NotUntil`]).
+//! Inherent methods mean what the [`Limiter`] methods of the same name mean.
+//! Where a limiter always has a rate, `rate_per_sec` says it as a number
+//! ([`TokenBucket::rate_per_sec`], [`RedisLimiter::rate_per_sec`]) where
+//! [`Limiter::rate`] says an `Option`; [`TokenBucket::acquire_now`] takes a
+//! permit or says how long until one ([`NotUntil`]).
 //!
 //! This room depends on nothing else in the crate but [`Error`](crate::Error).
 //! The retry loop, the client, the queue and the importer all wait here.
