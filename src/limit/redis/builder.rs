@@ -24,20 +24,20 @@ use super::when_unreachable::WhenUnreachable;
 /// the settings without connecting.
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub struct RedisLimiterBuilder {
-    pub(super) url: String,
-    pub(super) workspace: String,
-    pub(super) class: ApiClass,
-    pub(super) limit: RateLimit,
-    pub(super) key_prefix: String,
-    pub(super) when_unreachable: WhenUnreachable,
-    pub(super) timeout: Duration,
-    pub(super) clock: Arc<dyn Clock>,
-    pub(super) ca: Option<Vec<u8>>,
-    pub(super) adopt: bool,
-    pub(super) window: Option<Duration>,
-    pub(super) learning: bool,
-    pub(super) probe_after: Duration,
-    pub(super) stop: Option<Arc<AtomicBool>>,
+    url: String,
+    workspace: String,
+    class: ApiClass,
+    limit: RateLimit,
+    key_prefix: String,
+    when_unreachable: WhenUnreachable,
+    timeout: Duration,
+    clock: Arc<dyn Clock>,
+    ca: Option<Vec<u8>>,
+    adopt: bool,
+    window: Option<Duration>,
+    learning: bool,
+    probe_after: Duration,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl RedisLimiterBuilder {
