@@ -79,6 +79,7 @@ impl From<&Error> for Exit {
             Error::MissingCredentials(_)
             | Error::KeyFile { .. }
             | Error::File { .. }
+            | Error::Relay { .. }
             | Error::RedisRefused { .. }
             | Error::EmptyKeyFile { .. }
             | Error::Json { .. }

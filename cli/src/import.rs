@@ -28,15 +28,15 @@ use crate::stoppable_stdin::StoppableStdin;
 
 /// What `--api` means to the library: what the lines are, whose limiter
 /// sets the rate, its preset, and which credentials the import needs.
-struct Target {
-    api: ImportApi,
-    class: ApiClass,
-    preset: RateLimit,
-    credentials: Api,
+pub(crate) struct Target {
+    pub api: ImportApi,
+    pub class: ApiClass,
+    pub preset: RateLimit,
+    pub credentials: Api,
 }
 
 impl Target {
-    fn of(api: ApiArg) -> Target {
+    pub(crate) fn of(api: ApiArg) -> Target {
         match api {
             ApiArg::Track => Target {
                 api: ImportApi::Track,
@@ -54,19 +54,42 @@ impl Target {
     }
 }
 
-/// The limiter the flags ask for, for the API imported to: a Redis budget
+/// The flags that say where an import's (or a relay's) budget lives.
+pub(crate) struct BudgetFlags<'a> {
+    pub redis_url: Option<&'a str>,
+    pub redis_fallback: Option<f64>,
+    pub redis_wait: Option<std::time::Duration>,
+    pub redis_ca: Option<&'a Path>,
+    pub redis_adopt: bool,
+    pub fixed_rate: bool,
+}
+
+impl Import {
+    /// The budget flags; a dry run sends nothing, so it shares no budget either.
+    fn budget_flags(&self) -> BudgetFlags<'_> {
+        BudgetFlags {
+            redis_url: self.redis_url.as_deref().filter(|_| !self.dry_run),
+            redis_fallback: self.redis_fallback,
+            redis_wait: self.redis_wait,
+            redis_ca: self.redis_ca.as_deref(),
+            redis_adopt: self.redis_adopt,
+            fixed_rate: self.fixed_rate,
+        }
+    }
+}
+
+/// The limiter the flags ask for, for the API sent to: a Redis budget
 /// shared with other processes, or a sliding window of this process's own;
 /// either learns the workspace's limit from its 429s (unless
 /// `--fixed-rate`), the Redis one once for every process sharing it.
-fn with_limiter(
+pub(crate) fn with_limiter(
     builder: ClientBuilder,
-    import: &Import,
+    flags: &BudgetFlags<'_>,
     shared: SharedBudget<'_>,
 ) -> Result<ClientBuilder, Error> {
     let SharedBudget { limit, class, .. } = shared;
-    // A dry run sends nothing, so it shares no budget either.
-    if let Some(url) = import.redis_url.as_ref().filter(|_| !import.dry_run) {
-        let redis = redis_limiter(url, import, shared)?;
+    if let Some(url) = flags.redis_url {
+        let redis = redis_limiter(url, flags, shared)?;
         log::info!(
             "sharing {} requests/s through Redis",
             redis.limit().per_second()
@@ -74,27 +97,25 @@ fn with_limiter(
         Ok(builder.limiter(class, redis))
     } else {
         // `--adaptive` is the default; it stays accepted for old scripts.
-        Ok(builder
-            .rate_limit(class, limit)
-            .learning(!import.fixed_rate))
+        Ok(builder.rate_limit(class, limit).learning(!flags.fixed_rate))
     }
 }
 
 /// What the import's budget is: its limit, for which API class and
 /// workspace, and the flag that stops the import (and its waits for Redis).
 #[derive(Clone, Copy)]
-struct SharedBudget<'a> {
-    limit: RateLimit,
-    class: ApiClass,
-    workspace: &'a str,
-    stop: Option<&'a Arc<AtomicBool>>,
+pub(crate) struct SharedBudget<'a> {
+    pub limit: RateLimit,
+    pub class: ApiClass,
+    pub workspace: &'a str,
+    pub stop: Option<&'a Arc<AtomicBool>>,
 }
 
 /// `--redis-url` and its flags: a limiter that has recorded (or adopted)
 /// its settings beside the shared state, or the reason it may not share it.
 fn redis_limiter(
     url: &str,
-    import: &Import,
+    flags: &BudgetFlags<'_>,
     shared: SharedBudget<'_>,
 ) -> Result<RedisLimiter, Error> {
     let SharedBudget {
@@ -106,7 +127,7 @@ fn redis_limiter(
     // Waiting for as long as Redis is away is the default: the shared budget
     // is never overspent and the job carries on by itself. A scheduler that
     // needs the job to end says how long with --redis-wait.
-    let when_unreachable = match (import.redis_fallback, import.redis_wait) {
+    let when_unreachable = match (flags.redis_fallback, flags.redis_wait) {
         (Some(share), _) => WhenUnreachable::FallBack { share },
         (None, Some(wait)) => WhenUnreachable::WaitAtMost(wait),
         (None, None) => WhenUnreachable::Wait,
@@ -116,12 +137,12 @@ fn redis_limiter(
         .workspace(workspace)
         .class(class)
         .when_unreachable(when_unreachable)
-        .adopt_shared_settings(import.redis_adopt)
-        .learning(!import.fixed_rate);
-    if let Some(path) = &import.redis_ca {
+        .adopt_shared_settings(flags.redis_adopt)
+        .learning(!flags.fixed_rate);
+    if let Some(path) = flags.redis_ca {
         let pem = std::fs::read(path).map_err(|error| Error::File {
             flag: "--redis-ca",
-            path: path.clone(),
+            path: path.to_owned(),
             problem: error.to_string(),
         })?;
         builder = builder.trust_ca(pem);
@@ -210,7 +231,7 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
         workspace: &workspace,
         stop: stop.as_ref(),
     };
-    let client = with_limiter(builder, import, shared)?
+    let client = with_limiter(builder, &import.budget_flags(), shared)?
         .max_idle_connections(usize::from(import.workers))
         .build()?;
     let limiter = client.limiter(target.class).clone();
