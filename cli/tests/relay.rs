@@ -23,6 +23,7 @@ use command::against;
 struct Relay {
     child: Child,
     client: Client,
+    url: String,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -103,8 +104,14 @@ impl Relay {
         Relay {
             child,
             client: Client::with_url(&url),
+            url,
             stderr,
         }
+    }
+
+    /// `http://ADDR/health`.
+    fn health_url(&self) -> String {
+        format!("{}/health", self.url)
     }
 
     fn track(&self, method: &str, path: &str, body: &str) -> Answer {
@@ -545,4 +552,101 @@ fn the_rest_of_v1_and_the_pipelines_api_reach_customer_io() {
             .iter()
             .any(|call| call.kind == "track" && call.message_id.is_none())
     );
+}
+
+/// customerio-node's `TrackClient` always speaks HTTPS and takes the port
+/// from its options, not from `url`: a plain-HTTP relay needs `port`,
+/// `protocol: 'http:'` and an `http.Agent` beside `url` (the README says so).
+const NODE_SCRIPT: &str = r#"
+const http = require('http');
+const { TrackClient } = require('customerio-node');
+const [base, site, key] = process.argv.slice(1);
+const port = Number(new URL(base).port);
+const options = { url: base + '/api/v1', port, protocol: 'http:', agent: new http.Agent({ keepAlive: true }) };
+(async () => {
+  const cio = new TrackClient(site, key, options);
+  await cio.identify('n1', { email: 'n1@example.com', plan: 'pro' });
+  await cio.track('n1', { name: 'purchased', data: { total: 3 } });
+  await cio.identify('n2', { plan: 'free' });
+  await cio.destroy('n2');
+  try {
+    await new TrackClient(site, 'not-the-key', options).identify('n3', {});
+    throw new Error('a wrong key was accepted');
+  } catch (error) {
+    if (error.statusCode !== 401) throw error;
+  }
+  console.log('done');
+})().catch((error) => { console.error(error); process.exit(1); });
+"#;
+
+/// Where customerio-node is installed once for every run: the target folder.
+fn customerio_node() -> Option<PathBuf> {
+    let set = |name: &str| std::env::var(name).as_deref() == Ok("1");
+    let runs = |program: &str| {
+        std::process::Command::new(program)
+            .arg("--version")
+            .output()
+            .is_ok_and(|output| output.status.success())
+    };
+    if !(runs("node") && runs("npm")) {
+        assert!(
+            !set("CIO_REQUIRE_NODE"),
+            "CIO_REQUIRE_NODE=1 but node or npm is missing"
+        );
+        assert!(
+            set("CIO_SKIP_NODE"),
+            "node and npm are needed to drive the relay with customerio-node: install them \
+             (apt-get install nodejs npm), or set CIO_SKIP_NODE=1 to skip this test"
+        );
+        eprintln!("skipped (CIO_SKIP_NODE=1): node or npm is not installed");
+        return None;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("customerio-node");
+    if !dir
+        .join("node_modules/customerio-node/package.json")
+        .exists()
+    {
+        std::fs::create_dir_all(&dir).unwrap();
+        let installed = std::process::Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg("customerio-node@4")
+            .output()
+            .unwrap();
+        assert!(
+            installed.status.success(),
+            "npm install customerio-node: {installed:?}"
+        );
+    }
+    Some(dir)
+}
+
+#[test]
+fn the_official_customerio_node_client_reaches_customer_io_through_the_relay() {
+    let Some(node_dir) = customerio_node() else {
+        return;
+    };
+    let emulator = Emulator::start(Config::default()).unwrap();
+    let spool = Scratch::new("node");
+    let relay = Relay::start(&emulator, spool.path(), &[]);
+    let base = relay.health_url().trim_end_matches("/health").to_owned();
+    let ran = std::process::Command::new("node")
+        .args(["-e", NODE_SCRIPT, &base])
+        .args([cio_emulator::DEFAULT_SITE_ID, cio_emulator::DEFAULT_API_KEY])
+        .env("NODE_PATH", node_dir.join("node_modules"))
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{ran:?}\n{}", relay.output());
+    assert_eq!(String::from_utf8_lossy(&ran.stdout).trim(), "done");
+    let snapshot = until(&emulator, Duration::from_secs(20), |s| {
+        s.deleted.contains(&"n2".to_owned()) && !s.events.is_empty()
+    });
+    assert_eq!(snapshot.people["n1"].attributes["plan"], "pro");
+    assert_eq!(snapshot.events_named("purchased").count(), 1);
+    assert!(
+        snapshot.events[0].id.is_some(),
+        "the relay gave the event an id"
+    );
+    assert!(!snapshot.people.contains_key("n2"));
+    assert!(!snapshot.people.contains_key("n3"));
 }
