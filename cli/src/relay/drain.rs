@@ -1,7 +1,7 @@
 //! Delivers a stream of the spool through the library's `Importer`, oldest
 //! segment first, in rounds: a round imports a segment from its checkpoint
 //! to the end of what is durable, following it while calls come for up to
-//! a second, then finishes (what is packed goes out, every answer settles,
+//! a second (less once calls stop coming), then finishes (what is packed goes out, every answer settles,
 //! the checkpoint is stored). A segment the writer has left, delivered to
 //! its end, is deleted with its checkpoint. A round that fails (Customer.io
 //! down past the retries) is tried again after a pause, from the checkpoint.
@@ -18,8 +18,12 @@ use cio_ratelimit::{Client, ImportApi, Importer};
 use crate::relay::health::Stats;
 use crate::relay::spool::{Spool, Stream};
 
-/// How long a round follows a growing segment before it finishes.
+/// How long a round follows a growing segment before it finishes (a round
+/// re-reads its segment up to the checkpoint, so rounds are not too short).
 const ROUND: Duration = Duration::from_secs(1);
+/// A round that has read everything finishes once no call came for this long:
+/// what is packed goes out at once, not when a batch fills or the round ends.
+const QUIET: Duration = Duration::from_millis(100);
 /// How often a wait looks at the spool and the stop flag.
 const CHECK_EVERY: Duration = Duration::from_millis(50);
 /// The pause after a failed round, doubled each time up to [`MAX_PAUSE`].
@@ -121,6 +125,7 @@ impl Drain {
             reached_end: Arc::clone(&reached_end),
             stop: Arc::clone(&self.stop),
             started: Instant::now(),
+            last_data: Instant::now(),
         };
         let (stream, stats, spool) = (
             self.stream,
@@ -176,6 +181,8 @@ struct SegmentReader {
     reached_end: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     started: Instant,
+    /// When the last bytes were read.
+    last_data: Instant,
 }
 
 impl Read for SegmentReader {
@@ -192,6 +199,7 @@ impl Read for SegmentReader {
                 let read = self.file.read(&mut buf[..want])?;
                 if read > 0 {
                     self.position.fetch_add(read as u64, Ordering::SeqCst);
+                    self.last_data = Instant::now();
                     return Ok(read);
                 }
             } else if self.stop.load(Ordering::SeqCst) {
@@ -199,10 +207,10 @@ impl Read for SegmentReader {
             } else if readable.closed {
                 self.reached_end.store(true, Ordering::SeqCst);
                 return Ok(0);
-            } else if self.started.elapsed() >= ROUND {
+            } else if self.started.elapsed() >= ROUND || self.last_data.elapsed() >= QUIET {
                 return Ok(0);
             }
-            self.spool.wait(CHECK_EVERY);
+            self.spool.wait(CHECK_EVERY.min(QUIET));
         }
     }
 }

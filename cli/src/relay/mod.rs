@@ -44,8 +44,10 @@ use crate::relay::spool_writer::SpoolWriter;
 use crate::signals::StopSignals;
 
 /// The smallest and largest segment: a quarter of `--max-spool`, within these.
+/// Each drain round re-reads its segment up to the checkpoint (the importer's
+/// resume), so a segment stays small enough for that to be cheap.
 const MIN_SEGMENT_BYTES: u64 = 16 * 1024;
-const MAX_SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
+const MAX_SEGMENT_BYTES: u64 = 1024 * 1024;
 /// How often the main thread looks at the stop flag, the progress line and the metrics.
 const TICK: Duration = Duration::from_millis(100);
 
