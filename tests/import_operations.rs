@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator, Faults};
 use cio_ratelimit::{
-    ApiClass, Checkpoint, Client, DeadLetter, Event, Importer, Limiter, Operation, RetryPolicy,
-    Unlimited,
+    ApiClass, Client, Event, Importer, Limiter, Operation, RetryPolicy,
+    import::{Checkpoint, DeadLetter},
+    limit::Unlimited,
 };
 use serde_json::json;
 

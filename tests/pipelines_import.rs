@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use cio_emulator::{Config, DEFAULT_PIPELINES_KEY, Emulator, Faults, Snapshot};
 use cio_ratelimit::{
-    ApiClass, Client, Credential, DeadLetter, Error, EventId, ImportApi, ImportMode, ImportSummary,
-    Importer, RetryPolicy, Unlimited,
+    ApiClass, Client, Error, Importer, RetryPolicy,
+    client::EventId,
+    error::Credential,
+    import::{DeadLetter, ImportApi, ImportMode, ImportSummary},
+    limit::Unlimited,
 };
 
 fn scratch(name: &str) -> PathBuf {
@@ -216,7 +219,7 @@ fn csv_input_for_the_pipelines_api_is_refused_when_built() {
     let emu = Emulator::start(Config::default()).unwrap();
     let error = Importer::builder(client(&emu, DEFAULT_PIPELINES_KEY))
         .api(ImportApi::Pipelines)
-        .csv(cio_ratelimit::CsvOptions::new())
+        .csv(cio_ratelimit::import::CsvOptions::new())
         .build()
         .unwrap_err();
     assert!(
@@ -272,7 +275,7 @@ fn resuming_a_track_imports_checkpoint_as_a_pipelines_import_is_refused_before_s
     importer(ImportApi::Track, false)
         .import_reader(format!("{track_line}\n").as_bytes(), None)
         .unwrap();
-    let checkpoint = cio_ratelimit::Checkpoint::load(&path).unwrap();
+    let checkpoint = cio_ratelimit::import::Checkpoint::load(&path).unwrap();
     assert_eq!(checkpoint.api(), Some(ImportApi::Track));
     let requests = emu.snapshot().requests;
     let (text, _) = input(5);

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use cio_ratelimit::{Client, ImportApi, Importer};
+use cio_ratelimit::import::ImportApi;
+use cio_ratelimit::{Client, Importer};
 
 use crate::relay::health::Stats;
 use crate::relay::spool::{Spool, Stream};

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use cio_ratelimit::{Limiter, Progress, RateLimit};
+use cio_ratelimit::import::Progress;
+use cio_ratelimit::{Limiter, RateLimit};
 use serde_json::{Value, json};
 
 use crate::relay::spool::{Spool, Stream};

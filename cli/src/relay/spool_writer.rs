@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use cio_ratelimit::EventId;
+use cio_ratelimit::client::EventId;
 use serde_json::{Map, Value};
 
 use crate::relay::spool::{Spool, Stream};
