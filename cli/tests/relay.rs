@@ -17,6 +17,7 @@ use cio_emulator::{Config, Emulator, Faults, Snapshot};
 use client::{Answer, Client, basic};
 use serde_json::{Value, json};
 
+use cio_test_redis::RedisServer;
 use command::against;
 
 /// A relay process, its address and what it printed.
@@ -348,12 +349,25 @@ fn during_an_outage_calls_are_accepted_kept_across_sigterm_and_delivered_later()
     assert_eq!(relay.wait(), Some(143), "{}", relay.output());
     assert!(!spool.segments().is_empty(), "the spool is intact");
 
+    // A segment replays by hand with `import`: its events carry their ids.
     emulator.set_faults(Faults::default());
+    let segment = spool.segments()[0].clone();
+    command::against(&emulator, &["import", segment.to_str().unwrap()])
+        .env_remove("CUSTOMERIO_PIPELINES_API_KEY")
+        .run()
+        .assert_code(0);
+    let replayed = emulator.snapshot();
+    assert_eq!((replayed.people.len(), replayed.events.len()), (20, 20));
+
+    // The relay started again delivers the spool too: no event counted twice.
     let relay = Relay::start(&emulator, spool.path(), &[]);
-    let snapshot = until(&emulator, Duration::from_secs(20), |s| {
-        s.people.len() == 20 && s.events.len() == 20
-    });
+    until_health(&relay, |health| health["lines_waiting"] == 0);
+    let snapshot = emulator.snapshot();
     assert_eq!(snapshot.events_named("seen").count(), 20);
+    assert_eq!(
+        snapshot.duplicate_events, 20,
+        "the relay's resend, dropped by id"
+    );
     relay.signal("INT");
     let mut relay = relay;
     assert_eq!(relay.wait(), Some(130), "{}", relay.output());
@@ -649,4 +663,24 @@ fn the_official_customerio_node_client_reaches_customer_io_through_the_relay() {
     );
     assert!(!snapshot.people.contains_key("n2"));
     assert!(!snapshot.people.contains_key("n3"));
+}
+
+#[test]
+fn through_redis_the_relay_shares_the_workspace_budget_and_delivers() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let emulator = Emulator::start(Config::default()).unwrap();
+    let spool = Scratch::new("redis");
+    let relay = Relay::start(
+        &emulator,
+        spool.path(),
+        &["--redis-url", &redis.url(), "-v"],
+    );
+    for person in 0..5 {
+        let answer = relay.track("PUT", &format!("/api/v1/customers/r{person}"), "{}");
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    until(&emulator, Duration::from_secs(20), |s| s.people.len() == 5);
+    until_output(&relay, "through Redis");
 }
