@@ -152,6 +152,7 @@ impl Health {
             "accepted": self.stats.accepted.load(Ordering::Relaxed),
             "refused_spool_full": self.stats.refused_full.load(Ordering::Relaxed),
             "spool_bytes": self.spool.bytes(),
+            "spool_fsyncs": self.spool.fsyncs(),
             "lines_waiting": lines_waiting,
             "oldest_waiting_seconds": oldest.map(age_seconds),
             "delivered": progress.delivered,

@@ -74,6 +74,8 @@ struct State {
     segments: BTreeMap<u64, Segment>,
     next_number: u64,
     bytes: u64,
+    /// Writes made durable: one fsync each, whatever the number of calls in it.
+    fsyncs: u64,
 }
 
 /// A relay's spool folder, locked for as long as it is open.
@@ -217,6 +219,11 @@ impl Spool {
         self.lock().bytes
     }
 
+    /// Group writes made durable since the relay started, an fsync each.
+    pub fn fsyncs(&self) -> u64 {
+        self.lock().fsyncs
+    }
+
     /// Lines accepted and not yet settled, and when the oldest of them was accepted.
     pub fn waiting(&self) -> (u64, Option<SystemTime>) {
         let state = self.lock();
@@ -276,6 +283,7 @@ impl Spool {
         segment.lines = lines;
         segment.accepted.push_back((lines, SystemTime::now()));
         state.bytes += added;
+        state.fsyncs += 1;
         self.changed.notify_all();
     }
 
