@@ -787,8 +787,10 @@ impl Import {
 /// `relay --listen ADDR:PORT --spool DIR`: a local Customer.io endpoint.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
-Point an official client's URL at the relay, with the same credentials:
-  customerio-node: new TrackClient(site, key, { url: 'http://127.0.0.1:8089/api/v1' })
+Point an official client at the relay, with the same credentials (the clients
+default to HTTPS: customerio-node also needs port, protocol and an http.Agent):
+  new TrackClient(site, key, { url: 'http://127.0.0.1:8089/api/v1', port: 8089,
+    protocol: 'http:', agent: new http.Agent({ keepAlive: true }) })
 Track v1 (identify, events, anonymous events, delete, suppress, unsuppress,
 devices, merge) and v2 (/api/v2/entity, /api/v2/batch) calls, and Pipelines
 calls (/v1/identify, track, page, screen, group, alias, batch) with a Pipelines

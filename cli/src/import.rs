@@ -30,9 +30,13 @@ use crate::stoppable_stdin::StoppableStdin;
 /// What `--api` means to the library: what the lines are, whose limiter
 /// sets the rate, its preset, and which credentials the import needs.
 pub(crate) struct Target {
+    /// What the lines are.
     pub api: ImportApi,
+    /// Whose limiter sets the rate.
     pub class: ApiClass,
+    /// The rate without --rate.
     pub preset: RateLimit,
+    /// The credentials it needs.
     pub credentials: Api,
 }
 
@@ -57,11 +61,17 @@ impl Target {
 
 /// The flags that say where an import's (or a relay's) budget lives.
 pub(crate) struct BudgetFlags<'a> {
+    /// `--redis-url`: share the budget through this Redis.
     pub redis_url: Option<&'a str>,
+    /// `--redis-fallback`: the share of the rate to go on at while Redis is away.
     pub redis_fallback: Option<f64>,
+    /// `--redis-wait`: how long to wait for Redis at most.
     pub redis_wait: Option<std::time::Duration>,
+    /// `--redis-ca`: the CA that signs a rediss:// server's certificate.
     pub redis_ca: Option<&'a Path>,
+    /// `--redis-adopt`: take on the sharers' rate instead of refusing.
     pub redis_adopt: bool,
+    /// `--fixed-rate`: never learn a lower rate from 429s.
     pub fixed_rate: bool,
 }
 
@@ -106,9 +116,13 @@ pub(crate) fn with_limiter(
 /// workspace, and the flag that stops the import (and its waits for Redis).
 #[derive(Clone, Copy)]
 pub(crate) struct SharedBudget<'a> {
+    /// The rate (the ceiling when learning).
     pub limit: RateLimit,
+    /// Whose limiter it is.
     pub class: ApiClass,
+    /// The workspace whose budget it is (a Redis key names it).
     pub workspace: &'a str,
+    /// Set by a signal: ends every wait for Redis.
     pub stop: Option<&'a Arc<AtomicBool>>,
 }
 

@@ -162,18 +162,38 @@ impl Drop for Relay {
 
 /// Waits (at most `limit`) until `done` holds for the emulator's records.
 fn until(emulator: &Emulator, limit: Duration, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
+    wait_for(
+        limit,
+        || emulator.snapshot(),
+        done,
+        |snapshot| {
+            format!(
+                "{} events, {} people, statuses {:?}",
+                snapshot.events.len(),
+                snapshot.people.len(),
+                snapshot.status_counts
+            )
+        },
+    )
+}
+
+/// Polls `look` until `done` holds for what it saw; fails after `limit`, describing it.
+fn wait_for<T>(
+    limit: Duration,
+    look: impl Fn() -> T,
+    done: impl Fn(&T) -> bool,
+    describe: impl Fn(&T) -> String,
+) -> T {
     let deadline = Instant::now() + limit;
     loop {
-        let snapshot = emulator.snapshot();
-        if done(&snapshot) {
-            return snapshot;
+        let seen = look();
+        if done(&seen) {
+            return seen;
         }
         assert!(
             Instant::now() < deadline,
-            "not delivered in {limit:?}: {} events, {} people, statuses {:?}",
-            snapshot.events.len(),
-            snapshot.people.len(),
-            snapshot.status_counts
+            "not in {limit:?}: {}",
+            describe(&seen)
         );
         thread::sleep(Duration::from_millis(50));
     }
@@ -335,11 +355,7 @@ fn kill_9_mid_drain_then_a_restart_delivers_every_call_once_in_per_person_order(
         assert_eq!(snapshot.people[&name].attributes["step"], STEPS - 1);
     }
     // Delivered segments are deleted once the checkpoint passes them.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while relay.health()["lines_waiting"] != 0 {
-        assert!(Instant::now() < deadline, "{}", relay.health());
-        thread::sleep(Duration::from_millis(50));
-    }
+    until_health(&relay, |health| health["lines_waiting"] == 0);
     assert!(spool.segments().len() <= 1, "{:?}", spool.segments());
 }
 
@@ -362,15 +378,7 @@ fn during_an_outage_calls_are_accepted_kept_across_sigterm_and_delivered_later()
         assert_eq!(answer.status, 200, "{answer:?}");
     }
     // The delivery fails past its retries, says why, and keeps everything.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let health = loop {
-        let health = relay.health();
-        if health["last_error"].is_string() {
-            break health;
-        }
-        assert!(Instant::now() < deadline, "{health}");
-        thread::sleep(Duration::from_millis(50));
-    };
+    let health = until_health(&relay, |health| health["last_error"].is_string());
     assert!(
         health["last_error"].as_str().unwrap().contains("503"),
         "{health}"
@@ -458,16 +466,13 @@ fn a_full_spool_answers_429_with_retry_after_and_takes_calls_again_once_delivere
     until(&emulator, Duration::from_secs(30), |s| {
         s.people.len() == accepted
     });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let answer = relay.track("PUT", "/api/v1/customers/later", "{}");
-        if answer.status == 200 {
-            break;
-        }
-        assert_eq!(answer.status, 429);
-        assert!(Instant::now() < deadline, "{}", relay.health());
-        thread::sleep(Duration::from_millis(100));
-    }
+    let later = wait_for(
+        Duration::from_secs(20),
+        || relay.track("PUT", "/api/v1/customers/later", "{}"),
+        |answer| answer.status != 429,
+        |answer| format!("{answer:?}"),
+    );
+    assert_eq!(later.status, 200, "{later:?}");
     let health = until_health(&relay, |health| health["lines_waiting"] == 0);
     assert_eq!(health["delivered"], accepted + 1, "{health}");
     assert_eq!(health["dead_lettered"], 0);
@@ -485,24 +490,22 @@ fn a_full_spool_answers_429_with_retry_after_and_takes_calls_again_once_delivere
 
 /// Waits (at most 20 s) until `/health` satisfies `done`.
 fn until_health(relay: &Relay, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let health = relay.health();
-        if done(&health) {
-            return health;
-        }
-        assert!(Instant::now() < deadline, "{health}");
-        thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(
+        Duration::from_secs(20),
+        || relay.health(),
+        done,
+        Value::to_string,
+    )
 }
 
 /// Waits (at most 20 s) until the relay printed `text`.
 fn until_output(relay: &Relay, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !relay.output().contains(text) {
-        assert!(Instant::now() < deadline, "{}", relay.output());
-        thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(
+        Duration::from_secs(20),
+        || relay.output(),
+        |output| output.contains(text),
+        String::clone,
+    );
 }
 
 #[test]

@@ -62,14 +62,7 @@ impl Stats {
     pub fn round_ended(&self, stream: Stream, progress: &Progress) {
         let mut delivery = self.delivery(stream);
         delivery.round = Progress::default();
-        let ended = &mut delivery.ended;
-        ended.lines_read += progress.lines_read;
-        ended.delivered += progress.delivered;
-        ended.dead_lettered += progress.dead_lettered;
-        ended.requests += progress.requests;
-        ended.retried += progress.retried;
-        ended.throttled += progress.throttled;
-        ended.bytes_read += progress.bytes_read;
+        add(&mut delivery.ended, progress);
     }
 
     /// Delivery failed for now (it is tried again): the error, for `/health`.
@@ -91,15 +84,8 @@ impl Stats {
         };
         for stream in [Stream::Track, Stream::Pipelines] {
             let delivery = self.delivery(stream);
-            for counts in [&delivery.ended, &delivery.round] {
-                total.lines_read += counts.lines_read;
-                total.delivered += counts.delivered;
-                total.dead_lettered += counts.dead_lettered;
-                total.requests += counts.requests;
-                total.retried += counts.retried;
-                total.throttled += counts.throttled;
-                total.bytes_read += counts.bytes_read;
-            }
+            add(&mut total, &delivery.ended);
+            add(&mut total, &delivery.round);
         }
         total
     }
@@ -182,6 +168,17 @@ impl Health {
             self.rate(),
         )
     }
+}
+
+/// Adds `counts` to `total`.
+fn add(total: &mut Progress, counts: &Progress) {
+    total.lines_read += counts.lines_read;
+    total.delivered += counts.delivered;
+    total.dead_lettered += counts.dead_lettered;
+    total.requests += counts.requests;
+    total.retried += counts.retried;
+    total.throttled += counts.throttled;
+    total.bytes_read += counts.bytes_read;
 }
 
 fn age_seconds(when: SystemTime) -> f64 {
