@@ -357,6 +357,19 @@ fn kill_9_mid_drain_then_a_restart_delivers_every_call_once_in_per_person_order(
     // Delivered segments are deleted once the checkpoint passes them.
     until_health(&relay, |health| health["lines_waiting"] == 0);
     assert!(spool.segments().len() <= 1, "{:?}", spool.segments());
+    // And their checkpoints, and the checkpoints' locks.
+    let files: Vec<String> = std::fs::read_dir(spool.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let checkpoints = files
+        .iter()
+        .filter(|name| name.contains(".checkpoint"))
+        .count();
+    assert!(
+        checkpoints <= 2,
+        "one checkpoint and its lock at most: {files:?}"
+    );
 }
 
 #[test]

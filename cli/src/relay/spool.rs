@@ -133,7 +133,7 @@ impl Spool {
         for entry in entries {
             let entry = entry.map_err(|error| refuse(dir, error.to_string()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".ndjson.checkpoint") {
+            if name.ends_with(".ndjson.checkpoint") || name.ends_with(".ndjson.checkpoint.lock") {
                 checkpoints.push(entry.path());
                 continue;
             }
@@ -162,10 +162,15 @@ impl Spool {
                 },
             );
         }
-        // A checkpoint whose segment was delivered and deleted, just before a crash.
+        // A checkpoint (or its lock) whose segment was delivered and deleted, just before a crash.
         for checkpoint in checkpoints {
-            let segment = checkpoint.with_extension("");
-            if !segment.exists() {
+            let name = checkpoint.to_string_lossy();
+            let segment = name
+                .strip_suffix(".lock")
+                .unwrap_or(&name)
+                .strip_suffix(".checkpoint")
+                .map(PathBuf::from);
+            if segment.is_some_and(|segment| !segment.exists()) {
                 let _ = fs::remove_file(&checkpoint);
             }
         }
@@ -195,7 +200,7 @@ impl Spool {
             .join(format!("{}-{number:012}.ndjson", stream.name()))
     }
 
-    /// A segment's checkpoint file.
+    /// A segment's checkpoint file (the importer locks it with `<it>.lock`).
     pub fn checkpoint_path(&self, stream: Stream, number: u64) -> PathBuf {
         let mut path = self.segment_path(stream, number).into_os_string();
         path.push(".checkpoint");
@@ -371,9 +376,12 @@ impl Spool {
     /// The file system's.
     pub fn delete(&self, stream: Stream, number: u64) -> io::Result<()> {
         fs::remove_file(self.segment_path(stream, number))?;
-        match fs::remove_file(self.checkpoint_path(stream, number)) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-            _ => {}
+        let checkpoint = self.checkpoint_path(stream, number);
+        for path in [lock_of(&checkpoint), checkpoint] {
+            match fs::remove_file(path) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
         }
         let mut state = self.lock();
         if let Some(segment) = state.segments.remove(&number) {
@@ -391,6 +399,13 @@ impl Spool {
     pub fn sync_dir(&self) -> io::Result<()> {
         File::open(&self.dir)?.sync_all()
     }
+}
+
+/// The lock file the importer keeps beside a checkpoint.
+fn lock_of(checkpoint: &Path) -> PathBuf {
+    let mut name = checkpoint.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
 }
 
 /// `track-000000000007.ndjson` → (Track, 7).
@@ -497,6 +512,27 @@ mod tests {
         assert_eq!(spool.new_segment(Stream::Track), 4);
         drop(spool);
         assert_eq!(Spool::open(&dir).unwrap().relay_id(), id);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn checkpoints_left_by_a_crash_after_their_segment_was_deleted_go_at_start() {
+        let dir = scratch("orphans");
+        fs::write(dir.join("track-000000000002.ndjson"), "{}\n").unwrap();
+        for name in [
+            "track-000000000001.ndjson.checkpoint",
+            "track-000000000001.ndjson.checkpoint.lock",
+            "track-000000000002.ndjson.checkpoint",
+            "track-000000000002.ndjson.checkpoint.lock",
+        ] {
+            fs::write(dir.join(name), "").unwrap();
+        }
+        let _spool = Spool::open(&dir).unwrap();
+        let kept = |name: &str| dir.join(name).exists();
+        assert!(!kept("track-000000000001.ndjson.checkpoint"));
+        assert!(!kept("track-000000000001.ndjson.checkpoint.lock"));
+        assert!(kept("track-000000000002.ndjson.checkpoint"));
+        assert!(kept("track-000000000002.ndjson.checkpoint.lock"));
         fs::remove_dir_all(dir).unwrap();
     }
 
