@@ -31,7 +31,8 @@ Exit codes:
      TLS), or another error that trying again will not fix
   3  Customer.io unavailable after retries (5xx, 429, timeouts, connection failures),
      or Redis unreachable for longer than --redis-wait: try again later
-  130, 143  an import stopped cleanly on SIGINT (Ctrl-C) or SIGTERM: resume it";
+  130, 143  an import stopped cleanly on SIGINT (Ctrl-C) or SIGTERM: resume it;
+            a relay stopped on one, its spool intact: start it again";
 
 /// Send data to Customer.io from scripts and shells, as fast as the
 /// workspace's rate limits allow and never faster, with retries.
