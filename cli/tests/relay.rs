@@ -733,3 +733,51 @@ fn through_redis_the_relay_shares_the_workspace_budget_and_delivers() {
     until(&emulator, Duration::from_secs(20), |s| s.people.len() == 5);
     until_output(&relay, "through Redis");
 }
+
+#[test]
+fn sigterm_while_callers_send_keeps_every_call_answered_200() {
+    // Nothing is delivered before the stop: what the relay answered 200 must be in its spool.
+    let emulator =
+        Emulator::start(Config::default().faults(Faults::default().unavailable(1.0))).unwrap();
+    let spool = Scratch::new("sigterm");
+    let mut relay = Relay::start(&emulator, spool.path(), &["--max-retries", "0"]);
+    let accepted = Mutex::new(Vec::new());
+    let auth = basic(cio_emulator::DEFAULT_SITE_ID, cio_emulator::DEFAULT_API_KEY);
+    thread::scope(|scope| {
+        for caller in 0..8 {
+            let (relay, accepted, auth) = (&relay, &accepted, &auth);
+            scope.spawn(move || {
+                for call in 0.. {
+                    let path = format!("/api/v1/customers/t{caller}-{call}");
+                    match relay.client.send("PUT", &path, Some(auth), "{}") {
+                        Ok(answer) if answer.status == 200 => {
+                            accepted.lock().unwrap().push(format!("t{caller}-{call}"))
+                        }
+                        // 503 while stopping, or the connection closed: not kept, and not said to be.
+                        _ => return,
+                    }
+                }
+            });
+        }
+        let relay = &relay;
+        scope.spawn(move || {
+            thread::sleep(Duration::from_millis(500));
+            relay.signal("TERM");
+        });
+    });
+    assert_eq!(relay.wait(), Some(143), "{}", relay.output());
+    let accepted = accepted.into_inner().unwrap();
+    assert!(accepted.len() > 8, "callers got going: {}", accepted.len());
+
+    emulator.set_faults(Faults::default());
+    let _relay = Relay::start(&emulator, spool.path(), &[]);
+    let snapshot = until(&emulator, Duration::from_secs(30), |s| {
+        s.people.len() >= accepted.len()
+    });
+    for person in &accepted {
+        assert!(
+            snapshot.people.contains_key(person),
+            "{person} was answered 200 but lost"
+        );
+    }
+}
