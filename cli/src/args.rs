@@ -31,7 +31,8 @@ Exit codes:
      TLS), or another error that trying again will not fix
   3  Customer.io unavailable after retries (5xx, 429, timeouts, connection failures),
      or Redis unreachable for longer than --redis-wait: try again later
-  130, 143  an import stopped cleanly on SIGINT (Ctrl-C) or SIGTERM: resume it";
+  130, 143  an import stopped cleanly on SIGINT (Ctrl-C) or SIGTERM: resume it;
+            a relay stopped on one, its spool intact: start it again";
 
 /// Send data to Customer.io from scripts and shells, as fast as the
 /// workspace's rate limits allow and never faster, with retries.
@@ -48,6 +49,8 @@ pub struct Args {
 pub enum Command {
     /// Import a file of NDJSON v2 operations (or Pipelines calls), batched, rate limited and resumable
     Import(Box<Import>),
+    /// Serve Customer.io's Track (and Pipelines) API locally: answer at once from a durable spool, deliver at the workspace's limit
+    Relay(Box<Relay>),
     /// One request to Customer.io (boxed: the shared flags make it large).
     #[command(flatten)]
     Call(Box<CallCommand>),
@@ -86,6 +89,7 @@ impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::Import(_) => "import",
+            Command::Relay(_) => "relay",
             Command::Call(call) => call.name(),
             Command::Emulator(_) => "emulator",
             Command::Completions(_) => "completions",
@@ -97,6 +101,7 @@ impl Command {
     pub fn global(&self) -> Option<&Global> {
         match self {
             Command::Import(import) => Some(&import.global),
+            Command::Relay(relay) => Some(&relay.global),
             Command::Call(call) => Some(call.global()),
             Command::Emulator(_) | Command::Completions(_) | Command::Man => None,
         }
@@ -778,6 +783,70 @@ impl Import {
             }
         })
     }
+}
+
+/// `relay --listen ADDR:PORT --spool DIR`: a local Customer.io endpoint.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Point an official client at the relay, with the same credentials (the clients
+default to HTTPS: customerio-node also needs port, protocol and an http.Agent):
+  new TrackClient(site, key, { url: 'http://127.0.0.1:8089/api/v1', port: 8089,
+    protocol: 'http:', agent: new http.Agent({ keepAlive: true }) })
+Track v1 (identify, events, anonymous events, delete, suppress, unsuppress,
+devices, merge) and v2 (/api/v2/entity, /api/v2/batch) calls, and Pipelines
+calls (/v1/identify, track, page, screen, group, alias, batch) with a Pipelines
+key, are checked as Customer.io checks them, written to the spool and fsynced,
+then answered 200; the spool is delivered through the importer at --rate.
+Other credentials get 401; a full spool (--max-spool) gets 429 with Retry-After.
+GET /health answers JSON. Ctrl-C or SIGTERM: stop accepting, fsync, exit 130 or
+143 with the spool intact; start it again on the same --spool to go on.")]
+pub struct Relay {
+    /// Where to listen: ADDR:PORT, or a PORT on 127.0.0.1 (port 0 picks a free one; the
+    /// address is printed)
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8089", value_parser = listen)]
+    pub listen: std::net::SocketAddr,
+    /// The spool folder (created if missing): segments of accepted calls, their
+    /// checkpoints and dead letters. One relay at a time per folder
+    #[arg(long, value_name = "DIR")]
+    pub spool: PathBuf,
+    /// Answer 429 with Retry-After while the spool holds this many bytes (at least 64 KiB)
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30, value_parser = clap::value_parser!(u64).range(64 * 1024..))]
+    pub max_spool: u64,
+    /// Requests per second to Customer.io (a batch is one request), retries included;
+    /// the ceiling below which the rate follows the workspace's 429s unless
+    /// --fixed-rate [default: 50, or the Pipelines preset for Pipelines calls]
+    #[arg(long, value_name = "N", value_parser = rate)]
+    pub rate: Option<f64>,
+    /// Keep --rate as given: a 429 pauses, but never lowers the rate
+    #[arg(long)]
+    pub fixed_rate: bool,
+    /// Share one rate with every relay and import to the same workspace through this Redis
+    #[arg(long, value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// Trust the CA certificates in this PEM file for a rediss:// --redis-url
+    #[arg(long, value_name = "PATH", requires = "redis_url")]
+    pub redis_ca: Option<PathBuf>,
+    /// Requests to Customer.io on the wire at once
+    #[arg(long, value_name = "N", default_value_t = Importer::DEFAULT_WORKERS as u16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: u16,
+    /// Write Prometheus metrics (node_exporter's textfile format) here every few seconds
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+    /// Print a progress line this often while calls come or go
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = seconds)]
+    pub progress_secs: Duration,
+    /// Connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// `--listen`: ADDR:PORT, or a bare PORT on 127.0.0.1.
+fn listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok((std::net::Ipv4Addr::LOCALHOST, port).into());
+    }
+    text.parse()
+        .map_err(|_| format!("{text:?} is not ADDR:PORT (e.g. 127.0.0.1:8089) or a port"))
 }
 
 /// `--redis-fallback`: a share of the rate in (0, 1].

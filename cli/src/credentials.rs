@@ -54,6 +54,18 @@ impl Credentials {
         self.site_id.as_deref()
     }
 
+    /// The Track API's Basic credentials, `(site_id, api_key)`: what a
+    /// relay's callers must send.
+    pub fn track_basic(&self) -> Option<(&str, &str)> {
+        Some((self.site_id.as_deref()?, self.api_key.as_ref()?.expose()))
+    }
+
+    /// The Pipelines API key, if there is one: what a relay's Pipelines
+    /// callers must send as their Basic user name.
+    pub fn pipelines_basic(&self) -> Option<&str> {
+        self.pipelines_key.as_ref().map(Key::expose)
+    }
+
     /// The credentials every `cio-emulator` accepts unless told otherwise.
     pub fn emulator() -> Credentials {
         Credentials {

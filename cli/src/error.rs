@@ -75,6 +75,11 @@ pub enum Error {
     },
     /// The emulator for `--emulator` could not start.
     Emulator(io::Error),
+    /// The relay could not start: its address, a thread, or a flag it does not take.
+    Relay {
+        /// What went wrong, e.g. `cannot listen on 127.0.0.1:8089: address in use`.
+        problem: String,
+    },
     /// Standard output could not be written.
     Output(io::Error),
     /// A flag that applies to CSV input only was given for NDJSON input:
@@ -183,6 +188,7 @@ impl fmt::Display for Error {
                 write!(f, "cannot read {flag} from standard input")
             }
             Error::Emulator(_) => f.write_str("cannot start the emulator for --emulator"),
+            Error::Relay { problem } => write!(f, "relay: {problem}"),
             Error::NotOnePerson { email, cio_ids } if cio_ids.is_empty() => {
                 write!(f, "no person has the email {email}")
             }
@@ -265,6 +271,7 @@ impl std::error::Error for Error {
             | Error::EmptyKeyFile { .. }
             | Error::RedisRefused { .. }
             | Error::File { .. }
+            | Error::Relay { .. }
             | Error::CsvOnly { .. }
             | Error::NotAnObject { .. }
             | Error::NotOnePerson { .. } => None,

@@ -7,8 +7,8 @@
 //! | 1 | some lines were dead-lettered (imports only) |
 //! | 2 | usage, credentials, bad input, a Redis that refuses `--redis-url` (password, database, TLS), or another error that trying again will not fix |
 //! | 3 | Customer.io unavailable after retries (5xx, 429 past the deadline, timeouts, refused or dropped connections), or Redis unreachable past `--redis-wait`: resume later |
-//! | 130 | an import stopped cleanly on SIGINT (Ctrl-C): resume it |
-//! | 143 | an import stopped cleanly on SIGTERM: resume it |
+//! | 130 | an import stopped cleanly on SIGINT (Ctrl-C): resume it; a relay stopped, its spool intact |
+//! | 143 | an import stopped cleanly on SIGTERM: resume it; a relay stopped, its spool intact |
 //!
 //! clap's own usage errors exit with 2 as well.
 
@@ -79,6 +79,7 @@ impl From<&Error> for Exit {
             Error::MissingCredentials(_)
             | Error::KeyFile { .. }
             | Error::File { .. }
+            | Error::Relay { .. }
             | Error::RedisRefused { .. }
             | Error::EmptyKeyFile { .. }
             | Error::Json { .. }

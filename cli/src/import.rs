@@ -29,15 +29,19 @@ use crate::stoppable_stdin::StoppableStdin;
 
 /// What `--api` means to the library: what the lines are, whose limiter
 /// sets the rate, its preset, and which credentials the import needs.
-struct Target {
-    api: ImportApi,
-    class: ApiClass,
-    preset: RateLimit,
-    credentials: Api,
+pub(crate) struct Target {
+    /// What the lines are.
+    pub api: ImportApi,
+    /// Whose limiter sets the rate.
+    pub class: ApiClass,
+    /// The rate without --rate.
+    pub preset: RateLimit,
+    /// The credentials it needs.
+    pub credentials: Api,
 }
 
 impl Target {
-    fn of(api: ApiArg) -> Target {
+    pub(crate) fn of(api: ApiArg) -> Target {
         match api {
             ApiArg::Track => Target {
                 api: ImportApi::Track,
@@ -55,19 +59,48 @@ impl Target {
     }
 }
 
-/// The limiter the flags ask for, for the API imported to: a Redis budget
+/// The flags that say where an import's (or a relay's) budget lives.
+pub(crate) struct BudgetFlags<'a> {
+    /// `--redis-url`: share the budget through this Redis.
+    pub redis_url: Option<&'a str>,
+    /// `--redis-fallback`: the share of the rate to go on at while Redis is away.
+    pub redis_fallback: Option<f64>,
+    /// `--redis-wait`: how long to wait for Redis at most.
+    pub redis_wait: Option<std::time::Duration>,
+    /// `--redis-ca`: the CA that signs a rediss:// server's certificate.
+    pub redis_ca: Option<&'a Path>,
+    /// `--redis-adopt`: take on the sharers' rate instead of refusing.
+    pub redis_adopt: bool,
+    /// `--fixed-rate`: never learn a lower rate from 429s.
+    pub fixed_rate: bool,
+}
+
+impl Import {
+    /// The budget flags; a dry run sends nothing, so it shares no budget either.
+    fn budget_flags(&self) -> BudgetFlags<'_> {
+        BudgetFlags {
+            redis_url: self.redis_url.as_deref().filter(|_| !self.dry_run),
+            redis_fallback: self.redis_fallback,
+            redis_wait: self.redis_wait,
+            redis_ca: self.redis_ca.as_deref(),
+            redis_adopt: self.redis_adopt,
+            fixed_rate: self.fixed_rate,
+        }
+    }
+}
+
+/// The limiter the flags ask for, for the API sent to: a Redis budget
 /// shared with other processes, or a sliding window of this process's own;
 /// either learns the workspace's limit from its 429s (unless
 /// `--fixed-rate`), the Redis one once for every process sharing it.
-fn with_limiter(
+pub(crate) fn with_limiter(
     builder: ClientBuilder,
-    import: &Import,
+    flags: &BudgetFlags<'_>,
     shared: SharedBudget<'_>,
 ) -> Result<ClientBuilder, Error> {
     let SharedBudget { limit, class, .. } = shared;
-    // A dry run sends nothing, so it shares no budget either.
-    if let Some(url) = import.redis_url.as_ref().filter(|_| !import.dry_run) {
-        let redis = redis_limiter(url, import, shared)?;
+    if let Some(url) = flags.redis_url {
+        let redis = redis_limiter(url, flags, shared)?;
         log::info!(
             "sharing {} requests/s through Redis",
             redis.limit().per_second()
@@ -75,27 +108,29 @@ fn with_limiter(
         Ok(builder.limiter(class, redis))
     } else {
         // `--adaptive` is the default; it stays accepted for old scripts.
-        Ok(builder
-            .rate_limit(class, limit)
-            .learning(!import.fixed_rate))
+        Ok(builder.rate_limit(class, limit).learning(!flags.fixed_rate))
     }
 }
 
 /// What the import's budget is: its limit, for which API class and
 /// workspace, and the flag that stops the import (and its waits for Redis).
 #[derive(Clone, Copy)]
-struct SharedBudget<'a> {
-    limit: RateLimit,
-    class: ApiClass,
-    workspace: &'a str,
-    stop: Option<&'a Arc<AtomicBool>>,
+pub(crate) struct SharedBudget<'a> {
+    /// The rate (the ceiling when learning).
+    pub limit: RateLimit,
+    /// Whose limiter it is.
+    pub class: ApiClass,
+    /// The workspace whose budget it is (a Redis key names it).
+    pub workspace: &'a str,
+    /// Set by a signal: ends every wait for Redis.
+    pub stop: Option<&'a Arc<AtomicBool>>,
 }
 
 /// `--redis-url` and its flags: a limiter that has recorded (or adopted)
 /// its settings beside the shared state, or the reason it may not share it.
 fn redis_limiter(
     url: &str,
-    import: &Import,
+    flags: &BudgetFlags<'_>,
     shared: SharedBudget<'_>,
 ) -> Result<RedisLimiter, Error> {
     let SharedBudget {
@@ -107,7 +142,7 @@ fn redis_limiter(
     // Waiting for as long as Redis is away is the default: the shared budget
     // is never overspent and the job carries on by itself. A scheduler that
     // needs the job to end says how long with --redis-wait.
-    let when_unreachable = match (import.redis_fallback, import.redis_wait) {
+    let when_unreachable = match (flags.redis_fallback, flags.redis_wait) {
         (Some(share), _) => WhenUnreachable::FallBack { share },
         (None, Some(wait)) => WhenUnreachable::WaitAtMost(wait),
         (None, None) => WhenUnreachable::Wait,
@@ -117,12 +152,12 @@ fn redis_limiter(
         .workspace(workspace)
         .class(class)
         .when_unreachable(when_unreachable)
-        .adopt_shared_settings(import.redis_adopt)
-        .learning(!import.fixed_rate);
-    if let Some(path) = &import.redis_ca {
+        .adopt_shared_settings(flags.redis_adopt)
+        .learning(!flags.fixed_rate);
+    if let Some(path) = flags.redis_ca {
         let pem = std::fs::read(path).map_err(|error| Error::File {
             flag: "--redis-ca",
-            path: path.clone(),
+            path: path.to_owned(),
             problem: error.to_string(),
         })?;
         builder = builder.trust_ca(pem);
@@ -211,7 +246,7 @@ pub fn run(import: &Import, output: &mut Output) -> Result<Exit, Error> {
         workspace: &workspace,
         stop: stop.as_ref(),
     };
-    let client = with_limiter(builder, import, shared)?
+    let client = with_limiter(builder, &import.budget_flags(), shared)?
         .max_idle_connections(usize::from(import.workers))
         .build()?;
     let limiter = client.limiter(target.class).clone();

@@ -26,6 +26,7 @@ mod output;
 mod pipelines;
 mod progress;
 mod rate;
+mod relay;
 mod resume_command;
 mod signals;
 mod stoppable_stdin;
@@ -69,6 +70,10 @@ fn try_main(args: Args, output: &mut Output) -> Result<Exit, Error> {
         Command::Import(import) => {
             logging::init(import.global.verbose);
             return import::run(&import, output);
+        }
+        Command::Relay(relay) => {
+            logging::init(relay.global.verbose);
+            return relay::run(&relay);
         }
         Command::Call(command) => command,
     };

@@ -1,6 +1,10 @@
 //! A small HTTP/1.1 server connection over `std::net::TcpStream`: keep-alive, pipelining,
 //! `Content-Length` and chunked bodies, `Expect: 100-continue`.
 //!
+//! Public so that `cio-ratelimit relay` serves its local Customer.io endpoint with the same
+//! blocking, thread-per-connection code the emulator is tested with: read a [`Request`] from
+//! a [`Connection`], answer it with a [`Response`].
+//!
 //! Why hand-written rather than tiny_http: the emulator must be able to close a connection
 //! without sending any response at all (the `drop_connection` fault), so that a client sees a
 //! transport error. tiny_http answers a dropped request with a 500 of its own, and its only
@@ -17,26 +21,28 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
 /// The largest body read; larger requests are refused with 413 and the connection closed.
 /// Far above every Customer.io limit, so that those limits are answered by the API itself.
-pub(crate) const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// One parsed request.
 #[derive(Debug)]
-pub(crate) struct Request {
-    pub(crate) method: String,
+pub struct Request {
+    /// The method, as sent: `GET`, `PUT`, ...
+    pub method: String,
     /// The path without the query string, still percent-encoded.
-    pub(crate) path: String,
+    pub path: String,
     /// The query string after `?`, still percent-encoded; empty without one.
-    pub(crate) query: String,
+    pub query: String,
     /// Header names in lower case.
     headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
     /// Whether the client wants the connection kept open after the answer.
-    pub(crate) keep_alive: bool,
+    pub keep_alive: bool,
 }
 
 impl Request {
     /// The first value of a query parameter, percent-decoded.
-    pub(crate) fn query_param(&self, name: &str) -> Option<String> {
+    pub fn query_param(&self, name: &str) -> Option<String> {
         self.query.split('&').find_map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             (key == name).then(|| {
@@ -48,7 +54,7 @@ impl Request {
     }
 
     /// The first header with this lower-case name.
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(given, _)| given == name)
@@ -58,14 +64,18 @@ impl Request {
 
 /// An answer: always JSON, always with `Content-Length`.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Response {
-    pub(crate) status: u16,
-    pub(crate) headers: Vec<(&'static str, String)>,
-    pub(crate) body: Vec<u8>,
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Headers besides `Content-Type`, `Content-Length` and `Connection`.
+    pub headers: Vec<(&'static str, String)>,
+    /// The JSON body.
+    pub body: Vec<u8>,
 }
 
 impl Response {
-    pub(crate) fn json(status: u16, body: &impl serde::Serialize) -> Self {
+    /// An answer with `body` serialized as JSON.
+    pub fn json(status: u16, body: &impl serde::Serialize) -> Self {
         Response {
             status,
             headers: Vec::new(),
@@ -73,19 +83,21 @@ impl Response {
         }
     }
 
-    pub(crate) fn with_header(mut self, name: &'static str, value: String) -> Self {
+    /// The answer with one more header.
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
         self.headers.push((name, value));
         self
     }
 
-    pub(crate) fn is_success(&self) -> bool {
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
 }
 
 /// Why no request could be read.
 #[derive(Debug)]
-pub(crate) enum ReadError {
+pub enum ReadError {
     /// The socket failed or the client went away mid-request: nothing to answer.
     Io,
     /// The bytes are not HTTP/1.x: answer 400 and close.
@@ -104,7 +116,7 @@ impl From<io::Error> for ReadError {
 
 impl ReadError {
     /// The answer to send before closing, if any.
-    pub(crate) fn response(&self) -> Option<Response> {
+    pub fn response(&self) -> Option<Response> {
         let (status, message) = match self {
             ReadError::Io => return None,
             ReadError::Malformed(message) => (400, *message),
@@ -119,14 +131,15 @@ impl ReadError {
 }
 
 /// The server side of one TCP connection.
-pub(crate) struct Connection {
+pub struct Connection {
     stream: TcpStream,
     /// Bytes read but not consumed yet (the start of the next pipelined request).
     buffer: Vec<u8>,
 }
 
 impl Connection {
-    pub(crate) fn new(stream: TcpStream) -> Self {
+    /// Serves the connection `stream` accepted.
+    pub fn new(stream: TcpStream) -> Self {
         Connection {
             stream,
             buffer: Vec::with_capacity(8 * 1024),
@@ -135,7 +148,7 @@ impl Connection {
 
     /// Reads the next request; `Ok(None)` when the client closed the connection between
     /// requests.
-    pub(crate) fn read_request(&mut self) -> Result<Option<Request>, ReadError> {
+    pub fn read_request(&mut self) -> Result<Option<Request>, ReadError> {
         let (head_len, mut request, body_framing) = loop {
             if !self.buffer.is_empty() {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -179,7 +192,7 @@ impl Connection {
     }
 
     /// Writes an answer; `close` adds `Connection: close`.
-    pub(crate) fn write_response(&mut self, response: &Response, close: bool) -> io::Result<()> {
+    pub fn write_response(&mut self, response: &Response, close: bool) -> io::Result<()> {
         let mut out = Vec::with_capacity(160 + response.body.len());
         write!(
             out,
@@ -201,7 +214,7 @@ impl Connection {
     }
 
     /// Closes the connection without a word: the client sees the socket close.
-    pub(crate) fn close(&mut self) {
+    pub fn close(&mut self) {
         // shutdown() closes the connection even while another handle (the one kept to stop
         // the server) still refers to the socket; dropping this handle alone would not.
         let _ = self.stream.shutdown(Shutdown::Both);

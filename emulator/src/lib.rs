@@ -116,7 +116,7 @@ mod auth;
 mod cli;
 mod config;
 mod faults;
-mod http;
+pub mod http;
 mod pipelines;
 mod rate_window;
 mod records;

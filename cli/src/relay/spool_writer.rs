@@ -1,0 +1,242 @@
+//! The spool's one writer: callers hand it their checked calls and wait;
+//! it appends everything that came while the last fsync ran in one write
+//! and one fsync, then answers them all. Many concurrent callers share one
+//! fsync, and none is answered before its call is on disk.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use cio_ratelimit::client::EventId;
+use serde_json::{Map, Value};
+
+use crate::relay::spool::{Spool, Stream};
+
+/// Appends waiting at most for the writer; past this, callers wait to hand theirs over.
+const QUEUE: usize = 4096;
+/// The most appends one write takes.
+const MAX_GROUP: usize = 4096;
+/// How often an idle writer looks at the stop flag.
+const CHECK_EVERY: Duration = Duration::from_millis(50);
+
+/// One checked call (or one item of a batch) to keep.
+#[derive(Debug, Clone)]
+pub struct Spooled {
+    /// Which stream it goes to.
+    pub stream: Stream,
+    /// The v2 operation or Pipelines call.
+    pub body: Map<String, Value>,
+    /// The field to fill with an id derived from the call's place in the
+    /// spool (`id` for an event, `messageId` for a Pipelines call), when the
+    /// caller gave none.
+    pub id_field: Option<&'static str>,
+}
+
+/// Why a call was not kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The relay is stopping.
+    Stopping,
+    /// The disk refused the write.
+    Disk(String),
+}
+
+struct Append {
+    items: Vec<Spooled>,
+    done: mpsc::Sender<Result<(), Refused>>,
+}
+
+/// The handle callers append through; clones share the one writer.
+#[derive(Clone)]
+pub struct SpoolWriter {
+    sender: Arc<Mutex<Option<SyncSender<Append>>>>,
+}
+
+/// The segment of a stream being written.
+struct Current {
+    number: u64,
+    file: File,
+    len: u64,
+    lines: u64,
+    pending: Vec<u8>,
+    pending_lines: u64,
+}
+
+impl SpoolWriter {
+    /// Starts the writer thread. It rotates a stream's segment once it
+    /// holds `segment_bytes`, and stops once `stop` is set, after writing
+    /// what was handed to it.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's, if the thread cannot start.
+    pub fn start(
+        spool: Arc<Spool>,
+        stop: Arc<AtomicBool>,
+        segment_bytes: u64,
+    ) -> io::Result<(SpoolWriter, JoinHandle<()>)> {
+        let (sender, appends) = mpsc::sync_channel(QUEUE);
+        let thread = thread::Builder::new()
+            .name("relay-spool-writer".into())
+            .spawn(move || write_until_stopped(&spool, &appends, &stop, segment_bytes))?;
+        let writer = SpoolWriter {
+            sender: Arc::new(Mutex::new(Some(sender))),
+        };
+        Ok((writer, thread))
+    }
+
+    /// Keeps `items`, all or none: returns once they are on disk.
+    ///
+    /// # Errors
+    ///
+    /// [`Refused`] when the relay is stopping or the disk refused them.
+    pub fn append(&self, items: Vec<Spooled>) -> Result<(), Refused> {
+        let sender = self
+            .sender
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+            .ok_or(Refused::Stopping)?;
+        let (done, answer) = mpsc::channel();
+        sender
+            .send(Append { items, done })
+            .map_err(|_| Refused::Stopping)?;
+        drop(sender);
+        answer.recv().unwrap_or(Err(Refused::Stopping))
+    }
+
+    /// Refuses further appends: the writer writes what it has, and ends.
+    pub fn close(&self) {
+        self.sender
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+    }
+}
+
+fn write_until_stopped(
+    spool: &Spool,
+    appends: &Receiver<Append>,
+    stop: &AtomicBool,
+    segment_bytes: u64,
+) {
+    let mut current: [Option<Current>; 2] = [None, None];
+    loop {
+        let first = match appends.recv_timeout(CHECK_EVERY) {
+            Ok(append) => append,
+            Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::SeqCst) => continue,
+            // Stopping: what was queued is written below, then the writer ends.
+            Err(RecvTimeoutError::Timeout) => match appends.try_recv() {
+                Ok(append) => append,
+                Err(_) => break,
+            },
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match appends.try_recv() {
+                Ok(append) => group.push(append),
+                Err(_) => break,
+            }
+        }
+        let result = write_group(spool, &mut current, &group, segment_bytes);
+        if let Err(error) = &result {
+            log::error!("cannot write the spool: {error}; calls are answered 503");
+            // Nothing of the group is answered 200: each segment goes back to what was durable.
+            for segment in current.iter_mut().flatten() {
+                segment.pending.clear();
+                segment.pending_lines = 0;
+                let _ = segment.file.set_len(segment.len);
+            }
+        }
+        let result = result.map_err(|error| Refused::Disk(error.to_string()));
+        for append in group {
+            let _ = append.done.send(result.clone());
+        }
+    }
+    spool.close_all();
+}
+
+/// Appends a group's calls to their streams' segments, one write and one
+/// fsync a stream; on failure, cuts the segments back to what was durable.
+fn write_group(
+    spool: &Spool,
+    current: &mut [Option<Current>; 2],
+    group: &[Append],
+    segment_bytes: u64,
+) -> io::Result<()> {
+    for append in group {
+        let Some(stream) = append.items.first().map(|item| item.stream) else {
+            continue;
+        };
+        let slot = &mut current[stream as usize];
+        let full = slot
+            .as_ref()
+            .is_some_and(|segment| segment.len + segment.pending.len() as u64 >= segment_bytes);
+        if full && let Some(segment) = slot.as_mut() {
+            commit(spool, segment)?;
+        }
+        if slot.is_none() || full {
+            let number = spool.new_segment(stream);
+            let file = OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(spool.segment_path(stream, number))?;
+            spool.sync_dir()?;
+            *slot = Some(Current {
+                number,
+                file,
+                len: 0,
+                lines: 0,
+                pending: Vec::with_capacity(64 * 1024),
+                pending_lines: 0,
+            });
+        }
+        let segment = slot.as_mut().expect("opened above");
+        for item in &append.items {
+            segment.pending_lines += 1;
+            let line = segment.lines + segment.pending_lines;
+            match item.id_field {
+                Some(field) => {
+                    let mut body = item.body.clone();
+                    let key = format!(
+                        "{}/{}/{}/{line}",
+                        spool.relay_id(),
+                        stream.name(),
+                        segment.number
+                    );
+                    body.insert(field.into(), EventId::from_key(&key).to_string().into());
+                    serde_json::to_writer(&mut segment.pending, &body)?;
+                }
+                None => serde_json::to_writer(&mut segment.pending, &item.body)?,
+            }
+            segment.pending.push(b'\n');
+        }
+    }
+    for segment in current.iter_mut().flatten() {
+        commit(spool, segment)?;
+    }
+    Ok(())
+}
+
+/// Writes and fsyncs a segment's pending lines, and tells the spool.
+fn commit(spool: &Spool, segment: &mut Current) -> io::Result<()> {
+    if segment.pending.is_empty() {
+        return Ok(());
+    }
+    let written = segment
+        .file
+        .write_all(&segment.pending)
+        .and_then(|()| segment.file.sync_data());
+    written?;
+    segment.len += segment.pending.len() as u64;
+    segment.lines += segment.pending_lines;
+    segment.pending.clear();
+    segment.pending_lines = 0;
+    spool.grew(segment.number, segment.len, segment.lines);
+    Ok(())
+}
