@@ -16,16 +16,12 @@ use cio_ratelimit::{
 use serde_json::json;
 
 mod on_request;
+mod quick_client;
 mod scripted;
+use cio_test_kit::{ScratchDir, dead_letters};
 use on_request::OnRequest;
+use quick_client::{quick_retries, track_client};
 use scripted::Scripted;
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cio-import-test-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn client(emu: &Emulator, api_key: &str) -> Client {
     client_with(
@@ -36,33 +32,7 @@ fn client(emu: &Emulator, api_key: &str) -> Client {
 }
 
 fn client_with(emu: &Emulator, api_key: &str, limiter: impl Limiter + 'static) -> Client {
-    client_at(&emu.url(), api_key, limiter)
-}
-
-fn client_at(url: &str, api_key: &str, limiter: impl Limiter + 'static) -> Client {
-    patient_client_at(url, api_key, limiter, 2)
-}
-
-/// A client that retries up to `max_retries` times, after a few milliseconds.
-fn patient_client_at(
-    url: &str,
-    api_key: &str,
-    limiter: impl Limiter + 'static,
-    max_retries: u32,
-) -> Client {
-    Client::builder(DEFAULT_SITE_ID, api_key)
-        .track_url(url)
-        .limiter(ApiClass::Track, limiter)
-        .retry_policy(
-            RetryPolicy::builder()
-                .base_delay(Duration::from_millis(2))
-                .max_delay(Duration::from_millis(10))
-                .max_retries(max_retries)
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap()
+    track_client(&emu.url(), api_key, limiter, quick_retries(2))
 }
 
 /// `n` lines alternating identifies and events without ids, one in ten bad.
@@ -92,14 +62,6 @@ fn sample(n: u64) -> (String, u64) {
     (text, bad)
 }
 
-fn dead_letters(path: &Path) -> Vec<DeadLetter> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
 /// The id an import with `import_id` gives an event without one on the line
 /// `text`, after `before` identical lines: from the line's FNV-1a 128 digest.
 /// The derivation is pinned here: ids that changed between versions would
@@ -127,7 +89,7 @@ fn expected_event_ids(import_id: &str, n: u64) -> BTreeSet<String> {
 #[test]
 fn every_valid_line_arrives_once_and_bad_lines_are_dead_lettered_with_reasons() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("basic");
+    let dir = ScratchDir::new("basic");
     let (text, bad) = sample(1_000);
     let summary = Importer::builder(client(&emu, DEFAULT_API_KEY))
         .dead_letter(dir.join("dead.ndjson"))
@@ -148,7 +110,7 @@ fn every_valid_line_arrives_once_and_bad_lines_are_dead_lettered_with_reasons() 
         "batched: {} requests",
         snapshot.requests
     );
-    let letters = dead_letters(&dir.join("dead.ndjson"));
+    let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
     assert_eq!(
         letters.iter().map(|l| l.line).collect::<Vec<_>>(),
         (1..=100).map(|k| k * 10).collect::<Vec<_>>()
@@ -171,7 +133,7 @@ fn every_valid_line_arrives_once_and_bad_lines_are_dead_lettered_with_reasons() 
 #[test]
 fn single_mode_sends_one_request_per_line_and_dead_letters_server_rejections() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("single");
+    let dir = ScratchDir::new("single");
     let lines = [
         json!({"type": "person", "action": "identify", "identifiers": {"id": "1"}, "attributes": {"a": 1}}),
         json!({"type": "person", "action": "add_relationships", "identifiers": {"id": "1"}}),
@@ -193,7 +155,7 @@ fn single_mode_sends_one_request_per_line_and_dead_letters_server_rejections() {
         ),
         (2, 1, 3)
     );
-    let letters = dead_letters(&dir.join("dead.ndjson"));
+    let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
     assert_eq!(letters[0].line, 2);
     assert!(
         letters[0].reason.contains("HTTP 400"),
@@ -206,7 +168,7 @@ fn single_mode_sends_one_request_per_line_and_dead_letters_server_rejections() {
 #[test]
 fn batch_items_the_server_rejects_with_a_207_are_dead_lettered_and_the_rest_delivered() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("207");
+    let dir = ScratchDir::new("207");
     let text = [
         json!({"type": "person", "action": "identify", "identifiers": {"id": "1"}}),
         json!({"type": "person", "action": "add_relationships", "identifiers": {"id": "1"}}),
@@ -225,7 +187,7 @@ fn batch_items_the_server_rejects_with_a_207_are_dead_lettered_and_the_rest_deli
         (summary.progress.delivered, summary.progress.dead_lettered),
         (2, 1)
     );
-    let letters = dead_letters(&dir.join("dead.ndjson"));
+    let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
     assert_eq!(letters[0].line, 2);
     assert!(
         letters[0].reason.contains("cio_relationships"),
@@ -239,7 +201,7 @@ fn batch_items_the_server_rejects_with_a_207_are_dead_lettered_and_the_rest_deli
 #[test]
 fn blank_lines_crlf_and_overlong_lines_are_handled() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("odd");
+    let dir = ScratchDir::new("odd");
     let long = "x".repeat(2 << 20);
     let text = format!(
         "\r\n{}\r\n\n   \n{long}\n{}",
@@ -257,7 +219,7 @@ fn blank_lines_crlf_and_overlong_lines_are_handled() {
         (2, 1)
     );
     assert_eq!(summary.progress.lines_read, 6);
-    let letters = dead_letters(&dir.join("dead.ndjson"));
+    let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
     assert_eq!(letters[0].line, 5);
     assert!(
         letters[0].reason.contains("longer than"),
@@ -269,7 +231,7 @@ fn blank_lines_crlf_and_overlong_lines_are_handled() {
 #[test]
 fn a_server_that_goes_down_stops_the_import_with_the_checkpoint_intact_then_resume_loses_nothing() {
     let emu = Arc::new(Emulator::start(Config::default().track_limit(0)).unwrap());
-    let dir = scratch("resume");
+    let dir = ScratchDir::new("resume");
     let (text, bad) = sample(3_000);
     let input = dir.join("input.ndjson");
     fs::write(&input, &text).unwrap();
@@ -326,7 +288,7 @@ fn a_server_that_goes_down_stops_the_import_with_the_checkpoint_intact_then_resu
         checkpoint.line()
     );
     // Every line up to the checkpoint is accounted for, and no good line was dead-lettered.
-    let letters = dead_letters(&dir.join("dead.ndjson"));
+    let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
     assert!(letters.iter().all(|l| l.line % 10 == 0));
     assert_eq!(letters.len() as u64, checkpoint.dead_lettered());
     assert_eq!(
@@ -350,7 +312,7 @@ fn a_server_that_goes_down_stops_the_import_with_the_checkpoint_intact_then_resu
         "every event, by its id"
     );
     assert_eq!(snapshot.events.len(), 1_200, "none stored twice");
-    let letters = dead_letters(&dir.join("dead.ndjson"));
+    let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
     assert_eq!(
         letters.len() as u64,
         bad,
@@ -366,7 +328,7 @@ fn a_server_that_goes_down_stops_the_import_with_the_checkpoint_intact_then_resu
 #[test]
 fn a_wrong_key_stops_the_import_at_once_naming_the_credential() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("401");
+    let dir = ScratchDir::new("401");
     let (text, _) = sample(5_000);
     let failure = Importer::builder(client(&emu, "wrong-key"))
         .dead_letter(dir.join("dead.ndjson"))
@@ -397,7 +359,7 @@ fn a_wrong_key_stops_the_import_at_once_naming_the_credential() {
 #[test]
 fn a_leftover_checkpoint_or_another_imports_checkpoint_is_refused() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("refused");
+    let dir = ScratchDir::new("refused");
     let path = dir.join("import.checkpoint");
     // An import that kept a checkpoint, and is not resumed.
     let line = json!({"type": "person", "action": "identify", "identifiers": {"id": "1"}});
@@ -472,7 +434,7 @@ fn a_missing_input_file_is_a_clear_error() {
 #[test]
 fn progress_is_reported_and_ends_with_the_final_counts() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("progress");
+    let dir = ScratchDir::new("progress");
     let (text, _) = sample(200);
     let reports = Arc::new(Mutex::new(Vec::new()));
     let summary = {
@@ -500,7 +462,7 @@ fn progress_is_reported_and_ends_with_the_final_counts() {
 #[test]
 fn a_failed_chunk_holds_the_checkpoint_before_it_even_when_later_chunks_succeed() {
     let emu = Arc::new(Emulator::start(Config::default().track_limit(0)).unwrap());
-    let dir = scratch("held");
+    let dir = ScratchDir::new("held");
     let (text, _) = sample(3_000);
     // The fifth request fails on purpose, but only once the server has
     // received six others: at least two of them come after it.
@@ -597,8 +559,13 @@ fn large_integers_go_out_with_every_digit_in_both_modes() {
     let event_with_id = format!("{},\"id\":\"{id}\"}}", &event[..event.len() - 1]);
     for mode in [ImportMode::Batch, ImportMode::Single] {
         let server = Scripted::start(&[]);
-        let dir = scratch(&format!("digits-{mode:?}"));
-        let client = client_at(server.url(), DEFAULT_API_KEY, Unlimited::new());
+        let dir = ScratchDir::new(&format!("digits-{mode:?}"));
+        let client = track_client(
+            server.url(),
+            DEFAULT_API_KEY,
+            Unlimited::new(),
+            quick_retries(2),
+        );
         let summary = import_lines(client, &dir, mode, &[identify, event]);
         assert_eq!(summary.progress.delivered, 2);
         let sent: String = server
@@ -616,7 +583,7 @@ fn large_integers_go_out_with_every_digit_in_both_modes() {
 #[test]
 fn v2_merges_are_accepted_and_arrive() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("merge");
+    let dir = ScratchDir::new("merge");
     let lines = [
         r#"{"type":"person","action":"identify","identifiers":{"id":"1"},"attributes":{"a":1}}"#,
         r#"{"type":"person","action":"identify","identifiers":{"id":"2"},"attributes":{"b":2}}"#,
@@ -633,7 +600,7 @@ fn v2_merges_are_accepted_and_arrive() {
         (summary.progress.delivered, summary.progress.dead_lettered),
         (3, 1)
     );
-    let letters = dead_letters(&dir.join("dead.ndjson"));
+    let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
     assert_eq!(
         letters[0].line, 4,
         "a merge without a secondary person is still refused"
@@ -657,14 +624,19 @@ fn an_item_a_207_names_twice_is_dead_lettered_once() {
         207,
         r#"{"errors":[{"batch_index":1,"reason":"invalid","message":"one"},{"batch_index":1,"reason":"invalid","message":"two"}]}"#,
     )]);
-    let dir = scratch("207-twice");
-    let client = client_at(server.url(), DEFAULT_API_KEY, Unlimited::new());
+    let dir = ScratchDir::new("207-twice");
+    let client = track_client(
+        server.url(),
+        DEFAULT_API_KEY,
+        Unlimited::new(),
+        quick_retries(2),
+    );
     let summary = import_lines(client, &dir, ImportMode::Batch, &THREE);
     assert_eq!(
         (summary.progress.delivered, summary.progress.dead_lettered),
         (2, 1)
     );
-    let letters = dead_letters(&dir.join("dead.ndjson"));
+    let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
     assert_eq!(letters.len(), 1);
     assert_eq!(
         (letters[0].line, letters[0].original.as_str()),
@@ -684,15 +656,20 @@ fn a_207_that_cannot_name_the_right_items_is_retried_and_blames_no_line() {
         "<html>oops</html>",
     ] {
         let server = Scripted::start(&[("/api/v2/batch", 207, wrong)]);
-        let dir = scratch("207-wrong");
-        let client = client_at(server.url(), DEFAULT_API_KEY, Unlimited::new());
+        let dir = ScratchDir::new("207-wrong");
+        let client = track_client(
+            server.url(),
+            DEFAULT_API_KEY,
+            Unlimited::new(),
+            quick_retries(2),
+        );
         let summary = import_lines(client, &dir, ImportMode::Batch, &THREE);
         assert_eq!(
             (summary.progress.delivered, summary.progress.dead_lettered),
             (3, 0),
             "{wrong}"
         );
-        assert!(dead_letters(&dir.join("dead.ndjson")).is_empty());
+        assert!(dead_letters::<DeadLetter>(&dir.join("dead.ndjson")).is_empty());
         assert_eq!(server.received().len(), 2, "the batch was sent again");
         assert_eq!(summary.progress.requests, 2);
         assert_eq!(summary.progress.retried, 1);
@@ -705,8 +682,13 @@ fn a_207_that_cannot_name_the_right_items_is_retried_and_blames_no_line() {
 fn a_207_that_never_makes_sense_stops_the_import_as_transient() {
     let garbled = r#"{"errors":[{"reason":"invalid"}]}"#;
     let server = Scripted::start(&[("/api/v2/batch", 207, garbled); 3]);
-    let dir = scratch("207-never");
-    let client = client_at(server.url(), DEFAULT_API_KEY, Unlimited::new());
+    let dir = ScratchDir::new("207-never");
+    let client = track_client(
+        server.url(),
+        DEFAULT_API_KEY,
+        Unlimited::new(),
+        quick_retries(2),
+    );
     let text: String = THREE.iter().map(|line| format!("{line}\n")).collect();
     let failure = Importer::builder(client)
         .dead_letter(dir.join("dead.ndjson"))
@@ -740,14 +722,19 @@ fn requests_count_every_request_the_server_received() {
             r#"{"errors":[{"message":"bad item"}]}"#,
         ),
     ]);
-    let dir = scratch("requests-413");
-    let client = client_at(server.url(), DEFAULT_API_KEY, Unlimited::new());
+    let dir = ScratchDir::new("requests-413");
+    let client = track_client(
+        server.url(),
+        DEFAULT_API_KEY,
+        Unlimited::new(),
+        quick_retries(2),
+    );
     let summary = import_lines(client, &dir, ImportMode::Batch, &THREE);
     assert_eq!(
         (summary.progress.delivered, summary.progress.dead_lettered),
         (2, 1)
     );
-    let letters = dead_letters(&dir.join("dead.ndjson"));
+    let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
     assert_eq!(
         (letters[0].line, letters[0].original.as_str()),
         (2, THREE[1])
@@ -773,9 +760,14 @@ fn requests_count_every_request_the_server_received() {
             .faults(faults),
     )
     .unwrap();
-    let dir = scratch("requests-429");
+    let dir = ScratchDir::new("requests-429");
     let (text, _) = sample(300);
-    let client = patient_client_at(&emu.url(), DEFAULT_API_KEY, Unlimited::new(), 20);
+    let client = track_client(
+        &emu.url(),
+        DEFAULT_API_KEY,
+        Unlimited::new(),
+        quick_retries(20),
+    );
     let summary = Importer::builder(client)
         .mode(ImportMode::Single)
         .dead_letter(dir.join("dead.ndjson"))
@@ -798,13 +790,18 @@ fn requests_count_every_request_the_server_received() {
 fn two_imports_sharing_a_client_do_not_see_each_others_retries() {
     let faults = Faults::default().seed(3).unavailable(0.25);
     let emu = Emulator::start(Config::default().track_limit(0).faults(faults)).unwrap();
-    let shared = patient_client_at(&emu.url(), DEFAULT_API_KEY, Unlimited::new(), 20);
+    let shared = track_client(
+        &emu.url(),
+        DEFAULT_API_KEY,
+        Unlimited::new(),
+        quick_retries(20),
+    );
     let summaries: Vec<cio_ratelimit::ImportSummary> = std::thread::scope(|scope| {
         let imports: Vec<_> = ["a", "b"]
             .map(|name| {
                 let client = shared.clone();
                 scope.spawn(move || {
-                    let dir = scratch(&format!("shared-{name}"));
+                    let dir = ScratchDir::new(&format!("shared-{name}"));
                     let (text, _) = sample(200);
                     let text = text.replace("\"u", &format!("\"{name}"));
                     Importer::builder(client)
@@ -846,7 +843,7 @@ fn an_import_keeps_its_rate_through_5xx_and_finishes_at_30_percent() {
     for (seed, unavailable) in [(0, 0.0), (15, 0.15), (30, 0.30)] {
         let faults = Faults::default().seed(seed).unavailable(unavailable);
         let emu = Emulator::start(Config::default().track_limit(0).faults(faults)).unwrap();
-        let dir = scratch(&format!("unavailable-{seed}"));
+        let dir = ScratchDir::new(&format!("unavailable-{seed}"));
         let (text, bad) = sample(150);
         let client = Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
             .track_url(emu.url())
@@ -891,7 +888,7 @@ fn an_import_keeps_its_rate_through_5xx_and_finishes_at_30_percent() {
 #[test]
 fn a_dry_run_validates_and_dead_letters_everything_but_sends_nothing_and_keeps_no_checkpoint() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("dry-run");
+    let dir = ScratchDir::new("dry-run");
     let (text, bad) = sample(1_000);
     let input = dir.join("input.ndjson");
     fs::write(&input, &text).unwrap();
@@ -917,7 +914,10 @@ fn a_dry_run_validates_and_dead_letters_everything_but_sends_nothing_and_keeps_n
         ),
         (1_000 - bad, bad, 0)
     );
-    assert_eq!(dead_letters(&dir.join("dead.ndjson")).len() as u64, bad);
+    assert_eq!(
+        dead_letters::<DeadLetter>(&dir.join("dead.ndjson")).len() as u64,
+        bad
+    );
     assert!(!dir.join("import.checkpoint").exists(), "no checkpoint");
     let snapshot = emu.snapshot();
     assert_eq!((snapshot.requests, snapshot.people.len()), (0, 0));
@@ -952,14 +952,14 @@ fn sample_arrivals(import_id: &str, line: u64) -> (BTreeSet<String>, BTreeSet<St
 /// The stop tests' import: 600 sample lines in a file, imported in single
 /// mode by three workers with a checkpoint.
 struct StoppedImport {
-    dir: PathBuf,
+    dir: ScratchDir,
     input: PathBuf,
     bad: u64,
 }
 
 impl StoppedImport {
     fn new(name: &str) -> StoppedImport {
-        let dir = scratch(name);
+        let dir = ScratchDir::new(name);
         let (text, bad) = sample(600);
         let input = dir.join("input.ndjson");
         fs::write(&input, &text).unwrap();
@@ -1060,7 +1060,7 @@ impl StoppedImport {
             "repeats beyond the {early} events that had arrived past the checkpoint"
         );
         assert_eq!(
-            dead_letters(&self.dir.join("dead.ndjson")).len() as u64,
+            dead_letters::<DeadLetter>(&self.dir.join("dead.ndjson")).len() as u64,
             self.bad
         );
     }
@@ -1197,7 +1197,7 @@ fn a_stop_during_an_outage_ends_the_retries_instead_of_waiting_for_them() {
 #[test]
 fn the_same_input_read_twice_from_a_reader_gives_its_events_the_same_ids() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("reader-ids");
+    let dir = ScratchDir::new("reader-ids");
     let (text, _) = sample(300);
     let import = |text: &str| {
         Importer::builder(client(&emu, DEFAULT_API_KEY))
@@ -1229,7 +1229,7 @@ fn the_same_input_read_twice_from_a_reader_gives_its_events_the_same_ids() {
 #[test]
 fn a_fixed_file_imported_again_from_a_file_or_a_pipe_counts_every_event_once() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("fixed-file");
+    let dir = ScratchDir::new("fixed-file");
     let twin = r#"{"type":"person","action":"event","identifiers":{"id":"t"},"name":"clicked"}"#;
     let (sample, _) = sample(300);
     let text = format!("{twin}\n{sample}{twin}\n");
@@ -1287,7 +1287,7 @@ fn a_fixed_file_imported_again_from_a_file_or_a_pipe_counts_every_event_once() {
 #[test]
 fn lines_appended_to_a_file_are_sent_by_its_resume_and_twins_keep_apart() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("appended");
+    let dir = ScratchDir::new("appended");
     let twin = r#"{"type":"person","action":"event","identifiers":{"id":"t"},"name":"clicked"}"#;
     let (sample, _) = sample(300);
     let mut lines: Vec<&str> = sample.lines().collect();
@@ -1332,7 +1332,7 @@ fn lines_appended_to_a_file_are_sent_by_its_resume_and_twins_keep_apart() {
 #[test]
 fn random_bytes_after_good_lines_stop_the_import_before_they_fill_the_dead_letters() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("binary-tail");
+    let dir = ScratchDir::new("binary-tail");
     let (text, _) = sample(1_000);
     let mut input = text.into_bytes();
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -1369,7 +1369,7 @@ fn first_lines(text: &str, n: usize) -> String {
 #[test]
 fn resuming_with_other_input_before_the_checkpoint_is_refused_before_anything_is_sent() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("other-input");
+    let dir = ScratchDir::new("other-input");
     let (text, _) = sample(300);
     let importer = || {
         Importer::builder(client(&emu, DEFAULT_API_KEY))

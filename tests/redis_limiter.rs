@@ -4,7 +4,7 @@
 //! going away and coming back, and the figures against cio-emulator.
 //!
 //! Without `redis-server` on the PATH these tests fail, unless
-//! `CIO_SKIP_REDIS=1` asks to skip them (see `cio-test-redis`).
+//! `CIO_SKIP_REDIS=1` asks to skip them (see `cio-test-kit`'s `RedisServer`).
 
 #![cfg(feature = "redis")]
 
@@ -13,7 +13,7 @@ mod worker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,7 +22,7 @@ use cio_ratelimit::{
     ApiClass, Client, Clock, Error, Limiter, RateLimit, RedisLimiter, RedisLimiterBuilder,
     WhenUnreachable,
 };
-use cio_test_redis::RedisServer;
+use cio_test_kit::{Logged, RedisServer, capture_logs, logged};
 
 use grant_stamps::most_surely_in_window;
 use worker::Worker;
@@ -46,43 +46,20 @@ fn connection(redis: &RedisServer) -> redis::Connection {
 }
 
 fn limiter(redis: &RedisServer, workspace: &str, rate: f64, burst: u32) -> RedisLimiterBuilder {
-    capture_logs();
+    capture_logs(log::LevelFilter::Info);
     RedisLimiter::builder(RateLimit::new(rate, burst).unwrap())
         .url(redis.url())
         .workspace(workspace)
         .class(ApiClass::Track)
 }
 
-/// Every log line of this test binary, for the tests that look at them.
-struct Capture;
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        let line = format!("{} {}", record.level(), record.args());
-        LINES.lock().unwrap().push(line);
-    }
-    fn flush(&self) {}
-}
-
-fn capture_logs() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        log::set_logger(&Capture).unwrap();
-        log::set_max_level(log::LevelFilter::Info);
-    });
-}
-
 /// The log lines so far that mention `port` (tests run side by side).
 fn logged_about(port: u16) -> Vec<String> {
     let port = format!(":{port}/");
-    let lines = LINES.lock().unwrap();
-    lines
+    logged()
         .iter()
+        .map(Logged::to_string)
         .filter(|l| l.contains(&port))
-        .cloned()
         .collect()
 }
 
@@ -556,7 +533,7 @@ fn a_redis_that_refuses_the_limiter_fails_at_once_in_every_mode() {
     ];
     for (url, what) in &urls {
         for when in modes {
-            capture_logs();
+            capture_logs(log::LevelFilter::Info);
             let limiter = RedisLimiter::builder(RateLimit::TRACK_API)
                 .url(url)
                 .workspace("refused")

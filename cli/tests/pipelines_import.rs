@@ -349,7 +349,7 @@ fn the_pipelines_limiter_learns_a_lower_limit_from_429s_and_everything_arrives_o
 
 #[test]
 fn two_pipelines_imports_sharing_a_redis_budget_stay_within_it_together() {
-    let Some(redis) = cio_test_redis::RedisServer::start() else {
+    let Some(redis) = cio_test_kit::RedisServer::start() else {
         return;
     };
     let emu = Emulator::start(Config::default().pipelines_limit(0)).unwrap();

@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cio_emulator::{Config, Emulator};
-use cio_test_redis::RedisServer;
+use cio_test_kit::RedisServer;
 use serde_json::json;
 
 use command::{Outcome, against};
