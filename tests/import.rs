@@ -35,6 +35,11 @@ fn client_with(emu: &Emulator, api_key: &str, limiter: impl Limiter + 'static) -
     track_client(&emu.url(), api_key, limiter, quick_retries(2))
 }
 
+/// A client of a scripted server at `url`.
+fn client_at(url: &str) -> Client {
+    track_client(url, DEFAULT_API_KEY, Unlimited::new(), quick_retries(2))
+}
+
 /// `n` lines alternating identifies and events without ids, one in ten bad.
 fn sample(n: u64) -> (String, u64) {
     let mut text = String::new();
@@ -560,12 +565,7 @@ fn large_integers_go_out_with_every_digit_in_both_modes() {
     for mode in [ImportMode::Batch, ImportMode::Single] {
         let server = Scripted::start(&[]);
         let dir = ScratchDir::new(&format!("digits-{mode:?}"));
-        let client = track_client(
-            server.url(),
-            DEFAULT_API_KEY,
-            Unlimited::new(),
-            quick_retries(2),
-        );
+        let client = client_at(server.url());
         let summary = import_lines(client, &dir, mode, &[identify, event]);
         assert_eq!(summary.progress.delivered, 2);
         let sent: String = server
@@ -625,12 +625,7 @@ fn an_item_a_207_names_twice_is_dead_lettered_once() {
         r#"{"errors":[{"batch_index":1,"reason":"invalid","message":"one"},{"batch_index":1,"reason":"invalid","message":"two"}]}"#,
     )]);
     let dir = ScratchDir::new("207-twice");
-    let client = track_client(
-        server.url(),
-        DEFAULT_API_KEY,
-        Unlimited::new(),
-        quick_retries(2),
-    );
+    let client = client_at(server.url());
     let summary = import_lines(client, &dir, ImportMode::Batch, &THREE);
     assert_eq!(
         (summary.progress.delivered, summary.progress.dead_lettered),
@@ -657,12 +652,7 @@ fn a_207_that_cannot_name_the_right_items_is_retried_and_blames_no_line() {
     ] {
         let server = Scripted::start(&[("/api/v2/batch", 207, wrong)]);
         let dir = ScratchDir::new("207-wrong");
-        let client = track_client(
-            server.url(),
-            DEFAULT_API_KEY,
-            Unlimited::new(),
-            quick_retries(2),
-        );
+        let client = client_at(server.url());
         let summary = import_lines(client, &dir, ImportMode::Batch, &THREE);
         assert_eq!(
             (summary.progress.delivered, summary.progress.dead_lettered),
@@ -683,12 +673,7 @@ fn a_207_that_never_makes_sense_stops_the_import_as_transient() {
     let garbled = r#"{"errors":[{"reason":"invalid"}]}"#;
     let server = Scripted::start(&[("/api/v2/batch", 207, garbled); 3]);
     let dir = ScratchDir::new("207-never");
-    let client = track_client(
-        server.url(),
-        DEFAULT_API_KEY,
-        Unlimited::new(),
-        quick_retries(2),
-    );
+    let client = client_at(server.url());
     let text: String = THREE.iter().map(|line| format!("{line}\n")).collect();
     let failure = Importer::builder(client)
         .dead_letter(dir.join("dead.ndjson"))
@@ -723,12 +708,7 @@ fn requests_count_every_request_the_server_received() {
         ),
     ]);
     let dir = ScratchDir::new("requests-413");
-    let client = track_client(
-        server.url(),
-        DEFAULT_API_KEY,
-        Unlimited::new(),
-        quick_retries(2),
-    );
+    let client = client_at(server.url());
     let summary = import_lines(client, &dir, ImportMode::Batch, &THREE);
     assert_eq!(
         (summary.progress.delivered, summary.progress.dead_lettered),
