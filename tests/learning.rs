@@ -130,19 +130,6 @@ fn it_learns_without_retry_after() {
 }
 
 #[test]
-fn with_learning_off_a_429_pauses_but_the_rate_stays() {
-    let emu = emulator(Config::default().track_limit(60));
-    let client = client(&emu, 150.0, false);
-    identify_all(&client, "p", 240);
-    let snapshot = emu.snapshot();
-    assert_eq!(snapshot.people.len(), 240);
-    let (_, throttled) = track_stats(&snapshot);
-    assert!(throttled >= 1, "it met the server's limit");
-    assert_eq!(client.limiter(ApiClass::Track).rate(), Some(150.0));
-    assert!(client.limiter(ApiClass::Track).rate_changes().is_empty());
-}
-
-#[test]
 fn three_uncoordinated_clients_share_the_server_s_capacity() {
     let emu = emulator(Config::default().track_limit(150));
     let clients: Vec<Client> = (0..3).map(|_| client(&emu, 120.0, true)).collect();

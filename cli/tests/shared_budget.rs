@@ -138,30 +138,6 @@ fn two_imports_sharing_a_redis_learn_the_limit_once_and_both_finish() {
 }
 
 #[test]
-fn a_fixed_rate_import_sharing_a_redis_keeps_its_rate() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
-    let emu = Emulator::start(Config::default().track_limit(20)).unwrap();
-    let dir = ScratchDir::new("redis-fixed");
-    let input = dir.join("input.ndjson");
-    write_input(&input, "p", 40);
-    let outcome = import(&emu, &input)
-        .mode("single")
-        .rate(40)
-        .redis_url(&redis.url())
-        .fixed_rate()
-        .json()
-        .run();
-    outcome.assert_code(0);
-    let json = outcome.json();
-    assert_eq!(emu.snapshot().people.len(), 40);
-    assert!(json["throttled"].as_u64().unwrap() > 0, "{json}");
-    assert_eq!(json["rate"]["in_force"], 40.0);
-    assert_eq!(json["rate"]["changes"], json!([]));
-}
-
-#[test]
 fn an_adaptive_import_backs_off_under_a_lower_limit_and_delivers_everything() {
     let emu = Emulator::start(Config::default().track_limit(20)).unwrap();
     let dir = ScratchDir::new("adaptive");
@@ -198,25 +174,44 @@ fn an_adaptive_import_backs_off_under_a_lower_limit_and_delivers_everything() {
     );
 }
 
+/// `--fixed-rate` alone and with `--redis-url`, side by side (each against
+/// a 20/s workspace of its own, at 40/s): the 429s pause it, and its rate
+/// stays 40/s, changed never and shown never. Without redis-server and with
+/// `CIO_SKIP_REDIS=1`, the import alone.
 #[test]
-fn a_fixed_rate_import_keeps_its_rate_and_still_pauses_on_429s() {
-    let emu = Emulator::start(Config::default().track_limit(20)).unwrap();
+fn a_fixed_rate_import_keeps_its_rate_and_still_pauses_on_429s_alone_or_sharing_a_redis() {
+    let redis = RedisServer::start();
     let dir = ScratchDir::new("fixed");
     let input = dir.join("input.ndjson");
     write_input(&input, "p", 50);
-    let outcome = import(&emu, &input)
-        .mode("single")
-        .rate(40)
-        .fixed_rate()
-        .json()
-        .run();
-    outcome.assert_code(0);
-    let json = outcome.json();
-    assert_eq!(emu.snapshot().people.len(), 50);
-    assert!(json["throttled"].as_u64().unwrap() > 0, "{json}");
-    assert_eq!(json["rate"]["in_force"], 40.0);
-    assert_eq!(json["rate"]["changes"], json!([]));
-    assert!(!outcome.stderr.contains("rate: "), "{}", outcome.stderr);
+    thread::scope(|scope| {
+        let alone = scope.spawn(|| {
+            let emu = Emulator::start(Config::default().track_limit(20)).unwrap();
+            let import = import(&emu, &input).mode("single").rate(40);
+            (import.fixed_rate().json().run(), emu.snapshot())
+        });
+        let shared = redis.as_ref().map(|redis| {
+            scope.spawn(|| {
+                let emu = Emulator::start(Config::default().track_limit(20)).unwrap();
+                let import = import(&emu, &input).mode("single").rate(40);
+                let import = import.redis_url(&redis.url());
+                (import.fixed_rate().json().run(), emu.snapshot())
+            })
+        });
+        for (outcome, snapshot) in [Some(alone), shared]
+            .into_iter()
+            .flatten()
+            .map(|import| import.join().unwrap())
+        {
+            outcome.assert_code(0);
+            let json = outcome.json();
+            assert_eq!(snapshot.people.len(), 50);
+            assert!(json["throttled"].as_u64().unwrap() > 0, "{json}");
+            assert_eq!(json["rate"]["in_force"], 40.0);
+            assert_eq!(json["rate"]["changes"], json!([]));
+            assert!(!outcome.stderr.contains("rate: "), "{}", outcome.stderr);
+        }
+    });
 }
 
 #[test]
