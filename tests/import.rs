@@ -10,15 +10,17 @@ use std::time::{Duration, Instant};
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator, Faults};
 use cio_ratelimit::{
-    ApiClass, Checkpoint, Client, Credential, DeadLetter, Error, EventId, ImportFailure,
-    ImportMode, Importer, ImporterBuilder, Limiter, RateLimit, RetryPolicy, TokenBucket, Unlimited,
+    ApiClass, Checkpoint, Client, Credential, DeadLetter, Error, ImportFailure, ImportMode,
+    Importer, ImporterBuilder, Limiter, RateLimit, RetryPolicy, TokenBucket, Unlimited,
 };
 use serde_json::json;
 
+mod line_ids;
 mod on_request;
 mod quick_client;
 mod scripted;
 use cio_test_kit::{ScratchDir, dead_letters};
+use line_ids::line_id;
 use on_request::OnRequest;
 use quick_client::{quick_retries, track_client};
 use scripted::Scripted;
@@ -67,19 +69,6 @@ fn sample(n: u64) -> (String, u64) {
     (text, bad)
 }
 
-/// The id an import with `import_id` gives an event without one on the line
-/// `text`, after `before` identical lines: from the line's FNV-1a 128 digest.
-/// The derivation is pinned here: ids that changed between versions would
-/// count every re-imported event twice.
-fn line_event_id(import_id: &str, text: &str, before: u32) -> String {
-    let mut digest: u128 = 0x6c62272e07bb014262b821756295c58d;
-    for &byte in text.as_bytes() {
-        digest ^= u128::from(byte);
-        digest = digest.wrapping_mul(0x0000000001000000000000000000013B);
-    }
-    EventId::from_key(&format!("{import_id}:{digest:032x}:{before}")).to_string()
-}
-
 /// The event ids an import with `import_id` derives for the event lines of
 /// `sample(n)` (all different).
 fn expected_event_ids(import_id: &str, n: u64) -> BTreeSet<String> {
@@ -87,7 +76,7 @@ fn expected_event_ids(import_id: &str, n: u64) -> BTreeSet<String> {
     text.lines()
         .zip(1u64..)
         .filter(|(_, line)| line % 10 != 0 && line % 2 == 0)
-        .map(|(text, _)| line_event_id(import_id, text, 0))
+        .map(|(text, _)| line_id(import_id, text, 0))
         .collect()
 }
 
@@ -560,7 +549,7 @@ fn import_lines(
 fn large_integers_go_out_with_every_digit_in_both_modes() {
     let identify = r#"{"type":"person","action":"identify","identifiers":{"id":12345678901234567890123},"attributes":{"share":0.100000000000000000000001}}"#;
     let event = r#"{"type":"person","action":"event","identifiers":{"id":12345678901234567890123},"name":"paid","attributes":{"cents":98765432109876543210}}"#;
-    let id = line_event_id("import", event, 0);
+    let id = line_id("import", event, 0);
     let event_with_id = format!("{},\"id\":\"{id}\"}}", &event[..event.len() - 1]);
     for mode in [ImportMode::Batch, ImportMode::Single] {
         let server = Scripted::start(&[]);
@@ -1302,7 +1291,7 @@ fn lines_appended_to_a_file_are_sent_by_its_resume_and_twins_keep_apart() {
     assert_eq!(twins.len(), 2, "each twin stored: {twins:?}");
     assert_eq!(
         twins[1].id.as_deref(),
-        Some(line_event_id("by-content", twin, 1).as_str())
+        Some(line_id("by-content", twin, 1).as_str())
     );
     assert_eq!(snapshot.events.len(), 122, "every event once");
 }

@@ -7,11 +7,13 @@ use std::path::Path;
 
 use cio_emulator::{Config, DEFAULT_PIPELINES_KEY, Emulator, Faults, Snapshot};
 use cio_ratelimit::{
-    Client, Credential, DeadLetter, Error, EventId, ImportApi, ImportMode, ImportSummary, Importer,
+    Client, Credential, DeadLetter, Error, ImportApi, ImportMode, ImportSummary, Importer,
 };
 use cio_test_kit::{ScratchDir, dead_letters};
 
+mod line_ids;
 mod quick_client;
+use line_ids::line_id;
 use quick_client::pipelines_client;
 
 fn client(emu: &Emulator, key: &str) -> Client {
@@ -51,17 +53,6 @@ fn arrived(snapshot: &Snapshot) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The `messageId` an import with `import_id` gives the call `line` that has
-/// none (the first of its kind): from the line's FNV-1a 128 digest.
-fn line_message_id(import_id: &str, line: &str) -> String {
-    let mut digest: u128 = 0x6c62272e07bb014262b821756295c58d;
-    for &byte in line.as_bytes() {
-        digest ^= u128::from(byte);
-        digest = digest.wrapping_mul(0x0000000001000000000000000000013B);
-    }
-    EventId::from_key(&format!("{import_id}:{digest:032x}:0")).to_string()
-}
-
 /// Line 3 is refused by the client, line 4 by the server (strict mode), line
 /// 6 is not JSON; line 5 brings its own `messageId`; the rest are good.
 fn input(good: u64) -> (String, BTreeMap<String, String>) {
@@ -81,7 +72,7 @@ fn input(good: u64) -> (String, BTreeMap<String, String>) {
         let message_id = match line {
             3 | 4 | 6 => None,
             5 => Some("own-id".to_owned()),
-            _ => Some(line_message_id("import", &call)),
+            _ => Some(line_id("import", &call, 0)),
         };
         if let Some(message_id) = message_id {
             expected.insert(user, message_id);
