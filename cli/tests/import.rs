@@ -14,14 +14,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use cio_emulator::{Config, Emulator, Snapshot};
-use cio_test_kit::{ScratchDir, dead_letter_lines, dead_letters};
+use cio_test_kit::{ScratchDir, dead_letter_lines, dead_letters, write_lines};
 use serde_json::{Value, json};
 
 use command::{cio_ratelimit, import, import_at};
 
 /// `n` lines: identifies on odd lines, events (with their own ids) on even
 /// ones; with `bad`, every 50th line is broken.
-fn write_input(path: &Path, n: u64, bad: bool) -> (BTreeSet<String>, BTreeSet<String>) {
+fn write_people_and_events(path: &Path, n: u64, bad: bool) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut text = String::new();
     let (mut people, mut events) = (BTreeSet::new(), BTreeSet::new());
     for line in 1..=n {
@@ -78,7 +78,7 @@ fn every_line_arrives_once_bad_lines_are_dead_lettered_and_the_exit_code_is_1() 
     let emu = Emulator::start(Config::default()).unwrap();
     let dir = ScratchDir::new("basic");
     let input = dir.join("input.ndjson");
-    let (people_sent, events_sent) = write_input(&input, 2_000, true);
+    let (people_sent, events_sent) = write_people_and_events(&input, 2_000, true);
     let outcome = import(&emu, &input).json().run();
     outcome.assert_code(1);
     let json = outcome.json();
@@ -111,7 +111,7 @@ fn a_clean_import_from_standard_input_exits_0() {
     let emu = Emulator::start(Config::default()).unwrap();
     let dir = ScratchDir::new("stdin");
     let input = dir.join("input.ndjson");
-    let (people_sent, _) = write_input(&input, 300, false);
+    let (people_sent, _) = write_people_and_events(&input, 300, false);
     let text = fs::read_to_string(&input).unwrap();
     let dead = dir.join("dead.ndjson");
     let outcome = import(&emu, "-")
@@ -135,7 +135,7 @@ fn kill_9_then_resume_loses_nothing() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
     let dir = ScratchDir::new("kill");
     let input = dir.join("input.ndjson");
-    let (people_sent, events_sent) = write_input(&input, 1_500, false);
+    let (people_sent, events_sent) = write_people_and_events(&input, 1_500, false);
     let checkpoint = dir.join("import.checkpoint");
     let import_file = || {
         import(&emu, &input)
@@ -170,7 +170,7 @@ fn a_server_stopped_mid_import_exits_3_and_the_import_resumes_cleanly_elsewhere(
     let first_server = Emulator::start(Config::default().track_limit(0)).unwrap();
     let dir = ScratchDir::new("stopped");
     let input = dir.join("input.ndjson");
-    let (people_sent, events_sent) = write_input(&input, 1_500, false);
+    let (people_sent, events_sent) = write_people_and_events(&input, 1_500, false);
     let checkpoint = dir.join("import.checkpoint");
     let import_file = |server: &Emulator| {
         import(server, &input)
@@ -219,7 +219,7 @@ fn a_wrong_key_exits_2_within_seconds_after_a_handful_of_requests() {
     let emu = Emulator::start(Config::default()).unwrap();
     let dir = ScratchDir::new("401");
     let input = dir.join("input.ndjson");
-    write_input(&input, 5_000, false);
+    write_people_and_events(&input, 5_000, false);
     let outcome = import(&emu, &input)
         .mode("single")
         .env("CUSTOMERIO_TRACK_API_KEY", "sk-wrong-0123456789")
@@ -291,7 +291,7 @@ fn a_207_that_never_makes_sense_exits_3_and_dead_letters_nothing() {
     let server = scripted::Scripted::start(&[("/api/v2/batch", 207, garbled); 2]);
     let dir = ScratchDir::new("garbled-207");
     let input = dir.join("input.ndjson");
-    write_input(&input, 10, false);
+    write_people_and_events(&input, 10, false);
     let outcome = import_at(server.url(), &input)
         .max_retries(1)
         // One lane: the ten lines go in one batch, the one the script garbles.
@@ -309,7 +309,7 @@ fn a_dead_letter_file_that_is_the_input_the_checkpoint_a_device_or_a_folder_exit
     let emu = Emulator::start(Config::default()).unwrap();
     let dir = ScratchDir::new("outputs");
     let input = dir.join("input.ndjson");
-    write_input(&input, 20, false);
+    write_people_and_events(&input, 20, false);
     let checkpoint = dir.join("import.checkpoint");
     let original = fs::read(&input).unwrap();
     for dead_letter in [&input, &checkpoint, Path::new("/dev/null"), dir.path()] {
@@ -330,7 +330,7 @@ fn an_unwritable_checkpoint_folder_exits_2_before_any_request() {
     let emu = Emulator::start(Config::default()).unwrap();
     let dir = ScratchDir::new("checkpoint-folder");
     let input = dir.join("input.ndjson");
-    write_input(&input, 20, false);
+    write_people_and_events(&input, 20, false);
     let checkpoint = dir.join("no-such-folder").join("import.checkpoint");
     let outcome = import(&emu, &input).checkpoint(&checkpoint).run();
     outcome.assert_code(2);
@@ -347,7 +347,7 @@ fn an_existing_dead_letter_file_is_appended_to() {
     let emu = Emulator::start(Config::default()).unwrap();
     let dir = ScratchDir::new("append");
     let input = dir.join("input.ndjson");
-    write_input(&input, 100, true);
+    write_people_and_events(&input, 100, true);
     let dead_letter = dir.join("letters.ndjson");
     fs::write(&dead_letter, "{\"from\":\"an earlier run\"}\n").unwrap();
     let outcome = import(&emu, &input).dead_letter(&dead_letter).run();
@@ -363,7 +363,7 @@ fn a_second_import_on_a_checkpoint_in_use_exits_2() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
     let dir = ScratchDir::new("lock");
     let input = dir.join("input.ndjson");
-    write_input(&input, 1_000, false);
+    write_people_and_events(&input, 1_000, false);
     let checkpoint = dir.join("import.checkpoint");
     let import_file = || {
         import(&emu, &input)
@@ -393,7 +393,7 @@ fn a_gzip_file_delivers_every_line() {
     let emu = Emulator::start(Config::default()).unwrap();
     let dir = ScratchDir::new("gzip");
     let plain = dir.join("plain.ndjson");
-    let (people_sent, events_sent) = write_input(&plain, 500, false);
+    let (people_sent, events_sent) = write_people_and_events(&plain, 500, false);
     let input = dir.join("input.ndjson.gz");
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder.write_all(&fs::read(&plain).unwrap()).unwrap();
@@ -480,7 +480,7 @@ fn a_pipe_named_as_the_file_is_read_as_standard_input_is() {
     let emu = Emulator::start(Config::default()).unwrap();
     let dir = ScratchDir::new("pipe-as-file");
     let plain = dir.join("plain.ndjson");
-    let (people_sent, _) = write_input(&plain, 100, true);
+    let (people_sent, _) = write_people_and_events(&plain, 100, true);
     let text = fs::read_to_string(&plain).unwrap();
     let outcome = import(&emu, "/dev/stdin")
         .json()
@@ -587,7 +587,7 @@ fn resuming_a_finished_import_sends_nothing_and_exits_0_however_often() {
     let emu = Emulator::start(Config::default()).unwrap();
     let dir = ScratchDir::new("resume-finished");
     let input = dir.join("input.ndjson");
-    let (people_sent, _) = write_input(&input, 300, false);
+    let (people_sent, _) = write_people_and_events(&input, 300, false);
     let checkpoint = dir.join("import.checkpoint");
     let import_file = || import(&emu, &input).checkpoint(&checkpoint);
     import_file().run().assert_code(0);
@@ -607,7 +607,7 @@ fn a_checkpoint_past_the_end_of_the_input_exits_2_and_is_not_rewound() {
     let emu = Emulator::start(Config::default()).unwrap();
     let dir = ScratchDir::new("resume-past-end");
     let input = dir.join("input.ndjson");
-    write_input(&input, 300, false);
+    write_people_and_events(&input, 300, false);
     let text = fs::read_to_string(&input).unwrap();
     let checkpoint = dir.join("import.checkpoint");
     let run = |stdin: &str, resume: bool| import_stdin(&emu, &dir, stdin, resume);
@@ -638,7 +638,7 @@ fn a_dry_run_needs_no_credentials_dead_letters_bad_lines_and_sends_nothing() {
     let emu = Emulator::start(Config::default()).unwrap();
     let dir = ScratchDir::new("dry-run");
     let input = dir.join("input.ndjson");
-    write_input(&input, 500, true);
+    write_people_and_events(&input, 500, true);
     let url = emu.url();
     let dry_run = |input: &Path| {
         cio_ratelimit(&[
@@ -670,7 +670,7 @@ fn a_dry_run_needs_no_credentials_dead_letters_bad_lines_and_sends_nothing() {
     assert!(!dir.join("import.checkpoint").exists(), "no checkpoint");
 
     let clean = dir.join("clean.ndjson");
-    write_input(&clean, 500, false);
+    write_people_and_events(&clean, 500, false);
     let outcome = dry_run(&clean);
     outcome.assert_code(0);
     assert_eq!(outcome.json()["delivered"], 500);
@@ -699,8 +699,7 @@ fn a_dry_run_reports_what_it_checked_and_refuses_what_the_server_would() {
         json!({"type": "person", "action": "event", "identifiers": {"id": "1"}, "name": "x", "timestamp": 1.5}),
         json!({"type": "person", "action": "identify", "identifiers": {"email": 5}}),
     ];
-    let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
-    fs::write(&input, text).unwrap();
+    write_lines(&input, lines);
     let checked = cio_ratelimit(&["import", input.to_str().unwrap(), "--dry-run", "--json"]).run();
     checked.assert_code(1);
     let json = checked.json();
@@ -735,7 +734,7 @@ fn a_signal_stops_cleanly_and_the_printed_command_resumes(signal: &str, code: i3
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
     let dir = ScratchDir::new(&format!("signal-{signal}"));
     let input = dir.join("input.ndjson");
-    let (people_sent, events_sent) = write_input(&input, 1_500, false);
+    let (people_sent, events_sent) = write_people_and_events(&input, 1_500, false);
     let checkpoint = dir.join("import.checkpoint");
     let first = import(&emu, &input)
         .mode("single")
@@ -817,7 +816,7 @@ fn a_second_signal_exits_at_once_without_waiting_for_the_requests_in_flight() {
     let emu = Emulator::start(Config::default().latency(Duration::from_secs(20))).unwrap();
     let dir = ScratchDir::new("second-signal");
     let input = dir.join("input.ndjson");
-    write_input(&input, 100, false);
+    write_people_and_events(&input, 100, false);
     let mut child = import(&emu, &input).mode("single").spawn();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while emu.snapshot().requests == 0 {
@@ -970,7 +969,7 @@ fn csv_flags_on_ndjson_input_exit_2_naming_the_flag() {
     let emu = Emulator::start(Config::default()).unwrap();
     let dir = ScratchDir::new("csv-flags");
     let input = dir.join("input.ndjson");
-    write_input(&input, 10, false);
+    write_people_and_events(&input, 10, false);
     for flags in [&["--id-column", "email"][..], &["--csv-strings"]] {
         let outcome = import(&emu, &input).args(flags).run();
         outcome.assert_code(2);

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs;
 
 use cio_emulator::{Config, Emulator};
-use cio_test_kit::ScratchDir;
+use cio_test_kit::{ScratchDir, write_lines};
 use serde_json::json;
 
 use command::import;
@@ -235,11 +235,11 @@ fn an_import_leaves_metrics_promtool_accepts_that_match_what_arrived() {
     let emu = Emulator::start(Config::default().track_limit(20)).unwrap();
     let dir = ScratchDir::new("import");
     let input = dir.join("people.ndjson");
-    let mut lines: String = (0..60)
-        .map(|i| format!("{}\n", json!({"type": "person", "action": "identify", "identifiers": {"id": i.to_string()}})))
-        .collect();
-    lines.push_str("not json\n");
-    fs::write(&input, lines).unwrap();
+    let identifies = (0..60).map(|i| {
+        json!({"type": "person", "action": "identify", "identifiers": {"id": i.to_string()}})
+            .to_string()
+    });
+    write_lines(&input, identifies.chain(["not json".to_owned()]));
     let metrics = dir.join("cio_import.prom");
     let outcome = import(&emu, &input)
         .mode("single")

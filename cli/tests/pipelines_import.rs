@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cio_emulator::{Config, DEFAULT_PIPELINES_KEY, Emulator, Snapshot};
-use cio_test_kit::{RedisServer, ScratchDir, dead_letter_lines, dead_letters};
+use cio_test_kit::{RedisServer, ScratchDir, dead_letter_lines, dead_letters, write_lines};
 use serde_json::Value;
 
 use command::{cio_ratelimit, import};
@@ -20,7 +20,7 @@ use command::{cio_ratelimit, import};
 /// every `bad`-th line is a track without its `event`, refused before
 /// sending, and the one after it a page with a timestamp only the server
 /// refuses (strict mode). Returns the people whose calls are good.
-fn write_input(path: &Path, n: u64, bad: Option<u64>) -> Vec<String> {
+fn write_pipelines_calls(path: &Path, n: u64, bad: Option<u64>) -> Vec<String> {
     let mut text = String::new();
     let mut good = Vec::new();
     for line in 1..=n {
@@ -72,7 +72,7 @@ fn the_contract_command_delivers_the_good_calls_and_dead_letters_the_rest_with_e
         let emu = Emulator::start(Config::default().pipelines_limit(0)).unwrap();
         let dir = ScratchDir::new(&format!("contract-{mode}"));
         let input = dir.join("calls.ndjson");
-        let good = write_input(&input, 400, Some(100));
+        let good = write_pipelines_calls(&input, 400, Some(100));
         let dead = dir.join("dead.ndjson");
         // Only the Pipelines key: no Track or App credentials anywhere.
         let outcome = cio_ratelimit(&[
@@ -134,7 +134,7 @@ fn a_resumed_import_repeats_the_message_ids_so_nothing_counts_twice() {
     let first_server = Emulator::start(Config::default().pipelines_limit(0)).unwrap();
     let dir = ScratchDir::new("resume");
     let input = dir.join("calls.ndjson");
-    let good = write_input(&input, 1_500, None);
+    let good = write_pipelines_calls(&input, 1_500, None);
     let checkpoint = dir.join("calls.checkpoint");
     let import_file = |server: &Emulator| {
         import(server, &input)
@@ -195,7 +195,7 @@ fn a_wrong_key_exits_2_naming_the_pipelines_key_without_showing_it() {
     let emu = Emulator::start(Config::default()).unwrap();
     let dir = ScratchDir::new("401");
     let input = dir.join("calls.ndjson");
-    write_input(&input, 2_000, None);
+    write_pipelines_calls(&input, 2_000, None);
     let key_file = dir.join("key.txt");
     fs::write(&key_file, "pk-wrong-0123456789\n").unwrap();
     let outcome = cio_ratelimit(&[
@@ -227,7 +227,7 @@ fn a_wrong_key_exits_2_naming_the_pipelines_key_without_showing_it() {
 fn without_a_pipelines_key_or_with_csv_input_it_exits_2_before_sending() {
     let dir = ScratchDir::new("usage");
     let input = dir.join("calls.ndjson");
-    write_input(&input, 10, None);
+    write_pipelines_calls(&input, 10, None);
     // Track credentials are not Pipelines credentials.
     let emu = Emulator::start(Config::default()).unwrap();
     let outcome = import(&emu, &input)
@@ -277,7 +277,7 @@ fn the_pipelines_limiter_learns_a_lower_limit_from_429s_and_everything_arrives_o
     let emu = Emulator::start(Config::default().pipelines_limit(20)).unwrap();
     let dir = ScratchDir::new("learning");
     let input = dir.join("calls.ndjson");
-    let good = write_input(&input, 80, None);
+    let good = write_pipelines_calls(&input, 80, None);
     let outcome = import(&emu, &input)
         .api("pipelines")
         .mode("single")
@@ -309,10 +309,10 @@ fn two_pipelines_imports_sharing_a_redis_budget_stay_within_it_together() {
         .iter()
         .map(|name| {
             let input = dir.join(format!("{name}.ndjson"));
-            let text = (1..=80)
-                .map(|n| format!("{{\"type\":\"identify\",\"userId\":\"{name}{n}\"}}\n"))
-                .collect::<String>();
-            fs::write(&input, text).unwrap();
+            write_lines(
+                &input,
+                (1..=80).map(|n| format!(r#"{{"type":"identify","userId":"{name}{n}"}}"#)),
+            );
             import(&emu, &input)
                 .api("pipelines")
                 .mode("single")
@@ -342,7 +342,7 @@ fn a_pipelines_dry_run_needs_no_key_checks_every_call_and_sends_nothing() {
     let dir = ScratchDir::new("dry-run");
     let input = dir.join("calls.ndjson");
     // Every 5th line is a track without its event: refused before sending.
-    write_input(&input, 20, Some(5));
+    write_pipelines_calls(&input, 20, Some(5));
     let dead_letter = dir.join("dead.ndjson");
     let outcome = cio_ratelimit(&[
         "import",

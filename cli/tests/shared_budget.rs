@@ -12,22 +12,19 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cio_emulator::{Config, Emulator};
-use cio_test_kit::{RedisServer, ScratchDir};
+use cio_test_kit::{RedisServer, ScratchDir, write_lines};
 use serde_json::json;
 
 use command::{finish_within, import};
 
 /// `n` identifies of people `{prefix}0..n`.
-fn write_input(path: &Path, prefix: &str, n: u32) {
-    let text: String = (0..n)
-        .map(|i| {
-            format!(
-                "{}\n",
-                json!({"type": "person", "action": "identify", "identifiers": {"id": format!("{prefix}{i}")}})
-            )
-        })
-        .collect();
-    fs::write(path, text).unwrap();
+fn write_identifies(path: &Path, prefix: &str, n: u32) {
+    write_lines(
+        path,
+        (0..n).map(|i| {
+            json!({"type": "person", "action": "identify", "identifiers": {"id": format!("{prefix}{i}")}})
+        }),
+    );
 }
 
 #[test]
@@ -43,7 +40,7 @@ fn two_imports_sharing_a_redis_learn_the_limit_once_and_both_finish() {
             .iter()
             .map(|name| {
                 let input = dir.join(format!("{name}.ndjson"));
-                write_input(&input, name, 80);
+                write_identifies(&input, name, 80);
                 let (url, emu) = (&url, &emu);
                 scope.spawn(move || {
                     import(emu, &input)
@@ -87,7 +84,7 @@ fn an_adaptive_import_backs_off_under_a_lower_limit_and_delivers_everything() {
     let emu = Emulator::start(Config::default().track_limit(20)).unwrap();
     let dir = ScratchDir::new("adaptive");
     let input = dir.join("input.ndjson");
-    write_input(&input, "p", 120);
+    write_identifies(&input, "p", 120);
     let outcome = import(&emu, &input)
         .mode("single")
         .rate(40)
@@ -128,7 +125,7 @@ fn a_fixed_rate_import_keeps_its_rate_and_still_pauses_on_429s_alone_or_sharing_
     let redis = RedisServer::start();
     let dir = ScratchDir::new("fixed");
     let input = dir.join("input.ndjson");
-    write_input(&input, "p", 50);
+    write_identifies(&input, "p", 50);
     thread::scope(|scope| {
         let alone = scope.spawn(|| {
             let emu = Emulator::start(Config::default().track_limit(20)).unwrap();
@@ -167,7 +164,7 @@ fn an_import_shares_a_tls_redis_trusting_a_private_ca() {
     };
     let emu = Emulator::start(Config::default()).unwrap();
     let input = dir.join("people.ndjson");
-    write_input(&input, "tls", 20);
+    write_identifies(&input, "tls", 20);
     let ca = redis.ca().unwrap();
     let url = redis.url();
     let import = || import(&emu, &input).mode("single").redis_url(&url);
@@ -202,7 +199,7 @@ fn imports_at_another_rate_on_the_same_key_are_refused_unless_they_adopt_it() {
     let url = redis.url();
     let import = |name: &str, rate: u32, lines: u32, adopt: bool| {
         let input = dir.join(format!("{name}.ndjson"));
-        write_input(&input, name, lines);
+        write_identifies(&input, name, lines);
         let import = import(&emu, &input)
             .mode("single")
             .rate(rate)
@@ -258,7 +255,7 @@ fn a_redis_url_that_can_never_work_exits_2_at_once_naming_it() {
     let emu = Emulator::start(Config::default()).unwrap();
     let dir = ScratchDir::new("refused");
     let input = dir.join("people.ndjson");
-    write_input(&input, "p", 10);
+    write_identifies(&input, "p", 10);
     let port = redis.port();
     for url in [
         format!("redis://:not-the-s3cret@127.0.0.1:{port}/0"),
@@ -290,7 +287,7 @@ fn redis_wait_means_that_many_seconds_and_the_warnings_name_redis() {
     let emu = Emulator::start(Config::default()).unwrap();
     let dir = ScratchDir::new("redis-wait-seconds");
     let input = dir.join("people.ndjson");
-    write_input(&input, "p", 20);
+    write_identifies(&input, "p", 20);
     let url = redis.url();
     let import = import(&emu, &input)
         .mode("single")
@@ -325,7 +322,7 @@ fn a_signal_ends_a_wait_for_redis_within_a_second() {
     let emu = Emulator::start(Config::default()).unwrap();
     let dir = ScratchDir::new("redis-signal");
     let input = dir.join("people.ndjson");
-    write_input(&input, "p", 400);
+    write_identifies(&input, "p", 400);
     let url = redis.url();
     for (signal, code) in [("TERM", 143), ("INT", 130)] {
         let checkpoint = dir.join(format!("checkpoint-{signal}"));
@@ -400,7 +397,7 @@ fn imports_sharing_a_redis_never_put_more_than_the_rate_into_a_second() {
         .iter()
         .map(|name| {
             let input = dir.join(format!("{name}.ndjson"));
-            write_input(&input, name, 150);
+            write_identifies(&input, name, 150);
             import(&emu, &input)
                 .mode("single")
                 .rate(90)
@@ -460,7 +457,7 @@ fn imports_sharing_a_redis_at_the_workspace_limit_run_at_it_without_429s() {
         .iter()
         .map(|name| {
             let input = dir.join(format!("{name}.ndjson"));
-            write_input(&input, name, per_import);
+            write_identifies(&input, name, per_import);
             import(&emu, &input)
                 .mode("single")
                 .rate(100)
@@ -500,7 +497,7 @@ fn redis_wait_stops_an_import_with_exit_3_and_its_checkpoint_to_resume_from() {
     let emu = Emulator::start(Config::default()).unwrap();
     let dir = ScratchDir::new("redis-wait");
     let input = dir.join("people.ndjson");
-    write_input(&input, "p", 300);
+    write_identifies(&input, "p", 300);
     let checkpoint = dir.join("checkpoint");
     let url = redis.url();
     let import_file = || {

@@ -4,6 +4,7 @@
 //! - [`ScratchDir`]: a folder of a test's own, removed when the test passes;
 //! - [`dead_letters`] and [`dead_letter_lines`]: an import's dead-letter
 //!   file, read back into records to assert on;
+//! - [`write_lines`]: an input file, a line at a time;
 //! - [`capture_logs`] and [`logged`]: the log records a test binary made;
 //! - [`RedisServer`]: a `redis-server` of a test's own.
 //!
@@ -27,10 +28,12 @@
 
 mod captured_logs;
 mod dead_letters;
+mod input_file;
 mod redis_server;
 mod scratch_dir;
 
 pub use captured_logs::{Logged, capture_logs, logged};
 pub use dead_letters::{dead_letter_lines, dead_letters};
+pub use input_file::write_lines;
 pub use redis_server::RedisServer;
 pub use scratch_dir::ScratchDir;
