@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator};
-use cio_ratelimit::{ApiClass, Client, Unlimited};
+use cio_ratelimit::{ApiClass, Client, limit::Unlimited};
 use serde_json::json;
 
 const ROUNDS: usize = 7;

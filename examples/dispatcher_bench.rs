@@ -15,7 +15,7 @@ use std::hint::black_box;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cio_ratelimit::{Dispatcher, Unlimited};
+use cio_ratelimit::{Dispatcher, limit::Unlimited};
 
 const JOBS: u64 = 1_000_000;
 /// Rounds (pairs) per mode. A fire-and-forget pair takes a fifth of a

@@ -28,7 +28,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator, RetryAfterStyle};
-use cio_ratelimit::{ApiClass, Client, ImportMode, Importer, RateLimit};
+use cio_ratelimit::{ApiClass, Client, Importer, RateLimit, import::ImportMode};
 use cio_test_kit::RedisServer;
 use serde_json::json;
 
@@ -272,8 +272,8 @@ fn shared_limiter(
     workspace: &str,
     limit: RateLimit,
     learning: bool,
-) -> cio_ratelimit::RedisLimiter {
-    cio_ratelimit::RedisLimiter::builder(limit)
+) -> cio_ratelimit::limit::RedisLimiter {
+    cio_ratelimit::limit::RedisLimiter::builder(limit)
         .url(url)
         .workspace(workspace)
         .learning(learning)
@@ -282,7 +282,7 @@ fn shared_limiter(
 }
 
 #[cfg(not(feature = "redis"))]
-fn shared_limiter(_: &str, _: &str, _: RateLimit, _: bool) -> cio_ratelimit::Unlimited {
+fn shared_limiter(_: &str, _: &str, _: RateLimit, _: bool) -> cio_ratelimit::limit::Unlimited {
     unreachable!("the Redis rows are skipped without the redis feature")
 }
 

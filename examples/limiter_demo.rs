@@ -15,7 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cio_ratelimit::{Call, Failure, RateLimit, RetryPolicy, TokenBucket};
+use cio_ratelimit::{
+    RateLimit, RetryPolicy, TokenBucket,
+    retry::{Call, Failure},
+};
 use parking_lot::Mutex;
 
 const THREADS: u64 = 16;

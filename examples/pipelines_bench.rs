@@ -17,7 +17,9 @@ use std::time::Instant;
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_PIPELINES_KEY, DEFAULT_SITE_ID, Emulator};
 use cio_ratelimit::{
-    ApiClass, BatchPacker, Client, Operation, PipelinesBatchPacker, PipelinesCall, Unlimited,
+    ApiClass, Client, Operation, PipelinesCall,
+    client::{BatchPacker, PipelinesBatchPacker},
+    limit::Unlimited,
 };
 use serde_json::Value;
 

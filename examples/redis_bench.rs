@@ -23,7 +23,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cio_ratelimit::{ApiClass, Limiter, RateLimit, RedisLimiter, TokenBucket};
+use cio_ratelimit::{ApiClass, Limiter, RateLimit, TokenBucket, limit::RedisLimiter};
 
 /// A `redis-server` of the benchmark's own; killed when dropped.
 struct OwnRedis(Child);

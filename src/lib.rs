@@ -25,20 +25,22 @@
 //! with jitter; a transactional message is never sent twice unless you opt
 //! in; every event carries an id so that a retry is counted once.
 //!
-//! The crate is five rooms, each using only the ones after it: imports
-//! ([`Importer`]) → the queue ([`Dispatcher`]) → the client ([`Client`]) →
-//! retries ([`RetryPolicy`]) → limits ([`SlidingWindow`], [`TokenBucket`]).
-//! The sections below walk through them from the bottom up.
+//! The root names what a program starts with. The rest lives in five rooms,
+//! public modules each using only the ones after it, whose pages go deeper:
+//! [`import`] ([`Importer`]) → [`queue`] ([`Dispatcher`]) → [`client`]
+//! ([`Client`] and what its calls carry) → [`retry`] ([`RetryPolicy`]) →
+//! [`limit`] ([`SlidingWindow`], [`TokenBucket`]); [`error`] is a leaf every
+//! room uses. The sections below walk through them from the top down.
 //!
 //! # The client
 //!
 //! [`Client`] speaks Track v1 (identify, track, anonymous and invite events,
 //! suppress, delete, devices, merge, manual segments, push metrics), Track v2
-//! ([`Operation`], [`BatchPacker`], batches whose rejected items come back as
+//! ([`Operation`], [`BatchPacker`](client::BatchPacker), batches whose rejected items come back as
 //! data), the App API (transactional email, push, SMS, in-app and inbox
 //! messages, broadcast triggers; people by email, a person's attributes and
 //! segments, segments and their members, people exports) and the Pipelines
-//! API ([`PipelinesCall`], [`PipelinesBatchPacker`], strict mode always on).
+//! API ([`PipelinesCall`], [`PipelinesBatchPacker`](client::PipelinesBatchPacker), strict mode always on).
 //! Give it the credentials of the APIs you call; a call whose credentials it
 //! lacks fails with [`Error::MissingCredential`] before anything is sent.
 //!
@@ -57,7 +59,7 @@
 //! ```
 //!
 //! Input that breaks Customer.io's size limits is refused with
-//! [`Error::Invalid`] before it is sent ([`validate`] has the limits).
+//! [`Error::Invalid`] before it is sent ([`client::validate`] has the limits).
 //!
 //! # Limiters
 //!
@@ -67,13 +69,14 @@
 //! from its 429s, never going above the configured rate. It is what a
 //! [`Client`] uses for each [`ApiClass`] unless told otherwise.
 //! [`TokenBucket`] keeps the classic contract instead (at most
-//! `burst + rate × T` in any window T); `RedisLimiter` (feature `redis`)
+//! `burst + rate × T` in any window T); `limit::RedisLimiter` (feature `redis`)
 //! shares one budget between processes, and what they learn. All of them take a validated
-//! [`RateLimit`] and an injected [`Clock`], so timing logic is tested on a
-//! [`ManualClock`] without sleeping:
+//! [`RateLimit`] and an injected [`Clock`](limit::Clock), so timing logic is tested on a
+//! [`ManualClock`](limit::ManualClock) without sleeping:
 //!
 //! ```
-//! use cio_ratelimit::{Limiter, ManualClock, RateLimit, TokenBucket};
+//! use cio_ratelimit::limit::ManualClock;
+//! use cio_ratelimit::{Limiter, TokenBucket};
 //! use std::time::Duration;
 //!
 //! let clock = ManualClock::new();
@@ -93,11 +96,13 @@
 //! a permit before every attempt, exponential backoff with jitter after
 //! 5xx, timeouts and resets, `Retry-After` in both RFC 9110 forms on a 429
 //! (which pauses the shared limiter, so every thread backs off together),
-//! and calls marked safe or unsafe to repeat ([`Call`]). It runs your own
+//! and calls marked safe or unsafe to repeat ([`Call`](retry::Call)). It runs your own
 //! calls too:
 //!
 //! ```
-//! use cio_ratelimit::{Call, Failure, ManualClock, RetryPolicy, Unlimited};
+//! use cio_ratelimit::RetryPolicy;
+//! use cio_ratelimit::limit::{ManualClock, Unlimited};
+//! use cio_ratelimit::retry::{Call, Failure};
 //!
 //! let clock = ManualClock::new();
 //! let policy = RetryPolicy::builder().clock(clock.clone()).build()?;
@@ -107,15 +112,15 @@
 //! # Ok::<(), cio_ratelimit::Error>(())
 //! ```
 //!
-//! [`RetryStats::during`] counts the requests, retries and 429s of the calls
+//! [`RetryStats::during`](retry::RetryStats::during) counts the requests, retries and 429s of the calls
 //! one piece of work made, whoever else shares the client.
 //!
 //! # The queue
 //!
 //! [`Dispatcher`] is a fixed pool of worker threads fed by a bounded
-//! crossbeam channel: submit jobs, get a [`Ticket`] for each, feel
+//! crossbeam channel: submit jobs, get a [`Ticket`](queue::Ticket) for each, feel
 //! backpressure when the queue is full, and shut down without losing a job.
-//! It knows nothing of HTTP: give it [`ClientCall`]s and it runs them on a
+//! It knows nothing of HTTP: give it [`ClientCall`](queue::ClientCall)s and it runs them on a
 //! [`Client`] (whose limiters still set the pace), or any closure.
 //!
 //! ```
@@ -132,9 +137,9 @@
 //! # Imports
 //!
 //! [`Importer`] streams NDJSON (one v2 operation a line, or one Pipelines
-//! call with [`ImportApi::Pipelines`]) in constant memory, packs lines into
+//! call with [`ImportApi::Pipelines`](import::ImportApi::Pipelines)) in constant memory, packs lines into
 //! batch requests, sends them through the queue, dead-letters bad lines with
-//! their reason, and keeps a [`Checkpoint`] that only advances over lines the
+//! their reason, and keeps a [`Checkpoint`](import::Checkpoint) that only advances over lines the
 //! server acknowledged: a crash or an outage loses nothing, and a resume
 //! repeats the same event ids (and `messageId`s).
 //!
@@ -189,10 +194,10 @@
 //! All off by default; the default build depends on ureq, serde, serde_json,
 //! parking_lot, crossbeam-channel, fastrand, log and httpdate only.
 //!
-//! - `redis`: `RedisLimiter`, `RedisLimiterBuilder` and `WhenUnreachable`, one
+//! - `redis`: `limit::RedisLimiter`, its builder and `WhenUnreachable`, one
 //!   budget shared by every process, on the blocking client of the `redis`
 //!   crate (no async runtime), with `rediss://` over rustls.
-//! - `csv`: CSV input for imports, one person per row (`CsvOptions`,
+//! - `csv`: CSV input for imports, one person per row (`import::CsvOptions`,
 //!   `ImporterBuilder::csv`), on the `csv` crate.
 //! - `gzip`: gzip-compressed input for imports, recognised by its magic
 //!   bytes and decompressed as it streams, on `flate2` (pure Rust).
@@ -200,7 +205,7 @@
 //! # Errors
 //!
 //! One [`Error`] enum with structured variants, and [`Result`]: bad input
-//! ([`Invalid`], nothing sent), the server's status with its message and
+//! ([`Invalid`](error::Invalid), nothing sent), the server's status with its message and
 //! `Retry-After`, refused credentials (never retried), the wrong region,
 //! timeouts and transport failures. [`Error::is_transient`] tells whether
 //! trying again later may help. An invalid configuration cannot be built:
@@ -265,44 +270,23 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod client;
-mod error;
-mod import;
-mod limit;
-mod queue;
+pub mod client;
+pub mod error;
+pub mod import;
+pub mod limit;
+pub mod queue;
 mod region;
-mod retry;
+pub mod retry;
 
-pub use crate::client::validate;
 pub use crate::client::{
-    Batch, BatchPacker, BatchResponse, BroadcastTrigger, Client, ClientBuilder, Delivery, Device,
-    Event, EventId, EventKind, Export, Identifier, MAX_SEGMENT_IDS_PER_REQUEST, Operation,
-    PersonIdentifiers, PersonProfile, PipelinesBatch, PipelinesBatchPacker, PipelinesCall,
-    PipelinesCallType, PipelinesUser, Platform, PushEvent, PushMetric, Segment, SegmentMembers,
-    TransactionalMessage,
+    Client, ClientBuilder, Event, Identifier, Operation, PipelinesCall, TransactionalMessage,
 };
-pub use crate::error::{Credential, Error, Invalid, ItemError, Result, TimeoutKind, TransportKind};
-#[cfg(feature = "csv")]
-pub use crate::import::CsvOptions;
-pub use crate::import::{
-    Checkpoint, DeadLetter, ImportApi, ImportFailure, ImportMode, ImportSummary, Importer,
-    ImporterBuilder, Progress,
-};
-pub use crate::limit::{
-    ApiClass, Clock, Limiter, ManualClock, NotUntil, RateChange, RateLimit, SlidingWindow,
-    SlidingWindowBuilder, SystemClock, TokenBucket, Unlimited,
-};
-#[cfg(feature = "redis")]
-pub use crate::limit::{RedisLimiter, RedisLimiterBuilder, WhenUnreachable};
-pub use crate::queue::{
-    CallTicket, ClientCall, ClientDispatcher, Dispatcher, DispatcherBuilder, DispatcherStats,
-    JobError, Outcome, Reply, SubmitError, Ticket, TrySubmitError,
-};
+pub use crate::error::{Error, Result};
+pub use crate::import::Importer;
+pub use crate::limit::{ApiClass, Limiter, RateLimit, SlidingWindow, TokenBucket};
+pub use crate::queue::Dispatcher;
 pub use crate::region::Region;
-pub use crate::retry::{
-    Call, Classify, Failure, Idempotency, Jitter, RetryPolicy, RetryPolicyBuilder, RetryStats,
-    parse_retry_after,
-};
+pub use crate::retry::RetryPolicy;
 
 /// The README's examples compile and run as doctests.
 #[cfg(doctest)]
@@ -317,9 +301,9 @@ fn _ensure_thread_promises() {
     send_sync::<Client>();
     send_sync::<SlidingWindow>();
     send_sync::<TokenBucket>();
-    send_sync::<Unlimited>();
+    send_sync::<limit::Unlimited>();
     send_sync::<RetryPolicy>();
     send_sync::<Dispatcher<u64, u64>>();
-    send_sync::<ClientDispatcher>();
+    send_sync::<queue::ClientDispatcher>();
     send::<Importer>();
 }

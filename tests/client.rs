@@ -12,9 +12,11 @@ use cio_emulator::{
     Config, DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_SITE_ID, Emulator, Faults, RetryAfterStyle,
 };
 use cio_ratelimit::{
-    ApiClass, BatchPacker, Client, ClientBuilder, Credential, Device, Error, Event, Identifier,
-    Invalid, Limiter, ManualClock, Operation, Platform, RateLimit, Region, RetryPolicy,
-    SlidingWindow, TransactionalMessage, TransportKind, Unlimited,
+    ApiClass, Client, ClientBuilder, Error, Event, Identifier, Limiter, Operation, RateLimit,
+    Region, RetryPolicy, SlidingWindow, TransactionalMessage,
+    client::{BatchPacker, Device, Platform},
+    error::{Credential, Invalid, TransportKind},
+    limit::{ManualClock, Unlimited},
 };
 use serde_json::json;
 
@@ -27,7 +29,7 @@ fn emulator(config: Config) -> Emulator {
 }
 
 /// Fast retries, so that tests of retrying take milliseconds.
-fn quick_retries() -> cio_ratelimit::RetryPolicyBuilder {
+fn quick_retries() -> cio_ratelimit::retry::RetryPolicyBuilder {
     RetryPolicy::builder()
         .base_delay(Duration::from_millis(5))
         .max_delay(Duration::from_millis(20))
@@ -860,7 +862,7 @@ fn clients_are_send_sync_and_clones_share_limiters() {
     ));
 }
 
-fn batch_of(ids: &[&str]) -> cio_ratelimit::Batch {
+fn batch_of(ids: &[&str]) -> cio_ratelimit::client::Batch {
     let mut packer = BatchPacker::new();
     for id in ids {
         assert!(

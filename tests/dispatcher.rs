@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator, Faults};
 use cio_ratelimit::{
-    Client, ClientCall, Dispatcher, Error, Event, JobError, RateLimit, Reply, RetryPolicy,
-    SubmitError, TokenBucket, TrySubmitError,
+    Client, Dispatcher, Error, Event, RateLimit, RetryPolicy, TokenBucket,
+    queue::{ClientCall, JobError, Reply, SubmitError, TrySubmitError},
 };
 use serde_json::json;
 
@@ -440,6 +440,6 @@ fn client_calls_queue_through_the_clients_own_limiter_and_report_retries() {
 fn dispatchers_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Dispatcher<u32, ()>>();
-    assert_send_sync::<cio_ratelimit::ClientDispatcher>();
-    assert_send_sync::<cio_ratelimit::Ticket<u32>>();
+    assert_send_sync::<cio_ratelimit::queue::ClientDispatcher>();
+    assert_send_sync::<cio_ratelimit::queue::Ticket<u32>>();
 }

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator, Faults};
 use cio_ratelimit::{
-    ApiClass, Checkpoint, Client, Credential, DeadLetter, Error, ImportFailure, ImportMode,
-    Importer, ImporterBuilder, Limiter, RateLimit, RetryPolicy, TokenBucket, Unlimited,
+    ApiClass, Client, Error, Importer, Limiter, RateLimit, RetryPolicy, TokenBucket,
+    error::Credential,
+    import::{Checkpoint, DeadLetter, ImportFailure, ImportMode, ImporterBuilder},
+    limit::Unlimited,
 };
 use serde_json::json;
 
@@ -529,7 +531,7 @@ fn import_lines(
     dir: &Path,
     mode: ImportMode,
     lines: &[&str],
-) -> cio_ratelimit::ImportSummary {
+) -> cio_ratelimit::import::ImportSummary {
     let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
     Importer::builder(client)
         .mode(mode)
@@ -765,7 +767,7 @@ fn two_imports_sharing_a_client_do_not_see_each_others_retries() {
         Unlimited::new(),
         quick_retries(20),
     );
-    let summaries: Vec<cio_ratelimit::ImportSummary> = std::thread::scope(|scope| {
+    let summaries: Vec<cio_ratelimit::import::ImportSummary> = std::thread::scope(|scope| {
         let imports: Vec<_> = ["a", "b"]
             .map(|name| {
                 let client = shared.clone();

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use cio_emulator::{Config, DEFAULT_API_KEY, Emulator, Faults};
 use cio_ratelimit::{
-    Checkpoint, Client, DeadLetter, Event, Importer, Limiter, Operation, Unlimited,
+    Client, Event, Importer, Limiter, Operation,
+    import::{Checkpoint, DeadLetter},
+    limit::Unlimited,
 };
 use serde_json::json;
 

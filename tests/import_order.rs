@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator, Faults, Snapshot};
 use cio_ratelimit::{
-    ApiClass, Checkpoint, Client, ImportMode, Importer, Limiter, RetryPolicy, Unlimited,
+    ApiClass, Client, Importer, Limiter, RetryPolicy,
+    import::{Checkpoint, ImportMode},
+    limit::Unlimited,
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};

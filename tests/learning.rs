@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator, RetryAfterStyle, Snapshot};
-use cio_ratelimit::{ApiClass, BatchPacker, Client, Operation, RateLimit, SlidingWindow};
+use cio_ratelimit::{ApiClass, Client, Operation, RateLimit, SlidingWindow, client::BatchPacker};
 use serde_json::json;
 
 fn emulator(config: Config) -> Emulator {

@@ -6,8 +6,9 @@ mod unthrottled;
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Faults};
 use cio_ratelimit::{
-    ApiClass, Client, Credential, Error, Event, Identifier, Invalid, PushEvent, PushMetric,
-    TransactionalMessage,
+    ApiClass, Client, Error, Event, Identifier, TransactionalMessage,
+    client::{PushEvent, PushMetric},
+    error::{Credential, Invalid},
 };
 use serde_json::json;
 

@@ -5,7 +5,7 @@
 mod unthrottled;
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_SITE_ID, Datacenter, Faults};
-use cio_ratelimit::{ApiClass, Client, Credential, Error, Identifier, Region};
+use cio_ratelimit::{ApiClass, Client, Error, Identifier, Region, error::Credential};
 use serde_json::json;
 
 use unthrottled::{Counting, client_for, emulator};

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use cio_emulator::{Config, DEFAULT_PIPELINES_KEY, Emulator, Faults};
 use cio_ratelimit::{
-    ApiClass, Client, ClientBuilder, ClientCall, Credential, Dispatcher, Error, Event, Invalid,
-    PipelinesBatchPacker, PipelinesCall, PipelinesCallType, PipelinesUser, Region, Reply,
-    RetryPolicy,
+    ApiClass, Client, ClientBuilder, Dispatcher, Error, Event, PipelinesCall, Region, RetryPolicy,
+    client::{PipelinesBatchPacker, PipelinesCallType, PipelinesUser},
+    error::{Credential, Invalid},
+    queue::{ClientCall, Reply},
 };
 use serde_json::json;
 

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use cio_emulator::{Config, DEFAULT_PIPELINES_KEY, Emulator, Faults, Snapshot};
 use cio_ratelimit::{
-    Client, Credential, DeadLetter, Error, ImportApi, ImportMode, ImportSummary, Importer,
+    Client, Error, Importer,
+    error::Credential,
+    import::{DeadLetter, ImportApi, ImportMode, ImportSummary},
 };
 use cio_test_kit::{ScratchDir, dead_letters};
 
@@ -177,7 +179,7 @@ fn csv_input_for_the_pipelines_api_is_refused_when_built() {
     let emu = Emulator::start(Config::default()).unwrap();
     let error = Importer::builder(client(&emu, DEFAULT_PIPELINES_KEY))
         .api(ImportApi::Pipelines)
-        .csv(cio_ratelimit::CsvOptions::new())
+        .csv(cio_ratelimit::import::CsvOptions::new())
         .build()
         .unwrap_err();
     assert!(
@@ -233,7 +235,7 @@ fn resuming_a_track_imports_checkpoint_as_a_pipelines_import_is_refused_before_s
     importer(ImportApi::Track, false)
         .import_reader(format!("{track_line}\n").as_bytes(), None)
         .unwrap();
-    let checkpoint = cio_ratelimit::Checkpoint::load(&path).unwrap();
+    let checkpoint = cio_ratelimit::import::Checkpoint::load(&path).unwrap();
     assert_eq!(checkpoint.api(), Some(ImportApi::Track));
     let requests = emu.snapshot().requests;
     let (text, _) = input(5);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use cio_ratelimit::{Limiter, ManualClock, TokenBucket};
+use cio_ratelimit::{Limiter, TokenBucket, limit::ManualClock};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator};
 use cio_ratelimit::{
-    ApiClass, Client, Clock, Error, Limiter, RateLimit, RedisLimiter, RedisLimiterBuilder,
-    WhenUnreachable,
+    ApiClass, Client, Error, Limiter, RateLimit,
+    limit::{Clock, RedisLimiter, RedisLimiterBuilder, WhenUnreachable},
 };
 use cio_test_kit::{Logged, RedisServer, capture_logs, logged};
 

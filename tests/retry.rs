@@ -5,7 +5,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use cio_ratelimit::{Call, Error, Failure, Jitter, Limiter, ManualClock, RetryPolicy, TokenBucket};
+use cio_ratelimit::{
+    Error, Limiter, RetryPolicy, TokenBucket,
+    limit::ManualClock,
+    retry::{Call, Failure, Jitter},
+};
 use cio_test_kit::{Logged, capture_logs, logged};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -337,7 +341,7 @@ fn stats_count_retries_429s_and_calls_given_up_across_clones() {
     let _ = clone.run(&limiter, Call::safe("b"), script(&[Err(status(400))]));
     assert_eq!(
         policy.stats(),
-        cio_ratelimit::RetryStats {
+        cio_ratelimit::retry::RetryStats {
             requests: 4,
             retries: 1,
             throttled: 1,

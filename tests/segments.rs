@@ -4,7 +4,7 @@
 mod unthrottled;
 
 use cio_emulator::Config;
-use cio_ratelimit::{Client, Error, Identifier, MAX_SEGMENT_IDS_PER_REQUEST, Operation};
+use cio_ratelimit::{Client, Error, Identifier, Operation, client::MAX_SEGMENT_IDS_PER_REQUEST};
 use serde_json::json;
 
 use unthrottled::{client_for, emulator};

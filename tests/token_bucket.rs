@@ -5,7 +5,10 @@ use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cio_ratelimit::{Clock, Error, Limiter, ManualClock, RateLimit, TokenBucket};
+use cio_ratelimit::{
+    Error, Limiter, RateLimit, TokenBucket,
+    limit::{Clock, ManualClock},
+};
 
 mod grant_stamps;
 use grant_stamps::most_surely_in_window;
@@ -247,7 +250,7 @@ fn debug_shows_the_limit() {
 fn limiters_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<TokenBucket>();
-    assert_send_sync::<cio_ratelimit::Unlimited>();
+    assert_send_sync::<cio_ratelimit::limit::Unlimited>();
     assert_send_sync::<Arc<dyn Limiter>>();
     assert_send_sync::<ManualClock>();
 }

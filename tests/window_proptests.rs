@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use cio_ratelimit::{Limiter, ManualClock, RateLimit, SlidingWindow};
+use cio_ratelimit::{Limiter, RateLimit, SlidingWindow, limit::ManualClock};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]

@@ -5,8 +5,9 @@
 use std::io::Read;
 
 use cio_ratelimit::{
-    BroadcastTrigger, Client, Delivery, Event, EventId, EventKind, Identifier, ImportSummary,
-    PersonProfile, PipelinesCall, TransactionalMessage,
+    Client, Event, Identifier, PipelinesCall, TransactionalMessage,
+    client::{BroadcastTrigger, Delivery, EventId, EventKind, PersonProfile},
+    import::ImportSummary,
 };
 use serde_json::{Map, Value};
 

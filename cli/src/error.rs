@@ -93,7 +93,7 @@ pub enum Error {
     /// An import stopped before the end; how far it got is in the failure.
     Import {
         /// Why, and the counts when it stopped.
-        failure: Box<cio_ratelimit::ImportFailure>,
+        failure: Box<cio_ratelimit::import::ImportFailure>,
         /// Whether a checkpoint is on disk, so `--resume` can continue.
         resumable: bool,
         /// Set when a signal stopped it cleanly.

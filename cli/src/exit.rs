@@ -102,7 +102,10 @@ impl From<Exit> for ExitCode {
 mod tests {
     use std::time::Duration;
 
-    use cio_ratelimit::{Credential, Invalid, Region, TimeoutKind, TransportKind};
+    use cio_ratelimit::{
+        Region,
+        error::{Credential, Invalid, TimeoutKind, TransportKind},
+    };
 
     use super::*;
 

@@ -8,8 +8,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use cio_ratelimit::{
-    ApiClass, ClientBuilder, CsvOptions, ImportApi, ImportMode, ImportSummary, Importer, RateLimit,
-    RedisLimiter, WhenUnreachable,
+    ApiClass, ClientBuilder, Importer, RateLimit,
+    import::{CsvOptions, ImportApi, ImportMode, ImportSummary},
+    limit::{RedisLimiter, WhenUnreachable},
 };
 
 use crate::args::{ApiArg, FormatArg, Import, ModeArg};

@@ -17,7 +17,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cio_ratelimit::Progress;
+use cio_ratelimit::import::Progress;
 
 use crate::error::Error;
 use crate::exit::Exit;

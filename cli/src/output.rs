@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use cio_emulator::Snapshot;
 use serde_json::{Map, Value, json};
 
-use cio_ratelimit::{Identifier, ImportSummary};
+use cio_ratelimit::{Identifier, import::ImportSummary};
 
 use crate::calls::Receipt;
 use crate::error::Error;
@@ -454,7 +454,10 @@ fn list(text: &mut String, len: usize, lines: impl Iterator<Item = String>) {
 
 #[cfg(test)]
 mod tests {
-    use cio_ratelimit::{EventId, EventKind, Invalid};
+    use cio_ratelimit::{
+        client::{EventId, EventKind},
+        error::Invalid,
+    };
 
     use super::*;
 

@@ -4,7 +4,7 @@
 
 use std::io::Read;
 
-use cio_ratelimit::{PipelinesCall, PipelinesUser};
+use cio_ratelimit::{PipelinesCall, client::PipelinesUser};
 
 use crate::args::{PipelinesCommand, PipelinesCommon};
 use crate::error::Error;
@@ -133,7 +133,7 @@ mod tests {
         assert_eq!(track["properties"], json!({"total": 3}));
         assert_eq!(
             track["messageId"],
-            cio_ratelimit::EventId::from_key("o-1").as_str()
+            cio_ratelimit::client::EventId::from_key("o-1").as_str()
         );
         let page = call(&["page", "v1", "Pricing", "--anonymous"], "")
             .unwrap()

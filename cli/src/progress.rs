@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cio_ratelimit::{Progress, RateChange};
+use cio_ratelimit::{import::Progress, limit::RateChange};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::rate::RateReport;

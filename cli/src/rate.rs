@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cio_ratelimit::{Limiter, RateChange};
+use cio_ratelimit::{Limiter, limit::RateChange};
 use serde_json::{Value, json};
 
 /// What a limiter says of its rate at one moment.

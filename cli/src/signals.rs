@@ -98,7 +98,7 @@ impl StopSignals {
     }
 
     /// The flag the first signal sets, for
-    /// [`ImporterBuilder::stop_when`](cio_ratelimit::ImporterBuilder::stop_when).
+    /// [`ImporterBuilder::stop_when`](cio_ratelimit::import::ImporterBuilder::stop_when).
     pub fn flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.any)
     }

@@ -1045,7 +1045,7 @@ fn sigterm_stops_an_import_from_a_pipe_that_stays_open_at_once() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(143));
-    let stored = cio_ratelimit::Checkpoint::load(&checkpoint).unwrap();
+    let stored = cio_ratelimit::import::Checkpoint::load(&checkpoint).unwrap();
     assert_eq!((stored.line(), stored.delivered()), (100, 100));
     drop(pipe);
 }

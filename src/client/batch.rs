@@ -58,7 +58,8 @@ impl fmt::Debug for Batch {
 /// Packs operations, in order, into [`Batch`]es as large as Customer.io allows.
 ///
 /// ```
-/// use cio_ratelimit::{BatchPacker, Operation};
+/// use cio_ratelimit::Operation;
+/// use cio_ratelimit::client::BatchPacker;
 /// use serde_json::json;
 ///
 /// let mut packer = BatchPacker::new();

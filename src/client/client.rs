@@ -39,7 +39,7 @@ use crate::retry::policy::RetryPolicy;
 /// `Client` is `Send + Sync` and cheap to clone: clones share one HTTP
 /// connection pool, the limiters, and the retry policy. Hand a clone to each
 /// thread. What each call cost in retries and 429s is counted per call
-/// ([`RetryStats::during`](crate::RetryStats::during)), so two jobs sharing a
+/// ([`RetryStats::during`](crate::retry::RetryStats::during)), so two jobs sharing a
 /// client each see only their own.
 #[derive(Clone)]
 pub struct Client {
@@ -77,7 +77,8 @@ impl Client {
     /// [`Error::MissingCredential`] before anything is sent.
     ///
     /// ```
-    /// use cio_ratelimit::{Client, Credential, Error, Event};
+    /// use cio_ratelimit::{Client, Error, Event};
+    /// use cio_ratelimit::error::Credential;
     ///
     /// let client = Client::builder_without_credentials().app_key("app-api-key").build()?;
     /// let track = client.track("42", &Event::new("signed_up"));

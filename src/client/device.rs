@@ -29,7 +29,7 @@ impl Platform {
 /// when it was last used and attributes.
 ///
 /// ```
-/// use cio_ratelimit::{Device, Platform};
+/// use cio_ratelimit::client::{Device, Platform};
 /// use serde_json::json;
 ///
 /// let device = Device::new("fcm-token-123", Platform::Android)

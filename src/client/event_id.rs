@@ -13,7 +13,7 @@ const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// carries the same id every time. Every event this crate sends carries one.
 ///
 /// ```
-/// use cio_ratelimit::EventId;
+/// use cio_ratelimit::client::EventId;
 ///
 /// let random = EventId::new();
 /// assert_eq!(random.as_str().len(), 26);

@@ -14,7 +14,7 @@
 //!   Customer.io's size limits, each item's bytes as they will go out;
 //!   [`Client::send_batch`] isolates the items the server rejects (from a
 //!   207, or by resending them one by one when it refuses the whole batch),
-//!   and [`BatchResponse`] and [`ItemError`](crate::ItemError) say which.
+//!   and [`BatchResponse`] and [`ItemError`](crate::error::ItemError) say which.
 //! - [`validate`]: Customer.io's size limits, checked before anything is sent.
 //! - [`Region`](crate::Region): which hosts a workspace answers on.
 //!

@@ -48,7 +48,8 @@ impl fmt::Debug for PipelinesBatch {
 /// Customer.io allows: a batch under 500 KB, each call at most 32 KB.
 ///
 /// ```
-/// use cio_ratelimit::{PipelinesBatchPacker, PipelinesCall};
+/// use cio_ratelimit::PipelinesCall;
+/// use cio_ratelimit::client::PipelinesBatchPacker;
 /// use serde_json::json;
 ///
 /// let mut packer = PipelinesBatchPacker::new();

@@ -76,7 +76,7 @@ impl fmt::Display for PipelinesCallType {
 /// two). A plain string is a `userId`.
 ///
 /// ```
-/// use cio_ratelimit::PipelinesUser;
+/// use cio_ratelimit::client::PipelinesUser;
 ///
 /// let known: PipelinesUser = "42".into();
 /// let visitor = PipelinesUser::anonymous("a1b2c3");
@@ -142,7 +142,8 @@ impl From<&String> for PipelinesUser {
 /// or sent again after a crash, is not recorded twice.
 ///
 /// ```
-/// use cio_ratelimit::{PipelinesCall, PipelinesUser};
+/// use cio_ratelimit::PipelinesCall;
+/// use cio_ratelimit::client::PipelinesUser;
 /// use serde_json::json;
 ///
 /// let identify = PipelinesCall::identify("42").traits(json!({"email": "ada@example.com"}))?;
@@ -258,7 +259,7 @@ impl PipelinesCall {
     /// let call = PipelinesCall::from_line(line, "orders.ndjson:7")?;
     /// assert_eq!(call.message_id(), PipelinesCall::from_line(line, "orders.ndjson:7")?.message_id());
     /// assert!(call.to_bytes().ends_with(br#""properties":{"total":1.50}}"#));
-    /// # Ok::<(), cio_ratelimit::Invalid>(())
+    /// # Ok::<(), cio_ratelimit::error::Invalid>(())
     /// ```
     ///
     /// # Errors

@@ -39,7 +39,8 @@ impl PushEvent {
 /// A device-side push metric to report.
 ///
 /// ```no_run
-/// use cio_ratelimit::{Client, PushEvent, PushMetric};
+/// use cio_ratelimit::Client;
+/// use cio_ratelimit::client::{PushEvent, PushMetric};
 ///
 /// let client = Client::builder("site-id", "track-api-key").build()?;
 /// let opened = PushMetric::new("CIO-Delivery-ID value", "CIO-Delivery-Token value", PushEvent::Opened)

@@ -1,4 +1,17 @@
-//! The crate's one error type.
+//! The crate's one error type, and what its variants carry.
+//!
+//! # Overview
+//!
+//! - [`Error`] and [`Result`] (both also at the crate root): every fallible
+//!   call in the crate returns them. [`Error::is_transient`] tells whether
+//!   trying again later may help.
+//! - [`Invalid`]: why input breaks Customer.io's limits; nothing was sent.
+//! - [`ItemError`]: one item of a batch the server rejected.
+//! - [`Credential`], [`TimeoutKind`], [`TransportKind`]: which key was
+//!   refused, which timeout fired, how the connection failed.
+//!
+//! A leaf: this room uses nothing else in the crate but [`Region`], so every
+//! room may return its errors.
 
 use std::fmt;
 use std::io;
@@ -141,7 +154,7 @@ pub enum Error {
         ours: String,
     },
     /// An import was asked to stop
-    /// ([`ImporterBuilder::stop_when`](crate::ImporterBuilder::stop_when))
+    /// ([`ImporterBuilder::stop_when`](crate::import::ImporterBuilder::stop_when))
     /// and did: the requests in flight finished and the checkpoint covers
     /// every line done, so resuming sends the rest. Not a fault, and not
     /// transient: nothing failed.

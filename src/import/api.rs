@@ -6,7 +6,8 @@
 /// same: only the shape of a line, the endpoints and the rate limit differ.
 ///
 /// ```
-/// use cio_ratelimit::{Client, ImportApi, Importer};
+/// use cio_ratelimit::{Client, Importer};
+/// use cio_ratelimit::import::ImportApi;
 /// # let emulator = cio_emulator::Emulator::start(cio_emulator::Config::default())?;
 /// # let dir = std::env::temp_dir().join(format!("cio-import-api-doc-{}", std::process::id()));
 /// # std::fs::create_dir_all(&dir)?;

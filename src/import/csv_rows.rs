@@ -27,6 +27,7 @@ const DEFAULT_ID_COLUMNS: [&str; 3] = ["id", "email", "cio_id"];
 
 /// How CSV rows become operations.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(docsrs, doc(cfg(feature = "csv")))]
 pub struct CsvOptions {
     id_column: Option<String>,
     strings: bool,

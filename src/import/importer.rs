@@ -36,7 +36,7 @@ const DEFAULT_DEAD_LETTER: &str = "cio-import.dead-letter.ndjson";
 ///   derived from the line itself (see "Event ids" below), so a retried,
 ///   resumed, repeated, fixed or extended import never counts one twice.
 /// - Requests go through a [`Dispatcher`](crate::Dispatcher) of
-///   [`ClientCall`](crate::ClientCall)s, as a program's own would, and the
+///   [`ClientCall`](crate::queue::ClientCall)s, as a program's own would, and the
 ///   client isolates the items the server rejects ([`Client::send_batch`]).
 /// - Bad input never stops the import: invalid JSON, invalid operations,
 ///   items over 32 KB, and items the server rejects (a 400, or a 207 item
@@ -525,6 +525,7 @@ impl ImporterBuilder {
     /// letters and the checkpoint alike. Track API only: [`build`](Self::build)
     /// refuses CSV with [`ImportApi::Pipelines`].
     #[cfg(feature = "csv")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "csv")))]
     pub fn csv(mut self, options: CsvOptions) -> Self {
         self.importer.settings.csv = Some(options);
         self

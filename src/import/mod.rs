@@ -3,9 +3,15 @@
 //! # Overview
 //!
 //! - [`Importer`] and [`ImporterBuilder`]: read NDJSON lines, pack them
-//!   into requests, send them as [`ClientCall`](crate::ClientCall)s through
+//!   into requests, send them as [`ClientCall`](crate::queue::ClientCall)s through
 //!   a [`Dispatcher`](crate::Dispatcher), and keep a checkpoint that only
 //!   advances over lines the server acknowledged.
+//! - [`CsvOptions`] (feature `csv`): how CSV rows become `identify` calls.
+//! - [`ImportApi`]: whether the lines are Track v2 operations (the default)
+//!   or Pipelines calls.
+//! - [`Checkpoint`]: where a resumed import starts again.
+//! - [`DeadLetter`]: a line that could not be delivered, with its reason.
+//! - [`ImportSummary`], [`Progress`], [`ImportFailure`]: what happened.
 //!
 //! Inside, one file per job: `reader` turns input lines into entries (or
 //! reasons why not); `entry` is what a line sends, a Track operation or a
@@ -18,11 +24,6 @@
 //! the queue and the ledger together; `timer` sends what is packed when the
 //! input goes quiet; `importer` is the public face: files, readers, and
 //! operations from memory.
-//! - [`ImportApi`]: whether the lines are Track v2 operations (the default)
-//!   or Pipelines calls.
-//! - [`Checkpoint`]: where a resumed import starts again.
-//! - [`DeadLetter`]: a line that could not be delivered, with its reason.
-//! - [`ImportSummary`], [`Progress`], [`ImportFailure`]: what happened.
 //!
 //! This is the top room: it uses the queue, client, retry and limit rooms,
 //! and nothing uses it.

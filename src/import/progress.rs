@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::error::Error;
 
 /// A progress report, handed to the callback given to
-/// [`ImporterBuilder::progress`](crate::ImporterBuilder::progress) as the
+/// [`ImporterBuilder::progress`](crate::import::ImporterBuilder::progress) as the
 /// import goes (a few times a second at most) and once at the end.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Progress {

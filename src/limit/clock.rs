@@ -54,7 +54,7 @@ impl Clock for SystemClock {
 /// the time it waited for.
 ///
 /// ```
-/// use cio_ratelimit::{Clock, ManualClock};
+/// use cio_ratelimit::limit::{Clock, ManualClock};
 /// use std::time::Duration;
 ///
 /// let clock = ManualClock::new();

@@ -18,7 +18,8 @@ const REMEMBERED_CHANGES: usize = 64;
 /// `throttled at 37/s; now 36/s` or `probing: now 40/s`.
 ///
 /// ```
-/// use cio_ratelimit::{Limiter, ManualClock, RateLimit, SlidingWindow};
+/// use cio_ratelimit::{Limiter, RateLimit, SlidingWindow};
+/// use cio_ratelimit::limit::ManualClock;
 ///
 /// let clock = ManualClock::new();
 /// let limiter = SlidingWindow::builder(RateLimit::new(50.0, 5)?).clock(clock.clone()).build()?;

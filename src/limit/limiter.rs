@@ -150,7 +150,8 @@ impl<L: Limiter + ?Sized> Limiter for &L {
 /// For benchmarks, tests, and servers that limit nothing. Clones share one pause.
 ///
 /// ```
-/// use cio_ratelimit::{Limiter, Unlimited};
+/// use cio_ratelimit::Limiter;
+/// use cio_ratelimit::limit::Unlimited;
 ///
 /// let limiter = Unlimited::new();
 /// assert!((0..10_000).all(|_| limiter.try_acquire()));
@@ -253,7 +254,7 @@ impl Limiter for Unlimited {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ManualClock;
+    use crate::limit::ManualClock;
 
     #[test]
     fn unlimited_grants_everything_but_honours_a_pause() {

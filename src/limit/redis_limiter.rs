@@ -42,7 +42,8 @@ const ANSWER_POLL: Duration = Duration::from_millis(10);
 /// same Redis, workspace and [`ApiClass`] and they share one budget.
 ///
 /// ```no_run
-/// use cio_ratelimit::{ApiClass, Client, RateLimit, RedisLimiter, WhenUnreachable};
+/// use cio_ratelimit::{ApiClass, Client, RateLimit};
+/// use cio_ratelimit::limit::{RedisLimiter, WhenUnreachable};
 ///
 /// let track = RedisLimiter::builder(RateLimit::TRACK_API)
 ///     .url("redis://:password@10.0.0.5:6379/0")
@@ -182,6 +183,7 @@ const ANSWER_POLL: Duration = Duration::from_millis(10);
 /// one fallback bucket: hand a clone to each thread. Separate processes share
 /// the budget through Redis.
 #[derive(Clone)]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub struct RedisLimiter {
     shared: Arc<Shared>,
 }
@@ -350,6 +352,7 @@ fn parse_settings(text: &str) -> Option<(RateLimit, Option<Duration>)> {
 /// What a [`RedisLimiter`] does while Redis cannot be reached.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub enum WhenUnreachable {
     /// Grant nothing until Redis answers again: waiting callers try it every
     /// 50 ms at first, backing off to once a second. The shared budget is
@@ -384,6 +387,7 @@ pub enum WhenUnreachable {
 
 /// Builds a [`RedisLimiter`]; [`build`](RedisLimiterBuilder::build) checks
 /// the settings without connecting.
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub struct RedisLimiterBuilder {
     url: String,
     workspace: String,
@@ -408,7 +412,7 @@ impl RedisLimiterBuilder {
     /// [`check`](RedisLimiter::check) fails with [`Error::Stopped`]. For a
     /// program that stops cleanly on a signal: give it the flag the signal
     /// handler sets (an import's
-    /// [`stop_when`](crate::ImporterBuilder::stop_when) flag).
+    /// [`stop_when`](crate::import::ImporterBuilder::stop_when) flag).
     pub fn stop_when(mut self, stop: Arc<AtomicBool>) -> Self {
         self.stop = Some(stop);
         self
@@ -444,7 +448,8 @@ impl RedisLimiterBuilder {
     /// Without it, `rediss://` trusts the system's root certificates.
     ///
     /// ```no_run
-    /// use cio_ratelimit::{ApiClass, RateLimit, RedisLimiter};
+    /// use cio_ratelimit::{ApiClass, RateLimit};
+    /// use cio_ratelimit::limit::RedisLimiter;
     ///
     /// let ca = std::fs::read("/etc/ssl/private-redis-ca.pem")?;
     /// let limiter = RedisLimiter::builder(RateLimit::TRACK_API)

@@ -25,7 +25,8 @@ use crate::limit::rate_limit::RateLimit;
 /// rate grants `burst + rate × W` in a window, over the limit.)
 ///
 /// ```
-/// use cio_ratelimit::{Limiter, ManualClock, RateLimit, SlidingWindow};
+/// use cio_ratelimit::{Limiter, RateLimit, SlidingWindow};
+/// use cio_ratelimit::limit::ManualClock;
 /// use std::time::Duration;
 ///
 /// let clock = ManualClock::new();
@@ -380,7 +381,7 @@ impl SlidingWindowBuilder {
     }
 
     /// The clock; default [`SystemClock`]. Pass a
-    /// [`ManualClock`](crate::ManualClock) to test code that uses it.
+    /// [`ManualClock`](crate::limit::ManualClock) to test code that uses it.
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
         self
@@ -628,7 +629,7 @@ impl fmt::Debug for SlidingWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ManualClock;
+    use crate::limit::ManualClock;
 
     const MS: u64 = 1_000_000;
 

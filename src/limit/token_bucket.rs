@@ -218,7 +218,7 @@ impl TokenBucket {
     }
 
     /// A bucket whose time comes from `clock`: pass a
-    /// [`ManualClock`](crate::ManualClock) to test code that uses it instantly.
+    /// [`ManualClock`](crate::limit::ManualClock) to test code that uses it instantly.
     ///
     /// # Errors
     ///

@@ -87,7 +87,7 @@ impl<R> fmt::Debug for Ticket<R> {
 }
 
 /// Whether a job's result counts as a failure in
-/// [`DispatcherStats::failed`](crate::DispatcherStats::failed).
+/// [`DispatcherStats::failed`](crate::queue::DispatcherStats::failed).
 ///
 /// Implemented for `Result` (an `Err` is a failure), `()` (never), and a
 /// pair whose first half is an `Outcome` (a result with, say, what the call

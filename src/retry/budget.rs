@@ -106,7 +106,7 @@ impl RetryBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ManualClock;
+    use crate::limit::ManualClock;
 
     fn budget(clock: &ManualClock) -> RetryBudget {
         RetryBudget::new(0.2, Duration::from_secs(10), 0, Arc::new(clock.clone()))

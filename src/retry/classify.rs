@@ -16,7 +16,7 @@ pub enum Failure {
         /// The status code.
         status: u16,
         /// The server's `Retry-After`, already parsed (see
-        /// [`parse_retry_after`](crate::parse_retry_after)).
+        /// [`parse_retry_after`](crate::retry::parse_retry_after)).
         retry_after: Option<Duration>,
     },
     /// The request timed out. It may or may not have reached the server.
@@ -239,7 +239,7 @@ mod tests {
         assert!(
             !Error::Unauthorized {
                 status: 401,
-                credential: crate::Credential::TrackApiKey
+                credential: crate::error::Credential::TrackApiKey
             }
             .is_transient()
         );

@@ -108,7 +108,7 @@ enum Decision {
 ///   the configured rate, not a storm. There is no separate retry budget
 ///   unless you ask for one ([`retry_budget`](RetryPolicyBuilder::retry_budget)),
 ///   for calls whose limiter does not bound the rate (an
-///   [`Unlimited`](crate::Unlimited) one, say).
+///   [`Unlimited`](crate::limit::Unlimited) one, say).
 /// - **Other statuses** (400, 401, 403, 404, 422, ...) are never retried.
 /// - [`Unsafe`](Idempotency::Unsafe) calls are retried only on 429 and
 ///   refused connections unless [`retry_unsafe`](RetryPolicyBuilder::retry_unsafe) is set.
@@ -117,7 +117,9 @@ enum Decision {
 /// the delay and the failure; never a URL, header or key.
 ///
 /// ```
-/// use cio_ratelimit::{Call, Failure, RetryPolicy, TokenBucket, ManualClock};
+/// use cio_ratelimit::{RetryPolicy, TokenBucket};
+/// use cio_ratelimit::retry::{Call, Failure};
+/// use cio_ratelimit::limit::ManualClock;
 /// use std::time::Duration;
 ///
 /// let clock = ManualClock::new();
@@ -368,7 +370,7 @@ impl RetryPolicy {
     }
 
     /// The longest `Retry-After` honoured; pass it to
-    /// [`parse_retry_after`](crate::parse_retry_after) as the ceiling.
+    /// [`parse_retry_after`](crate::retry::parse_retry_after) as the ceiling.
     pub fn max_retry_after(&self) -> Duration {
         self.max_retry_after
     }
@@ -897,7 +899,7 @@ mod tests {
     /// A manual clock that asks for a stop once `after` has passed.
     #[derive(Debug)]
     struct StopAfter {
-        clock: crate::ManualClock,
+        clock: crate::limit::ManualClock,
         stop: Arc<AtomicBool>,
         after: Duration,
     }
@@ -914,8 +916,8 @@ mod tests {
         }
     }
 
-    fn stopping(after: Duration) -> (RetryPolicy, crate::ManualClock, Arc<AtomicBool>) {
-        let clock = crate::ManualClock::new();
+    fn stopping(after: Duration) -> (RetryPolicy, crate::limit::ManualClock, Arc<AtomicBool>) {
+        let clock = crate::limit::ManualClock::new();
         let stop = Arc::new(AtomicBool::new(false));
         let policy = RetryPolicy::builder()
             .clock(StopAfter {
@@ -943,8 +945,10 @@ mod tests {
             let policy = policy.clone();
             move || {
                 let mut attempts = 0;
-                let result: std::result::Result<Instant, Failure> =
-                    policy.run(&crate::Unlimited::new(), Call::safe("identify"), || {
+                let result: std::result::Result<Instant, Failure> = policy.run(
+                    &crate::limit::Unlimited::new(),
+                    Call::safe("identify"),
+                    || {
                         attempts += 1;
                         match attempts {
                             1 => {
@@ -953,15 +957,17 @@ mod tests {
                             }
                             _ => Ok(Instant::now()),
                         }
-                    });
+                    },
+                );
                 result.unwrap()
             }
         });
         first_failed.recv().unwrap();
-        let other: std::result::Result<Instant, Failure> =
-            policy.run(&crate::Unlimited::new(), Call::safe("identify"), || {
-                Ok(Instant::now())
-            });
+        let other: std::result::Result<Instant, Failure> = policy.run(
+            &crate::limit::Unlimited::new(),
+            Call::safe("identify"),
+            || Ok(Instant::now()),
+        );
         let retried_at = backing_off.join().unwrap();
         assert!(
             other.unwrap() < retried_at,
@@ -974,11 +980,14 @@ mod tests {
         // The first backoff is 1 s or more; the stop comes 200 ms into it.
         let (policy, clock, _) = stopping(Duration::from_millis(200));
         let mut attempts = 0;
-        let result: std::result::Result<(), Failure> =
-            policy.run(&crate::Unlimited::new(), Call::safe("identify"), || {
+        let result: std::result::Result<(), Failure> = policy.run(
+            &crate::limit::Unlimited::new(),
+            Call::safe("identify"),
+            || {
                 attempts += 1;
                 Err(status(503))
-            });
+            },
+        );
         assert_eq!(result, Err(status(503)));
         assert_eq!(attempts, 1, "not retried");
         assert_eq!(clock.elapsed(), Duration::from_millis(200), "woken at once");
@@ -989,7 +998,7 @@ mod tests {
     #[test]
     fn a_stop_asked_during_a_429_pause_ends_the_wait_for_the_next_permit() {
         let (policy, clock, _) = stopping(Duration::from_millis(300));
-        let limiter = crate::Unlimited::with_clock(clock.clone());
+        let limiter = crate::limit::Unlimited::with_clock(clock.clone());
         let mut attempts = 0;
         let result: std::result::Result<(), Failure> =
             policy.run(&limiter, Call::safe("identify"), || {
@@ -1017,7 +1026,7 @@ mod tests {
     fn once_a_stop_is_asked_a_429_still_pauses_everyone_but_is_not_retried() {
         let (policy, clock, stop) = stopping(Duration::MAX);
         stop.store(true, Ordering::SeqCst);
-        let limiter = crate::Unlimited::new();
+        let limiter = crate::limit::Unlimited::new();
         let mut attempts = 0;
         let result: std::result::Result<(), Failure> =
             policy.run(&limiter, Call::safe("identify"), || {
@@ -1032,12 +1041,14 @@ mod tests {
         // A policy without the flag retries as ever.
         let mut answers = vec![Ok(()), Err(status(503))];
         let plain = RetryPolicy::builder()
-            .clock(crate::ManualClock::new())
+            .clock(crate::limit::ManualClock::new())
             .build()
             .unwrap();
-        let result = plain.run(&crate::Unlimited::new(), Call::safe("identify"), || {
-            answers.pop().unwrap()
-        });
+        let result = plain.run(
+            &crate::limit::Unlimited::new(),
+            Call::safe("identify"),
+            || answers.pop().unwrap(),
+        );
         assert_eq!(result, Ok(()));
     }
 }

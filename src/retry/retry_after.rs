@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 /// never panics or overflows.
 ///
 /// ```
-/// use cio_ratelimit::parse_retry_after;
+/// use cio_ratelimit::retry::parse_retry_after;
 /// use std::time::{Duration, SystemTime};
 ///
 /// let ceiling = Duration::from_secs(60);

@@ -11,7 +11,9 @@ use std::cell::Cell;
 /// is the total over every call of a policy and its clones.
 ///
 /// ```
-/// use cio_ratelimit::{Call, Failure, ManualClock, RetryPolicy, RetryStats, Unlimited};
+/// use cio_ratelimit::RetryPolicy;
+/// use cio_ratelimit::retry::{Call, Failure, RetryStats};
+/// use cio_ratelimit::limit::{ManualClock, Unlimited};
 ///
 /// let clock = ManualClock::new();
 /// let policy = RetryPolicy::builder().clock(clock).build()?;

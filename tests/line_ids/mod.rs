@@ -3,7 +3,7 @@
 //! the library's: ids that changed between versions would count every
 //! re-imported event twice.
 
-use cio_ratelimit::EventId;
+use cio_ratelimit::client::EventId;
 
 /// The id an import with `import_id` gives the line `text` that has none,
 /// after `before` identical lines: from the line's FNV-1a 128 digest.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cio_emulator::{Emulator, Faults};
-use cio_ratelimit::{Limiter, Unlimited};
+use cio_ratelimit::{Limiter, limit::Unlimited};
 
 /// A limiter that lets everything through (pauses aside) and calls `hook`
 /// with each request's number before it goes: a test can make the server fail

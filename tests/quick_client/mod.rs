@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use cio_emulator::DEFAULT_SITE_ID;
-use cio_ratelimit::{ApiClass, Client, Limiter, RetryPolicy, RetryPolicyBuilder, Unlimited};
+use cio_ratelimit::{
+    ApiClass, Client, Limiter, RetryPolicy, limit::Unlimited, retry::RetryPolicyBuilder,
+};
 
 /// Retries up to `max_retries` times, 1 ms after a failure, doubling up to 5 ms.
 pub fn quick_retries(max_retries: u32) -> RetryPolicyBuilder {

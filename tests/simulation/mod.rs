@@ -27,7 +27,10 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
-use cio_ratelimit::{Limiter, ManualClock, RateChange, RateLimit, SlidingWindow};
+use cio_ratelimit::{
+    Limiter, RateLimit, SlidingWindow,
+    limit::{ManualClock, RateChange},
+};
 
 /// Milliseconds: the simulation's unit of time.
 pub type Ms = u64;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_SITE_ID, Emulator};
-use cio_ratelimit::{ApiClass, Client, ClientBuilder, Limiter, RetryPolicy, Unlimited};
+use cio_ratelimit::{ApiClass, Client, ClientBuilder, Limiter, RetryPolicy, limit::Unlimited};
 
 /// An emulator started with `config`, its Track, transactional and App limits off.
 pub fn emulator(config: Config) -> Emulator {
