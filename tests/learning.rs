@@ -11,6 +11,8 @@ use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator, RetryAfte
 use cio_ratelimit::{ApiClass, Client, Operation, RateLimit, SlidingWindow, client::BatchPacker};
 use serde_json::json;
 
+mod identifies;
+
 fn emulator(config: Config) -> Emulator {
     Emulator::start(config).expect("emulator starts")
 }
@@ -23,29 +25,6 @@ fn client(emu: &Emulator, rate: f64, learning: bool) -> Client {
         .learning(learning)
         .build()
         .unwrap()
-}
-
-/// Identifies people `prefix-0 .. prefix-(count-1)` from four threads, as a
-/// single-mode import would; returns how long it took.
-fn identify_all(client: &Client, prefix: &str, count: u64) -> Duration {
-    let next = AtomicU64::new(0);
-    let started = Instant::now();
-    thread::scope(|scope| {
-        for _ in 0..4 {
-            scope.spawn(|| {
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= count {
-                        break;
-                    }
-                    client
-                        .identify(format!("{prefix}-{n}"), json!({"n": n}))
-                        .unwrap();
-                }
-            });
-        }
-    });
-    started.elapsed()
 }
 
 fn track_stats(snapshot: &Snapshot) -> (u64, u64) {
@@ -65,7 +44,7 @@ fn told_the_right_number_it_runs_at_that_number_without_a_429() {
         .limiter(ApiClass::Track, limiter)
         .build()
         .unwrap();
-    let took = identify_all(&client, "p", 600);
+    let took = identifies::from_threads(&client, "p", 600, 4);
     let snapshot = emu.snapshot();
     assert_eq!(snapshot.people.len(), 600);
     let (max_in_window, throttled) = track_stats(&snapshot);
@@ -81,7 +60,7 @@ fn told_the_right_number_it_runs_at_that_number_without_a_429() {
 fn throttled_below_its_rate_it_learns_the_server_s_rate_with_retry_after_in_seconds() {
     let emu = emulator(Config::default().track_limit(60));
     let client = client(&emu, 150.0, true);
-    let took = identify_all(&client, "p", 360);
+    let took = identifies::from_threads(&client, "p", 360, 4);
     let snapshot = emu.snapshot();
     assert_eq!(snapshot.people.len(), 360);
     let (_, throttled) = track_stats(&snapshot);
@@ -103,7 +82,7 @@ fn it_learns_with_retry_after_as_an_http_date() {
             .retry_after(RetryAfterStyle::HttpDate),
     );
     let client = client(&emu, 150.0, true);
-    let took = identify_all(&client, "p", 200);
+    let took = identifies::from_threads(&client, "p", 200, 4);
     let snapshot = emu.snapshot();
     assert_eq!(snapshot.people.len(), 200);
     let (_, throttled) = track_stats(&snapshot);
@@ -120,7 +99,7 @@ fn it_learns_without_retry_after() {
             .retry_after(RetryAfterStyle::Absent),
     );
     let client = client(&emu, 150.0, true);
-    let took = identify_all(&client, "p", 250);
+    let took = identifies::from_threads(&client, "p", 250, 4);
     let snapshot = emu.snapshot();
     assert_eq!(snapshot.people.len(), 250);
     let (_, throttled) = track_stats(&snapshot);
@@ -136,7 +115,7 @@ fn three_uncoordinated_clients_share_the_server_s_capacity() {
     let started = Instant::now();
     thread::scope(|scope| {
         for (i, client) in clients.iter().enumerate() {
-            scope.spawn(move || identify_all(client, &format!("c{i}"), 300));
+            scope.spawn(move || identifies::from_threads(client, &format!("c{i}"), 300, 4));
         }
     });
     let took = started.elapsed();

@@ -9,6 +9,7 @@
 #![cfg(feature = "redis")]
 
 mod grant_stamps;
+mod identifies;
 mod worker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -1142,29 +1143,6 @@ impl Limiter for Counting {
     }
 }
 
-/// `count` identify calls, from two threads.
-fn identify_many(client: &Client, prefix: &str, count: u64) {
-    let next = AtomicU64::new(0);
-    thread::scope(|scope| {
-        for _ in 0..2 {
-            scope.spawn(|| {
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= count {
-                        break;
-                    }
-                    client
-                        .identify(
-                            cio_ratelimit::Identifier::id(format!("{prefix}-{n}")),
-                            serde_json::json!({"n": n}),
-                        )
-                        .unwrap();
-                }
-            });
-        }
-    });
-}
-
 fn learned_generation(redis: &RedisServer, limiter: &RedisLimiter) -> Option<i64> {
     redis::cmd("HGET")
         .arg(format!("{}:rate", limiter.key()))
@@ -1198,7 +1176,7 @@ fn one_process_learns_the_workspace_limit_and_the_other_follows_without_429s() {
 
     // A alone, at 100/s against 40/s: throttled in its first window, it
     // lowers the rate to 70/s at most; throttled again, it learns.
-    identify_many(&a_client, "a", 120);
+    identifies::from_threads(&a_client, "a", 120, 2);
     assert!(a_throttled.load(Ordering::Relaxed) >= 2);
     let learned = a.rate();
     assert!(
@@ -1224,8 +1202,8 @@ fn one_process_learns_the_workspace_limit_and_the_other_follows_without_429s() {
     // Together, at the shared rate: no 429 for B, few if any for A.
     let before = emulator.snapshot().classes["track"].throttled;
     thread::scope(|scope| {
-        scope.spawn(|| identify_many(&a_client, "a2", 40));
-        scope.spawn(|| identify_many(&b_client, "b", 40));
+        scope.spawn(|| identifies::from_threads(&a_client, "a2", 40, 2));
+        scope.spawn(|| identifies::from_threads(&b_client, "b", 40, 2));
     });
     let snapshot = emulator.snapshot();
     assert_eq!(b_throttled.load(Ordering::Relaxed), 0, "B never met a 429");
