@@ -166,11 +166,6 @@ impl Run {
         self.arg("--fixed-rate")
     }
 
-    /// `--dry-run`.
-    pub fn dry_run(self) -> Run {
-        self.arg("--dry-run")
-    }
-
     /// `--metrics-file PATH`.
     pub fn metrics_file(self, path: impl AsRef<OsStr>) -> Run {
         self.arg("--metrics-file").arg(path)
