@@ -76,11 +76,11 @@
 //!
 //! ```
 //! use cio_ratelimit::limit::ManualClock;
-//! use cio_ratelimit::{Limiter, TokenBucket};
+//! use cio_ratelimit::{Limiter, RateLimit, TokenBucket};
 //! use std::time::Duration;
 //!
 //! let clock = ManualClock::new();
-//! let bucket = TokenBucket::with_clock(10.0, 2, clock.clone())?;
+//! let bucket = TokenBucket::with_clock(RateLimit::new(10.0, 2)?, clock.clone());
 //! for _ in 0..12 {
 //!     bucket.acquire(); // sleeps on the manual clock: instant
 //! }
@@ -306,4 +306,18 @@ fn _ensure_thread_promises() {
     send_sync::<Dispatcher<u64, u64>>();
     send_sync::<queue::ClientDispatcher>();
     send::<Importer>();
+}
+
+/// The `TokenBucket` methods programs and the CLI rely on keep their exact
+/// signatures, checked at compile time; `Clone` shares the bucket (a test
+/// in `tests/token_bucket.rs` checks that).
+#[allow(dead_code)]
+fn _ensure_token_bucket_contract() {
+    let _: fn(f64, u32) -> TokenBucket = TokenBucket::new;
+    let _: fn(f64, u32) -> Result<TokenBucket> = TokenBucket::try_new;
+    let _: fn(&TokenBucket) = TokenBucket::acquire;
+    let _: fn(&TokenBucket) -> bool = TokenBucket::try_acquire;
+    let _: fn(&TokenBucket, std::time::Duration) = TokenBucket::pause_for;
+    let _: fn(&TokenBucket) -> TokenBucket = TokenBucket::clone;
+    let _: fn(RateLimit) -> TokenBucket = TokenBucket::from_limit;
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use cio_ratelimit::{Limiter, TokenBucket, limit::ManualClock};
+use cio_ratelimit::{Limiter, RateLimit, TokenBucket, limit::ManualClock};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -46,7 +46,7 @@ struct Outcome {
 
 fn run(rate: f64, burst: u32, ops: &[Op]) -> Outcome {
     let clock = ManualClock::new();
-    let bucket = TokenBucket::with_clock(rate, burst, clock.clone()).unwrap();
+    let bucket = TokenBucket::with_clock(RateLimit::new(rate, burst).unwrap(), clock.clone());
     let now = || clock.elapsed().as_nanos() as u64;
     let mut grants = Vec::new();
     let mut pauses = Vec::new();
@@ -125,7 +125,7 @@ proptest! {
     #[test]
     fn a_steady_caller_gets_the_rate((rate, burst, ops) in scenario()) {
         let clock = ManualClock::new();
-        let bucket = TokenBucket::with_clock(rate, burst, clock.clone()).unwrap();
+        let bucket = TokenBucket::with_clock(RateLimit::new(rate, burst).unwrap(), clock.clone());
         for op in &ops {
             if let Op::Advance(d) = op { clock.advance(*d) } else { bucket.acquire() }
         }

@@ -1178,7 +1178,7 @@ fn one_process_learns_the_workspace_limit_and_the_other_follows_without_429s() {
     // lowers the rate to 70/s at most; throttled again, it learns.
     identifies::from_threads(&a_client, "a", 120, 2);
     assert!(a_throttled.load(Ordering::Relaxed) >= 2);
-    let learned = a.rate();
+    let learned = a.rate_per_sec();
     assert!(
         (30.0..40.0).contains(&learned),
         "what the server accepted, less 4 %: {learned}/s"
@@ -1192,9 +1192,9 @@ fn one_process_learns_the_workspace_limit_and_the_other_follows_without_429s() {
     assert!(changes[0].throttled_at.is_some(), "{}", changes[0]);
 
     // B has sent nothing: its first permit brings it the learned rate.
-    assert_eq!(b.rate(), 100.0);
+    assert_eq!(b.rate_per_sec(), 100.0);
     b.acquire();
-    assert_eq!(b.rate(), learned);
+    assert_eq!(b.rate_per_sec(), learned);
     let seen = b.rate_changes();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!((seen[0].from, seen[0].to), (100.0, learned));
@@ -1254,7 +1254,7 @@ fn concurrent_429s_in_two_processes_count_once() {
     // Later 429s of the same overload count once too.
     Limiter::throttled(&a, Duration::ZERO);
     assert_eq!(learned_generation(&redis, &a), Some(1));
-    assert_eq!((a.rate(), b.rate()), (70.0, 70.0));
+    assert_eq!((a.rate_per_sec(), b.rate_per_sec()), (70.0, 70.0));
 }
 
 #[test]
@@ -1280,18 +1280,18 @@ fn probing_back_up_is_shared_and_stops_at_the_configured_rate() {
     a.acquire();
     Limiter::throttled(&a, Duration::ZERO);
     assert_eq!(
-        a.rate(),
+        a.rate_per_sec(),
         40.0,
         "5 per window accepted, less one: 4 per 100 ms"
     );
     // A keeps sending; after the hold, probing raises the shared rate a
     // permit per window (a twentieth of 10, at least 1) up to the ceiling.
     let start = Instant::now();
-    while a.rate() < 100.0 && start.elapsed() < Duration::from_secs(5) {
+    while a.rate_per_sec() < 100.0 && start.elapsed() < Duration::from_secs(5) {
         a.acquire();
         a.record_success();
     }
-    assert_eq!(a.rate(), 100.0, "back at the configured rate");
+    assert_eq!(a.rate_per_sec(), 100.0, "back at the configured rate");
     let probes: Vec<f64> = a.rate_changes()[1..].iter().map(|c| c.to).collect();
     assert_eq!(
         probes,
@@ -1305,7 +1305,7 @@ fn probing_back_up_is_shared_and_stops_at_the_configured_rate() {
     );
     // B did not probe on its own: it sees where A's probes left the rate.
     b.acquire();
-    assert_eq!(b.rate(), 100.0);
+    assert_eq!(b.rate_per_sec(), 100.0);
     assert_eq!(learned_generation(&redis, &b), Some(7));
 }
 
@@ -1345,7 +1345,11 @@ fn waiting_callers_stay_behind_a_pause_when_the_learned_rate_drops() {
         }
         let paused = Instant::now();
         Limiter::throttled(&limiter, Duration::from_secs(1));
-        assert!(limiter.rate() < 20.0, "learned: {}", limiter.rate());
+        assert!(
+            limiter.rate_per_sec() < 20.0,
+            "learned: {}",
+            limiter.rate_per_sec()
+        );
         threads
             .into_iter()
             .map(|thread| thread.join().unwrap().saturating_duration_since(paused))
@@ -1374,7 +1378,7 @@ fn a_fixed_rate_limiter_keeps_its_rate_and_learns_nothing() {
         fixed.record_success();
     }
     Limiter::throttled(&fixed, Duration::ZERO);
-    assert_eq!(fixed.rate(), 100.0);
+    assert_eq!(fixed.rate_per_sec(), 100.0);
     assert!(fixed.rate_changes().is_empty());
     assert_eq!(learned_generation(&redis, &fixed), None, "nothing stored");
 
@@ -1382,9 +1386,13 @@ fn a_fixed_rate_limiter_keeps_its_rate_and_learns_nothing() {
     let learning = limiter(&redis, "fixed", 100.0, 100).build().unwrap();
     learning.acquire();
     Limiter::throttled(&learning, Duration::ZERO);
-    assert!(learning.rate() < 100.0, "{}", learning.rate());
+    assert!(
+        learning.rate_per_sec() < 100.0,
+        "{}",
+        learning.rate_per_sec()
+    );
     fixed.acquire();
-    assert_eq!(fixed.rate(), 100.0);
+    assert_eq!(fixed.rate_per_sec(), 100.0);
     assert!(fixed.rate_changes().is_empty());
 }
 

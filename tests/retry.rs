@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use cio_ratelimit::{
-    Error, Limiter, RetryPolicy, TokenBucket,
+    Error, Limiter, RateLimit, RetryPolicy, TokenBucket,
     limit::ManualClock,
     retry::{Call, Failure, Jitter},
 };
@@ -77,7 +77,7 @@ fn policy(clock: &ManualClock) -> RetryPolicy {
 #[test]
 fn a_three_second_throttle_with_retry_after_zero_draws_a_handful_of_requests() {
     let clock = ManualClock::new();
-    let bucket = TokenBucket::with_clock(80.0, 10, clock.clone()).unwrap();
+    let bucket = TokenBucket::with_clock(RateLimit::new(80.0, 10).unwrap(), clock.clone());
     let attempts = AtomicU32::new(0);
     let result = policy(&clock).run(&bucket, Call::safe("identify"), || {
         attempts.fetch_add(1, Ordering::SeqCst);
@@ -179,7 +179,7 @@ fn a_429_pauses_the_shared_limiter_and_does_not_spend_max_retries() {
 #[test]
 fn a_429_makes_the_next_attempt_wait_for_the_pause_on_a_real_bucket() {
     let clock = ManualClock::new();
-    let bucket = TokenBucket::with_clock(80.0, 10, clock.clone()).unwrap();
+    let bucket = TokenBucket::with_clock(RateLimit::new(80.0, 10).unwrap(), clock.clone());
     let result = policy(&clock).run(
         &bucket,
         Call::safe("identify"),
@@ -196,7 +196,7 @@ fn a_429_makes_the_next_attempt_wait_for_the_pause_on_a_real_bucket() {
 #[test]
 fn endless_429s_give_up_at_the_throttle_deadline() {
     let clock = ManualClock::new();
-    let bucket = TokenBucket::with_clock(80.0, 10, clock.clone()).unwrap();
+    let bucket = TokenBucket::with_clock(RateLimit::new(80.0, 10).unwrap(), clock.clone());
     let result = policy(&clock).run(
         &bucket,
         Call::safe("identify"),

@@ -18,7 +18,7 @@ const MS: Duration = Duration::from_millis(1);
 fn bucket(rate: f64, burst: u32) -> (TokenBucket, ManualClock) {
     let clock = ManualClock::new();
     (
-        TokenBucket::with_clock(rate, burst, clock.clone()).unwrap(),
+        TokenBucket::with_clock(RateLimit::new(rate, burst).unwrap(), clock.clone()),
         clock,
     )
 }
@@ -31,7 +31,7 @@ fn an_idle_bucket_grants_its_burst_then_one_permit_per_interval() {
     }
     assert!(!bucket.try_acquire());
     assert_eq!(
-        bucket.check().unwrap_err().wait_time(),
+        bucket.acquire_now().unwrap_err().wait_time(),
         Duration::from_micros(12_500)
     );
     clock.advance(Duration::from_micros(12_499));
@@ -90,7 +90,7 @@ fn acquire_timeout_takes_nothing_when_it_cannot_be_served_in_time() {
     assert!(!bucket.acquire_timeout(12 * MS));
     assert_eq!(clock.elapsed(), Duration::ZERO, "a refusal returns at once");
     assert_eq!(
-        bucket.check().unwrap_err().wait_time(),
+        bucket.acquire_now().unwrap_err().wait_time(),
         Duration::from_micros(12_500),
         "nothing taken"
     );
@@ -123,7 +123,7 @@ fn pause_for_stops_every_grant_and_resumes_without_a_burst() {
     bucket.pause_for(Duration::from_secs(2));
     assert!(!bucket.try_acquire());
     assert_eq!(
-        bucket.check().unwrap_err().wait_time(),
+        bucket.acquire_now().unwrap_err().wait_time(),
         Duration::from_secs(2)
     );
     bucket.acquire();
@@ -150,7 +150,7 @@ fn set_rate_applies_to_the_next_permit() {
     let (bucket, clock) = bucket(80.0, 1);
     bucket.acquire();
     bucket.set_rate(4.0);
-    assert_eq!(bucket.rate(), 4.0);
+    assert_eq!(bucket.rate_per_sec(), 4.0);
     bucket.acquire();
     assert_eq!(clock.elapsed(), 250 * MS);
     bucket.acquire();
@@ -182,7 +182,11 @@ fn invalid_values_are_refused_with_the_setting_named() {
     ));
     let bucket = TokenBucket::new(80.0, 10);
     assert!(bucket.try_set_rate(0.0).is_err());
-    assert_eq!(bucket.rate(), 80.0, "a refused rate changes nothing");
+    assert_eq!(
+        bucket.rate_per_sec(),
+        80.0,
+        "a refused rate changes nothing"
+    );
 }
 
 #[test]
@@ -219,7 +223,7 @@ fn clones_share_one_bucket() {
     assert!(!clone.try_acquire());
     clone.pause_for(Duration::from_secs(60));
     assert_eq!(
-        bucket.check().unwrap_err().wait_time(),
+        bucket.acquire_now().unwrap_err().wait_time(),
         Duration::from_secs(60)
     );
 }
@@ -227,10 +231,10 @@ fn clones_share_one_bucket() {
 #[test]
 fn presets_build_buckets_with_their_limits() {
     let bucket = TokenBucket::from_limit(RateLimit::BROADCAST_TRIGGERS);
-    assert_eq!((bucket.rate(), bucket.burst()), (0.1, 1));
+    assert_eq!((bucket.rate_per_sec(), bucket.burst()), (0.1, 1));
     assert!(bucket.try_acquire());
     assert_eq!(
-        bucket.check().unwrap_err().wait_time().as_secs(),
+        bucket.acquire_now().unwrap_err().wait_time().as_secs(),
         9,
         "10 s less a moment"
     );
@@ -358,7 +362,7 @@ fn queue_waiters(
 #[test]
 fn waiting_callers_are_served_in_arrival_order() {
     let clock = SteppedClock::new();
-    let bucket = TokenBucket::with_clock(10.0, 1, clock.clone()).unwrap();
+    let bucket = TokenBucket::with_clock(RateLimit::new(10.0, 1).unwrap(), clock.clone());
     bucket.acquire(); // empty the bucket: everyone below must wait
     let (grants, handles) = queue_waiters(&bucket, &clock, 8);
     for _ in 0..8 {
@@ -373,7 +377,7 @@ fn waiting_callers_are_served_in_arrival_order() {
 #[test]
 fn a_pause_moves_waiting_callers_behind_it_in_their_order() {
     let clock = SteppedClock::new();
-    let bucket = TokenBucket::with_clock(10.0, 1, clock.clone()).unwrap();
+    let bucket = TokenBucket::with_clock(RateLimit::new(10.0, 1).unwrap(), clock.clone());
     bucket.acquire();
     let (grants, handles) = queue_waiters(&bucket, &clock, 4);
     // Slots were 100..400 ms. A 429 at 0 asks for 1 s of silence.
@@ -394,7 +398,7 @@ fn a_pause_moves_waiting_callers_behind_it_in_their_order() {
 #[test]
 fn set_rate_rescales_callers_already_waiting() {
     let clock = SteppedClock::new();
-    let bucket = TokenBucket::with_clock(10.0, 1, clock.clone()).unwrap();
+    let bucket = TokenBucket::with_clock(RateLimit::new(10.0, 1).unwrap(), clock.clone());
     bucket.acquire();
     let (grants, handles) = queue_waiters(&bucket, &clock, 3);
     bucket.set_rate(5.0); // slots at 100, 200, 300 ms become 200, 400, 600 ms
@@ -409,7 +413,7 @@ fn set_rate_rescales_callers_already_waiting() {
 #[test]
 fn acquire_timeout_gives_up_when_a_pause_outlasts_its_deadline() {
     let clock = SteppedClock::new();
-    let bucket = TokenBucket::with_clock(10.0, 1, clock.clone()).unwrap();
+    let bucket = TokenBucket::with_clock(RateLimit::new(10.0, 1).unwrap(), clock.clone());
     bucket.acquire();
     let waiter = {
         let (bucket, clock) = (bucket.clone(), clock.clone());
@@ -425,7 +429,7 @@ fn acquire_timeout_gives_up_when_a_pause_outlasts_its_deadline() {
     assert!(!waiter.join().unwrap());
     // Its permit was given back: the next one is due right after the pause.
     assert_eq!(
-        bucket.check().unwrap_err().wait_time(),
+        bucket.acquire_now().unwrap_err().wait_time(),
         Duration::from_millis(1_900)
     );
 }

@@ -113,7 +113,7 @@ struct Reservation {
     version: u64,
 }
 
-/// A refusal from [`TokenBucket::check`]: no permit now, and how long until one.
+/// A refusal from [`TokenBucket::acquire_now`]: no permit now, and how long until one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotUntil {
     wait: Duration,
@@ -212,28 +212,17 @@ impl TokenBucket {
         RateLimit::new(rate_per_sec, burst).map(TokenBucket::from_limit)
     }
 
-    /// A bucket for one of the [`RateLimit`] presets, or any validated limit.
+    /// A bucket for one of the [`RateLimit`] presets, or any validated
+    /// limit: the [`RateLimit`] form of [`new`](TokenBucket::new), which
+    /// keeps its `(rate, burst)` arguments.
     pub fn from_limit(limit: RateLimit) -> TokenBucket {
-        TokenBucket::from_limit_with_clock(limit, SystemClock)
+        TokenBucket::with_clock(limit, SystemClock)
     }
 
-    /// A bucket whose time comes from `clock`: pass a
-    /// [`ManualClock`](crate::limit::ManualClock) to test code that uses it instantly.
-    ///
-    /// # Errors
-    ///
-    /// As [`try_new`](TokenBucket::try_new).
-    pub fn with_clock(
-        rate_per_sec: f64,
-        burst: u32,
-        clock: impl Clock + 'static,
-    ) -> Result<TokenBucket> {
-        RateLimit::new(rate_per_sec, burst)
-            .map(|limit| TokenBucket::from_limit_with_clock(limit, clock))
-    }
-
-    /// [`from_limit`](TokenBucket::from_limit) on the given clock.
-    pub fn from_limit_with_clock(limit: RateLimit, clock: impl Clock + 'static) -> TokenBucket {
+    /// [`from_limit`](TokenBucket::from_limit) on the given clock: pass a
+    /// [`ManualClock`](crate::limit::ManualClock) to test code that uses it
+    /// instantly.
+    pub fn with_clock(limit: RateLimit, clock: impl Clock + 'static) -> TokenBucket {
         let origin = clock.now();
         TokenBucket {
             shared: Arc::new(Shared {
@@ -254,8 +243,9 @@ impl TokenBucket {
         }
     }
 
-    /// The steady rate, in permits per second.
-    pub fn rate(&self) -> f64 {
+    /// The steady rate, in permits per second ([`Limiter::rate`] says the
+    /// same as an `Option`, as limiters without a rate need).
+    pub fn rate_per_sec(&self) -> f64 {
         self.shared.state.lock().rate_per_sec
     }
 
@@ -290,12 +280,13 @@ impl TokenBucket {
 
     /// Takes a permit if one is available now, without blocking.
     pub fn try_acquire(&self) -> bool {
-        self.check().is_ok()
+        self.acquire_now().is_ok()
     }
 
     /// Takes a permit if one is available now; otherwise says how long until
-    /// one would be, and takes nothing.
-    pub fn check(&self) -> Result<(), NotUntil> {
+    /// one would be, and takes nothing. [`try_acquire`](TokenBucket::try_acquire)
+    /// is this without the wait.
+    pub fn acquire_now(&self) -> Result<(), NotUntil> {
         let now = self.now();
         let refuse = |slot: u64| NotUntil {
             wait: Duration::from_nanos(slot - now),
@@ -488,14 +479,14 @@ impl Limiter for TokenBucket {
         TokenBucket::pause_for(self, duration)
     }
     fn rate(&self) -> Option<f64> {
-        Some(TokenBucket::rate(self))
+        Some(TokenBucket::rate_per_sec(self))
     }
 }
 
 impl fmt::Debug for TokenBucket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenBucket")
-            .field("rate_per_sec", &self.rate())
+            .field("rate_per_sec", &self.rate_per_sec())
             .field("burst", &self.shared.burst)
             .finish_non_exhaustive()
     }

@@ -117,14 +117,14 @@ enum Decision {
 /// the delay and the failure; never a URL, header or key.
 ///
 /// ```
-/// use cio_ratelimit::{RetryPolicy, TokenBucket};
+/// use cio_ratelimit::{RateLimit, RetryPolicy, TokenBucket};
 /// use cio_ratelimit::retry::{Call, Failure};
 /// use cio_ratelimit::limit::ManualClock;
 /// use std::time::Duration;
 ///
 /// let clock = ManualClock::new();
 /// let policy = RetryPolicy::builder().clock(clock.clone()).build()?;
-/// let limiter = TokenBucket::with_clock(80.0, 10, clock.clone())?;
+/// let limiter = TokenBucket::with_clock(RateLimit::new(80.0, 10)?, clock.clone());
 ///
 /// let mut answers = vec![Ok("sent"), Err(Failure::Status { status: 503, retry_after: None })];
 /// let result = policy.run(&limiter, Call::safe("identify"), || answers.pop().unwrap());

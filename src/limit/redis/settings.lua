@@ -1,4 +1,4 @@
--- The settings beside RedisLimiter's shared state (src/limit/redis_limiter.rs):
+-- The settings beside RedisLimiter's shared state (src/limit/redis/):
 -- every process records the rate, burst and window it schedules with, so
 -- that one whose settings differ is noticed instead of silently sharing the
 -- key, and holds a lease on them while it shares the key. The settings live

@@ -1,4 +1,4 @@
--- The shared half of RedisLimiter (src/limit/redis_limiter.rs): the same
+-- The shared half of RedisLimiter (src/limit/redis/): the same
 -- "at most N requests in any window" as SlidingWindow
 -- (src/limit/sliding_window.rs), on a log of grants and answers per
 -- workspace and API class in Redis, timed by the Redis server's clock. One

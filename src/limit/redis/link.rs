@@ -130,7 +130,7 @@ impl RedisLink {
         RedisLink {
             client,
             script: redis::Script::new(script),
-            settings_script: redis::Script::new(include_str!("redis_settings.lua")),
+            settings_script: redis::Script::new(include_str!("settings.lua")),
             idle: Mutex::new(Vec::new()),
             timeout,
             shown,
