@@ -12,9 +12,11 @@
 //!
 //! - `SIM_TRACE=1` also prints the first three processes' rate changes, as
 //!   their progress lines would show them.
+//! - `SIM_SECONDS=1` also prints, at the end of each second, what each
+//!   process had admitted and its rate (to stderr): where the capacity went.
 //! - `SIM_SEEDS=8` runs each scenario with 8 jitter seeds instead and prints
-//!   the means, the worst spread and the worst reclaim: one run of a
-//!   chaotic system is one sample.
+//!   each figure's mean and its worst: one run of a chaotic system is one
+//!   sample.
 
 #[path = "../tests/simulation/mod.rs"]
 mod simulation;
@@ -27,9 +29,13 @@ fn main() {
         .filter_map(|arg| arg.parse().ok())
         .collect();
     let trace = std::env::var_os("SIM_TRACE").is_some();
+    let each_second = std::env::var_os("SIM_SECONDS").is_some();
     let seeds: Option<u64> = std::env::var("SIM_SEEDS").ok().and_then(|v| v.parse().ok());
-    if seeds.is_none() {
-        println!("{}", simulation::TABLE_HEAD);
+    match seeds {
+        None => println!("{}", simulation::TABLE_HEAD),
+        Some(seeds) => println!(
+            "{seeds} seeds; each cell: mean (worst)\n| scenario | utilisation | 429s | Jain | slowest ÷ fastest | reclaim |\n|---|---|---|---|---|---|"
+        ),
     }
     for (n, scenario) in simulation::scenarios().into_iter().enumerate() {
         if !only.is_empty() && !only.contains(&n) {
@@ -42,6 +48,11 @@ fn main() {
             summarise(&scenario.name, scenario.freed_at.is_some(), &outcomes);
             continue;
         }
+        let scenario = if each_second {
+            scenario.each_second()
+        } else {
+            scenario
+        };
         let outcome = simulation::run(&scenario);
         println!("{outcome}");
         if trace {
@@ -56,23 +67,41 @@ fn main() {
     }
 }
 
-/// One line for a scenario run with several seeds.
+/// One line for a scenario run with several seeds: each figure's mean, and
+/// its worst over the seeds in brackets.
 fn summarise(name: &str, freed: bool, outcomes: &[Outcome]) {
-    let mean = |f: fn(&Outcome) -> f64| -> f64 {
+    let mean = |f: &dyn Fn(&Outcome) -> f64| -> f64 {
         outcomes.iter().map(f).sum::<f64>() / outcomes.len() as f64
     };
-    let worst_spread = outcomes.iter().map(Outcome::spread).fold(0.0, f64::max);
-    // Never reclaimed counts as forever.
-    let worst_reclaim = outcomes
-        .iter()
-        .filter(|_| freed)
-        .map(|o| o.reclaim.map_or(f64::INFINITY, |ms| ms as f64 / 1000.0))
-        .fold(0.0, f64::max);
+    let least = |f: &dyn Fn(&Outcome) -> f64| outcomes.iter().map(f).fold(f64::INFINITY, f64::min);
+    let most = |f: &dyn Fn(&Outcome) -> f64| outcomes.iter().map(f).fold(0.0, f64::max);
+    let utilisation = |o: &Outcome| o.utilisation * 100.0;
+    let throttled = |o: &Outcome| o.throttled_share * 100.0;
+    let fairness = |o: &Outcome| o.fairness.unwrap_or(1.0);
+    let spread = |o: &Outcome| o.spread();
+    // Never reclaimed (within the scenario) counts as forever.
+    let reclaim = |o: &Outcome| o.reclaim.map_or(f64::INFINITY, |ms| ms as f64 / 1000.0);
+    let seconds = |s: f64| {
+        if s.is_finite() {
+            format!("{s:.1} s")
+        } else {
+            "never".to_owned()
+        }
+    };
+    let reclaimed = if freed {
+        format!("{} ({})", seconds(mean(&reclaim)), seconds(most(&reclaim)))
+    } else {
+        "-".to_owned()
+    };
     println!(
-        "{name}: utilisation {:.1} %, 429s {:.2} %, Jain {:.3}, spread {:.2} (worst {worst_spread:.2}), reclaim worst {worst_reclaim:.1} s",
-        mean(|o| o.utilisation * 100.0),
-        mean(|o| o.throttled_share * 100.0),
-        mean(|o| o.fairness.unwrap_or(1.0)),
-        mean(Outcome::spread),
+        "| {name} | {:.1} % ({:.1} %) | {:.2} % ({:.2} %) | {:.3} ({:.3}) | {:.2} ({:.2}) | {reclaimed} |",
+        mean(&utilisation),
+        least(&utilisation),
+        mean(&throttled),
+        most(&throttled),
+        mean(&fairness),
+        least(&fairness),
+        mean(&spread),
+        most(&spread),
     );
 }

@@ -1,7 +1,7 @@
 //! Issue 11's scenarios against `cio-emulator` with strict sliding windows,
 //! scaled down (higher rates, fewer calls) to run in a few seconds each.
 //! Assertions are on what the emulator received, with margin for a loaded
-//! machine; the figures to reach are in `examples/learning_bench.rs`.
+//! machine; the figures to reach are in `examples/learning_bench/`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;

@@ -59,7 +59,7 @@ fn three_staggered_imports_finish_together_with_few_429s() {
 }
 
 #[test]
-#[ignore = "issue 20's goal, not reached: 78 % of capacity measured"]
+#[ignore = "issue 20's goal, not reached: 78 % of capacity measured (over 8 seeds 75 % mean, 73 % worst)"]
 fn three_staggered_imports_use_87_percent_of_capacity() {
     let staggered = outcome("3 staggered");
     assert!(staggered.utilisation >= 0.87, "{staggered}");
@@ -74,7 +74,7 @@ fn three_imports_started_together_share_evenly() {
 }
 
 #[test]
-#[ignore = "issue 20's goal, not reached: 86 % of capacity measured"]
+#[ignore = "issue 20's goal, not reached: 86 % of capacity measured (over 8 seeds 85 % mean, 81 % worst)"]
 fn three_imports_started_together_use_90_percent_of_capacity() {
     let together = outcome("3 together");
     assert!(together.utilisation >= 0.90, "{together}");
@@ -82,6 +82,8 @@ fn three_imports_started_together_use_90_percent_of_capacity() {
 
 #[test]
 fn capacity_a_neighbour_frees_is_taken_back_within_10_s() {
+    // One seed: 9.4 s. Over 8 seeds (`SIM_SEEDS=8`) some never take it
+    // back within the 20 s left: this seed is a lucky one.
     let freed = outcome("fixed 50/s neighbour stops");
     let reclaim = freed.reclaim.expect("taken back");
     assert!(reclaim <= 10_000, "{freed}");
@@ -102,6 +104,7 @@ fn when_the_server_s_limit_changes_they_follow_it_down_and_up_again() {
 
 #[test]
 fn ten_processes_converge_to_fair_shares() {
+    // One seed: 0.950. Over 8 seeds: 0.88 mean, 0.77 worst.
     let ten = outcome("10 learning");
     assert!(ten.fairness.unwrap() >= 0.9, "{ten}");
     assert!(ten.utilisation >= 0.8, "{ten}");

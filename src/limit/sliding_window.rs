@@ -69,7 +69,7 @@ use crate::limit::rate_limit::RateLimit;
 /// 2 % of the window (20 ms per second, at least 1 ms), which
 /// [`margin`](SlidingWindowBuilder::margin) changes. That margin is the
 /// jitter allowed between grant and arrival: on a busy two-core machine
-/// sending to a local emulator (`examples/learning_bench.rs`), 10 ms let a
+/// sending to a local emulator (`examples/learning_bench/`), 10 ms let a
 /// thread scheduled late put the 101st request into a 100-per-second window
 /// several times a run, 20 ms a few times in ten runs, counting until the
 /// answer not once.

@@ -107,6 +107,9 @@ pub struct Scenario {
     pub fair_from: Ms,
     /// The jitter's seed.
     pub seed: u64,
+    /// Whether to print, at the end of each second, what each process had
+    /// admitted and its rate (to stderr).
+    pub each_second: bool,
 }
 
 impl Scenario {
@@ -126,6 +129,7 @@ impl Scenario {
             freed_at: None,
             fair_from: 0,
             seed: 0x9E37_79B9_7F4A_7C15,
+            each_second: false,
         }
     }
 
@@ -144,6 +148,13 @@ impl Scenario {
     /// The same with another seed for the jitter.
     pub fn seeded(mut self, seed: u64) -> Scenario {
         self.seed = seed.max(1);
+        self
+    }
+
+    /// Prints, at the end of each second, what each process had admitted
+    /// and its rate: where the capacity went.
+    pub fn each_second(mut self) -> Scenario {
+        self.each_second = true;
         self
     }
 
@@ -414,6 +425,9 @@ pub fn run(scenario: &Scenario) -> Outcome {
         if any {
             capacity += f64::from(limit).min(asked) / 1000.0;
         }
+        if scenario.each_second && now % 1_000 == 999 {
+            print_second(now + 1, capacity, &running);
+        }
         // The overlap of the learners ends when the first of them stops.
         if overlap_end.is_none()
             && now > overlap_start
@@ -492,6 +506,24 @@ pub fn run(scenario: &Scenario) -> Outcome {
         rates,
         changes,
     }
+}
+
+/// One line to stderr at `now`: the capacity so far, then for each process
+/// what it had admitted (`x` once it finished) and its rate.
+fn print_second(now: Ms, capacity: f64, running: &[Running]) {
+    let processes: Vec<String> = running
+        .iter()
+        .map(|run| {
+            let done = if run.finished.is_some() { 'x' } else { ' ' };
+            let rate = run.limiter.as_ref().and_then(|l| l.rate()).unwrap_or(0.0);
+            format!("{:>5}{done} {rate:>3.0}/s", run.admitted)
+        })
+        .collect();
+    eprintln!(
+        "{:>4} s  capacity {capacity:>6.0}  admitted, rate: {}",
+        now / 1_000,
+        processes.join(" | ")
+    );
 }
 
 /// Jain's fairness index: 1 when all are equal, 1/n when one has everything.

@@ -19,9 +19,19 @@
 //! for all three, learning together or fixed. They need the `redis` feature
 //! and `redis-server` on the PATH, and are skipped with a note otherwise.
 //!
+//! The rows F1–F4 (`fleet.rs`) are issue 20's: real `cio-ratelimit import`
+//! processes side by side, uncoordinated, against one strict 100/s window,
+//! as `tests/simulation/` simulates them. They need the CLI built beside
+//! this example (`cargo build --release -p cio-ratelimit-cli`); `--cli
+//! LABEL=PATH` (repeatable) runs other builds of it side by side instead,
+//! e.g. one of `main`.
+//!
 //! Run: `cargo run --release --features redis --example learning_bench
 //! [-- SCENARIO-NUMBER...]` (a few minutes; the machine is shared and noisy,
-//! so compare the columns).
+//! so compare the columns), or `-- fleet [ROW-NUMBER...] [--cli
+//! LABEL=PATH...]` for the F rows only (about three minutes a build).
+
+mod fleet;
 
 use std::io::Cursor;
 use std::thread;
@@ -313,10 +323,13 @@ fn zero_retry_after(learning: bool) -> u64 {
 }
 
 fn main() {
-    let chosen: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|arg| arg.parse().ok())
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let chosen: Vec<usize> = args.iter().filter_map(|arg| arg.parse().ok()).collect();
+    let binaries = fleet::binaries(&args);
+    if args.iter().any(|arg| arg == "fleet") {
+        fleet::run_all(&chosen, &binaries);
+        return;
+    }
     println!(
         "| # | scenario | ideal | limiter | time | time ÷ ideal | 429s | 429 share | rate ÷ capacity |"
     );
@@ -370,5 +383,8 @@ fn main() {
                 zero_retry_after(learning)
             );
         }
+    }
+    if chosen.is_empty() {
+        fleet::run_all(&[], &binaries);
     }
 }
