@@ -21,6 +21,7 @@ use cio_ratelimit::{
 use serde_json::json;
 
 mod scripted;
+use cio_test_kit::{Logged, capture_logs, logged};
 use scripted::Scripted;
 
 fn emulator(config: Config) -> Emulator {
@@ -724,40 +725,6 @@ fn retries_respect_the_rate_limit() {
     );
 }
 
-/// One log record as the logger saw it.
-struct Logged {
-    level: log::Level,
-    target: String,
-    line: String,
-}
-
-/// Captures every log record of this test binary, at every level.
-struct Capture;
-static LOGGED: Mutex<Vec<Logged>> = Mutex::new(Vec::new());
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        LOGGED.lock().unwrap().push(Logged {
-            level: record.level(),
-            target: record.target().to_string(),
-            line: record.args().to_string(),
-        });
-    }
-    fn flush(&self) {}
-}
-
-/// Installs [`Capture`] at `trace` once for the whole binary (a process has
-/// one logger).
-fn capture_logs_at_trace() {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        log::set_logger(&Capture).unwrap();
-        log::set_max_level(log::LevelFilter::Trace);
-    });
-}
-
 /// The filter the crate docs (`# Logging`) tell an app to apply:
 /// ureq-proto's `trace` records are its raw bytes on the wire.
 fn passes_documented_filter(logged: &Logged) -> bool {
@@ -766,12 +733,10 @@ fn passes_documented_filter(logged: &Logged) -> bool {
 
 /// The captured lines that `keep` lets through, one text.
 fn logged_lines(keep: impl Fn(&Logged) -> bool) -> String {
-    LOGGED
-        .lock()
-        .unwrap()
+    logged()
         .iter()
         .filter(|logged| keep(logged))
-        .map(|logged| format!("{} {}: {}", logged.level, logged.target, logged.line))
+        .map(|logged| format!("{} {}: {}", logged.level, logged.target, logged.message))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -799,7 +764,7 @@ fn piece_of_in(secret: &str, text: &str) -> Option<String> {
 
 #[test]
 fn keys_never_appear_in_debug_display_errors_or_logs() {
-    capture_logs_at_trace();
+    capture_logs(log::LevelFilter::Trace);
     let secret_key = "sk-live-0123456789abcdef";
     let secret_app = "app-live-fedcba9876543210";
     let emu = emulator(
@@ -857,7 +822,7 @@ fn keys_never_appear_in_debug_display_errors_or_logs() {
 /// 16-byte rows, so a check for whole keys could never see it.
 #[test]
 fn without_the_documented_filter_ureq_proto_s_trace_rows_carry_pieces_of_the_basic_value() {
-    capture_logs_at_trace();
+    capture_logs(log::LevelFilter::Trace);
     let secret_key = "sk-rows-aaaabbbbccccdddd";
     let emu = emulator(Config::default().api_key(secret_key));
     let client = Client::builder(DEFAULT_SITE_ID, secret_key)

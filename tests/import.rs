@@ -11,24 +11,21 @@ use std::time::{Duration, Instant};
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator, Faults};
 use cio_ratelimit::{
     ApiClass, Client, Error, Importer, Limiter, RateLimit, RetryPolicy, TokenBucket,
-    client::EventId,
     error::Credential,
     import::{Checkpoint, DeadLetter, ImportFailure, ImportMode, ImporterBuilder},
     limit::Unlimited,
 };
 use serde_json::json;
 
+mod line_ids;
 mod on_request;
+mod quick_client;
 mod scripted;
+use cio_test_kit::{ScratchDir, dead_letters};
+use line_ids::line_id;
 use on_request::OnRequest;
+use quick_client::{quick_retries, track_client};
 use scripted::Scripted;
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cio-import-test-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn client(emu: &Emulator, api_key: &str) -> Client {
     client_with(
@@ -39,33 +36,12 @@ fn client(emu: &Emulator, api_key: &str) -> Client {
 }
 
 fn client_with(emu: &Emulator, api_key: &str, limiter: impl Limiter + 'static) -> Client {
-    client_at(&emu.url(), api_key, limiter)
+    track_client(&emu.url(), api_key, limiter, quick_retries(2))
 }
 
-fn client_at(url: &str, api_key: &str, limiter: impl Limiter + 'static) -> Client {
-    patient_client_at(url, api_key, limiter, 2)
-}
-
-/// A client that retries up to `max_retries` times, after a few milliseconds.
-fn patient_client_at(
-    url: &str,
-    api_key: &str,
-    limiter: impl Limiter + 'static,
-    max_retries: u32,
-) -> Client {
-    Client::builder(DEFAULT_SITE_ID, api_key)
-        .track_url(url)
-        .limiter(ApiClass::Track, limiter)
-        .retry_policy(
-            RetryPolicy::builder()
-                .base_delay(Duration::from_millis(2))
-                .max_delay(Duration::from_millis(10))
-                .max_retries(max_retries)
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap()
+/// A client of a scripted server at `url`.
+fn client_at(url: &str) -> Client {
+    track_client(url, DEFAULT_API_KEY, Unlimited::new(), quick_retries(2))
 }
 
 /// `n` lines alternating identifies and events without ids, one in ten bad.
@@ -95,27 +71,6 @@ fn sample(n: u64) -> (String, u64) {
     (text, bad)
 }
 
-fn dead_letters(path: &Path) -> Vec<DeadLetter> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
-/// The id an import with `import_id` gives an event without one on the line
-/// `text`, after `before` identical lines: from the line's FNV-1a 128 digest.
-/// The derivation is pinned here: ids that changed between versions would
-/// count every re-imported event twice.
-fn line_event_id(import_id: &str, text: &str, before: u32) -> String {
-    let mut digest: u128 = 0x6c62272e07bb014262b821756295c58d;
-    for &byte in text.as_bytes() {
-        digest ^= u128::from(byte);
-        digest = digest.wrapping_mul(0x0000000001000000000000000000013B);
-    }
-    EventId::from_key(&format!("{import_id}:{digest:032x}:{before}")).to_string()
-}
-
 /// The event ids an import with `import_id` derives for the event lines of
 /// `sample(n)` (all different).
 fn expected_event_ids(import_id: &str, n: u64) -> BTreeSet<String> {
@@ -123,14 +78,14 @@ fn expected_event_ids(import_id: &str, n: u64) -> BTreeSet<String> {
     text.lines()
         .zip(1u64..)
         .filter(|(_, line)| line % 10 != 0 && line % 2 == 0)
-        .map(|(text, _)| line_event_id(import_id, text, 0))
+        .map(|(text, _)| line_id(import_id, text, 0))
         .collect()
 }
 
 #[test]
 fn every_valid_line_arrives_once_and_bad_lines_are_dead_lettered_with_reasons() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("basic");
+    let dir = ScratchDir::new("basic");
     let (text, bad) = sample(1_000);
     let summary = Importer::builder(client(&emu, DEFAULT_API_KEY))
         .dead_letter(dir.join("dead.ndjson"))
@@ -151,7 +106,7 @@ fn every_valid_line_arrives_once_and_bad_lines_are_dead_lettered_with_reasons() 
         "batched: {} requests",
         snapshot.requests
     );
-    let letters = dead_letters(&dir.join("dead.ndjson"));
+    let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
     assert_eq!(
         letters.iter().map(|l| l.line).collect::<Vec<_>>(),
         (1..=100).map(|k| k * 10).collect::<Vec<_>>()
@@ -174,7 +129,7 @@ fn every_valid_line_arrives_once_and_bad_lines_are_dead_lettered_with_reasons() 
 #[test]
 fn single_mode_sends_one_request_per_line_and_dead_letters_server_rejections() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("single");
+    let dir = ScratchDir::new("single");
     let lines = [
         json!({"type": "person", "action": "identify", "identifiers": {"id": "1"}, "attributes": {"a": 1}}),
         json!({"type": "person", "action": "add_relationships", "identifiers": {"id": "1"}}),
@@ -196,7 +151,7 @@ fn single_mode_sends_one_request_per_line_and_dead_letters_server_rejections() {
         ),
         (2, 1, 3)
     );
-    let letters = dead_letters(&dir.join("dead.ndjson"));
+    let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
     assert_eq!(letters[0].line, 2);
     assert!(
         letters[0].reason.contains("HTTP 400"),
@@ -209,7 +164,7 @@ fn single_mode_sends_one_request_per_line_and_dead_letters_server_rejections() {
 #[test]
 fn batch_items_the_server_rejects_with_a_207_are_dead_lettered_and_the_rest_delivered() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("207");
+    let dir = ScratchDir::new("207");
     let text = [
         json!({"type": "person", "action": "identify", "identifiers": {"id": "1"}}),
         json!({"type": "person", "action": "add_relationships", "identifiers": {"id": "1"}}),
@@ -228,7 +183,7 @@ fn batch_items_the_server_rejects_with_a_207_are_dead_lettered_and_the_rest_deli
         (summary.progress.delivered, summary.progress.dead_lettered),
         (2, 1)
     );
-    let letters = dead_letters(&dir.join("dead.ndjson"));
+    let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
     assert_eq!(letters[0].line, 2);
     assert!(
         letters[0].reason.contains("cio_relationships"),
@@ -242,7 +197,7 @@ fn batch_items_the_server_rejects_with_a_207_are_dead_lettered_and_the_rest_deli
 #[test]
 fn blank_lines_crlf_and_overlong_lines_are_handled() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("odd");
+    let dir = ScratchDir::new("odd");
     let long = "x".repeat(2 << 20);
     let text = format!(
         "\r\n{}\r\n\n   \n{long}\n{}",
@@ -260,7 +215,7 @@ fn blank_lines_crlf_and_overlong_lines_are_handled() {
         (2, 1)
     );
     assert_eq!(summary.progress.lines_read, 6);
-    let letters = dead_letters(&dir.join("dead.ndjson"));
+    let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
     assert_eq!(letters[0].line, 5);
     assert!(
         letters[0].reason.contains("longer than"),
@@ -272,7 +227,7 @@ fn blank_lines_crlf_and_overlong_lines_are_handled() {
 #[test]
 fn a_server_that_goes_down_stops_the_import_with_the_checkpoint_intact_then_resume_loses_nothing() {
     let emu = Arc::new(Emulator::start(Config::default().track_limit(0)).unwrap());
-    let dir = scratch("resume");
+    let dir = ScratchDir::new("resume");
     let (text, bad) = sample(3_000);
     let input = dir.join("input.ndjson");
     fs::write(&input, &text).unwrap();
@@ -329,7 +284,7 @@ fn a_server_that_goes_down_stops_the_import_with_the_checkpoint_intact_then_resu
         checkpoint.line()
     );
     // Every line up to the checkpoint is accounted for, and no good line was dead-lettered.
-    let letters = dead_letters(&dir.join("dead.ndjson"));
+    let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
     assert!(letters.iter().all(|l| l.line % 10 == 0));
     assert_eq!(letters.len() as u64, checkpoint.dead_lettered());
     assert_eq!(
@@ -353,7 +308,7 @@ fn a_server_that_goes_down_stops_the_import_with_the_checkpoint_intact_then_resu
         "every event, by its id"
     );
     assert_eq!(snapshot.events.len(), 1_200, "none stored twice");
-    let letters = dead_letters(&dir.join("dead.ndjson"));
+    let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
     assert_eq!(
         letters.len() as u64,
         bad,
@@ -369,7 +324,7 @@ fn a_server_that_goes_down_stops_the_import_with_the_checkpoint_intact_then_resu
 #[test]
 fn a_wrong_key_stops_the_import_at_once_naming_the_credential() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("401");
+    let dir = ScratchDir::new("401");
     let (text, _) = sample(5_000);
     let failure = Importer::builder(client(&emu, "wrong-key"))
         .dead_letter(dir.join("dead.ndjson"))
@@ -400,7 +355,7 @@ fn a_wrong_key_stops_the_import_at_once_naming_the_credential() {
 #[test]
 fn a_leftover_checkpoint_or_another_imports_checkpoint_is_refused() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("refused");
+    let dir = ScratchDir::new("refused");
     let path = dir.join("import.checkpoint");
     // An import that kept a checkpoint, and is not resumed.
     let line = json!({"type": "person", "action": "identify", "identifiers": {"id": "1"}});
@@ -475,7 +430,7 @@ fn a_missing_input_file_is_a_clear_error() {
 #[test]
 fn progress_is_reported_and_ends_with_the_final_counts() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("progress");
+    let dir = ScratchDir::new("progress");
     let (text, _) = sample(200);
     let reports = Arc::new(Mutex::new(Vec::new()));
     let summary = {
@@ -503,7 +458,7 @@ fn progress_is_reported_and_ends_with_the_final_counts() {
 #[test]
 fn a_failed_chunk_holds_the_checkpoint_before_it_even_when_later_chunks_succeed() {
     let emu = Arc::new(Emulator::start(Config::default().track_limit(0)).unwrap());
-    let dir = scratch("held");
+    let dir = ScratchDir::new("held");
     let (text, _) = sample(3_000);
     // The fifth request fails on purpose, but only once the server has
     // received six others: at least two of them come after it.
@@ -596,12 +551,12 @@ fn import_lines(
 fn large_integers_go_out_with_every_digit_in_both_modes() {
     let identify = r#"{"type":"person","action":"identify","identifiers":{"id":12345678901234567890123},"attributes":{"share":0.100000000000000000000001}}"#;
     let event = r#"{"type":"person","action":"event","identifiers":{"id":12345678901234567890123},"name":"paid","attributes":{"cents":98765432109876543210}}"#;
-    let id = line_event_id("import", event, 0);
+    let id = line_id("import", event, 0);
     let event_with_id = format!("{},\"id\":\"{id}\"}}", &event[..event.len() - 1]);
     for mode in [ImportMode::Batch, ImportMode::Single] {
         let server = Scripted::start(&[]);
-        let dir = scratch(&format!("digits-{mode:?}"));
-        let client = client_at(server.url(), DEFAULT_API_KEY, Unlimited::new());
+        let dir = ScratchDir::new(&format!("digits-{mode:?}"));
+        let client = client_at(server.url());
         let summary = import_lines(client, &dir, mode, &[identify, event]);
         assert_eq!(summary.progress.delivered, 2);
         let sent: String = server
@@ -619,7 +574,7 @@ fn large_integers_go_out_with_every_digit_in_both_modes() {
 #[test]
 fn v2_merges_are_accepted_and_arrive() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("merge");
+    let dir = ScratchDir::new("merge");
     let lines = [
         r#"{"type":"person","action":"identify","identifiers":{"id":"1"},"attributes":{"a":1}}"#,
         r#"{"type":"person","action":"identify","identifiers":{"id":"2"},"attributes":{"b":2}}"#,
@@ -636,7 +591,7 @@ fn v2_merges_are_accepted_and_arrive() {
         (summary.progress.delivered, summary.progress.dead_lettered),
         (3, 1)
     );
-    let letters = dead_letters(&dir.join("dead.ndjson"));
+    let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
     assert_eq!(
         letters[0].line, 4,
         "a merge without a secondary person is still refused"
@@ -660,14 +615,14 @@ fn an_item_a_207_names_twice_is_dead_lettered_once() {
         207,
         r#"{"errors":[{"batch_index":1,"reason":"invalid","message":"one"},{"batch_index":1,"reason":"invalid","message":"two"}]}"#,
     )]);
-    let dir = scratch("207-twice");
-    let client = client_at(server.url(), DEFAULT_API_KEY, Unlimited::new());
+    let dir = ScratchDir::new("207-twice");
+    let client = client_at(server.url());
     let summary = import_lines(client, &dir, ImportMode::Batch, &THREE);
     assert_eq!(
         (summary.progress.delivered, summary.progress.dead_lettered),
         (2, 1)
     );
-    let letters = dead_letters(&dir.join("dead.ndjson"));
+    let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
     assert_eq!(letters.len(), 1);
     assert_eq!(
         (letters[0].line, letters[0].original.as_str()),
@@ -687,15 +642,15 @@ fn a_207_that_cannot_name_the_right_items_is_retried_and_blames_no_line() {
         "<html>oops</html>",
     ] {
         let server = Scripted::start(&[("/api/v2/batch", 207, wrong)]);
-        let dir = scratch("207-wrong");
-        let client = client_at(server.url(), DEFAULT_API_KEY, Unlimited::new());
+        let dir = ScratchDir::new("207-wrong");
+        let client = client_at(server.url());
         let summary = import_lines(client, &dir, ImportMode::Batch, &THREE);
         assert_eq!(
             (summary.progress.delivered, summary.progress.dead_lettered),
             (3, 0),
             "{wrong}"
         );
-        assert!(dead_letters(&dir.join("dead.ndjson")).is_empty());
+        assert!(dead_letters::<DeadLetter>(&dir.join("dead.ndjson")).is_empty());
         assert_eq!(server.received().len(), 2, "the batch was sent again");
         assert_eq!(summary.progress.requests, 2);
         assert_eq!(summary.progress.retried, 1);
@@ -708,8 +663,8 @@ fn a_207_that_cannot_name_the_right_items_is_retried_and_blames_no_line() {
 fn a_207_that_never_makes_sense_stops_the_import_as_transient() {
     let garbled = r#"{"errors":[{"reason":"invalid"}]}"#;
     let server = Scripted::start(&[("/api/v2/batch", 207, garbled); 3]);
-    let dir = scratch("207-never");
-    let client = client_at(server.url(), DEFAULT_API_KEY, Unlimited::new());
+    let dir = ScratchDir::new("207-never");
+    let client = client_at(server.url());
     let text: String = THREE.iter().map(|line| format!("{line}\n")).collect();
     let failure = Importer::builder(client)
         .dead_letter(dir.join("dead.ndjson"))
@@ -743,14 +698,14 @@ fn requests_count_every_request_the_server_received() {
             r#"{"errors":[{"message":"bad item"}]}"#,
         ),
     ]);
-    let dir = scratch("requests-413");
-    let client = client_at(server.url(), DEFAULT_API_KEY, Unlimited::new());
+    let dir = ScratchDir::new("requests-413");
+    let client = client_at(server.url());
     let summary = import_lines(client, &dir, ImportMode::Batch, &THREE);
     assert_eq!(
         (summary.progress.delivered, summary.progress.dead_lettered),
         (2, 1)
     );
-    let letters = dead_letters(&dir.join("dead.ndjson"));
+    let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
     assert_eq!(
         (letters[0].line, letters[0].original.as_str()),
         (2, THREE[1])
@@ -776,9 +731,14 @@ fn requests_count_every_request_the_server_received() {
             .faults(faults),
     )
     .unwrap();
-    let dir = scratch("requests-429");
+    let dir = ScratchDir::new("requests-429");
     let (text, _) = sample(300);
-    let client = patient_client_at(&emu.url(), DEFAULT_API_KEY, Unlimited::new(), 20);
+    let client = track_client(
+        &emu.url(),
+        DEFAULT_API_KEY,
+        Unlimited::new(),
+        quick_retries(20),
+    );
     let summary = Importer::builder(client)
         .mode(ImportMode::Single)
         .dead_letter(dir.join("dead.ndjson"))
@@ -801,13 +761,18 @@ fn requests_count_every_request_the_server_received() {
 fn two_imports_sharing_a_client_do_not_see_each_others_retries() {
     let faults = Faults::default().seed(3).unavailable(0.25);
     let emu = Emulator::start(Config::default().track_limit(0).faults(faults)).unwrap();
-    let shared = patient_client_at(&emu.url(), DEFAULT_API_KEY, Unlimited::new(), 20);
+    let shared = track_client(
+        &emu.url(),
+        DEFAULT_API_KEY,
+        Unlimited::new(),
+        quick_retries(20),
+    );
     let summaries: Vec<cio_ratelimit::import::ImportSummary> = std::thread::scope(|scope| {
         let imports: Vec<_> = ["a", "b"]
             .map(|name| {
                 let client = shared.clone();
                 scope.spawn(move || {
-                    let dir = scratch(&format!("shared-{name}"));
+                    let dir = ScratchDir::new(&format!("shared-{name}"));
                     let (text, _) = sample(200);
                     let text = text.replace("\"u", &format!("\"{name}"));
                     Importer::builder(client)
@@ -849,7 +814,7 @@ fn an_import_keeps_its_rate_through_5xx_and_finishes_at_30_percent() {
     for (seed, unavailable) in [(0, 0.0), (15, 0.15), (30, 0.30)] {
         let faults = Faults::default().seed(seed).unavailable(unavailable);
         let emu = Emulator::start(Config::default().track_limit(0).faults(faults)).unwrap();
-        let dir = scratch(&format!("unavailable-{seed}"));
+        let dir = ScratchDir::new(&format!("unavailable-{seed}"));
         let (text, bad) = sample(150);
         let client = Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
             .track_url(emu.url())
@@ -894,7 +859,7 @@ fn an_import_keeps_its_rate_through_5xx_and_finishes_at_30_percent() {
 #[test]
 fn a_dry_run_validates_and_dead_letters_everything_but_sends_nothing_and_keeps_no_checkpoint() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("dry-run");
+    let dir = ScratchDir::new("dry-run");
     let (text, bad) = sample(1_000);
     let input = dir.join("input.ndjson");
     fs::write(&input, &text).unwrap();
@@ -920,7 +885,10 @@ fn a_dry_run_validates_and_dead_letters_everything_but_sends_nothing_and_keeps_n
         ),
         (1_000 - bad, bad, 0)
     );
-    assert_eq!(dead_letters(&dir.join("dead.ndjson")).len() as u64, bad);
+    assert_eq!(
+        dead_letters::<DeadLetter>(&dir.join("dead.ndjson")).len() as u64,
+        bad
+    );
     assert!(!dir.join("import.checkpoint").exists(), "no checkpoint");
     let snapshot = emu.snapshot();
     assert_eq!((snapshot.requests, snapshot.people.len()), (0, 0));
@@ -955,14 +923,14 @@ fn sample_arrivals(import_id: &str, line: u64) -> (BTreeSet<String>, BTreeSet<St
 /// The stop tests' import: 600 sample lines in a file, imported in single
 /// mode by three workers with a checkpoint.
 struct StoppedImport {
-    dir: PathBuf,
+    dir: ScratchDir,
     input: PathBuf,
     bad: u64,
 }
 
 impl StoppedImport {
     fn new(name: &str) -> StoppedImport {
-        let dir = scratch(name);
+        let dir = ScratchDir::new(name);
         let (text, bad) = sample(600);
         let input = dir.join("input.ndjson");
         fs::write(&input, &text).unwrap();
@@ -1063,7 +1031,7 @@ impl StoppedImport {
             "repeats beyond the {early} events that had arrived past the checkpoint"
         );
         assert_eq!(
-            dead_letters(&self.dir.join("dead.ndjson")).len() as u64,
+            dead_letters::<DeadLetter>(&self.dir.join("dead.ndjson")).len() as u64,
             self.bad
         );
     }
@@ -1200,7 +1168,7 @@ fn a_stop_during_an_outage_ends_the_retries_instead_of_waiting_for_them() {
 #[test]
 fn the_same_input_read_twice_from_a_reader_gives_its_events_the_same_ids() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("reader-ids");
+    let dir = ScratchDir::new("reader-ids");
     let (text, _) = sample(300);
     let import = |text: &str| {
         Importer::builder(client(&emu, DEFAULT_API_KEY))
@@ -1232,7 +1200,7 @@ fn the_same_input_read_twice_from_a_reader_gives_its_events_the_same_ids() {
 #[test]
 fn a_fixed_file_imported_again_from_a_file_or_a_pipe_counts_every_event_once() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("fixed-file");
+    let dir = ScratchDir::new("fixed-file");
     let twin = r#"{"type":"person","action":"event","identifiers":{"id":"t"},"name":"clicked"}"#;
     let (sample, _) = sample(300);
     let text = format!("{twin}\n{sample}{twin}\n");
@@ -1290,7 +1258,7 @@ fn a_fixed_file_imported_again_from_a_file_or_a_pipe_counts_every_event_once() {
 #[test]
 fn lines_appended_to_a_file_are_sent_by_its_resume_and_twins_keep_apart() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("appended");
+    let dir = ScratchDir::new("appended");
     let twin = r#"{"type":"person","action":"event","identifiers":{"id":"t"},"name":"clicked"}"#;
     let (sample, _) = sample(300);
     let mut lines: Vec<&str> = sample.lines().collect();
@@ -1325,7 +1293,7 @@ fn lines_appended_to_a_file_are_sent_by_its_resume_and_twins_keep_apart() {
     assert_eq!(twins.len(), 2, "each twin stored: {twins:?}");
     assert_eq!(
         twins[1].id.as_deref(),
-        Some(line_event_id("by-content", twin, 1).as_str())
+        Some(line_id("by-content", twin, 1).as_str())
     );
     assert_eq!(snapshot.events.len(), 122, "every event once");
 }
@@ -1335,7 +1303,7 @@ fn lines_appended_to_a_file_are_sent_by_its_resume_and_twins_keep_apart() {
 #[test]
 fn random_bytes_after_good_lines_stop_the_import_before_they_fill_the_dead_letters() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("binary-tail");
+    let dir = ScratchDir::new("binary-tail");
     let (text, _) = sample(1_000);
     let mut input = text.into_bytes();
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -1372,7 +1340,7 @@ fn first_lines(text: &str, n: usize) -> String {
 #[test]
 fn resuming_with_other_input_before_the_checkpoint_is_refused_before_anything_is_sent() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("other-input");
+    let dir = ScratchDir::new("other-input");
     let (text, _) = sample(300);
     let importer = || {
         Importer::builder(client(&emu, DEFAULT_API_KEY))

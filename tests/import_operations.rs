@@ -1,45 +1,26 @@
 //! `Importer::import_operations`: operations from memory, batched, in
 //! per-person order, dead-lettered and checkpointed by position.
 
-use std::fs;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator, Faults};
+use cio_emulator::{Config, DEFAULT_API_KEY, Emulator, Faults};
 use cio_ratelimit::{
-    ApiClass, Client, Event, Importer, Limiter, Operation, RetryPolicy,
+    Client, Event, Importer, Limiter, Operation,
     import::{Checkpoint, DeadLetter},
     limit::Unlimited,
 };
 use serde_json::json;
 
 mod on_request;
+mod quick_client;
 mod scripted;
+use cio_test_kit::{ScratchDir, dead_letters};
 use on_request::OnRequest;
+use quick_client::{quick_retries, track_client};
 use scripted::Scripted;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cio-ops-test-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn client(url: &str, limiter: impl Limiter + 'static, max_retries: u32) -> Client {
-    Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
-        .track_url(url)
-        .limiter(ApiClass::Track, limiter)
-        .retry_policy(
-            RetryPolicy::builder()
-                .base_delay(Duration::from_millis(1))
-                .max_delay(Duration::from_millis(5))
-                .max_retries(max_retries)
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap()
+    track_client(url, DEFAULT_API_KEY, limiter, quick_retries(max_retries))
 }
 
 /// Operation `n` of a stream built as it is read: people identified with
@@ -54,18 +35,10 @@ fn operation(n: u64) -> Operation {
     }
 }
 
-fn dead_letters(path: &Path) -> Vec<DeadLetter> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
 #[test]
 fn operations_from_an_iterator_are_batched_and_all_arrive() {
     let emulator = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("all");
+    let dir = ScratchDir::new("all");
     let summary = Importer::builder(client(&emulator.url(), Unlimited::new(), 2))
         .max_batch_bytes(4_000)
         .dead_letter(dir.join("dead.ndjson"))
@@ -98,7 +71,7 @@ fn an_operation_the_server_rejects_is_dead_lettered_with_its_position() {
         207,
         r#"{"errors":[{"batch_index":1,"reason":"invalid","message":"no such plan"}]}"#,
     )]);
-    let dir = scratch("rejected");
+    let dir = ScratchDir::new("rejected");
     let operations = ["a", "b", "c"].map(|id| Operation::identify(id, json!({})).unwrap());
     let summary = Importer::builder(client(server.url(), Unlimited::new(), 0))
         // One worker: the three travel in one batch.
@@ -112,7 +85,7 @@ fn an_operation_the_server_rejects_is_dead_lettered_with_its_position() {
         (summary.progress.delivered, summary.progress.dead_lettered),
         (2, 1)
     );
-    let letters = dead_letters(&dir.join("dead.ndjson"));
+    let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].line, 2, "the second operation");
     assert_eq!(letters[0].original.as_bytes(), operations[1].as_bytes());
@@ -126,7 +99,7 @@ fn an_operation_the_server_rejects_is_dead_lettered_with_its_position() {
 #[test]
 fn an_import_that_stops_resumes_by_position_and_loses_nothing() {
     let emulator = Arc::new(Emulator::start(Config::default().track_limit(0)).unwrap());
-    let dir = scratch("resume");
+    let dir = ScratchDir::new("resume");
     let importer = |client| {
         Importer::builder(client)
             .max_batch_bytes(2_000)

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,17 +19,13 @@ use serde_json::{Value, json};
 
 mod fickle;
 mod on_request;
+mod quick_client;
 mod scripted;
+use cio_test_kit::ScratchDir;
 use fickle::{Answer, Fickle};
 use on_request::OnRequest;
+use quick_client::{quick_retries, track_client};
 use scripted::Scripted;
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cio-order-test-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// An emulator that fails a request in five with a 500 or a 503 (some after
 /// storing it), and answers 429 past `limit` requests in 100 ms.
@@ -56,20 +51,8 @@ fn client(emulator: &Emulator) -> Client {
 }
 
 fn client_with(url: &str, limiter: impl Limiter + 'static, max_retries: u32) -> Client {
-    Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
-        .track_url(url)
-        .limiter(ApiClass::Track, limiter)
-        .retry_policy(
-            RetryPolicy::builder()
-                .base_delay(Duration::from_millis(1))
-                .max_delay(Duration::from_millis(5))
-                .max_retry_after(Duration::from_millis(20))
-                .max_retries(max_retries)
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap()
+    let retries = quick_retries(max_retries).max_retry_after(Duration::from_millis(20));
+    track_client(url, DEFAULT_API_KEY, limiter, retries)
 }
 
 /// The person on `line`, at random (but the same in every run): one
@@ -173,7 +156,7 @@ fn assert_in_order(snapshot: &Snapshot, input: Input) {
 #[test]
 fn one_persons_batched_writes_arrive_in_file_order_through_faults_and_429s() {
     let emulator = flaky_emulator(11, 50);
-    let dir = scratch("batch");
+    let dir = ScratchDir::new("batch");
     let input = Input {
         lines: 6_000,
         people: 300,
@@ -205,7 +188,7 @@ fn one_persons_batched_writes_arrive_in_file_order_through_faults_and_429s() {
 #[test]
 fn one_persons_writes_arrive_in_file_order_in_single_mode() {
     let emulator = flaky_emulator(12, 100);
-    let dir = scratch("single");
+    let dir = ScratchDir::new("single");
     let input = Input {
         lines: 900,
         people: 12,
@@ -232,7 +215,7 @@ fn one_persons_writes_arrive_in_file_order_in_single_mode() {
 #[test]
 fn one_persons_writes_stay_in_order_across_a_stop_and_a_resume() {
     let emulator = Arc::new(Emulator::start(Config::default().track_limit(0)).unwrap());
-    let dir = scratch("resume");
+    let dir = ScratchDir::new("resume");
     let input = Input {
         lines: 3_000,
         people: 100,
@@ -276,7 +259,7 @@ fn one_persons_writes_stay_in_order_across_a_stop_and_a_resume() {
 fn a_person_named_once_is_sent_without_waiting_for_the_end_of_the_input() {
     // A server that answers 200 to everything and keeps the bodies in order.
     let server = Scripted::start(&[]);
-    let dir = scratch("seldom");
+    let dir = ScratchDir::new("seldom");
     let identify = |who: &str, line: u64| {
         format!(
             "{{\"type\":\"person\",\"action\":\"identify\",\"identifiers\":{{\"id\":\"{who}\"}},\"attributes\":{{\"line\":{line}}}}}\n"
@@ -406,7 +389,7 @@ proptest! {
         let accepted = server.accepted_handle();
         let passed_unaccepted = Arc::new(Mutex::new(Vec::new()));
         let seen_by_callback = passed_unaccepted.clone();
-        let dir = scratch(&format!("fickle-{seed}"));
+        let dir = ScratchDir::new(&format!("fickle-{seed}"));
         let mode = if single { ImportMode::Single } else { ImportMode::Batch };
         let summary = Importer::builder(client_with(server.url(), Unlimited::new(), 200))
             .mode(mode)
@@ -469,7 +452,7 @@ fn import_beside_a_person_refused_for_10_s(mode: ImportMode, lines: u64) -> (Fic
             _ => Some(format!("p{}", line % 97)),
         })
         .collect();
-    let dir = scratch(&format!("stuck-{mode:?}"));
+    let dir = ScratchDir::new(&format!("stuck-{mode:?}"));
     let client = Client::builder(DEFAULT_SITE_ID, DEFAULT_API_KEY)
         .track_url(server.url())
         .limiter(ApiClass::Track, Unlimited::new())

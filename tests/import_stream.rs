@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator};
 use cio_ratelimit::{Client, Importer};
+use cio_test_kit::ScratchDir;
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::json;
 
@@ -88,10 +89,8 @@ fn a_partial_batch_goes_out_within_about_a_second_after_the_input_goes_quiet() {
         .track_url(emulator.url())
         .build()
         .unwrap();
-    let dead_letter = std::env::temp_dir().join(format!(
-        "cio-stream-test-{}.dead-letter.ndjson",
-        std::process::id()
-    ));
+    let dir = ScratchDir::new("quiet");
+    let dead_letter = dir.join("dead.ndjson");
     let importer = Importer::builder(client)
         .dead_letter(&dead_letter)
         .build()

@@ -3,44 +3,23 @@
 //! dead-lettered with their reason, in both modes and through faults.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use cio_emulator::{Config, DEFAULT_PIPELINES_KEY, Emulator, Faults, Snapshot};
 use cio_ratelimit::{
-    ApiClass, Client, Error, Importer, RetryPolicy,
-    client::EventId,
+    Client, Error, Importer,
     error::Credential,
     import::{DeadLetter, ImportApi, ImportMode, ImportSummary},
-    limit::Unlimited,
 };
+use cio_test_kit::{ScratchDir, dead_letters};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "cio-pipelines-import-test-{}-{name}",
-        std::process::id()
-    ));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod line_ids;
+mod quick_client;
+use line_ids::line_id;
+use quick_client::pipelines_client;
 
 fn client(emu: &Emulator, key: &str) -> Client {
-    Client::builder_without_credentials()
-        .pipelines_key(key)
-        .pipelines_url(emu.url())
-        .limiter(ApiClass::Pipelines, Unlimited::new())
-        .retry_policy(
-            RetryPolicy::builder()
-                .base_delay(Duration::from_millis(2))
-                .max_delay(Duration::from_millis(10))
-                .max_retries(8)
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap()
+    pipelines_client(&emu.url(), key, 8)
 }
 
 fn import(
@@ -61,14 +40,6 @@ fn import(
         .map_err(|failure| failure.error)
 }
 
-fn dead_letters(dir: &Path) -> Vec<DeadLetter> {
-    fs::read_to_string(dir.join("dead.ndjson"))
-        .unwrap_or_default()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
 /// The `messageId` each stored call arrived with, by its `userId`.
 fn arrived(snapshot: &Snapshot) -> BTreeMap<String, String> {
     snapshot
@@ -82,17 +53,6 @@ fn arrived(snapshot: &Snapshot) -> BTreeMap<String, String> {
             )
         })
         .collect()
-}
-
-/// The `messageId` an import with `import_id` gives the call `line` that has
-/// none (the first of its kind): from the line's FNV-1a 128 digest.
-fn line_message_id(import_id: &str, line: &str) -> String {
-    let mut digest: u128 = 0x6c62272e07bb014262b821756295c58d;
-    for &byte in line.as_bytes() {
-        digest ^= u128::from(byte);
-        digest = digest.wrapping_mul(0x0000000001000000000000000000013B);
-    }
-    EventId::from_key(&format!("{import_id}:{digest:032x}:0")).to_string()
 }
 
 /// Line 3 is refused by the client, line 4 by the server (strict mode), line
@@ -114,7 +74,7 @@ fn input(good: u64) -> (String, BTreeMap<String, String>) {
         let message_id = match line {
             3 | 4 | 6 => None,
             5 => Some("own-id".to_owned()),
-            _ => Some(line_message_id("import", &call)),
+            _ => Some(line_id("import", &call, 0)),
         };
         if let Some(message_id) = message_id {
             expected.insert(user, message_id);
@@ -130,7 +90,7 @@ fn good_lines_arrive_with_the_message_id_of_their_line_and_bad_ones_are_dead_let
  {
     for mode in [ImportMode::Batch, ImportMode::Single] {
         let emu = Emulator::start(Config::default().pipelines_limit(0)).unwrap();
-        let dir = scratch(&format!("modes-{mode:?}"));
+        let dir = ScratchDir::new(&format!("modes-{mode:?}"));
         let (text, expected) = input(60);
         let summary = import(client(&emu, DEFAULT_PIPELINES_KEY), &dir, mode, &text).unwrap();
         assert_eq!(
@@ -141,7 +101,7 @@ fn good_lines_arrive_with_the_message_id_of_their_line_and_bad_ones_are_dead_let
         let snapshot = emu.snapshot();
         assert_eq!(arrived(&snapshot), expected, "{mode:?}");
         assert_eq!(snapshot.pipelines_dropped, 0);
-        let letters = dead_letters(&dir);
+        let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
         let lines: Vec<u64> = letters.iter().map(|letter| letter.line).collect();
         assert_eq!(lines, [3, 4, 6], "{mode:?}: {letters:?}");
         assert!(letters[0].reason.contains("\"event\""), "{letters:?}");
@@ -169,7 +129,7 @@ fn calls_retried_after_server_errors_keep_their_message_ids_and_arrive_once() {
         .error_after_store(0.3)
         .error_before_store(0.1);
     let emu = Emulator::start(Config::default().pipelines_limit(0).faults(faults)).unwrap();
-    let dir = scratch("faults");
+    let dir = ScratchDir::new("faults");
     let (text, expected) = input(300);
     let summary = import(
         client(&emu, DEFAULT_PIPELINES_KEY),
@@ -192,7 +152,7 @@ fn calls_retried_after_server_errors_keep_their_message_ids_and_arrive_once() {
 #[test]
 fn a_wrong_key_stops_the_import_naming_the_pipelines_key_and_dead_letters_nothing() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("401");
+    let dir = ScratchDir::new("401");
     let (text, _) = input(20);
     let error = import(client(&emu, "wrong-key"), &dir, ImportMode::Batch, &text).unwrap_err();
     assert!(
@@ -206,7 +166,7 @@ fn a_wrong_key_stops_the_import_naming_the_pipelines_key_and_dead_letters_nothin
         "{error:?}"
     );
     assert!(emu.snapshot().pipelines.is_empty());
-    let letters = dead_letters(&dir);
+    let letters = dead_letters::<DeadLetter>(&dir.join("dead.ndjson"));
     assert!(
         letters.iter().all(|letter| [3, 6].contains(&letter.line)),
         "only lines refused before sending: {letters:?}"
@@ -231,7 +191,7 @@ fn csv_input_for_the_pipelines_api_is_refused_when_built() {
 #[test]
 fn track_operations_from_memory_are_refused_by_a_pipelines_importer() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("operations");
+    let dir = ScratchDir::new("operations");
     let failure = Importer::builder(client(&emu, DEFAULT_PIPELINES_KEY))
         .api(ImportApi::Pipelines)
         .dead_letter(dir.join("dead.ndjson"))
@@ -252,7 +212,7 @@ fn track_operations_from_memory_are_refused_by_a_pipelines_importer() {
 #[test]
 fn resuming_a_track_imports_checkpoint_as_a_pipelines_import_is_refused_before_sending() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("other-api");
+    let dir = ScratchDir::new("other-api");
     let path = dir.join("import.checkpoint");
     let client = || {
         Client::builder(cio_emulator::DEFAULT_SITE_ID, cio_emulator::DEFAULT_API_KEY)

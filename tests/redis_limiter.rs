@@ -4,16 +4,17 @@
 //! going away and coming back, and the figures against cio-emulator.
 //!
 //! Without `redis-server` on the PATH these tests fail, unless
-//! `CIO_SKIP_REDIS=1` asks to skip them (see `cio-test-redis`).
+//! `CIO_SKIP_REDIS=1` asks to skip them (see `cio-test-kit`'s `RedisServer`).
 
 #![cfg(feature = "redis")]
 
 mod grant_stamps;
+mod identifies;
 mod worker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,7 +23,7 @@ use cio_ratelimit::{
     ApiClass, Client, Error, Limiter, RateLimit,
     limit::{Clock, RedisLimiter, RedisLimiterBuilder, WhenUnreachable},
 };
-use cio_test_redis::RedisServer;
+use cio_test_kit::{Logged, RedisServer, capture_logs, logged};
 
 use grant_stamps::most_surely_in_window;
 use worker::Worker;
@@ -46,43 +47,20 @@ fn connection(redis: &RedisServer) -> redis::Connection {
 }
 
 fn limiter(redis: &RedisServer, workspace: &str, rate: f64, burst: u32) -> RedisLimiterBuilder {
-    capture_logs();
+    capture_logs(log::LevelFilter::Info);
     RedisLimiter::builder(RateLimit::new(rate, burst).unwrap())
         .url(redis.url())
         .workspace(workspace)
         .class(ApiClass::Track)
 }
 
-/// Every log line of this test binary, for the tests that look at them.
-struct Capture;
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        let line = format!("{} {}", record.level(), record.args());
-        LINES.lock().unwrap().push(line);
-    }
-    fn flush(&self) {}
-}
-
-fn capture_logs() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        log::set_logger(&Capture).unwrap();
-        log::set_max_level(log::LevelFilter::Info);
-    });
-}
-
 /// The log lines so far that mention `port` (tests run side by side).
 fn logged_about(port: u16) -> Vec<String> {
     let port = format!(":{port}/");
-    let lines = LINES.lock().unwrap();
-    lines
+    logged()
         .iter()
+        .map(Logged::to_string)
         .filter(|l| l.contains(&port))
-        .cloned()
         .collect()
 }
 
@@ -556,7 +534,7 @@ fn a_redis_that_refuses_the_limiter_fails_at_once_in_every_mode() {
     ];
     for (url, what) in &urls {
         for when in modes {
-            capture_logs();
+            capture_logs(log::LevelFilter::Info);
             let limiter = RedisLimiter::builder(RateLimit::TRACK_API)
                 .url(url)
                 .workspace("refused")
@@ -1165,29 +1143,6 @@ impl Limiter for Counting {
     }
 }
 
-/// `count` identify calls, from two threads.
-fn identify_many(client: &Client, prefix: &str, count: u64) {
-    let next = AtomicU64::new(0);
-    thread::scope(|scope| {
-        for _ in 0..2 {
-            scope.spawn(|| {
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= count {
-                        break;
-                    }
-                    client
-                        .identify(
-                            cio_ratelimit::Identifier::id(format!("{prefix}-{n}")),
-                            serde_json::json!({"n": n}),
-                        )
-                        .unwrap();
-                }
-            });
-        }
-    });
-}
-
 fn learned_generation(redis: &RedisServer, limiter: &RedisLimiter) -> Option<i64> {
     redis::cmd("HGET")
         .arg(format!("{}:rate", limiter.key()))
@@ -1221,7 +1176,7 @@ fn one_process_learns_the_workspace_limit_and_the_other_follows_without_429s() {
 
     // A alone, at 100/s against 40/s: throttled in its first window, it
     // lowers the rate to 70/s at most; throttled again, it learns.
-    identify_many(&a_client, "a", 120);
+    identifies::from_threads(&a_client, "a", 120, 2);
     assert!(a_throttled.load(Ordering::Relaxed) >= 2);
     let learned = a.rate_per_sec();
     assert!(
@@ -1247,8 +1202,8 @@ fn one_process_learns_the_workspace_limit_and_the_other_follows_without_429s() {
     // Together, at the shared rate: no 429 for B, few if any for A.
     let before = emulator.snapshot().classes["track"].throttled;
     thread::scope(|scope| {
-        scope.spawn(|| identify_many(&a_client, "a2", 40));
-        scope.spawn(|| identify_many(&b_client, "b", 40));
+        scope.spawn(|| identifies::from_threads(&a_client, "a2", 40, 2));
+        scope.spawn(|| identifies::from_threads(&b_client, "b", 40, 2));
     });
     let snapshot = emulator.snapshot();
     assert_eq!(b_throttled.load(Ordering::Relaxed), 0, "B never met a 429");

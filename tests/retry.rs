@@ -10,6 +10,7 @@ use cio_ratelimit::{
     limit::ManualClock,
     retry::{Call, Failure, Jitter},
 };
+use cio_test_kit::{Logged, capture_logs, logged};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -292,28 +293,9 @@ fn invalid_settings_are_refused_with_the_setting_named() {
     );
 }
 
-/// Captures this crate's log lines for one test.
-struct Capture;
-
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        LINES
-            .lock()
-            .unwrap()
-            .push(format!("{} {}", record.level(), record.args()));
-    }
-    fn flush(&self) {}
-}
-
 #[test]
 fn each_retry_logs_one_warning_with_attempt_delay_and_status() {
-    log::set_logger(&Capture).unwrap();
-    log::set_max_level(log::LevelFilter::Warn);
+    capture_logs(log::LevelFilter::Warn);
     let clock = ManualClock::new();
     let limiter = Recorder::default();
     let _ = policy(&clock).run(
@@ -321,12 +303,10 @@ fn each_retry_logs_one_warning_with_attempt_delay_and_status() {
         Call::safe("logged_call"),
         script(&[Err(status(503)), Err(throttled(Some(SECOND))), Ok("done")]),
     );
-    let lines: Vec<String> = LINES
-        .lock()
-        .unwrap()
+    let lines: Vec<String> = logged()
         .iter()
+        .map(Logged::to_string)
         .filter(|l| l.contains("logged_call"))
-        .cloned()
         .collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(

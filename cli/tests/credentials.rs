@@ -6,6 +6,7 @@ mod command;
 use std::time::Duration;
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_APP_KEY, DEFAULT_SITE_ID, Emulator};
+use cio_test_kit::ScratchDir;
 
 use command::{against, assert_no_piece_of, base64, cio_ratelimit};
 
@@ -17,12 +18,8 @@ fn emulator() -> Emulator {
     Emulator::start(Config::default()).unwrap()
 }
 
-fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "cio-ratelimit-cli-test-{}-{name}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+/// A file `key` holding `contents`, in `dir`.
+fn key_file(dir: &ScratchDir, contents: &str) -> std::path::PathBuf {
     let path = dir.join("key");
     std::fs::write(&path, contents).unwrap();
     path
@@ -57,7 +54,8 @@ fn without_credentials_the_error_says_how_to_set_them_and_mentions_the_emulator(
 fn flags_and_key_files_work_without_the_environment() {
     let emulator = emulator();
     let url = emulator.url();
-    let key_file = temp_file("track", &format!("{DEFAULT_API_KEY}\n"));
+    let dir = ScratchDir::new("track");
+    let key_file = key_file(&dir, &format!("{DEFAULT_API_KEY}\n"));
     cio_ratelimit(&[
         "identify",
         "42",
@@ -89,7 +87,8 @@ fn flags_and_key_files_work_without_the_environment() {
 #[test]
 fn app_calls_need_only_the_app_key() {
     let emulator = emulator();
-    let key_file = temp_file("app", DEFAULT_APP_KEY);
+    let dir = ScratchDir::new("app");
+    let key_file = key_file(&dir, DEFAULT_APP_KEY);
     cio_ratelimit(&[
         "send-email",
         "--message-id",
@@ -111,7 +110,8 @@ fn app_calls_need_only_the_app_key() {
 
 #[test]
 fn a_missing_or_empty_key_file_is_fatal_and_says_which() {
-    let empty = temp_file("empty", " \n");
+    let dir = ScratchDir::new("empty");
+    let empty = key_file(&dir, " \n");
     let outcome = cio_ratelimit(&[
         "delete",
         "42",

@@ -10,24 +10,18 @@ mod scripted;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use cio_emulator::{Config, Emulator, Snapshot};
+use cio_test_kit::{ScratchDir, dead_letter_lines, dead_letters, write_lines};
 use serde_json::{Value, json};
 
-use command::{against, against_url, cio_ratelimit};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cio-cli-import-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use command::{cio_ratelimit, import, import_at};
 
 /// `n` lines: identifies on odd lines, events (with their own ids) on even
 /// ones; with `bad`, every 50th line is broken.
-fn write_input(path: &Path, n: u64, bad: bool) -> (BTreeSet<String>, BTreeSet<String>) {
+fn write_people_and_events(path: &Path, n: u64, bad: bool) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut text = String::new();
     let (mut people, mut events) = (BTreeSet::new(), BTreeSet::new());
     for line in 1..=n {
@@ -82,10 +76,10 @@ fn wait_for_progress(child: &mut std::process::Child) -> BufReader<std::process:
 #[test]
 fn every_line_arrives_once_bad_lines_are_dead_lettered_and_the_exit_code_is_1() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("basic");
+    let dir = ScratchDir::new("basic");
     let input = dir.join("input.ndjson");
-    let (people_sent, events_sent) = write_input(&input, 2_000, true);
-    let outcome = against(&emu, &["import", input.to_str().unwrap(), "--json"]).run();
+    let (people_sent, events_sent) = write_people_and_events(&input, 2_000, true);
+    let outcome = import(&emu, &input).json().run();
     outcome.assert_code(1);
     let json = outcome.json();
     assert_eq!(
@@ -100,11 +94,7 @@ fn every_line_arrives_once_bad_lines_are_dead_lettered_and_the_exit_code_is_1() 
         events_sent.len(),
         "none stored twice"
     );
-    let dead = fs::read_to_string(dir.join("input.ndjson.dead-letter.ndjson")).unwrap();
-    let letters: Vec<Value> = dead
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let letters: Vec<Value> = dead_letters(&dir.join("input.ndjson.dead-letter.ndjson"));
     assert_eq!(letters.len(), 40);
     assert_eq!(letters[0]["line"], 50);
     assert_eq!(letters[0]["original"], "{broken");
@@ -119,24 +109,16 @@ fn every_line_arrives_once_bad_lines_are_dead_lettered_and_the_exit_code_is_1() 
 #[test]
 fn a_clean_import_from_standard_input_exits_0() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("stdin");
+    let dir = ScratchDir::new("stdin");
     let input = dir.join("input.ndjson");
-    let (people_sent, _) = write_input(&input, 300, false);
+    let (people_sent, _) = write_people_and_events(&input, 300, false);
     let text = fs::read_to_string(&input).unwrap();
     let dead = dir.join("dead.ndjson");
-    let outcome = against(
-        &emu,
-        &[
-            "import",
-            "-",
-            "--dead-letter",
-            dead.to_str().unwrap(),
-            "--mode",
-            "single",
-        ],
-    )
-    .stdin(&text)
-    .run();
+    let outcome = import(&emu, "-")
+        .dead_letter(&dead)
+        .mode("single")
+        .stdin(&text)
+        .run();
     outcome.assert_code(0);
     assert!(
         outcome
@@ -151,30 +133,18 @@ fn a_clean_import_from_standard_input_exits_0() {
 #[test]
 fn kill_9_then_resume_loses_nothing() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("kill");
+    let dir = ScratchDir::new("kill");
     let input = dir.join("input.ndjson");
-    let (people_sent, events_sent) = write_input(&input, 1_500, false);
+    let (people_sent, events_sent) = write_people_and_events(&input, 1_500, false);
     let checkpoint = dir.join("import.checkpoint");
-    let args = |resume: bool| {
-        let mut args = vec![
-            "import",
-            input.to_str().unwrap(),
-            "--mode",
-            "single",
-            "--rate",
-            "500",
-            "--checkpoint",
-            checkpoint.to_str().unwrap(),
-            "--progress-every",
-            "200",
-        ];
-        if resume {
-            args.push("--resume");
-        }
-        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    let import_file = || {
+        import(&emu, &input)
+            .mode("single")
+            .rate(500)
+            .checkpoint(&checkpoint)
+            .progress_every(200)
     };
-    let first: Vec<String> = args(false);
-    let mut child = against(&emu, &first.iter().map(String::as_str).collect::<Vec<_>>()).spawn();
+    let mut child = import_file().spawn();
     let _stderr = wait_for_progress(&mut child);
     child.kill().unwrap(); // SIGKILL: no chance to write anything more
     child.wait().unwrap();
@@ -184,8 +154,7 @@ fn kill_9_then_resume_loses_nothing() {
         "killed before the end"
     );
 
-    let second: Vec<String> = args(true);
-    let outcome = against(&emu, &second.iter().map(String::as_str).collect::<Vec<_>>()).run();
+    let outcome = import_file().resume().run();
     outcome.assert_code(0);
     let after = emu.snapshot();
     assert_eq!(people(&[&after]), people_sent);
@@ -199,34 +168,19 @@ fn kill_9_then_resume_loses_nothing() {
 #[test]
 fn a_server_stopped_mid_import_exits_3_and_the_import_resumes_cleanly_elsewhere() {
     let first_server = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("stopped");
+    let dir = ScratchDir::new("stopped");
     let input = dir.join("input.ndjson");
-    let (people_sent, events_sent) = write_input(&input, 1_500, false);
+    let (people_sent, events_sent) = write_people_and_events(&input, 1_500, false);
     let checkpoint = dir.join("import.checkpoint");
-    let args = |extra: &[&str]| {
-        let mut args = vec![
-            "import".to_owned(),
-            input.to_str().unwrap().to_owned(),
-            "--mode".into(),
-            "single".into(),
-            "--rate".into(),
-            "500".into(),
-            "--checkpoint".into(),
-            checkpoint.to_str().unwrap().to_owned(),
-            "--progress-every".into(),
-            "200".into(),
-            "--max-retries".into(),
-            "1".into(),
-        ];
-        args.extend(extra.iter().map(|&a| a.to_owned()));
-        args
+    let import_file = |server: &Emulator| {
+        import(server, &input)
+            .mode("single")
+            .rate(500)
+            .checkpoint(&checkpoint)
+            .progress_every(200)
+            .max_retries(1)
     };
-    let first = args(&["--json"]);
-    let mut child = against(
-        &first_server,
-        &first.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .spawn();
+    let mut child = import_file(&first_server).json().spawn();
     let mut stderr = wait_for_progress(&mut child);
     first_server.shutdown();
     let status = child.wait().unwrap();
@@ -244,12 +198,7 @@ fn a_server_stopped_mid_import_exits_3_and_the_import_resumes_cleanly_elsewhere(
     let before = first_server.snapshot();
 
     let second_server = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let second = args(&["--resume"]);
-    let outcome = against_url(
-        &second_server.url(),
-        &second.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .run();
+    let outcome = import_file(&second_server).resume().run();
     outcome.assert_code(0);
     let after = second_server.snapshot();
     assert_eq!(
@@ -268,15 +217,13 @@ fn a_server_stopped_mid_import_exits_3_and_the_import_resumes_cleanly_elsewhere(
 #[test]
 fn a_wrong_key_exits_2_within_seconds_after_a_handful_of_requests() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("401");
+    let dir = ScratchDir::new("401");
     let input = dir.join("input.ndjson");
-    write_input(&input, 5_000, false);
-    let outcome = against(
-        &emu,
-        &["import", input.to_str().unwrap(), "--mode", "single"],
-    )
-    .env("CUSTOMERIO_TRACK_API_KEY", "sk-wrong-0123456789")
-    .run();
+    write_people_and_events(&input, 5_000, false);
+    let outcome = import(&emu, &input)
+        .mode("single")
+        .env("CUSTOMERIO_TRACK_API_KEY", "sk-wrong-0123456789")
+        .run();
     outcome.assert_code(2);
     assert!(outcome.elapsed < Duration::from_secs(10), "{outcome:?}");
     assert!(
@@ -326,7 +273,7 @@ fn the_embedded_emulator_imports_the_sample_and_prints_what_arrived() {
 #[test]
 fn a_missing_input_file_exits_2_naming_it() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let outcome = against(&emu, &["import", "/nonexistent/input.ndjson"]).run();
+    let outcome = import(&emu, "/nonexistent/input.ndjson").run();
     outcome.assert_code(2);
     assert!(
         outcome.stderr.contains("/nonexistent/input.ndjson"),
@@ -342,23 +289,15 @@ fn a_missing_input_file_exits_2_naming_it() {
 fn a_207_that_never_makes_sense_exits_3_and_dead_letters_nothing() {
     let garbled = r#"{"errors":[{"reason":"invalid","message":"no index"}]}"#;
     let server = scripted::Scripted::start(&[("/api/v2/batch", 207, garbled); 2]);
-    let dir = scratch("garbled-207");
+    let dir = ScratchDir::new("garbled-207");
     let input = dir.join("input.ndjson");
-    write_input(&input, 10, false);
-    let outcome = against_url(
-        server.url(),
-        &[
-            "import",
-            input.to_str().unwrap(),
-            "--max-retries",
-            "1",
-            // One lane: the ten lines go in one batch, the one the script garbles.
-            "--workers",
-            "1",
-            "--json",
-        ],
-    )
-    .run();
+    write_people_and_events(&input, 10, false);
+    let outcome = import_at(server.url(), &input)
+        .max_retries(1)
+        // One lane: the ten lines go in one batch, the one the script garbles.
+        .workers(1)
+        .json()
+        .run();
     outcome.assert_code(3);
     assert_eq!(server.received().len(), 2, "sent, then retried once");
     assert!(!dir.join("input.ndjson.dead-letter.ndjson").exists());
@@ -368,24 +307,16 @@ fn a_207_that_never_makes_sense_exits_3_and_dead_letters_nothing() {
 fn a_dead_letter_file_that_is_the_input_the_checkpoint_a_device_or_a_folder_exits_2_sending_nothing()
  {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("outputs");
+    let dir = ScratchDir::new("outputs");
     let input = dir.join("input.ndjson");
-    write_input(&input, 20, false);
+    write_people_and_events(&input, 20, false);
     let checkpoint = dir.join("import.checkpoint");
     let original = fs::read(&input).unwrap();
-    for dead_letter in [&input, &checkpoint, Path::new("/dev/null"), dir.as_path()] {
-        let outcome = against(
-            &emu,
-            &[
-                "import",
-                input.to_str().unwrap(),
-                "--checkpoint",
-                checkpoint.to_str().unwrap(),
-                "--dead-letter",
-                dead_letter.to_str().unwrap(),
-            ],
-        )
-        .run();
+    for dead_letter in [&input, &checkpoint, Path::new("/dev/null"), dir.path()] {
+        let outcome = import(&emu, &input)
+            .checkpoint(&checkpoint)
+            .dead_letter(dead_letter)
+            .run();
         outcome.assert_code(2);
         assert!(outcome.stderr.contains("dead"), "{}", outcome.stderr);
     }
@@ -397,20 +328,11 @@ fn a_dead_letter_file_that_is_the_input_the_checkpoint_a_device_or_a_folder_exit
 #[test]
 fn an_unwritable_checkpoint_folder_exits_2_before_any_request() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("checkpoint-folder");
+    let dir = ScratchDir::new("checkpoint-folder");
     let input = dir.join("input.ndjson");
-    write_input(&input, 20, false);
+    write_people_and_events(&input, 20, false);
     let checkpoint = dir.join("no-such-folder").join("import.checkpoint");
-    let outcome = against(
-        &emu,
-        &[
-            "import",
-            input.to_str().unwrap(),
-            "--checkpoint",
-            checkpoint.to_str().unwrap(),
-        ],
-    )
-    .run();
+    let outcome = import(&emu, &input).checkpoint(&checkpoint).run();
     outcome.assert_code(2);
     assert!(
         outcome.stderr.contains("no-such-folder"),
@@ -423,21 +345,12 @@ fn an_unwritable_checkpoint_folder_exits_2_before_any_request() {
 #[test]
 fn an_existing_dead_letter_file_is_appended_to() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("append");
+    let dir = ScratchDir::new("append");
     let input = dir.join("input.ndjson");
-    write_input(&input, 100, true);
+    write_people_and_events(&input, 100, true);
     let dead_letter = dir.join("letters.ndjson");
     fs::write(&dead_letter, "{\"from\":\"an earlier run\"}\n").unwrap();
-    let outcome = against(
-        &emu,
-        &[
-            "import",
-            input.to_str().unwrap(),
-            "--dead-letter",
-            dead_letter.to_str().unwrap(),
-        ],
-    )
-    .run();
+    let outcome = import(&emu, &input).dead_letter(&dead_letter).run();
     outcome.assert_code(1);
     let text = fs::read_to_string(&dead_letter).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -448,28 +361,21 @@ fn an_existing_dead_letter_file_is_appended_to() {
 #[test]
 fn a_second_import_on_a_checkpoint_in_use_exits_2() {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("lock");
+    let dir = ScratchDir::new("lock");
     let input = dir.join("input.ndjson");
-    write_input(&input, 1_000, false);
+    write_people_and_events(&input, 1_000, false);
     let checkpoint = dir.join("import.checkpoint");
-    let args = [
-        "import",
-        input.to_str().unwrap(),
-        "--mode",
-        "single",
-        "--rate",
-        "100",
-        "--checkpoint",
-        checkpoint.to_str().unwrap(),
-        "--progress-every",
-        "100",
-    ];
-    let mut first = against(&emu, &args).spawn();
+    let import_file = || {
+        import(&emu, &input)
+            .mode("single")
+            .rate(100)
+            .checkpoint(&checkpoint)
+            .progress_every(100)
+    };
+    let mut first = import_file().spawn();
     let _stderr = wait_for_progress(&mut first);
-    let mut resume = args.to_vec();
-    resume.push("--resume");
-    for second in [&args[..], &resume[..]] {
-        let outcome = against(&emu, second).run();
+    for second in [import_file(), import_file().resume()] {
+        let outcome = second.run();
         outcome.assert_code(2);
         assert!(
             outcome.stderr.contains("another import"),
@@ -485,14 +391,14 @@ fn a_second_import_on_a_checkpoint_in_use_exits_2() {
 fn a_gzip_file_delivers_every_line() {
     use std::io::Write;
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("gzip");
+    let dir = ScratchDir::new("gzip");
     let plain = dir.join("plain.ndjson");
-    let (people_sent, events_sent) = write_input(&plain, 500, false);
+    let (people_sent, events_sent) = write_people_and_events(&plain, 500, false);
     let input = dir.join("input.ndjson.gz");
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder.write_all(&fs::read(&plain).unwrap()).unwrap();
     fs::write(&input, encoder.finish().unwrap()).unwrap();
-    let outcome = against(&emu, &["import", input.to_str().unwrap(), "--json"]).run();
+    let outcome = import(&emu, &input).json().run();
     outcome.assert_code(0);
     assert_eq!(outcome.json()["delivered"].as_u64(), Some(500));
     let snapshot = emu.snapshot();
@@ -511,7 +417,7 @@ fn a_gzip_file_delivers_every_line() {
 #[test]
 fn a_full_disk_stops_the_import_with_whole_dead_letters_counted_as_written() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("full-disk");
+    let dir = ScratchDir::new("full-disk");
     let input = dir.join("input.ndjson");
     let mut text = String::new();
     for line in 1..=2_000 {
@@ -526,17 +432,14 @@ fn a_full_disk_stops_the_import_with_whole_dead_letters_counted_as_written() {
     fs::write(&input, text).unwrap();
     let dead = dir.join("dead.ndjson");
     let checkpoint = dir.join("import.checkpoint");
-    let args = [
-        "import",
-        input.to_str().unwrap(),
-        "--dead-letter",
-        dead.to_str().unwrap(),
-        "--checkpoint",
-        checkpoint.to_str().unwrap(),
-        "--json",
-    ];
+    let import_file = || {
+        import(&emu, &input)
+            .dead_letter(&dead)
+            .checkpoint(&checkpoint)
+            .json()
+    };
     // 24 blocks: 12 or 24 KB, a tenth of the letters at most.
-    let full = against(&emu, &args).with_file_size_limit(24).run();
+    let full = import_file().with_file_size_limit(24).run();
     full.assert_code(2);
     let written = fs::read_to_string(&dead).unwrap();
     let tail = &written[written.len().saturating_sub(200)..];
@@ -556,21 +459,14 @@ fn a_full_disk_stops_the_import_with_whole_dead_letters_counted_as_written() {
     // With room again, the import goes on (resumed if a checkpoint was
     // stored before the disk filled, else from the start): every line of
     // the file whole, every bad line in it, and once when resumed.
-    let mut again = args.to_vec();
     let resumed = checkpoint.exists();
-    if resumed {
-        again.push("--resume");
-    }
-    against(&emu, &again).run().assert_code(1);
-    let lines: Vec<u64> = fs::read_to_string(&dead)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            serde_json::from_str::<Value>(line).unwrap()["line"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let again = if resumed {
+        import_file().resume()
+    } else {
+        import_file()
+    };
+    again.run().assert_code(1);
+    let lines = dead_letter_lines(&dead);
     assert_eq!(lines.iter().collect::<BTreeSet<_>>().len(), 1_000);
     if resumed {
         assert_eq!(lines.len(), 1_000, "each bad line once");
@@ -582,11 +478,12 @@ fn a_full_disk_stops_the_import_with_whole_dead_letters_counted_as_written() {
 #[test]
 fn a_pipe_named_as_the_file_is_read_as_standard_input_is() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("pipe-as-file");
+    let dir = ScratchDir::new("pipe-as-file");
     let plain = dir.join("plain.ndjson");
-    let (people_sent, _) = write_input(&plain, 100, true);
+    let (people_sent, _) = write_people_and_events(&plain, 100, true);
     let text = fs::read_to_string(&plain).unwrap();
-    let outcome = against(&emu, &["import", "/dev/stdin", "--json"])
+    let outcome = import(&emu, "/dev/stdin")
+        .json()
         .stdin(&text)
         .current_dir(&dir)
         .run();
@@ -602,7 +499,7 @@ fn a_pipe_named_as_the_file_is_read_as_standard_input_is() {
 #[test]
 fn a_csv_header_that_would_lose_a_column_is_refused_and_big_integers_stay_exact() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("csv-header");
+    let dir = ScratchDir::new("csv-header");
     let input = dir.join("people.csv");
     for (header, column) in [
         (
@@ -612,7 +509,7 @@ fn a_csv_header_that_would_lose_a_column_is_refused_and_big_integers_stay_exact(
         ("id,,plan", "column 2 has no name"),
     ] {
         fs::write(&input, format!("{header}\nu1,a,b\n")).unwrap();
-        let outcome = against(&emu, &["import", input.to_str().unwrap()]).run();
+        let outcome = import(&emu, &input).run();
         outcome.assert_code(2);
         assert!(outcome.stderr.contains(column), "{}", outcome.stderr);
     }
@@ -622,9 +519,7 @@ fn a_csv_header_that_would_lose_a_column_is_refused_and_big_integers_stay_exact(
         "id,big,fits\nu1,9007199254740993,9007199254740992\n",
     )
     .unwrap();
-    against(&emu, &["import", input.to_str().unwrap()])
-        .run()
-        .assert_code(0);
+    import(&emu, &input).run().assert_code(0);
     let attributes = &emu.snapshot().people["u1"].attributes;
     assert_eq!(attributes["big"], json!("9007199254740993"));
     assert_eq!(attributes["fits"], json!(9007199254740992u64));
@@ -633,7 +528,7 @@ fn a_csv_header_that_would_lose_a_column_is_refused_and_big_integers_stay_exact(
 #[test]
 fn a_csv_file_arrives_typed_and_quoted_and_its_bad_rows_are_dead_lettered_by_line() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("csv");
+    let dir = ScratchDir::new("csv");
     let input = dir.join("people.csv");
     fs::write(
         &input,
@@ -645,7 +540,7 @@ fn a_csv_file_arrives_typed_and_quoted_and_its_bad_rows_are_dead_lettered_by_lin
          u4,team,3,true,94107,plain\n",
     )
     .unwrap();
-    let outcome = against(&emu, &["import", input.to_str().unwrap(), "--json"]).run();
+    let outcome = import(&emu, &input).json().run();
     outcome.assert_code(1);
     let json = outcome.json();
     assert_eq!(
@@ -663,44 +558,22 @@ fn a_csv_file_arrives_typed_and_quoted_and_its_bad_rows_are_dead_lettered_by_lin
     assert_eq!(u2["note"], json!("said \"hi\"\nthen left"));
     assert!(snapshot.people.contains_key("u4"));
     assert_eq!(snapshot.people.len(), 3);
-    let dead = fs::read_to_string(dir.join("people.csv.dead-letter.ndjson")).unwrap();
-    let lines: Vec<u64> = dead
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["line"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let lines = dead_letter_lines(&dir.join("people.csv.dead-letter.ndjson"));
     assert_eq!(lines, [5, 6], "rows start on lines 5 and 6 (u2 spans 3-4)");
 }
 
 #[test]
 fn csv_strings_and_id_column_are_obeyed() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("csv-options");
+    let dir = ScratchDir::new("csv-options");
     let input = dir.join("people.txt");
     fs::write(&input, "user,seats\nu1,12\n").unwrap();
-    let outcome = against(
-        &emu,
-        &[
-            "import",
-            input.to_str().unwrap(),
-            "--format",
-            "csv",
-            "--id-column",
-            "user",
-            "--csv-strings",
-        ],
-    )
-    .run();
+    let outcome = import(&emu, &input)
+        .args(["--format", "csv", "--id-column", "user", "--csv-strings"])
+        .run();
     outcome.assert_code(0);
     assert_eq!(emu.snapshot().people["u1"].attributes["seats"], json!("12"));
-    let missing = against(
-        &emu,
-        &["import", input.to_str().unwrap(), "--format", "csv"],
-    )
-    .run();
+    let missing = import(&emu, &input).args(["--format", "csv"]).run();
     missing.assert_code(2);
     assert!(
         missing.stderr.contains("id, email or cio_id"),
@@ -712,22 +585,15 @@ fn csv_strings_and_id_column_are_obeyed() {
 #[test]
 fn resuming_a_finished_import_sends_nothing_and_exits_0_however_often() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("resume-finished");
+    let dir = ScratchDir::new("resume-finished");
     let input = dir.join("input.ndjson");
-    let (people_sent, _) = write_input(&input, 300, false);
+    let (people_sent, _) = write_people_and_events(&input, 300, false);
     let checkpoint = dir.join("import.checkpoint");
-    let args = [
-        "import",
-        input.to_str().unwrap(),
-        "--checkpoint",
-        checkpoint.to_str().unwrap(),
-    ];
-    against(&emu, &args).run().assert_code(0);
+    let import_file = || import(&emu, &input).checkpoint(&checkpoint);
+    import_file().run().assert_code(0);
     let finished = emu.snapshot().requests;
-    let mut resume = args.to_vec();
-    resume.extend(["--resume", "--json"]);
     for _ in 0..3 {
-        let outcome = against(&emu, &resume).run();
+        let outcome = import_file().resume().json().run();
         outcome.assert_code(0);
         assert_eq!(outcome.json()["requests"].as_u64(), Some(0));
     }
@@ -739,9 +605,9 @@ fn resuming_a_finished_import_sends_nothing_and_exits_0_however_often() {
 #[test]
 fn a_checkpoint_past_the_end_of_the_input_exits_2_and_is_not_rewound() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("resume-past-end");
+    let dir = ScratchDir::new("resume-past-end");
     let input = dir.join("input.ndjson");
-    write_input(&input, 300, false);
+    write_people_and_events(&input, 300, false);
     let text = fs::read_to_string(&input).unwrap();
     let checkpoint = dir.join("import.checkpoint");
     let run = |stdin: &str, resume: bool| import_stdin(&emu, &dir, stdin, resume);
@@ -770,9 +636,9 @@ fn a_checkpoint_past_the_end_of_the_input_exits_2_and_is_not_rewound() {
 #[test]
 fn a_dry_run_needs_no_credentials_dead_letters_bad_lines_and_sends_nothing() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("dry-run");
+    let dir = ScratchDir::new("dry-run");
     let input = dir.join("input.ndjson");
-    write_input(&input, 500, true);
+    write_people_and_events(&input, 500, true);
     let url = emu.url();
     let dry_run = |input: &Path| {
         cio_ratelimit(&[
@@ -804,7 +670,7 @@ fn a_dry_run_needs_no_credentials_dead_letters_bad_lines_and_sends_nothing() {
     assert!(!dir.join("import.checkpoint").exists(), "no checkpoint");
 
     let clean = dir.join("clean.ndjson");
-    write_input(&clean, 500, false);
+    write_people_and_events(&clean, 500, false);
     let outcome = dry_run(&clean);
     outcome.assert_code(0);
     assert_eq!(outcome.json()["delivered"], 500);
@@ -824,7 +690,7 @@ fn a_dry_run_needs_no_credentials_dead_letters_bad_lines_and_sends_nothing() {
 #[test]
 fn a_dry_run_reports_what_it_checked_and_refuses_what_the_server_would() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("dry-run-verdicts");
+    let dir = ScratchDir::new("dry-run-verdicts");
     let input = dir.join("input.ndjson");
     let lines = [
         json!({"type": "person", "action": "identify", "identifiers": {"id": "1"}}),
@@ -833,8 +699,7 @@ fn a_dry_run_reports_what_it_checked_and_refuses_what_the_server_would() {
         json!({"type": "person", "action": "event", "identifiers": {"id": "1"}, "name": "x", "timestamp": 1.5}),
         json!({"type": "person", "action": "identify", "identifiers": {"email": 5}}),
     ];
-    let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
-    fs::write(&input, text).unwrap();
+    write_lines(&input, lines);
     let checked = cio_ratelimit(&["import", input.to_str().unwrap(), "--dry-run", "--json"]).run();
     checked.assert_code(1);
     let json = checked.json();
@@ -850,28 +715,9 @@ fn a_dry_run_reports_what_it_checked_and_refuses_what_the_server_would() {
     );
     // The server's verdicts are the dry run's.
     let dead = dir.join("real.dead-letter.ndjson");
-    let real = against(
-        &emu,
-        &[
-            "import",
-            input.to_str().unwrap(),
-            "--dead-letter",
-            dead.to_str().unwrap(),
-            "--json",
-        ],
-    )
-    .run();
+    let real = import(&emu, &input).dead_letter(&dead).json().run();
     real.assert_code(1);
-    let refused: Vec<u64> = fs::read_to_string(&dead)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            serde_json::from_str::<Value>(line).unwrap()["line"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
-    assert_eq!(refused, [3, 4, 5]);
+    assert_eq!(dead_letter_lines(&dead), [3, 4, 5]);
     assert!(
         !fs::read_to_string(&dead)
             .unwrap()
@@ -886,21 +732,16 @@ fn a_dry_run_reports_what_it_checked_and_refuses_what_the_server_would() {
 /// every line arrived exactly once over both runs.
 fn a_signal_stops_cleanly_and_the_printed_command_resumes(signal: &str, code: i32) {
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch(&format!("signal-{signal}"));
+    let dir = ScratchDir::new(&format!("signal-{signal}"));
     let input = dir.join("input.ndjson");
-    let (people_sent, events_sent) = write_input(&input, 1_500, false);
+    let (people_sent, events_sent) = write_people_and_events(&input, 1_500, false);
     let checkpoint = dir.join("import.checkpoint");
-    let args = [
-        "import",
-        input.to_str().unwrap(),
-        "--mode",
-        "single",
-        "--rate",
-        "500",
-        "--checkpoint",
-        checkpoint.to_str().unwrap(),
-    ];
-    let child = against(&emu, &args).spawn();
+    let first = import(&emu, &input)
+        .mode("single")
+        .rate(500)
+        .checkpoint(&checkpoint);
+    let args = first.arguments();
+    let child = first.spawn();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while emu.snapshot().requests == 0 {
         assert!(
@@ -973,14 +814,10 @@ fn sigint_stops_cleanly_with_exit_130_and_the_resume_command_sends_the_rest_once
 fn a_second_signal_exits_at_once_without_waiting_for_the_requests_in_flight() {
     // Every answer takes 20 s: a clean stop would wait that long for them.
     let emu = Emulator::start(Config::default().latency(Duration::from_secs(20))).unwrap();
-    let dir = scratch("second-signal");
+    let dir = ScratchDir::new("second-signal");
     let input = dir.join("input.ndjson");
-    write_input(&input, 100, false);
-    let mut child = against(
-        &emu,
-        &["import", input.to_str().unwrap(), "--mode", "single"],
-    )
-    .spawn();
+    write_people_and_events(&input, 100, false);
+    let mut child = import(&emu, &input).mode("single").spawn();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while emu.snapshot().requests == 0 {
         assert!(
@@ -1039,27 +876,20 @@ fn events_without_ids(n: u64) -> String {
 #[test]
 fn the_same_standard_input_twice_gives_every_event_the_same_id() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("stdin-ids");
+    let dir = ScratchDir::new("stdin-ids");
     let dead_letter = dir.join("dead.ndjson");
     let input = events_without_ids(200);
-    let import = || {
-        against(
-            &emu,
-            &[
-                "import",
-                "-",
-                "--dead-letter",
-                dead_letter.to_str().unwrap(),
-            ],
-        )
-        .stdin(&input)
-        .run()
-        .assert_code(0);
+    let import_stdin = || {
+        import(&emu, "-")
+            .dead_letter(&dead_letter)
+            .stdin(&input)
+            .run()
+            .assert_code(0);
     };
-    import();
+    import_stdin();
     let first = emu.snapshot();
     assert_eq!(first.events.len(), 200);
-    import();
+    import_stdin();
     let second = emu.snapshot();
     assert_eq!(second.event_ids(), first.event_ids());
     assert_eq!(
@@ -1071,26 +901,17 @@ fn the_same_standard_input_twice_gives_every_event_the_same_id() {
 
 /// `import -` reading `stdin`, with its checkpoint and dead letters in `dir`.
 fn import_stdin(emu: &Emulator, dir: &Path, stdin: &str, resume: bool) -> command::Outcome {
-    let checkpoint = dir.join("import.checkpoint");
-    let dead_letter = dir.join("dead.ndjson");
-    let mut args = vec![
-        "import",
-        "-",
-        "--checkpoint",
-        checkpoint.to_str().unwrap(),
-        "--dead-letter",
-        dead_letter.to_str().unwrap(),
-    ];
-    if resume {
-        args.push("--resume");
-    }
-    against(emu, &args).stdin(stdin).run()
+    let run = import(emu, "-")
+        .checkpoint(dir.join("import.checkpoint"))
+        .dead_letter(dir.join("dead.ndjson"));
+    let run = if resume { run.resume() } else { run };
+    run.stdin(stdin).run()
 }
 
 #[test]
 fn resuming_from_standard_input_with_other_content_exits_2_sending_nothing() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("stdin-resume");
+    let dir = ScratchDir::new("stdin-resume");
     import_stdin(&emu, &dir, &events_without_ids(100), false).assert_code(0);
     let sent = emu.snapshot().requests;
     let other = events_without_ids(150).replacen("\"p1\"", "\"p0\"", 1);
@@ -1110,7 +931,7 @@ fn resuming_from_standard_input_with_other_content_exits_2_sending_nothing() {
 #[test]
 fn a_binary_file_stops_with_exit_2_after_its_first_hundred_lines() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("binary");
+    let dir = ScratchDir::new("binary");
     let input = dir.join("photo.ndjson");
     // 4 MB of noise: about 16,000 "lines", none of them JSON.
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
@@ -1123,7 +944,7 @@ fn a_binary_file_stops_with_exit_2_after_its_first_hundred_lines() {
         })
         .collect();
     fs::write(&input, &noise).unwrap();
-    let outcome = against(&emu, &["import", input.to_str().unwrap(), "--json"]).run();
+    let outcome = import(&emu, &input).json().run();
     outcome.assert_code(2);
     let json = outcome.json();
     assert_eq!(json["lines_read"], 100, "nothing further was read");
@@ -1146,15 +967,11 @@ fn a_binary_file_stops_with_exit_2_after_its_first_hundred_lines() {
 #[test]
 fn csv_flags_on_ndjson_input_exit_2_naming_the_flag() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("csv-flags");
+    let dir = ScratchDir::new("csv-flags");
     let input = dir.join("input.ndjson");
-    write_input(&input, 10, false);
+    write_people_and_events(&input, 10, false);
     for flags in [&["--id-column", "email"][..], &["--csv-strings"]] {
-        let outcome = against(
-            &emu,
-            &[&["import", input.to_str().unwrap()][..], flags].concat(),
-        )
-        .run();
+        let outcome = import(&emu, &input).args(flags).run();
         outcome.assert_code(2);
         assert!(
             outcome.stderr.contains(flags[0]) && outcome.stderr.contains("CSV"),
@@ -1165,18 +982,10 @@ fn csv_flags_on_ndjson_input_exit_2_naming_the_flag() {
     // With CSV input, they are welcome.
     let csv = dir.join("people.csv");
     fs::write(&csv, "email,plan\na@example.com,pro\n").unwrap();
-    against(
-        &emu,
-        &[
-            "import",
-            csv.to_str().unwrap(),
-            "--id-column",
-            "email",
-            "--csv-strings",
-        ],
-    )
-    .run()
-    .assert_code(0);
+    import(&emu, &csv)
+        .args(["--id-column", "email", "--csv-strings"])
+        .run()
+        .assert_code(0);
 }
 
 #[test]
@@ -1185,7 +994,7 @@ fn sigterm_stops_an_import_from_a_pipe_that_stays_open_at_once() {
     use std::process::{Command, Stdio};
 
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("open-pipe");
+    let dir = ScratchDir::new("open-pipe");
     let checkpoint = dir.join("import.checkpoint");
     let dead_letter = dir.join("dead.ndjson");
     let mut child = Command::new(env!("CARGO_BIN_EXE_cio-ratelimit"))

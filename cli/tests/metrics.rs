@@ -6,19 +6,12 @@ mod command;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
-use std::path::PathBuf;
 
 use cio_emulator::{Config, Emulator};
+use cio_test_kit::{ScratchDir, write_lines};
 use serde_json::json;
 
-use command::against;
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cio-cli-metrics-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use command::import;
 
 /// Checks `text` as `promtool check metrics` would, and returns its samples
 /// (`name{labels}` → value).
@@ -240,28 +233,19 @@ fn the_checker_refuses_what_promtool_refuses() {
 fn an_import_leaves_metrics_promtool_accepts_that_match_what_arrived() {
     // Single mode against a 20/s workspace at 40/s: 429s, and retries of them.
     let emu = Emulator::start(Config::default().track_limit(20)).unwrap();
-    let dir = scratch("import");
+    let dir = ScratchDir::new("import");
     let input = dir.join("people.ndjson");
-    let mut lines: String = (0..60)
-        .map(|i| format!("{}\n", json!({"type": "person", "action": "identify", "identifiers": {"id": i.to_string()}})))
-        .collect();
-    lines.push_str("not json\n");
-    fs::write(&input, lines).unwrap();
+    let identifies = (0..60).map(|i| {
+        json!({"type": "person", "action": "identify", "identifiers": {"id": i.to_string()}})
+            .to_string()
+    });
+    write_lines(&input, identifies.chain(["not json".to_owned()]));
     let metrics = dir.join("cio_import.prom");
-    let outcome = against(
-        &emu,
-        &[
-            "import",
-            input.to_str().unwrap(),
-            "--mode",
-            "single",
-            "--rate",
-            "40",
-            "--metrics-file",
-            metrics.to_str().unwrap(),
-        ],
-    )
-    .run();
+    let outcome = import(&emu, &input)
+        .mode("single")
+        .rate(40)
+        .metrics_file(&metrics)
+        .run();
     outcome.assert_code(1);
     let text = fs::read_to_string(&metrics).unwrap();
     let samples = check_exposition(&text).unwrap_or_else(|problem| panic!("{problem}\n{text}"));
@@ -305,7 +289,7 @@ fn an_import_leaves_metrics_promtool_accepts_that_match_what_arrived() {
 #[test]
 fn an_import_refuses_a_metrics_path_it_did_not_write_before_sending_anything() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("refuse");
+    let dir = ScratchDir::new("refuse");
     let input = dir.join("people.ndjson");
     fs::write(
         &input,
@@ -317,16 +301,7 @@ fn an_import_refuses_a_metrics_path_it_did_not_write_before_sending_anything() {
     .unwrap();
     let foreign = dir.join("node.prom");
     fs::write(&foreign, "node_load1 0.5\n").unwrap();
-    let outcome = against(
-        &emu,
-        &[
-            "import",
-            input.to_str().unwrap(),
-            "--metrics-file",
-            foreign.to_str().unwrap(),
-        ],
-    )
-    .run();
+    let outcome = import(&emu, &input).metrics_file(&foreign).run();
     outcome.assert_code(2);
     assert!(
         outcome.stderr.contains("--metrics-file"),

@@ -4,6 +4,7 @@
 mod command;
 
 use cio_emulator::{Config, DEFAULT_PIPELINES_KEY, Emulator, Faults};
+use cio_test_kit::ScratchDir;
 use serde_json::{Value, json};
 
 use command::{against, cio_ratelimit};
@@ -133,7 +134,8 @@ fn the_key_comes_from_a_flag_a_file_or_the_environment_and_is_required() {
         "{}",
         missing.stderr
     );
-    let file = std::env::temp_dir().join(format!("cio-pipelines-key-{}", std::process::id()));
+    let dir = ScratchDir::new("pipelines-key");
+    let file = dir.join("key");
     std::fs::write(&file, format!("{DEFAULT_PIPELINES_KEY}\n")).unwrap();
     let path = file.to_str().unwrap();
     let with_file: Vec<&str> = call

@@ -7,29 +7,20 @@ mod command;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use cio_emulator::{Config, DEFAULT_PIPELINES_KEY, Emulator, Snapshot};
+use cio_test_kit::{RedisServer, ScratchDir, dead_letter_lines, dead_letters, write_lines};
 use serde_json::Value;
 
-use command::{against, against_url, cio_ratelimit};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "cio-cli-pipelines-import-{}-{name}",
-        std::process::id()
-    ));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use command::{cio_ratelimit, import};
 
 /// `n` calls, one person each (`u{line}`), identifies and tracks in turn;
 /// every `bad`-th line is a track without its `event`, refused before
 /// sending, and the one after it a page with a timestamp only the server
 /// refuses (strict mode). Returns the people whose calls are good.
-fn write_input(path: &Path, n: u64, bad: Option<u64>) -> Vec<String> {
+fn write_pipelines_calls(path: &Path, n: u64, bad: Option<u64>) -> Vec<String> {
     let mut text = String::new();
     let mut good = Vec::new();
     for line in 1..=n {
@@ -75,21 +66,13 @@ fn message_ids(snapshot: &Snapshot) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn dead_letters(path: &Path) -> Vec<Value> {
-    fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
 #[test]
 fn the_contract_command_delivers_the_good_calls_and_dead_letters_the_rest_with_exit_1() {
     for mode in ["batch", "single"] {
         let emu = Emulator::start(Config::default().pipelines_limit(0)).unwrap();
-        let dir = scratch(&format!("contract-{mode}"));
+        let dir = ScratchDir::new(&format!("contract-{mode}"));
         let input = dir.join("calls.ndjson");
-        let good = write_input(&input, 400, Some(100));
+        let good = write_pipelines_calls(&input, 400, Some(100));
         let dead = dir.join("dead.ndjson");
         // Only the Pipelines key: no Track or App credentials anywhere.
         let outcome = cio_ratelimit(&[
@@ -120,12 +103,12 @@ fn the_contract_command_delivers_the_good_calls_and_dead_letters_the_rest_with_e
         let snapshot = emu.snapshot();
         let arrived = message_ids(&snapshot);
         assert_eq!(arrived.keys().cloned().collect::<Vec<_>>(), good, "{mode}");
-        let letters = dead_letters(&dead);
-        let lines: Vec<u64> = letters
-            .iter()
-            .map(|l| l["line"].as_u64().unwrap())
-            .collect();
-        assert_eq!(lines, [100, 101, 200, 201, 300, 301, 400], "{mode}");
+        let letters: Vec<Value> = dead_letters(&dead);
+        assert_eq!(
+            dead_letter_lines(&dead),
+            [100, 101, 200, 201, 300, 301, 400],
+            "{mode}"
+        );
         for letter in &letters {
             let reason = letter["reason"].as_str().unwrap();
             match letter["line"].as_u64().unwrap() % 100 {
@@ -149,34 +132,20 @@ fn the_contract_command_delivers_the_good_calls_and_dead_letters_the_rest_with_e
 #[test]
 fn a_resumed_import_repeats_the_message_ids_so_nothing_counts_twice() {
     let first_server = Emulator::start(Config::default().pipelines_limit(0)).unwrap();
-    let dir = scratch("resume");
+    let dir = ScratchDir::new("resume");
     let input = dir.join("calls.ndjson");
-    let good = write_input(&input, 1_500, None);
+    let good = write_pipelines_calls(&input, 1_500, None);
     let checkpoint = dir.join("calls.checkpoint");
-    let args = |extra: &[&str]| {
-        let mut args = vec![
-            "import",
-            input.to_str().unwrap(),
-            "--api",
-            "pipelines",
-            "--mode",
-            "single",
-            "--rate",
-            "500",
-            "--checkpoint",
-            checkpoint.to_str().unwrap(),
-            "--progress-every",
-            "200",
-            "--max-retries",
-            "1",
-        ];
-        args.extend_from_slice(extra);
-        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    let import_file = |server: &Emulator| {
+        import(server, &input)
+            .api("pipelines")
+            .mode("single")
+            .rate(500)
+            .checkpoint(&checkpoint)
+            .progress_every(200)
+            .max_retries(1)
     };
-    fn as_strs(args: &[String]) -> Vec<&str> {
-        args.iter().map(String::as_str).collect()
-    }
-    let mut child = against(&first_server, &as_strs(&args(&[]))).spawn();
+    let mut child = import_file(&first_server).spawn();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while !line.contains("progress:") {
@@ -193,9 +162,7 @@ fn a_resumed_import_repeats_the_message_ids_so_nothing_counts_twice() {
     assert!(before.len() < good.len(), "stopped before the end");
 
     let second_server = Emulator::start(Config::default().pipelines_limit(0)).unwrap();
-    against_url(&second_server.url(), &as_strs(&args(&["--resume"])))
-        .run()
-        .assert_code(0);
+    import_file(&second_server).resume().run().assert_code(0);
     let after = message_ids(&second_server.snapshot());
     let mut people: Vec<String> = before.keys().chain(after.keys()).cloned().collect();
     people.sort();
@@ -212,12 +179,10 @@ fn a_resumed_import_repeats_the_message_ids_so_nothing_counts_twice() {
 
     // The whole file again, batched: the calls the second server has come
     // with the same messageIds and count once; the rest are stored.
-    against(
-        &second_server,
-        &["import", input.to_str().unwrap(), "--api", "pipelines"],
-    )
-    .run()
-    .assert_code(0);
+    import(&second_server, &input)
+        .api("pipelines")
+        .run()
+        .assert_code(0);
     let snapshot = second_server.snapshot();
     assert_eq!(snapshot.pipelines_duplicates, after.len() as u64);
     let stored: Vec<String> = message_ids(&snapshot).into_keys().collect();
@@ -228,9 +193,9 @@ fn a_resumed_import_repeats_the_message_ids_so_nothing_counts_twice() {
 #[test]
 fn a_wrong_key_exits_2_naming_the_pipelines_key_without_showing_it() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("401");
+    let dir = ScratchDir::new("401");
     let input = dir.join("calls.ndjson");
-    write_input(&input, 2_000, None);
+    write_pipelines_calls(&input, 2_000, None);
     let key_file = dir.join("key.txt");
     fs::write(&key_file, "pk-wrong-0123456789\n").unwrap();
     let outcome = cio_ratelimit(&[
@@ -260,17 +225,15 @@ fn a_wrong_key_exits_2_naming_the_pipelines_key_without_showing_it() {
 
 #[test]
 fn without_a_pipelines_key_or_with_csv_input_it_exits_2_before_sending() {
-    let dir = scratch("usage");
+    let dir = ScratchDir::new("usage");
     let input = dir.join("calls.ndjson");
-    write_input(&input, 10, None);
+    write_pipelines_calls(&input, 10, None);
     // Track credentials are not Pipelines credentials.
     let emu = Emulator::start(Config::default()).unwrap();
-    let outcome = against(
-        &emu,
-        &["import", input.to_str().unwrap(), "--api", "pipelines"],
-    )
-    .env_remove("CUSTOMERIO_PIPELINES_API_KEY")
-    .run();
+    let outcome = import(&emu, &input)
+        .api("pipelines")
+        .env_remove("CUSTOMERIO_PIPELINES_API_KEY")
+        .run();
     outcome.assert_code(2);
     assert!(
         outcome.stderr.contains("CUSTOMERIO_PIPELINES_API_KEY"),
@@ -278,11 +241,7 @@ fn without_a_pipelines_key_or_with_csv_input_it_exits_2_before_sending() {
     );
     let csv = dir.join("people.csv");
     fs::write(&csv, "id,plan\n1,pro\n").unwrap();
-    let outcome = against(
-        &emu,
-        &["import", csv.to_str().unwrap(), "--api", "pipelines"],
-    )
-    .run();
+    let outcome = import(&emu, &csv).api("pipelines").run();
     outcome.assert_code(2);
     assert!(outcome.stderr.contains("CSV"), "{outcome:?}");
     assert_eq!(emu.snapshot().requests, 0);
@@ -316,24 +275,15 @@ fn the_embedded_emulator_imports_the_pipelines_sample() {
 #[test]
 fn the_pipelines_limiter_learns_a_lower_limit_from_429s_and_everything_arrives_once() {
     let emu = Emulator::start(Config::default().pipelines_limit(20)).unwrap();
-    let dir = scratch("learning");
+    let dir = ScratchDir::new("learning");
     let input = dir.join("calls.ndjson");
-    let good = write_input(&input, 80, None);
-    let outcome = against(
-        &emu,
-        &[
-            "import",
-            input.to_str().unwrap(),
-            "--api",
-            "pipelines",
-            "--mode",
-            "single",
-            "--rate",
-            "40",
-            "--json",
-        ],
-    )
-    .run();
+    let good = write_pipelines_calls(&input, 80, None);
+    let outcome = import(&emu, &input)
+        .api("pipelines")
+        .mode("single")
+        .rate(40)
+        .json()
+        .run();
     outcome.assert_code(0);
     let json = outcome.json();
     let snapshot = emu.snapshot();
@@ -349,35 +299,27 @@ fn the_pipelines_limiter_learns_a_lower_limit_from_429s_and_everything_arrives_o
 
 #[test]
 fn two_pipelines_imports_sharing_a_redis_budget_stay_within_it_together() {
-    let Some(redis) = cio_test_redis::RedisServer::start() else {
+    let Some(redis) = RedisServer::start() else {
         return;
     };
     let emu = Emulator::start(Config::default().pipelines_limit(0)).unwrap();
-    let dir = scratch("redis");
+    let dir = ScratchDir::new("redis");
     let url = redis.url();
     let imports: Vec<_> = ["a", "b"]
         .iter()
         .map(|name| {
             let input = dir.join(format!("{name}.ndjson"));
-            let text = (1..=80)
-                .map(|n| format!("{{\"type\":\"identify\",\"userId\":\"{name}{n}\"}}\n"))
-                .collect::<String>();
-            fs::write(&input, text).unwrap();
-            let args = [
-                "import",
-                input.to_str().unwrap(),
-                "--api",
-                "pipelines",
-                "--mode",
-                "single",
-                "--rate",
-                "40",
-                "--burst",
-                "4",
-                "--redis-url",
-                &url,
-            ];
-            against(&emu, &args).spawn()
+            write_lines(
+                &input,
+                (1..=80).map(|n| format!(r#"{{"type":"identify","userId":"{name}{n}"}}"#)),
+            );
+            import(&emu, &input)
+                .api("pipelines")
+                .mode("single")
+                .rate(40)
+                .burst(4)
+                .redis_url(&url)
+                .spawn()
         })
         .collect();
     for mut import in imports {
@@ -397,10 +339,10 @@ fn two_pipelines_imports_sharing_a_redis_budget_stay_within_it_together() {
 #[test]
 fn a_pipelines_dry_run_needs_no_key_checks_every_call_and_sends_nothing() {
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("dry-run");
+    let dir = ScratchDir::new("dry-run");
     let input = dir.join("calls.ndjson");
     // Every 5th line is a track without its event: refused before sending.
-    write_input(&input, 20, Some(5));
+    write_pipelines_calls(&input, 20, Some(5));
     let dead_letter = dir.join("dead.ndjson");
     let outcome = cio_ratelimit(&[
         "import",
@@ -416,11 +358,7 @@ fn a_pipelines_dry_run_needs_no_key_checks_every_call_and_sends_nothing() {
     ])
     .run();
     outcome.assert_code(1);
-    let lines: Vec<u64> = dead_letters(&dead_letter)
-        .iter()
-        .map(|letter| letter["line"].as_u64().unwrap())
-        .collect();
-    assert_eq!(lines, [5, 10, 15, 20]);
+    assert_eq!(dead_letter_lines(&dead_letter), [5, 10, 15, 20]);
     assert_eq!(outcome.json()["requests"], 0);
     assert_eq!(emu.snapshot().requests, 0, "a dry run sends nothing");
 }

@@ -5,133 +5,25 @@
 mod command;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use cio_emulator::{Config, Emulator};
-use cio_test_redis::RedisServer;
+use cio_test_kit::{RedisServer, ScratchDir, write_lines};
 use serde_json::json;
 
-use command::{Outcome, against};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cio-cli-shared-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use command::{finish_within, import};
 
 /// `n` identifies of people `{prefix}0..n`.
-fn write_input(path: &Path, prefix: &str, n: u32) {
-    let text: String = (0..n)
-        .map(|i| {
-            format!(
-                "{}\n",
-                json!({"type": "person", "action": "identify", "identifiers": {"id": format!("{prefix}{i}")}})
-            )
-        })
-        .collect();
-    fs::write(path, text).unwrap();
-}
-
-/// Waits for `child` at most `limit`; kills it and fails if it is still
-/// running then. Its standard error is read as it comes.
-fn finish_within(mut child: Child, limit: Duration) -> Outcome {
-    let start = Instant::now();
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut stdout = String::new();
-            child
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut stdout)
-                .unwrap();
-            return Outcome {
-                code: status.code().expect("exited, not killed"),
-                stdout,
-                stderr: reader.join().unwrap(),
-                elapsed: start.elapsed(),
-            };
-        }
-        if start.elapsed() > limit {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("still running after {limit:?}: {}", reader.join().unwrap());
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-#[test]
-fn two_imports_sharing_a_redis_budget_stay_within_it_together() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
-    let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("redis");
-    let url = redis.url();
-    let imports: Vec<_> = ["a", "b"]
-        .iter()
-        .map(|name| {
-            let input = dir.join(format!("{name}.ndjson"));
-            write_input(&input, name, 120);
-            let args = [
-                "import",
-                input.to_str().unwrap(),
-                "--mode",
-                "single",
-                "--rate",
-                "40",
-                "--burst",
-                "4",
-                "--redis-url",
-                &url,
-            ];
-            against(&emu, &args).spawn()
-        })
-        .collect();
-    for mut import in imports {
-        assert!(import.wait().unwrap().success());
-    }
-    let snapshot = emu.snapshot();
-    assert_eq!(snapshot.people.len(), 240, "everything arrived");
-    // One budget of 40/s for both: at most 40 in any second (80 apart).
-    let track = &snapshot.classes["track"];
-    assert!(track.max_in_window <= 40, "{track:?}");
-    assert!(track.max_in_window >= 30, "the budget was used: {track:?}");
-    // Both were sending at the same time: the emulator numbers people (hex
-    // cio_ids) in the
-    // order they arrived, and each import's arrivals fall in large part
-    // while the other's were arriving too.
-    let arrived = |prefix: char| -> Vec<u64> {
-        snapshot
-            .people
-            .iter()
-            .filter(|(id, _)| id.starts_with(prefix))
-            .map(|(_, person)| u64::from_str_radix(&person.cio_id[1..], 16).unwrap())
-            .collect()
-    };
-    let (a, b) = (arrived('a'), arrived('b'));
-    let span = |order: &[u64]| (*order.iter().min().unwrap(), *order.iter().max().unwrap());
-    let ((a_first, a_last), (b_first, b_last)) = (span(&a), span(&b));
-    let (from, to) = (a_first.max(b_first), a_last.min(b_last));
-    let during = |order: &[u64]| order.iter().filter(|n| (from..=to).contains(*n)).count();
-    assert!(
-        from < to && during(&a) >= 40 && during(&b) >= 40,
-        "the imports overlapped for {} of a's and {} of b's 120 (arrivals {from}..={to})",
-        during(&a),
-        during(&b)
+fn write_identifies(path: &Path, prefix: &str, n: u32) {
+    write_lines(
+        path,
+        (0..n).map(|i| {
+            json!({"type": "person", "action": "identify", "identifiers": {"id": format!("{prefix}{i}")}})
+        }),
     );
 }
 
@@ -141,28 +33,22 @@ fn two_imports_sharing_a_redis_learn_the_limit_once_and_both_finish() {
         return;
     };
     let emu = Emulator::start(Config::default().track_limit(40)).unwrap();
-    let dir = scratch("redis-learn");
+    let dir = ScratchDir::new("redis-learn");
     let url = redis.url();
     let outcomes: Vec<_> = thread::scope(|scope| {
         let imports: Vec<_> = ["a", "b"]
             .iter()
             .map(|name| {
                 let input = dir.join(format!("{name}.ndjson"));
-                write_input(&input, name, 80);
+                write_identifies(&input, name, 80);
                 let (url, emu) = (&url, &emu);
                 scope.spawn(move || {
-                    let args = [
-                        "import",
-                        input.to_str().unwrap(),
-                        "--mode",
-                        "single",
-                        "--rate",
-                        "80",
-                        "--redis-url",
-                        url,
-                        "--json",
-                    ];
-                    against(emu, &args).run()
+                    import(emu, &input)
+                        .mode("single")
+                        .rate(80)
+                        .redis_url(url)
+                        .json()
+                        .run()
                 })
             })
             .collect();
@@ -194,56 +80,17 @@ fn two_imports_sharing_a_redis_learn_the_limit_once_and_both_finish() {
 }
 
 #[test]
-fn a_fixed_rate_import_sharing_a_redis_keeps_its_rate() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
-    let emu = Emulator::start(Config::default().track_limit(20)).unwrap();
-    let dir = scratch("redis-fixed");
-    let input = dir.join("input.ndjson");
-    write_input(&input, "p", 40);
-    let url = redis.url();
-    let args = [
-        "import",
-        input.to_str().unwrap(),
-        "--mode",
-        "single",
-        "--rate",
-        "40",
-        "--redis-url",
-        &url,
-        "--fixed-rate",
-        "--json",
-    ];
-    let outcome = against(&emu, &args).run();
-    outcome.assert_code(0);
-    let json = outcome.json();
-    assert_eq!(emu.snapshot().people.len(), 40);
-    assert!(json["throttled"].as_u64().unwrap() > 0, "{json}");
-    assert_eq!(json["rate"]["in_force"], 40.0);
-    assert_eq!(json["rate"]["changes"], json!([]));
-}
-
-#[test]
 fn an_adaptive_import_backs_off_under_a_lower_limit_and_delivers_everything() {
     let emu = Emulator::start(Config::default().track_limit(20)).unwrap();
-    let dir = scratch("adaptive");
+    let dir = ScratchDir::new("adaptive");
     let input = dir.join("input.ndjson");
-    write_input(&input, "p", 120);
-    let outcome = against(
-        &emu,
-        &[
-            "import",
-            input.to_str().unwrap(),
-            "--mode",
-            "single",
-            "--rate",
-            "40",
-            "--adaptive",
-            "--json",
-        ],
-    )
-    .run();
+    write_identifies(&input, "p", 120);
+    let outcome = import(&emu, &input)
+        .mode("single")
+        .rate(40)
+        .arg("--adaptive")
+        .json()
+        .run();
     outcome.assert_code(0);
     let json = outcome.json();
     let snapshot = emu.snapshot();
@@ -269,62 +116,65 @@ fn an_adaptive_import_backs_off_under_a_lower_limit_and_delivers_everything() {
     );
 }
 
+/// `--fixed-rate` alone and with `--redis-url`, side by side (each against
+/// a 20/s workspace of its own, at 40/s): the 429s pause it, and its rate
+/// stays 40/s, changed never and shown never. Without redis-server and with
+/// `CIO_SKIP_REDIS=1`, the import alone.
 #[test]
-fn a_fixed_rate_import_keeps_its_rate_and_still_pauses_on_429s() {
-    let emu = Emulator::start(Config::default().track_limit(20)).unwrap();
-    let dir = scratch("fixed");
+fn a_fixed_rate_import_keeps_its_rate_and_still_pauses_on_429s_alone_or_sharing_a_redis() {
+    let redis = RedisServer::start();
+    let dir = ScratchDir::new("fixed");
     let input = dir.join("input.ndjson");
-    write_input(&input, "p", 50);
-    let args = [
-        "import",
-        input.to_str().unwrap(),
-        "--mode",
-        "single",
-        "--rate",
-        "40",
-        "--fixed-rate",
-        "--json",
-    ];
-    let outcome = against(&emu, &args).run();
-    outcome.assert_code(0);
-    let json = outcome.json();
-    assert_eq!(emu.snapshot().people.len(), 50);
-    assert!(json["throttled"].as_u64().unwrap() > 0, "{json}");
-    assert_eq!(json["rate"]["in_force"], 40.0);
-    assert_eq!(json["rate"]["changes"], json!([]));
-    assert!(!outcome.stderr.contains("rate: "), "{}", outcome.stderr);
+    write_identifies(&input, "p", 50);
+    thread::scope(|scope| {
+        let alone = scope.spawn(|| {
+            let emu = Emulator::start(Config::default().track_limit(20)).unwrap();
+            let import = import(&emu, &input).mode("single").rate(40);
+            (import.fixed_rate().json().run(), emu.snapshot())
+        });
+        let shared = redis.as_ref().map(|redis| {
+            scope.spawn(|| {
+                let emu = Emulator::start(Config::default().track_limit(20)).unwrap();
+                let import = import(&emu, &input).mode("single").rate(40);
+                let import = import.redis_url(&redis.url());
+                (import.fixed_rate().json().run(), emu.snapshot())
+            })
+        });
+        for (outcome, snapshot) in [Some(alone), shared]
+            .into_iter()
+            .flatten()
+            .map(|import| import.join().unwrap())
+        {
+            outcome.assert_code(0);
+            let json = outcome.json();
+            assert_eq!(snapshot.people.len(), 50);
+            assert!(json["throttled"].as_u64().unwrap() > 0, "{json}");
+            assert_eq!(json["rate"]["in_force"], 40.0);
+            assert_eq!(json["rate"]["changes"], json!([]));
+            assert!(!outcome.stderr.contains("rate: "), "{}", outcome.stderr);
+        }
+    });
 }
 
 #[test]
 fn an_import_shares_a_tls_redis_trusting_a_private_ca() {
-    let dir = scratch("tls");
+    let dir = ScratchDir::new("tls");
     let Some(redis) = RedisServer::with_tls() else {
         return;
     };
     let emu = Emulator::start(Config::default()).unwrap();
     let input = dir.join("people.ndjson");
-    write_input(&input, "tls", 20);
+    write_identifies(&input, "tls", 20);
     let ca = redis.ca().unwrap();
     let url = redis.url();
-    let args = [
-        "import",
-        input.to_str().unwrap(),
-        "--mode",
-        "single",
-        "--redis-url",
-        &url,
-    ];
-    let outcome = against(
-        &emu,
-        &[&args[..], &["--redis-ca", ca.to_str().unwrap()]].concat(),
-    )
-    .run();
+    let import = || import(&emu, &input).mode("single").redis_url(&url);
+    let outcome = import().arg("--redis-ca").arg(ca).run();
     outcome.assert_code(0);
     assert_eq!(emu.snapshot().people.len(), 20);
 
     // The system's roots do not know the private CA: a setting to fix, at
     // once, whatever the wait (issue 24: it used to wait for it).
-    let outcome = finish_within(against(&emu, &args).spawn(), Duration::from_secs(10));
+    let outcome = finish_within(import().spawn(), Duration::from_secs(10));
     outcome.assert_code(2);
     assert!(
         outcome.stderr.contains("rediss://127.0.0.1") && outcome.stderr.contains("--redis-ca"),
@@ -333,11 +183,7 @@ fn an_import_shares_a_tls_redis_trusting_a_private_ca() {
     );
     assert!(outcome.elapsed < Duration::from_secs(3), "{outcome:?}");
     let missing = dir.join("no-such-ca.pem");
-    let outcome = against(
-        &emu,
-        &[&args[..], &["--redis-ca", missing.to_str().unwrap()]].concat(),
-    )
-    .run();
+    let outcome = import().arg("--redis-ca").arg(&missing).run();
     outcome.assert_code(2);
     assert!(outcome.stderr.contains("--redis-ca"), "{}", outcome.stderr);
     assert_eq!(emu.snapshot().people.len(), 20, "nothing more arrived");
@@ -349,28 +195,23 @@ fn imports_at_another_rate_on_the_same_key_are_refused_unless_they_adopt_it() {
         return;
     };
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("settings");
+    let dir = ScratchDir::new("settings");
     let url = redis.url();
-    let import = |name: &str, rate: &str, lines: u32, adopt: bool| {
+    let import = |name: &str, rate: u32, lines: u32, adopt: bool| {
         let input = dir.join(format!("{name}.ndjson"));
-        write_input(&input, name, lines);
-        let mut args = vec![
-            "import",
-            input.to_str().unwrap(),
-            "--mode",
-            "single",
-            "--rate",
-            rate,
-            "--redis-url",
-            &url,
-        ];
+        write_identifies(&input, name, lines);
+        let import = import(&emu, &input)
+            .mode("single")
+            .rate(rate)
+            .redis_url(&url);
         if adopt {
-            args.push("--redis-adopt");
+            import.arg("--redis-adopt")
+        } else {
+            import
         }
-        against(&emu, &args)
     };
     // The first shares the key at 40/s for a while.
-    let first = import("first", "40", 200, false).spawn();
+    let first = import("first", 40, 200, false).spawn();
     let start = Instant::now();
     while emu.snapshot().people.is_empty() {
         assert!(
@@ -379,7 +220,7 @@ fn imports_at_another_rate_on_the_same_key_are_refused_unless_they_adopt_it() {
         );
         thread::sleep(Duration::from_millis(10));
     }
-    let refused = import("second", "20", 10, false).run();
+    let refused = import("second", 20, 10, false).run();
     refused.assert_code(2);
     assert!(
         refused.stderr.contains("rate=40/s burst=4")
@@ -394,13 +235,13 @@ fn imports_at_another_rate_on_the_same_key_are_refused_unless_they_adopt_it() {
             .all(|id| id.starts_with("first")),
         "the refused import sent nothing"
     );
-    import("third", "20", 10, true).run().assert_code(0);
+    import("third", 20, 10, true).run().assert_code(0);
     assert!(emu.snapshot().people.contains_key("third9"));
     finish_within(first, Duration::from_secs(30)).assert_code(0);
 
     // Issue 24: once every sharer has exited, another rate is accepted at
     // once (the settings used to outlive them by a minute).
-    import("fourth", "20", 10, false).run().assert_code(0);
+    import("fourth", 20, 10, false).run().assert_code(0);
     assert!(emu.snapshot().people.contains_key("fourth9"));
 }
 
@@ -412,17 +253,17 @@ fn a_redis_url_that_can_never_work_exits_2_at_once_naming_it() {
         return;
     };
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("refused");
+    let dir = ScratchDir::new("refused");
     let input = dir.join("people.ndjson");
-    write_input(&input, "p", 10);
+    write_identifies(&input, "p", 10);
     let port = redis.port();
     for url in [
         format!("redis://:not-the-s3cret@127.0.0.1:{port}/0"),
         format!("redis://127.0.0.1:{port}/0"),
         format!("redis://:s3cret-redis-pw@127.0.0.1:{port}/99"),
     ] {
-        let args = ["import", input.to_str().unwrap(), "--redis-url", &url];
-        let outcome = finish_within(against(&emu, &args).spawn(), Duration::from_secs(20));
+        let import = import(&emu, &input).redis_url(&url);
+        let outcome = finish_within(import.spawn(), Duration::from_secs(20));
         println!("{url}: exit {} after {:?}", outcome.code, outcome.elapsed);
         outcome.assert_code(2);
         assert!(outcome.elapsed < Duration::from_secs(3), "{outcome:?}");
@@ -444,21 +285,15 @@ fn redis_wait_means_that_many_seconds_and_the_warnings_name_redis() {
         return;
     };
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("redis-wait-seconds");
+    let dir = ScratchDir::new("redis-wait-seconds");
     let input = dir.join("people.ndjson");
-    write_input(&input, "p", 20);
+    write_identifies(&input, "p", 20);
     let url = redis.url();
-    let args = [
-        "import",
-        input.to_str().unwrap(),
-        "--mode",
-        "single",
-        "--redis-url",
-        &url,
-        "--redis-wait",
-        "2",
-    ];
-    let outcome = finish_within(against(&emu, &args).spawn(), Duration::from_secs(30));
+    let import = import(&emu, &input)
+        .mode("single")
+        .redis_url(&url)
+        .args(["--redis-wait", "2"]);
+    let outcome = finish_within(import.spawn(), Duration::from_secs(30));
     println!(
         "--redis-wait 2: exit {} after {:?}",
         outcome.code, outcome.elapsed
@@ -485,26 +320,19 @@ fn a_signal_ends_a_wait_for_redis_within_a_second() {
         return;
     };
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("redis-signal");
+    let dir = ScratchDir::new("redis-signal");
     let input = dir.join("people.ndjson");
-    write_input(&input, "p", 400);
+    write_identifies(&input, "p", 400);
     let url = redis.url();
     for (signal, code) in [("TERM", 143), ("INT", 130)] {
         let checkpoint = dir.join(format!("checkpoint-{signal}"));
-        let args = [
-            "import",
-            input.to_str().unwrap(),
-            "--mode",
-            "single",
-            "--rate",
-            "20",
-            "--redis-url",
-            &url,
-            "--checkpoint",
-            checkpoint.to_str().unwrap(),
-        ];
         let before = emu.snapshot().requests;
-        let mut child = against(&emu, &args).spawn();
+        let mut child = import(&emu, &input)
+            .mode("single")
+            .rate(20)
+            .redis_url(&url)
+            .checkpoint(&checkpoint)
+            .spawn();
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let (said, saying) = mpsc::channel();
         thread::spawn(move || {
@@ -554,34 +382,28 @@ fn a_signal_ends_a_wait_for_redis_within_a_second() {
     }
 }
 
-/// Issue 24: `--rate 90 --burst 30 --redis-url` put 120 requests into one
-/// second at the server.
+/// One budget for two processes: at most the rate in any second at the
+/// server, with the budget used, while both were sending. Issue 24: `--rate
+/// 90 --burst 30 --redis-url` put 120 requests into one second.
 #[test]
 fn imports_sharing_a_redis_never_put_more_than_the_rate_into_a_second() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
     let emu = Emulator::start(Config::default().track_limit(0)).unwrap();
-    let dir = scratch("redis-burst");
+    let dir = ScratchDir::new("redis-burst");
     let url = redis.url();
     let imports: Vec<_> = ["a", "b"]
         .iter()
         .map(|name| {
             let input = dir.join(format!("{name}.ndjson"));
-            write_input(&input, name, 150);
-            let args = [
-                "import",
-                input.to_str().unwrap(),
-                "--mode",
-                "single",
-                "--rate",
-                "90",
-                "--burst",
-                "30",
-                "--redis-url",
-                &url,
-            ];
-            against(&emu, &args).spawn()
+            write_identifies(&input, name, 150);
+            import(&emu, &input)
+                .mode("single")
+                .rate(90)
+                .burst(30)
+                .redis_url(&url)
+                .spawn()
         })
         .collect();
     for import in imports {
@@ -596,6 +418,28 @@ fn imports_sharing_a_redis_never_put_more_than_the_rate_into_a_second() {
     assert_eq!(snapshot.people.len(), 300);
     assert!(track.max_in_window <= 90, "{track:?}");
     assert!(track.max_in_window >= 80, "the budget was used: {track:?}");
+    // Both were sending at the same time: the emulator numbers people (hex
+    // cio_ids) in the order they arrived, and each import's arrivals fall in
+    // large part while the other's were arriving too.
+    let arrived = |prefix: char| -> Vec<u64> {
+        snapshot
+            .people
+            .iter()
+            .filter(|(id, _)| id.starts_with(prefix))
+            .map(|(_, person)| u64::from_str_radix(&person.cio_id[1..], 16).unwrap())
+            .collect()
+    };
+    let (a, b) = (arrived('a'), arrived('b'));
+    let span = |order: &[u64]| (*order.iter().min().unwrap(), *order.iter().max().unwrap());
+    let ((a_first, a_last), (b_first, b_last)) = (span(&a), span(&b));
+    let (from, to) = (a_first.max(b_first), a_last.min(b_last));
+    let during = |order: &[u64]| order.iter().filter(|n| (from..=to).contains(*n)).count();
+    assert!(
+        from < to && during(&a) >= 50 && during(&b) >= 50,
+        "the imports overlapped for {} of a's and {} of b's 150 (arrivals {from}..={to})",
+        during(&a),
+        during(&b)
+    );
 }
 
 /// Issue 24: at `--rate` equal to the workspace's limit, imports sharing a
@@ -606,25 +450,19 @@ fn imports_sharing_a_redis_at_the_workspace_limit_run_at_it_without_429s() {
         return;
     };
     let emu = Emulator::start(Config::default().track_limit(100)).unwrap();
-    let dir = scratch("redis-at-limit");
+    let dir = ScratchDir::new("redis-at-limit");
     let url = redis.url();
     let per_import = 400;
     let imports: Vec<_> = ["a", "b"]
         .iter()
         .map(|name| {
             let input = dir.join(format!("{name}.ndjson"));
-            write_input(&input, name, per_import);
-            let args = [
-                "import",
-                input.to_str().unwrap(),
-                "--mode",
-                "single",
-                "--rate",
-                "100",
-                "--redis-url",
-                &url,
-            ];
-            against(&emu, &args).spawn()
+            write_identifies(&input, name, per_import);
+            import(&emu, &input)
+                .mode("single")
+                .rate(100)
+                .redis_url(&url)
+                .spawn()
         })
         .collect();
     // Timed from the first arrival: the processes' start-up is not the rate.
@@ -657,28 +495,21 @@ fn redis_wait_stops_an_import_with_exit_3_and_its_checkpoint_to_resume_from() {
         return;
     };
     let emu = Emulator::start(Config::default()).unwrap();
-    let dir = scratch("redis-wait");
+    let dir = ScratchDir::new("redis-wait");
     let input = dir.join("people.ndjson");
-    write_input(&input, "p", 300);
+    write_identifies(&input, "p", 300);
     let checkpoint = dir.join("checkpoint");
     let url = redis.url();
-    let args = [
-        "import",
-        input.to_str().unwrap(),
-        "--mode",
-        "single",
-        "--rate",
-        "100",
-        "--redis-url",
-        &url,
-        "--redis-wait",
-        "0.5",
-        "--max-retries",
-        "1",
-        "--checkpoint",
-        checkpoint.to_str().unwrap(),
-    ];
-    let import = against(&emu, &args).spawn();
+    let import_file = || {
+        import(&emu, &input)
+            .mode("single")
+            .rate(100)
+            .redis_url(&url)
+            .args(["--redis-wait", "0.5"])
+            .max_retries(1)
+            .checkpoint(&checkpoint)
+    };
+    let import = import_file().spawn();
     let start = std::time::Instant::now();
     while emu.snapshot().people.len() < 50 {
         assert!(
@@ -701,7 +532,7 @@ fn redis_wait_stops_an_import_with_exit_3_and_its_checkpoint_to_resume_from() {
     assert!(stored.contains("\"line\""), "{stored}");
 
     redis.restart();
-    let resumed = against(&emu, &[&args[..], &["--resume"]].concat()).run();
+    let resumed = import_file().resume().run();
     resumed.assert_code(0);
     assert_eq!(
         emu.snapshot().people.len(),

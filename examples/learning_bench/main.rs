@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use cio_emulator::{Config, DEFAULT_API_KEY, DEFAULT_SITE_ID, Emulator, RetryAfterStyle};
 use cio_ratelimit::{ApiClass, Client, Importer, RateLimit, import::ImportMode};
-use cio_test_redis::RedisServer;
+use cio_test_kit::RedisServer;
 use serde_json::json;
 
 /// One row of the table.

@@ -1,11 +1,19 @@
 //! Runs the real `cio-ratelimit` binary as a process, in an environment
 //! without Customer.io credentials or `RUST_LOG` unless a test sets them.
+//! `import(&emulator, input)` starts an import command line that the flags'
+//! methods finish: `import(&emu, &input).mode("single").rate(500).json().run()`.
+//!
+//! The CLI's tests alone share it, so it lives here rather than in
+//! `cio-test-kit`: `CARGO_BIN_EXE_cio-ratelimit` names the binary only to the
+//! CLI's own tests.
 
 // Each test file uses its own part of this module.
 #![allow(dead_code)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use cio_emulator::{
@@ -68,7 +76,109 @@ pub fn against_url(url: &str, args: &[&str]) -> Run {
     run
 }
 
+/// `cio-ratelimit import INPUT` against `emulator`, with its default
+/// credentials in the environment; the flags' methods add the rest.
+pub fn import(emulator: &Emulator, input: impl AsRef<OsStr>) -> Run {
+    import_at(&emulator.url(), input)
+}
+
+/// `cio-ratelimit import INPUT` against the server at `url` (an emulator's
+/// or a scripted one), with an emulator's default credentials.
+pub fn import_at(url: &str, input: impl AsRef<OsStr>) -> Run {
+    against_url(url, &["import"]).arg(input)
+}
+
 impl Run {
+    /// Adds an argument.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Run {
+        self.command.arg(arg);
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<A: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = A>) -> Run {
+        self.command.args(args);
+        self
+    }
+
+    /// `--json`: the summary as one JSON object on standard output.
+    pub fn json(self) -> Run {
+        self.arg("--json")
+    }
+
+    /// `--mode MODE`: `batch` or `single`.
+    pub fn mode(self, mode: &str) -> Run {
+        self.args(["--mode", mode])
+    }
+
+    /// `--rate N` requests per second.
+    pub fn rate(self, rate: u32) -> Run {
+        self.arg("--rate").arg(rate.to_string())
+    }
+
+    /// `--burst N`.
+    pub fn burst(self, burst: u32) -> Run {
+        self.arg("--burst").arg(burst.to_string())
+    }
+
+    /// `--workers N`.
+    pub fn workers(self, workers: u32) -> Run {
+        self.arg("--workers").arg(workers.to_string())
+    }
+
+    /// `--max-retries N`.
+    pub fn max_retries(self, retries: u32) -> Run {
+        self.arg("--max-retries").arg(retries.to_string())
+    }
+
+    /// `--progress-every N` lines.
+    pub fn progress_every(self, lines: u32) -> Run {
+        self.arg("--progress-every").arg(lines.to_string())
+    }
+
+    /// `--checkpoint PATH`.
+    pub fn checkpoint(self, path: impl AsRef<OsStr>) -> Run {
+        self.arg("--checkpoint").arg(path)
+    }
+
+    /// `--resume`.
+    pub fn resume(self) -> Run {
+        self.arg("--resume")
+    }
+
+    /// `--dead-letter PATH`.
+    pub fn dead_letter(self, path: impl AsRef<OsStr>) -> Run {
+        self.arg("--dead-letter").arg(path)
+    }
+
+    /// `--api API`: `track` or `pipelines`.
+    pub fn api(self, api: &str) -> Run {
+        self.args(["--api", api])
+    }
+
+    /// `--redis-url URL`.
+    pub fn redis_url(self, url: &str) -> Run {
+        self.args(["--redis-url", url])
+    }
+
+    /// `--fixed-rate`.
+    pub fn fixed_rate(self) -> Run {
+        self.arg("--fixed-rate")
+    }
+
+    /// `--metrics-file PATH`.
+    pub fn metrics_file(self, path: impl AsRef<OsStr>) -> Run {
+        self.arg("--metrics-file").arg(path)
+    }
+
+    /// The arguments so far, after the program.
+    pub fn arguments(&self) -> Vec<String> {
+        self.command
+            .get_args()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect()
+    }
+
     /// Sets an environment variable.
     pub fn env(mut self, name: &str, value: &str) -> Run {
         self.command.env(name, value);
@@ -153,6 +263,42 @@ impl Run {
             stderr: String::from_utf8(output.stderr).unwrap(),
             elapsed: start.elapsed(),
         }
+    }
+}
+
+/// Waits for `child` (started by [`Run::spawn`]) at most `limit`; kills it
+/// and fails if it is still running then. Its standard error is read as it
+/// comes, so a chatty child never blocks on a full pipe.
+pub fn finish_within(mut child: Child, limit: Duration) -> Outcome {
+    let start = Instant::now();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stdout = String::new();
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut stdout)
+                .unwrap();
+            return Outcome {
+                code: status.code().expect("exited, not killed"),
+                stdout,
+                stderr: reader.join().unwrap(),
+                elapsed: start.elapsed(),
+            };
+        }
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("still running after {limit:?}: {}", reader.join().unwrap());
+        }
+        thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -1,26 +1,4 @@
-//! A `redis-server` of a test's own, for the tests of the library
-//! (`RedisLimiter`) and of the CLI (`import --redis-url`): on a free loopback
-//! port, without persistence, optionally with a password or speaking only
-//! TLS; killed when dropped.
-//!
-//! Without `redis-server` (or, for TLS, `openssl`) on the PATH, the
-//! constructors fail the test, saying what to install: a test that needs
-//! Redis never passes without running. To skip those tests on purpose, set
-//! `CIO_SKIP_REDIS=1`: the constructors then return `None` after saying why,
-//! and the test returns. `CIO_REQUIRE_REDIS=1` (as in CI) makes their absence
-//! a failure even then.
-//!
-//! ```no_run
-//! use cio_test_redis::RedisServer;
-//!
-//! let Some(redis) = RedisServer::start() else {
-//!     return; // not installed, and CIO_SKIP_REDIS=1 asked to skip
-//! };
-//! assert!(redis.url().starts_with("redis://127.0.0.1:"));
-//! ```
-
-#![deny(missing_docs)]
-#![forbid(unsafe_code)]
+//! A `redis-server` of a test's own.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -30,7 +8,26 @@ use std::sync::{OnceLock, mpsc};
 use std::thread;
 use std::time::Duration;
 
-/// A `redis-server` on a loopback port of its own; killed when dropped.
+/// A `redis-server` of a test's own, for the tests of the library
+/// (`RedisLimiter`) and of the CLI (`import --redis-url`): on a free loopback
+/// port, without persistence, optionally with a password or speaking only
+/// TLS; killed when dropped.
+///
+/// Without `redis-server` (or, for TLS, `openssl`) on the PATH, the
+/// constructors fail the test, saying what to install: a test that needs
+/// Redis never passes without running. To skip those tests on purpose, set
+/// `CIO_SKIP_REDIS=1`: the constructors then return `None` after saying why,
+/// and the test returns. `CIO_REQUIRE_REDIS=1` (as in CI) makes their absence
+/// a failure even then.
+///
+/// ```no_run
+/// use cio_test_kit::RedisServer;
+///
+/// let Some(redis) = RedisServer::start() else {
+///     return; // not installed, and CIO_SKIP_REDIS=1 asked to skip
+/// };
+/// assert!(redis.url().starts_with("redis://127.0.0.1:"));
+/// ```
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
