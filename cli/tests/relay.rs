@@ -17,7 +17,7 @@ use cio_emulator::{Config, Emulator, Faults, Snapshot};
 use client::{Answer, Client, basic};
 use serde_json::{Value, json};
 
-use cio_test_redis::RedisServer;
+use cio_test_kit::{RedisServer, ScratchDir};
 use command::against;
 
 /// A relay process, its address and what it printed.
@@ -28,27 +28,22 @@ struct Relay {
     stderr: Arc<Mutex<String>>,
 }
 
-/// A scratch spool folder, removed at the end.
-struct Scratch(PathBuf);
+/// A spool folder of the test's own, removed at the end (kept when the
+/// test fails).
+struct Scratch(ScratchDir);
 
 impl Scratch {
     fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!(
-            "cio-relay-test-{name}-{}-{}",
-            std::process::id(),
-            Instant::now().elapsed().as_nanos()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        Scratch(dir)
+        Scratch(ScratchDir::new(&format!("relay-{name}")))
     }
 
     fn path(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
 
     /// The segment files in the spool.
     fn segments(&self) -> Vec<PathBuf> {
-        let mut found: Vec<PathBuf> = std::fs::read_dir(&self.0)
+        let mut found: Vec<PathBuf> = std::fs::read_dir(self.path())
             .map(|entries| entries.flatten().map(|entry| entry.path()).collect())
             .unwrap_or_default();
         found.retain(|path| {
@@ -57,12 +52,6 @@ impl Scratch {
         });
         found.sort();
         found
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
