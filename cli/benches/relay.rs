@@ -269,6 +269,16 @@ fn lost(snapshot: &Snapshot, accepted: &[String]) -> usize {
         .count()
 }
 
+/// Events the emulator stored more than once (the same person and call).
+fn stored_twice(snapshot: &Snapshot) -> usize {
+    let mut seen = HashSet::new();
+    snapshot
+        .events
+        .iter()
+        .filter(|event| !seen.insert((event.person.clone(), event.data["total"].as_u64())))
+        .count()
+}
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cio-relay-bench-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -397,12 +407,14 @@ fn kill_and_restart(binary: &Binary, run: &str) {
     }
     println!(
         "kill -9 ({:<10}) {} calls answered 200 before the kill ({} delivered by then), {} refused or cut off; \
-         after a restart on the same spool: {} lost, {} events counted twice",
+         after a restart on the same spool: {} lost, {} events stored twice \
+         ({} sent again past the checkpoint and ignored for their repeated id)",
         binary.name,
         sent.accepted.len(),
         killed_after.load(Ordering::SeqCst),
         sent.failed + sent.throttled,
         lost(&snapshot, &sent.accepted),
+        stored_twice(&snapshot),
         snapshot.duplicate_events,
     );
     drop(relay);

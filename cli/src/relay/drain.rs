@@ -24,7 +24,9 @@ use crate::relay::spool::{Spool, Stream};
 const ROUND: Duration = Duration::from_secs(1);
 /// A round that has read everything finishes once no call came for this long:
 /// what is packed goes out at once, not when a batch fills or the round ends.
-const QUIET: Duration = Duration::from_millis(100);
+/// Short, so that the last calls of a burst are delivered soon after it: while
+/// calls come, fsyncs are a millisecond or two apart and the round goes on.
+const QUIET: Duration = Duration::from_millis(25);
 /// How often a wait looks at the spool and the stop flag.
 const CHECK_EVERY: Duration = Duration::from_millis(50);
 /// The pause after a failed round, doubled each time up to [`MAX_PAUSE`].

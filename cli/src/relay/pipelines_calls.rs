@@ -101,11 +101,11 @@ fn call(mut call: Map<String, Value>) -> Result<Spooled, String> {
     let Value::Object(body) = checked.to_json() else {
         unreachable!("a Pipelines call is an object");
     };
-    Ok(Spooled {
-        stream: Stream::Pipelines,
+    Ok(Spooled::from_json(
+        Stream::Pipelines,
         body,
-        id_field: lacks_id.then_some("messageId"),
-    })
+        lacks_id.then_some("messageId"),
+    ))
 }
 
 fn object(body: &[u8]) -> Result<Map<String, Value>, String> {
@@ -129,7 +129,9 @@ mod tests {
             true,
         )
         .unwrap();
-        assert_eq!(kept[0].body["type"], "track");
+        let line: Value = serde_json::from_slice(&kept[0].line).unwrap();
+        assert_eq!(line["type"], "track");
+        assert_eq!(line.get("messageId"), None);
         assert_eq!(kept[0].id_field, Some("messageId"));
         let bad = br#"{"userId":"1"}"#;
         assert_eq!(

@@ -23,17 +23,60 @@ const MAX_GROUP: usize = 4096;
 /// How often an idle writer looks at the stop flag.
 const CHECK_EVERY: Duration = Duration::from_millis(50);
 
-/// One checked call (or one item of a batch) to keep.
+/// One checked call (or one item of a batch) to keep, as the line it
+/// becomes: the endpoint's threads serialize it, so the one writer thread
+/// only copies bytes.
 #[derive(Debug, Clone)]
 pub struct Spooled {
     /// Which stream it goes to.
     pub stream: Stream,
-    /// The v2 operation or Pipelines call.
-    pub body: Map<String, Value>,
+    /// The v2 operation or Pipelines call as a JSON object, without a
+    /// newline, and without `id_field`: the writer adds that last.
+    pub line: Vec<u8>,
     /// The field to fill with an id derived from the call's place in the
     /// spool (`id` for an event, `messageId` for a Pipelines call), when the
     /// caller gave none.
     pub id_field: Option<&'static str>,
+}
+
+impl Spooled {
+    /// A call given as JSON; `id_field`, when the writer is to fill it, is
+    /// left out of the line whatever `body` holds there.
+    pub fn from_json(
+        stream: Stream,
+        mut body: Map<String, Value>,
+        id_field: Option<&'static str>,
+    ) -> Spooled {
+        if let Some(field) = id_field {
+            body.remove(field);
+        }
+        Spooled {
+            stream,
+            line: serde_json::to_vec(&body).expect("a JSON map always serializes"),
+            id_field,
+        }
+    }
+
+    /// Appends the line to `out`, with `id` as the last field when the
+    /// writer fills `id_field`, and a newline.
+    fn write_line(&self, id: impl FnOnce() -> String, out: &mut Vec<u8>) {
+        match self.id_field {
+            Some(field) => {
+                let open = self.line.strip_suffix(b"}").unwrap_or(&self.line);
+                out.extend_from_slice(open);
+                if open.trim_ascii_end() != b"{" {
+                    out.push(b',');
+                }
+                out.push(b'"');
+                out.extend_from_slice(field.as_bytes());
+                out.extend_from_slice(b"\":\"");
+                out.extend_from_slice(id().as_bytes());
+                out.extend_from_slice(b"\"}");
+            }
+            None => out.extend_from_slice(&self.line),
+        }
+        out.push(b'\n');
+    }
 }
 
 /// Why a call was not kept.
@@ -200,21 +243,16 @@ fn write_group(
         for item in &append.items {
             segment.pending_lines += 1;
             let line = segment.lines + segment.pending_lines;
-            match item.id_field {
-                Some(field) => {
-                    let mut body = item.body.clone();
-                    let key = format!(
-                        "{}/{}/{}/{line}",
-                        spool.relay_id(),
-                        stream.name(),
-                        segment.number
-                    );
-                    body.insert(field.into(), EventId::from_key(&key).to_string().into());
-                    serde_json::to_writer(&mut segment.pending, &body)?;
-                }
-                None => serde_json::to_writer(&mut segment.pending, &item.body)?,
-            }
-            segment.pending.push(b'\n');
+            let id = || {
+                let key = format!(
+                    "{}/{}/{}/{line}",
+                    spool.relay_id(),
+                    stream.name(),
+                    segment.number
+                );
+                EventId::from_key(&key).to_string()
+            };
+            item.write_line(id, &mut segment.pending);
         }
     }
     for segment in current.iter_mut().flatten() {
@@ -239,4 +277,35 @@ fn commit(spool: &Spool, segment: &mut Current) -> io::Result<()> {
     segment.pending_lines = 0;
     spool.grew(segment.number, segment.len, segment.lines);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn written(item: &Spooled) -> Value {
+        let mut out = Vec::new();
+        item.write_line(|| "01J0000000000000000000000A".into(), &mut out);
+        assert_eq!(out.pop(), Some(b'\n'));
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn the_writer_adds_the_id_field_last_and_leaves_other_lines_as_they_are() {
+        let body = json!({"type":"person","action":"event","name":"paid","id":"placeholder"});
+        let Value::Object(map) = body else { panic!() };
+        let event = Spooled::from_json(Stream::Track, map.clone(), Some("id"));
+        assert!(!String::from_utf8_lossy(&event.line).contains("placeholder"));
+        let mut expected = map.clone();
+        expected.insert("id".into(), "01J0000000000000000000000A".into());
+        assert_eq!(written(&event), Value::Object(expected));
+        let kept = Spooled::from_json(Stream::Track, map.clone(), None);
+        assert_eq!(written(&kept), Value::Object(map));
+        let empty = Spooled::from_json(Stream::Pipelines, Map::new(), Some("messageId"));
+        assert_eq!(
+            written(&empty),
+            json!({"messageId": "01J0000000000000000000000A"})
+        );
+    }
 }

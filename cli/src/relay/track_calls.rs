@@ -184,6 +184,12 @@ fn operation(mut op: Map<String, Value>) -> Result<Spooled, String> {
         Some("event" | "page" | "screen")
     );
     let lacks_id = is_event && matches!(op.get("id"), None | Some(Value::Null));
+    // The line the writer completes with the id: the operation as checked,
+    // less the placeholder (the library keeps the body it is given).
+    let without_id = lacks_id.then(|| {
+        op.remove("id");
+        serde_json::to_vec(&op).expect("a JSON map always serializes")
+    });
     if lacks_id {
         op.insert("id".into(), PLACEHOLDER_ID.into());
     }
@@ -191,7 +197,7 @@ fn operation(mut op: Map<String, Value>) -> Result<Spooled, String> {
         Operation::from_json(Value::Object(op)).map_err(|invalid| invalid.to_string())?;
     Ok(Spooled {
         stream: Stream::Track,
-        body: operation.as_json().clone(),
+        line: without_id.unwrap_or_else(|| operation.to_bytes()),
         id_field: lacks_id.then_some("id"),
     })
 }
@@ -324,7 +330,7 @@ mod tests {
             .unwrap_or_else(|response| panic!("{}", String::from_utf8_lossy(&response.body)))
             .items
             .into_iter()
-            .map(|item| Value::Object(item.body))
+            .map(|item| serde_json::from_slice(&item.line).unwrap())
             .collect()
     }
 
@@ -347,7 +353,8 @@ mod tests {
         )[0];
         assert_eq!(event["identifiers"], json!({"cio_id": "03"}));
         assert_eq!(event["attributes"], json!({"total": 3}));
-        assert_eq!(event["id"], PLACEHOLDER_ID);
+        // The writer adds the id from the event's place in the spool.
+        assert_eq!(event.get("id"), None);
         let anonymous = &kept(
             "POST",
             "/api/v1/events",
@@ -369,6 +376,31 @@ mod tests {
                 r#"{"primary":{"id":"1"},"secondary":{"id":"2"}}"#
             )[0]["action"],
             "merge"
+        );
+    }
+
+    #[test]
+    fn an_event_without_an_id_leaves_it_to_the_writer_and_one_with_an_id_keeps_it() {
+        let path = "/api/v1/customers/1/events";
+        let without = check("POST", path, br#"{"name":"paid","id":null}"#).unwrap();
+        assert_eq!(without.items[0].id_field, Some("id"));
+        let line: Value = serde_json::from_slice(&without.items[0].line).unwrap();
+        assert_eq!(line.get("id"), None);
+        let with = check(
+            "POST",
+            path,
+            br#"{"name":"paid","id":"01J0000000000000000000000A"}"#,
+        );
+        let with = with.unwrap();
+        assert_eq!(with.items[0].id_field, None);
+        let line: Value = serde_json::from_slice(&with.items[0].line).unwrap();
+        assert_eq!(line["id"], "01J0000000000000000000000A");
+        // Checked with a placeholder as long as a real id: a too-large event is refused.
+        let data = "x".repeat(32 * 1024);
+        let large = format!(r#"{{"name":"paid","data":{{"blob":"{data}"}}}}"#);
+        assert_eq!(
+            check("POST", path, large.as_bytes()).unwrap_err().status,
+            400
         );
     }
 
