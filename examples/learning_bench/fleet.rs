@@ -214,10 +214,9 @@ pub fn run_all(chosen: &[usize], binaries: &[(String, PathBuf)]) {
     }
 }
 
-/// An NDJSON file of `lines` identify operations for people `p{process}-{n}`.
-fn input(dir: &Path, process: usize, lines: u64) -> PathBuf {
-    let path = dir.join(format!("import-{process}.ndjson"));
-    let text: String = (0..lines)
+/// `lines` identify operations for people `p{process}-{n}`, as NDJSON.
+pub fn identify_lines(process: usize, lines: u64) -> String {
+    (0..lines)
         .map(|n| {
             let op = json!({
                 "type": "person",
@@ -227,8 +226,13 @@ fn input(dir: &Path, process: usize, lines: u64) -> PathBuf {
             });
             format!("{op}\n")
         })
-        .collect();
-    fs::write(&path, text).expect("the input is written");
+        .collect()
+}
+
+/// An NDJSON file of [`identify_lines`].
+fn input(dir: &Path, process: usize, lines: u64) -> PathBuf {
+    let path = dir.join(format!("import-{process}.ndjson"));
+    fs::write(&path, identify_lines(process, lines)).expect("the input is written");
     path
 }
 

@@ -243,17 +243,7 @@ fn run(scenario: &Scenario, learning: bool, redis: Option<&str>) -> Outcome {
                 }
                 .build()
                 .expect("a valid client");
-                let lines: String = (0..share)
-                    .map(|n| {
-                        let op = json!({
-                            "type": "person",
-                            "action": "identify",
-                            "identifiers": {"id": format!("p{process}-{n}")},
-                            "attributes": {"n": n},
-                        });
-                        format!("{op}\n")
-                    })
-                    .collect();
+                let lines = fleet::identify_lines(process, share);
                 Importer::builder(client)
                     .mode(ImportMode::Single)
                     .workers(4)
