@@ -30,7 +30,7 @@ impl Credentials {
 }
 
 /// Whether an `Authorization` header is HTTP Basic `user:password`.
-fn basic_is(authorization: Option<&str>, user: &str, password: &str) -> bool {
+pub(crate) fn basic_is(authorization: Option<&str>, user: &str, password: &str) -> bool {
     let Some(token) = authorization.and_then(|value| scheme_value(value, "basic")) else {
         return false;
     };

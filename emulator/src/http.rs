@@ -60,6 +60,12 @@ impl Request {
             .find(|(given, _)| given == name)
             .map(|(_, value)| value.as_str())
     }
+
+    /// Whether the `Authorization` header is HTTP Basic `user:password`
+    /// (base64 with or without padding, the scheme in any case).
+    pub fn has_basic_credentials(&self, user: &str, password: &str) -> bool {
+        crate::auth::basic_is(self.header("authorization"), user, password)
+    }
 }
 
 /// An answer: always JSON, always with `Content-Length`.

@@ -19,36 +19,35 @@ use crate::relay::pipelines_calls;
 use crate::relay::spool_writer::{Refused, SpoolWriter, Spooled};
 use crate::relay::track_calls::{self, Version};
 
-/// What a caller must send as HTTP Basic credentials.
+/// The HTTP Basic credentials a caller must send: the ones the relay
+/// forwards with.
 #[derive(Clone)]
 pub struct Expected {
-    /// `Basic base64(site_id:api_key)`'s token, for the Track API.
-    pub track: Option<String>,
-    /// `Basic base64(pipelines_key:)`'s token, for the Pipelines API.
+    /// `site_id:api_key`, for the Track API.
+    pub track: Option<(String, String)>,
+    /// `pipelines_key:` (a blank password), for the Pipelines API.
     pub pipelines: Option<String>,
 }
 
 impl Expected {
-    /// The tokens for these credentials.
+    /// The credentials callers must send.
     pub fn new(track: Option<(&str, &str)>, pipelines: Option<&str>) -> Expected {
         Expected {
-            track: track.map(|(user, password)| base64(format!("{user}:{password}").as_bytes())),
-            pipelines: pipelines.map(|key| base64(format!("{key}:").as_bytes())),
+            track: track.map(|(user, password)| (user.to_owned(), password.to_owned())),
+            pipelines: pipelines.map(str::to_owned),
         }
     }
 
-    fn allows(expected: Option<&String>, request: &Request) -> bool {
-        let Some(expected) = expected else {
-            return false;
-        };
-        let Some((scheme, token)) = request
-            .header("authorization")
-            .and_then(|value| value.trim().split_once(' '))
-        else {
-            return false;
-        };
-        scheme.eq_ignore_ascii_case("basic")
-            && token.trim().trim_end_matches('=') == expected.trim_end_matches('=')
+    fn allows_track(&self, request: &Request) -> bool {
+        self.track
+            .as_ref()
+            .is_some_and(|(site_id, api_key)| request.has_basic_credentials(site_id, api_key))
+    }
+
+    fn allows_pipelines(&self, request: &Request) -> bool {
+        self.pipelines
+            .as_ref()
+            .is_some_and(|key| request.has_basic_credentials(key, ""))
     }
 }
 
@@ -74,7 +73,7 @@ impl Endpoint {
             return Response::json(200, &self.health.to_json());
         }
         if let Some(version) = Version::of(path) {
-            if !Expected::allows(self.expected.track.as_ref(), request) {
+            if !self.expected.allows_track(request) {
                 return version.unauthorized();
             }
             let checked = match track_calls::check(method, path, &request.body) {
@@ -91,7 +90,7 @@ impl Endpoint {
             };
         }
         if pipelines_calls::is_pipelines(path) && self.expected.pipelines.is_some() {
-            if !Expected::allows(self.expected.pipelines.as_ref(), request) {
+            if !self.expected.allows_pipelines(request) {
                 return pipelines_calls::error(
                     401,
                     "unauthorized",
@@ -227,46 +226,6 @@ fn serve_connection(stream: TcpStream, endpoint: &Endpoint) {
         let close = !request.keep_alive || endpoint.closing.load(Ordering::SeqCst);
         if connection.write_response(&response, close).is_err() || close {
             return;
-        }
-    }
-}
-
-/// Standard base64 with padding, as HTTP Basic credentials are written.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut text = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let bits = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for place in 0..4 {
-            if place <= chunk.len() {
-                text.push(char::from(
-                    ALPHABET[(bits >> (18 - 6 * place)) as usize & 63],
-                ));
-            } else {
-                text.push('=');
-            }
-        }
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_matches_rfc_4648() {
-        for (plain, encoded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("site:key", "c2l0ZTprZXk="),
-        ] {
-            assert_eq!(base64(plain.as_bytes()), encoded);
         }
     }
 }
