@@ -239,17 +239,18 @@ pub fn render(progress: &Progress, state: State, now_unix: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cio_test_kit::ScratchDir;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("cio-metrics-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir.join("import.prom")
+    /// A metrics path in a folder of the test's own, removed with it.
+    fn scratch(name: &str) -> (ScratchDir, PathBuf) {
+        let dir = ScratchDir::new(&format!("metrics-{name}"));
+        let path = dir.join("import.prom");
+        (dir, path)
     }
 
     #[test]
     fn a_new_path_gets_a_first_file_at_once() {
-        let path = scratch("new");
+        let (_dir, path) = scratch("new");
         MetricsFile::create(&path, 50.0).unwrap();
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.starts_with(MARKER), "{text}");
@@ -263,7 +264,7 @@ mod tests {
 
     #[test]
     fn a_file_an_import_wrote_is_replaced_and_any_other_refused_untouched() {
-        let path = scratch("existing");
+        let (_dir, path) = scratch("existing");
         MetricsFile::create(&path, 50.0).unwrap();
         let mut metrics = MetricsFile::create(&path, 50.0).expect("ours: replaced");
         let progress = Progress {
@@ -312,7 +313,8 @@ mod tests {
 
     #[test]
     fn a_path_that_cannot_be_written_is_refused_before_the_import() {
-        let path = scratch("missing-dir").with_file_name("no/such/dir/import.prom");
+        let (_dir, path) = scratch("missing-dir");
+        let path = path.with_file_name("no/such/dir/import.prom");
         let error = MetricsFile::create(&path, 50.0).unwrap_err();
         assert!(error.to_string().contains("--metrics-file"), "{error}");
         assert!(!path.exists());
@@ -320,7 +322,7 @@ mod tests {
 
     #[test]
     fn updates_are_spaced_and_a_failing_write_does_not_stop_anything() {
-        let path = scratch("spaced");
+        let (_dir, path) = scratch("spaced");
         let mut metrics = MetricsFile::create(&path, 50.0).unwrap();
         let progress = Progress {
             delivered: 3,

@@ -258,17 +258,18 @@ fn temporary_path(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cio_test_kit::ScratchDir;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("cio-checkpoint-{}-{name}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        dir.join("import.checkpoint")
+    /// A checkpoint path in a folder of the test's own, removed with it.
+    fn scratch(name: &str) -> (ScratchDir, PathBuf) {
+        let dir = ScratchDir::new(&format!("checkpoint-{name}"));
+        let path = dir.join("import.checkpoint");
+        (dir, path)
     }
 
     #[test]
     fn a_stored_checkpoint_loads_back_and_leaves_no_temporary_file() {
-        let path = scratch("roundtrip");
+        let (_dir, path) = scratch("roundtrip");
         let mut digest = ContentDigest::default();
         digest.update(b"input\n");
         for api in [ImportApi::Track, ImportApi::Pipelines] {
@@ -282,7 +283,7 @@ mod tests {
 
     #[test]
     fn a_garbled_or_missing_checkpoint_is_a_clear_error() {
-        let path = scratch("garbled");
+        let (_dir, path) = scratch("garbled");
         fs::write(&path, "{\"line\": ").unwrap();
         assert!(matches!(
             Checkpoint::load(&path),
@@ -320,7 +321,7 @@ mod tests {
 
     #[test]
     fn a_checkpoint_from_before_digests_and_apis_still_loads() {
-        let path = scratch("old");
+        let (_dir, path) = scratch("old");
         fs::write(
             &path,
             r#"{"version":1,"import_id":"x","line":7,"delivered":6,"dead_lettered":1}"#,

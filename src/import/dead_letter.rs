@@ -246,12 +246,13 @@ mod tests {
     use std::fs;
 
     use super::*;
+    use cio_test_kit::ScratchDir;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("cio-dead-letter-{}-{name}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        dir.join("dead.ndjson")
+    /// A dead-letter path in a folder of the test's own, removed with it.
+    fn scratch(name: &str) -> (ScratchDir, PathBuf) {
+        let dir = ScratchDir::new(&format!("dead-letter-{name}"));
+        let path = dir.join("dead.ndjson");
+        (dir, path)
     }
 
     fn letter(line: u64) -> DeadLetter {
@@ -268,7 +269,7 @@ mod tests {
 
     #[test]
     fn no_dead_letters_no_file_and_an_old_file_is_appended_to_never_removed() {
-        let path = scratch("lazy");
+        let (_dir, path) = scratch("lazy");
         let mut letters = DeadLetters::start(&path);
         letters.flush().unwrap();
         assert!(!path.exists(), "no letter, no file");
@@ -285,7 +286,7 @@ mod tests {
 
     #[test]
     fn resuming_appends_and_writes_each_letter_once() {
-        let path = scratch("resume");
+        let (_dir, path) = scratch("resume");
         let mut letters = DeadLetters::start(&path);
         for line in [2, 5, 9, 12] {
             letters.write(&letter(line)).unwrap();
@@ -372,7 +373,7 @@ mod tests {
     /// Issue 24: the next run appended to a line a crash had cut.
     #[test]
     fn a_torn_last_line_is_ended_before_the_next_letter_and_ignored_on_resume() {
-        let path = scratch("torn");
+        let (_dir, path) = scratch("torn");
         let whole = serde_json::to_string(&letter(1)).unwrap();
         let torn = &serde_json::to_string(&letter(4)).unwrap()[..10];
         fs::write(&path, format!("{whole}\n{torn}")).unwrap();
@@ -393,7 +394,7 @@ mod tests {
 
     #[test]
     fn a_corrupt_dead_letter_file_stops_a_resume() {
-        let path = scratch("corrupt");
+        let (_dir, path) = scratch("corrupt");
         fs::write(&path, "not json\n").unwrap();
         assert!(matches!(
             DeadLetters::resume(&path, 1),

@@ -330,14 +330,12 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::limit::clock::ManualClock;
+    use cio_test_kit::ScratchDir;
 
     const EVERY: Duration = Duration::from_millis(250);
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("cio-ledger-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
+    fn scratch(name: &str) -> ScratchDir {
+        ScratchDir::new(&format!("ledger-{name}"))
     }
 
     fn ledger(dir: &Path, clock: &ManualClock) -> Ledger {

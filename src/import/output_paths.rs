@@ -168,15 +168,10 @@ fn check_folder_writable(what: &'static str, path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cio_test_kit::ScratchDir;
 
-    fn scratch() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "cio-output-paths-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        fs::create_dir_all(&dir).unwrap();
-        dir
+    fn scratch() -> ScratchDir {
+        ScratchDir::new("output-paths")
     }
 
     #[test]
@@ -233,7 +228,7 @@ mod tests {
             check_dead_letter(&input_link, Some(&target), None).is_err(),
             "a link to the input is the input"
         );
-        for refused in [Path::new("/dev/null"), dir.as_path()] {
+        for refused in [Path::new("/dev/null"), dir.path()] {
             let err = check_dead_letter(refused, None, None).unwrap_err();
             assert!(
                 matches!(
@@ -254,7 +249,8 @@ mod tests {
 
     #[test]
     fn an_unwritable_folder_is_found_before_anything_is_sent() {
-        let missing = scratch().join("no-such-folder");
+        let dir = scratch();
+        let missing = dir.join("no-such-folder");
         let err = check_dead_letter(&missing.join("letters.ndjson"), None, None).unwrap_err();
         assert!(matches!(err, Error::Io { .. }), "{err}");
         let err = CheckpointLock::acquire(&missing.join("import.checkpoint")).unwrap_err();

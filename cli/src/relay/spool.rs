@@ -472,15 +472,10 @@ fn repair(path: &Path) -> io::Result<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cio_test_kit::ScratchDir;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "cio-relay-spool-{name}-{}-{}",
-            std::process::id(),
-            fastrand_u64()
-        ));
-        fs::create_dir_all(&dir).unwrap();
-        dir
+    fn scratch(name: &str) -> ScratchDir {
+        ScratchDir::new(&format!("relay-spool-{name}"))
     }
 
     #[test]
