@@ -151,6 +151,20 @@ pub fn binaries(args: &[String]) -> Vec<(String, PathBuf)> {
 /// Runs the rows numbered in `chosen` (all if empty) with each binary and
 /// prints a table.
 pub fn run_all(chosen: &[usize], binaries: &[(String, PathBuf)]) {
+    // `cargo run --example` does not rebuild the CLI: say which build runs,
+    // and how old it is, so that a stale one is seen before its rows are read.
+    for (label, path) in binaries {
+        let built = std::fs::metadata(path)
+            .and_then(|metadata| metadata.modified())
+            .unwrap_or_else(|error| {
+                panic!(
+                    "{label}: no cio-ratelimit at {} ({error}): `cargo build --release -p cio-ratelimit-cli` first, or --cli LABEL=PATH",
+                    path.display()
+                )
+            });
+        let age = built.elapsed().unwrap_or_default().as_secs() / 60;
+        println!("{label}: {} (built {age} min ago)", path.display());
+    }
     println!(
         "\n| # | real processes, server {SERVER}/s, --rate 80 --workers 10 | cio-ratelimit | time | utilisation | 429 share | slowest ÷ fastest | Jain | reclaim |"
     );
