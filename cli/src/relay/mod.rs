@@ -15,6 +15,7 @@
 //! gave no id carry one derived from their place in the spool, so what is
 //! sent again is counted once.
 
+mod call_body;
 mod drain;
 mod endpoint;
 mod health;

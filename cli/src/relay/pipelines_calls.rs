@@ -7,13 +7,9 @@ use cio_emulator::http::Response;
 use cio_ratelimit::PipelinesCall;
 use serde_json::{Map, Value, json};
 
+use crate::relay::call_body::{batch_fits, object};
 use crate::relay::spool::Stream;
-use crate::relay::spool_writer::Spooled;
-
-/// Customer.io's limit on a Pipelines batch request.
-const MAX_BATCH_BYTES: usize = 500 * 1024;
-/// Stands for a `messageId` the spool writer fills in; as long as a real one.
-const PLACEHOLDER_ID: &str = "00000000000000000000000000";
+use crate::relay::spool_writer::{PLACEHOLDER_ID, Spooled};
 
 /// Whether a path is a Pipelines call the relay takes.
 pub fn is_pipelines(path: &str) -> bool {
@@ -55,7 +51,7 @@ pub fn check(
     }
     let checked = match kind {
         "batch" => batch(body),
-        kind => object(body).and_then(|mut call| {
+        kind => object(body, false).and_then(|mut call| {
             call.insert("type".into(), kind.into());
             self::call(call).map(|call| vec![call])
         }),
@@ -71,13 +67,8 @@ pub fn check(
 }
 
 fn batch(body: &[u8]) -> Result<Vec<Spooled>, String> {
-    if body.len() > MAX_BATCH_BYTES {
-        return Err(format!(
-            "a batch must be at most {MAX_BATCH_BYTES} bytes, got {}",
-            body.len()
-        ));
-    }
-    let Some(Value::Array(calls)) = object(body)?.remove("batch") else {
+    batch_fits(body)?;
+    let Some(Value::Array(calls)) = object(body, false)?.remove("batch") else {
         return Err("the body needs \"batch\": an array of calls".into());
     };
     calls
@@ -106,14 +97,6 @@ fn call(mut call: Map<String, Value>) -> Result<Spooled, String> {
         body,
         lacks_id.then_some("messageId"),
     ))
-}
-
-fn object(body: &[u8]) -> Result<Map<String, Value>, String> {
-    match serde_json::from_slice(body) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err("the body must be a JSON object".into()),
-        Err(error) => Err(format!("the body is not JSON: {error}")),
-    }
 }
 
 #[cfg(test)]

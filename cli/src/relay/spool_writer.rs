@@ -23,6 +23,11 @@ const MAX_GROUP: usize = 4096;
 /// How often an idle writer looks at the stop flag.
 const CHECK_EVERY: Duration = Duration::from_millis(50);
 
+/// Stands for the id the writer fills in from a call's place in the spool
+/// (an event's `id`, a Pipelines call's `messageId`) while the call is
+/// checked: as long as a real one, so that the size checks hold.
+pub const PLACEHOLDER_ID: &str = "00000000000000000000000000";
+
 /// One checked call (or one item of a batch) to keep, as the line it
 /// becomes: the endpoint's threads serialize it, so the one writer thread
 /// only copies bytes.

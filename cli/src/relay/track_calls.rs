@@ -10,14 +10,9 @@ use cio_emulator::http::Response;
 use cio_ratelimit::Operation;
 use serde_json::{Map, Value, json};
 
+use crate::relay::call_body::{batch_fits, object};
 use crate::relay::spool::Stream;
-use crate::relay::spool_writer::Spooled;
-
-/// Customer.io's limit on a v2 batch request.
-const MAX_BATCH_BYTES: usize = 500 * 1024;
-/// Stands for an event id the spool writer fills in from the call's place
-/// in the spool; as long as a real one, so that the size checks hold.
-const PLACEHOLDER_ID: &str = "00000000000000000000000000";
+use crate::relay::spool_writer::{PLACEHOLDER_ID, Spooled};
 
 /// The Track API versions, whose errors look different.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,12 +136,7 @@ fn not_found(version: Version, method: &str, path: &str) -> Response {
 
 /// `/api/v2/batch`: `{"batch":[op, ...]}`, each item checked on its own.
 fn batch(body: &[u8]) -> Result<Checked, String> {
-    if body.len() >= MAX_BATCH_BYTES {
-        return Err(format!(
-            "a batch must be under {MAX_BATCH_BYTES} bytes, got {}",
-            body.len()
-        ));
-    }
+    batch_fits(body)?;
     let mut request = object(body, false)?;
     let Some(Value::Array(ops)) = request.remove("batch") else {
         return Err("the body needs \"batch\": an array of operations".into());
@@ -286,17 +276,6 @@ fn person(segment: &str) -> Result<Value, String> {
 }
 
 /// A JSON object body; an empty body is `{}` where `empty_ok`.
-fn object(body: &[u8], empty_ok: bool) -> Result<Map<String, Value>, String> {
-    if empty_ok && body.trim_ascii().is_empty() {
-        return Ok(Map::new());
-    }
-    match serde_json::from_slice(body) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err("the body must be a JSON object".into()),
-        Err(error) => Err(format!("the body is not JSON: {error}")),
-    }
-}
-
 /// A percent-encoded path segment, decoded.
 fn decode(segment: &str) -> Result<String, String> {
     let bytes = segment.as_bytes();
