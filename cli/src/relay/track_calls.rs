@@ -275,29 +275,12 @@ fn person(segment: &str) -> Result<Value, String> {
     })
 }
 
-/// A JSON object body; an empty body is `{}` where `empty_ok`.
 /// A percent-encoded path segment, decoded.
 fn decode(segment: &str) -> Result<String, String> {
-    let bytes = segment.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = (bytes[i] == b'%')
-            .then(|| segment.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match hex {
-            Some(byte) => {
-                decoded.push(byte);
-                i += 3;
-            }
-            None => {
-                decoded.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(decoded).map_err(|_| "the path's identifier is not UTF-8".into())
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|_| "the path's identifier is not UTF-8".into())
 }
 
 #[cfg(test)]
@@ -395,6 +378,13 @@ mod tests {
         assert_eq!(
             check("GET", "/api/v1/nothing", b"").unwrap_err().status,
             404
+        );
+        let not_utf8 = check("PUT", "/api/v1/customers/%FF", b"{}").unwrap_err();
+        assert_eq!(not_utf8.status, 400);
+        assert!(
+            String::from_utf8_lossy(&not_utf8.body).contains("not UTF-8"),
+            "{}",
+            String::from_utf8_lossy(&not_utf8.body)
         );
     }
 
