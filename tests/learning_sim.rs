@@ -20,6 +20,25 @@ fn outcome(prefix: &str) -> Outcome {
     run(&scenario)
 }
 
+/// The scenario whose name starts with `prefix`, run with the jitter seeds
+/// `SIM_SEEDS=8` uses: one run of a chaotic system is one sample.
+fn outcomes(prefix: &str) -> Vec<Outcome> {
+    let scenario: Scenario = scenarios()
+        .into_iter()
+        .find(|s| s.name.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no scenario {prefix:?}"));
+    (1..=8)
+        .map(|seed| run(&scenario.clone().seeded(seed * 7_919)))
+        .collect()
+}
+
+/// The mean utilisation of `outcomes`, and the rows, for a failure message.
+fn mean_utilisation(outcomes: &[Outcome]) -> (f64, String) {
+    let mean = outcomes.iter().map(|o| o.utilisation).sum::<f64>() / outcomes.len() as f64;
+    let rows: Vec<String> = outcomes.iter().map(ToString::to_string).collect();
+    (mean, rows.join("\n"))
+}
+
 #[test]
 fn told_the_right_number_it_meets_no_429() {
     let told = outcome("told right");
@@ -44,7 +63,7 @@ fn throttled_alone_it_takes_at_most_1_1_times_the_ideal() {
     assert!(
         changes
             .iter()
-            .any(|c| c.to_string() == "throttled at 60/s; now 58/s"),
+            .any(|c| c.to_string() == "throttled at 60/s; now 59/s"),
         "{changes:?}"
     );
 }
@@ -54,15 +73,16 @@ fn three_staggered_imports_finish_together_with_few_429s() {
     let staggered = outcome("3 staggered");
     assert!(staggered.spread() <= 1.6, "{staggered}");
     assert!(staggered.throttled_share <= 0.02, "{staggered}");
-    // What it reaches today (the law before issue 20: 79 %, 1.73 ×).
-    assert!(staggered.utilisation >= 0.76, "{staggered}");
+    // What it reaches today (81 %; the law before issue 20: 79 %, 1.73 ×;
+    // the one before this: 78 %).
+    assert!(staggered.utilisation >= 0.80, "{staggered}");
 }
 
 #[test]
-#[ignore = "issue 20's goal, not reached: 78 % of capacity measured (over 8 seeds 75 % mean, 73 % worst)"]
+#[ignore = "issue 20's goal, not reached: 81.4 % of capacity measured, the mean over 8 seeds (80.3 % worst)"]
 fn three_staggered_imports_use_87_percent_of_capacity() {
-    let staggered = outcome("3 staggered");
-    assert!(staggered.utilisation >= 0.87, "{staggered}");
+    let (mean, rows) = mean_utilisation(&outcomes("3 staggered"));
+    assert!(mean >= 0.87, "mean {:.1} %:\n{rows}", mean * 100.0);
 }
 
 #[test]
@@ -70,20 +90,20 @@ fn three_imports_started_together_share_evenly() {
     let together = outcome("3 together");
     assert!(together.spread() <= 1.3, "{together}");
     assert!(together.fairness.unwrap() >= 0.95, "{together}");
-    assert!(together.utilisation >= 0.84, "{together}");
+    assert!(together.utilisation >= 0.86, "{together}");
 }
 
 #[test]
-#[ignore = "issue 20's goal, not reached: 86 % of capacity measured (over 8 seeds 85 % mean, 81 % worst)"]
 fn three_imports_started_together_use_90_percent_of_capacity() {
-    let together = outcome("3 together");
-    assert!(together.utilisation >= 0.90, "{together}");
+    // Issue 20's goal, on the mean over 8 seeds (90.7 %; 89.4 % at worst).
+    let (mean, rows) = mean_utilisation(&outcomes("3 together"));
+    assert!(mean >= 0.90, "mean {:.1} %:\n{rows}", mean * 100.0);
 }
 
 #[test]
 fn capacity_a_neighbour_frees_is_taken_back_within_10_s() {
-    // One seed: 9.4 s. Over 8 seeds (`SIM_SEEDS=8`) some never take it
-    // back within the 20 s left: this seed is a lucky one.
+    // One seed: 6.6 s. Over 24 seeds (`SIM_SEEDS=24`): 8.2 s mean, 8.7 s
+    // at worst.
     let freed = outcome("fixed 50/s neighbour stops");
     let reclaim = freed.reclaim.expect("taken back");
     assert!(reclaim <= 10_000, "{freed}");
@@ -104,7 +124,7 @@ fn when_the_server_s_limit_changes_they_follow_it_down_and_up_again() {
 
 #[test]
 fn ten_processes_converge_to_fair_shares() {
-    // One seed: 0.950. Over 8 seeds: 0.88 mean, 0.77 worst.
+    // One seed: 0.979. Over 24 seeds: 0.93 mean, 0.78 worst.
     let ten = outcome("10 learning");
     assert!(ten.fairness.unwrap() >= 0.9, "{ten}");
     assert!(ten.utilisation >= 0.8, "{ten}");

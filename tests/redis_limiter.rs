@@ -1181,7 +1181,7 @@ fn one_process_learns_the_workspace_limit_and_the_other_follows_without_429s() {
     let learned = a.rate_per_sec();
     assert!(
         (30.0..40.0).contains(&learned),
-        "what the server accepted, less 4 %: {learned}/s"
+        "what the server accepted, less 2 %: {learned}/s"
     );
     let changes = a.rate_changes();
     assert_eq!(
@@ -1284,8 +1284,9 @@ fn probing_back_up_is_shared_and_stops_at_the_configured_rate() {
         40.0,
         "5 per window accepted, less one: 4 per 100 ms"
     );
-    // A keeps sending; after the hold, probing raises the shared rate a
-    // permit per window (a twentieth of 10, at least 1) up to the ceiling.
+    // A keeps sending; after the hold, probing raises the shared rate along
+    // the curve: back to the measured 5 per window, then above it in growing
+    // steps, up to the ceiling.
     let start = Instant::now();
     while a.rate_per_sec() < 100.0 && start.elapsed() < Duration::from_secs(5) {
         a.acquire();
@@ -1294,9 +1295,16 @@ fn probing_back_up_is_shared_and_stops_at_the_configured_rate() {
     assert_eq!(a.rate_per_sec(), 100.0, "back at the configured rate");
     let probes: Vec<f64> = a.rate_changes()[1..].iter().map(|c| c.to).collect();
     assert_eq!(
-        probes,
-        [50.0, 60.0, 70.0, 80.0, 90.0, 100.0],
-        "never above it"
+        probes.first(),
+        Some(&50.0),
+        "the measured rate first: {probes:?}"
+    );
+    assert_eq!(probes.last(), Some(&100.0), "never above it: {probes:?}");
+    let steps: Vec<f64> = probes.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(steps.iter().all(|&step| step > 0.0), "{probes:?}");
+    assert!(
+        steps.windows(2).all(|w| w[0] <= w[1]),
+        "growing steps: {probes:?}"
     );
     assert!(
         a.rate_changes()[1..]
@@ -1306,7 +1314,8 @@ fn probing_back_up_is_shared_and_stops_at_the_configured_rate() {
     // B did not probe on its own: it sees where A's probes left the rate.
     b.acquire();
     assert_eq!(b.rate_per_sec(), 100.0);
-    assert_eq!(learned_generation(&redis, &b), Some(7));
+    let generations = 1 + i64::try_from(probes.len()).unwrap();
+    assert_eq!(learned_generation(&redis, &b), Some(generations));
 }
 
 /// A 429 pauses, then lowers the rate: callers already waiting are laid

@@ -90,30 +90,37 @@ use crate::limit::rate_limit::RateLimit;
 /// learns the real one (turn that off with
 /// [`learning(false)`](SlidingWindowBuilder::learning)):
 ///
-/// - On a 429 ([`throttled`](Limiter::throttled)), N becomes what the server
+/// - On a 429 ([`throttled`](Limiter::throttled)) it looks at what the server
 ///   accepted in the trailing window: the calls that succeeded
-///   ([`record_success`](Limiter::record_success)) in the last W. That is the
+///   ([`record_success`](Limiter::record_success)) in the last W, the
 ///   server's measured delivery, the way BBR measures rather than guesses.
-///   It keeps 4 % headroom (rounded, at least one permit), room for the
-///   server's window and the limiter's to disagree by twice the margin, so
-///   that the learned rate draws no further 429s. That holds when the
-///   window is a full one of the limiter's life and the delivery is at least
-///   half of N. In the limiter's first window, or when the delivery is
-///   well below N (the process sent less, or others took the room), the
-///   count is not the server's rate: N is lowered at most to 0.7 × N, so a
-///   late starter that meets a full window never collapses. Never below
-///   the floor (default N / 20). If the server had accepted the whole
-///   limit, the limit was not too high: the margin widens instead. Every
-///   caller is paused for the server's Retry-After.
+///   - In the limiter's first window, or with a delivery under half of N
+///     (the process sent less, or others took the room), the count is not a
+///     measurement: N falls at most to 0.7 × N, so a late starter that
+///     meets a full window never collapses.
+///   - With a delivery of half to 93 % of N, the server admitted less than
+///     the limiter sent (or a probe above the server's rate met the same
+///     delivery): N becomes that delivery less 2 % headroom (rounded, at
+///     least one permit), the server's rate, and holds for
+///     [`probe_after`](SlidingWindowBuilder::probe_after) (default 12 s).
+///     Alone against a 37/s workspace it settles at 36/s.
+///   - With a delivery of 93 % of N or more, the limiter was sending its
+///     whole N and the senders together were over: N falls to 0.6 × N.
+///     Multiplicative cuts and equal growth make uncoordinated senders'
+///     shares converge (Chiu & Jain).
+///
+///   Never below the floor (default N / 20). If the server had accepted the
+///   whole limit, the limit was not too high: the margin widens instead.
+///   Every caller is paused for the server's Retry-After.
 /// - The 429s of one overload arrive together: after a change, 429s are not
 ///   counted again until the pause has ended and at least one window passed.
-/// - After 8 s without a 429 ([`probe_after`](SlidingWindowBuilder::probe_after);
-///   twice that after a probe of its own met a 429, which alone means N is
-///   the server's rate) it probes: N rises by 1, then 2, 4, ... per window
-///   while no 429 comes, each step at most a twentieth of the ceiling, up to
-///   the ceiling and never above it. The climb depends on time, not on N, so
-///   uncoordinated processes grow at the same pace and their shares
-///   converge, and capacity a neighbour frees is taken back within seconds.
+/// - Without a 429, N grows along CUBIC's curve (RFC 9438) around the last
+///   maximum (the N before the cut, or the server's rate): from the second
+///   window after the pause, quickly back toward it, slowly near it, then
+///   above it ever faster (a permit 4 windows after reaching it, 20 after
+///   10), one step a window, never above the ceiling. The curve depends on
+///   time, not on N, so uncoordinated processes grow at the same pace, and
+///   capacity a neighbour frees is taken back within seconds.
 /// - Only 429s lower the rate. 5xx answers, timeouts and resets never do.
 ///
 /// [`rate`](Limiter::rate) and [`rate_changes`](Limiter::rate_changes) tell
@@ -372,9 +379,9 @@ impl SlidingWindowBuilder {
         self
     }
 
-    /// How long a learned rate holds without a 429 before the limiter
-    /// probes above it; default 8 s (twice that after a probe of its own
-    /// met a 429).
+    /// How long the server's rate, learned from a 429, holds without a 429
+    /// before the limiter probes above it; default 12 s. (After congestion
+    /// the limit grows back from the second window: see [`SlidingWindow`].)
     pub fn probe_after(mut self, hold: Duration) -> Self {
         self.probe_after = hold;
         self
@@ -473,7 +480,7 @@ impl SlidingWindow {
             margin: None,
             learning: true,
             floor: None,
-            probe_after: Duration::from_secs(8),
+            probe_after: Duration::from_secs(12),
             clock: Arc::new(SystemClock),
         }
     }

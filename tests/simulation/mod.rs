@@ -545,6 +545,11 @@ pub fn scenarios() -> Vec<Scenario> {
             vec![Process::import(0, 900, 100.0)],
         ),
         Scenario::new(
+            "alone for 60 s: --rate 100, server 60/s",
+            60,
+            vec![Process::sending(0, 60_000, 100.0)],
+        ),
+        Scenario::new(
             "told right: --rate 100, server 100/s, 1,000 lines",
             100,
             vec![Process::import(0, 1_000, 100.0)],

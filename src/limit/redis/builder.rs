@@ -70,8 +70,9 @@ impl RedisLimiterBuilder {
         self
     }
 
-    /// How long a learned rate holds without a 429 before the processes
-    /// probe above it; default 8 s (twice that after a probe met a 429).
+    /// How long the server's rate, learned from a 429, holds without a 429
+    /// before the processes probe above it; default 12 s (see
+    /// [`SlidingWindow`](crate::SlidingWindow): the same law).
     pub fn probe_after(mut self, hold: Duration) -> Self {
         self.probe_after = hold;
         self
@@ -326,7 +327,7 @@ impl RedisLimiter {
             adopt: false,
             window: None,
             learning: true,
-            probe_after: Duration::from_secs(8),
+            probe_after: Duration::from_secs(12),
             stop: None,
         }
     }

@@ -43,11 +43,13 @@
 //!   ([`record_success`](crate::Limiter::record_success)) with its next request
 //!   for a permit, so Redis knows the shared delivery, counted by its clock
 //!   in buckets of a hundredth of the [window](super::RedisLimiterBuilder::window).
-//! - On a 429 ([`throttled`](crate::Limiter::throttled)) the rate becomes what the
-//!   server accepted from all of them in the trailing window, less 4 %
-//!   headroom, when that is at least half the rate; otherwise, or in the
-//!   first window of the process that met it, it is lowered at most to 0.7
-//!   × the rate. Never below a twentieth of the configured rate. The learned
+//! - On a 429 ([`throttled`](crate::Limiter::throttled)) the law of
+//!   [`SlidingWindow`](crate::SlidingWindow) reads what the server accepted
+//!   from all of them in the trailing window: the server's rate (less 2 %
+//!   headroom) when it admitted less than they sent, 0.6 × the rate when
+//!   they were sending the whole rate (senders outside Redis took the
+//!   room), at most 0.7 × the rate in the first window of the process that
+//!   met it. Never below a twentieth of the configured rate. The learned
 //!   rate lives in Redis beside the budget (key `{key}:rate`) and is
 //!   written compare-and-set: 429s that several processes meet in one
 //!   overload count once. Below the configured rate permits are spaced
@@ -55,10 +57,11 @@
 //! - Every process reads the learned rate with each permit it takes, in the
 //!   same round trip, so the others follow at once, without 429s of their
 //!   own.
-//! - After 8 s ([`probe_after`](super::RedisLimiterBuilder::probe_after); twice
-//!   that after a probe met a 429) without a 429 one process raises it by
-//!   1, 2, 4, ... per window (each step at most a twentieth of the
-//!   configured rate) for all, up to the configured rate and never above it.
+//! - Without a 429, one process raises it for all along the law's curve
+//!   (see [`SlidingWindow`](crate::SlidingWindow)): after congestion from the
+//!   second window, after the server's rate once
+//!   [`probe_after`](super::RedisLimiterBuilder::probe_after) (12 s) has
+//!   passed, up to the configured rate and never above it.
 //!
 //! Each process shows the changes it saw in
 //! [`rate_changes`](crate::Limiter::rate_changes). A process that does not learn
