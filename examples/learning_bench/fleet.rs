@@ -264,6 +264,14 @@ fn spawn(binary: &Path, file: &Path, import: &Import, url: &str) -> Child {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    // `FLEET_LOGS=DIR` keeps each import's progress lines (its rate
+    // changes among them) in DIR/FILE-STEM.log.
+    if let Some(dir) = std::env::var_os("FLEET_LOGS") {
+        let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+        let log = Path::new(&dir).join(format!("{stem}.log"));
+        let log = fs::File::create(&log).expect("FLEET_LOGS is a writable folder");
+        command.stderr(log);
+    }
     if import.fixed {
         command.arg("--fixed-rate");
     }

@@ -30,6 +30,8 @@
 //! [-- SCENARIO-NUMBER...]` (a few minutes; the machine is shared and noisy,
 //! so compare the columns), or `-- fleet [ROW-NUMBER...] [--cli
 //! LABEL=PATH...]` for the F rows only (about three minutes a build).
+//! `FLEET_LOGS=DIR` keeps each import's progress lines, its rate changes
+//! among them, in `DIR/import-N.log`.
 
 mod fleet;
 
