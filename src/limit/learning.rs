@@ -243,10 +243,11 @@ impl Law {
 /// measured. After a cut it rises from the second window after the pause,
 /// quickly toward the maximum, slowly near it, then above it ever faster:
 /// a permit 4 windows after reaching it, 20 after 10. (At the server's
-/// rate it reaches the maximum only after `hold`.) The curve depends on time since the pause, not on
-/// the limit, so every uncoordinated limiter grows at the same absolute
-/// pace; capacity a neighbour frees is taken back within seconds. One step
-/// a window at most, never above the ceiling.
+/// rate it reaches the maximum only after `hold`.) The curve depends on
+/// time since the pause, not on the limit, so every uncoordinated limiter
+/// grows at the same absolute pace; capacity a neighbour frees is taken
+/// back within seconds. One step a window at most, never above the
+/// ceiling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Course {
     /// Permits per window in force.

@@ -587,6 +587,13 @@ pub fn scenarios() -> Vec<Scenario> {
         .limit_from(30_000, 100)
         .freed_at(30_000),
     ];
+    all.push(Scenario::new(
+        "10 imports 0.1 s apart: --rate 80, server 100/s, 300 lines each",
+        100,
+        (0..10)
+            .map(|i| Process::import(i * 100, 300, 80.0))
+            .collect(),
+    ));
     for n in [1u64, 3, 10, 50] {
         all.push(
             Scenario::new(
