@@ -1285,8 +1285,8 @@ fn probing_back_up_is_shared_and_stops_at_the_configured_rate() {
         "5 per window accepted, less one: 4 per 100 ms"
     );
     // A keeps sending; after the hold, probing raises the shared rate along
-    // the curve: back to the measured 5 per window, then above it in growing
-    // steps, up to the ceiling.
+    // the curve: back to the measured 5 per window, then above it, up to
+    // the ceiling.
     let start = Instant::now();
     while a.rate_per_sec() < 100.0 && start.elapsed() < Duration::from_secs(5) {
         a.acquire();
@@ -1300,12 +1300,9 @@ fn probing_back_up_is_shared_and_stops_at_the_configured_rate() {
         "the measured rate first: {probes:?}"
     );
     assert_eq!(probes.last(), Some(&100.0), "never above it: {probes:?}");
-    let steps: Vec<f64> = probes.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(steps.iter().all(|&step| step > 0.0), "{probes:?}");
-    assert!(
-        steps.windows(2).all(|w| w[0] <= w[1]),
-        "growing steps: {probes:?}"
-    );
+    // Rising (the curve's shape is the law's unit tests': here a late
+    // thread may skip a window).
+    assert!(probes.windows(2).all(|w| w[0] < w[1]), "{probes:?}");
     assert!(
         a.rate_changes()[1..]
             .iter()
