@@ -11,22 +11,23 @@ mod simulation;
 
 use simulation::{Outcome, Scenario, run, scenarios};
 
-/// The scenario whose name starts with `prefix`, run.
-fn outcome(prefix: &str) -> Outcome {
-    let scenario: Scenario = scenarios()
+/// The scenario whose name starts with `prefix`.
+fn scenario(prefix: &str) -> Scenario {
+    scenarios()
         .into_iter()
         .find(|s| s.name.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no scenario {prefix:?}"));
-    run(&scenario)
+        .unwrap_or_else(|| panic!("no scenario {prefix:?}"))
+}
+
+/// The scenario whose name starts with `prefix`, run.
+fn outcome(prefix: &str) -> Outcome {
+    run(&scenario(prefix))
 }
 
 /// The scenario whose name starts with `prefix`, run with the jitter seeds
 /// `SIM_SEEDS=8` uses: one run of a chaotic system is one sample.
 fn outcomes(prefix: &str) -> Vec<Outcome> {
-    let scenario: Scenario = scenarios()
-        .into_iter()
-        .find(|s| s.name.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no scenario {prefix:?}"));
+    let scenario = scenario(prefix);
     (1..=8)
         .map(|seed| run(&scenario.clone().seeded(seed * 7_919)))
         .collect()
