@@ -299,21 +299,15 @@ impl Course {
             return Throttle::AtLimit;
         }
         let (limit, delivered) = (f64::from(before), f64::from(measured));
-        let share = delivered / limit;
+        let reading = Reading::of(self, before, measured, young);
         let cut = |beta: f64| (limit * beta).floor() as u32;
-        // Probing above a maximum the server had measured, and met with the
-        // same delivery: the maximum was the server's rate, not a share.
-        let confirmed = before > self.peak && measured <= self.peak;
-        let servers_rate = !young && share >= MEASURED && (share < CONGESTED || confirmed);
-        let (next, mut peak) = if young || share < MEASURED {
-            (cut(GUESS_DECREASE).max(headroom(measured)), limit)
-        } else if servers_rate {
-            (headroom(measured), delivered)
-        } else {
-            (cut(CONGESTION_DECREASE), limit)
+        let (next, mut peak) = match reading {
+            Reading::Guess => (cut(GUESS_DECREASE).max(headroom(measured)), limit),
+            Reading::ServersRate => (headroom(measured), delivered),
+            Reading::Congestion => (cut(CONGESTION_DECREASE), limit),
         };
         let next = next.min(before.saturating_sub(1)).max(law.floor);
-        if !servers_rate && before < self.peak {
+        if reading != Reading::ServersRate && before < self.peak {
             // Fast convergence: below the last maximum, this limiter's
             // share shrinks; it makes room for whoever took it.
             peak = limit * (1.0 + CONGESTION_DECREASE) / 2.0;
@@ -322,10 +316,9 @@ impl Course {
         // Windows until the curve reaches the peak: where the cubic through
         // `next` at the start has its middle, after the regrowth delay or
         // the hold.
-        let flat = if servers_rate {
-            law.hold as f64 / law.window as f64
-        } else {
-            REGROW_AFTER
+        let flat = match reading {
+            Reading::ServersRate => law.hold as f64 / law.window as f64,
+            Reading::Guess | Reading::Congestion => REGROW_AFTER,
         };
         let reach = ((peak - f64::from(next)) / CUBIC).cbrt() + flat;
         self.peak = peak.round() as u32;
@@ -359,6 +352,37 @@ impl Course {
         }
         self.limit = grown;
         true
+    }
+}
+
+/// What a counted 429 says, by the delivery against the limit: the three
+/// cases of [`Course`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// The first window, or a delivery under [`MEASURED`] of the limit.
+    Guess,
+    /// A delivery from [`MEASURED`] to [`CONGESTED`] of the limit, or a
+    /// probe above a measured maximum that met that same delivery.
+    ServersRate,
+    /// A delivery of [`CONGESTED`] of the limit or more.
+    Congestion,
+}
+
+impl Reading {
+    /// What a 429 at `before` permits, with `measured` delivered, says to
+    /// `course`.
+    fn of(course: &Course, before: u32, measured: u32, young: bool) -> Reading {
+        let share = f64::from(measured) / f64::from(before);
+        // Probing above a maximum the server had measured, and met with the
+        // same delivery: the maximum was the server's rate, not a share.
+        let confirmed = before > course.peak && measured <= course.peak;
+        if young || share < MEASURED {
+            Reading::Guess
+        } else if share < CONGESTED || confirmed {
+            Reading::ServersRate
+        } else {
+            Reading::Congestion
+        }
     }
 }
 
