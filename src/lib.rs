@@ -146,8 +146,7 @@
 //! ```
 //! use cio_ratelimit::{Client, Importer};
 //! # let emulator = cio_emulator::Emulator::start(cio_emulator::Config::default())?;
-//! # let dir = std::env::temp_dir().join(format!("cio-crate-doc-{}", std::process::id()));
-//! # std::fs::create_dir_all(&dir)?;
+//! # let dir = cio_test_kit::ScratchDir::new("crate-doc");
 //!
 //! let client = Client::builder(cio_emulator::DEFAULT_SITE_ID, cio_emulator::DEFAULT_API_KEY)
 //!     .track_url(emulator.url())

@@ -9,8 +9,7 @@
 /// use cio_ratelimit::{Client, Importer};
 /// use cio_ratelimit::import::ImportApi;
 /// # let emulator = cio_emulator::Emulator::start(cio_emulator::Config::default())?;
-/// # let dir = std::env::temp_dir().join(format!("cio-import-api-doc-{}", std::process::id()));
-/// # std::fs::create_dir_all(&dir)?;
+/// # let dir = cio_test_kit::ScratchDir::new("import-api-doc");
 ///
 /// let client = Client::builder_without_credentials()
 ///     .pipelines_key(cio_emulator::DEFAULT_PIPELINES_KEY)

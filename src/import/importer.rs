@@ -60,8 +60,7 @@ const DEFAULT_DEAD_LETTER: &str = "cio-import.dead-letter.ndjson";
 /// ```
 /// use cio_ratelimit::{Client, Importer};
 /// # let emulator = cio_emulator::Emulator::start(cio_emulator::Config::default())?;
-/// # let dir = std::env::temp_dir().join(format!("cio-import-doc-{}", std::process::id()));
-/// # std::fs::create_dir_all(&dir)?;
+/// # let dir = cio_test_kit::ScratchDir::new("import-doc");
 ///
 /// let client = Client::builder(cio_emulator::DEFAULT_SITE_ID, cio_emulator::DEFAULT_API_KEY)
 ///     .track_url(emulator.url())
@@ -287,8 +286,7 @@ impl Importer {
     /// use cio_ratelimit::{Client, Importer, Operation};
     /// use serde_json::json;
     /// # let emulator = cio_emulator::Emulator::start(cio_emulator::Config::default())?;
-    /// # let dir = std::env::temp_dir().join(format!("cio-import-ops-doc-{}", std::process::id()));
-    /// # std::fs::create_dir_all(&dir)?;
+    /// # let dir = cio_test_kit::ScratchDir::new("import-ops-doc");
     ///
     /// let client = Client::builder(cio_emulator::DEFAULT_SITE_ID, cio_emulator::DEFAULT_API_KEY)
     ///     .track_url(emulator.url())
@@ -500,8 +498,7 @@ impl ImporterBuilder {
     /// use std::sync::Arc;
     /// use std::sync::atomic::{AtomicBool, Ordering};
     /// use cio_ratelimit::{Client, Error, Importer};
-    /// # let dir = std::env::temp_dir().join(format!("cio-stop-doc-{}", std::process::id()));
-    /// # std::fs::create_dir_all(&dir)?;
+    /// # let dir = cio_test_kit::ScratchDir::new("stop-doc");
     ///
     /// let stop = Arc::new(AtomicBool::new(false));
     /// let importer = Importer::builder(Client::builder("site", "key").build()?)

@@ -4,9 +4,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{OnceLock, mpsc};
+use std::sync::{Arc, Mutex, Weak, mpsc};
 use std::thread;
 use std::time::Duration;
+
+use crate::ScratchDir;
 
 /// A `redis-server` of a test's own, for the tests of the library
 /// (`RedisLimiter`) and of the CLI (`import --redis-url`): on a free loopback
@@ -33,7 +35,7 @@ pub struct RedisServer {
     port: u16,
     password: Option<&'static str>,
     /// Serves TLS only (`--port 0 --tls-port`), with these files.
-    tls: Option<&'static TlsFiles>,
+    tls: Option<Arc<TlsFiles>>,
     child: Option<Child>,
 }
 
@@ -49,7 +51,8 @@ impl RedisServer {
     }
 
     /// A server that speaks only TLS, with a certificate for 127.0.0.1
-    /// signed by a CA made once per test run ([`ca`](RedisServer::ca)).
+    /// signed by a CA ([`ca`](RedisServer::ca)) that the TLS servers alive
+    /// at once share, and that goes away with the last of them.
     pub fn with_tls() -> Option<RedisServer> {
         let mut server = RedisServer::not_started(None)?;
         server.tls = Some(TlsFiles::get()?);
@@ -92,7 +95,7 @@ impl RedisServer {
 
     /// The PEM file of the CA that signed a TLS server's certificate.
     pub fn ca(&self) -> Option<&Path> {
-        self.tls.map(|tls| tls.ca.as_path())
+        self.tls.as_ref().map(|tls| tls.ca.as_path())
     }
 
     /// Starts the server (again) on its port and returns once it accepts
@@ -103,7 +106,7 @@ impl RedisServer {
     /// If it does not start, or does not say it is ready within 10 s.
     pub fn restart(&mut self) {
         let mut command = Command::new("redis-server");
-        match self.tls {
+        match &self.tls {
             Some(tls) => {
                 command.args(["--port", "0", "--tls-port", &self.port.to_string()]);
                 command.arg("--tls-cert-file").arg(&tls.server_cert);
@@ -187,31 +190,42 @@ fn free_port() -> u16 {
     listener.local_addr().expect("a bound address").port()
 }
 
-/// A CA and a server certificate for 127.0.0.1 it signed, made once per
-/// test run by `make-certs.sh` with the `openssl` command (Debian's
-/// redis-server is built with TLS; no certificate crate is compiled for it).
+/// A CA and a server certificate for 127.0.0.1 it signed, made by
+/// `make-certs.sh` with the `openssl` command (Debian's redis-server is
+/// built with TLS; no certificate crate is compiled for it), in a scratch
+/// folder removed when the last server using them is dropped.
 #[derive(Debug)]
 struct TlsFiles {
     ca: PathBuf,
     server_cert: PathBuf,
     server_key: PathBuf,
+    /// Holds the files; removed with them.
+    _dir: ScratchDir,
 }
 
 impl TlsFiles {
-    fn get() -> Option<&'static TlsFiles> {
-        static FILES: OnceLock<Option<TlsFiles>> = OnceLock::new();
-        FILES.get_or_init(TlsFiles::make).as_ref()
+    /// The files the TLS servers alive now use, or new ones.
+    fn get() -> Option<Arc<TlsFiles>> {
+        static FILES: Mutex<Weak<TlsFiles>> = Mutex::new(Weak::new());
+        let mut files = FILES
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(alive) = files.upgrade() {
+            return Some(alive);
+        }
+        let made = Arc::new(TlsFiles::make()?);
+        *files = Arc::downgrade(&made);
+        Some(made)
     }
 
     fn make() -> Option<TlsFiles> {
         if !installed("openssl", "version") {
             return None;
         }
-        let dir = std::env::temp_dir().join(format!("cio-redis-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a directory for the certificates");
+        let dir = ScratchDir::new("redis-tls");
         let mut sh = Command::new("sh")
             .args(["-s", "--"])
-            .arg(&dir)
+            .arg(dir.path())
             .stdin(Stdio::piped())
             .spawn()
             .expect("sh starts");
@@ -226,6 +240,28 @@ impl TlsFiles {
             ca: dir.join("ca.pem"),
             server_cert: dir.join("server.crt"),
             server_key: dir.join("server.key"),
+            _dir: dir,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RedisServer;
+
+    #[test]
+    fn the_tls_files_go_away_with_the_last_server_using_them() {
+        let Some(first) = RedisServer::with_tls() else {
+            return; // CIO_SKIP_REDIS=1, and not installed
+        };
+        let second = RedisServer::with_tls().expect("a second TLS server");
+        let ca = first.ca().expect("a CA").to_path_buf();
+        assert_eq!(second.ca(), Some(ca.as_path()), "one CA for both");
+        drop(first);
+        assert!(ca.is_file(), "the second server still uses it");
+        drop(second);
+        if std::env::var_os("CIO_KEEP_SCRATCH").is_none() {
+            assert!(!ca.parent().expect("its folder").exists());
+        }
     }
 }
