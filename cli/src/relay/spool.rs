@@ -427,7 +427,7 @@ fn relay_id(dir: &Path) -> io::Result<String> {
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}
         Err(error) => return Err(error),
     }
-    let id = format!("{:016x}{:016x}", fastrand_u64(), fastrand_u64());
+    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     let temporary = dir.join(".relay-id.tmp");
     let mut file = File::create(&temporary)?;
     file.write_all(id.as_bytes())?;
@@ -435,20 +435,6 @@ fn relay_id(dir: &Path) -> io::Result<String> {
     fs::rename(&temporary, &path)?;
     File::open(dir)?.sync_all()?;
     Ok(id)
-}
-
-/// 64 random bits from the time and the process, without another dependency.
-fn fastrand_u64() -> u64 {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u128(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_nanos()),
-    );
-    hasher.write_u32(std::process::id());
-    hasher.finish()
 }
 
 /// Cuts a segment back to its last complete line (a crash mid-write leaves a
@@ -508,6 +494,17 @@ mod tests {
         drop(spool);
         assert_eq!(Spool::open(&dir).unwrap().relay_id(), id);
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn two_spools_have_two_ids_of_128_bits() {
+        let (a, b) = (scratch("id-a"), scratch("id-b"));
+        let ids = [&a, &b].map(|dir| Spool::open(dir).unwrap().relay_id().to_owned());
+        for id in &ids {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(id.bytes().all(|byte| byte.is_ascii_hexdigit()), "{id}");
+        }
+        assert_ne!(ids[0], ids[1]);
     }
 
     #[test]
