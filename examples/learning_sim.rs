@@ -17,6 +17,10 @@
 //! - `SIM_SEEDS=8` runs each scenario with 8 jitter seeds instead and prints
 //!   each figure's mean and its worst: one run of a chaotic system is one
 //!   sample.
+//! - `SIM_LATENCY=50` gives each leg of a request 50 ms (plus a jitter of up
+//!   to half that) instead of 10 ms (plus up to 5): the law against a far
+//!   server, or (`SIM_LATENCY=1`) one on the same machine, as
+//!   `learning_bench`'s processes and their emulator are.
 
 #[path = "../tests/simulation/mod.rs"]
 mod simulation;
@@ -31,6 +35,9 @@ fn main() {
     let trace = std::env::var_os("SIM_TRACE").is_some();
     let each_second = std::env::var_os("SIM_SECONDS").is_some();
     let seeds: Option<u64> = std::env::var("SIM_SEEDS").ok().and_then(|v| v.parse().ok());
+    let latency: Option<u64> = std::env::var("SIM_LATENCY")
+        .ok()
+        .and_then(|v| v.parse().ok());
     match seeds {
         None => println!("{}", simulation::TABLE_HEAD),
         Some(seeds) => println!(
@@ -41,6 +48,10 @@ fn main() {
         if !only.is_empty() && !only.contains(&n) {
             continue;
         }
+        let scenario = match latency {
+            Some(ms) => scenario.latency(ms, ms.div_ceil(2)),
+            None => scenario,
+        };
         if let Some(seeds) = seeds {
             let outcomes: Vec<Outcome> = (1..=seeds)
                 .map(|seed| simulation::run(&scenario.clone().seeded(seed * 7_919)))

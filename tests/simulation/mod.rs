@@ -8,7 +8,8 @@
 //! the way the client's retry loop does: `acquire`, send, `answered`, then
 //! `record_success` or, on a 429, `throttled(Retry-After)` and again. A
 //! request reaches the server `LATENCY` after its permit (plus a jitter of
-//! up to `JITTER`) and its answer comes back as long after. The server
+//! up to `JITTER`; another latency with [`Scenario::latency`]) and its
+//! answer comes back as long after. The server
 //! admits at most its limit in any 1 s window, counting what it admitted, and
 //! answers anything over it with a 429 and `Retry-After: 1` (whole seconds
 //! until the window has room, at least 1, as `cio-emulator` does).
@@ -110,6 +111,8 @@ pub struct Scenario {
     /// Whether to print, at the end of each second, what each process had
     /// admitted and its rate (to stderr).
     pub each_second: bool,
+    /// Each leg's latency at least, and the most jitter added to it.
+    pub latency: (Ms, Ms),
 }
 
 impl Scenario {
@@ -130,6 +133,7 @@ impl Scenario {
             fair_from: 0,
             seed: 0x9E37_79B9_7F4A_7C15,
             each_second: false,
+            latency: (LATENCY, JITTER),
         }
     }
 
@@ -148,6 +152,14 @@ impl Scenario {
     /// The same with another seed for the jitter.
     pub fn seeded(mut self, seed: u64) -> Scenario {
         self.seed = seed.max(1);
+        self
+    }
+
+    /// The same with each leg taking `latency` plus a jitter of up to
+    /// `jitter` (default `LATENCY` and `JITTER`): how the law fares with
+    /// answers slower or faster than the default.
+    pub fn latency(mut self, latency: Ms, jitter: Ms) -> Scenario {
+        self.latency = (latency, jitter);
         self
     }
 
@@ -286,15 +298,16 @@ impl Server {
     }
 }
 
-/// A small deterministic generator for the jitter (xorshift).
-struct Jitter(u64);
+/// A small deterministic generator for the jitter (xorshift), up to its
+/// most.
+struct Jitter(u64, Ms);
 
 impl Jitter {
     fn next(&mut self) -> Ms {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        self.0 % (JITTER + 1)
+        self.0 % (self.1 + 1)
     }
 }
 
@@ -320,7 +333,8 @@ pub fn run(scenario: &Scenario) -> Outcome {
     let mut server = Server {
         admitted: VecDeque::new(),
     };
-    let mut jitter = Jitter(scenario.seed);
+    let (latency, most) = scenario.latency;
+    let mut jitter = Jitter(scenario.seed, most);
     let (mut requests, mut throttled) = (0u64, 0u64);
     let mut capacity = 0f64;
     let mut reclaim = None;
@@ -353,7 +367,7 @@ pub fn run(scenario: &Scenario) -> Outcome {
                     if !admitted {
                         throttled += 1;
                     }
-                    let back = now + LATENCY + jitter.next();
+                    let back = now + latency + jitter.next();
                     sequence += 1;
                     events.push(Reverse((back, sequence, Event::Answered(i, pause))));
                 }
@@ -418,7 +432,7 @@ pub fn run(scenario: &Scenario) -> Outcome {
                     run.to_send -= 1;
                 }
                 sequence += 1;
-                let at = now + LATENCY + jitter.next();
+                let at = now + latency + jitter.next();
                 events.push(Reverse((at, sequence, Event::Arrives(i))));
             }
         }
