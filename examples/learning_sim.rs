@@ -53,9 +53,7 @@ fn main() {
             None => scenario,
         };
         if let Some(seeds) = seeds {
-            let outcomes: Vec<Outcome> = (1..=seeds)
-                .map(|seed| simulation::run(&scenario.clone().seeded(seed * 7_919)))
-                .collect();
+            let outcomes = simulation::run_seeds(&scenario, seeds);
             summarise(&scenario.name, scenario.freed_at.is_some(), &outcomes);
             continue;
         }

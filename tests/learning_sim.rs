@@ -9,7 +9,7 @@
 
 mod simulation;
 
-use simulation::{Outcome, Scenario, run, scenarios};
+use simulation::{Outcome, Scenario, run, run_seeds, scenarios};
 
 /// The scenario whose name starts with `prefix`.
 fn scenario(prefix: &str) -> Scenario {
@@ -27,10 +27,7 @@ fn outcome(prefix: &str) -> Outcome {
 /// The scenario whose name starts with `prefix`, run with the jitter seeds
 /// `SIM_SEEDS=8` uses: one run of a chaotic system is one sample.
 fn outcomes(prefix: &str) -> Vec<Outcome> {
-    let scenario = scenario(prefix);
-    (1..=8)
-        .map(|seed| run(&scenario.clone().seeded(seed * 7_919)))
-        .collect()
+    run_seeds(&scenario(prefix), 8)
 }
 
 /// The mean utilisation of `outcomes`, and the rows, for a failure message.

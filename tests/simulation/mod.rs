@@ -311,6 +311,15 @@ impl Jitter {
     }
 }
 
+/// `scenario` run once with each of `seeds` jitter seeds (1, 2, ... scaled
+/// apart): one run of a chaotic system is one sample. `SIM_SEEDS=N` and the
+/// goals asserted on a mean use these.
+pub fn run_seeds(scenario: &Scenario, seeds: u64) -> Vec<Outcome> {
+    (1..=seeds)
+        .map(|seed| run(&scenario.clone().seeded(seed * 7_919)))
+        .collect()
+}
+
 /// Runs `scenario` to its end, or until every import has finished.
 pub fn run(scenario: &Scenario) -> Outcome {
     let clock = ManualClock::new();
